@@ -1,0 +1,17 @@
+"""The harness every experiment shares: scales, timing, records and store, reports, statistics.
+
+It never imports an experiment; experiments are found by name (core.experiments).
+"""
+
+from .errors import BenchlabError, fail
+from .provenance import code_version, config_hash, git_commit, to_jsonable
+from .registry import Registry
+from .scale import SCALES, check_scale, config_for
+from .store import ResultStore, record_key
+from .timing import measure, resolve_device, synchronize, synced, time_fn
+
+__all__ = [
+    "BenchlabError", "fail", "code_version", "config_hash", "git_commit", "to_jsonable",
+    "Registry", "SCALES", "check_scale", "config_for", "ResultStore", "record_key",
+    "measure", "resolve_device", "synchronize", "synced", "time_fn",
+]

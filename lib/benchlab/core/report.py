@@ -1,0 +1,75 @@
+"""Report helpers shared by every experiment's `report(records, outdir)`.
+
+Tables are written three ways (markdown, CSV, LaTeX) from one pandas DataFrame; figures are PNG
+through matplotlib's Agg backend. Output depends only on the records, so rebuilding a report from
+a saved JSON gives the same files as the live run.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"case": {"model": "opt"}} -> {"case.model": "opt"}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: `id` (the test id), the flattened parametrization (`case.model`, ...),
+    the metrics under their own names, and `time_mean`, `time_stddev`, ... when timed."""
+    rows = []
+    for rec in records:
+        row = {"id": rec["case"]}
+        row.update(flatten(rec.get("config") or {}))
+        row.update(rec.get("metrics") or {})
+        row.update({f"time_{k}": v for k, v in (rec.get("time") or {}).items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("id", kind="stable").reset_index(drop=True) if rows else frame
+
+
+def write_table(frame: pd.DataFrame, outdir, name: str, *, floatfmt: str = ".4g",
+                index: bool = False) -> list[Path]:
+    """Write `name.md`, `name.csv` and `name.tex` under `outdir`; return the paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = [outdir / f"{name}.{ext}" for ext in ("md", "csv", "tex")]
+    paths[0].write_text(frame.to_markdown(index=index, floatfmt=floatfmt) + "\n")
+    frame.to_csv(paths[1], index=index, float_format="%.6g", lineterminator="\n")
+    fmt = "{:" + floatfmt + "}"
+    paths[2].write_text(frame.to_latex(index=index, float_format=fmt.format, escape=True))
+    return paths
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None,
+               **kwargs):
+    """A matplotlib (fig, axes) pair on the Agg backend, nothing shown on screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = size or (4.5 * ncols, 3.4 * nrows)
+    return plt.subplots(nrows, ncols, figsize=size, squeeze=False if nrows * ncols > 1 else True,
+                        **kwargs)
+
+
+def save_figure(fig, outdir, name: str, *, dpi: int = 120) -> Path:
+    """Save `name.png` under `outdir` and close the figure."""
+    import matplotlib.pyplot as plt
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / f"{name}.png"
+    fig.tight_layout()
+    # A fixed metadata dict keeps PNG bytes identical between live and rebuilt reports.
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return path

@@ -1,0 +1,62 @@
+"""Device-aware timing. On CUDA every timed call ends with a synchronize, so GPU work is timed."""
+
+import time
+from collections.abc import Callable
+
+
+def resolve_device(name: str = "auto") -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import BenchlabError
+
+        raise BenchlabError("--bench-device: cuda requested but torch sees no CUDA device")
+    return name
+
+
+def synchronize(device) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def synced(fn: Callable, device) -> Callable:
+    """`fn` wrapped so that it returns only when the device has finished its work."""
+    if not str(device).startswith("cuda"):
+        return fn
+
+    def run(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        synchronize(device)
+        return out
+
+    return run
+
+
+def time_fn(fn: Callable, device="cpu", *, warmup: int = 1, trials: int = 5) -> list[float]:
+    """Seconds per call of `fn()`: `warmup` untimed calls, then `trials` timed ones."""
+    run = synced(fn, device)
+    synchronize(device)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(benchmark, fn: Callable, device="cpu", *, warmup: int = 1, rounds: int = 5,
+            setup: Callable | None = None):
+    """Time `fn` with pytest-benchmark's pedantic mode: explicit warm-up, one call per round.
+
+    Returns fn's result from the last round. `setup` (untimed) runs before every round and may
+    return `(args, kwargs)` for fn, as in `benchmark.pedantic`.
+    """
+    synchronize(device)
+    return benchmark.pedantic(synced(fn, device), setup=setup, rounds=rounds,
+                              warmup_rounds=warmup, iterations=1)

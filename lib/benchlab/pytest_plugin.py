@@ -1,0 +1,248 @@
+"""benchlab's pytest plugin: options, fixtures and hooks (registered through `pytest11`).
+
+A benchmark module marks its experiment and lets the plugin parametrize its cases:
+
+    pytestmark = pytest.mark.experiment("layer_selection")
+
+    @pytest.mark.cases("solve_cases")     # layer_selection.solve_cases(config) -> list of cases
+    def test_solve(benchmark, case, device, record):
+        out = measure(benchmark, lambda: solve(...), device)
+        record(benefit=out.value)
+
+`record` puts the case's metrics into `benchmark.extra_info` and, once the test has passed,
+appends one line to the result store. At session end each experiment that ran gets its
+`report(records, outdir)` called with every stored record of this code version and scale.
+"""
+
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .core import experiments
+from .core.errors import BenchlabError
+from .core.provenance import code_version, config_hash, git_commit, to_jsonable
+from .core.scale import DEFAULT_SCALE, SCALES, check_scale
+from .core.store import ResultStore, record_key
+
+STASH = pytest.StashKey["Session"]()
+TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("benchlab")
+    group.addoption("--bench-scale", default=DEFAULT_SCALE, metavar="SCALE",
+                    help=f"experiment scale, one of {', '.join(SCALES)} (default: %(default)s)")
+    group.addoption("--bench-device", default="auto", metavar="DEVICE",
+                    help="auto, cpu or cuda (default: %(default)s)")
+    group.addoption("--bench-reports", default="reports", metavar="DIR",
+                    help="where experiment reports are written (default: %(default)s)")
+    group.addoption("--bench-store", default=".benchlab/store.jsonl", metavar="PATH",
+                    help="result store, one JSON line per finished case (default: %(default)s)")
+    group.addoption("--bench-resume", action="store_true", default=False,
+                    help="skip cases already in the result store and report their stored record")
+    group.addoption("--no-bench-resume", dest="bench_resume", action="store_false",
+                    help="run every case again (default)")
+    group.addoption("--bench-seed", type=int, default=0, metavar="N",
+                    help="base seed handed to the `seed` fixture (default: %(default)s)")
+    group.addoption("--no-bench-report", dest="bench_report", action="store_false", default=True,
+                    help="do not build the experiment reports at session end")
+
+
+class Session:
+    """Run-wide state: options, the store, and which experiments ran."""
+
+    def __init__(self, config):
+        opt = config.option
+        self.scale = opt.bench_scale
+        self.device_name = opt.bench_device
+        self.reports = Path(opt.bench_reports)
+        self.store = ResultStore(opt.bench_store)
+        self.resume = opt.bench_resume
+        self.seed = opt.bench_seed
+        self.build_reports = opt.bench_report
+        self.ran: set[str] = set()
+        self.is_worker = hasattr(config, "workerinput")
+
+    def key_fields(self, item) -> dict | None:
+        exp = experiment_of(item)
+        if exp is None:
+            return None
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        case_config = {"params": to_jsonable(params),
+                       "config": to_jsonable(experiments.config(exp, self.scale))}
+        return {"experiment": exp, "case": item.name, "config_hash": config_hash(case_config),
+                "code_version": code_version(), "scale": self.scale}
+
+
+def experiment_of(item) -> str | None:
+    mark = item.get_closest_marker("experiment")
+    return mark.args[0] if mark else None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "experiment(name): the benchlab experiment a test belongs to")
+    config.addinivalue_line("markers", "cases(name): parametrize `case` with the experiment's "
+                            "function `name(config)` for the chosen scale")
+    try:
+        check_scale(config.option.bench_scale)
+        if config.option.bench_device not in ("auto", "cpu", "cuda"):
+            raise BenchlabError(f"--bench-device: unknown device {config.option.bench_device!r}; "
+                                "choose auto, cpu or cuda")
+    except BenchlabError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[STASH] = Session(config)
+    global _current
+    _current = config.stash[STASH]
+
+
+def pytest_generate_tests(metafunc):
+    mark = metafunc.definition.get_closest_marker("cases")
+    if mark is None or "case" not in metafunc.fixturenames:
+        return
+    exp = experiment_of(metafunc.definition)
+    if exp is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: @cases needs an experiment marker")
+    scale = metafunc.config.stash[STASH].scale
+    source = mark.args[0]
+    if isinstance(source, str):  # the name of a function in the experiment package
+        source = getattr(experiments.load(exp), source)
+    cases = list(source(experiments.config(exp, scale)))
+    metafunc.parametrize("case", cases, ids=[case_id(c) for c in cases])
+
+
+def case_id(case) -> str:
+    if isinstance(case, dict) and "id" in case:
+        return str(case["id"])
+    return str(getattr(case, "id", case))
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def scale(request) -> str:
+    """The scale name chosen with --bench-scale."""
+    return request.config.stash[STASH].scale
+
+
+@pytest.fixture(scope="session")
+def device(request) -> str:
+    """'cpu' or 'cuda', resolved from --bench-device."""
+    from .core.timing import resolve_device
+
+    try:
+        return resolve_device(request.config.stash[STASH].device_name)
+    except BenchlabError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """The base seed; python, numpy and torch are seeded with it before the test."""
+    value = request.config.stash[STASH].seed
+    random.seed(value)
+    try:
+        import numpy as np
+
+        np.random.seed(value)
+    except ImportError:
+        pass
+    import torch
+
+    torch.manual_seed(value)
+    return value
+
+
+@pytest.fixture
+def config(request):
+    """The experiment's config object for the chosen scale."""
+    exp = experiment_of(request.node)
+    if exp is None:
+        pytest.fail("the `config` fixture needs pytest.mark.experiment(NAME)")
+    return experiments.config(exp, request.config.stash[STASH].scale)
+
+
+class Recorder:
+    """Callable that collects the current case's result metrics."""
+
+    def __init__(self):
+        self.metrics: dict = {}
+
+    def __call__(self, **metrics) -> None:
+        self.metrics.update(to_jsonable(metrics))
+
+
+@pytest.fixture
+def record(request) -> Recorder:
+    """`record(name=value, ...)`: store result metrics of this case (numbers, strings, lists)."""
+    if experiment_of(request.node) is None:
+        pytest.fail("the `record` fixture needs pytest.mark.experiment(NAME)")
+    rec = Recorder()
+    request.node.stash[RECORDER] = rec
+    return rec
+
+
+RECORDER = pytest.StashKey[Recorder]()
+
+
+# -- hooks ----------------------------------------------------------------------------------
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    session = item.config.stash[STASH]
+    if not session.resume or "record" not in getattr(item, "fixturenames", ()):
+        return
+    fields = session.key_fields(item)
+    if fields and record_key(fields) in session.store.latest():
+        item.user_properties.append(("benchlab_experiment", fields["experiment"]))
+        pytest.skip("benchlab: already in the result store (--bench-resume)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    rec = item.stash.get(RECORDER, None)
+    if call.when == "call" and report.passed and rec is not None:
+        session = item.config.stash[STASH]
+        record = session.key_fields(item)
+        record.update(metrics=rec.metrics, time=None, commit=git_commit(),
+                      config=to_jsonable(getattr(getattr(item, "callspec", None), "params", {})))
+        bench = item.funcargs.get("benchmark")
+        if bench is not None:
+            if bench.stats is not None:
+                stats = bench.stats.stats
+                record["time"] = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS}
+            bench.extra_info.update(rec.metrics)
+            bench.extra_info["benchlab"] = record
+        session.store.append(record)
+        report.user_properties.append(("benchlab_experiment", record["experiment"]))
+    return report
+
+
+_current: Session | None = None  # logreport gets no config; the session of the running pytest
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "benchlab_experiment" and _current is not None:
+            _current.ran.add(value)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    state = session.config.stash.get(STASH, None)
+    if state is None or state.is_worker or not state.build_reports:
+        return
+    records = []
+    for exp in sorted(state.ran):
+        records += state.store.latest(experiment=exp, code_version=code_version(),
+                                      scale=state.scale).values()
+    experiments.report_all(records, state.reports)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from .core.machine import machine_info as benchlab_info
+
+    machine_info["benchlab"] = benchlab_info()
+    machine_info["benchlab"]["scale"] = config.option.bench_scale
+    machine_info["benchlab"]["code_version"] = code_version()
