@@ -2,6 +2,7 @@
 
     benchlab report out.json              # rebuild every report from a --benchmark-json file
     benchlab report .benchlab/store.jsonl # ... or from a result store
+    benchlab prepare ...                  # local text/JSONL -> token files (benchlab.zoo.cli)
     benchlab layer-selection run ...      # experiment commands: benchlab.<experiment>.cli.main
 """
 
@@ -56,13 +57,16 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "prepare":
+        module = importlib.import_module("benchlab.zoo.cli")
+        return _guard(lambda: module.main(argv[1:]))
     if argv and argv[0].replace("-", "_") in experiments.known():
         name = argv[0].replace("-", "_")
         module = importlib.import_module(f"{experiments.known()[name]}.cli")
         return _guard(lambda: module.main(argv[1:]))
     parser = argparse.ArgumentParser(prog="benchlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{report," + ",".join(
+                                metavar="{report,prepare," + ",".join(
                                     n.replace("_", "-") for n in experiments.known()) + "}")
     rep = sub.add_parser("report", help="rebuild reports from a benchmark JSON or result store")
     rep.add_argument("path", help="--benchmark-json output or a .jsonl result store")

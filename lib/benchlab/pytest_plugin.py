@@ -15,7 +15,6 @@ appends one line to the result store. At session end each experiment that ran ge
 """
 
 import random
-import uuid
 from pathlib import Path
 
 import pytest
@@ -73,7 +72,11 @@ class Session:
         case_config = {"params": to_jsonable(params),
                        "config": to_jsonable(experiments.config(exp, self.scale))}
         return {"experiment": exp, "case": item.name, "config_hash": config_hash(case_config),
-                "code_version": code_version(), "scale": self.scale}
+                "code_version": experiment_version(exp), "scale": self.scale}
+
+
+def experiment_version(name: str) -> str:
+    return code_version(experiments.load(name).__file__)
 
 
 def experiment_of(item) -> str | None:
@@ -82,7 +85,8 @@ def experiment_of(item) -> str | None:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "experiment(name): the benchlab experiment a test belongs to")
+    config.addinivalue_line("markers",
+                            "experiment(name): the benchlab experiment a test belongs to")
     config.addinivalue_line("markers", "cases(name): parametrize `case` with the experiment's "
                             "function `name(config)` for the chosen scale")
     try:
@@ -235,7 +239,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     records = []
     for exp in sorted(state.ran):
-        records += state.store.latest(experiment=exp, code_version=code_version(),
+        records += state.store.latest(experiment=exp, code_version=experiment_version(exp),
                                       scale=state.scale).values()
     experiments.report_all(records, state.reports)
 
@@ -245,4 +249,3 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
     machine_info["benchlab"] = benchlab_info()
     machine_info["benchlab"]["scale"] = config.option.bench_scale
-    machine_info["benchlab"]["code_version"] = code_version()

@@ -8,7 +8,7 @@ from .provenance import code_version, config_hash, git_commit, to_jsonable
 from .registry import Registry
 from .scale import SCALES, check_scale, config_for
 from .store import ResultStore, record_key
-from .timing import measure, resolve_device, synchronize, synced, time_fn
+from .timing import measure, resolve_device, synced, synchronize, time_fn
 
 __all__ = [
     "BenchlabError", "fail", "code_version", "config_hash", "git_commit", "to_jsonable",

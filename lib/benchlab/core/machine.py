@@ -32,5 +32,6 @@ def _blas_info() -> str:
     import torch
 
     cfg = torch.__config__.show()
-    keep = [ln.strip() for ln in cfg.splitlines() if any(k in ln for k in ("BLAS", "LAPACK", "MKL", "oneDNN"))]
+    wanted = ("BLAS", "LAPACK", "MKL", "oneDNN")
+    keep = [ln.strip() for ln in cfg.splitlines() if any(k in ln for k in wanted)]
     return "; ".join(keep)[:400]

@@ -40,22 +40,35 @@ def config_hash(config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+SHARED_CODE = ("core", "zoo", "pytest_plugin.py")
+
+
+def code_version(experiment_file: str | None = None) -> str:
+    """Hash of the code a result depends on: the core, the zoo, and the experiment's own package
+    (given by its module file). Editing one experiment does not invalidate another's results."""
+    paths = [PACKAGE_ROOT / p for p in SHARED_CODE]
+    if experiment_file:
+        exp = Path(experiment_file).resolve()
+        paths.append(exp.parent if exp.name == "__init__.py" else exp)
+    return _hash_sources(tuple(paths))
+
+
 @functools.cache
-def code_version() -> str:
-    """Hash of the benchlab sources: a result computed by other code is another result."""
+def _hash_sources(paths: tuple[Path, ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
-        digest.update(path.read_bytes())
+    for root in paths:
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root] if root.exists() else []
+        for path in files:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
 @functools.cache
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT,
+                             capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

@@ -8,7 +8,8 @@ DEFAULT_SCALE = "tiny"
 
 def check_scale(name: str) -> str:
     if name not in SCALES:
-        raise BenchlabError(f"--bench-scale: unknown scale {name!r}; choose one of {', '.join(SCALES)}")
+        raise BenchlabError(
+            f"--bench-scale: unknown scale {name!r}; choose one of {', '.join(SCALES)}")
     return name
 
 

@@ -1,0 +1,155 @@
+"""The pytest plugin, driven through pytester: record, store, resume, reports, bad input."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent  # console scripts of the running environment
+
+DUMMY_EXP = '''
+from dataclasses import dataclass
+
+from benchlab.core.report import records_frame, write_table
+
+
+@dataclass(frozen=True)
+class Config:
+    n: int
+
+
+CONFIGS = {"tiny": Config(4), "small": Config(6), "paper": Config(8)}
+
+
+def cases(config):
+    return [{"id": f"c{i}", "x": i} for i in range(config.n)]
+
+
+def report(records, outdir):
+    frame = records_frame(records)[["id", "case.x", "square"]]
+    write_table(frame, outdir, "summary")
+'''
+
+DUMMY_BENCH = '''
+import pytest
+
+from benchlab.core import measure
+
+pytestmark = pytest.mark.experiment("dummy_exp")
+
+
+@pytest.mark.cases("cases")
+def test_square(benchmark, case, device, record):
+    out = measure(benchmark, lambda: case["x"] ** 2, device, warmup=1, rounds=3)
+    record(square=out, label=f"x={case['x']}", pair=[case["x"], out])
+'''
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(dummy_exp=DUMMY_EXP, test_dummy=DUMMY_BENCH)
+    pytester.syspathinsert()
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--bench-store", "store.jsonl",
+                                         "--bench-reports", "reports", *args)
+
+
+def store_lines(pytester):
+    return (pytester.path / "store.jsonl").read_text().splitlines()
+
+
+def test_record_lands_in_extra_info_and_store(suite):
+    result = run(suite, "--benchmark-json", "out.json")
+    result.assert_outcomes(passed=4)
+    benches = json.loads((suite.path / "out.json").read_text())["benchmarks"]
+    by_name = {b["name"]: b["extra_info"] for b in benches}
+    info = by_name["test_square[c3]"]
+    assert info["square"] == 9 and info["label"] == "x=3" and info["pair"] == [3, 9]
+    assert info["benchlab"]["experiment"] == "dummy_exp"
+    assert info["benchlab"]["time"]["rounds"] == 3
+    records = [json.loads(line) for line in store_lines(suite)]
+    assert sorted(r["metrics"]["square"] for r in records) == [0, 1, 4, 9]
+    assert (suite.path / "reports/dummy_exp/summary.md").exists()
+
+
+def test_scale_picks_the_config(suite):
+    run(suite, "--bench-scale", "small").assert_outcomes(passed=6)
+
+
+def test_resume_skips_finished_cases(suite):
+    run(suite, "-k", "c0 or c1").assert_outcomes(passed=2)
+    result = run(suite, "--bench-resume")
+    result.assert_outcomes(passed=2, skipped=2)
+    assert len(store_lines(suite)) == 4
+    # the report covers the resumed cases too
+    assert (suite.path / "reports/dummy_exp/summary.csv").read_text().count("test_square") == 4
+    # without resume every case runs again
+    run(suite, "--no-bench-resume").assert_outcomes(passed=4)
+
+
+def test_truncated_last_line_keeps_every_other_record(suite):
+    run(suite).assert_outcomes(passed=4)
+    store = suite.path / "store.jsonl"
+    lines = store.read_text().splitlines(keepends=True)
+    store.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # a killed write
+    result = suite.run(BIN / "benchlab", "report", "store.jsonl", "--outdir", "rebuilt")
+    assert result.ret == 0
+    assert "store.jsonl:4: skipped a corrupt line" in result.stderr.str()
+    assert (suite.path / "rebuilt/dummy_exp/summary.csv").read_text().count("test_square") == 3
+    # resume reruns only the lost case, and appends on a fresh line
+    run(suite, "--bench-resume").assert_outcomes(passed=1, skipped=3)
+    assert sum(1 for ln in store.read_text().splitlines() if ln.endswith("}")) == 4
+
+
+def test_report_from_saved_json_is_byte_identical(suite):
+    run(suite, "--benchmark-json", "out.json").assert_outcomes(passed=4)
+    result = suite.run(BIN / "benchlab", "report", "out.json", "--outdir", "rebuilt")
+    assert result.ret == 0, result.stderr.str()
+    for ext in ("md", "csv", "tex"):
+        live = (suite.path / f"reports/dummy_exp/summary.{ext}").read_bytes()
+        assert live == (suite.path / f"rebuilt/dummy_exp/summary.{ext}").read_bytes()
+
+
+def test_pytest_benchmark_compare_accepts_the_json(suite):
+    run(suite, "--benchmark-json", "out.json").assert_outcomes(passed=4)
+    result = suite.run(BIN / "pytest-benchmark", "compare", "out.json")
+    assert result.ret == 0, result.stderr.str()
+    assert "test_square[c3]" in result.stdout.str()
+
+
+def test_machine_info_has_torch_and_device_facts(suite):
+    run(suite, "--benchmark-json", "out.json").assert_outcomes(passed=4)
+    info = json.loads((suite.path / "out.json").read_text())["machine_info"]["benchlab"]
+    assert {"torch", "transformers", "cuda", "gpu_count", "torch_threads", "blas"} <= set(info)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--bench-scale", "huge"], "--bench-scale: unknown scale 'huge'"),
+    (["--bench-device", "tpu"], "--bench-device: unknown device 'tpu'"),
+])
+def test_bad_options_give_one_line_errors(suite, args, needle):
+    result = run(suite, *args)
+    assert result.ret != 0
+    errors = [ln for ln in result.stderr.lines if ln.startswith("ERROR")]
+    assert len(errors) == 1 and needle in errors[0]
+    assert not (suite.path / "store.jsonl").exists()
+
+
+def test_report_bad_input_errors_and_overwrites_nothing(suite):
+    run(suite).assert_outcomes(passed=4)
+    before = (suite.path / "reports/dummy_exp/summary.md").read_bytes()
+    (suite.path / "bad.json").write_text('{"benchmarks": [')
+    (suite.path / "other.json").write_text('{"machine_info": {}}')
+    cases = [("bad.json", "bad.json: not valid JSON"),
+             ("other.json", "other.json: benchmarks: missing"),
+             ("missing.jsonl", "missing.jsonl: no such file")]
+    for path, needle in cases:
+        result = suite.run(BIN / "benchlab", "report", path, "--outdir", "reports")
+        assert result.ret == 2
+        assert result.stderr.lines == [f"benchlab: error: {result.stderr.str().split(': ', 2)[2]}"]
+        assert needle in result.stderr.str()
+    assert (suite.path / "reports/dummy_exp/summary.md").read_bytes() == before

@@ -1,0 +1,49 @@
+"""benchlab.core.stats against scipy and numpy."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from benchlab.core import stats
+
+samples = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=3, max_size=40)
+
+
+@given(samples)
+def test_describe_matches_numpy(xs):
+    x = np.array(xs)
+    d = stats.describe(x)
+    assert d["n"] == len(xs)
+    assert d["mean"] == pytest.approx(np.mean(x), abs=1e-9)
+    assert d["std"] == pytest.approx(np.std(x, ddof=1), abs=1e-9)
+    assert d["median"] == pytest.approx(np.median(x), abs=1e-9)
+    assert d["iqr"] == pytest.approx(sps.iqr(x), abs=1e-9)
+
+
+@given(samples.filter(lambda xs: abs(np.mean(xs)) > 1e-3))
+def test_cv_matches_scipy_variation(xs):
+    assert stats.cv(xs) == pytest.approx(sps.variation(xs), rel=1e-9, abs=1e-9)
+
+
+def test_paired_ttest_and_cohens_d():
+    rng = np.random.default_rng(0)
+    a = rng.normal(1.0, 1.0, 30)
+    b = a - rng.normal(0.3, 0.5, 30)
+    t, p = stats.paired_ttest(a, b)
+    ref = sps.ttest_rel(a, b)
+    assert (t, p) == pytest.approx((ref.statistic, ref.pvalue))
+    d = a - b
+    assert stats.cohens_d_paired(a, b) == pytest.approx(d.mean() / d.std(ddof=1))
+    # d_z and t are tied: t = d_z * sqrt(n)
+    assert t == pytest.approx(stats.cohens_d_paired(a, b) * np.sqrt(len(a)))
+
+
+def test_bootstrap_ci_close_to_scipy():
+    x = np.random.default_rng(1).exponential(2.0, 200)
+    lo, hi = stats.bootstrap_ci(x, n_resamples=4000, seed=3)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=3)
+    assert lo == pytest.approx(ref.confidence_interval.low, rel=0.05)
+    assert hi == pytest.approx(ref.confidence_interval.high, rel=0.05)
+    assert lo < x.mean() < hi
