@@ -63,6 +63,13 @@ class Session:
         self.build_reports = opt.bench_report
         self.ran: set[str] = set()
         self.is_worker = hasattr(config, "workerinput")
+        self._done: set[tuple] | None = None
+
+    def done(self, fields: dict) -> bool:
+        """Is this case already in the store? (The store is read once per session.)"""
+        if self._done is None:
+            self._done = set(self.store.latest())
+        return record_key(fields) in self._done
 
     def key_fields(self, item) -> dict | None:
         exp = experiment_of(item)
@@ -198,7 +205,7 @@ def pytest_runtest_setup(item):
     if not session.resume or "record" not in getattr(item, "fixturenames", ()):
         return
     fields = session.key_fields(item)
-    if fields and record_key(fields) in session.store.latest():
+    if fields and session.done(fields):
         item.user_properties.append(("benchlab_experiment", fields["experiment"]))
         pytest.skip("benchlab: already in the result store (--bench-resume)")
 

@@ -59,6 +59,7 @@ def pytest_cmd(store, reports):
 def test_sigkill_twenty_times_then_resume(pytester):
     pytester.makepyfile(kill_exp=EXP, test_kill=BENCH)
     env = {**os.environ, "PYTHONPATH": str(pytester.path)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # the inner runs are not xdist workers
     rng = random.Random(2026)
     kills = 0
     for _ in range(20):

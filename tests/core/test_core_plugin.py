@@ -47,7 +47,9 @@ def test_square(benchmark, case, device, record):
 
 
 @pytest.fixture
-def suite(pytester):
+def suite(pytester, monkeypatch):
+    # Inner runs are not xdist workers, even when this test runs in one.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makepyfile(dummy_exp=DUMMY_EXP, test_dummy=DUMMY_BENCH)
     pytester.syspathinsert()
     return pytester
