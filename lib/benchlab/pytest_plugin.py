@@ -9,12 +9,16 @@ A benchmark module marks its experiment and lets the plugin parametrize its case
         out = measure(benchmark, lambda: solve(...), device)
         record(benefit=out.value)
 
+(`@pytest.mark.cases(fn)` with a bare callable would be taken by pytest as a decorator; pass a
+name, or `pytest.mark.cases.with_args(fn)`.)
+
 `record` puts the case's metrics into `benchmark.extra_info` and, once the test has passed,
 appends one line to the result store. At session end each experiment that ran gets its
 `report(records, outdir)` called with every stored record of this code version and scale.
 """
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,9 @@ def pytest_addoption(parser):
                     help="run every case again (default)")
     group.addoption("--bench-seed", type=int, default=0, metavar="N",
                     help="base seed handed to the `seed` fixture (default: %(default)s)")
+    group.addoption("--bench-threads", type=int, default=0, metavar="N",
+                    help="torch intra-op threads for every process, 0 keeps torch's default "
+                         "(default: %(default)s); use 1 per xdist worker on a small machine")
     group.addoption("--no-bench-report", dest="bench_report", action="store_false", default=True,
                     help="do not build the experiment reports at session end")
 
@@ -103,6 +110,10 @@ def pytest_configure(config):
                                 "choose auto, cpu or cuda")
     except BenchlabError as e:
         raise pytest.UsageError(str(e)) from None
+    if config.option.bench_threads > 0:
+        import torch
+
+        torch.set_num_threads(config.option.bench_threads)
     config.stash[STASH] = Session(config)
     global _current
     _current = config.stash[STASH]
@@ -165,7 +176,7 @@ def seed(request) -> int:
     return value
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def config(request):
     """The experiment's config object for the chosen scale."""
     exp = experiment_of(request.node)
@@ -217,7 +228,9 @@ def pytest_runtest_makereport(item, call):
     if call.when == "call" and report.passed and rec is not None:
         session = item.config.stash[STASH]
         record = session.key_fields(item)
+        torch = sys.modules.get("torch")  # the thread count matters to every CPU timing
         record.update(metrics=rec.metrics, time=None, commit=git_commit(),
+                      threads=torch.get_num_threads() if torch else None,
                       config=to_jsonable(getattr(getattr(item, "callspec", None), "params", {})))
         bench = item.funcargs.get("benchmark")
         if bench is not None:
