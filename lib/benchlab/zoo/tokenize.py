@@ -1,0 +1,145 @@
+"""Tokenizers of the tiny/small specs: byte-level, and a byte-level BPE trained on the zoo corpus.
+
+    python -c "from benchlab import zoo; print(zoo.tokenizer().encode('def f(x): return x'))"
+
+The BPE (4096 tokens: <|endoftext|> = 0, <|pad|> = 1, 256 byte symbols, merges) is trained once
+with the `tokenizers` library and cached as JSON under cache_dir()/zoo, keyed by the zoo version.
+"""
+
+import functools
+import json
+
+import numpy as np
+
+from ..core.errors import BenchlabError
+from .cache import atomic_path, cache_dir, locked, zoo_version
+from .models import EOT_ID, PAD_ID, VOCAB_SIZE
+from .text import corpus_documents
+
+SPECIALS = ["<|endoftext|>", "<|pad|>"]  # ids 0 and 1 (EOT_ID, PAD_ID)
+
+
+class ByteTokenizer:
+    """UTF-8 bytes 0..255, then EOT = 256 and PAD = 257."""
+
+    kind = "byte"
+    vocab_size = 258
+    eot_id = 256
+    pad_id = 257
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+class BPETokenizer:
+    """A `tokenizers.Tokenizer` with the same small interface as ByteTokenizer."""
+
+    kind = "bpe"
+    eot_id = EOT_ID
+    pad_id = PAD_ID
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.vocab_size = tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts)]
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids))
+
+    def to_transformers(self):
+        """A transformers PreTrainedTokenizerFast over the same tokenizer (for HF pipelines)."""
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_object=self.tok, eos_token=SPECIALS[0],
+                                       bos_token=SPECIALS[0], pad_token=SPECIALS[1])
+
+
+def _train_bpe():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=SPECIALS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus_documents("train"), trainer=trainer)
+    return tok
+
+
+def bpe_path():
+    return cache_dir() / "zoo" / f"bpe-{VOCAB_SIZE}-{zoo_version()}.json"
+
+
+@functools.cache
+def _bpe(path_str: str) -> BPETokenizer:
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    path = Path(path_str)
+    with locked(path):
+        if path.exists():
+            try:
+                tok = Tokenizer.from_file(str(path))
+                if tok.get_vocab_size() == VOCAB_SIZE:
+                    return BPETokenizer(tok)
+            except Exception:  # a torn or edited cache file: rebuild it below
+                pass
+            path.unlink()
+        tok = _train_bpe()
+        with atomic_path(path) as tmp:
+            tok.save(str(tmp))
+    return BPETokenizer(tok)
+
+
+def tokenizer(kind: str = "bpe"):
+    """The zoo tokenizer: "bpe" (what the tiny/small specs use) or "byte"."""
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "bpe":
+        return _bpe(str(bpe_path()))
+    raise BenchlabError(f"tokenizer kind {kind!r}: expected 'bpe' or 'byte'")
+
+
+def encode_documents(documents: list[str], kind: str = "bpe") -> np.ndarray:
+    """One uint16 token stream: each document's tokens followed by EOT (nanoGPT layout)."""
+    tok = tokenizer(kind)
+    parts = []
+    for ids in tok.encode_batch(documents):
+        parts.append(np.asarray(ids, dtype=np.uint16))
+        parts.append(np.array([tok.eot_id], dtype=np.uint16))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
+
+
+def vocab_json(kind: str = "bpe") -> str:
+    """A short description of the tokenizer for provenance records."""
+    tok = tokenizer(kind)
+    return json.dumps({"kind": tok.kind, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id})
+
+
+def corpus_tokens(split: str = "train") -> np.ndarray:
+    """The zoo corpus split as one BPE token stream (uint16, EOT after each document), cached."""
+    path = cache_dir() / "zoo" / f"corpus-{split}-{zoo_version()}.npy"
+    with locked(path):
+        if path.exists():
+            try:
+                return np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError):
+                path.unlink()  # torn file: rebuild
+        tokens = encode_documents(corpus_documents(split))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, tokens, allow_pickle=False)
+    return tokens
