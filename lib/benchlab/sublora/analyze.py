@@ -1,0 +1,143 @@
+"""`benchlab sublora analyze`: the seed's figures and tables from finished run folders.
+
+    benchlab sublora analyze --results_dir out/sweep --output_dir reports/sublora \
+        --budgets 1000 2000 --seeds 42 123 999
+
+Layout read (any depth under --results_dir): a run folder holds `bounds_metrics.json`
+(bounds.save_bounds_metrics) and the training metadata `best_ckpt.json` (train.py: its
+"config" has the YAML sections, so d = config.sublora.intrinsic_dim, mode =
+config.sublora.allocation_mode, r = config.sublora.allocation_ratio, seed = config.system.seed;
+plus "val_loss" and "gamma_B", the per-layer share of B). Missing facts fall back to the
+`inputs` saved in bounds_metrics.json (evaluate.py stores d, mode, ratio, seed, gamma_B there),
+then to a fork-style folder name (`sublora-d1000-learned-seed42`, `...-fixed_bheavy-...`). Each
+run becomes a record shaped like the benchmark's, and the same `report()` writes the ten files.
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from ..core.errors import BenchlabError, fail
+from ..core.report import flatten
+from .bounds import JSON_NAME, load_bounds_metrics
+from .report import FORK_MODES, report
+
+META_NAMES = ("best_ckpt.json", "run.json", "metadata.json")
+KEYS = {  # record case field -> names looked up in metadata / bounds inputs (suffix match)
+    "intrinsic_dim": ("sublora.intrinsic_dim", "intrinsic_dim", "d"),
+    "allocation_mode": ("sublora.allocation_mode", "allocation_mode", "mode"),
+    "allocation_ratio": ("sublora.allocation_ratio", "allocation_ratio", "ratio"),
+    "seed": ("system.seed", "seed"),
+}
+METRIC_KEYS = ("bound_value", "empirical_bpd", "kl_divergence", "compressed_size_bits",
+               "random_guess_bpd", "best_alpha", "non_vacuous")
+
+
+def _lookup(flat: dict, names) -> object:
+    for name in names:
+        for key, value in flat.items():
+            if (key == name or key.endswith("." + name)) and value is not None:
+                return value
+    return None
+
+
+def _from_dirname(name: str) -> dict:
+    out = {}
+    if m := re.search(r"(?:^|[-_])d(?:im)?(\d+)(?:[-_]|$)", name):
+        out["intrinsic_dim"] = int(m.group(1))
+    if m := re.search(r"seed[-_]?(\d+)", name):
+        out["seed"] = int(m.group(1))
+    low = name.lower()
+    for fork, ratio in FORK_MODES.items():
+        if fork.split("_")[1] in low:
+            out["allocation_mode"], out["allocation_ratio"] = "fixed", ratio
+    for mode in ("uniform", "learned"):
+        if mode in low:
+            out["allocation_mode"] = mode
+    return out
+
+
+def run_record(metrics_path: Path, root: Path) -> dict:
+    """One run folder -> a record like the benchmark's ({"case", "config": {"case"}, "metrics"})."""
+    metrics = load_bounds_metrics(metrics_path)
+    folder = metrics_path.parent
+    meta, meta_path = {}, None
+    for name in META_NAMES:
+        if (folder / name).exists():
+            meta_path = folder / name
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise fail(str(meta_path), "metadata", f"not valid JSON ({e})") from None
+            break
+    flat_meta = flatten(meta) if isinstance(meta, dict) else {}
+    flat_inputs = flatten(metrics.get("inputs") or {})
+    guessed = _from_dirname(folder.name)
+    case = {}
+    for field, names in KEYS.items():
+        value = _lookup(flat_meta, names)
+        value = _lookup(flat_inputs, names) if value is None else value
+        case[field] = guessed.get(field) if value is None else value
+    where = str(meta_path or metrics_path)
+    for field in ("intrinsic_dim", "allocation_mode"):
+        if case[field] is None:
+            raise fail(where, field, "not found in the metadata, the bounds inputs or the folder "
+                       "name")
+    if case["allocation_mode"] != "fixed":
+        case["allocation_ratio"] = None
+    out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    out["val_loss"] = meta.get("val_loss") if isinstance(meta, dict) else None
+    gates = meta.get("gamma_B") if isinstance(meta, dict) else None
+    gates = gates or (metrics.get("inputs") or {}).get("gamma_B")
+    if case["allocation_mode"] == "learned" and gates:
+        out["gates"] = [float(g) for g in gates]
+    rel = folder.relative_to(root).as_posix()
+    return {"experiment": "sublora", "case": f"analyze[{rel}]", "config": {"case": case},
+            "metrics": out, "time": None}
+
+
+def collect(results_dir, seeds=None) -> list[dict]:
+    """Records of every run folder under results_dir (only `seeds` when given)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchlabError(f"{root}: --results_dir: no such directory")
+    records = [run_record(p, root) for p in sorted(root.rglob(JSON_NAME))]
+    if seeds:
+        wanted = {int(s) for s in seeds}
+        records = [r for r in records if r["config"]["case"]["seed"] is not None
+                   and int(r["config"]["case"]["seed"]) in wanted]
+    if not records:
+        raise BenchlabError(f"{root}: --results_dir: no {JSON_NAME} found"
+                            + (f" for seeds {sorted(seeds)}" if seeds else ""))
+    return records
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchlab sublora analyze",
+                                description="figures and tables from finished SubLoRA runs")
+    p.add_argument("--results_dir", required=True, help="folder with the run folders")
+    p.add_argument("--output_dir", default="reports/sublora", help="(default: %(default)s)")
+    p.add_argument("--budgets", nargs="+", type=_ints, default=None,
+                   help="intrinsic dimensions to plot, e.g. 1000 2000 (default: all found)")
+    p.add_argument("--seeds", nargs="+", type=_ints, default=None,
+                   help="only runs with these seeds (default: all)")
+    return p
+
+
+def analyze_main(argv: list[str]) -> int:
+    """Parse argv, collect the runs, write the report; return 0 (BenchlabError on bad input)."""
+    args = parser().parse_args(argv)
+    budgets = [b for group in args.budgets for b in group] if args.budgets else None
+    seeds = [s for group in args.seeds for s in group] if args.seeds else None
+    records = collect(args.results_dir, seeds)
+    report(records, Path(args.output_dir), budgets=budgets)
+    print(f"analyzed {len(records)} runs -> {args.output_dir}")
+    return 0

@@ -1,0 +1,110 @@
+r"""`benchlab sublora ...`: the seed's commands.
+
+    benchlab sublora train --config-file cfg.yaml --sublora.intrinsic_dim=1000 \
+        --sublora.allocation_mode=learned --login.out_dir=out/d1000_learned_s42
+    torchrun --standalone --nproc_per_node=2 -m benchlab.sublora.cli train --config-file cfg.yaml
+    benchlab sublora eval-bounds --checkpoint out/d1000_learned_s42 [--bounds.levels=17]
+    benchlab sublora analyze --results_dir out --output_dir reports/sublora \
+        --budgets 1000 2000 --seeds 42 123 999
+
+`train` and `eval-bounds` take any `--section.field=value` override of the YAML config.
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+from ..core.errors import BenchlabError, fail
+from ..core.timing import resolve_device
+from . import config as C
+from . import ddp
+
+
+def _train(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="benchlab sublora train",
+                                description="train a SubLoRA model (dotted overrides allowed)")
+    p.add_argument("--config-file", "--config_file", default=None, help="YAML config")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args, rest = p.parse_known_args(argv)
+    cfg = C.load(args.config_file, rest)
+    from .train import train
+
+    device = resolve_device(cfg.system.device)
+    if cfg.system.threads:
+        torch.set_num_threads(cfg.system.threads)
+    info = ddp.setup(device)
+    if info.active and device.startswith("cuda"):
+        device = f"cuda:{info.local_rank}"
+    try:
+        _, res = train(cfg, out_dir=cfg.login.out_dir, device=device,
+                       progress=not args.no_progress, dist=info)
+    finally:
+        ddp.teardown()
+    if info.main:
+        print(json.dumps({"out_dir": cfg.login.out_dir, "best_val_loss": res.best_val,
+                          "best_step": res.best_step, "final_train_loss": res.losses[-1],
+                          "seconds": round(res.seconds, 2)}))
+    return 0
+
+
+def _eval_bounds(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="benchlab sublora eval-bounds",
+                                description="bound a trained SubLoRA model")
+    p.add_argument("--checkpoint", default=None,
+                   help="training out_dir (best_ckpt.safetensors + best_ckpt.json); "
+                        "or --model.best_checkpoint_path")
+    p.add_argument("--config-file", "--config_file", default=None,
+                   help="YAML whose bounds section replaces the run's (optional)")
+    p.add_argument("--output_dir", default=None, help="(default: the checkpoint folder)")
+    args, rest = p.parse_known_args(argv)
+    over = C.parse_overrides(rest)
+    ckpt = args.checkpoint or over.get("model", {}).pop("best_checkpoint_path", None)
+    if not ckpt:
+        raise fail("command line", "--checkpoint", "missing: the training out_dir to bound")
+    from .data import load_corpus
+    from .evaluate import eval_bounds
+    from .train import build_model, load_checkpoint
+
+    tensors, meta = load_checkpoint(ckpt)
+    cfg = C.apply(C.RunConfig(), meta["config"], f"{ckpt}/best_ckpt.json")
+    if args.config_file:
+        extra = C.load(args.config_file)
+        cfg = C.apply(cfg, {"bounds": C.to_dict(extra)["bounds"]}, args.config_file)
+    cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
+    C.check(cfg, "command line")
+    device = resolve_device(cfg.system.device)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.w.copy_(tensors["w"])
+        model.gates.copy_(tensors["gates"])
+    model.to(device)
+    metrics = eval_bounds(model, load_corpus(cfg), cfg, device=device,
+                          out_dir=args.output_dir or ckpt)
+    keys = ("bound_value", "empirical_bpd", "kl_divergence", "compressed_size_bits", "best_alpha",
+            "non_vacuous")
+    print(json.dumps({k: metrics[k] for k in keys}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"train": _train, "eval-bounds": _eval_bounds, "eval_bounds": _eval_bounds}
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if argv[0] not in commands and argv[0] != "analyze":
+        raise BenchlabError(f"sublora: unknown command {argv[0]!r}; "
+                            "choose train, eval-bounds or analyze")
+    if argv[0] == "analyze":
+        from .analyze import analyze_main
+
+        return analyze_main(argv[1:])
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    from ..cli import _guard
+
+    sys.exit(_guard(lambda: main()))
