@@ -1,0 +1,147 @@
+"""Layer selection for verifiable inference (TensorCommitment's MV-BCS), solved exactly.
+
+    pytest bench/test_layer_selection.py --bench-scale=tiny
+    benchlab layer-selection run --scores S.json --norms N.json --cases C.json --output-dir out/
+
+Five value methods (random, norm_1, norm_2, norm_inf, alphaprun) choose layers for M verifiers;
+every selection is scored by its AlphaPrun benefit (summed significance). Solvers: `exact` (any
+M, any budgets), `ordered` (upstream's order-fixed DP with the unused transition added),
+`upstream` (the published recurrence), `milp` / `milp_assign` (scipy HiGHS references).
+"""
+
+from dataclasses import dataclass
+
+from .data import SHARED_MODELS, VALUE_METHODS, ModelData, load, load_model, values_for
+from .report import report
+from .scores import fit_alpha, significance_from_alphas
+from .solver import SOLVERS, Selection, check_selection, solve
+
+__all__ = ["CONFIGS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
+           "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
+           "significance_from_alphas", "solve", "solve_cases", "scalability_cases",
+           "length_cases", "speed_cases", "all_shared_cases", "values_for"]
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple = tuple(SHARED_MODELS)  # shared score/norm files
+    case_ids: tuple | None = None  # experiment case ids; None = all 130
+    methods: tuple = VALUE_METHODS
+    solvers: tuple = ("exact", "ordered", "upstream")
+    zoo_models: tuple = ()  # zoo specs whose scores and norms are computed from weights
+    scal_models: tuple = tuple(SHARED_MODELS)
+    scal_counts: tuple | None = None  # verifier counts M; None = all 20
+    scal_reps: int = 3  # scalability cases per (model, M) in the shared file
+    scal_solvers: tuple = ("exact", "ordered", "milp")
+    lengths: tuple = (64, 128, 256, 512, 1024)  # synthetic L for solve time vs L
+    length_M: int = 8
+    length_solvers: tuple = ("exact", "ordered", "milp")
+    speed_models: tuple = tuple(SHARED_MODELS)  # exact vs MILP side by side
+    speed_cases: int | None = None  # first N experiment cases; None = all
+    speed_methods: tuple = VALUE_METHODS
+    all_shared: bool = True  # time exact on every shared case (130 x 4 x 5 + 240)
+    rounds: int = 5
+
+
+CONFIGS = {
+    "tiny": Config(case_ids=(1, 14, 40, 66, 92, 118), zoo_models=("opt-tiny",),
+                   scal_models=("opt_125m", "llama2_7b"), scal_counts=(1, 16, 46, 96), scal_reps=1,
+                   lengths=(64, 256, 1024), length_M=4, speed_cases=5,
+                   speed_methods=("alphaprun", "norm_2"), rounds=3),
+    "small": Config(case_ids=tuple(range(1, 131, 5)), zoo_models=("opt-tiny", "llama-tiny"),
+                    scal_reps=1, speed_cases=40),
+    "paper": Config(zoo_models=("opt-125m",)),
+}
+
+
+@dataclass(frozen=True)
+class SolveCase:
+    id: str
+    model: str  # shared short name or zoo spec
+    source: str  # "shared" | "zoo"
+    case_id: int
+    method: str  # value method
+    solver: str
+
+
+@dataclass(frozen=True)
+class ScalCase:
+    id: str
+    model: str
+    case_id: int  # in scalability_cases.json
+    M: int
+    solver: str
+
+
+@dataclass(frozen=True)
+class LengthCase:
+    id: str
+    L: int
+    M: int
+    solver: str
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    id: str
+    model: str
+    n_cases: int
+
+
+def _available() -> bool:
+    from .data import shared_dir
+
+    return (shared_dir() / "cases" / "experiment_cases.json").exists()
+
+
+def _case_ids(config) -> list[int]:
+    from .data import experiment_cases
+
+    if not _available():
+        return []
+    ids = [c["case_id"] for c in experiment_cases()]
+    return [i for i in ids if config.case_ids is None or i in config.case_ids]
+
+
+def solve_cases(config) -> list[SolveCase]:
+    """model x experiment case x value method x solver (shared models, then zoo models)."""
+    out = []
+    models = [(m, "shared") for m in config.models] + [(m, "zoo") for m in config.zoo_models]
+    for model, source in models:
+        for cid in _case_ids(config):
+            for method in config.methods:
+                for solver in config.solvers:
+                    out.append(SolveCase(f"{model}-case{cid}-{method}-{solver}", model, source,
+                                         cid, method, solver))
+    return out
+
+
+def scalability_cases(config) -> list[ScalCase]:
+    """Shared scalability cases (equal budgets, 1% of the model each) x solver."""
+    from .data import scalability_cases as read
+
+    out, seen = [], {}
+    for c in read() if _available() else []:
+        m, M = c["model_name"], c["num_verifiers"]
+        if m not in config.scal_models or (config.scal_counts and M not in config.scal_counts):
+            continue
+        rep = seen[(m, M)] = seen.get((m, M), -1) + 1
+        if rep >= config.scal_reps:
+            continue
+        for solver in config.scal_solvers:
+            out.append(ScalCase(f"{m}-M{M}-r{rep}-{solver}", m, c["case_id"], M, solver))
+    return out
+
+
+def length_cases(config) -> list[LengthCase]:
+    return [LengthCase(f"L{L}-M{config.length_M}-{s}", L, config.length_M, s)
+            for L in config.lengths for s in config.length_solvers]
+
+
+def speed_cases(config) -> list[SpeedCase]:
+    n = config.speed_cases or 130
+    return [SpeedCase(f"{m}-n{n}", m, n) for m in config.speed_models]
+
+
+def all_shared_cases(config) -> list[dict]:
+    return [{"id": "all-shared"}] if config.all_shared else []

@@ -1,0 +1,97 @@
+"""What the benchmarks and the seed CLI run: models, budgets, one method x solver evaluation.
+
+    python -c "from benchlab.layer_selection import experiment as e; print(e.evaluate(
+        e.model_data('opt_125m'), e.case_budgets('opt_125m', 1), 'norm_2', 'exact'))"
+"""
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import data
+from .solver import check_selection, solve
+
+
+@functools.cache
+def model_data(name: str, source: str = "shared", steps: int | None = None) -> data.ModelData:
+    """A shared model by short name, or a zoo spec whose scores and norms come from its weights."""
+    if source == "shared":
+        return data.load_model(name)
+    from .. import zoo
+    from .scores import model_norms, model_scores
+
+    model = zoo.load(name)
+    scores, norms = model_scores(model, model_name=name), model_norms(model, model_name=name)
+    return model_from_dicts(name, scores, norms)
+
+
+def model_from_dicts(name: str, scores: dict, norms: dict | None) -> data.ModelData:
+    layers = scores["layers"]
+    nrm = None
+    if norms is not None:
+        nrm = {k: np.array([lay[k] for lay in norms["layers"]], dtype=np.float64)
+               for k in ("norm_1", "norm_2", "norm_inf")}
+    return data.ModelData(
+        name, tuple(lay["name"] for lay in layers),
+        np.array([lay["num_parameters"] for lay in layers], dtype=np.float64),
+        np.array([lay["significance_score"] for lay in layers], dtype=np.float64), nrm)
+
+
+@functools.cache
+def _experiment_cases() -> tuple:
+    return tuple(data.experiment_cases())
+
+
+def case_budgets(model: str | data.ModelData, case_id: int, source: str = "shared") -> np.ndarray:
+    """Experiment case `case_id`'s budgets, rescaled to the model as the seed runner does."""
+    m = model if isinstance(model, data.ModelData) else model_data(model, source)
+    cases = list(_experiment_cases())
+    case = next(c for c in cases if c["case_id"] == case_id)
+    return np.asarray(case["budgets"], dtype=np.float64) * data.scale_factor(cases, m)
+
+
+@functools.cache
+def scalability_case(case_id: int) -> dict:
+    return next(c for c in data.scalability_cases() if c["case_id"] == case_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    objective: float  # the method's own objective, as optimized
+    benefit: float  # AlphaPrun benefit: summed significance of the chosen layers
+    ratio: float  # benefit / model total significance (the seed's ratio)
+    intervals: tuple
+    valid: bool
+
+
+def evaluate(model: data.ModelData, budgets, method: str, solver: str,
+             case_id: int = 0) -> Outcome:
+    values = data.values_for(model, method, case_id)
+    sel = solve(model.costs, values, budgets, solver)
+    ok, _ = check_selection(model.costs, budgets, sel.intervals)
+    benefit = float(np.sum(model.significance[sel.layers])) if sel.layers else 0.0
+    total = model.total_significance
+    return Outcome(sel.value, benefit, benefit / total if total > 0 else 0.0, sel.intervals, ok)
+
+
+@functools.cache
+def best_benefit(model: data.ModelData, budgets: tuple) -> float:
+    """The most significance any valid selection reaches: exact solve of the alphaprun values."""
+    return solve(model.costs, model.significance, np.array(budgets), "exact").value
+
+
+@functools.cache
+def exact_objective(model: data.ModelData, budgets: tuple, method: str, case_id: int) -> float:
+    return solve(model.costs, data.values_for(model, method, case_id), np.array(budgets)).value
+
+
+def synthetic(L: int, M: int, seed: int = 0):
+    """A random instance shaped like a LLaMA stack: block-periodic costs (4 attention, 3 MLP
+    sublayers), values in [0, 1], M equal budgets of 2% of the total each."""
+    rng = np.random.default_rng(seed)
+    unit = np.array([1, 1, 1, 1, 2.7, 2.7, 2.7]) * 1e6
+    costs = np.resize(unit, L)
+    values = np.clip(rng.normal(0.4, 0.3, L), 0, 1)
+    budgets = np.full(M, 0.02 * costs.sum())
+    return costs, values, budgets
