@@ -1,0 +1,234 @@
+"""Transformer timing (CS336 assignment 2): forward / backward / AdamW step times of a
+nanoGPT-style TransformerLM over sizes, contexts and precisions, with MFU and an HF LLaMA peer.
+
+    pytest bench/test_lm_timing.py --bench-scale=tiny      # the CI sweep (~2-3 min on 2 cores)
+    benchlab lm-timing run --model_size small --context_length 128 --output small.json
+    benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
+
+Cases are frozen dataclasses built from the scale's `Config` (data only); the benchmark module
+times them and `report` turns the records into tables and figures.
+"""
+
+from dataclasses import dataclass, field
+
+from .model import SIZES
+from .report import report
+from .run import MODES
+
+__all__ = ["CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase", "WarmupCase",
+           "AttnCase", "PeakCase", "step_cases", "pair_cases", "warmup_cases", "attn_cases",
+           "peak_cases", "report", "SIZES", "MODES"]
+
+SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid of step cases: sizes x contexts x modes x precisions x attention x compile."""
+
+    sizes: tuple[str, ...]
+    contexts: tuple[int, ...]
+    modes: tuple[str, ...] = MODES
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    attns: tuple[str, ...] = ("sdpa",)
+    compile: tuple[bool, ...] = (False,)
+    warmup: int = 1
+    rounds: int = 3
+
+
+@dataclass(frozen=True)
+class PairSweep:
+    """Side-by-side comparisons timed in alternation. kind "peer": ours vs transformers LLaMA at
+    each precision; kind "bf16": ours bf16 autocast vs ours fp32."""
+
+    kind: str
+    sizes: tuple[str, ...]
+    contexts: tuple[int, ...]
+    mode: str = "forward_backward"
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    warmup: int = 1
+    rounds: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    steps: tuple[Sweep, ...]
+    pairs: tuple[PairSweep, ...]
+    warmup_size: str = "tiny"
+    warmup_context: int = 256
+    warmup_mode: str = "forward_backward"
+    warmup_counts: tuple[int, ...] = (0, 1, 2, 5)
+    warmup_trials: int = 5  # each warm-up case runs `benchlab lm-timing run` in a fresh process
+    attn_contexts: tuple[int, ...] = (128, 256, 512, 1024)
+    attn_heads: int = 12  # the small size's heads and head_dim
+    attn_head_dim: int = 64
+    attn_rounds: int = 3
+    peak_precisions: tuple[str, ...] = ("fp32", "bf16")
+    batch: int = 4
+    vocab: int = 10_000
+    compile_backend: str = "inductor"
+    sizes: dict = field(default_factory=lambda: dict(SIZES), compare=False, hash=False)
+
+
+CONTEXTS = (128, 256, 512, 1024)
+PAPER_SIZES = ("small", "medium", "large", "xl", "2.7B")
+
+CONFIGS = {
+    "tiny": Config(
+        steps=(Sweep(("tiny",), CONTEXTS, modes=("forward", "forward_backward")),
+               Sweep(("tiny",), (128,), modes=("train_step",)),
+               Sweep(("tiny",), (512,), modes=("forward_backward",), precisions=("fp32",),
+                     attns=("einsum",))),
+        pairs=(PairSweep("peer", ("tiny",), (128, 512)),
+               PairSweep("bf16", ("tiny",), (512,), precisions=("bf16",)),
+               PairSweep("peer", ("small",), (128,), rounds=2),
+               PairSweep("bf16", ("small",), (128,), precisions=("bf16",), rounds=2)),
+        attn_contexts=(128, 512), warmup_trials=3,
+    ),
+    "small": Config(
+        steps=(Sweep(("tiny",), CONTEXTS, rounds=5),
+               Sweep(("small",), (128, 256, 512), rounds=3),
+               Sweep(("small",), (512, 1024), modes=("forward", "forward_backward"),
+                     precisions=("fp32",), attns=("einsum",)),
+               Sweep(("medium",), (128,), modes=("forward", "forward_backward"), rounds=2)),
+        pairs=(PairSweep("peer", ("small",), (128, 256, 512)),
+               PairSweep("bf16", ("small", "medium"), (128,), precisions=("bf16",)),
+               PairSweep("peer", ("medium",), (128,), rounds=2)),
+        warmup_size="small", warmup_context=128,
+    ),
+    "paper": Config(
+        steps=(Sweep(PAPER_SIZES, CONTEXTS, warmup=5, rounds=10),
+               Sweep(PAPER_SIZES, CONTEXTS, modes=("forward_backward",), precisions=("bf16",),
+                     compile=(True,), warmup=5, rounds=10),
+               Sweep(("small", "medium"), CONTEXTS, modes=("forward_backward",),
+                     precisions=("fp32",), attns=("einsum",), warmup=5, rounds=10)),
+        pairs=(PairSweep("peer", PAPER_SIZES, CONTEXTS, warmup=5, rounds=10),
+               PairSweep("bf16", PAPER_SIZES, (512,), precisions=("bf16",), warmup=5,
+                         rounds=10)),
+        warmup_size="small", warmup_context=512, warmup_trials=10,
+        attn_contexts=(128, 256, 512, 1024, 2048, 4096), attn_rounds=10,
+    ),
+}
+
+
+# -- cases ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepCase:
+    id: str
+    size: str
+    context: int
+    mode: str
+    precision: str
+    attn: str
+    compile: bool
+    batch: int
+    vocab: int
+    warmup: int
+    rounds: int
+    kind: str = "step"
+
+
+@dataclass(frozen=True)
+class PairCase:
+    """`a` is timed against `b` in alternation; ratio = median(a) / median(b)."""
+
+    id: str
+    kind: str  # "peer" or "bf16"
+    size: str
+    context: int
+    mode: str
+    a_impl: str
+    a_precision: str
+    b_impl: str
+    b_precision: str
+    batch: int
+    vocab: int
+    warmup: int
+    rounds: int
+
+
+@dataclass(frozen=True)
+class WarmupCase:
+    id: str
+    size: str
+    context: int
+    mode: str
+    warmups: int
+    trials: int
+    batch: int
+    vocab: int
+    kind: str = "warmup"
+
+
+@dataclass(frozen=True)
+class AttnCase:
+    id: str
+    context: int
+    impl: str
+    precision: str
+    heads: int
+    head_dim: int
+    batch: int
+    rounds: int
+    kind: str = "attn"
+
+
+@dataclass(frozen=True)
+class PeakCase:
+    id: str
+    precision: str
+    kind: str = "peak"
+
+
+def step_cases(config: Config) -> list[StepCase]:
+    cases = []
+    for sw in config.steps:
+        for size in sw.sizes:
+            for ctx in sw.contexts:
+                for mode in sw.modes:
+                    for prec in sw.precisions:
+                        for attn in sw.attns:
+                            for comp in sw.compile:
+                                tag = (f"{size}-ctx{ctx}-{SHORT[mode]}-{prec}"
+                                       + ("-einsum" if attn != "sdpa" else "")
+                                       + ("-compiled" if comp else ""))
+                                cases.append(StepCase(tag, size, ctx, mode, prec, attn, comp,
+                                                      config.batch, config.vocab, sw.warmup,
+                                                      sw.rounds))
+    return cases
+
+
+def pair_cases(config: Config) -> list[PairCase]:
+    cases = []
+    for sw in config.pairs:
+        for size in sw.sizes:
+            for ctx in sw.contexts:
+                for prec in sw.precisions:
+                    if sw.kind == "peer":
+                        a, b = ("ours", prec), ("peer", prec)
+                        tag = f"peer-{size}-ctx{ctx}-{SHORT[sw.mode]}-{prec}"
+                    else:
+                        a, b = ("ours", prec), ("ours", "fp32")
+                        tag = f"{prec}-vs-fp32-{size}-ctx{ctx}-{SHORT[sw.mode]}"
+                    cases.append(PairCase(tag, sw.kind, size, ctx, sw.mode, *a, *b,
+                                          config.batch, config.vocab, sw.warmup, sw.rounds))
+    return cases
+
+
+def warmup_cases(config: Config) -> list[WarmupCase]:
+    return [WarmupCase(f"{config.warmup_size}-ctx{config.warmup_context}-"
+                       f"{SHORT[config.warmup_mode]}-warmup{w}", config.warmup_size,
+                       config.warmup_context, config.warmup_mode, w, config.warmup_trials,
+                       config.batch, config.vocab) for w in config.warmup_counts]
+
+
+def attn_cases(config: Config) -> list[AttnCase]:
+    return [AttnCase(f"attn-ctx{ctx}-{impl}-{prec}", ctx, impl, prec, config.attn_heads,
+                     config.attn_head_dim, config.batch, config.attn_rounds)
+            for ctx in config.attn_contexts for prec in ("fp32", "bf16")
+            for impl in ("sdpa", "einsum")]
+
+
+def peak_cases(config: Config) -> list[PeakCase]:
+    return [PeakCase(f"matmul-peak-{p}", p) for p in config.peak_precisions]

@@ -1,0 +1,283 @@
+"""One timed step of a language model, and the numbers around it: FLOPs, MFU, memory, OOM.
+
+`prepare(...)` builds a model (ours or the LLaMA peer), a batch and a step closure for a mode
+(forward, forward_backward, train_step = forward + backward + AdamW) and a precision (fp32, or
+bf16/fp16 autocast). Timing itself is benchlab.core's: `measure` in benchmarks, `time_fn` in the
+CLI; both synchronize CUDA after every call. `summarize` turns trial times into the metrics.
+
+    python -c "from benchlab.lm_timing.run import *; p = prepare('tiny', 128, 'forward', 'fp32');
+    from benchlab.core import time_fn; print(summarize(time_fn(p.step, trials=3), p))"
+"""
+
+import functools
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+
+from benchlab.core.errors import BenchlabError
+from benchlab.core.stats import describe
+
+from .model import ModelConfig, TransformerLM, lm_loss, num_params, size_config, step_flops
+
+MODES = ("forward", "forward_backward", "train_step")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Prepared:
+    """A ready-to-time step and the facts needed to judge its time."""
+
+    step: object  # () -> loss tensor
+    model: torch.nn.Module
+    cfg: ModelConfig
+    batch: int
+    context: int
+    mode: str
+    precision: str
+    device: str
+    num_params: int
+    flops: int
+
+
+def check_choice(value, choices, field: str, where: str = "lm_timing") -> None:
+    if value not in choices:
+        raise BenchlabError(f"{where}: {field}: {value!r} is not one of {', '.join(choices)}")
+
+
+def random_batch(vocab: int, batch: int, context: int, device="cpu", seed: int = 0):
+    """Uniform random token ids x and next-token targets y, each (batch, context)."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (batch, context + 1), generator=g)
+    return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
+
+
+def sample_batch(tokens, batch: int, context: int, device="cpu", seed: int = 0, vocab=None):
+    """Random windows of a 1-d token array (the zoo's get_batch; a memmap is read only where
+    sampled); ids must be below `vocab`."""
+    from benchlab.zoo.data import random_batch as zoo_batch
+
+    rows = zoo_batch(tokens, batch, context, seed=seed)  # (batch, context + 1)
+    if vocab is not None and int(rows.max()) >= vocab:
+        raise BenchlabError(f"data_path: tokens: id {int(rows.max())} >= vocab {vocab}")
+    return rows[:, :-1].to(device), rows[:, 1:].to(device)
+
+
+def build_model(impl: str, cfg: ModelConfig, device="cpu", seed: int = 0):
+    """(model, logits_fn) for impl "ours" or "peer" (transformers LLaMA), float32, train mode."""
+    torch.manual_seed(seed)
+    if impl == "ours":
+        with torch.device(device):
+            model = TransformerLM(cfg)
+        return model.train(), model
+    if impl == "peer":
+        from .peer import build_llama, llama_logits
+
+        model = build_llama(cfg, device=device).train()
+        return model, functools.partial(llama_logits, model)
+    raise BenchlabError(f"lm_timing: impl: {impl!r} is not one of ours, peer")
+
+
+def make_step(model, logits_fn, x, y, mode: str, precision: str, device: str, optimizer=None):
+    """The closure that runs one step: autocast forward + loss, then backward, then AdamW."""
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    autocast = precision != "fp32"
+    dtype = DTYPES[precision]
+
+    def step():
+        with torch.autocast(device_type, dtype=dtype, enabled=autocast):
+            loss = lm_loss(logits_fn(x), y)
+        if mode != "forward":
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            if optimizer is not None:
+                optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def prepare(size: str | ModelConfig, context: int, mode: str, precision: str, *, device="cpu",
+            impl="ours", attn="sdpa", batch=4, vocab=10_000, compile=False,
+            compile_backend="inductor", seed=0, tokens=None) -> Prepared:
+    """Build everything for one case; raise BenchlabError for a combination that cannot run."""
+    check_choice(mode, MODES, "mode")
+    check_choice(precision, PRECISIONS, "precision")
+    check_choice(attn, ("sdpa", "einsum"), "attn")
+    if precision == "fp16" and not str(device).startswith("cuda"):
+        raise BenchlabError("lm_timing: precision: fp16 autocast is GPU-only (about 100x slower "
+                            "on CPU); use bf16")
+    base = size if isinstance(size, ModelConfig) else size_config(size)
+    cfg = ModelConfig(base.d_model, base.d_ff, base.num_layers, base.num_heads, vocab,
+                      max(context, base.context_length), base.rope_theta, base.eps, attn)
+    model, logits_fn = build_model(impl, cfg, device, seed)
+    if compile:
+        logits_fn = torch.compile(logits_fn, backend=compile_backend)
+    if tokens is None:
+        x, y = random_batch(vocab, batch, context, device, seed)
+    else:
+        x, y = sample_batch(tokens, batch, context, device, seed, vocab)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if mode == "train_step" else None
+    step = make_step(model, logits_fn, x, y, mode, precision, device, opt)
+    return Prepared(step, model, cfg, batch, context, mode, precision, str(device),
+                    num_params(cfg), step_flops(cfg, batch, context, mode))
+
+
+# -- peak FLOP/s, memory, OOM -----------------------------------------------------------------
+
+@functools.cache
+def matmul_peak(device: str, precision: str, n: int | None = None, reps: int = 3) -> float:
+    """FLOP/s of the best of `reps` n x n matmuls in the precision's dtype on `device`, the
+    denominator of MFU (measured in the same run, so MFU is against this machine's own best)."""
+    from benchlab.core.timing import time_fn
+
+    n = n or (8192 if str(device).startswith("cuda") else 2048)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision])
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision])
+    times = time_fn(lambda: a @ b, device, warmup=1, trials=reps)
+    return 2 * n**3 / min(times)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _trim_heap() -> None:
+    """Hand free heap memory back to the OS (glibc malloc_trim), so RSS starts from live data."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the baseline just includes cached blocks
+        pass
+
+
+def peak_memory(step, device) -> int:
+    """Peak bytes one call of `step` adds: CUDA max allocated after a reset; on CPU the peak
+    resident-set growth over the call (after trimming the heap), sampled every millisecond."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    _trim_heap()  # freed blocks the allocator kept would hide the step's growth
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        step()
+    finally:
+        done.set()
+        thread.join()
+    return int(max(peak[0], _rss_bytes()) - base)
+
+
+def estimate_bytes(cfg: ModelConfig, batch: int, context: int, mode: str, precision: str) -> int:
+    """A generous estimate of a step's memory: weights, grads, AdamW state, bf16 weight copies,
+    saved activations (about 10 d + 4 d_ff floats per token and layer), attention scores on the
+    einsum path, logits. Used on CPU to refuse a case before the kernel's OOM killer does."""
+    P, d, f, L = num_params(cfg), cfg.d_model, cfg.d_ff, cfg.num_layers
+    tokens = batch * context
+    state = 4 * P * (1 + (mode != "forward") + 2 * (mode == "train_step"))
+    state += 2 * P * (precision != "fp32")
+    act = 4 * tokens * L * (10 * d + 4 * f)
+    if cfg.attn == "einsum":
+        act += 4 * 3 * batch * cfg.num_heads * context * context * L
+    logits = 4 * 3 * tokens * cfg.vocab_size
+    return int(1.5 * (state + act + logits))
+
+
+def available_bytes(device) -> int:
+    if str(device).startswith("cuda"):
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 1 << 62
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for CUDA's OutOfMemoryError and the CPU allocator's 'not enough memory'."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("not enough memory" in text
+                                              or "out of memory" in text.lower())
+
+
+def release(device) -> None:
+    import gc
+
+    gc.collect()
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def recording(fn, device, times: list):
+    """`fn` synchronized and timed: each call appends its seconds to `times` (warm-ups too)."""
+    from benchlab.core.timing import synced
+
+    run = synced(fn, device)
+
+    def call():
+        t0 = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - t0)
+        return out
+
+    return call
+
+
+def oom_reason(size, context: int, mode: str, precision: str, *, device="cpu", attn="sdpa",
+               batch=4, vocab=10_000) -> str | None:
+    """Why a CPU case would not fit (estimate vs MemAvailable), else None. On CUDA the real
+    OutOfMemoryError is caught instead (see is_oom)."""
+    if str(device).startswith("cuda"):
+        return None
+    base = size if isinstance(size, ModelConfig) else size_config(size)
+    cfg = ModelConfig(base.d_model, base.d_ff, base.num_layers, base.num_heads, vocab,
+                      attn=attn)
+    need, have = estimate_bytes(cfg, batch, context, mode, precision), available_bytes(device)
+    if need > 0.8 * have:
+        return f"OOM (estimated {need / 2**30:.1f} GiB > 80% of {have / 2**30:.1f} GiB available)"
+    return None
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+def summarize(trial_seconds, prep: Prepared, *, peak_flops: float | None = None,
+              peak_bytes: int | None = None) -> dict:
+    """Time statistics (ms), tokens/s, model FLOPs, achieved TFLOP/s and MFU of one case."""
+    ms = [1000 * t for t in trial_seconds]
+    d = describe(ms)
+    mean_s = d["mean"] / 1000
+    out = {
+        "status": "ok", "num_params": prep.num_params, "flops": prep.flops,
+        "trial_times_ms": ms, "mean_ms": d["mean"], "std_ms": d["std"], "median_ms": d["median"],
+        "min_ms": d["min"], "tokens_per_s": prep.batch * prep.context / mean_s,
+        "tflops": prep.flops / mean_s / 1e12,
+    }
+    if peak_flops:
+        out["peak_tflops"] = peak_flops / 1e12
+        out["mfu"] = prep.flops / mean_s / peak_flops
+    if peak_bytes is not None:
+        out["peak_memory_mb"] = peak_bytes / 2**20
+    return out

@@ -1,0 +1,115 @@
+"""Cases per scale and the report built from records only.
+
+    pytest tests/lm_timing/test_lmt_report.py -q
+"""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from benchlab import lm_timing as lt
+from benchlab.core import config_hash, to_jsonable
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small", "paper"])
+def test_case_ids_unique_and_fields_valid(scale):
+    cfg = lt.CONFIGS[scale]
+    for fn in (lt.step_cases, lt.pair_cases, lt.warmup_cases, lt.attn_cases, lt.peak_cases):
+        cases = fn(cfg)
+        ids = [c.id for c in cases]
+        assert cases and len(ids) == len(set(ids)), fn.__name__
+    for c in lt.step_cases(cfg) + lt.pair_cases(cfg):
+        assert c.size in lt.SIZES and c.mode in lt.MODES
+    assert hash(cfg) == hash(dataclasses.replace(cfg))  # frozen, hashable data
+
+
+def test_tiny_scale_has_tiny_sweep_and_small_at_128():
+    cfg = lt.CONFIGS["tiny"]
+    steps = lt.step_cases(cfg)
+    grid = {(c.context, c.mode, c.precision) for c in steps if c.size == "tiny"}
+    assert grid >= {(t, m, p) for t in (128, 256, 512, 1024) for m in ("forward",
+                    "forward_backward") for p in ("fp32", "bf16")}
+    assert {m for _, m, _ in grid} == set(lt.MODES)
+    small = [c for c in lt.pair_cases(cfg) if c.size == "small"]
+    assert {c.context for c in small} == {128} and {c.kind for c in small} == {"peer", "bf16"}
+
+
+def test_paper_scale_is_the_full_table():
+    steps = lt.step_cases(lt.CONFIGS["paper"])
+    grid = {(c.size, c.context, c.mode, c.precision) for c in steps}
+    for size in ("small", "medium", "large", "xl", "2.7B"):
+        for ctx in (128, 256, 512, 1024):
+            for mode in lt.MODES:
+                assert (size, ctx, mode, "bf16") in grid
+    assert any(c.compile for c in steps)
+
+
+def rec(case, metrics, timed=True):
+    return {"experiment": "lm_timing", "case": f"test_x[{case.id}]", "config_hash":
+            config_hash(case), "code_version": "v", "scale": "tiny",
+            "config": {"case": to_jsonable(case)}, "metrics": metrics,
+            "time": {"mean": 0.1, "stddev": 0.0, "median": 0.1, "min": 0.1, "max": 0.1,
+                     "iqr": 0.0, "rounds": 2} if timed else None}
+
+
+def records():
+    cfg = lt.CONFIGS["tiny"]
+    out = []
+    for c in lt.step_cases(cfg):
+        base = {"forward": 10.0, "forward_backward": 30.0, "train_step": 35.0}[c.mode]
+        t = base * c.context / 128 * (0.6 if c.precision == "bf16" else 1.0)
+        out.append(rec(c, {"status": "ok", "num_params": 3_085_440, "flops": 1e9,
+                           "mean_ms": t, "std_ms": 1.0, "median_ms": t, "tokens_per_s": 1e4,
+                           "tflops": 0.1, "mfu": 0.2 * c.context / 1024, "peak_memory_mb": 5.0,
+                           "first_step_ms": 3 * t, "trial_times_ms": [t, t]}))
+    oom = dataclasses.replace(lt.step_cases(cfg)[0], id="2.7B-oom", size="2.7B")
+    out.append(rec(oom, {"status": "oom", "reason": "OOM (estimated)"}, timed=False))
+    for c in lt.pair_cases(cfg):
+        out.append(rec(c, {"status": "ok", "a_median_ms": 9.0, "b_median_ms": 10.0,
+                           "ratio": 0.9, "rounds_timed": 2}))
+    for c in lt.warmup_cases(cfg):
+        out.append(rec(c, {"status": "ok", "warmups": c.warmups, "first_step_ms": 50.0,
+                           "mean_ms": 20.0 if c.warmups == 0 else 10.0, "std_ms": 1.0,
+                           "median_ms": 10.0, "fresh_process": True}, timed=False))
+    for c in lt.attn_cases(cfg):
+        out.append(rec(c, {"status": "ok", "mean_ms": 2.0 if c.impl == "einsum" else 1.0,
+                           "max_abs_diff": 1e-6}))
+    for c in lt.peak_cases(cfg):
+        out.append(rec(c, {"peak_tflops": 0.2, "n": 2048}))
+    return out
+
+
+def test_report_writes_tables_and_figures_deterministically(tmp_path):
+    lt.report(records(), tmp_path / "a")
+    lt.report(records(), tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    for stem in ("steps", "num_params", "fwd_vs_bwd", "pairs", "warmup", "attention",
+                 "matmul_peak"):
+        assert {f"{stem}.md", f"{stem}.csv", f"{stem}.tex"} <= set(names)
+    for fig in ("time_vs_context", "fwd_vs_fwd_bwd", "warmup", "mfu_by_size", "peer_ratio"):
+        assert f"{fig}.png" in names
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_report_numbers(tmp_path):
+    lt.report(records(), tmp_path)
+    fb = pd.read_csv(tmp_path / "fwd_vs_bwd.csv")
+    row = fb[(fb["size"] == "tiny") & (fb["context"] == 128) & (fb["precision"] == "fp32")]
+    assert row["backward_over_forward"].item() == pytest.approx(2.0)
+    assert row["adamw_ms"].item() == pytest.approx(5.0)
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    assert steps.loc[steps["size"] == "2.7B", "status"].item() == "oom"
+    assert list(steps["size"].drop_duplicates()) == ["tiny", "2.7B"]  # model-size order
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert pairs["met"].all() and (pairs["ratio_a_over_b"] == 0.9).all()
+    att = pd.read_csv(tmp_path / "attention.csv")
+    assert (att["einsum_over_sdpa"] == 2.0).all()
+
+
+def test_report_with_only_oom_records(tmp_path):
+    cfg = lt.CONFIGS["tiny"]
+    c = lt.step_cases(cfg)[0]
+    lt.report([rec(c, {"status": "oom", "reason": "OOM"}, timed=False)], tmp_path)
+    assert (tmp_path / "steps.csv").exists()
