@@ -114,14 +114,17 @@ def test_pair(benchmark, case, device, seed, record):
 
 
 @pytest.mark.cases("warmup_cases")
-def test_warmup(case, device, seed, record, tmp_path):
-    """The seed's warm-up study: each count in a fresh process, so the first step is cold."""
+def test_warmup(benchmark, case, device, seed, record, tmp_path):
+    """The seed's warm-up study: each count in a fresh process, so the first step is cold.
+    pytest-benchmark times the whole process once (start-up included), which also puts the
+    record into --benchmark-json, so `benchlab report out.json` sees the study too."""
     out = tmp_path / "run.json"
     cmd = [sys.executable, "-m", "benchlab.cli", "lm-timing", "run", "--model_size", case.size,
            "--vocab", str(case.vocab), "--context_length", str(case.context), "--batch_size",
            str(case.batch), "--num_warmups", str(case.warmups), "--num_trials", str(case.trials),
            "--mode", case.mode, "--device", device, "--seed", str(seed), "--output", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    proc = benchmark.pedantic(subprocess.run, args=(cmd,), rounds=1, iterations=1,
+                              kwargs={"capture_output": True, "text": True, "timeout": 1800})
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     if res["status"] != "ok":
