@@ -1,0 +1,90 @@
+"""MoE routing: Benjamini-Hochberg vs top-k (and top-p) on OLMoE, with calibrated p-values.
+
+    pytest bench/test_moe_routing.py --bench-store /tmp/moe/store.jsonl --bench-reports /tmp/moe/r
+    benchlab moe-routing run --output /tmp/moe_run --max-tokens 16      # the seed's runner
+    benchlab moe-routing report /tmp/moe_run/results.jsonl --output /tmp/moe_run
+
+Configs are data per scale; the code reads their fields, never the scale name.
+"""
+
+from dataclasses import dataclass
+
+from .calibration import EmpiricalNull
+from .experiment import PROMPTS, Prompt, prompts
+from .model import apply_routing, calibrate, collect_stats, grouped_experts
+from .report import report
+from .routers import ROUTINGS, Routing, bh_select, naive_pvalues, route, topk_route, topp_route
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str  # zoo spec name
+    source: str  # "trained" (zoo.trained) | "random" (zoo.build) | "load" (zoo.load, paper)
+    routings: tuple[str, ...]
+    prompts_per_category: int
+    max_new_tokens: int
+    gen_rounds: int  # timed generations per (routing, prompt)
+    calib_tokens: int  # N calibration tokens; BH can only select if N + 1 > E / alpha
+    heldout_tokens: int
+    seq_len: int
+    fp16: bool  # bf16 on GPU
+    router_tokens: int = 4096
+    router_experts: int = 64
+    layer_hidden: int = 256
+    layer_intermediate: int = 512
+    layer_tokens: int = 512
+    layer_ks: tuple[int, ...] = (1, 2, 4, 8)
+    speed_rounds: int = 5
+
+
+ALL_ROUTINGS = ("topk_8", "bh_strict", "bh_moderate", "bh_loose", "bh_adaptive", "topp_0.4",
+                "bh_naive")
+
+CONFIGS = {
+    "tiny": Config("olmoe-tiny", "trained", ALL_ROUTINGS, 3, 8, 1, 8192, 1024, 128, False,
+                   layer_hidden=256, layer_intermediate=256, layer_tokens=512, speed_rounds=3),
+    "small": Config("olmoe-small", "trained", ALL_ROUTINGS, 3, 32, 3, 32768, 4096, 256, False,
+                    layer_hidden=1024, layer_intermediate=512, layer_tokens=2048),
+    "paper": Config("olmoe-1b-7b", "load", ALL_ROUTINGS, 3, 100, 3, 32768, 8192, 512, True,
+                    layer_hidden=2048, layer_intermediate=1024, layer_tokens=4096,
+                    speed_rounds=10),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str  # generate | router | layer | forward
+    routing: str = ""
+    prompt: str = ""
+    category: str = ""
+
+
+def generate_cases(config: Config) -> list[Case]:
+    """The seed's grid: every routing x every prompt."""
+    return [Case(f"{r}-{p.id}", "generate", r, p.id, p.category)
+            for r in config.routings for p in prompts(config.prompts_per_category)]
+
+
+def router_cases(config: Config) -> list[Case]:
+    """One calibrated BH (the selection cost does not depend on alpha), naive BH, top-p."""
+    keep = ("bh_moderate", "bh_naive", "topp_0.4")
+    return [Case(f"router-{r}", "router", r) for r in config.routings if r in keep]
+
+
+def forward_cases(config: Config) -> list[Case]:
+    """Calibrated BH at two levels (their mean counts differ; the naive one is always 1)."""
+    keep = ("bh_moderate", "bh_loose")
+    return [Case(f"forward-{r}", "forward", r) for r in config.routings if r in keep]
+
+
+def layer_cases(config: Config) -> list[Case]:
+    return [Case("layer-scaling", "layer")]
+
+
+__all__ = [
+    "CONFIGS", "Config", "Case", "generate_cases", "router_cases", "forward_cases",
+    "layer_cases", "report", "bh_select", "naive_pvalues", "route", "topk_route", "topp_route",
+    "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing", "calibrate", "collect_stats",
+    "grouped_experts", "PROMPTS", "Prompt", "prompts",
+]

@@ -1,0 +1,226 @@
+"""The MoE-routing report: seed CSV, statistics vs topk_8, plots, REPORT.md, experiment log.
+
+Depends only on the records (same records -> same bytes):
+
+    benchlab report /tmp/moe/store.jsonl --outdir /tmp/moe/reports
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core import stats
+from ..core.provenance import to_jsonable
+from ..core.report import new_figure, records_frame, save_figure, write_table
+from .routers import ROUTINGS
+
+BASELINE = "topk_8"
+CATEGORIES = ("simple", "medium", "complex", "domain")
+SEED_COLUMNS = {  # seed column name <- record column
+    "config_name": "case.routing", "prompt_id": "case.prompt", "prompt_category": "case.category",
+    "avg_experts": "avg_experts", "std_experts": "std_experts", "min_experts": "min_experts",
+    "max_experts": "max_experts", "inference_time": "inference_time",
+    "tokens_per_second": "tokens_per_second", "expert_utilization_cv": "util_cv",
+    "max_min_ratio": "util_max_min_ratio", "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens", "heldout_kl": "heldout_kl", "heldout_ppl": "heldout_ppl",
+    "prompt_kl": "prompt_kl", "heldout_avg_experts": "heldout_avg_experts",
+    "generated_text": "generated_text",
+}
+TESTED = ("avg_experts", "inference_time", "tokens_per_second", "expert_utilization_cv",
+          "prompt_kl")
+NULL_DEFINITION = (
+    "Calibrated p-value of expert e for a token at layer l: p = (1 + #{n : z[l,n,e] >= x}) / "
+    "(N + 1), where x is the token's router logit for e and z[l,:,e] are the logits of N "
+    "calibration tokens (zoo corpus, train split) under top-8 routing, stored with "
+    "the run (calibration_null.safetensors). BH selects at least one expert only when "
+    "N + 1 > E / alpha. The naive p = 1 - softmax probability (bh_naive) can never select more "
+    "than one expert: at most one probability exceeds 1/2.")
+
+
+def seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    gen = frame[frame.get("case.kind") == "generate"] if "case.kind" in frame else frame.iloc[:0]
+    cols = {k: gen[v] for k, v in SEED_COLUMNS.items() if v in gen}
+    out = pd.DataFrame(cols)
+    if out.empty:
+        return out
+    known = list(ROUTINGS)  # the registry's order: topk_8 first, the naive BH last
+    order = {r: i for i, r in enumerate(known + sorted(set(out["config_name"]) - set(known)))}
+    return out.sort_values(["config_name", "prompt_id"], key=lambda s: s.map(order)
+                           if s.name == "config_name" else s, kind="stable").reset_index(drop=True)
+
+
+def analysis(seed: pd.DataFrame) -> dict:
+    """Per config: means, and paired t-test + paired Cohen's d vs topk_8 over prompts."""
+    out = {}
+    base = seed[seed.config_name == BASELINE].set_index("prompt_id")
+    for name, grp in seed.groupby("config_name", sort=False):
+        g = grp.set_index("prompt_id")
+        entry = {"n_prompts": int(len(g)),
+                 "means": {m: float(g[m].mean()) for m in TESTED + (
+                     "heldout_kl", "heldout_ppl", "heldout_avg_experts") if m in g}}
+        if name != BASELINE and len(base):
+            common = g.index.intersection(base.index)
+            tests = {}
+            for m in TESTED:
+                if m not in g or len(common) < 2:
+                    continue
+                a, b = g.loc[common, m].astype(float), base.loc[common, m].astype(float)
+                t, p = stats.paired_ttest(a, b) if (a - b).std() > 0 else (float("nan"),) * 2
+                tests[m] = {"t": t, "p": p, "cohens_d": stats.cohens_d_paired(a, b),
+                            "mean_diff": float((a - b).mean())}
+            entry["vs_topk_8"] = tests
+        entry["by_category"] = {c: float(g[g.prompt_category == c].avg_experts.mean())
+                                for c in CATEGORIES if (g.prompt_category == c).any()}
+        out[name] = entry
+    return out
+
+
+def alpha_sweep(configs: dict) -> dict:
+    """Calibrated BH at temperature 1, by alpha: experts used and the quality paid for them."""
+    rows = []
+    for name, entry in configs.items():
+        r = ROUTINGS.get(name) if name in ROUTINGS else None
+        if r is None or r.method != "bh" or r.pvalues != "calibrated" or r.temperature != 1:
+            continue
+        m = entry["means"]
+        rows.append({"config": name, "alpha": r.alpha, "avg_experts": m.get("avg_experts"),
+                     "heldout_avg_experts": m.get("heldout_avg_experts"),
+                     "heldout_kl": m.get("heldout_kl"), "heldout_ppl": m.get("heldout_ppl")})
+    rows.sort(key=lambda r: r["alpha"])
+    counts = [r["heldout_avg_experts"] for r in rows]
+    ok = None not in counts
+    monotone = all(a <= b for a, b in zip(counts, counts[1:], strict=False)) if ok else None
+    return {"rows": rows, "monotone": monotone}
+
+
+def speed_summary(frame: pd.DataFrame) -> dict:
+    out = {}
+    if "case.kind" not in frame:
+        return out
+    for _, row in frame[frame["case.kind"] == "router"].iterrows():
+        out.setdefault("router_cost", {})[row["case.routing"]] = {
+            k: row[k] for k in ("ratio_vs_topk_router", "ratio_vs_torch_topk", "router_time",
+                                "mean_selected") if k in row}
+    for _, row in frame[frame["case.kind"] == "forward"].iterrows():
+        out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
+            k: row[k] for k in ("forward_ratio", "mean_experts", "bh_forward_time",
+                                "topk_forward_time") if k in row}
+    for _, row in frame[frame["case.kind"] == "layer"].iterrows():
+        out["layer_scaling"] = {k: row[k] for k in ("ks", "layer_times", "relative_times",
+                                                    "time_per_expert_slope") if k in row}
+    return out
+
+
+def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
+    names = list(seed.config_name.drop_duplicates())
+    agg = seed.groupby("config_name", sort=False)
+    made = []
+
+    def bar(metric, ylabel, fname):
+        fig, ax = new_figure(size=(7, 3.6))
+        m, s = agg[metric].mean().reindex(names), agg[metric].std().reindex(names).fillna(0)
+        ax.bar(range(len(names)), m.values, yerr=s.values, color="tab:blue", capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
+        made.append(save_figure(fig, outdir, fname).name)
+
+    bar("avg_experts", "experts per token (mean)", "avg_experts")
+    bar("inference_time", "generation time (s)", "inference_time")
+    bar("expert_utilization_cv", "expert utilization CV", "utilization_cv")
+    fig, ax = new_figure(size=(7, 3.6))
+    width = 0.8 / len(CATEGORIES)
+    for i, c in enumerate(CATEGORIES):
+        vals = [seed[(seed.config_name == n) & (seed.prompt_category == c)].avg_experts.mean()
+                for n in names]
+        ax.bar(np.arange(len(names)) + i * width, vals, width, label=c)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
+    ax.set_ylabel("experts per token")
+    ax.legend(fontsize=7)
+    made.append(save_figure(fig, outdir, "experts_by_category").name)
+    fig, ax = new_figure(size=(5.5, 4))
+    for n in names:
+        g = seed[seed.config_name == n]
+        ax.scatter(g["inference_time"], g.avg_experts, label=n, s=18)
+    ax.set_xlabel("generation time (s)")
+    ax.set_ylabel("experts per token")
+    ax.legend(fontsize=7)
+    made.append(save_figure(fig, outdir, "experts_vs_latency").name)
+    if {"heldout_kl", "heldout_avg_experts"} <= set(seed):  # one point per config, held-out text
+        fig, ax = new_figure(size=(5.5, 4))
+        q = agg[["heldout_kl", "heldout_avg_experts", "heldout_ppl"]].mean().reindex(names)
+        for n, row in q.iterrows():
+            ax.scatter(row.heldout_kl, row.heldout_avg_experts, s=30)
+            ax.annotate(f"{n} (ppl {row.heldout_ppl:.0f})", (row.heldout_kl,
+                        row.heldout_avg_experts), fontsize=7, xytext=(4, 2),
+                        textcoords="offset points")
+        ax.set_xlabel("KL from topk_8 on held-out text (nats/token)")
+        ax.set_ylabel("experts per token (held-out)")
+        made.append(save_figure(fig, outdir, "experts_vs_quality").name)
+    if "layer_scaling" in speed:
+        ls = speed["layer_scaling"]
+        fig, ax = new_figure(size=(4.5, 3.6))
+        ks = np.array(ls["ks"], float)
+        ax.plot(ks / ks.max(), ls["relative_times"], "o-", label="measured")
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="proportional")
+        ax.set_xlabel("experts used / 8")
+        ax.set_ylabel("MoE layer time / time at 8")
+        ax.legend(fontsize=7)
+        made.append(save_figure(fig, outdir, "layer_scaling").name)
+    return made
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def report(records: list[dict], outdir: Path) -> None:
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    frame = records_frame(records)
+    seed = seed_frame(frame)
+    speed = speed_summary(frame)
+    summary = {"null_definition": NULL_DEFINITION, "baseline": BASELINE, "speed": speed}
+    lines = ["# MoE routing: BH vs top-k on OLMoE", "", NULL_DEFINITION, ""]
+    if not seed.empty:
+        seed.to_csv(outdir / "bh_routing_results.csv", index=False, float_format="%.6g",
+                    lineterminator="\n")
+        summary["configs"] = analysis(seed)
+        table = seed.drop(columns=["generated_text"]).groupby("config_name", sort=False).mean(
+            numeric_only=True).reset_index()
+        write_table(table, outdir, "summary_by_config")
+        cat = seed.pivot_table(index="config_name", columns="prompt_category",
+                               values="avg_experts", sort=False).reset_index()
+        write_table(cat, outdir, "experts_by_category")
+        summary["alpha_sweep"] = alpha_sweep(summary["configs"])
+        figs = plots(seed, speed, outdir)
+        lines += ["## Mean per configuration (over prompts)", "",
+                  table.to_markdown(index=False, floatfmt=".4g"), "",
+                  "## Paired tests vs topk_8 (over prompts)", "",
+                  "| config | metric | mean diff | t | p | Cohen's d |",
+                  "|---|---|---|---|---|---|"]
+        for name, entry in summary["configs"].items():
+            for m, t in entry.get("vs_topk_8", {}).items():
+                lines.append(f"| {name} | {m} | {_fmt(t['mean_diff'])} | {_fmt(t['t'])} | "
+                             f"{_fmt(t['p'])} | {_fmt(t['cohens_d'])} |")
+        sweep = summary["alpha_sweep"]
+        lines += ["", "## Calibrated BH: experts and quality cost by alpha (temperature 1)", "",
+                  "| config | alpha | experts/token (prompts) | experts/token (held-out) | "
+                  "held-out KL | held-out ppl |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['config']} | {r['alpha']} | {_fmt(r['avg_experts'])} | "
+                  f"{_fmt(r['heldout_avg_experts'])} | {_fmt(r['heldout_kl'])} | "
+                  f"{_fmt(r['heldout_ppl'])} |" for r in sweep["rows"]]
+        lines += ["", f"Mean experts monotone in alpha: {sweep['monotone']}"]
+        lines += ["", "## Experts per token by category", "",
+                  cat.to_markdown(index=False, floatfmt=".3g"), ""]
+        lines += [f"![{f[:-4]}]({f})" for f in figs] + [""]
+    if speed:
+        lines += ["## Speed (ratios measured side by side in one run)", "",
+                  "```", json.dumps(to_jsonable(speed), indent=1, sort_keys=True), "```", ""]
+    (outdir / "analysis_summary.json").write_text(
+        json.dumps(to_jsonable(summary), indent=1, sort_keys=True) + "\n")
+    (outdir / "REPORT.md").write_text("\n".join(lines) + "\n")
+    log = [f"{r['case']} {json.dumps(to_jsonable(r.get('metrics', {})), sort_keys=True)}"
+           for r in sorted(records, key=lambda r: r["case"])]
+    (outdir / "experiment_log.txt").write_text("\n".join(log) + "\n")

@@ -1,0 +1,125 @@
+"""Speed comparisons, each timed side by side (interleaved rounds, medians) in one call.
+
+    python -m benchlab.moe_routing.speed    # router cost of BH vs torch.topk, 4096 x 64
+
+- router_cost: BH routing (calibrated p-values + step-up + caps) vs the top-8 router
+  (softmax + torch.topk) and vs a bare torch.topk on the same logits.
+- layer_scaling: one MoE layer (router + grouped dispatch) with top-k for k in ks; the slope of
+  t(k)/t(8) against k/8 says how much of the expert saving shows up as time (goal >= 0.8).
+- forward_equal_count: a whole-model forward under BH vs top-k at the same mean expert count
+  (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05).
+"""
+
+import math
+import time
+
+import numpy as np
+import torch
+from transformers import OlmoeConfig
+from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
+
+from ..core.timing import synchronize
+from .calibration import EmpiricalNull
+from .model import RoutedMoeBlock, apply_routing, collect_stats
+from .routers import ROUTINGS, Routing, route, topk_route
+
+
+def interleaved(fns: dict, device="cpu", *, rounds: int = 5, inner: int = 1) -> dict:
+    """Median seconds per call of each fn, timing them in alternating order round by round."""
+    names = list(fns)
+    times = {n: [] for n in names}
+    for n in names:  # warm-up
+        fns[n]()
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fns[n]()
+            synchronize(device)
+            times[n].append((time.perf_counter() - t0) / inner)
+    return {n: float(np.median(v)) for n, v in times.items()}
+
+
+def router_inputs(tokens: int, experts: int, calib: int = 8192, seed: int = 0, device="cpu"):
+    """Gaussian router logits [tokens, experts] and an EmpiricalNull from `calib` more."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(tokens, experts, generator=g).to(device)
+    null = EmpiricalNull(torch.randn(1, calib, experts, generator=g)).to(device)
+    return logits, null.layer(0)
+
+
+def router_cost(routing: Routing, tokens=4096, experts=64, device="cpu", rounds=10,
+                inner=1) -> dict:
+    logits, null = router_inputs(tokens, experts, device=device)
+    fns = {
+        "bh": lambda: route(logits, routing, null),
+        "topk_router": lambda: topk_route(logits, 8),
+        "torch_topk": lambda: torch.topk(logits, 8, dim=-1),
+    }
+    t = interleaved(fns, device, rounds=rounds, inner=inner)
+    return {"router_time": t["bh"], "topk_router_time": t["topk_router"],
+            "torch_topk_time": t["torch_topk"], "ratio_vs_topk_router": t["bh"] / t["topk_router"],
+            "ratio_vs_torch_topk": t["bh"] / t["torch_topk"],
+            "mean_selected": float(route(logits, routing, null)[0].sum(-1).float().mean())}
+
+
+def moe_layer(hidden: int, intermediate: int, experts: int = 64, seed: int = 0, device="cpu"):
+    """A random OLMoE MoE block of the given shape (float32), wrapped for routing."""
+    cfg = OlmoeConfig(hidden_size=hidden, intermediate_size=intermediate, num_experts=experts,
+                      num_experts_per_tok=8, vocab_size=8, num_hidden_layers=1,
+                      num_attention_heads=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        block = OlmoeSparseMoeBlock(cfg)
+        for p in block.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+    return RoutedMoeBlock(block, 0, ROUTINGS.get("topk_8"), None).to(device).eval()
+
+
+@torch.no_grad()
+def layer_scaling(hidden: int, intermediate: int, tokens: int, ks=(1, 2, 4, 8), experts=64,
+                  device="cpu", rounds=5) -> dict:
+    block = moe_layer(hidden, intermediate, experts, device=device)
+    x = torch.randn(1, tokens, hidden, device=device)
+    routings = {k: Routing(f"topk_{k}", "topk", k=k) for k in ks}
+
+    def run(k):
+        block.gate.set_routing(routings[k], None)
+        return block(x)
+
+    t = interleaved({k: (lambda k=k: run(k)) for k in ks}, device, rounds=rounds)
+    kmax = max(ks)
+    rel_k = np.array([k / kmax for k in ks])
+    rel_t = np.array([t[k] / t[kmax] for k in ks])
+    slope = float(np.polyfit(rel_k, rel_t, 1)[0])  # 1.0 = time proportional to experts
+    return {"ks": list(ks), "layer_times": [t[k] for k in ks], "relative_times": rel_t.tolist(),
+            "time_per_expert_slope": slope, "tokens": tokens, "hidden": hidden,
+            "intermediate": intermediate}
+
+
+@torch.no_grad()
+def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
+    """Forward on the held-out batch: BH vs top-k interpolated to BH's mean expert count."""
+    m, ids = setup.model, setup.heldout
+    apply_routing(m, routing, setup.null)
+    with collect_stats(m) as st:
+        m(input_ids=ids, use_cache=False)
+    mean_k = float(st.per_token().mean())
+    lo, hi = max(1, math.floor(mean_k)), min(8, math.ceil(mean_k))
+    fns = {}
+    for k in sorted({lo, hi}):
+        r = Routing(f"topk_{k}", "topk", k=k)
+        fns[f"topk_{k}"] = lambda r=r: (apply_routing(m, r, setup.null),
+                                        m(input_ids=ids, use_cache=False))
+    fns["bh"] = lambda: (apply_routing(m, routing, setup.null), m(input_ids=ids, use_cache=False))
+    t = interleaved(fns, setup.device, rounds=rounds)
+    w = mean_k - lo if hi > lo else 0.0
+    t_topk = (1 - w) * t[f"topk_{lo}"] + w * t[f"topk_{hi}"]
+    return {"mean_experts": mean_k, "bh_forward_time": t["bh"], "topk_forward_time": t_topk,
+            "forward_ratio": t["bh"] / t_topk, "topk_lo": lo, "topk_hi": hi}
+
+
+if __name__ == "__main__":
+    print(router_cost(ROUTINGS.get("bh_moderate")))
+    print(layer_scaling(256, 512, 512))
