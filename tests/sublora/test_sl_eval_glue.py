@@ -25,14 +25,6 @@ FAST = ["--model.init_from=scratch", "--data.batch_size=2", "--data.block_size=1
         "--bounds.max_doc_tokens=64", "--sublora.intrinsic_dim=200"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def learned():
     cfg = C.load(None, FAST + ["--sublora.allocation_mode=learned"])

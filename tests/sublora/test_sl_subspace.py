@@ -11,15 +11,6 @@ from benchlab.sublora.projectors import DenseProjector, derive_seed, make_projec
 from benchlab.sublora.subspace import SubspaceConfig, SubspaceModel, plan_blocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 cores shared by xdist workers: one torch thread each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def base():
     return zoo.build("gpt2-tiny", seed=0)

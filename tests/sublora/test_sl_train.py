@@ -21,14 +21,6 @@ FAST = ["--model.init_from=scratch", "--data.batch_size=2", "--data.block_size=1
         "--data.n_documents=1000", "--data.n_val_documents=50"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fast(*extra) -> C.RunConfig:
     return C.load(None, FAST + list(extra))
 
