@@ -117,8 +117,9 @@ def test_all_shared(benchmark, case, config, device, record):
     for c in data.scalability_cases():
         m = ex.model_data(c["model_name"])
         work.append((m, m.significance, np.asarray(c["budgets"], dtype=np.float64)))
+    seconds = []
     out = measure(benchmark, lambda: [solve(m.costs, v, b) for m, v, b in work], device,
-                  warmup=0, rounds=1)
+                  warmup=0, rounds=1, times=seconds)
     assert all(check_selection(m.costs, b, s.intervals)[0] for (m, _, b), s in zip(work, out,
                                                                                   strict=True))
-    record(instances=len(work), total_s=benchmark.stats.stats.max)
+    record(instances=len(work), total_s=max(seconds))

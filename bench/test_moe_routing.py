@@ -30,8 +30,9 @@ def test_generate(benchmark, case, config, device, seed, record, setup):
     times = []
 
     def timer(fn):
-        measure(benchmark, fn, device, warmup=1, rounds=config.gen_rounds)
-        times.append(benchmark.stats.stats.min)
+        rounds = []
+        measure(benchmark, fn, device, warmup=1, rounds=config.gen_rounds, times=rounds)
+        times.append(min(rounds))
         return times[-1]
 
     metrics = experiment.run_prompt(setup, case.routing, experiment.prompt(case.prompt),

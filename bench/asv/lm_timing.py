@@ -6,7 +6,7 @@ result metrics (parameter count, FLOPs, ours/peer time ratio) as track_* benchma
 
 import os
 
-from benchlab.core import time_fn
+from benchlab.core import timing
 from benchlab.core.scale import config_for
 from benchlab.lm_timing import CONFIGS
 from benchlab.lm_timing import run as R
@@ -49,8 +49,8 @@ class PeerRatio:
                       vocab=CONFIG.vocab, impl="peer")
         ta, tb = [], []
         for _ in range(5):
-            ta += time_fn(a.step, "cpu", warmup=0, trials=1)
-            tb += time_fn(b.step, "cpu", warmup=0, trials=1)
+            ta += timing.time_fn(a.step, "cpu", warmup=0, trials=1)
+            tb += timing.time_fn(b.step, "cpu", warmup=0, trials=1)
         ta, tb = sorted(ta[1:]), sorted(tb[1:])
         return (ta[1] + ta[2]) / (tb[1] + tb[2])
 

@@ -7,7 +7,7 @@ sweep point's results (bound, empirical bpd, compressed size) as track_* benchma
 import os
 import statistics
 
-from benchlab.core import time_fn
+from benchlab.core import timing
 from benchlab.core.scale import config_for
 from benchlab.sublora import CONFIGS, run_point, sweep_cases
 from benchlab.sublora.sweep import step_pair
@@ -36,8 +36,8 @@ class StepSuite:
         """Median subspace step / median plain LoRA step, timed in alternation (goal <= 1.5)."""
         a, b = [], []
         for _ in range(5):
-            a += time_fn(self.sub_step, "cpu", warmup=0, trials=1)
-            b += time_fn(self.lora_step, "cpu", warmup=0, trials=1)
+            a += timing.time_fn(self.sub_step, "cpu", warmup=0, trials=1)
+            b += timing.time_fn(self.lora_step, "cpu", warmup=0, trials=1)
         return statistics.median(a) / statistics.median(b)
 
     track_step_ratio.unit = "ratio"

@@ -26,11 +26,11 @@ import pytest
 from .core import experiments
 from .core.errors import BenchlabError
 from .core.provenance import code_version, config_hash, git_commit, to_jsonable
+from .core.report import TIME_FIELDS
 from .core.scale import DEFAULT_SCALE, SCALES, check_scale
 from .core.store import ResultStore, record_key
 
 STASH = pytest.StashKey["Session"]()
-TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")
 
 
 def pytest_addoption(parser):
@@ -261,7 +261,11 @@ def pytest_sessionfinish(session, exitstatus):
     for exp in sorted(state.ran):
         records += state.store.latest(experiment=exp, code_version=experiment_version(exp),
                                       scale=state.scale).values()
-    experiments.report_all(records, state.reports)
+    try:
+        experiments.report_all(records, state.reports)
+    except BenchlabError as e:
+        session.config.get_terminal_writer().line(f"benchlab: error: {e}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

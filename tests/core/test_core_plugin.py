@@ -41,8 +41,9 @@ pytestmark = pytest.mark.experiment("dummy_exp")
 
 @pytest.mark.cases("cases")
 def test_square(benchmark, case, device, record):
-    out = measure(benchmark, lambda: case["x"] ** 2, device, warmup=1, rounds=3)
-    record(square=out, label=f"x={case['x']}", pair=[case["x"], out])
+    seconds = []
+    out = measure(benchmark, lambda: case["x"] ** 2, device, warmup=1, rounds=3, times=seconds)
+    record(square=out, label=f"x={case['x']}", pair=[case["x"], out], timed=len(seconds))
 '''
 
 
@@ -73,9 +74,17 @@ def test_record_lands_in_extra_info_and_store(suite):
     assert info["square"] == 9 and info["label"] == "x=3" and info["pair"] == [3, 9]
     assert info["benchlab"]["experiment"] == "dummy_exp"
     assert info["benchlab"]["time"]["rounds"] == 3
+    assert info["timed"] == 3  # warm-up rounds are not among the times measure() hands back
     records = [json.loads(line) for line in store_lines(suite)]
     assert sorted(r["metrics"]["square"] for r in records) == [0, 1, 4, 9]
     assert (suite.path / "reports/dummy_exp/summary.md").exists()
+
+
+def test_benchmark_disable_still_records_and_reports(suite):
+    run(suite, "--benchmark-disable").assert_outcomes(passed=4)
+    records = [json.loads(line) for line in store_lines(suite)]
+    assert all(r["time"] is None and r["metrics"]["timed"] == 1 for r in records)
+    assert (suite.path / "reports/dummy_exp/summary.md").read_text().count("test_square") == 4
 
 
 def test_scale_picks_the_config(suite):

@@ -38,13 +38,25 @@ def config(name: str, scale: str):
 
 
 def report_all(records: list[dict], outdir) -> list[str]:
-    """Hand each experiment its records (sorted by case) and a folder `outdir/<experiment>`."""
+    """Hand each experiment its records (sorted by case) and a folder `outdir/<experiment>`.
+
+    One experiment's failing report does not stop the others: its traceback is printed and a
+    BenchlabError naming every failed experiment is raised at the end."""
+    import sys
+    import traceback
     from pathlib import Path
 
     by_exp: dict[str, list[dict]] = {}
     for rec in records:
         by_exp.setdefault(rec["experiment"], []).append(rec)
+    failed = []
     for exp, recs in sorted(by_exp.items()):
         recs.sort(key=lambda r: (r["case"], r["config_hash"]))
-        load(exp).report(recs, Path(outdir) / exp)
+        try:
+            load(exp).report(recs, Path(outdir) / exp)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            failed.append(exp)
+    if failed:
+        raise BenchlabError(f"report failed for {', '.join(failed)} (traceback above)")
     return sorted(by_exp)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")
+
 
 def flatten(d: dict, prefix: str = "") -> dict:
     """{"case": {"model": "opt"}} -> {"case.model": "opt"}."""
@@ -23,13 +25,15 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: `id` (the test id), the flattened parametrization (`case.model`, ...),
-    the metrics under their own names, and `time_mean`, `time_stddev`, ... when timed."""
+    the metrics under their own names, and `time_mean`, `time_stddev`, ... (NaN when the run had
+    --benchmark-disable, so reports can always name these columns)."""
     rows = []
     for rec in records:
         row = {"id": rec["case"]}
         row.update(flatten(rec.get("config") or {}))
         row.update(rec.get("metrics") or {})
-        row.update({f"time_{k}": v for k, v in (rec.get("time") or {}).items()})
+        time = rec.get("time") or {}  # None when benchmarks were disabled
+        row.update({f"time_{k}": time.get(k, float("nan")) for k in TIME_FIELDS})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values("id", kind="stable").reset_index(drop=True) if rows else frame

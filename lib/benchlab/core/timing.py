@@ -51,12 +51,27 @@ def time_fn(fn: Callable, device="cpu", *, warmup: int = 1, trials: int = 5) -> 
 
 
 def measure(benchmark, fn: Callable, device="cpu", *, warmup: int = 1, rounds: int = 5,
-            setup: Callable | None = None):
+            setup: Callable | None = None, times: list[float] | None = None):
     """Time `fn` with pytest-benchmark's pedantic mode: explicit warm-up, one call per round.
 
     Returns fn's result from the last round. `setup` (untimed) runs before every round and may
-    return `(args, kwargs)` for fn, as in `benchmark.pedantic`.
+    return `(args, kwargs)` for fn, as in `benchmark.pedantic`. If `times` is given, the seconds
+    of every timed round are appended to it; with benchmarks disabled (--benchmark-disable, xdist)
+    pytest-benchmark calls fn once, and that one call is timed, so a metric built from `times`
+    exists either way.
     """
+    run = synced(fn, device)
+    calls: list[float] = []
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = run(*args, **kwargs)
+        calls.append(time.perf_counter() - t0)
+        return out
+
     synchronize(device)
-    return benchmark.pedantic(synced(fn, device), setup=setup, rounds=rounds,
-                              warmup_rounds=warmup, iterations=1)
+    out = benchmark.pedantic(timed, setup=setup, rounds=rounds, warmup_rounds=warmup,
+                             iterations=1)
+    if times is not None:
+        times.extend(calls[warmup:] if benchmark.enabled else calls)
+    return out

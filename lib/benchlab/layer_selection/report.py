@@ -93,10 +93,7 @@ def _scalability(sc: pd.DataFrame, ln: pd.DataFrame, outdir: Path) -> list[str]:
             row[0].set_xlabel("verifiers M")
             row[0].set_ylabel("AlphaPrun ratio")
             row[0].legend(fontsize=7)
-            for s, grp in sub.groupby("case.solver", sort=True):
-                t = grp.groupby("case.M")["time_median"].median()
-                row[1].plot(t.index, 1e3 * t.to_numpy(), marker="o", label=s)
-            row[1].set_yscale("log")
+            _time_lines(row[1], sub, "case.M")
             row[1].set_title(f"{model}: solve time vs M")
             row[1].set_xlabel("verifiers M")
             row[1].set_ylabel("ms")
@@ -109,17 +106,28 @@ def _scalability(sc: pd.DataFrame, ln: pd.DataFrame, outdir: Path) -> list[str]:
         write_table(tab, outdir, "scalability")
     if len(ln):
         fig, ax = new_figure(1, 1, size=(5, 3.6))
-        for s, grp in ln.groupby("case.solver", sort=True):
-            t = grp.groupby("case.L")["time_median"].median()
-            ax.plot(t.index, 1e3 * t.to_numpy(), marker="o", label=s)
+        _time_lines(ax, ln, "case.L")
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel("layers L")
         ax.set_ylabel("ms")
         ax.set_title(f"solve time vs L (M={int(ln['case.M'].iloc[0])}, synthetic)")
         ax.legend()
         names.append(save_figure(fig, outdir, "scaling_L").name)
     return names
+
+
+def _time_lines(ax, frame, x: str) -> None:
+    """Median solve time (ms) against `x`, one line per solver, on a log axis; a note instead when
+    the run had no timings (--benchmark-disable)."""
+    timed = frame.dropna(subset=["time_median"])
+    if timed.empty:
+        ax.text(0.5, 0.5, "no timings in these records\n(--benchmark-disable)", ha="center",
+                va="center", transform=ax.transAxes)
+        return
+    for solver, grp in timed.groupby("case.solver", sort=True):
+        t = grp.groupby(x)["time_median"].median()
+        ax.plot(t.index, 1e3 * t.to_numpy(), marker="o", label=solver)
+    ax.set_yscale("log")
 
 
 def report(records: list[dict], outdir) -> None:
