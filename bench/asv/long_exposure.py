@@ -1,0 +1,61 @@
+"""asv benchmarks for Long Exposure: one LoRA training step dense (eager, SDPA) vs Long Exposure,
+and the measured end-to-end ratios and densities as track_*.
+
+    asv run --quick --bench long_exposure        # BENCHLAB_SCALE=tiny|small|paper
+"""
+
+import os
+
+from benchlab.core.scale import config_for
+from benchlab.long_exposure import CONFIGS
+from benchlab.long_exposure import workload as wl
+
+
+def _config():
+    return config_for(CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+
+
+def _threads(c):
+    if c.threads:  # the scale's thread count (1 at tiny: shared CI machines)
+        import torch
+
+        torch.set_num_threads(c.threads)
+
+
+class LoraStepSuite:
+    """A LoRA step on the scale's model at its shortest end-to-end length."""
+
+    params = ["eager", "sdpa", "le"]
+    param_names = ["mode"]
+    timeout = 600
+
+    def setup_cache(self):
+        c = _config()
+        _threads(c)
+        L = c.seq_lens[0]
+        trainers = {m: wl.trainer(c, c.model, "lora", L, mode=m) for m in self.params}
+        t = wl.side_by_side(trainers, c.warmup, c.rounds)
+        le = trainers["le"].stats
+        return {"speedup_sdpa": t["sdpa"] / t["le"], "speedup_eager": t["eager"] / t["le"],
+                "density_attn": le.density("attn"), "density_mlp": le.density("mlp")}
+
+    def setup(self, cache, mode):
+        c = _config()
+        _threads(c)
+        self.trainer = wl.trainer(c, c.model, "lora", c.seq_lens[0], mode=mode)
+        self.trainer.step()  # warm-up
+
+    def time_step(self, cache, mode):
+        self.trainer.step()
+
+    def track_speedup_sdpa(self, cache, mode):
+        return cache["speedup_sdpa"]
+
+    def track_speedup_eager(self, cache, mode):
+        return cache["speedup_eager"]
+
+    def track_density_attn(self, cache, mode):
+        return cache["density_attn"]
+
+    def track_density_mlp(self, cache, mode):
+        return cache["density_mlp"]

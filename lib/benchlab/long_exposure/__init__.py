@@ -1,0 +1,155 @@
+"""Long Exposure (SC'24): sparse parameter-efficient fine-tuning of OPT by exposing, predicting
+and skipping the sparsity a whole sequence hides ("shadowy sparsity").
+
+    pytest bench/test_long_exposure.py bench/test_long_exposure_ops.py --bench-scale tiny
+    benchlab long-exposure finetune --model opt-tiny --method lora --mode le --seq-len 512 \
+        --steps 20 --out runs/lora-le
+
+Modules: e2e (seeded E2E-style records), peft_methods (full, LoRA, adapter, BitFit; eager/SDPA),
+finetune (packed training loop, memory, checkpoints), patch (OPT layers through the block-sparse
+operators with predicted masks), workload (what the end-to-end benchmarks run), cli, report
+(every figure of the artifact by name); ops_attn / ops_mlp / exposer / predictors / opcases (the
+operators, sparsity measurement, predictors and their benchmark cases).
+
+Records of this experiment come from two bench modules; `report` tells them apart by the test
+function name at the start of the record's `case` id (test_end2end[...], test_memory[...], ...).
+"""
+
+from dataclasses import dataclass
+
+from .opcases import (
+    OPS_CONFIGS,
+    OpsConfig,
+    exposer_cases,
+    op_attn_cases,
+    op_mlp_cases,
+    predictor_quality_cases,
+)
+from .report import report
+
+__all__ = ["CONFIGS", "Config", "report", "end2end_cases", "memory_cases", "ablation_cases",
+           "breakdown_cases", "predictor_cases", "scale_cases", "model_step_cases",
+           "OPS_CONFIGS", "OpsConfig",
+           "exposer_cases", "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str  # the model of the end-to-end, ablation and predictor experiments
+    seq_lens: tuple[int, ...]  # end-to-end sequence lengths L (packed rows, no padding)
+    methods: tuple[str, ...]  # PEFT methods of exp-overall-end2end / memory
+    batch_size: int  # packed rows per step
+    rounds: int  # timed rounds per measurement (each a full training step)
+    warmup: int
+    memory_models: tuple[tuple[str, str], ...]  # (artifact figure suffix, zoo model) pairs
+    memory_seq_len: int
+    scale_models: tuple[str, ...]  # exp-scale-model, smallest first
+    scale_seq_len: int
+    ablation_seq_lens: tuple[int, ...]
+    curve_steps: int  # fine-tuning steps of the loss-curve experiments (exp-ablation-predictor)
+    curve_seq_len: int
+    lr: float
+    n_records: int  # seeded E2E-style records generated for training
+    predictor_rows: int  # packed rows (of each L) used to train the predictors
+    ops: OpsConfig  # operator / exposer / predictor benchmarks (opcases.py)
+    threads: int | None = None  # torch intra-op threads while timing (None: torch's default)
+    seed: int = 0
+    # test_model_step: LoRA step of one model, LE (exposer / synthetic-density masks) vs dense
+    step_model: str | None = None  # None: no such case at this scale
+    step_init: str = "trained"  # trained | random (zoo.build: random init, said in the record)
+    step_seq_len: int = 1024
+    step_densities: tuple[float, ...] = ()  # "synthetic density" cases (attention and MLP)
+    step_rounds: int = 3
+
+
+CONFIGS = {
+    "tiny": Config(model="opt-tiny", seq_lens=(512, 1024), methods=("full", "lora", "adapter",
+                   "bitfit"), batch_size=1, rounds=3, warmup=1,
+                   memory_models=(("opt-350m", "opt-tiny"), ("opt-1.3b", "opt-tiny")),
+                   memory_seq_len=512, scale_models=("opt-tiny",), scale_seq_len=512,
+                   ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256, lr=1e-3,
+                   n_records=1500, predictor_rows=8, ops=OPS_CONFIGS["tiny"],
+                   threads=1),
+    "small": Config(model="opt-125m-shape", seq_lens=(512, 1024), methods=("full", "lora",
+                    "adapter", "bitfit"), batch_size=1, rounds=5, warmup=1,
+                    memory_models=(("opt-350m", "opt-tiny"), ("opt-1.3b", "opt-125m-shape")),
+                    memory_seq_len=1024, scale_models=("opt-tiny", "opt-125m-shape"),
+                    scale_seq_len=1024, ablation_seq_lens=(512, 1024), curve_steps=100,
+                    curve_seq_len=512, lr=3e-4, n_records=20000, predictor_rows=32,
+                    ops=OPS_CONFIGS["small"], threads=1, step_model="opt-125m-shape",
+                    step_init="random", step_densities=(0.25,)),
+    "paper": Config(model="opt-1.3b", seq_lens=(512, 1024), methods=("full", "lora", "adapter",
+                    "bitfit"), batch_size=4, rounds=10, warmup=2,
+                    memory_models=(("opt-350m", "opt-350m"), ("opt-1.3b", "opt-1.3b")),
+                    memory_seq_len=1024, scale_models=("opt-350m", "opt-1.3b", "opt-2.7b"),
+                    scale_seq_len=1024, ablation_seq_lens=(512, 1024, 2048), curve_steps=500,
+                    curve_seq_len=1024, lr=1e-4, n_records=42000, predictor_rows=256,
+                    ops=OPS_CONFIGS["paper"], step_model="opt-1.3b", step_densities=(0.25,)),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str  # end2end | memory | ablation | breakdown | predictor | scale
+    model: str
+    seq_len: int
+    method: str = "lora"
+    part: str = "both"  # which layers' parts run sparse: attn | mlp | both
+    masks: str = "predicted"  # predicted | random | dense (loss curves)
+    figure: str = ""  # artifact figure this case feeds (memory: exp-overall-memory-<suffix>)
+    density: float = 1.0  # masks="synthetic": attention and MLP block density
+    init: str = "trained"  # base model: trained | random
+
+
+def _short(model: str) -> str:
+    return model.replace("-", "").replace(".", "")
+
+
+def end2end_cases(config) -> list[Case]:
+    """exp-overall-end2end: step time per PEFT method, dense (SDPA, eager) vs LE, per L."""
+    return [Case(f"{_short(config.model)}-{m}-L{L}", "end2end", config.model, L, m)
+            for L in config.seq_lens for m in config.methods]
+
+
+def memory_cases(config) -> list[Case]:
+    """exp-overall-memory-opt-{350m,1.3b}: training memory per method, dense vs LE."""
+    return [Case(f"{fig}-{_short(model)}-{m}", "memory", model, config.memory_seq_len, m,
+                 figure=f"exp-overall-memory-{fig}")
+            for fig, model in config.memory_models for m in config.methods]
+
+
+def ablation_cases(config) -> list[Case]:
+    """exp-ablation-{attn,mlp}-time: LoRA step with only attention (or only MLP) sparse."""
+    return [Case(f"{_short(config.model)}-{part}-L{L}", "ablation", config.model, L, part=part)
+            for part in ("attn", "mlp") for L in config.ablation_seq_lens]
+
+
+def breakdown_cases(config) -> list[Case]:
+    """exp-ablation-breakdown: forward / backward / predictor time, dense vs LE."""
+    return [Case(f"{_short(config.model)}-L{L}", "breakdown", config.model, L)
+            for L in config.seq_lens]
+
+
+def predictor_cases(config) -> list[Case]:
+    """exp-ablation-predictor: loss curves with dense, predicted and random (same density) masks."""
+    return [Case(f"{_short(config.model)}-{masks}", "predictor", config.model,
+                 config.curve_seq_len, masks=masks) for masks in ("dense", "predicted", "random")]
+
+
+def scale_cases(config) -> list[Case]:
+    """exp-scale-model: LoRA step LE vs dense SDPA across model sizes."""
+    return [Case(f"{_short(m)}-L{config.scale_seq_len}", "scale", m, config.scale_seq_len)
+            for m in config.scale_models]
+
+
+def model_step_cases(config) -> list[Case]:
+    """LoRA step of `step_model` at `step_seq_len`, LE vs dense SDPA and eager: masks from the
+    exposer on the batch, and random masks at each "synthetic density"."""
+    if config.step_model is None:
+        return []
+    m, L, init = config.step_model, config.step_seq_len, config.step_init
+    out = [Case(f"{_short(m)}-{init}-exposed-L{L}", "model_step", m, L, masks="exposed",
+                init=init)]
+    return out + [Case(f"{_short(m)}-{init}-synthetic{d:g}-L{L}", "model_step", m, L,
+                       masks="synthetic", density=d, init=init) for d in config.step_densities]

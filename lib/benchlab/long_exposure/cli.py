@@ -1,0 +1,233 @@
+r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-compatible.
+
+    benchlab long-exposure records --n 2000 --out runs/e2e.jsonl
+    benchlab long-exposure finetune --model opt-tiny --method lora --mode le --seq-len 512 \
+        --steps 20 --out runs/lora-le
+    benchlab long-exposure lm-eval --checkpoint runs/lora-le/checkpoint
+    benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 2
+
+`finetune` trains on packed E2E-style records (generated, or --data JSONL), dense (eager or SDPA
+attention) or Long Exposure (predicted block-sparse attention and MLP), shows progress, saves a
+resumable state every --save-every steps, and writes a safetensors checkpoint (LoRA merged) plus
+losses.json. `lm-eval` prints the lm-evaluation-harness command for piqa, winogrande, rte, copa
+and hellaswag on a saved checkpoint (lm_eval itself is not a benchlab dependency):
+
+    lm_eval --model hf --model_args pretrained=CKPT,dtype=float32 \
+        --tasks piqa,winogrande,rte,copa,hellaswag --batch_size 8 --output_path CKPT/lm_eval
+"""
+
+import argparse
+import dataclasses
+import json
+import shlex
+from pathlib import Path
+
+from benchlab.core.errors import BenchlabError
+
+TASKS = ("piqa", "winogrande", "rte", "copa", "hellaswag")
+
+
+def lm_eval_command(checkpoint, tasks=TASKS, batch_size: int = 8, device: str = "cuda:0") -> str:
+    ckpt = str(checkpoint)
+    return (f"lm_eval --model hf --model_args pretrained={shlex.quote(ckpt)},dtype=float32 "
+            f"--tasks {','.join(tasks)} --device {device} --batch_size {batch_size} "
+            f"--output_path {shlex.quote(str(Path(ckpt) / 'lm_eval'))}")
+
+
+def cmd_records(args) -> int:
+    from .e2e import write_e2e_jsonl
+
+    path = write_e2e_jsonl(args.out, args.n, args.seed)
+    print(f"wrote {args.n} records to {path}")
+    return 0
+
+
+def _positive(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: not an integer: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name}: must be > 0, got {value}")
+        return value
+    return parse
+
+
+def cmd_finetune(args) -> int:
+    import torch
+
+    from . import CONFIGS
+    from . import finetune as ft
+    from . import workload as wl
+    from .e2e import write_e2e_jsonl
+
+    out = Path(args.out)
+    state_path = out / "train_state.pt"
+    if out.exists() and any(out.iterdir()) and not (args.resume and state_path.exists()):
+        raise BenchlabError(f"{out}: output directory exists and is not empty; choose a new "
+                            "--out (or --resume a run that saved train_state.pt)")
+    if (out / "checkpoint").exists():
+        raise BenchlabError(f"{out / 'checkpoint'}: run already finished; not overwriting")
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else out / "e2e.jsonl"
+    if not args.data and not data.exists():
+        write_e2e_jsonl(data, args.records, args.seed)
+    if not data.exists():
+        raise BenchlabError(f"{data}: --data: no such file")
+    config = dataclasses.replace(CONFIGS[args.scale], lr=args.lr, batch_size=args.batch_size,
+                                 seed=args.seed)
+    records = wl.read_records(data)
+    rows = ft.packed_rows(records, ft.tokenizer_for(args.model), args.seq_len)
+    n_pred = config.predictor_rows if args.mode == "le" else 0
+    if rows.shape[0] < n_pred + args.batch_size:
+        raise BenchlabError(f"{data}: {rows.shape[0]} packed rows of {args.seq_len} tokens; "
+                            f"need {n_pred + args.batch_size} (more --records)")
+    source = wl.train_predictors(config, args.model, rows[:n_pred]) if n_pred else None
+    t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
+                   mode="le" if args.mode == "le" else args.attn, data=rows[n_pred:][:1])
+    batches = ft.batches(rows[n_pred:], args.batch_size, args.steps)
+    step, losses = 0, []
+    if args.resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        t.model.load_state_dict(state["trainable"], strict=False)
+        t.opt.load_state_dict(state["optimizer"])
+        step, losses = int(state["step"]), list(state["losses"])
+        print(f"resuming {out} at step {step}")
+    from tqdm import tqdm
+
+    t.model.train()
+    for i in tqdm(range(step, args.steps), desc=f"finetune {args.method} {args.mode}",
+                  initial=step, total=args.steps):
+        losses.append(ft.train_step(t.model, t.opt, batches[i]))
+        if (i + 1) % args.save_every == 0 or i + 1 == args.steps:
+            trainable = {n: p.detach() for n, p in t.model.named_parameters() if p.requires_grad}
+            torch.save({"trainable": trainable, "optimizer": t.opt.state_dict(), "step": i + 1,
+                        "losses": losses}, str(state_path) + ".tmp")
+            Path(str(state_path) + ".tmp").replace(state_path)
+    if args.mode == "le":
+        from . import patch
+
+        patch.unpatch(t.model)  # the checkpoint is a plain dense model
+    meta = {"model": args.model, "mode": args.mode, "attn": args.attn, "seq_len": args.seq_len,
+            "steps": args.steps, "lr": args.lr, "seed": args.seed, "data": str(data)}
+    ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
+    tok = ft.tokenizer_for(args.model)
+    tok = tok.to_transformers() if hasattr(tok, "to_transformers") else tok
+    tok.save_pretrained(ckpt)
+    (out / "losses.json").write_text(json.dumps({"losses": losses, **meta}, indent=1) + "\n")
+    print(f"final loss {losses[-1]:.4f}; checkpoint {ckpt}")
+    if args.method != "adapter":
+        print("evaluate with:\n  " + lm_eval_command(ckpt))
+    return 0
+
+
+def cmd_lm_eval(args) -> int:
+    ckpt = Path(args.checkpoint)
+    if not (ckpt / "config.json").exists():
+        raise BenchlabError(f"{ckpt}: --checkpoint: no config.json (not a saved checkpoint)")
+    meta = ckpt / "benchlab_finetune.json"
+    if meta.exists() and json.loads(meta.read_text()).get("method") == "adapter":
+        raise BenchlabError(f"{meta}: method: adapter checkpoints keep extra modules that "
+                            "lm_eval's hf model cannot load; evaluate full, lora or bitfit")
+    print(lm_eval_command(ckpt, args.tasks.split(","), args.batch_size, args.device))
+    return 0
+
+
+def cmd_model_step(args) -> int:
+    """LoRA step of the scale's step_model: LE vs dense SDPA / eager, rounds interleaved, one
+    torch thread unless --threads; prints one JSON line (the bench test_model_step measures the
+    same trainers under pytest-benchmark)."""
+    from . import CONFIGS
+    from . import finetune as ft
+    from . import workload as wl
+
+    cfg = CONFIGS[args.scale]
+    if cfg.step_model is None and args.model is None:
+        raise BenchlabError(f"--scale: {args.scale} has no step_model; pass --model")
+    model = args.model or cfg.step_model
+    init = args.init or cfg.step_init
+    with wl.threads(args.threads):
+        ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init)
+        mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
+        t = wl.side_by_side(ts, 1, args.rounds)
+    st = ts["le"].stats
+    print(json.dumps({"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
+                      "density": args.density if args.masks == "synthetic" else None,
+                      **{f"t_{k}": v for k, v in t.items()},
+                      "speedup_sdpa": t["sdpa"] / t["le"], "speedup_eager": t["eager"] / t["le"],
+                      "memory_ratio": mem["le"] / mem["sdpa"],
+                      "memory_ratio_eager": mem["le"] / mem["eager"],
+                      "density_attn": st.density("attn"), "density_mlp": st.density("mlp")}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .peft_methods import ATTN_IMPLS, METHODS
+
+    parser = argparse.ArgumentParser(prog="benchlab long-exposure", description=__doc__.split(
+        "\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse
+        .RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("records", help="write seeded E2E-style JSONL records")
+    rec.add_argument("--n", type=_positive("--n"), default=2000, help="(default: %(default)s)")
+    rec.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    rec.add_argument("--out", required=True, help="JSONL path (must not exist)")
+    ft = sub.add_parser("finetune", help="fine-tune OPT with a PEFT method, dense or LE")
+    ft.add_argument("--model", default="opt-tiny", help="zoo name or local directory "
+                    "(default: %(default)s; paper: opt-350m, opt-1.3b, opt-2.7b)")
+    ft.add_argument("--method", choices=METHODS, default="lora", help="(default: %(default)s)")
+    ft.add_argument("--mode", choices=("dense", "le"), default="le",
+                    help="dense or Long Exposure (default: %(default)s)")
+    ft.add_argument("--attn", choices=ATTN_IMPLS, default="sdpa",
+                    help="dense attention implementation (default: %(default)s)")
+    ft.add_argument("--seq-len", type=_positive("--seq-len"), default=512,
+                    help="packed row length, a multiple of 16 (default: %(default)s)")
+    ft.add_argument("--steps", type=_positive("--steps"), default=100,
+                    help="(default: %(default)s)")
+    ft.add_argument("--batch-size", type=_positive("--batch-size"), default=1,
+                    help="(default: %(default)s)")
+    ft.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    ft.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
+    ft.add_argument("--records", type=_positive("--records"), default=5000,
+                    help="generated records when --data is not given (default: %(default)s)")
+    ft.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
+                    help="predictor settings of this scale's config (default: %(default)s)")
+    ft.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    ft.add_argument("--save-every", type=_positive("--save-every"), default=50,
+                    help="steps between resumable states (default: %(default)s)")
+    ft.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt")
+    ft.add_argument("--out", required=True, help="new output directory")
+    ev = sub.add_parser("lm-eval", help="print the lm_eval command for a saved checkpoint")
+    ev.add_argument("--checkpoint", required=True, help="OUT/checkpoint of a finetune run")
+    ev.add_argument("--tasks", default=",".join(TASKS), help="(default: %(default)s)")
+    ev.add_argument("--batch-size", type=int, default=8, help="(default: %(default)s)")
+    ev.add_argument("--device", default="cuda:0", help="(default: %(default)s)")
+    ms = sub.add_parser("model-step", help="time a LoRA step, LE vs dense SDPA / eager")
+    ms.add_argument("--scale", choices=("tiny", "small", "paper"), default="small",
+                    help="config whose step_model / exposer settings are used "
+                    "(default: %(default)s)")
+    ms.add_argument("--model", help="zoo name (default: the scale's step_model)")
+    ms.add_argument("--init", choices=("trained", "random"),
+                    help="base model (default: the scale's step_init)")
+    ms.add_argument("--seq-len", type=_positive("--seq-len"), default=1024,
+                    help="(default: %(default)s)")
+    ms.add_argument("--masks", choices=("exposed", "synthetic"), default="exposed",
+                    help="exposer masks of the batch, or random at --density "
+                    "(default: %(default)s)")
+    ms.add_argument("--density", type=float, default=0.25,
+                    help="synthetic block density (default: %(default)s)")
+    ms.add_argument("--rounds", type=_positive("--rounds"), default=3,
+                    help="(default: %(default)s)")
+    ms.add_argument("--threads", type=_positive("--threads"), default=1,
+                    help="torch threads (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seq_len", 16) % 16:
+        raise BenchlabError(f"--seq-len: {args.seq_len} is not a multiple of 16")
+    return {"records": cmd_records, "finetune": cmd_finetune, "lm-eval": cmd_lm_eval,
+            "model-step": cmd_model_step}[
+        args.command](args)

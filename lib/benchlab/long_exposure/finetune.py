@@ -1,0 +1,162 @@
+"""Fine-tuning loop on packed variable-length E2E-style records, dense or Long Exposure.
+
+Records are tokenized, each followed by the end-of-text token, concatenated and cut into rows of
+`seq_len` tokens (nanoGPT-style packing): no padding anywhere, so every position is a real token
+(the artifact's inputs were mostly padding, which inflates sparsity and speedups).
+
+    benchlab long-exposure finetune --model opt-tiny --method lora --mode le --steps 20 \
+        --out runs/demo
+"""
+
+import time
+from pathlib import Path
+
+import torch
+
+from benchlab.core.errors import BenchlabError
+
+from .e2e import record_text
+
+
+def tokenizer_for(model_name: str):
+    """The tokenizer that matches the model's vocabulary: the zoo BPE for tiny/small specs, the
+    published tokenizer (local cache, offline-safe) for paper specs."""
+    from transformers import AutoTokenizer
+
+    from benchlab import zoo
+
+    if Path(model_name).is_dir():  # a saved checkpoint carries its tokenizer
+        return AutoTokenizer.from_pretrained(model_name)
+    spec = zoo.spec(model_name)
+    if spec.hub_id is None:
+        return zoo.tokenizer("bpe")
+    return AutoTokenizer.from_pretrained(spec.hub_id)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` (works for HF tokenizers and raw `tokenizers.Tokenizer`)."""
+    out = tokenizer.encode(text)
+    return list(out.ids) if hasattr(out, "ids") else list(out)
+
+
+def eos_id(tokenizer, default: int = 0) -> int:
+    for name in ("eos_token_id", "eot_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return default
+
+
+def pack(docs: list[list[int]], seq_len: int, eos: int) -> torch.Tensor:
+    """Concatenate documents, each followed by `eos`, into rows of `seq_len` tokens: (N, seq_len).
+    The tail shorter than a row is dropped; raises if there is not a single full row."""
+    stream = [t for doc in docs for t in (*doc, eos)]
+    n = len(stream) // seq_len
+    if n == 0:
+        raise BenchlabError(f"records: {len(stream)} tokens, fewer than one row of {seq_len}")
+    return torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
+
+
+def record_lengths(records: list[dict], tokenizer) -> list[int]:
+    return [len(encode(tokenizer, record_text(r))) + 1 for r in records]
+
+
+def packed_rows(records: list[dict], tokenizer, seq_len: int) -> torch.Tensor:
+    """(N, seq_len) LongTensor of packed records."""
+    docs = [encode(tokenizer, record_text(r)) for r in records]
+    return pack(docs, seq_len, eos_id(tokenizer))
+
+
+def batches(rows: torch.Tensor, batch_size: int, steps: int) -> list[torch.Tensor]:
+    """`steps` batches of shape (batch_size, seq_len), cycling through the rows in order."""
+    if rows.shape[0] < batch_size:
+        raise BenchlabError(f"records: {rows.shape[0]} packed rows, fewer than batch {batch_size}")
+    n = rows.shape[0] // batch_size
+    return [rows[(s % n) * batch_size:(s % n + 1) * batch_size] for s in range(steps)]
+
+
+def make_optimizer(model, lr: float = 1e-3):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise BenchlabError("model: no trainable parameters")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
+def train_step(model, opt, batch: torch.Tensor) -> float:
+    """One optimizer step of causal-LM loss on a packed (B, T) batch; returns the loss."""
+    out = model(input_ids=batch, labels=batch)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(out.loss.detach())
+
+
+def finetune(model, data: list[torch.Tensor], *, lr: float = 1e-3, progress: bool = False):
+    """Train on each batch of `data` once; returns (losses, seconds per step)."""
+    from tqdm import tqdm
+
+    model.train()
+    opt = make_optimizer(model, lr)
+    losses, secs = [], []
+    for batch in tqdm(data, desc="finetune", disable=not progress):
+        t0 = time.perf_counter()
+        losses.append(train_step(model, opt, batch))
+        secs.append(time.perf_counter() - t0)
+    return losses, secs
+
+
+def step_memory(model, batch: torch.Tensor) -> dict:
+    """Training memory of one step in bytes, counted from tensors (device-independent):
+    weights, gradients + AdamW moments of trainable weights, and activations saved for backward
+    (unique storages, via saved_tensors_hooks). Runs one forward + backward, no optimizer step."""
+    seen: dict = {}
+
+    def pack_hook(t):
+        try:
+            key = (t.untyped_storage().data_ptr(), t.device.type)
+            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse)
+            pass
+        return t
+
+    uniq = {id(p): p for p in model.parameters()}.values()
+    weights = sum(p.numel() * p.element_size() for p in uniq)
+    trainable = sum(p.numel() * p.element_size() for p in uniq if p.requires_grad)
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
+        loss = model(input_ids=batch, labels=batch).loss
+    param_ptrs = {p.untyped_storage().data_ptr() for p in uniq}
+    activations = sum(v for (ptr, _), v in seen.items() if ptr not in param_ptrs)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {"weights": weights, "grads_optimizer": 3 * trainable, "activations": activations,
+            "total": weights + 3 * trainable + activations}
+
+
+def save_checkpoint(model, outdir, *, method: str, meta: dict | None = None) -> Path:
+    """Save a fine-tuned model as safetensors under `outdir` (must not exist yet).
+
+    LoRA is merged into the base weights, so full / bitfit / lora checkpoints are plain Hugging
+    Face directories that `lm_eval --model hf --model_args pretrained=DIR` reads. The adapter
+    method keeps its extra modules (model.safetensors of the whole state dict plus config.json).
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    outdir = Path(outdir)
+    if outdir.exists() and any(outdir.iterdir()):
+        raise BenchlabError(f"{outdir}: output directory exists and is not empty; not overwriting")
+    outdir.mkdir(parents=True, exist_ok=True)
+    if method == "lora":
+        model = model.merge_and_unload()
+    if method == "adapter":
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state.pop("lm_head.weight", None)  # tied to the token embedding
+        save_file(state, str(outdir / "model.safetensors"), metadata={"method": method})
+        model.config.save_pretrained(outdir)
+    else:
+        model.save_pretrained(outdir, safe_serialization=True)
+    (outdir / "benchlab_finetune.json").write_text(
+        json.dumps({"method": method, **(meta or {})}, indent=1, sort_keys=True) + "\n")
+    return outdir

@@ -1,0 +1,194 @@
+"""Scale settings and cases of the operator, exposer and predictor benchmarks
+(bench/test_long_exposure_ops.py).
+
+    python -c "from benchlab.long_exposure.opcases import *; \
+print([c.id for c in op_mlp_cases(OPS_CONFIGS['tiny'])])"
+
+The experiment's Config carries one `OpsConfig` in its field `ops` (OPS_CONFIGS[scale]); the case
+functions accept either that Config or an OpsConfig. Operator shapes are the 125m shape
+(d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny 128-wide model is
+all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
+
+Cases (frozen dataclasses, `id` first) and the metric names their benchmarks record:
+    op_mlp_cases      OpCase(kind="op_mlp", sparsity, tokens, d, ffn, block):
+        t_dense, t_sparse (median s of forward + input grad, interleaved), speedup, ideal
+        (= 1 / density), efficiency (= speedup / ideal), density
+    op_attn_cases     OpCase(kind="op_attn", sparsity, tokens=L, heads, head_dim, ...):
+        t_sdpa, t_eager, t_sparse (forward + backward), speedup_sdpa, speedup_eager, density
+        (kept / causal blocks), also t_sparse_fwd, t_sdpa_fwd, speedup_sdpa_fwd
+    exposer_cases     ExposerCase(kind="exposer", model, seq_len, batch, mass, mlp_rel, mlp_block):
+        one list per layer of every exposer.METRICS name (densities), plus their means
+        `<name>_mean`; the shadowy effect shows as *_token < *_seq_union < *_batch_union
+    predictor_cases   PredictorCase(kind="predictor", model, seq_len, ...): per layer lists
+        attn_recall, attn_precision, attn_density_pred, attn_density_true, mlp_recall,
+        mlp_precision, mlp_seq_recall, mlp_seq_precision, mlp_density_pred, mlp_density_true,
+        and means `<name>_mean`, min recalls `attn_recall_min`, `mlp_recall_min`,
+        `mlp_seq_recall_min`; thresholds `attn_threshold`, `mlp_threshold`; one case per MLP
+        block size in `predictor_mlp_blocks`
+"""
+
+from dataclasses import dataclass
+
+from benchlab.core.errors import BenchlabError
+
+SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    sparsities: tuple[float, ...] = SPARSITIES  # MLP sweep
+    attn_sparsities: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.75, 0.9)
+    mlp_tokens: int = 512  # tokens per MLP call (B * L)
+    d_model: int = 768
+    ffn_dim: int = 3072
+    mlp_block: int = 64
+    attn_seq_len: int = 512
+    heads: int = 12
+    head_dim: int = 64
+    attn_batch: int = 1
+    rounds: int = 5  # interleaved timed rounds per implementation
+    threads: int | None = 1  # torch threads while timing operators (None: torch's default);
+    # tiny runs on shared 2-core CI machines, where one thread gives stable kernel ratios
+    warmup: int = 1
+    model: str = "opt-tiny"  # exposer and predictor model
+    seq_len: int = 128  # exposer / predictor sequence length (the tiny model trains on 128)
+    expose_batch: int = 4
+    mass: float = 0.95
+    mlp_rel: float = 0.05
+    predictor_mlp_blocks: tuple[int, ...] = (64, 1)  # 64: what patch.py runs; 1: per neuron
+    train_rows: int = 12  # predictor training rows (a quarter of them for the threshold)
+    test_rows: int = 8  # held-out rows for recall / precision
+    predictor_steps: int = 300
+    rank: int = 16  # attention predictor rank per head
+
+
+OPS_CONFIGS = {
+    "tiny": OpsConfig(),
+    "small": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=1024, attn_seq_len=1024,
+                       rounds=7, threads=None, model="opt-125m-shape", seq_len=512, train_rows=48,
+                       test_rows=16, predictor_steps=600, rank=32),
+    "paper": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=4096, d_model=2048,
+                       ffn_dim=8192, attn_seq_len=2048, heads=32, head_dim=64, rounds=10,
+                       threads=None, warmup=2, model="opt-1.3b", seq_len=1024, expose_batch=8,
+                       train_rows=256, test_rows=64, predictor_steps=2000, rank=64),
+}
+
+
+def ops_config(config) -> OpsConfig:
+    """The OpsConfig inside an experiment Config (field `ops`), or the OpsConfig itself."""
+    if isinstance(config, OpsConfig):
+        return config
+    ops = getattr(config, "ops", None)
+    if not isinstance(ops, OpsConfig):
+        raise BenchlabError("benchlab.long_exposure.CONFIGS: ops: missing; each Config needs "
+                            "ops=opcases.OPS_CONFIGS[scale]")
+    return ops
+
+
+@dataclass(frozen=True)
+class OpCase:
+    id: str
+    kind: str  # op_mlp | op_attn
+    sparsity: float
+    tokens: int  # MLP: tokens per call; attention: sequence length
+    d_model: int
+    ffn_dim: int
+    block: int
+    heads: int
+    head_dim: int
+    batch: int
+
+
+@dataclass(frozen=True)
+class ExposerCase:
+    id: str
+    kind: str
+    model: str
+    seq_len: int
+    batch: int
+    mass: float
+    mlp_rel: float
+    mlp_block: int
+
+
+@dataclass(frozen=True)
+class PredictorCase:
+    id: str
+    kind: str
+    model: str
+    seq_len: int
+    mass: float
+    mlp_rel: float
+    mlp_block: int
+    train_rows: int
+    test_rows: int
+    steps: int
+    rank: int
+
+
+def _short(model: str) -> str:
+    return model.replace("-", "").replace(".", "")
+
+
+def op_mlp_cases(config) -> list[OpCase]:
+    """exp-ablation-operator-mlp: block-sparse MLP vs dense over block sparsity."""
+    c = ops_config(config)
+    return [OpCase(f"mlp-d{c.d_model}-sp{round(100 * s):02d}", "op_mlp", s, c.mlp_tokens,
+                   c.d_model, c.ffn_dim, c.mlp_block, c.heads, c.head_dim, 1)
+            for s in c.sparsities]
+
+
+def op_attn_cases(config) -> list[OpCase]:
+    """exp-ablation-operator-attn: block-sparse attention vs SDPA and eager over sparsity
+    (dropped fraction of the off-diagonal causal blocks)."""
+    c = ops_config(config)
+    return [OpCase(f"attn-L{c.attn_seq_len}-sp{round(100 * s):02d}", "op_attn", s,
+                   c.attn_seq_len, c.heads * c.head_dim, c.ffn_dim, 16, c.heads, c.head_dim,
+                   c.attn_batch) for s in c.attn_sparsities]
+
+
+def exposer_cases(config) -> list[ExposerCase]:
+    """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
+    c = ops_config(config)
+    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "exposer", c.model, c.seq_len,
+                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+
+
+def predictor_quality_cases(config) -> list[PredictorCase]:
+    """Predictor recall / precision on held-out rows at the validation-chosen threshold."""
+    c = ops_config(config)
+    return [PredictorCase(f"{_short(c.model)}-L{c.seq_len}-mlpblock{b}", "predictor", c.model,
+                          c.seq_len, c.mass, c.mlp_rel, b, c.train_rows, c.test_rows,
+                          c.predictor_steps, c.rank) for b in c.predictor_mlp_blocks]
+
+
+def corpus_rows(model: str, n: int, seq_len: int, split: str = "val"):
+    """(n, seq_len) int64 consecutive, non-overlapping rows of the zoo corpus split, in the
+    model's vocabulary (the zoo BPE stream for tiny/small specs, the published tokenizer for
+    paper specs). Rows [0, a) and [a, b) never share tokens, so a prefix can train and the rest
+    be held out."""
+    import numpy as np
+    import torch
+
+    from benchlab import zoo
+
+    need = n * seq_len
+    if zoo.spec(model).hub_id is None:
+        from benchlab.zoo.tokenize import corpus_tokens
+
+        toks = np.asarray(corpus_tokens(split))
+    else:
+        from benchlab.zoo.text import corpus_documents
+
+        from .finetune import encode, eos_id, tokenizer_for
+
+        tok, ids = tokenizer_for(model), []
+        for doc in corpus_documents(split):
+            ids += encode(tok, doc) + [eos_id(tok)]
+            if len(ids) >= need:
+                break
+        toks = np.asarray(ids)
+    if len(toks) < need:
+        raise BenchlabError(f"zoo corpus {split!r}: {len(toks)} tokens, fewer than "
+                            f"{n} rows x {seq_len}")
+    return torch.from_numpy(toks[:need].astype(np.int64)).view(n, seq_len)

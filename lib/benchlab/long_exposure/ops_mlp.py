@@ -1,0 +1,134 @@
+"""Block-sparse MLP: only the kept neuron blocks of fc1 (rows) and of fc2 (columns) are computed.
+
+    python -c "import torch; from benchlab.long_exposure.ops_mlp import *; \
+x = torch.randn(64, 32, requires_grad=True); w1, w2 = torch.randn(128, 32), torch.randn(32, 128); \
+keep = torch.rand(8) < 0.5; print(block_sparse_mlp(x, w1, None, w2, None, keep, 16).shape)"
+
+OPT's MLP is `y = fc2(relu(fc1(x)))` with fc1.weight (F, d) and fc2.weight (d, F). Neurons are
+grouped in blocks of `block` consecutive neurons; `keep` (bool, F // block) says which blocks are
+computed. The result equals the masked dense MLP
+
+    y = (relu(x @ w1.T + b1) * neuron_mask) @ w2.T + b2            (`masked_dense_mlp`)
+
+forward and backward. Masks are per batch (or per sequence), so the kept rows of fc1 and columns
+of fc2 are gathered ONCE per call into contiguous (K, d) / (d, K) matrices and the whole token
+matrix goes through two big GEMMs: no loop over blocks. The autograd Function returns the input
+gradient, and weight / bias gradients only where those tensors require grad (PEFT: frozen base
+weights cost nothing); the gradients of dropped neurons are exactly zero, as in the masked dense.
+
+API (stable; the end-to-end code builds on it):
+    block_sparse_mlp(x, w1, b1, w2, b2, keep, block) -> y
+        x (..., d); keep bool (F // block,) shared by all tokens, or (B, F // block) with
+        x (B, L, d) for one mask per sequence; b1 / b2 may be None.
+    keep_to_index(keep, block) -> LongTensor of kept neuron ids (K * block,)
+    masked_dense_mlp(x, w1, b1, w2, b2, keep, block) -> y   (the reference, plain autograd)
+    dense_mlp(x, w1, b1, w2, b2) -> y                       (the baseline)
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def keep_to_index(keep: torch.Tensor, block: int) -> torch.Tensor:
+    """Kept block mask (nblocks,) -> sorted neuron indices (kept * block,) as int64."""
+    blocks = keep.nonzero().flatten()
+    offs = torch.arange(block, device=keep.device)
+    return (blocks[:, None] * block + offs[None, :]).flatten()
+
+
+def neuron_mask(keep: torch.Tensor, block: int) -> torch.Tensor:
+    """Block mask (..., nblocks) -> neuron mask (..., nblocks * block)."""
+    return keep.repeat_interleave(block, dim=-1)
+
+
+class _BlockSparseMLP(torch.autograd.Function):
+    """y = relu(x @ w1[idx].T + b1[idx]) @ w2[:, idx].T + b2 with x (N, d), idx (K,)."""
+
+    @staticmethod
+    def forward(ctx, x, idx, w1, b1, w2, b2):
+        if idx.numel() == w1.shape[0]:  # every block kept: idx is the identity, no copies
+            w1k, w2k, b1k = w1, w2, b1
+        else:
+            w1k = w1.index_select(0, idx)  # (K, d) contiguous
+            w2k = w2.index_select(1, idx)  # (d, K) contiguous
+            b1k = b1.index_select(0, idx) if b1 is not None else None
+        if b1 is not None:
+            h = torch.addmm(b1k, x, w1k.t())  # (N, K)
+        else:
+            h = x @ w1k.t()
+        h = h.relu_()
+        y = torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()  # (N, d)
+        # the gathered w1k / w2k are not saved (they would count as activations): the
+        # backward gathers them again from the weights, which are saved anyway
+        # x is only needed for fc1's weight gradient (a frozen fc1 saves no input, as in F.linear)
+        ctx.save_for_backward(x if ctx.needs_input_grad[2] else None, idx, h, w1, w2)
+        ctx.shapes = (w1.shape, w2.shape, b1 is not None, b2 is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, idx, h, w1, w2 = ctx.saved_tensors
+        (w1_shape, w2_shape, _, _) = ctx.shapes
+        need_x, _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
+        gx = gw1 = gb1 = gw2 = gb2 = None
+        gy = gy.contiguous()
+        if need_w2:  # (d, F), only the kept columns are non-zero
+            gw2 = gy.new_zeros(w2_shape)
+            gw2.index_copy_(1, idx, gy.t() @ h)
+        if need_b2:
+            gb2 = gy.sum(0)
+        if need_x or need_w1 or need_b1:
+            full = idx.numel() == w1.shape[0]
+            gh = gy @ (w2 if full else w2.index_select(1, idx))  # (N, K)
+            gh = gh.mul_(h > 0)
+            if need_x:
+                gx = gh @ (w1 if full else w1.index_select(0, idx))  # (N, d)
+            if need_w1:
+                gw1 = gy.new_zeros(w1_shape)
+                gw1.index_copy_(0, idx, gh.t() @ x)
+            if need_b1:
+                gb1 = gy.new_zeros(w1_shape[0])
+                gb1.index_copy_(0, idx, gh.sum(0))
+        return gx, None, gw1, gb1, gw2, gb2
+
+
+def _sparse_2d(x2, w1, b1, w2, b2, idx):
+    return _BlockSparseMLP.apply(x2, idx, w1, b1, w2, b2)
+
+
+def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
+    """The MLP over the kept neuron blocks only (see module docstring for shapes)."""
+    d = x.shape[-1]
+    if keep.dim() == 1:
+        idx = keep_to_index(keep, block)
+        y = _sparse_2d(x.reshape(-1, d).contiguous(), w1, b1, w2, b2, idx)
+        return y.reshape(*x.shape[:-1], w2.shape[0])
+    if x.dim() != 3 or keep.shape[0] != x.shape[0]:
+        raise ValueError(f"per-sequence keep {tuple(keep.shape)} needs x (B, L, d), got "
+                         f"{tuple(x.shape)}")
+    outs = [_sparse_2d(x[b].contiguous(), w1, b1, w2, b2, keep_to_index(keep[b], block))
+            for b in range(x.shape[0])]  # one pair of GEMMs per sequence
+    return torch.stack(outs)
+
+
+def masked_dense_mlp(x, w1, b1, w2, b2, keep, block: int):
+    """Reference: the dense MLP with dropped neurons zeroed after the ReLU (plain autograd)."""
+    m = neuron_mask(keep, block).to(x.dtype)  # (F,) or (B, F)
+    if m.dim() == 2:
+        m = m[:, None, :]
+    h = F.relu(F.linear(x, w1, b1)) * m
+    return F.linear(h, w2, b2)
+
+
+def dense_mlp(x, w1, b1, w2, b2):
+    """Baseline: OPT's dense MLP."""
+    return F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)
+
+
+def random_keep(nblocks: int, sparsity: float, *, generator=None, batch: int | None = None):
+    """A random block mask with round((1 - sparsity) * nblocks) kept blocks (per row if batch)."""
+    k = round((1.0 - sparsity) * nblocks)
+    shape = (batch or 1, nblocks)
+    order = torch.rand(shape, generator=generator).argsort(dim=-1)
+    keep = order < k
+    return keep[0] if batch is None else keep

@@ -1,0 +1,232 @@
+"""Long Exposure mode for Hugging Face OPT: each decoder layer's attention and MLP run through the
+block-sparse operators (ops_attn, ops_mlp) with masks chosen per layer from the layer's input.
+
+    python -c "from benchlab import zoo; from benchlab.long_exposure.patch import *; \
+m = zoo.build('opt-tiny'); patch(m, KeepAll()); import torch; \
+print(m(torch.randint(0, 4096, (1, 64))).logits.shape)"
+
+`patch(model, source)` swaps the forward of every OPTDecoderLayer for `le_layer_forward` (the
+parameters and their names stay, so checkpoints and peft wrappers are untouched); `unpatch`
+restores dense. A mask source answers, for layer i and its normalized input h (B, T, C):
+    source.attn(i, h) -> bool (B, H, T/16, T/16) kept attention blocks, or None for dense SDPA
+    source.mlp(i, h)  -> bool (B, F/block) kept neuron blocks, or None for the dense MLP
+Sources here: KeepAll (every block: must equal dense), RandomMasks (same density, random
+blocks: the predictor ablation), Fixed (precomputed per-layer masks, e.g. the exposer's),
+Predicted (the trained predictors), Parts (one part dense).
+Sequences are packed (no padding), so attention is plain causal; HF's attention_mask is unused.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from benchlab.core.errors import BenchlabError
+
+from . import ops_attn, ops_mlp
+from .peft_methods import AdaptedLinear, decoder_layers
+
+ATTN_BLOCK = ops_attn.BLOCK
+
+
+@dataclass
+class Stats:
+    """What the patched layers did since the last reset: densities and predictor seconds."""
+    attn_kept: int = 0
+    attn_total: int = 0
+    mlp_kept: int = 0
+    mlp_total: int = 0
+    mask_seconds: float = 0.0
+    per_layer: dict = field(default_factory=dict)  # layer -> {kind: [kept, total]}
+
+    def density(self, kind: str) -> float:
+        kept, total = (self.attn_kept, self.attn_total) if kind == "attn" else (self.mlp_kept,
+                                                                             self.mlp_total)
+        return kept / total if total else 1.0
+
+    def layer_densities(self, kind: str) -> list[float]:
+        out = []
+        for i in sorted(self.per_layer):
+            kept, total = self.per_layer[i].get(kind, (1, 1))
+            out.append(kept / total if total else 1.0)
+        return out
+
+
+class KeepAll:
+    """Every causal attention block and every neuron block: the dense function, sparse code path."""
+
+    def __init__(self, heads: int, ffn: int, mlp_block: int):
+        self.heads, self.ffn, self.mlp_block = heads, ffn, mlp_block
+
+    def attn(self, i, h):
+        return ops_attn.causal_block_mask(h.shape[0], self.heads, h.shape[1], ATTN_BLOCK,
+                                          device=h.device)
+
+    def mlp(self, i, h):
+        return torch.ones(h.shape[0], self.ffn // self.mlp_block, dtype=torch.bool,
+                          device=h.device)
+
+
+class RandomMasks:
+    """Random blocks at a given density (a float, or one per layer): attention density counts
+    kept / causal blocks with the diagonal always kept (ops_attn.random_block_mask), MLP density
+    kept / all neuron blocks (ops_mlp.random_keep). Seeded; a fresh draw per call."""
+
+    def __init__(self, heads, ffn, mlp_block, attn_density, mlp_density, seed: int = 0):
+        self.heads, self.ffn, self.mlp_block = heads, ffn, mlp_block
+        self.attn_density, self.mlp_density = attn_density, mlp_density
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @staticmethod
+    def _at(d, i):
+        return d[i] if isinstance(d, list | tuple) else d
+
+    def attn(self, i, h):
+        B, T, _ = h.shape
+        nb = T // ATTN_BLOCK
+        n_off = nb * (nb - 1) // 2
+        kept_off = self._at(self.attn_density, i) * nb * (nb + 1) / 2 - nb
+        sparsity = 1.0 - min(max(kept_off / n_off, 0.0), 1.0) if n_off else 0.0
+        return ops_attn.random_block_mask(B, self.heads, T, sparsity, ATTN_BLOCK,
+                                          generator=self.gen, device=h.device)
+
+    def mlp(self, i, h):
+        n = self.ffn // self.mlp_block
+        sparsity = 1.0 - max(self._at(self.mlp_density, i), 1.0 / n)
+        return ops_mlp.random_keep(n, sparsity, generator=self.gen,
+                                   batch=h.shape[0]).to(h.device)
+
+
+class Fixed:
+    """Precomputed masks, one per layer (e.g. the exposer's true masks of one batch): the step
+    then times the operators only, not mask prediction."""
+
+    def __init__(self, attn: list, mlp: list):
+        self.attn_masks, self.mlp_masks = attn, mlp
+
+    def attn(self, i, h):
+        return self.attn_masks[i].to(h.device)
+
+    def mlp(self, i, h):
+        return self.mlp_masks[i].to(h.device)
+
+
+class Parts:
+    """Wrap a source and make one part dense: part 'attn' keeps the MLP dense and vice versa."""
+
+    def __init__(self, source, part: str):
+        if part not in ("attn", "mlp", "both"):
+            raise BenchlabError(f"part: unknown {part!r}; choose attn, mlp or both")
+        self.source, self.part = source, part
+
+    def attn(self, i, h):
+        return self.source.attn(i, h) if self.part in ("attn", "both") else None
+
+    def mlp(self, i, h):
+        return self.source.mlp(i, h) if self.part in ("mlp", "both") else None
+
+
+@dataclass
+class _LayerState:
+    index: int
+    source: object
+    mlp_block: int
+    stats: Stats
+
+
+def _attention(layer, h, keep):
+    """OPT self-attention on h (B, T, C) with kept blocks `keep` (None: dense SDPA, causal)."""
+    attn = layer.self_attn
+    B, T, C = h.shape
+    H, D = attn.num_heads, attn.head_dim
+    q = (attn.q_proj(h) * attn.scaling).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+    k = attn.k_proj(h).view(B, T, H, D).transpose(1, 2)
+    v = attn.v_proj(h).view(B, T, H, D).transpose(1, 2)
+    if keep is None:
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+    else:
+        o = ops_attn.block_sparse_attention(q, k, v, keep, causal=True, scale=1.0,
+                                           block=ATTN_BLOCK)
+    return attn.out_proj(o.transpose(1, 2).reshape(B, T, C))
+
+
+def _mlp(layer, h, keep, mlp_block):
+    """OPT MLP on h (B, T, C); `keep` (B, F/block) kept neuron blocks, None for dense."""
+    if keep is None:
+        return layer.fc2(layer.activation_fn(layer.fc1(h)))
+    fc1, fc2 = layer.fc1, layer.fc2
+    base2 = fc2.base if isinstance(fc2, AdaptedLinear) else fc2
+    y = ops_mlp.block_sparse_mlp(h, fc1.weight, fc1.bias, base2.weight, base2.bias, keep,
+                                 mlp_block)
+    return fc2.adapter(y) if isinstance(fc2, AdaptedLinear) else y
+
+
+def _masks(st: _LayerState, kind: str, h):
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        keep = getattr(st.source, kind)(st.index, h.detach())
+    st.stats.mask_seconds += time.perf_counter() - t0
+    if keep is not None:
+        kept = int(keep.sum())
+        if kind == "attn":
+            nb = keep.shape[-1]
+            total = keep.shape[0] * keep.shape[1] * nb * (nb + 1) // 2
+            st.stats.attn_kept += kept
+            st.stats.attn_total += total
+        else:
+            total = keep.numel()
+            st.stats.mlp_kept += kept
+            st.stats.mlp_total += total
+        acc = st.stats.per_layer.setdefault(st.index, {}).setdefault(kind, [0, 0])
+        acc[0] += kept
+        acc[1] += total
+    return keep
+
+
+def le_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
+    """OPTDecoderLayer.forward in Long Exposure mode (pre- and post-LN OPT variants)."""
+    st: _LayerState = self._long_exposure
+    if hidden_states.shape[1] % ATTN_BLOCK:
+        raise BenchlabError(f"seq_len: {hidden_states.shape[1]} is not a multiple of the "
+                            f"attention block {ATTN_BLOCK}")
+    pre = self.do_layer_norm_before
+    residual = hidden_states
+    h = self.self_attn_layer_norm(hidden_states) if pre else hidden_states
+    x = residual + _attention(self, h, _masks(st, "attn", h))  # (B, T, C)
+    if not pre:
+        x = self.self_attn_layer_norm(x)
+    h = self.final_layer_norm(x) if pre else x
+    x = x + _mlp(self, h, _masks(st, "mlp", h), st.mlp_block)
+    if not pre:
+        x = self.final_layer_norm(x)
+    return x
+
+
+def patch(model, source, *, mlp_block: int = 64) -> Stats:
+    """Put every OPT decoder layer of `model` in Long Exposure mode; returns the shared Stats."""
+    stats = Stats()
+    for i, layer in enumerate(decoder_layers(model)):
+        if type(layer.fc1) is not torch.nn.Linear:
+            raise BenchlabError(f"model: layer {i}: fc1 is {type(layer.fc1).__name__}; Long "
+                                "Exposure needs a plain Linear fc1 (no LoRA on the MLP)")
+        if layer.fc1.out_features % mlp_block:
+            raise BenchlabError(f"mlp_block: {mlp_block} does not divide ffn_dim "
+                                f"{layer.fc1.out_features}")
+        layer._long_exposure = _LayerState(i, source, mlp_block, stats)
+        layer.forward = le_layer_forward.__get__(layer)
+    return stats
+
+
+def unpatch(model):
+    """Back to the dense (Hugging Face) forward."""
+    for layer in decoder_layers(model):
+        st = getattr(layer, "_long_exposure", None)
+        if st is not None:
+            del layer.forward
+            del layer._long_exposure
+    return model
+
+
+def is_patched(model) -> bool:
+    return any(hasattr(layer, "_long_exposure") for layer in decoder_layers(model))

@@ -1,0 +1,303 @@
+"""Sparsity predictors: which attention blocks and MLP neuron blocks a sequence will need.
+
+    python -c "from benchlab import zoo; import torch; from benchlab.long_exposure.predictors \
+import *; m = zoo.trained('opt-tiny'); rows = torch.randint(2, 4096, (12, 256)); \
+p = train_predictors(m, rows[:8]); print(p.evaluate(m, rows[8:]))"
+
+Attention, one predictor per layer and head: the layer's normalized input h (B, L, C) is
+mean-pooled over windows of p = 16 * max(1, round(sqrt(L) / 16)) tokens (block ~sqrt(L), kept a
+multiple of the operator's 16-token block), projected to low-rank queries and keys per head
+(rank r) and scored sigmoid(q k^T / sqrt(r)) on the (L/p, L/p) grid of cells. It is trained with
+MSE against the pooled true map (exposer.pooled_block_mass: mean over a cell's rows of the
+attention mass falling into each key cell), on causal cells. A cell is kept when its score is
+above the layer's threshold; the diagonal is always kept; cells map to 16x16 operator blocks.
+
+MLP, one predictor per layer: linear + sigmoid on the fc1 input, one output per neuron block,
+trained with BCE against per-token block activity (exposer.mlp_active_blocks). The mask of a
+sequence is the union over its tokens of the blocks scored above the threshold.
+
+Thresholds are chosen per layer on a validation split of the training rows (the last
+`val_fraction`): of the thresholds whose recall there is >= `recall_target`, the one with the
+fewest false positives (ties: the lowest), recall measured on
+what the operators run: attention cells of each (sequence, head), and for the MLP the union of
+a sequence's tokens (so per-token recall may be lower; both are reported). Judged on
+held-out rows by `evaluate` (metric names, per layer lists):
+    attn_recall, attn_precision      kept-by-mass causal off-diagonal cells vs predicted cells
+    attn_density_true/_pred          kept / causal cells (diagonal included)
+    mlp_recall, mlp_precision        per token and block
+    mlp_seq_recall, mlp_seq_precision   per sequence (the union the operator uses)
+    mlp_density_true/_pred           per-sequence union density
+
+`train_predictors(model, rows, ...)` returns a `Predictors`, which is also the mask source of
+patch.py: `.attn(i, h) -> bool (B, H, L/16, L/16)`, `.mlp(i, h) -> bool (B, F / mlp_block)`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import exposer as ex
+from .ops_attn import BLOCK
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    mass: float = 0.95  # attention mass the true keep covers
+    mlp_rel: float = 0.05  # exposer thresholds of MLP activity
+    mlp_min_active: int = 1
+    rank: int = 16  # low rank per head of the attention predictor
+    steps: int = 300  # full-batch Adam steps per predictor
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    recall_target: float = 0.97  # on the validation split (held-out goal: 0.9)
+    val_fraction: float = 0.25
+    chunk: int = 4  # rows per captured forward
+    max_mlp_tokens: int = 65536  # MLP training tokens kept per layer
+    seed: int = 0
+
+
+def pool_size(L: int, block: int = BLOCK) -> int:
+    """Sequence downsampling window: about sqrt(L), a multiple of `block`."""
+    return block * max(1, round(math.sqrt(L) / block))
+
+
+def pool_tokens(h: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, L, C) -> (B, ceil(L / p), C): mean over windows of p tokens (last one partial)."""
+    B, L, C = h.shape
+    n = -(-L // p)
+    s = ex.block_sum(h, p, dim=1)
+    cnt = ex.block_sum(torch.ones(L, device=h.device), p, 0).clamp_min(1)
+    return s / cnt[None, :n, None]
+
+
+class AttnPredictor(nn.Module):
+    """Low-rank per-head query/key projections of pooled hidden states."""
+
+    def __init__(self, d: int, heads: int, rank: int):
+        super().__init__()
+        self.heads, self.rank = heads, rank
+        self.wq = nn.Linear(d, heads * rank)
+        self.wk = nn.Linear(d, heads * rank)
+
+    def forward(self, hp: torch.Tensor) -> torch.Tensor:
+        """hp (B, n, C) pooled -> scores in (0, 1), (B, H, n, n)."""
+        B, n, _ = hp.shape
+        q = self.wq(hp).view(B, n, self.heads, self.rank).transpose(1, 2)  # (B, H, n, r)
+        k = self.wk(hp).view(B, n, self.heads, self.rank).transpose(1, 2)
+        return torch.sigmoid(q @ k.transpose(-1, -2) / math.sqrt(self.rank))
+
+
+def _causal_cells(n: int, device=None) -> torch.Tensor:
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+
+
+def _offdiag_cells(n: int, device=None) -> torch.Tensor:
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril(-1)
+
+
+def _threshold(scores: torch.Tensor, labels: torch.Tensor, target: float) -> float:
+    """A threshold t whose recall of (scores > t) on `labels` is >= target, with the fewest
+    false positives; among those, the lowest (the most recall for the same precision)."""
+    pos, neg = scores[labels].float(), scores[~labels].float()
+    if pos.numel() == 0:
+        return 0.5
+    k = int(math.floor((1.0 - target) * pos.numel()))  # positives we may miss
+    hi = float(pos.sort().values[k]) - 1e-6  # the highest t that reaches the target
+    below = neg[neg <= hi]
+    return float(below.max()) if below.numel() else 0.0
+
+
+@dataclass
+class LayerData:
+    pooled_h: torch.Tensor  # (N, n, C)
+    attn_target: torch.Tensor  # (N, H, n, n) pooled true map
+    mlp_x: torch.Tensor  # (T, C) sampled tokens
+    mlp_y: torch.Tensor  # (T, nblk) bool block activity
+    mlp_seq: torch.Tensor  # (N, nblk) true per-sequence union
+
+
+def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
+            subsample: bool = True) -> list[LayerData]:
+    """Predictor inputs and targets of every layer, from chunked captured forwards (MLP tokens
+    subsampled to cfg.max_mlp_tokens per layer when `subsample`)."""
+    ecfg = ex.ExposerConfig(mass=cfg.mass, mlp_block=mlp_block, mlp_rel=cfg.mlp_rel,
+                            mlp_min_active=cfg.mlp_min_active)
+    L = rows.shape[1]
+    p = pool_size(L)
+    parts: dict[int, list] = {}
+    for s in range(0, rows.shape[0], cfg.chunk):
+        cap = ex.run_captured(model, rows[s:s + cfg.chunk])
+        for i in sorted(cap.q):
+            A = ex.attention_probs(cap.q[i], cap.k[i])
+            tgt = ex.pooled_block_mass(A, p)
+            y = ex.mlp_active_blocks(cap.act[i].float(), ecfg)  # (B, L, nblk)
+            parts.setdefault(i, []).append((pool_tokens(cap.attn_in[i].float(), p), tgt,
+                                            cap.mlp_in[i].float().flatten(0, 1),
+                                            y.flatten(0, 1), y.any(1)))
+        del cap
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out = []
+    for i in sorted(parts):
+        cols = list(zip(*parts[i], strict=True))
+        x, y = torch.cat(cols[2]), torch.cat(cols[3])
+        if subsample and x.shape[0] > cfg.max_mlp_tokens:
+            sel = torch.randperm(x.shape[0], generator=gen)[:cfg.max_mlp_tokens]
+            x, y = x[sel], y[sel]
+        out.append(LayerData(torch.cat(cols[0]), torch.cat(cols[1]), x, y, torch.cat(cols[4])))
+    return out
+
+
+def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    losses = []
+    for _ in range(cfg.steps):
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def train_attn(data: LayerData, heads: int, cfg: PredictorConfig) -> tuple[AttnPredictor, list]:
+    """MSE on causal cells between sigmoid(q k^T) and the pooled true map."""
+    n = data.pooled_h.shape[1]
+    pred = AttnPredictor(data.pooled_h.shape[-1], heads, cfg.rank)
+    w = _causal_cells(n).float()
+
+    def loss_fn():
+        err = (pred(data.pooled_h) - data.attn_target) ** 2
+        return (err * w).sum() / (w.sum() * err[..., 0, 0].numel())
+
+    return pred, _fit(pred, loss_fn, cfg)
+
+
+def train_mlp(data: LayerData, cfg: PredictorConfig) -> tuple[nn.Linear, list]:
+    """BCE of sigmoid(linear(x)) against per-token block activity."""
+    pred = nn.Linear(data.mlp_x.shape[-1], data.mlp_y.shape[-1])
+    y = data.mlp_y.float()
+    return pred, _fit(pred, lambda: F.binary_cross_entropy_with_logits(pred(data.mlp_x), y), cfg)
+
+
+class Predictors:
+    """Trained per-layer predictors with their thresholds; a mask source for patch.py."""
+
+    def __init__(self, attn: list, mlp: list, attn_thr: list, mlp_thr: list, cfg, mlp_block):
+        self.attn_pred, self.mlp_pred = attn, mlp
+        self.attn_thr, self.mlp_thr = attn_thr, mlp_thr
+        self.cfg, self.mlp_block = cfg, mlp_block
+        self.losses: dict = {}
+
+    # -- scores -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def attn_scores(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (B, H, n, n) cell scores (pool size pool_size(L))."""
+        return self.attn_pred[i](pool_tokens(h.float(), pool_size(h.shape[1])))
+
+    @torch.no_grad()
+    def mlp_scores(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (B, L, nblk) per-token block probabilities."""
+        return torch.sigmoid(self.mlp_pred[i](h.float()))
+
+    # -- the mask source of patch.py --------------------------------------------------------
+    def attn_cells(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        s = self.attn_scores(i, h)
+        n = s.shape[-1]
+        eye = torch.eye(n, dtype=torch.bool, device=s.device)
+        return ((s > self.attn_thr[i]) | eye) & _causal_cells(n, s.device)
+
+    def attn(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Kept 16x16 blocks (B, H, ceil(L/16), ceil(L/16)) for layer i."""
+        L = h.shape[1]
+        p = pool_size(L)
+        cells = self.attn_cells(i, h)
+        r = p // BLOCK
+        nb = -(-L // BLOCK)
+        blocks = cells.repeat_interleave(r, -1).repeat_interleave(r, -2)[..., :nb, :nb]
+        return blocks & torch.ones(nb, nb, dtype=torch.bool, device=h.device).tril()
+
+    def mlp(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Kept neuron blocks (B, F / mlp_block): union over the sequence's tokens."""
+        return (self.mlp_scores(i, h) > self.mlp_thr[i]).any(1)
+
+    # -- judged on held-out rows ------------------------------------------------------------
+    def evaluate(self, model, rows: torch.Tensor) -> dict:
+        """Recall / precision / densities per layer on `rows` (module docstring names)."""
+        data = collect(model, rows, self.cfg, self.mlp_block, subsample=False)
+        out: dict = {k: [] for k in ("attn_recall", "attn_precision", "attn_density_true",
+                                     "attn_density_pred", "mlp_recall", "mlp_precision",
+                                     "mlp_seq_recall", "mlp_seq_precision", "mlp_density_true",
+                                     "mlp_density_pred")}
+        for i, d in enumerate(data):
+            n = d.pooled_h.shape[1]
+            with torch.no_grad():
+                s = self.attn_pred[i](d.pooled_h)
+            off, causal = _offdiag_cells(n), _causal_cells(n)
+            truth = ex.keep_by_mass(d.attn_target, self.cfg.mass) & causal
+            pred = ((s > self.attn_thr[i]) | torch.eye(n, dtype=torch.bool)) & causal
+            r, pr = _recall_precision(pred & off, truth & off)
+            out["attn_recall"].append(r)
+            out["attn_precision"].append(pr)
+            n_causal = causal.sum() * truth[..., 0, 0].numel()
+            out["attn_density_true"].append(float(truth.sum() / n_causal))
+            out["attn_density_pred"].append(float(pred.sum() / n_causal))
+            tok = self.mlp_scores(i, d.mlp_x[None])[0] > self.mlp_thr[i]  # (T, nblk)
+            r, pr = _recall_precision(tok, d.mlp_y)
+            out["mlp_recall"].append(r)
+            out["mlp_precision"].append(pr)
+            seq_pred = tok.view(rows.shape[0], rows.shape[1], -1).any(1)
+            r, pr = _recall_precision(seq_pred, d.mlp_seq)
+            out["mlp_seq_recall"].append(r)
+            out["mlp_seq_precision"].append(pr)
+            out["mlp_density_true"].append(float(d.mlp_seq.float().mean()))
+            out["mlp_density_pred"].append(float(seq_pred.float().mean()))
+        return out
+
+
+def _recall_precision(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    tp = float((pred & truth).sum())
+    npos, npred = float(truth.sum()), float(pred.sum())
+    return (tp / npos if npos else 1.0), (tp / npred if npred else 1.0)
+
+
+def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
+                     cfg: PredictorConfig = PredictorConfig(), progress: bool = False
+                     ) -> Predictors:
+    """Train every layer's predictors on `rows` (N, L) token ids; thresholds from the last
+    `cfg.val_fraction` of the rows (at least one row)."""
+    n_val = max(1, round(cfg.val_fraction * rows.shape[0])) if rows.shape[0] > 1 else 0
+    train_rows, val_rows = rows[:rows.shape[0] - n_val], rows[rows.shape[0] - n_val:]
+    heads = [layer.self_attn.num_heads for layer in ex.opt_layers(model)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        data = collect(model, train_rows, cfg, mlp_block)
+        layers = range(len(data))
+        if progress:
+            from tqdm import tqdm
+
+            layers = tqdm(layers, desc="predictors", unit="layer")
+        attn, mlp, losses = [], [], {}
+        for i in layers:
+            a, la = train_attn(data[i], heads[i], cfg)
+            m, lm = train_mlp(data[i], cfg)
+            attn.append(a.eval())
+            mlp.append(m.eval())
+            losses[i] = {"attn": la, "mlp": lm}
+    pr = Predictors(attn, mlp, [0.5] * len(attn), [0.5] * len(mlp), cfg, mlp_block)
+    pr.losses = losses
+    if n_val:
+        val = collect(model, val_rows, cfg, mlp_block, subsample=False)
+        for i, d in enumerate(val):
+            n = d.pooled_h.shape[1]
+            with torch.no_grad():
+                s = attn[i](d.pooled_h)
+            off = _offdiag_cells(n).expand_as(s)
+            truth = ex.keep_by_mass(d.attn_target, cfg.mass)
+            pr.attn_thr[i] = _threshold(s[off], truth[off], cfg.recall_target)
+            # the operator runs the union over a sequence: pick the threshold on that union
+            ms = pr.mlp_scores(i, d.mlp_x[None])[0].view(*val_rows.shape, -1).amax(1)
+            pr.mlp_thr[i] = _threshold(ms, d.mlp_seq, cfg.recall_target)
+    return pr

@@ -1,0 +1,263 @@
+"""The Long Exposure report: every figure of the artifact by name, plus tables, from records only.
+
+    benchlab report out.json     # rebuilds reports/long_exposure/ from a --benchmark-json file
+
+Records come from bench/test_long_exposure.py (test_end2end, test_memory, test_ablation,
+test_breakdown, test_predictor_curve, test_scale, test_model_step: table model_step) and
+bench/test_long_exposure_ops.py (test_op_mlp, test_op_attn, test_exposer,
+test_predictor_quality; metric names in opcases.py); each figure picks its records by the test
+function name that starts the record id. A figure without records is still written, saying so,
+so the set of files is the same whatever ran.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchlab.core.report import new_figure, records_frame, save_figure, write_table
+
+FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b",
+           "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
+           "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
+           "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model")
+MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
+
+
+def _test(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Rows of one bench function: ids `name[...]`."""
+    if frame.empty:
+        return frame
+    return frame[frame["id"].str.startswith(name + "[")].reset_index(drop=True)
+
+
+def _col(frame, name, default=np.nan):
+    return frame[name] if name in frame else pd.Series(default, index=frame.index)
+
+
+def _empty(outdir, name: str, why: str = "no records for this figure in this run"):
+    fig, ax = new_figure()
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    ax.set_title(name)
+    return save_figure(fig, outdir, name)
+
+
+def _bars(ax, labels, series: dict, ylabel: str):
+    """Grouped bars: one group per label, one bar per series entry."""
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+
+
+def end2end(frame, outdir):
+    rows = _test(frame, "test_end2end")
+    if rows.empty:
+        return _empty(outdir, "exp-overall-end2end")
+    lens = sorted(rows["case.seq_len"].unique())
+    fig, axes = new_figure(1, len(lens), size=(4.8 * len(lens), 3.6))
+    for ax, L in zip(np.ravel(axes), lens, strict=True):
+        sub = rows[rows["case.seq_len"] == L]
+        _bars(ax, list(sub["case.method"]),
+              {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
+        ax.set_title(f"{sub['case.model'].iloc[0]}, L={int(L)}")
+    return save_figure(fig, outdir, "exp-overall-end2end")
+
+
+def memory(frame, outdir):
+    rows = _test(frame, "test_memory")
+    paths = []
+    for name in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
+        sub = rows[rows["case.figure"] == name] if not rows.empty else rows
+        if sub.empty:
+            paths.append(_empty(outdir, name))
+            continue
+        fig, ax = new_figure(size=(7.5, 3.6))
+        modes = (("eager", "eager"), ("dense", "SDPA"), ("le", "LE"))
+        labels = [f"{m}\n{label}" for m in sub["case.method"] for _, label in modes]
+        x = np.arange(len(labels))
+        bottom = np.zeros(len(labels))
+        for part in ("weights", "grads_optimizer", "activations"):
+            v = np.ravel(np.column_stack([_col(sub, f"{p}_{part}", 0.0) for p, _ in modes]))
+            ax.bar(x, v / 2**20, bottom=bottom, label=part)
+            bottom += v / 2**20
+        ax.set_xticks(x, labels, fontsize=6)
+        ax.set_ylabel("training memory (MiB)")
+        ax.set_title(f"{name} ({sub['case.model'].iloc[0]}, L={int(sub['case.seq_len'].iloc[0])})",
+                     fontsize=8)
+        ax.legend(fontsize=7)
+        paths.append(save_figure(fig, outdir, name))
+    return paths
+
+
+def part_time(frame, outdir, part: str):
+    name = f"exp-ablation-{part}-time"
+    rows = _test(frame, "test_ablation")
+    rows = rows[rows["case.part"] == part] if not rows.empty else rows
+    if rows.empty:
+        return _empty(outdir, name)
+    fig, ax = new_figure()
+    _bars(ax, [f"L={int(L)}" for L in rows["case.seq_len"]],
+          {"dense SDPA": 1e3 * _col(rows, "t_sdpa").to_numpy(),
+           f"LE ({part} sparse)": 1e3 * _col(rows, "t_le").to_numpy()}, "LoRA step time (ms)")
+    ax.set_title(f"{name}: {rows['case.model'].iloc[0]}", fontsize=9)
+    return save_figure(fig, outdir, name)
+
+
+def breakdown(frame, outdir):
+    rows = _test(frame, "test_breakdown")
+    if rows.empty:
+        return _empty(outdir, "exp-ablation-breakdown")
+    fig, ax = new_figure()
+    labels = [f"L={int(L)}\n{mode}" for L in rows["case.seq_len"] for mode in ("dense", "LE")]
+    x = np.arange(len(labels))
+    bottom = np.zeros(len(labels))
+    for part in ("forward", "backward", "predictor"):
+        v = np.ravel(np.column_stack([_col(rows, f"dense_{part}", 0.0),
+                                      _col(rows, f"le_{part}", 0.0)])) * 1e3
+        ax.bar(x, v, bottom=bottom, label=part)
+        bottom += v
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("time per step (ms)")
+    ax.set_title(f"exp-ablation-breakdown: {rows['case.model'].iloc[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, outdir, "exp-ablation-breakdown")
+
+
+def predictor_curves(frame, outdir):
+    rows = _test(frame, "test_predictor_curve")
+    if rows.empty or "losses" not in rows:
+        return _empty(outdir, "exp-ablation-predictor")
+    fig, ax = new_figure()
+    for _, row in rows.iterrows():
+        losses = list(row["losses"])
+        ax.plot(np.arange(1, len(losses) + 1), losses,
+                label=f"{row['case.masks']} (density {row.get('density', np.nan):.2f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"exp-ablation-predictor: {rows['case.model'].iloc[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, outdir, "exp-ablation-predictor")
+
+
+def scale(frame, outdir):
+    rows = _test(frame, "test_scale")
+    if rows.empty:
+        return _empty(outdir, "exp-scale-model")
+    fig, ax = new_figure()
+    _bars(ax, list(rows["case.model"]), {label: 1e3 * _col(rows, key).to_numpy()
+                                         for key, label in MODES}, "LoRA step time (ms)")
+    ax.set_title(f"exp-scale-model (L={int(rows['case.seq_len'].iloc[0])})", fontsize=9)
+    return save_figure(fig, outdir, "exp-scale-model")
+
+
+def operator(frame, outdir, kind: str):
+    """exp-ablation-operator-{mlp,attn}: speedup of the block-sparse operator over sparsity,
+    with the ideal 1 / density and (MLP) the 85%-of-ideal goal."""
+    name = f"exp-ablation-operator-{kind}"
+    rows = _test(frame, f"test_op_{kind}")
+    if rows.empty:
+        return _empty(outdir, name)
+    rows = rows.sort_values("case.sparsity")
+    sp = rows["case.sparsity"].to_numpy()
+    fig, axes = new_figure(1, 2, size=(9.0, 3.4))
+    ax_t, ax_s = np.ravel(axes)
+    refs = ({"dense": "t_dense"} if kind == "mlp" else {"SDPA": "t_sdpa", "eager": "t_eager"})
+    for label, key in {**refs, "block-sparse": "t_sparse"}.items():
+        ax_t.plot(sp, 1e3 * _col(rows, key), marker="o", label=label)
+    ax_t.set_xlabel("block sparsity")
+    ax_t.set_ylabel("forward + backward (ms)")
+    ax_t.legend(fontsize=7)
+    ideal = 1.0 / _col(rows, "density").to_numpy()
+    for label, key in ({"vs dense": "speedup"} if kind == "mlp" else
+                       {"vs SDPA": "speedup_sdpa", "vs eager": "speedup_eager"}).items():
+        ax_s.plot(sp, _col(rows, key), marker="o", label=label)
+    ax_s.plot(sp, ideal, "k--", label="ideal 1/density")
+    if kind == "mlp":
+        ax_s.plot(sp, 0.85 * ideal, "k:", label="goal 85% of ideal")
+    ax_s.set_xlabel("block sparsity")
+    ax_s.set_ylabel("speedup")
+    ax_s.legend(fontsize=7)
+    fig.suptitle(f"{name} ({int(rows['case.tokens'].iloc[0])} tokens)", fontsize=9)
+    return save_figure(fig, outdir, name)
+
+
+SPARSITY_METRICS = {
+    "attn": ("attn_token", "attn_block", "attn_pooled", "attn_head_union", "attn_batch_union"),
+    "mlp": ("mlp_nonzero", "mlp_token", "mlp_seq_union", "mlp_batch_union"),
+}
+
+
+def sparsity(frame, outdir, kind: str):
+    """exp-ablation-{attn,mlp}-sparsity: per-layer sparsity (1 - density) per token vs unions
+    over the sequence and the batch (the shadowy effect)."""
+    name = f"exp-ablation-{kind}-sparsity"
+    rows = _test(frame, "test_exposer")
+    if rows.empty:
+        return _empty(outdir, name)
+    row = rows.iloc[0]
+    series = {m: 1.0 - np.asarray(row[m], float) for m in SPARSITY_METRICS[kind]
+              if m in rows and isinstance(row[m], list | tuple | np.ndarray)}
+    if not series:
+        return _empty(outdir, name, "exposer records carry no per-layer densities")
+    fig, ax = new_figure(size=(6.0, 3.4))
+    n = len(next(iter(series.values())))
+    _bars(ax, [f"layer {i}" for i in range(n)], series, "sparsity (1 - density)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])}", fontsize=9)
+    return save_figure(fig, outdir, name)
+
+
+TABLE_COLUMNS = {
+    "test_end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
+                     "speedup_sdpa", "speedup_eager", "density_attn", "density_mlp"],
+    "test_memory": ["case.figure", "case.model", "case.method", "eager_total", "dense_total",
+                    "le_total", "memory_ratio", "memory_ratio_eager", "activation_ratio",
+                    "activation_ratio_eager"],
+    "test_ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa"],
+    "test_breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
+                       "le_backward", "le_predictor"],
+    "test_predictor_curve": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
+    "test_op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
+                    "efficiency"],
+    "test_op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
+                     "speedup_sdpa", "speedup_eager", "speedup_sdpa_fwd"],
+    "test_exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in
+                                                      SPARSITY_METRICS["attn"] +
+                                                      SPARSITY_METRICS["mlp"]],
+    "test_predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
+                               "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
+                               "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
+                               "attn_density_pred_mean", "mlp_density_pred_mean"],
+    "test_scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
+                   "speedup_eager"],
+    # case.init=random: untrained model; case.masks=synthetic: random blocks at case.density
+    "test_model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
+                        "t_eager", "t_sdpa", "t_le", "speedup_sdpa", "speedup_eager",
+                        "memory_ratio", "memory_ratio_eager", "density_attn", "density_mlp"],
+}
+
+
+def report(records: list[dict], outdir) -> None:
+    outdir = Path(outdir)
+    frame = records_frame(records)
+    end2end(frame, outdir)
+    memory(frame, outdir)
+    part_time(frame, outdir, "attn")
+    part_time(frame, outdir, "mlp")
+    breakdown(frame, outdir)
+    predictor_curves(frame, outdir)
+    scale(frame, outdir)
+    for kind in ("attn", "mlp"):
+        operator(frame, outdir, kind)
+        sparsity(frame, outdir, kind)
+    for test, cols in TABLE_COLUMNS.items():
+        rows = _test(frame, test)
+        if rows.empty:
+            continue
+        keep = ["id"] + [c for c in cols if c in rows]
+        write_table(rows[keep], outdir, test.removeprefix("test_"))

@@ -1,0 +1,226 @@
+"""What the Long Exposure benchmarks run: packed E2E-style data, trainers (model + method +
+attention + dense/LE + optimizer + batch) and the cached trained predictors of a model.
+
+    python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.workload \
+import *; t = trainer(CONFIGS['tiny'], 'opt-tiny', 'lora', 512, mode='le'); print(t.step())"
+
+Heavy things are cached per process (`functools.cache`): the base model of a name, the packed
+rows of a (config, seq_len), the predictors of a model. Each trainer gets its own deep copy of
+the base model, so dense and LE runs of one case never share weights or optimizer state.
+"""
+
+import contextlib
+import copy
+import functools
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+import torch
+
+from . import finetune as ft
+from . import patch as P
+from . import peft_methods as pm
+from .e2e import write_e2e_jsonl
+
+MLP_BLOCK = 64  # neurons per MLP block (the artifact's fc1 tile width)
+
+
+@functools.cache
+def base_model(name: str, init: str = "trained"):
+    """The model of a zoo name: briefly trained (tiny/small) or the published weights (paper);
+    init="random": the zoo's seeded random init of the spec (no training; ReLU sparsity is then
+    ~50% per token with near-full sequence unions). Dropout off, so dense and LE runs compute
+    the same function."""
+    from benchlab import zoo
+
+    if init not in ("trained", "random"):
+        raise ValueError(f"init: unknown {init!r}; choose trained or random")
+    return pm.disable_dropout(zoo.load(name) if init == "trained" else zoo.build(name))
+
+
+@functools.cache
+def _records_file(n: int, seed: int) -> Path:
+    """Seeded E2E-style records written once per process to a temporary JSONL file."""
+    path = Path(tempfile.mkdtemp(prefix="benchlab-le-")) / f"e2e-{n}-{seed}.jsonl"
+    return write_e2e_jsonl(path, n, seed)
+
+
+def read_records(path) -> list:
+    """E2E records from JSONL through the zoo's loader: (prompt = MR, target = sentence)."""
+    from benchlab.zoo import data
+
+    return data.read_records(path)
+
+
+@functools.cache
+def rows(model: str, n_records: int, seq_len: int, seed: int = 0) -> torch.Tensor:
+    """(N, seq_len) packed token rows of the seeded records, tokenized for `model`."""
+    recs = read_records(_records_file(n_records, seed))
+    return ft.packed_rows(recs, ft.tokenizer_for(model), seq_len)
+
+
+def batch(config, model: str, seq_len: int, index: int = 0) -> torch.Tensor:
+    """A (batch_size, seq_len) batch after the predictors' training rows."""
+    r = rows(model, config.n_records, seq_len, config.seed)[config.predictor_rows:]
+    n = r.shape[0] // config.batch_size
+    if n == 0:
+        raise ValueError(f"n_records: too few records for batches of {seq_len} tokens")
+    i = index % n
+    return r[i * config.batch_size:(i + 1) * config.batch_size]
+
+
+def train_predictors(config, model: str, data: torch.Tensor):
+    """Attention and MLP predictors (predictors.py) of `model` trained on packed rows `data`,
+    with the scale's exposer / predictor settings (config.ops)."""
+    from . import predictors as pr
+
+    o = config.ops
+    cfg = pr.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
+                             steps=o.predictor_steps, seed=config.seed)
+    return pr.train_predictors(base_model(model), data, mlp_block=MLP_BLOCK, cfg=cfg)
+
+
+@functools.cache
+def predictors(config, model: str, seq_len: int):
+    """Predictors trained on the first `predictor_rows` packed rows of length `seq_len` (the
+    fine-tuning batches come after them)."""
+    data = rows(model, config.n_records, seq_len, config.seed)
+    return train_predictors(config, model, data[: config.predictor_rows])
+
+
+def mask_source(config, model: str, masks: str, seq_len: int, densities=None):
+    """`masks`: predicted | random (at `densities` = (attn, mlp) per layer) | all."""
+    cfg = base_model(model).config
+    if masks == "predicted":
+        return predictors(config, model, seq_len)
+    if masks == "random":
+        attn, mlp = densities
+        return P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, list(attn),
+                             list(mlp), seed=config.seed)
+    if masks == "all":
+        return P.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
+    raise ValueError(f"masks: unknown {masks!r}")
+
+
+@dataclass
+class Trainer:
+    model: object
+    opt: object
+    batch: torch.Tensor
+    stats: P.Stats | None  # LE statistics (None: dense)
+
+    def step(self) -> float:
+        return ft.train_step(self.model, self.opt, self.batch)
+
+    def timed_step(self) -> dict:
+        """One step split into forward (minus mask prediction), backward (+ optimizer) and
+        predictor seconds."""
+        if self.stats is not None:
+            self.stats.mask_seconds = 0.0
+        t0 = time.perf_counter()
+        loss = self.model(input_ids=self.batch, labels=self.batch).loss
+        t1 = time.perf_counter()
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        t2 = time.perf_counter()
+        pred = self.stats.mask_seconds if self.stats is not None else 0.0
+        return {"forward": t1 - t0 - pred, "backward": t2 - t1, "predictor": pred}
+
+
+def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
+            masks: str = "predicted", part: str = "both", device: str = "cpu",
+            densities=None, source=None, data: torch.Tensor | None = None,
+            init: str = "trained") -> Trainer:
+    """A fresh trainable copy of `model` with `method`; mode eager | sdpa (dense) | le.
+    `source` overrides the mask source, `data` the step's batch, `init` the base model."""
+    m = copy.deepcopy(base_model(model, init)).to(device)
+    with torch.random.fork_rng(devices=[]):  # same LoRA / adapter init for every mode
+        torch.manual_seed(config.seed)
+        m = pm.apply_method(m, method)
+    stats = None
+    if mode == "le":
+        pm.set_attention(m, "sdpa")  # layers are patched; the attribute is unused there
+        source = source or mask_source(config, model, masks, seq_len, densities)
+        stats = P.patch(m, P.Parts(source, part), mlp_block=MLP_BLOCK)
+    else:
+        pm.set_attention(m, mode)
+    m.train()
+    data = batch(config, model, seq_len) if data is None else data
+    return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats)
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """torch intra-op threads set to `n` inside the block (None: unchanged). One thread keeps
+    timings meaningful on a shared, oversubscribed CPU (OpenMP spin-waits otherwise)."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def side_by_side(trainers: dict, warmup: int, rounds: int) -> dict:
+    """Median step seconds of each trainer, rounds interleaved (a, b, c, a, b, c, ...)."""
+    for t in trainers.values():
+        for _ in range(warmup):
+            t.step()
+    times = {k: [] for k in trainers}
+    for _ in range(rounds):
+        for k, t in trainers.items():
+            t0 = time.perf_counter()
+            t.step()
+            times[k].append(time.perf_counter() - t0)
+    return {k: median(v) for k, v in times.items()}
+
+
+def curve(config, model: str, masks: str, densities=None, *, progress=False) -> dict:
+    """LoRA fine-tuning loss curve over `curve_steps` packed batches, dense or LE."""
+    data = rows(model, config.n_records, config.curve_seq_len, config.seed)
+    t = trainer(config, model, "lora", config.curve_seq_len,
+                mode="sdpa" if masks == "dense" else "le", masks=masks, densities=densities)
+    batches = ft.batches(data[config.predictor_rows:], config.batch_size, config.curve_steps)
+    losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress)
+    out = {"losses": losses}
+    if t.stats is not None:
+        out["density_attn"] = t.stats.density("attn")
+        out["density_mlp"] = t.stats.density("mlp")
+        out["layer_density_attn"] = t.stats.layer_densities("attn")
+        out["layer_density_mlp"] = t.stats.layer_densities("mlp")
+    return out
+
+
+
+def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.Fixed:
+    """The exposer's true masks of `ids` on `model` (attention block keep covering `mass` per
+    token, MLP sequence-union of active neuron blocks), fixed per layer."""
+    from .exposer import ExposerConfig, expose
+
+    with torch.no_grad():
+        ex = expose(model, ids, ExposerConfig(mass=mass, mlp_block=MLP_BLOCK, mlp_rel=mlp_rel))
+    return P.Fixed([la.attn_block_mask for la in ex.layers], [la.mlp_seq_mask for la in ex.layers])
+
+
+def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
+                        init: str, device: str = "cpu") -> dict:
+    """LoRA trainers {"le", "sdpa", "eager"} on one batch of `model` (base `init`): LE masks are
+    the exposer's on that batch (masks="exposed") or random at `density` for attention and MLP
+    alike (masks="synthetic"). Masks are fixed before timing (no predictor in the step)."""
+    data = batch(config, model, seq_len)
+    if masks == "exposed":
+        src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)
+    elif masks == "synthetic":
+        cfg = base_model(model, init).config
+        src = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, density, density,
+                            seed=config.seed)
+    else:
+        raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")
+    return {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
+                          init=init, source=src if mode == "le" else None)
+            for mode in ("le", "sdpa", "eager")}

@@ -1,0 +1,90 @@
+"""`benchlab long-exposure`: finetune writes a loadable safetensors checkpoint and resumes; the
+lm_eval command names the five tasks; bad input is one BenchlabError line."""
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from benchlab import zoo
+from benchlab.core.errors import BenchlabError
+from benchlab.long_exposure import cli
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small random OPT saved with the byte tokenizer (as a paper checkpoint would be)."""
+    path = tmp_path_factory.mktemp("opt") / "model"
+    cfg = transformers.OPTConfig(vocab_size=258, hidden_size=64, ffn_dim=256, num_hidden_layers=2,
+                                 num_attention_heads=4, word_embed_proj_dim=64, dropout=0.0,
+                                 max_position_embeddings=512, eos_token_id=256, pad_token_id=257,
+                                 bos_token_id=256)
+    torch.manual_seed(0)
+    transformers.OPTForCausalLM(cfg).save_pretrained(path)
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=_byte_tokenizer(), eos_token="<eot>", pad_token="<pad>")
+    tok.save_pretrained(path)
+    return path
+
+
+def _byte_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"<0x{i:02X}>": i for i in range(256)} | {"<eot>": 256, "<pad>": 257}
+    vocab.update({chr(i): i for i in range(32, 127)})  # printable ASCII as itself
+    tok = Tokenizer(models.WordLevel({k: v for k, v in vocab.items()}, unk_token="<eot>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    return tok
+
+
+@pytest.mark.parametrize("mode", ["dense", "le"])
+def test_finetune_saves_checkpoint_and_resumes(tmp_path, model_dir, mode, monkeypatch):
+    from benchlab.long_exposure import finetune as ft
+
+    out = tmp_path / "run"
+    args = ["finetune", "--model", str(model_dir), "--method", "lora", "--mode", mode,
+            "--seq-len", "64", "--steps", "3", "--records", "300", "--save-every", "2",
+            "--out", str(out)]
+    real_step, calls = ft.train_step, []
+
+    def crash_on_third(*a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*a)
+
+    monkeypatch.setattr(ft, "train_step", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(args)
+    assert torch.load(out / "train_state.pt", weights_only=True)["step"] == 2
+    with pytest.raises(BenchlabError, match="not empty"):
+        cli.main(args)  # no silent overwrite of a started run
+    monkeypatch.setattr(ft, "train_step", real_step)
+    assert cli.main(args + ["--resume"]) == 0
+    losses = json.loads((out / "losses.json").read_text())["losses"]
+    assert len(losses) == 3 and all(x > 0 for x in losses)
+    model = zoo.load(out / "checkpoint")
+    assert type(model).__name__ == "OPTForCausalLM"
+    assert not any("lora" in n for n, _ in model.named_parameters())  # merged
+    with pytest.raises(BenchlabError, match="not overwriting"):
+        cli.main(args + ["--resume"])
+
+
+def test_lm_eval_command_names_the_tasks(tmp_path, model_dir, capsys):
+    assert cli.main(["lm-eval", "--checkpoint", str(model_dir)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("lm_eval --model hf --model_args pretrained=")
+    assert "--tasks piqa,winogrande,rte,copa,hellaswag" in line
+    with pytest.raises(BenchlabError, match="config.json"):
+        cli.main(["lm-eval", "--checkpoint", str(tmp_path)])
+
+
+def test_bad_input_is_one_line_error(tmp_path):
+    with pytest.raises(BenchlabError, match="--seq-len"):
+        cli.main(["finetune", "--seq-len", "100", "--out", str(tmp_path / "x")])
+    with pytest.raises(BenchlabError, match="--data"):
+        cli.main(["finetune", "--data", str(tmp_path / "missing.jsonl"), "--out",
+                  str(tmp_path / "y")])
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--method", "prefix", "--out", str(tmp_path / "z")])

@@ -1,0 +1,38 @@
+"""The model-step workload: cases per scale, exposer masks as a fixed source, trainers.
+
+    pytest tests/long_exposure/test_le_model_step.py -q
+"""
+
+import torch
+
+from benchlab import zoo
+from benchlab.long_exposure import CONFIGS, model_step_cases
+from benchlab.long_exposure import patch as P
+from benchlab.long_exposure import workload as wl
+
+
+def test_model_step_cases_per_scale():
+    assert model_step_cases(CONFIGS["tiny"]) == []
+    cases = model_step_cases(CONFIGS["small"])
+    assert [c.masks for c in cases] == ["exposed", "synthetic"]
+    assert all(c.model == "opt-125m-shape" and c.seq_len == 1024 for c in cases)
+    assert cases[0].init == "random" and "random" in cases[0].id  # said in the record id
+    assert cases[1].density == 0.25 and "synthetic0.25" in cases[1].id
+
+
+def test_exposed_source_masks_and_fixed_patch_equals_masked_run():
+    """Exposer masks have the operator shapes; a Fixed source of all-kept masks equals dense."""
+    torch.set_num_threads(1)
+    m = zoo.build("opt-tiny").eval()
+    ids = torch.randint(2, 4096, (1, 64), generator=torch.Generator().manual_seed(0))
+    src = wl.exposed_source(m, ids, mass=0.9, mlp_rel=0.05)
+    h = torch.zeros(1, 64, 128)
+    assert src.attn(0, h).shape == (1, 4, 4, 4) and src.attn(0, h).dtype == torch.bool
+    assert src.mlp(0, h).shape == (1, 512 // wl.MLP_BLOCK)
+    assert src.attn(0, h).diagonal(dim1=-2, dim2=-1).all()  # a token's own block has mass
+    with torch.no_grad():
+        dense = m(ids).logits
+        keep = P.KeepAll(4, 512, wl.MLP_BLOCK)
+        n = len(src.attn_masks)
+        P.patch(m, P.Fixed([keep.attn(0, h)] * n, [keep.mlp(0, h)] * n))
+        assert torch.allclose(m(ids).logits, dense, atol=1e-4)
