@@ -13,7 +13,7 @@ from statistics import median
 
 import pytest
 
-from benchlab.core import measure
+from benchlab.core import measure, threads
 from benchlab.long_exposure import finetune as ft
 from benchlab.long_exposure import workload as wl
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.experiment("long_exposure")
 @pytest.fixture(autouse=True)
 def _threads(config, record):
     """The scale's torch thread count for the whole case (recorded)."""
-    with wl.threads(config.threads) as n:
+    with threads(config.threads) as n:
         record(threads=n)
         yield
 

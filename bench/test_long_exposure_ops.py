@@ -12,14 +12,13 @@ their median ratios recorded; pytest-benchmark times the Long Exposure implement
 Metric names: benchlab.long_exposure.opcases docstring.
 """
 
-import contextlib
 import functools
 import time
 
 import pytest
 import torch
 
-from benchlab.core import measure
+from benchlab.core import measure, threads
 from benchlab.long_exposure import exposer as ex
 from benchlab.long_exposure import opcases as oc
 from benchlab.long_exposure import ops_attn as A
@@ -44,18 +43,6 @@ def side_by_side(fns: dict, device, warmup: int, rounds: int) -> dict:
             f()
             times[k].append(time.perf_counter() - t0)
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    """torch intra-op threads set to `n` inside the block (None: unchanged)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(old)
 
 
 def _fwd_bwd(fn, inputs, grad):

@@ -8,12 +8,11 @@
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
 from .core import experiments
-from .core.errors import BenchlabError
+from .core.errors import BenchlabError, read_json
 from .core.store import ResultStore
 
 
@@ -29,11 +28,8 @@ def load_records(path: Path) -> list[dict]:
             latest[rec["experiment"]].setdefault(rec["code_version"], {})[
                 (rec["case"], rec["config_hash"])] = rec
         return [r for versions in latest.values() for r in list(versions.values())[-1].values()]
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BenchlabError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+    data = read_json(path)
+    if not isinstance(data.get("benchmarks"), list):
         raise BenchlabError(f"{path}: benchmarks: missing; not a pytest-benchmark JSON file")
     records = []
     for i, bench in enumerate(data["benchmarks"]):

@@ -124,5 +124,5 @@ def test_aggregate_names_file_and_field(tmp_path):
     with pytest.raises(BenchlabError, match=r"bad\.json: mean_time_ms: missing"):
         main(["aggregate", "--results-dir", str(d), "--output", str(tmp_path / "s.md")])
     (d / "bad.json").write_text("{not json")
-    with pytest.raises(BenchlabError, match=r"bad\.json: json"):
+    with pytest.raises(BenchlabError, match=r"bad\.json: not valid JSON"):
         main(["aggregate", "--results-dir", str(d), "--output", str(tmp_path / "s.md")])

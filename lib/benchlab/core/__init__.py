@@ -3,15 +3,15 @@
 It never imports an experiment; experiments are found by name (core.experiments).
 """
 
-from .errors import BenchlabError, fail
+from .errors import BenchlabError, fail, read_json
 from .provenance import code_version, config_hash, git_commit, to_jsonable
 from .registry import Registry
 from .scale import SCALES, check_scale, config_for
 from .store import ResultStore, record_key
-from .timing import measure, resolve_device, synced, synchronize, time_fn
+from .timing import measure, resolve_device, synced, synchronize, threads, time_fn
 
 __all__ = [
-    "BenchlabError", "fail", "code_version", "config_hash", "git_commit", "to_jsonable",
-    "Registry", "SCALES", "check_scale", "config_for", "ResultStore", "record_key",
-    "measure", "resolve_device", "synchronize", "synced", "time_fn",
+    "BenchlabError", "fail", "read_json", "code_version", "config_hash", "git_commit",
+    "to_jsonable", "Registry", "SCALES", "check_scale", "config_for", "ResultStore", "record_key",
+    "measure", "resolve_device", "synchronize", "synced", "threads", "time_fn",
 ]

@@ -8,3 +8,20 @@ class BenchlabError(Exception):
 def fail(where: str, field: str, problem: str) -> BenchlabError:
     """Build the one-line error: `where: field: problem`."""
     return BenchlabError(f"{where}: {field}: {problem}")
+
+
+def read_json(path, field: str = "top level") -> dict:
+    """A JSON object from `path`, or a one-line BenchlabError naming the file (and `field`)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise BenchlabError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BenchlabError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise fail(str(path), field, "expected a JSON object")
+    return data

@@ -1,5 +1,6 @@
 """Device-aware timing. On CUDA every timed call ends with a synchronize, so GPU work is timed."""
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,21 @@ def resolve_device(name: str = "auto") -> str:
 
         raise BenchlabError("--bench-device: cuda requested but torch sees no CUDA device")
     return name
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """torch intra-op threads set to `n` inside the block (None or 0: unchanged). One thread keeps
+    CPU timings meaningful on a shared, oversubscribed machine (OpenMP spin-waits otherwise)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
 
 
 def synchronize(device) -> None:

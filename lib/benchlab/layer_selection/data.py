@@ -5,14 +5,13 @@
 Every problem with a file is a one-line BenchlabError `file: field: problem`.
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BenchlabError, fail
+from ..core.errors import BenchlabError, fail, read_json
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "layer_selection"
 # short name -> (scores file, norms file) in the shared folder; the seed used both spellings
@@ -49,19 +48,6 @@ class ModelData:
     @property
     def total_significance(self) -> float:
         return float(np.sum(self.significance))
-
-
-def read_json(path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise BenchlabError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BenchlabError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise BenchlabError(f"{path}: top level: not a JSON object")
-    return data
 
 
 def _layers(data: dict, path, fields: tuple) -> list[dict]:

@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from benchlab.core.errors import BenchlabError, fail
+from benchlab.core.errors import BenchlabError, fail, read_json
 
 from .model import SIZES
 
@@ -125,12 +125,7 @@ def load_results(results_dir: Path) -> list[dict]:
         raise fail(str(results_dir), "--results-dir", "no such directory")
     rows = []
     for path in sorted(results_dir.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise fail(str(path), "json", f"not valid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise fail(str(path), "json", "expected an object")
+        data = read_json(path)
         for key in ("model_size", "context_length", "mean_time_ms", "std_time_ms"):
             if key not in data:
                 raise fail(str(path), key, "missing")

@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 
 from benchlab.core.errors import BenchlabError
+from benchlab.core.timing import threads
 
 TASKS = ("piqa", "winogrande", "rte", "copa", "hellaswag")
 
@@ -147,7 +148,7 @@ def cmd_model_step(args) -> int:
         raise BenchlabError(f"--scale: {args.scale} has no step_model; pass --model")
     model = args.model or cfg.step_model
     init = args.init or cfg.step_init
-    with wl.threads(args.threads):
+    with threads(args.threads):
         ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init)
         mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
         t = wl.side_by_side(ts, 1, args.rounds)

@@ -9,7 +9,6 @@ rows of a (config, seq_len), the predictors of a model. Each trainer gets its ow
 the base model, so dense and LE runs of one case never share weights or optimizer state.
 """
 
-import contextlib
 import copy
 import functools
 import tempfile
@@ -151,19 +150,6 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     m.train()
     data = batch(config, model, seq_len) if data is None else data
     return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats)
-
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    """torch intra-op threads set to `n` inside the block (None: unchanged). One thread keeps
-    timings meaningful on a shared, oversubscribed CPU (OpenMP spin-waits otherwise)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(old)
 
 
 def side_by_side(trainers: dict, warmup: int, rounds: int) -> dict:

@@ -14,11 +14,10 @@ run becomes a record shaped like the benchmark's, and the same `report()` writes
 """
 
 import argparse
-import json
 import re
 from pathlib import Path
 
-from ..core.errors import BenchlabError, fail
+from ..core.errors import BenchlabError, fail, read_json
 from ..core.report import flatten
 from .bounds import JSON_NAME, load_bounds_metrics
 from .report import FORK_MODES, report
@@ -66,10 +65,7 @@ def run_record(metrics_path: Path, root: Path) -> dict:
     for name in META_NAMES:
         if (folder / name).exists():
             meta_path = folder / name
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (ValueError, UnicodeDecodeError) as e:
-                raise fail(str(meta_path), "metadata", f"not valid JSON ({e})") from None
+            meta = read_json(meta_path, "metadata")
             break
     flat_meta = flatten(meta) if isinstance(meta, dict) else {}
     flat_inputs = flatten(metrics.get("inputs") or {})

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import BenchlabError, fail
+from ..core.errors import BenchlabError, fail, read_json
 from ..core.provenance import to_jsonable
 from . import coding
 from .quantize import Quantized
@@ -331,10 +331,7 @@ def load_bounds_metrics(path) -> dict:
             raise fail(str(path), "bounds_metrics",
                        f"not a weights-only torch file ({e})") from None
     else:
-        try:
-            metrics = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise fail(str(path), "bounds_metrics", f"not valid JSON ({e})") from None
+        metrics = read_json(path, "bounds_metrics")
     if not isinstance(metrics, dict):
         raise fail(str(path), "bounds_metrics", "expected a JSON object")
     for field in REQUIRED:
