@@ -84,14 +84,20 @@ def test_ablation(benchmark, case, config, device, seed, record):
 
 
 @pytest.mark.cases("memory_cases")
-def test_memory(case, config, device, seed, record):
+def test_memory(benchmark, case, config, device, seed, record):
     """exp-overall-memory-*: weights, gradients + AdamW moments, saved activations of one step,
-    dense (SDPA and eager attention) vs LE."""
-    out = {}
-    for mode, prefix in (("sdpa", "dense"), ("eager", "eager"), ("le", "le")):
-        t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode, device=device)
-        mem = ft.step_memory(t.model, t.batch)
-        out.update({f"{prefix}_{k}": v for k, v in mem.items()})
+    dense (SDPA and eager attention) vs LE. The whole study runs once under pytest-benchmark,
+    which also carries its record into --benchmark-json for `benchlab report`."""
+
+    def study():
+        out = {}
+        for mode, prefix in (("sdpa", "dense"), ("eager", "eager"), ("le", "le")):
+            t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode, device=device)
+            mem = ft.step_memory(t.model, t.batch)
+            out.update({f"{prefix}_{k}": v for k, v in mem.items()})
+        return out
+
+    out = benchmark.pedantic(study, rounds=1, iterations=1)
     record(**out, memory_ratio=out["le_total"] / out["dense_total"],
            memory_ratio_eager=out["le_total"] / out["eager_total"],
            activation_ratio=out["le_activations"] / out["dense_activations"],
