@@ -41,8 +41,8 @@ ALL_ROUTINGS = ("topk_8", "bh_strict", "bh_moderate", "bh_loose", "bh_adaptive",
                 "bh_naive")
 
 CONFIGS = {
-    "tiny": Config("olmoe-tiny", "trained", ALL_ROUTINGS, 3, 8, 1, 8192, 1024, 128, False,
-                   layer_hidden=256, layer_intermediate=256, layer_tokens=512, speed_rounds=3),
+    "tiny": Config("olmoe-tiny", "trained", ALL_ROUTINGS, 3, 8, 1, 8192, 4096, 128, False,
+                   layer_hidden=256, layer_intermediate=256, layer_tokens=2048, speed_rounds=3),
     "small": Config("olmoe-small", "trained", ALL_ROUTINGS, 3, 32, 3, 32768, 4096, 256, False,
                     layer_hidden=1024, layer_intermediate=512, layer_tokens=2048),
     "paper": Config("olmoe-1b-7b", "load", ALL_ROUTINGS, 3, 100, 3, 32768, 8192, 512, True,

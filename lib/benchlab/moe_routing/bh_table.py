@@ -11,10 +11,11 @@ are > x, and only the few values sharing x's cell are compared (padded to S per 
     key = Mt + 1 - r   (= m when key <= Mt; key = Mt + 1 means m > Mt, order unknown)
 
 k* comes from a histogram of BH levels of the keys. The mask is {key <= threshold}: the BH set
-(threshold M_{k*}) when no cap applies, else the clip(k*, min_k, max_k) smallest keys when that
-set is unique and exact. Rows where it is not (a tie in m at the cap boundary, or the min_k
-fill-in reaching beyond the tail) use the exact p-values and torch.topk, like
-routers.bh_select, so the mask equals bh_select(pvalues(logits), ...) on every input
+(threshold M_{k*}) when no cap applies, else the clip(k*, min_k, max_k) smallest keys, ties in m
+going to the lower expert index as in routers.bh_select. Rows whose k-th smallest key lies
+beyond the tail (the min_k fill-in when no logit of the row reaches its tail) take exact ranks
+from a second table over the whole null (NullLayer.smallest, built on first need), so the mask
+equals bh_select(pvalues(logits), ...) on every input
 (tests/moe_routing/test_moe_fastbh.py).
 
     python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
@@ -34,7 +35,7 @@ class BHTable:
 
     @classmethod
     def build(cls, sorted_logits: torch.Tensor, alpha: float, tail: float = 0.1,
-              cells_per_value: int = 2) -> "BHTable | None":
+              cells_per_value: int = 8) -> "BHTable | None":
         """Table for sorted calibration logits [E, N]; None when the fast path cannot be exact."""
         z = sorted_logits.float()
         E, N = z.shape
@@ -59,14 +60,16 @@ class BHTable:
         S = int(counts.max())
         if S > MAX_CELL:
             return None
-        r0 = counts.cumsum(1) - counts  # [E, G]: #{tail values in lower cells}
+        r1 = counts.cumsum(1)  # [E, G]: #{tail values in this cell or lower}
+        r0 = r1 - counts  # [E, G]: #{tail values in lower cells}
         pos = torch.arange(Mt, device=dev) - r0.gather(1, cw)  # slot within its cell
         win = torch.full((E, G, S), math.inf, device=dev)
         win[torch.arange(E, device=dev)[:, None], cw, pos] = w
         mk0 = torch.cat([mk.new_zeros(1), mk])  # [E + 1]: M_0 = 0
         # BH level of a key: min{k : key <= M_k} (E + 1: none), for keys 0..Mt+1
         level = torch.searchsorted(mk, torch.arange(Mt + 2, device=dev), right=False) + 1
-        return cls(E=E, N=N, Mt=Mt, G=G, S=S, lo=lo, s=s, r0=r0.reshape(-1),
+        return cls(E=E, N=N, Mt=Mt, G=G, S=S, lo=lo, s=s, r0=r0.reshape(-1).int(),
+                   r1=r1.reshape(-1).int(),
                    win=win.reshape(E * G, S), mk0=mk0, level=level,
                    level_rest=int(level[Mt + 1]), ks=ks, alpha=alpha)
 
@@ -77,11 +80,10 @@ class BHTable:
 
     def lookup(self, logits: torch.Tensor):
         """Keys of the logits above their expert's tail start (about `tail` of them; the rest
-        have r = 0, key Mt + 1): (tail mask [T, E], flat index [n], row [n], key [n]) and the
-        histogram [T, E + 2] of BH levels over all entries."""
+        have r = 0, key Mt + 1): (tail mask [T, E], flat index [n], key [n])."""
         x = logits.to(self.lo.device, torch.float32)
         x = torch.nan_to_num(x, nan=math.inf, posinf=math.inf, neginf=-math.inf)  # as searchsorted
-        T, E = x.shape
+        E = x.shape[1]
         tail = x > self.lo  # [T, E]
         flat = tail.view(-1).nonzero().squeeze(1)  # [n]
         xt = x.view(-1).index_select(0, flat)
@@ -89,58 +91,104 @@ class BHTable:
         lo, s = self.lo.index_select(0, col), self.s.index_select(0, col)
         idx = self._cell(xt, lo, s, self.G) + col * self.G  # [n] cell of each entry
         below = (self.win.index_select(0, idx) < xt[:, None]).sum(-1)
-        kt = (self.Mt + 1) - (self.r0.index_select(0, idx) + below)  # m
-        row = flat // E
-        hist = torch.bincount(row * (E + 2) + self.level.index_select(0, kt),
-                              minlength=T * (E + 2))
-        hist = hist.view(T, E + 2)
-        hist[:, self.level_rest] += E - torch.bincount(row, minlength=T)  # keys Mt + 1
-        return tail, flat, row, kt, hist
+        return tail, flat, (self.Mt + 1) - (self.r0.index_select(0, idx) + below)  # key = m
 
     def keys(self, logits: torch.Tensor) -> torch.Tensor:
         """Dense key [T, E] (int64): m where m <= Mt, else Mt + 1."""
-        tail, flat, _, kt, _ = self.lookup(logits)
+        tail, flat, kt = self.lookup(logits)
         key = torch.full((tail.numel(),), self.Mt + 1, dtype=torch.int64, device=kt.device)
         return key.index_put_((flat,), kt).view(tail.shape)
 
-    def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, exact_pvalues):
+    def smallest(self, logits: torch.Tensor, k: int) -> torch.Tensor:
+        """routers.smallest(m, k) for the exact ranks m of logits [b, E] on a table over the
+        whole null (Mt = N), without the exact m of every logit: a logit's cell bounds its m to
+        [1 + N - r1, 1 + N - r0]; only logits whose lower bound is at most the row's k-th
+        smallest upper bound can be among the k smallest (ties included), and only those are
+        counted exactly. The rest get m = N + 2, above every real rank."""
+        from .routers import smallest
+
+        x = logits.to(self.lo.device, torch.float32)
+        x = torch.nan_to_num(x, nan=math.inf, posinf=math.inf, neginf=-math.inf)
+        E, N = self.E, self.N
+        cell = self._cell(x, self.lo, self.s, self.G) + torch.arange(E, device=x.device) * self.G
+        cell = cell.view(-1)
+        r0, r1 = self.r0.index_select(0, cell), self.r1.index_select(0, cell)
+        r0b = r0.view(x.shape)  # the k-th largest r0 is the k-th smallest upper bound
+        kth = r0b.amax(1, keepdim=True) if k == 1 else r0b.topk(k, 1).values[:, -1:]
+        cand = (r1.view(x.shape) >= kth).view(-1).nonzero().squeeze(1)
+        idx, xc = cell[cand], x.view(-1)[cand]
+        below = (self.win.index_select(0, idx) < xc[:, None]).sum(-1)
+        m = torch.full((x.numel(),), N + 2, dtype=torch.int64, device=x.device)
+        m[cand] = (1 + N) - (r0[cand] + below)
+        return smallest(m.view(x.shape), k)
+
+    def kstar(self, row, level, outside, T: int) -> torch.Tensor:
+        """k* per row [T] from the BH levels of the tail entries (row [n], level [n]) and the
+        count of entries outside the tail per row (level `level_rest`). k* is at most the
+        number of admitted entries of its row, so levels above the busiest row's count are
+        pooled: the histogram is [T, A + 1], not [T, E + 2]."""
+        E, rest = self.E, self.level_rest
+        n_adm = torch.zeros(T, dtype=torch.int64, device=row.device)
+        n_adm.index_add_(0, row, (level <= E).long())
+        if rest <= E:  # only when the tail is everything (Mt = N) and alpha admits m = N + 1
+            n_adm += outside
+        A = int(n_adm.max()) if T else 0
+        if A == 0:
+            return n_adm.new_zeros(T)
+        hist = torch.bincount(row * (A + 1) + level.clamp(max=A + 1) - 1, minlength=T * (A + 1))
+        hist = hist.view(T, A + 1)
+        if rest <= E:
+            hist[:, min(rest, A + 1) - 1] += outside
+        ks = self.ks[:A]
+        return ((hist[:, :A].cumsum(1) >= ks) * ks).amax(1)
+
+    def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, exact_smallest):
+        """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k). Ties in p are
+        ties in m, and both paths give them to the lower expert index: keys are packed as
+        m * E + expert, which makes every row's order strict."""
         from .routers import check_bh_args
 
         E, Mt = self.E, self.Mt
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
-        tail, flat, row, kt, hist = self.lookup(logits)
+        tail, flat, kt = self.lookup(logits)
         T = tail.shape[0]
-        count = hist[:, 1:E + 1].cumsum(1)  # [T, E]: #{p <= thr_k}
-        kstar = torch.where(count >= self.ks, self.ks, 0).amax(1)  # [T]
+        row = flat // E
+        col = flat - row * E
+        packed = kt * E + col  # [n], unique within a row
+        outside = E - torch.bincount(row, minlength=T)  # entries with key Mt + 1, per row
+        kstar = self.kstar(row, self.level.index_select(0, kt), outside, T)
         k = kstar.clamp(min_k, max_k)
-        thresh = self.mk0.index_select(0, kstar)  # BH set: exactly k* keys <= M_{k*}
-        ok = torch.ones(T, dtype=torch.bool, device=k.device)
-        fill = k > kstar  # k = min_k: the smallest keys
-        if min_k == 1 and bool(fill.any()):  # the usual fill-in: the unique smallest key
-            kmin = torch.full((T,), Mt + 1, dtype=kt.dtype, device=kt.device)
-            kmin.scatter_reduce_(0, row, kt, "amin")
-            ties = torch.bincount(row[kt == kmin.index_select(0, row)], minlength=T)
-            thresh = torch.where(fill, kmin, thresh)
-            ok &= ~fill | ((ties == 1) & (kmin <= Mt))
-            fill = fill & False
-        rest = (fill | (k < kstar)).nonzero().squeeze(1)  # caps: the k smallest keys
-        if rest.numel():
-            kr = self.keys(logits)[rest]
-            kk = k[rest]
-            kth = kr.topk(int(kk.max()), 1, largest=False).values.gather(1, (kk - 1)[:, None])
-            kth = kth[:, 0]
-            thresh[rest] = kth
-            ok[rest] = ((kr <= kth[:, None]).sum(1) == kk) & (kth <= Mt)
+        thresh = self.mk0.index_select(0, kstar) * E + (E - 1)  # BH set: keys <= M_{k*}
+        ok = torch.ones(T, dtype=torch.bool, device=kt.device)
+        one = (k == 1) & (kstar == 0)  # the usual fill-in: the row's smallest key
+        if bool(one.any()):
+            kmin = torch.full((T,), (Mt + 1) * E, dtype=kt.dtype, device=kt.device)
+            kmin.scatter_reduce_(0, row, packed, "amin")
+            thresh = torch.where(one, kmin, thresh)
+            ok &= ~one | (kmin < (Mt + 1) * E)
+        other = ((k != kstar) & ~one).nonzero().squeeze(1)  # caps, larger fill-in: k smallest
+        if other.numel():
+            o = other.numel()
+            pos = torch.full((T,), -1, dtype=torch.int64, device=kt.device)
+            pos[other] = torch.arange(o, device=kt.device)
+            pr = pos.index_select(0, row)
+            mine = pr >= 0
+            dense = ((Mt + 1) * E + torch.arange(E, device=kt.device)).repeat(o, 1)  # [o, E]
+            dense[pr[mine], col[mine]] = packed[mine]
+            kk = k[other]
+            top = dense.topk(max(1, int(kk.max())), 1, largest=False).values
+            kth = top.gather(1, (kk - 1).clamp(min=0)[:, None])[:, 0]
+            thresh[other] = torch.where(kk > 0, kth, -1)
+            ok[other] = kth < (Mt + 1) * E  # the k-th smallest is an exact m
         mask = torch.zeros(T * E, dtype=torch.bool, device=kt.device)
-        mask[flat] = kt <= thresh.index_select(0, row)
+        mask[flat] = packed <= thresh.index_select(0, row)
         mask = mask.view(T, E)
-        big = ok & (thresh > Mt)  # only when Mt = N: keys Mt + 1 are exact m = N + 1
-        if bool(big.any()):
+        big = ok & (k == kstar) & (self.mk0.index_select(0, kstar) > Mt)  # only when Mt = N:
+        if bool(big.any()):  # keys Mt + 1 are exact m = N + 1
             mask[big] |= ~tail[big]
         bad = (~ok).nonzero().squeeze(1)
-        if bad.numel():  # exact p-values and torch.topk on these rows, as routers.bh_select
-            p = exact_pvalues(logits[bad])
-            order = torch.topk(p, max_k, dim=-1, largest=False, sorted=True).indices
-            keep = torch.arange(max_k, device=p.device) < k[bad].unsqueeze(-1)
-            mask[bad] = torch.zeros_like(p, dtype=torch.bool).scatter_(-1, order, keep)
+        if bad.numel():  # exact ranks m (ordered as the p-values) on these rows
+            order = exact_smallest(logits[bad], max_k)
+            keep = torch.arange(max_k, device=order.device) < k[bad].unsqueeze(-1)
+            mask[bad] = torch.zeros_like(mask[bad]).scatter_(-1, order, keep)
         return mask

@@ -35,9 +35,24 @@ class NullLayer:
 
     def pvalues(self, logits: torch.Tensor) -> torch.Tensor:
         """Exact p-values [T, E] (the reference; an N-way binary search per logit)."""
+        return (self.search_ranks(logits) / (self.n + 1)).to(torch.float32)  # [T, E]
+
+    def search_ranks(self, logits: torch.Tensor) -> torch.Tensor:
+        """m = 1 + N - #{z < x} [T, E] (int64) by binary search; p = m / (N + 1)."""
         x = logits.to(self.sorted.device, self.sorted.dtype).T.contiguous()  # [E, T]
-        below = torch.searchsorted(self.sorted, x, side="left")  # #{z < x}, [E, T]
-        return ((1 + self.n - below).T / (self.n + 1)).to(torch.float32)  # [T, E]
+        return 1 + self.n - torch.searchsorted(self.sorted, x, side="left").T  # [T, E]
+
+    def smallest(self, logits: torch.Tensor, k: int) -> torch.Tensor:
+        """routers.smallest(search_ranks(logits), k) (the k smallest p-values, ties to the lower
+        expert) through a BHTable over the whole null: the fast path's fallback for rows that
+        no tail reaches."""
+        from .routers import smallest
+
+        if "_full" not in self.__dict__:
+            self._full = BHTable.build(self.sorted, 1.0, tail=1.0, cells_per_value=2)
+        if self._full is None:
+            return smallest(self.search_ranks(logits), k)
+        return self._full.smallest(logits, k)
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
@@ -50,7 +65,7 @@ class NullLayer:
         table = self._bh[alpha]
         if table is None or logits.shape[-1] != table.E:
             return bh_select(self.pvalues(logits), alpha, min_k, max_k)
-        return table.select(logits, min_k, max_k, self.pvalues)
+        return table.select(logits, min_k, max_k, self.smallest)
 
 
 class EmpiricalNull:

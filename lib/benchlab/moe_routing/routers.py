@@ -82,7 +82,7 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
     """Boolean mask over the last dim: the BH step-up at level `alpha`, then the caps.
 
     Exactly `clip(k*, min_k, max_k)` hypotheses are selected per row (the smallest p-values;
-    ties broken by torch.topk). Without caps (min_k=0, max_k=None) this equals
+    ties go to the lower expert index). Without caps (min_k=0, max_k=None) this equals
     statsmodels.stats.multitest.multipletests(p, alpha, method="fdr_bh")[0] row by row.
     """
     E = pvalues.shape[-1]
@@ -91,10 +91,24 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
     k = kstar.clamp(min_k, max_k)
     if min_k == 0 and max_k == E:  # no caps: the threshold set itself
         return pvalues <= (kstar.unsqueeze(-1).to(pvalues.dtype) / E) * alpha
-    order = torch.topk(pvalues, max_k, dim=-1, largest=False, sorted=True).indices  # [..., max_k]
+    order = smallest(pvalues, max_k)  # [..., max_k]
     keep = torch.arange(max_k, device=pvalues.device) < k.unsqueeze(-1)  # [..., max_k]
     mask = torch.zeros_like(pvalues, dtype=torch.bool)
     return mask.scatter_(-1, order, keep)
+
+
+def smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [..., k] of the k smallest values along the last dim, ascending; ties go to the
+    lower index (deterministic, so the fast calibrated path can reproduce it exactly). Values
+    >= 0 that are int64 (ranks) or float32 (p-values, whose bits are then monotone) are packed
+    with their index into one int64 for torch.topk; other inputs take a stable sort."""
+    E = values.shape[-1]
+    idx = torch.arange(E, device=values.device)
+    if values.dtype in (torch.int64, torch.float32) and not bool((values < 0).any()
+                                                                  | values.isnan().any()):
+        v = values if values.dtype == torch.int64 else values.view(torch.int32).long()
+        return torch.topk(v * E + idx, k, dim=-1, largest=False, sorted=True).values % E
+    return torch.sort(values, dim=-1, stable=True).indices[..., :k]
 
 
 def naive_pvalues(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
