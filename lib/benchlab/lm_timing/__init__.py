@@ -81,8 +81,8 @@ CONFIGS = {
                      attns=("einsum",))),
         pairs=(PairSweep("peer", ("tiny",), (128, 512)),
                PairSweep("bf16", ("tiny",), (512,), precisions=("bf16",)),
-               PairSweep("peer", ("small",), (128,), rounds=2),
-               PairSweep("bf16", ("small",), (128,), precisions=("bf16",), rounds=2)),
+               PairSweep("peer", ("small",), (128,), rounds=6),
+               PairSweep("bf16", ("small",), (128,), precisions=("bf16",), rounds=4)),
         attn_contexts=(128, 512), warmup_trials=3,
     ),
     "small": Config(
