@@ -10,16 +10,6 @@ import torch
 
 from benchlab import zoo
 from benchlab.core.errors import BenchlabError
-from benchlab.zoo import train
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    """On a busy shared machine two intra-op threads spin; use what train uses, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(train._threads())
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -19,15 +19,6 @@ from benchlab.zoo.cache import zoo_version
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    """On a busy shared machine two intra-op threads spin; use what train uses, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(train._threads())
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
