@@ -29,7 +29,8 @@ def _threads(config, record):
 
 
 def _interleaved(benchmark, device, le, dense: dict, warmup, rounds) -> dict:
-    """Time `le.step` with pytest-benchmark; time each dense trainer once per round in setup."""
+    """Time `le.step` with pytest-benchmark and each dense trainer once per round in its setup;
+    -> wl.speedups of the paired rounds (t_<name> medians, speedup_<name> vs le)."""
     times = {k: [] for k in dense}
 
     def setup():
@@ -43,9 +44,7 @@ def _interleaved(benchmark, device, le, dense: dict, warmup, rounds) -> dict:
             t.step()
     t_le = []
     measure(benchmark, le.step, device, warmup=warmup, rounds=rounds, setup=setup, times=t_le)
-    out = {f"t_{k}": median(v[-rounds:]) for k, v in times.items()}
-    out["t_le"] = median(t_le)
-    return out
+    return wl.speedups({**{k: v[-len(t_le):] for k, v in times.items()}, "le": t_le})
 
 
 def _speed(config, case, benchmark, device, record, method):
@@ -57,9 +56,6 @@ def _speed(config, case, benchmark, device, record, method):
         dense["eager"] = wl.trainer(config, case.model, method, case.seq_len, mode="eager",
                                     device=device)
     t = _interleaved(benchmark, device, le, dense, config.warmup, config.rounds)
-    t["speedup_sdpa"] = t["t_sdpa"] / t["t_le"]
-    if "t_eager" in t:
-        t["speedup_eager"] = t["t_eager"] / t["t_le"]
     record(**t, density_attn=le.stats.density("attn"), density_mlp=le.stats.density("mlp"),
            tokens=int(le.batch.numel()))
     return t
@@ -137,8 +133,7 @@ def test_model_step(benchmark, case, config, device, seed, record):
     mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
     le = ts.pop("le")
     t = _interleaved(benchmark, device, le, ts, 1, config.step_rounds)
-    record(**t, speedup_sdpa=t["t_sdpa"] / t["t_le"], speedup_eager=t["t_eager"] / t["t_le"],
-           memory_ratio=mem["le"] / mem["sdpa"], memory_ratio_eager=mem["le"] / mem["eager"],
+    record(**t, memory_ratio=mem["le"] / mem["sdpa"], memory_ratio_eager=mem["le"] / mem["eager"],
            le_total=mem["le"], dense_total=mem["sdpa"], eager_total=mem["eager"],
            density_attn=le.stats.density("attn"), density_mlp=le.stats.density("mlp"),
            init=case.init, masks=case.masks)

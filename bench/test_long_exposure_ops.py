@@ -7,18 +7,19 @@ test_op_mlp    exp-ablation-operator-mlp: block-sparse MLP forward + input grad 
 test_op_attn   exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA, eager
 test_exposer   exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs unions
 test_predictor_quality   predictor recall / precision on held-out rows
-Implementations of one case are timed side by side, rounds interleaved (a, b, a, b, ...), and
-their median ratios recorded; pytest-benchmark times the Long Exposure implementation.
+Implementations of one case are timed side by side (core.timing.interleave) and their speedups
+are medians of paired rounds (core.stats.paired_ratio); pytest-benchmark times the Long Exposure
+implementation.
 Metric names: benchlab.long_exposure.opcases docstring.
 """
 
 import functools
-import time
 
 import pytest
 import torch
 
-from benchlab.core import measure, threads
+from benchlab.core import interleave, measure, threads
+from benchlab.core.stats import medians, paired_ratio
 from benchlab.long_exposure import exposer as ex
 from benchlab.long_exposure import opcases as oc
 from benchlab.long_exposure import ops_attn as A
@@ -26,23 +27,6 @@ from benchlab.long_exposure import ops_mlp as M
 from benchlab.long_exposure import predictors as pr
 
 pytestmark = pytest.mark.experiment("long_exposure")
-
-
-def side_by_side(fns: dict, device, warmup: int, rounds: int) -> dict:
-    """Median seconds per call of each fn, rounds interleaved."""
-    from benchlab.core import synced
-
-    runs = {k: synced(f, device) for k, f in fns.items()}
-    for f in runs.values():
-        for _ in range(warmup):
-            f()
-    times = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k, f in runs.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def _fwd_bwd(fn, inputs, grad):
@@ -66,10 +50,12 @@ def test_op_mlp(benchmark, case, config, device, seed, record):
     dense = _fwd_bwd(lambda: M.dense_mlp(x, w1, b1, w2, b2), x, gy)
     sparse = _fwd_bwd(lambda: M.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
     with threads(ops.threads) as n_threads:
-        t = side_by_side({"dense": dense, "sparse": sparse}, device, ops.warmup, ops.rounds)
+        ts = interleave({"dense": dense, "sparse": sparse}, device, warmup=ops.warmup,
+                        rounds=ops.rounds)
         measure(benchmark, sparse, device, warmup=0, rounds=max(1, ops.rounds // 2))
+    t = medians(ts)
     ideal = 1.0 / density
-    speedup = t["dense"] / t["sparse"]
+    speedup = paired_ratio(ts["dense"], ts["sparse"])
     record(t_dense=t["dense"], t_sparse=t["sparse"], speedup=speedup, ideal=ideal,
            efficiency=speedup / ideal, density=density, threads=n_threads)
 
@@ -89,16 +75,19 @@ def test_op_attn(benchmark, case, config, device, seed, record):
            "eager": _fwd_bwd(lambda: A.eager_attention(q, k, v), qkv, go),
            "sparse": _fwd_bwd(lambda: A.block_sparse_attention(q, k, v, mask), qkv, go)}
     with threads(ops.threads) as n_threads:
-        t = side_by_side(fns, device, ops.warmup, ops.rounds)
+        ts = interleave(fns, device, warmup=ops.warmup, rounds=ops.rounds)
         with torch.no_grad():
-            tf = side_by_side({"sdpa": lambda: A.sdpa_attention(q, k, v),
-                               "sparse": lambda: A.block_sparse_attention(q, k, v, mask)},
-                              device, ops.warmup, ops.rounds)
+            tsf = interleave({"sdpa": lambda: A.sdpa_attention(q, k, v),
+                              "sparse": lambda: A.block_sparse_attention(q, k, v, mask)},
+                             device, warmup=ops.warmup, rounds=ops.rounds)
         measure(benchmark, fns["sparse"], device, warmup=0, rounds=max(1, ops.rounds // 2))
+    t, tf = medians(ts), medians(tsf)
     record(t_sdpa=t["sdpa"], t_eager=t["eager"], t_sparse=t["sparse"],
-           speedup_sdpa=t["sdpa"] / t["sparse"], speedup_eager=t["eager"] / t["sparse"],
+           speedup_sdpa=paired_ratio(ts["sdpa"], ts["sparse"]),
+           speedup_eager=paired_ratio(ts["eager"], ts["sparse"]),
            t_sdpa_fwd=tf["sdpa"], t_sparse_fwd=tf["sparse"],
-           speedup_sdpa_fwd=tf["sdpa"] / tf["sparse"], density=A.block_density(mask),
+           speedup_sdpa_fwd=paired_ratio(tsf["sdpa"], tsf["sparse"]),
+           density=A.block_density(mask),
            threads=n_threads)
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from benchlab import sublora as sl
-from benchlab.core import measure, time_fn
+from benchlab.core import interleave, measure
+from benchlab.core.stats import paired_ratio
 from benchlab.sublora.data import load_corpus
 from benchlab.sublora.evaluate import eval_bounds
 from benchlab.sublora.sweep import cached_base, run_config, step_pair
@@ -42,11 +43,10 @@ def test_train_step(benchmark, case, config, device, record):
     sub, sub_step, lora_step = step_pair(config, case.d, case.projector, device)
     measure(benchmark, sub_step, device, warmup=1, rounds=config.step_rounds)
     # side by side, interleaved, so load on a shared machine hits both alike
-    t_sub, t_lora = [], []
-    for _ in range(config.step_rounds):
-        t_sub += time_fn(sub_step, device, warmup=0, trials=1)
-        t_lora += time_fn(lora_step, device, warmup=0, trials=1)
-    ratio = statistics.median(t_sub) / statistics.median(t_lora)
+    t = interleave({"sub": sub_step, "lora": lora_step}, device, warmup=0,
+                   rounds=config.step_rounds)
+    t_sub, t_lora = t["sub"], t["lora"]
+    ratio = paired_ratio(t_sub, t_lora)
     record(d=case.d, projector=case.projector, D=sub.D, step_ratio=ratio,
            subspace_step_ms=1e3 * statistics.median(t_sub),
            lora_step_ms=1e3 * statistics.median(t_lora), ratio_goal=1.5)

@@ -34,9 +34,9 @@ class LoraStepSuite:
         _threads(c)
         L = c.seq_lens[0]
         trainers = {m: wl.trainer(c, c.model, "lora", L, mode=m) for m in self.params}
-        t = wl.side_by_side(trainers, c.warmup, c.rounds)
+        t = wl.speedups(wl.side_by_side(trainers, c.warmup, c.rounds))
         le = trainers["le"].stats
-        return {"speedup_sdpa": t["sdpa"] / t["le"], "speedup_eager": t["eager"] / t["le"],
+        return {"speedup_sdpa": t["speedup_sdpa"], "speedup_eager": t["speedup_eager"],
                 "density_attn": le.density("attn"), "density_mlp": le.density("mlp")}
 
     def setup(self, cache, mode):

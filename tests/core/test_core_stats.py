@@ -1,4 +1,6 @@
-"""benchlab.core.stats against scipy and numpy."""
+"""benchlab.core.stats against scipy and numpy (and core.timing.interleave, which feeds it)."""
+
+import statistics
 
 import numpy as np
 import pytest
@@ -6,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from benchlab.core import stats
+from benchlab.core import interleave, stats
+from benchlab.core.stats import paired_ratio
 
 samples = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=3, max_size=40)
 
@@ -47,3 +50,21 @@ def test_bootstrap_ci_close_to_scipy():
     assert lo == pytest.approx(ref.confidence_interval.low, rel=0.05)
     assert hi == pytest.approx(ref.confidence_interval.high, rel=0.05)
     assert lo < x.mean() < hi
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    a, b = [2.0, 9.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0]  # per round: 2, 3, 1.5, 1
+    assert paired_ratio(a, b) == statistics.median([2.0, 3.0, 1.5, 1.0])
+    assert paired_ratio(a, b) != statistics.median(a) / statistics.median(b)
+    with pytest.raises(ValueError, match="equal"):
+        paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_interleave_rotates_the_order_and_times_every_round():
+    calls = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    times = interleave(fns, warmup=1, rounds=3)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == list("abc" "bca" "cab")  # each goes first once
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for ts in times.values() for t in ts)

@@ -20,6 +20,20 @@ def cv(x) -> float:
     return float(x.std() / mean) if mean != 0 else float("nan")
 
 
+def medians(times: dict) -> dict:
+    """name -> median of its sample (for the dicts of core.timing.interleave)."""
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def paired_ratio(a, b) -> float:
+    """Median over rounds of a_i / b_i. For timings taken back to back (core.timing.interleave)
+    slow drifts of a shared machine cancel in each pair, as they do not in median(a) / median(b)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired_ratio: need two equal, non-empty samples, got {a.size}, {b.size}")
+    return float(np.median(a / b))
+
+
 def paired_ttest(a, b) -> tuple[float, float]:
     """Paired t statistic and two-sided p-value of a - b (scipy.stats.ttest_rel)."""
     res = sps.ttest_rel(np.asarray(a, float), np.asarray(b, float))

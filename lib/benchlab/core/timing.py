@@ -66,6 +66,27 @@ def time_fn(fn: Callable, device="cpu", *, warmup: int = 1, trials: int = 5) -> 
     return times
 
 
+def interleave(fns: dict, device="cpu", *, warmup: int = 1, rounds: int = 5,
+               inner: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each of `fns` (name -> fn()), timed side by side: round r runs them
+    once each, in an order rotated by r so that none always goes first; `warmup` untimed calls
+    each before. Ratios come from the paired rounds (core.stats.paired_ratio)."""
+    names = list(fns)
+    runs = {n: synced(fns[n], device) for n in names}
+    synchronize(device)
+    for n in names:
+        for _ in range(warmup):
+            runs[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                runs[n]()
+            times[n].append((time.perf_counter() - t0) / inner)
+    return times
+
+
 def measure(benchmark, fn: Callable, device="cpu", *, warmup: int = 1, rounds: int = 5,
             setup: Callable | None = None, times: list[float] | None = None):
     """Time `fn` with pytest-benchmark's pedantic mode: explicit warm-up, one call per round.

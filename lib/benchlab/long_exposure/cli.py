@@ -151,12 +151,10 @@ def cmd_model_step(args) -> int:
     with threads(args.threads):
         ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init)
         mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
-        t = wl.side_by_side(ts, 1, args.rounds)
+        t = wl.speedups(wl.side_by_side(ts, 1, args.rounds))
     st = ts["le"].stats
     print(json.dumps({"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
-                      "density": args.density if args.masks == "synthetic" else None,
-                      **{f"t_{k}": v for k, v in t.items()},
-                      "speedup_sdpa": t["sdpa"] / t["le"], "speedup_eager": t["eager"] / t["le"],
+                      "density": args.density if args.masks == "synthetic" else None, **t,
                       "memory_ratio": mem["le"] / mem["sdpa"],
                       "memory_ratio_eager": mem["le"] / mem["eager"],
                       "density_attn": st.density("attn"), "density_mlp": st.density("mlp")}))

@@ -8,9 +8,11 @@ Attention, one predictor per layer and head: the layer's normalized input h (B, 
 mean-pooled over windows of p = 16 * max(1, round(sqrt(L) / 16)) tokens (block ~sqrt(L), kept a
 multiple of the operator's 16-token block), projected to low-rank queries and keys per head
 (rank r) and scored sigmoid(q k^T / sqrt(r)) on the (L/p, L/p) grid of cells. It is trained with
-MSE against the pooled true map (exposer.pooled_block_mass: mean over a cell's rows of the
-attention mass falling into each key cell), on causal cells. A cell is kept when its score is
-above the layer's threshold; the diagonal is always kept; cells map to 16x16 operator blocks.
+BCE (soft targets) against the pooled true map (exposer.pooled_block_mass: mean over a cell's rows
+of the attention mass falling into each key cell), on causal cells; not MSE, whose gradient
+vanishes on saturated cells: low-mass cells that the mass target still needs ended at a score of
+exactly 0, below every threshold. A cell is kept when its score is above the layer's threshold;
+the diagonal is always kept; cells map to 16x16 operator blocks.
 
 MLP, one predictor per layer: linear + sigmoid on the fc1 input, one output per neuron block,
 trained with BCE against per-token block activity (exposer.mlp_active_blocks). The mask of a
@@ -82,12 +84,16 @@ class AttnPredictor(nn.Module):
         self.wq = nn.Linear(d, heads * rank)
         self.wk = nn.Linear(d, heads * rank)
 
-    def forward(self, hp: torch.Tensor) -> torch.Tensor:
-        """hp (B, n, C) pooled -> scores in (0, 1), (B, H, n, n)."""
+    def logits(self, hp: torch.Tensor) -> torch.Tensor:
+        """hp (B, n, C) pooled -> q k^T / sqrt(r), (B, H, n, n)."""
         B, n, _ = hp.shape
         q = self.wq(hp).view(B, n, self.heads, self.rank).transpose(1, 2)  # (B, H, n, r)
         k = self.wk(hp).view(B, n, self.heads, self.rank).transpose(1, 2)
-        return torch.sigmoid(q @ k.transpose(-1, -2) / math.sqrt(self.rank))
+        return q @ k.transpose(-1, -2) / math.sqrt(self.rank)
+
+    def forward(self, hp: torch.Tensor) -> torch.Tensor:
+        """hp (B, n, C) pooled -> scores in (0, 1), (B, H, n, n)."""
+        return torch.sigmoid(self.logits(hp))
 
 
 def _causal_cells(n: int, device=None) -> torch.Tensor:
@@ -163,14 +169,14 @@ def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
 
 
 def train_attn(data: LayerData, heads: int, cfg: PredictorConfig) -> tuple[AttnPredictor, list]:
-    """MSE on causal cells between sigmoid(q k^T) and the pooled true map."""
+    """BCE on causal cells between sigmoid(q k^T) and the pooled true map (soft targets)."""
     n = data.pooled_h.shape[1]
     pred = AttnPredictor(data.pooled_h.shape[-1], heads, cfg.rank)
-    w = _causal_cells(n).float()
+    w = _causal_cells(n).float().expand_as(data.attn_target)
 
     def loss_fn():
-        err = (pred(data.pooled_h) - data.attn_target) ** 2
-        return (err * w).sum() / (w.sum() * err[..., 0, 0].numel())
+        z = pred.logits(data.pooled_h)
+        return F.binary_cross_entropy_with_logits(z, data.attn_target, w, reduction="sum") / w.sum()
 
     return pred, _fit(pred, loss_fn, cfg)
 

@@ -15,10 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import median
 
 import torch
 
+from ..core.stats import medians, paired_ratio
+from ..core.timing import interleave
 from . import finetune as ft
 from . import patch as P
 from . import peft_methods as pm
@@ -152,18 +153,19 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats)
 
 
-def side_by_side(trainers: dict, warmup: int, rounds: int) -> dict:
-    """Median step seconds of each trainer, rounds interleaved (a, b, c, a, b, c, ...)."""
-    for t in trainers.values():
-        for _ in range(warmup):
-            t.step()
-    times = {k: [] for k in trainers}
-    for _ in range(rounds):
-        for k, t in trainers.items():
-            t0 = time.perf_counter()
-            t.step()
-            times[k].append(time.perf_counter() - t0)
-    return {k: median(v) for k, v in times.items()}
+def side_by_side(trainers: dict, warmup: int, rounds: int, device="cpu") -> dict:
+    """Step seconds of each trainer per round, rounds interleaved (core.timing.interleave)."""
+    return interleave({k: t.step for k, t in trainers.items()}, device, warmup=warmup,
+                      rounds=rounds)
+
+
+def speedups(times: dict) -> dict:
+    """From per-round step seconds with an "le" entry: t_<name> (medians) and, for every dense
+    baseline, speedup_<name> = the median over rounds of t_<name> / t_le (paired rounds)."""
+    out = {f"t_{k}": v for k, v in medians(times).items()}
+    out.update({f"speedup_{k}": paired_ratio(v, times["le"])
+                for k, v in times.items() if k != "le"})
+    return out
 
 
 def curve(config, model: str, masks: str, densities=None, *, progress=False) -> dict:

@@ -1,6 +1,9 @@
-"""Speed comparisons, each timed side by side (interleaved rounds, medians) in one call.
+"""Speed comparisons, each timed side by side (interleaved rounds, paired ratios) in one call.
 
     python -m benchlab.moe_routing.speed    # router cost of BH vs torch.topk, 4096 x 64
+
+Every function times its contenders with core.timing.interleave and takes ratios of paired
+rounds (core.stats.paired_ratio).
 
 - router_cost: BH routing (calibrated p-values + step-up + caps) vs the top-8 router
   (softmax + torch.topk) and vs a bare torch.topk on the same logits.
@@ -11,34 +14,17 @@
 """
 
 import math
-import time
 
 import numpy as np
 import torch
 from transformers import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
-from ..core.timing import synchronize
+from ..core.stats import medians, paired_ratio
+from ..core.timing import interleave
 from .calibration import EmpiricalNull
 from .model import RoutedMoeBlock, apply_routing, collect_stats
 from .routers import ROUTINGS, Routing, route, topk_route
-
-
-def interleaved(fns: dict, device="cpu", *, rounds: int = 5, inner: int = 1) -> dict:
-    """Median seconds per call of each fn, timing them in alternating order round by round."""
-    names = list(fns)
-    times = {n: [] for n in names}
-    for n in names:  # warm-up
-        fns[n]()
-    for r in range(rounds):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            synchronize(device)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fns[n]()
-            synchronize(device)
-            times[n].append((time.perf_counter() - t0) / inner)
-    return {n: float(np.median(v)) for n, v in times.items()}
 
 
 def router_inputs(tokens: int, experts: int, calib: int = 8192, seed: int = 0, device="cpu"):
@@ -57,10 +43,12 @@ def router_cost(routing: Routing, tokens=4096, experts=64, device="cpu", rounds=
         "topk_router": lambda: topk_route(logits, 8),
         "torch_topk": lambda: torch.topk(logits, 8, dim=-1),
     }
-    t = interleaved(fns, device, rounds=rounds, inner=inner)
+    times = interleave(fns, device, rounds=rounds, inner=inner)
+    t = medians(times)
     return {"router_time": t["bh"], "topk_router_time": t["topk_router"],
-            "torch_topk_time": t["torch_topk"], "ratio_vs_topk_router": t["bh"] / t["topk_router"],
-            "ratio_vs_torch_topk": t["bh"] / t["torch_topk"],
+            "torch_topk_time": t["torch_topk"],
+            "ratio_vs_topk_router": paired_ratio(times["bh"], times["topk_router"]),
+            "ratio_vs_torch_topk": paired_ratio(times["bh"], times["torch_topk"]),
             "mean_selected": float(route(logits, routing, null)[0].sum(-1).float().mean())}
 
 
@@ -88,7 +76,7 @@ def layer_scaling(hidden: int, intermediate: int, tokens: int, ks=(1, 2, 4, 8), 
         block.gate.set_routing(routings[k], None)
         return block(x)
 
-    t = interleaved({k: (lambda k=k: run(k)) for k in ks}, device, rounds=rounds)
+    t = medians(interleave({k: (lambda k=k: run(k)) for k in ks}, device, rounds=rounds))
     kmax = max(ks)
     rel_k = np.array([k / kmax for k in ks])
     rel_t = np.array([t[k] / t[kmax] for k in ks])
@@ -113,11 +101,12 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
         fns[f"topk_{k}"] = lambda r=r: (apply_routing(m, r, setup.null),
                                         m(input_ids=ids, use_cache=False))
     fns["bh"] = lambda: (apply_routing(m, routing, setup.null), m(input_ids=ids, use_cache=False))
-    t = interleaved(fns, setup.device, rounds=rounds)
+    times = interleave(fns, setup.device, rounds=rounds)
     w = mean_k - lo if hi > lo else 0.0
-    t_topk = (1 - w) * t[f"topk_{lo}"] + w * t[f"topk_{hi}"]
-    return {"mean_experts": mean_k, "bh_forward_time": t["bh"], "topk_forward_time": t_topk,
-            "forward_ratio": t["bh"] / t_topk, "topk_lo": lo, "topk_hi": hi}
+    topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
+    return {"mean_experts": mean_k, "bh_forward_time": float(np.median(times["bh"])),
+            "topk_forward_time": float(np.median(topk)),
+            "forward_ratio": paired_ratio(times["bh"], topk), "topk_lo": lo, "topk_hi": hi}
 
 
 if __name__ == "__main__":
