@@ -77,7 +77,7 @@ CONFIGS = {
                     scale_seq_len=1024, ablation_seq_lens=(512, 1024), curve_steps=100,
                     curve_seq_len=512, lr=3e-4, n_records=20000, predictor_rows=32,
                     ops=OPS_CONFIGS["small"], threads=1, step_model="opt-125m-shape",
-                    step_init="random", step_densities=(0.25,)),
+                    step_densities=(0.25,)),
     "paper": Config(model="opt-1.3b", seq_lens=(512, 1024), methods=("full", "lora", "adapter",
                     "bitfit"), batch_size=4, rounds=10, warmup=2,
                     memory_models=(("opt-350m", "opt-350m"), ("opt-1.3b", "opt-1.3b")),

@@ -179,7 +179,7 @@ class BHTable:
             top = dense.topk(max(1, int(kk.max())), 1, largest=False).values
             kth = top.gather(1, (kk - 1).clamp(min=0)[:, None])[:, 0]
             thresh[other] = torch.where(kk > 0, kth, -1)
-            ok[other] = kth < (Mt + 1) * E  # the k-th smallest is an exact m
+            ok[other] = (kk == 0) | (kth < (Mt + 1) * E)  # the k-th smallest is an exact m
         mask = torch.zeros(T * E, dtype=torch.bool, device=kt.device)
         mask[flat] = packed <= thresh.index_select(0, row)
         mask = mask.view(T, E)
@@ -188,7 +188,9 @@ class BHTable:
             mask[big] |= ~tail[big]
         bad = (~ok).nonzero().squeeze(1)
         if bad.numel():  # exact ranks m (ordered as the p-values) on these rows
-            order = exact_smallest(logits[bad], max_k)
-            keep = torch.arange(max_k, device=order.device) < k[bad].unsqueeze(-1)
+            kb = k[bad]
+            kmax = int(kb.max())  # usually 1: the fill-in of rows that no tail reaches
+            order = exact_smallest(logits[bad], kmax)
+            keep = torch.arange(kmax, device=order.device) < kb.unsqueeze(-1)
             mask[bad] = torch.zeros_like(mask[bad]).scatter_(-1, order, keep)
         return mask

@@ -45,7 +45,7 @@ class TrainConfig:
 
 TRAIN = {  # default schedule per scale
     "tiny": TrainConfig(),
-    "small": TrainConfig(steps=300, batch_size=8, seq_len=256, lr=6e-4, min_lr=6e-5, warmup=30),
+    "small": TrainConfig(steps=100, batch_size=8, seq_len=256, lr=6e-4, min_lr=6e-5, warmup=10),
 }
 TRAINING_RUNS: list[str] = []  # names trained by this process (tests count cache misses)
 
@@ -172,8 +172,8 @@ def trained(name: str, *, steps: int | None = None, seed: int = 0):
     """A tiny/small spec trained on the zoo corpus (cached; float32, eval mode, on CPU).
 
     Training runs on CUDA when available. Tiny specs take about a minute of CPU; the small
-    specs (30-90M parameters, 300 steps of 8 x 256 tokens) take minutes on one GPU but an hour
-    or more on 2 CPU cores: pass a smaller `steps` there."""
+    specs (30-90M parameters, 100 steps of 8 x 256 tokens) take a minute or two on one GPU and
+    about half an hour on one CPU core (opt-125m-shape: 20 s a step)."""
     cfg = train_config(name, steps)
     path = cache_path(name, steps, seed)
     with locked(path):
