@@ -16,7 +16,7 @@ def test_model_step_cases_per_scale():
     cases = model_step_cases(CONFIGS["small"])
     assert [c.masks for c in cases] == ["exposed", "synthetic"]
     assert all(c.model == "opt-125m-shape" and c.seq_len == 1024 for c in cases)
-    assert cases[0].init == "random" and "random" in cases[0].id  # said in the record id
+    assert cases[0].init == "trained" and "trained" in cases[0].id  # said in the record id
     assert cases[1].density == 0.25 and "synthetic0.25" in cases[1].id
 
 
