@@ -35,8 +35,10 @@ class BHTable:
 
     @classmethod
     def build(cls, sorted_logits: torch.Tensor, alpha: float, tail: float = 0.1,
-              cells_per_value: int = 8) -> "BHTable | None":
-        """Table for sorted calibration logits [E, N]; None when the fast path cannot be exact."""
+              cells_per_value: int = 8, cells: int | None = None,
+              max_cell: int = MAX_CELL) -> "BHTable | None":
+        """Table for sorted calibration logits [E, N] (grid: `cells` per expert, else
+        `cells_per_value` per tail value); None when the fast path cannot be exact."""
         z = sorted_logits.float()
         E, N = z.shape
         dev = z.device
@@ -49,7 +51,7 @@ class BHTable:
         mk = torch.searchsorted(pm, thr, right=True)  # M_k = #{m : p(m) <= thr_k}, [E]
         Mt = min(N, max(int(mk[-1]), math.ceil(tail * (N + 1)), 1))  # tail: m <= Mt
         w = z[:, N - Mt:]  # [E, Mt] tail, ascending
-        G = max(1, cells_per_value * Mt)
+        G = cells or max(1, cells_per_value * Mt)
         lo = w[:, 0].contiguous()
         span = w[:, -1] - lo
         s = torch.where(span > 0, G / span, torch.ones_like(span))
@@ -58,7 +60,7 @@ class BHTable:
         counts = torch.zeros(E, G, dtype=torch.int64, device=dev)
         counts.scatter_add_(1, cw, torch.ones_like(cw))
         S = int(counts.max())
-        if S > MAX_CELL:
+        if S > max_cell:
             return None
         r1 = counts.cumsum(1)  # [E, G]: #{tail values in this cell or lower}
         r0 = r1 - counts  # [E, G]: #{tail values in lower cells}
