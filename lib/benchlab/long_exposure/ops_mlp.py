@@ -80,7 +80,7 @@ class _BlockSparseMLP(torch.autograd.Function):
         if need_x or need_w1 or need_b1:
             full = idx.numel() == w1.shape[0]
             gh = gy @ (w2 if full else w2.index_select(1, idx))  # (N, K)
-            gh = gh.mul_(h > 0)
+            gh = torch.ops.aten.threshold_backward(gh, h, 0.0)  # ReLU's backward, one pass
             if need_x:
                 gx = gh @ (w1 if full else w1.index_select(0, idx))  # (N, d)
             if need_w1:
