@@ -6,22 +6,21 @@ the warm-up study, attention kernels and the matmul peak behind MFU.
 
 Every step case records num_params, model FLOPs, tokens/s, MFU (against the same run's matmul
 peak of the same dtype), peak memory and all trial times. A case that does not fit records
-status "oom" instead of crashing. Pair cases time two steps in alternation (a in the untimed
-setup of each round, b by the benchmark) and record ratio = the median over rounds of a / b
-(each pair run back to back, so slow drifts of a shared machine cancel), and the ratio of the
-medians and of the minimums beside it.
+status "oom" instead of crashing. Pair cases time two steps side by side (each benchmark round
+runs a and b back to back, the order flipped every round: core.measure_side_by_side) and record
+ratio = the median over rounds of a / b (slow drifts of a shared machine cancel in each pair),
+with the ratio of the medians and of the minimums beside it.
 """
 
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
-from benchlab.core import measure
-from benchlab.core.stats import describe
+from benchlab.core import measure, measure_side_by_side
+from benchlab.core.stats import describe, paired_ratio
 from benchlab.lm_timing import run as R
 from benchlab.lm_timing.model import ATTENTION
 
@@ -98,23 +97,18 @@ def test_pair(benchmark, case, device, seed, record):
     if a is None or b is None:
         return
     assert a.num_params == sum(p.numel() for p in b.model.parameters()), "sizes differ"
-    ta, tb = [], []
-    step_a, step_b = R.recording(a.step, device, ta), R.recording(b.step, device, tb)
-
-    def setup():  # untimed by the benchmark; times `a` just before each call of `b`
-        step_a()
-
-    if not _timed(record, lambda: measure(benchmark, step_b, device, warmup=case.warmup,
-                                          rounds=case.rounds, setup=setup)):
+    t = {}
+    if not _timed(record, lambda: t.update(measure_side_by_side(
+            benchmark, {"a": a.step, "b": b.step}, device, warmup=case.warmup,
+            rounds=case.rounds))):
         return
-    ta, tb = ta[case.warmup:] or ta, tb[case.warmup:] or tb
-    da, db = describe([1000 * t for t in ta]), describe([1000 * t for t in tb])
+    ta, tb = t["a"], t["b"]
+    da, db = describe([1000 * x for x in ta]), describe([1000 * x for x in tb])
     record(num_params=a.num_params, flops=a.flops, a_median_ms=da["median"],
            b_median_ms=db["median"], a_mean_ms=da["mean"], b_mean_ms=db["mean"],
-           ratio=float(np.median([x / y for x, y in zip(ta, tb, strict=False)])),
-           ratio_of_medians=da["median"] / db["median"], ratio_min=da["min"] / db["min"],
-           a_trial_times_ms=[1000 * t for t in ta],
-           b_trial_times_ms=[1000 * t for t in tb], rounds_timed=len(ta), status="ok")
+           ratio=paired_ratio(ta, tb), ratio_of_medians=da["median"] / db["median"],
+           ratio_min=da["min"] / db["min"], a_trial_times_ms=[1000 * x for x in ta],
+           b_trial_times_ms=[1000 * x for x in tb], rounds_timed=len(ta), status="ok")
 
 
 @pytest.mark.cases("warmup_cases")

@@ -4,16 +4,15 @@ Exposure, ablations, predictor loss curves, model scaling. Figures: see long_exp
     pytest bench/test_long_exposure.py --bench-scale tiny --bench-store /tmp/le/store.jsonl \
         --bench-reports /tmp/le/reports --benchmark-json /tmp/le/out.json
 
-Every timed comparison is side by side in one run: the dense steps run (and are timed) in the
-untimed `setup` of each pytest-benchmark round, so dense and LE rounds interleave.
+Every timed comparison is side by side in one run: each pytest-benchmark round runs the LE step
+and the dense steps once each, in an order rotated by round (core.measure_side_by_side).
 """
 
-import time
 from statistics import median
 
 import pytest
 
-from benchlab.core import measure, threads
+from benchlab.core import measure, measure_side_by_side, threads
 from benchlab.long_exposure import finetune as ft
 from benchlab.long_exposure import workload as wl
 
@@ -29,22 +28,11 @@ def _threads(config, record):
 
 
 def _interleaved(benchmark, device, le, dense: dict, warmup, rounds) -> dict:
-    """Time `le.step` with pytest-benchmark and each dense trainer once per round in its setup;
-    -> wl.speedups of the paired rounds (t_<name> medians, speedup_<name> vs le)."""
-    times = {k: [] for k in dense}
-
-    def setup():
-        for k, t in dense.items():
-            t0 = time.perf_counter()
-            t.step()
-            times[k].append(time.perf_counter() - t0)
-
-    for t in dense.values():
-        for _ in range(warmup):
-            t.step()
-    t_le = []
-    measure(benchmark, le.step, device, warmup=warmup, rounds=rounds, setup=setup, times=t_le)
-    return wl.speedups({**{k: v[-len(t_le):] for k, v in times.items()}, "le": t_le})
+    """The LE step and every dense trainer's step side by side, once each per benchmark round in
+    a rotated order (core.measure_side_by_side) -> wl.speedups of the paired rounds (t_<name>
+    medians, speedup_<name> vs le)."""
+    fns = {"le": le.step, **{k: t.step for k, t in dense.items()}}
+    return wl.speedups(measure_side_by_side(benchmark, fns, device, warmup=warmup, rounds=rounds))
 
 
 def _speed(config, case, benchmark, device, record, method):

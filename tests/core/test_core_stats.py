@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from benchlab.core import interleave, stats
+from benchlab.core import interleave, measure_side_by_side, stats
 from benchlab.core.stats import paired_ratio
 
 samples = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=3, max_size=40)
@@ -68,3 +68,28 @@ def test_interleave_rotates_the_order_and_times_every_round():
     assert calls[3:] == list("abc" "bca" "cab")  # each goes first once
     assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(t >= 0 for ts in times.values() for t in ts)
+
+
+class _Benchmark:
+    """pytest-benchmark's pedantic call pattern: warm-up rounds, then timed rounds (or one call
+    when disabled)."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+
+    def pedantic(self, fn, setup=None, rounds=1, warmup_rounds=0, iterations=1):
+        for _ in range(warmup_rounds + rounds if self.enabled else 1):
+            out = fn()
+        return out
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_measure_side_by_side_rotates_and_drops_warmups(enabled):
+    calls = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "ab"}
+    times = measure_side_by_side(_Benchmark(enabled), fns, warmup=1, rounds=4)
+    if enabled:
+        assert calls == list("ab" "ba" "ab" "ba" "ab")  # warm-up round, then 4 timed rounds
+        assert {n: len(t) for n, t in times.items()} == {"a": 4, "b": 4}
+    else:
+        assert calls == ["a", "b"] and {n: len(t) for n, t in times.items()} == {"a": 1, "b": 1}

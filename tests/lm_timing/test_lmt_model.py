@@ -47,7 +47,7 @@ def test_swiglu_matches_formula():
     torch.manual_seed(0)
     ffn = SwiGLU(16, 24)
     x = torch.randn(2, 3, 16)
-    w1, w2, w3 = ffn.w1.weight, ffn.w2.weight, ffn.w3.weight
+    w1, w2, w3 = ffn.w1, ffn.w2.weight, ffn.w3
     a, b = x @ w1.T, x @ w3.T
     ref = ((a * (1 / (1 + torch.exp(-a)))) * b) @ w2.T  # w2(silu(w1 x) * w3 x)
     torch.testing.assert_close(ffn(x), ref, rtol=1e-5, atol=1e-6)

@@ -40,7 +40,7 @@ def test_train_step_updates_weights_and_lowers_loss():
 def test_bf16_autocast_runs_matmuls_in_bf16():
     p = prep("forward", "bf16")
     seen = []
-    hook = p.model.blocks[0].ffn.w1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hook = p.model.blocks[0].ffn.w13.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     loss = p.step()
     hook.remove()
     assert seen == [torch.bfloat16] and loss.dtype == torch.float32

@@ -8,10 +8,20 @@ from .provenance import code_version, config_hash, git_commit, to_jsonable
 from .registry import Registry
 from .scale import SCALES, check_scale, config_for
 from .store import ResultStore, record_key
-from .timing import interleave, measure, resolve_device, synced, synchronize, threads, time_fn
+from .timing import (
+    interleave,
+    measure,
+    measure_side_by_side,
+    resolve_device,
+    synced,
+    synchronize,
+    threads,
+    time_fn,
+)
 
 __all__ = [
     "BenchlabError", "fail", "read_json", "code_version", "config_hash", "git_commit",
     "to_jsonable", "Registry", "SCALES", "check_scale", "config_for", "ResultStore", "record_key",
-    "interleave", "measure", "resolve_device", "synchronize", "synced", "threads", "time_fn",
+    "interleave", "measure", "measure_side_by_side", "resolve_device", "synchronize", "synced",
+    "threads", "time_fn",
 ]

@@ -87,6 +87,30 @@ def interleave(fns: dict, device="cpu", *, warmup: int = 1, rounds: int = 5,
     return times
 
 
+def measure_side_by_side(benchmark, fns: dict, device="cpu", *, warmup: int = 1,
+                         rounds: int = 5) -> dict[str, list[float]]:
+    """`interleave` under pytest-benchmark: each benchmark round calls every fn of `fns` once, in
+    an order rotated by round, and the benchmark's time is that of the whole round. Returns the
+    seconds per call of each fn in the timed rounds (with benchmarks disabled: its one call),
+    for core.stats.paired_ratio."""
+    names = list(fns)
+    runs = {n: synced(fns[n], device) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    count = [0]
+
+    def one_round():
+        r = count[0] % len(names)
+        count[0] += 1
+        for n in names[r:] + names[:r]:
+            t0 = time.perf_counter()
+            runs[n]()
+            times[n].append(time.perf_counter() - t0)
+
+    measure(benchmark, one_round, device, warmup=warmup, rounds=rounds)
+    skip = warmup if benchmark.enabled else 0
+    return {n: v[skip:] for n, v in times.items()}
+
+
 def measure(benchmark, fn: Callable, device="cpu", *, warmup: int = 1, rounds: int = 5,
             setup: Callable | None = None, times: list[float] | None = None):
     """Time `fn` with pytest-benchmark's pedantic mode: explicit warm-up, one call per round.

@@ -139,14 +139,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
+    """w2(silu(w1 x) * w3 x), with w1 (gate) and w3 (up) stacked in one (2 d_ff, d) matrix like
+    the attention's qkv: one matmul instead of two forward, and in backward one for the input
+    gradient (no sum of two) and one for the weight gradient."""
+
     def __init__(self, d: int, d_ff: int):
         super().__init__()
-        self.w1 = nn.Linear(d, d_ff, bias=False)  # gate
-        self.w3 = nn.Linear(d, d_ff, bias=False)  # up
+        self.w13 = nn.Linear(d, 2 * d_ff, bias=False)  # [w1; w3] stacked
         self.w2 = nn.Linear(d_ff, d, bias=False)  # down
 
+    @property
+    def w1(self) -> torch.Tensor:  # (d_ff, d) gate weight, a view into w13
+        return self.w13.weight[: self.w2.in_features]
+
+    @property
+    def w3(self) -> torch.Tensor:  # (d_ff, d) up weight, a view into w13
+        return self.w13.weight[self.w2.in_features:]
+
     def forward(self, x):  # (B, T, d) -> (B, T, d)
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.w13(x).chunk(2, dim=-1)  # each (B, T, d_ff)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):

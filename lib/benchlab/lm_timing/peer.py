@@ -36,7 +36,8 @@ def build_llama(cfg: ModelConfig, context: int | None = None, *, device="cpu"):
 
 
 def llama_state_dict(model: TransformerLM) -> dict:
-    """Our weights under transformers' LLaMA names (the qkv stack split into q, k, v)."""
+    """Our weights under transformers' LLaMA names (the qkv stack split into q, k, v and w13
+    into gate and up)."""
     sd = {"model.embed_tokens.weight": model.embed.weight,
           "model.norm.weight": model.norm.weight, "lm_head.weight": model.lm_head.weight}
     for i, b in enumerate(model.blocks):
@@ -47,7 +48,7 @@ def llama_state_dict(model: TransformerLM) -> dict:
             p + "post_attention_layernorm.weight": b.norm2.weight,
             p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k,
             p + "self_attn.v_proj.weight": v, p + "self_attn.o_proj.weight": b.attn.out.weight,
-            p + "mlp.gate_proj.weight": b.ffn.w1.weight, p + "mlp.up_proj.weight": b.ffn.w3.weight,
+            p + "mlp.gate_proj.weight": b.ffn.w1, p + "mlp.up_proj.weight": b.ffn.w3,
             p + "mlp.down_proj.weight": b.ffn.w2.weight,
         })
     return {k: v.detach().clone() for k, v in sd.items()}
