@@ -10,7 +10,9 @@ rounds (core.stats.paired_ratio).
 - layer_scaling: one MoE layer (router + grouped dispatch) with top-k for k in ks; the slope of
   t(k)/t(8) against k/8 says how much of the expert saving shows up as time (goal >= 0.8).
 - forward_equal_count: a whole-model forward under BH vs top-k at the same mean expert count
-  (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05).
+  (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05), with the router
+  cost on that model's own router logits beside it (router_cost on Gaussian logits flatters
+  BH: there few logits reach an expert's calibration tail, on a trained router many do).
 """
 
 import math
@@ -88,12 +90,18 @@ def layer_scaling(hidden: int, intermediate: int, tokens: int, ks=(1, 2, 4, 8), 
 
 @torch.no_grad()
 def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
-    """Forward on the held-out batch: BH vs top-k interpolated to BH's mean expert count."""
+    """Forward on the held-out batch: BH vs top-k interpolated to BH's mean expert count; and
+    the routers alone (all layers) on the router logits of that forward, BH vs top-8."""
     m, ids = setup.model, setup.heldout
     apply_routing(m, routing, setup.null)
-    with collect_stats(m) as st:
+    with collect_stats(m, keep_logits=True) as st:
         m(input_ids=ids, use_cache=False)
     mean_k = float(st.per_token().mean())
+    logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
+    rt, nulls = ROUTINGS.get(routing), [setup.null.layer(i) for i in range(len(logits))]
+    routers = interleave({
+        "bh": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
+        "topk": lambda: [topk_route(x, 8) for x in logits]}, setup.device, rounds=5 * rounds)
     lo, hi = max(1, math.floor(mean_k)), min(8, math.ceil(mean_k))
     fns = {}
     for k in sorted({lo, hi}):
@@ -106,7 +114,10 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
     return {"mean_experts": mean_k, "bh_forward_time": float(np.median(times["bh"])),
             "topk_forward_time": float(np.median(topk)),
-            "forward_ratio": paired_ratio(times["bh"], topk), "topk_lo": lo, "topk_hi": hi}
+            "forward_ratio": paired_ratio(times["bh"], topk), "topk_lo": lo, "topk_hi": hi,
+            "model_router_time": float(np.median(routers["bh"])),
+            "model_topk_router_time": float(np.median(routers["topk"])),
+            "model_router_ratio": paired_ratio(routers["bh"], routers["topk"])}
 
 
 if __name__ == "__main__":
