@@ -29,6 +29,7 @@ from .core.provenance import code_version, config_hash, git_commit, to_jsonable
 from .core.report import TIME_FIELDS
 from .core.scale import DEFAULT_SCALE, SCALES, check_scale
 from .core.store import ResultStore, record_key
+from .core.timing import steady_heap
 
 STASH = pytest.StashKey["Session"]()
 
@@ -52,6 +53,10 @@ def pytest_addoption(parser):
     group.addoption("--bench-threads", type=int, default=0, metavar="N",
                     help="torch intra-op threads for every process, 0 keeps torch's default "
                          "(default: %(default)s); use 1 per xdist worker on a small machine")
+    group.addoption("--bench-heap", default="steady", choices=("steady", "default"),
+                    help="steady: freed CPU memory stays mapped (core.timing.steady_heap), so "
+                         "timings count compute, not page faults; default: the allocator's own "
+                         "behaviour (default: %(default)s)")
     group.addoption("--no-bench-report", dest="bench_report", action="store_false", default=True,
                     help="do not build the experiment reports at session end")
 
@@ -70,6 +75,7 @@ class Session:
         self.build_reports = opt.bench_report
         self.ran: set[str] = set()
         self.is_worker = hasattr(config, "workerinput")
+        self.steady_heap = False  # set by pytest_configure (core.timing.steady_heap)
         self._done: set[tuple] | None = None
 
     def done(self, fields: dict) -> bool:
@@ -115,6 +121,7 @@ def pytest_configure(config):
 
         torch.set_num_threads(config.option.bench_threads)
     config.stash[STASH] = Session(config)
+    config.stash[STASH].steady_heap = config.option.bench_heap == "steady" and steady_heap()
     global _current
     _current = config.stash[STASH]
 
@@ -231,6 +238,7 @@ def pytest_runtest_makereport(item, call):
         torch = sys.modules.get("torch")  # the thread count matters to every CPU timing
         record.update(metrics=rec.metrics, time=None, commit=git_commit(),
                       threads=torch.get_num_threads() if torch else None,
+                      steady_heap=session.steady_heap,
                       config=to_jsonable(getattr(getattr(item, "callspec", None), "params", {})))
         bench = item.funcargs.get("benchmark")
         if bench is not None:
@@ -273,3 +281,4 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
     machine_info["benchlab"] = benchlab_info()
     machine_info["benchlab"]["scale"] = config.option.bench_scale
+    machine_info["benchlab"]["steady_heap"] = config.stash[STASH].steady_heap

@@ -17,6 +17,23 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
+def steady_heap() -> bool:
+    """Keep freed CPU memory mapped (glibc: no mmap'd chunks, no trimming), so that a step's
+    tensors reuse pages instead of faulting fresh zeroed ones: with glibc's defaults every
+    tensor over the mmap threshold (a language model's logits, say) is unmapped when freed and
+    faulted in again next step, about a third of a tiny LM training step on this machine, and
+    the largest source of noise between side-by-side runs. Returns whether it was applied
+    (False off glibc). Process-wide; the plugin records it in machine_info."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc malloc.h
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def threads(n: int | None):
     """torch intra-op threads set to `n` inside the block (None or 0: unchanged). One thread keeps
