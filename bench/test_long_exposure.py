@@ -113,15 +113,23 @@ def test_breakdown(benchmark, case, config, device, seed, record):
 @pytest.mark.cases("model_step_cases")
 def test_model_step(benchmark, case, config, device, seed, record):
     """The issue's end-to-end goal: LoRA step at L=1024 on the 125m-shaped model (small scale),
-    LE vs dense SDPA (goal >= 1.5x) and eager, and step memory vs dense. Masks are fixed before
-    timing: the exposer's true masks of the batch (masks=exposed) or random blocks at a
-    "synthetic density" (masks=synthetic). case.init=random: the zoo's untrained init."""
+    LE vs dense SDPA (goal >= 1.5x) and eager, and step memory vs dense; LE always sparse, and
+    LE dispatched (dispatch_*: layer parts above the break-even density run dense). Masks are
+    fixed before timing: the exposer's true masks of the batch (masks=exposed) or random blocks
+    at a "synthetic density" (masks=synthetic). case.init=random: the zoo's untrained init."""
     ts = wl.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
                                 case.init, device)
     mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
-    le = ts.pop("le")
-    t = _interleaved(benchmark, device, le, ts, 1, config.step_rounds)
-    record(**t, memory_ratio=mem["le"] / mem["sdpa"], memory_ratio_eager=mem["le"] / mem["eager"],
+    times = measure_side_by_side(benchmark, {k: t.step for k, t in ts.items()}, device,
+                                 warmup=1, rounds=config.step_rounds)
+    dense = {k: times[k] for k in ("sdpa", "eager")}
+    dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
+    le, ld = ts["le"], ts["le_dispatch"]
+    record(**wl.speedups({**dense, "le": times["le"]}),
+           **{f"dispatch_{k}": v for k, v in dispatch.items() if k.startswith("speedup")},
+           t_le_dispatch=dispatch["t_le"], dispatch_dense_runs=ld.stats.dense_runs,
+           memory_ratio=mem["le"] / mem["sdpa"], memory_ratio_eager=mem["le"] / mem["eager"],
+           dispatch_memory_ratio=mem["le_dispatch"] / mem["sdpa"],
            le_total=mem["le"], dense_total=mem["sdpa"], eager_total=mem["eager"],
            density_attn=le.stats.density("attn"), density_mlp=le.stats.density("mlp"),
            init=case.init, masks=case.masks)

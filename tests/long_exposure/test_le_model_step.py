@@ -36,3 +36,23 @@ def test_exposed_source_masks_and_fixed_patch_equals_masked_run():
         n = len(src.attn_masks)
         P.patch(m, P.Fixed([keep.attn(0, h)] * n, [keep.mlp(0, h)] * n))
         assert torch.allclose(m(ids).logits, dense, atol=1e-4)
+
+
+def test_dense_above_runs_parts_dense_only_above_the_break_even():
+    """patch(dense_above=...): a part whose mask keeps more than the threshold runs the dense
+    kernel (equal to the unpatched model); below it the block-sparse operator runs (a sparse
+    mask then changes the output)."""
+    torch.set_num_threads(1)
+    m = zoo.build("opt-tiny").eval()
+    ids = torch.randint(2, 4096, (1, 64), generator=torch.Generator().manual_seed(0))
+    n = m.config.num_hidden_layers
+    with torch.no_grad():
+        dense = m(ids).logits
+        half = P.RandomMasks(4, 512, wl.MLP_BLOCK, 0.5, 0.5, seed=0)
+        stats = P.patch(m, half, dense_above={"attn": 0.4, "mlp": 0.4})
+        assert torch.allclose(m(ids).logits, dense, atol=1e-4)
+        assert stats.dense_runs == 2 * n and 0.4 < stats.density("mlp") <= 0.6
+        P.unpatch(m)
+        stats = P.patch(m, half, dense_above={"attn": 0.9, "mlp": 0.9})
+        assert not torch.allclose(m(ids).logits, dense, atol=1e-3)
+        assert stats.dense_runs == 0

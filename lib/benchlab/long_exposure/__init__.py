@@ -60,6 +60,10 @@ class Config:
     step_seq_len: int = 1024
     step_densities: tuple[float, ...] = ()  # "synthetic density" cases (attention and MLP)
     step_rounds: int = 3
+    # (attention, MLP) kept-block densities above which the block-sparse operator no longer
+    # beats the dense one (this CPU, one thread: reports/long_exposure/op_attn.md, op_mlp.md);
+    # the model step's "le_dispatch" runs such layer parts dense
+    step_dense_above: tuple[float, float] = (0.3, 0.9)
 
 
 CONFIGS = {

@@ -38,6 +38,7 @@ class Stats:
     mlp_kept: int = 0
     mlp_total: int = 0
     mask_seconds: float = 0.0
+    dense_runs: int = 0  # layer parts run dense because their mask was above `dense_above`
     per_layer: dict = field(default_factory=dict)  # layer -> {kind: [kept, total]}
 
     def density(self, kind: str) -> float:
@@ -133,6 +134,7 @@ class _LayerState:
     source: object
     mlp_block: int
     stats: Stats
+    dense_above: dict | None = None  # kind -> density above which the dense kernel runs
 
 
 def _attention(layer, h, keep):
@@ -181,6 +183,9 @@ def _masks(st: _LayerState, kind: str, h):
         acc = st.stats.per_layer.setdefault(st.index, {}).setdefault(kind, [0, 0])
         acc[0] += kept
         acc[1] += total
+        if st.dense_above is not None and kept > st.dense_above[kind] * total:
+            st.stats.dense_runs += 1  # too dense to pay: the dense kernel (a superset of the
+            return None  # kept blocks, so nothing the mask keeps is lost)
     return keep
 
 
@@ -203,8 +208,11 @@ def le_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
     return x
 
 
-def patch(model, source, *, mlp_block: int = 64) -> Stats:
-    """Put every OPT decoder layer of `model` in Long Exposure mode; returns the shared Stats."""
+def patch(model, source, *, mlp_block: int = 64, dense_above: dict | None = None) -> Stats:
+    """Put every OPT decoder layer of `model` in Long Exposure mode; returns the shared Stats.
+    `dense_above` ({"attn": a, "mlp": m}, densities of kept blocks): a layer part whose mask
+    keeps more than that runs the dense kernel instead (the break-even of the block-sparse
+    operator on the machine; None: always the sparse operator)."""
     stats = Stats()
     for i, layer in enumerate(decoder_layers(model)):
         if type(layer.fc1) is not torch.nn.Linear:
@@ -213,7 +221,7 @@ def patch(model, source, *, mlp_block: int = 64) -> Stats:
         if layer.fc1.out_features % mlp_block:
             raise BenchlabError(f"mlp_block: {mlp_block} does not divide ffn_dim "
                                 f"{layer.fc1.out_features}")
-        layer._long_exposure = _LayerState(i, source, mlp_block, stats)
+        layer._long_exposure = _LayerState(i, source, mlp_block, stats, dense_above)
         layer.forward = le_layer_forward.__get__(layer)
     return stats
 

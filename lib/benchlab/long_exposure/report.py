@@ -238,7 +238,9 @@ TABLE_COLUMNS = {
     # case.init=random: untrained model; case.masks=synthetic: random blocks at case.density
     "test_model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
                         "t_eager", "t_sdpa", "t_le", "speedup_sdpa", "speedup_eager",
-                        "memory_ratio", "memory_ratio_eager", "density_attn", "density_mlp"],
+                        "t_le_dispatch", "dispatch_speedup_sdpa", "dispatch_speedup_eager",
+                        "dispatch_dense_runs", "memory_ratio", "memory_ratio_eager",
+                        "density_attn", "density_mlp"],
 }
 
 

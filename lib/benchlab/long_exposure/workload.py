@@ -134,9 +134,10 @@ class Trainer:
 def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
             masks: str = "predicted", part: str = "both", device: str = "cpu",
             densities=None, source=None, data: torch.Tensor | None = None,
-            init: str = "trained") -> Trainer:
+            init: str = "trained", dense_above: dict | None = None) -> Trainer:
     """A fresh trainable copy of `model` with `method`; mode eager | sdpa (dense) | le.
-    `source` overrides the mask source, `data` the step's batch, `init` the base model."""
+    `source` overrides the mask source, `data` the step's batch, `init` the base model;
+    `dense_above`: patch's per-part break-even densities (None: sparse operators always)."""
     m = copy.deepcopy(base_model(model, init)).to(device)
     with torch.random.fork_rng(devices=[]):  # same LoRA / adapter init for every mode
         torch.manual_seed(config.seed)
@@ -145,7 +146,7 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     if mode == "le":
         pm.set_attention(m, "sdpa")  # layers are patched; the attribute is unused there
         source = source or mask_source(config, model, masks, seq_len, densities)
-        stats = P.patch(m, P.Parts(source, part), mlp_block=MLP_BLOCK)
+        stats = P.patch(m, P.Parts(source, part), mlp_block=MLP_BLOCK, dense_above=dense_above)
     else:
         pm.set_attention(m, mode)
     m.train()
@@ -197,9 +198,11 @@ def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.F
 
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
                         init: str, device: str = "cpu") -> dict:
-    """LoRA trainers {"le", "sdpa", "eager"} on one batch of `model` (base `init`): LE masks are
-    the exposer's on that batch (masks="exposed") or random at `density` for attention and MLP
-    alike (masks="synthetic"). Masks are fixed before timing (no predictor in the step)."""
+    """LoRA trainers {"le", "le_dispatch", "sdpa", "eager"} on one batch of `model` (base
+    `init`): LE masks are the exposer's on that batch (masks="exposed") or random at `density`
+    for attention and MLP alike (masks="synthetic"), fixed before timing (no predictor in the
+    step). "le_dispatch" runs a layer part dense where its mask is above the scale's break-even
+    (config.step_dense_above), "le" always sparse."""
     data = batch(config, model, seq_len)
     if masks == "exposed":
         src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)
@@ -209,6 +212,11 @@ def model_step_trainers(config, model: str, seq_len: int, masks: str, density: f
                             seed=config.seed)
     else:
         raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")
-    return {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
-                          init=init, source=src if mode == "le" else None)
-            for mode in ("le", "sdpa", "eager")}
+    out = {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
+                         init=init, source=src if mode == "le" else None)
+           for mode in ("le", "sdpa", "eager")}
+    attn, mlp = config.step_dense_above
+    out["le_dispatch"] = trainer(config, model, "lora", seq_len, mode="le", device=device,
+                                 data=data, init=init, source=src,
+                                 dense_above={"attn": attn, "mlp": mlp})
+    return out
