@@ -212,9 +212,9 @@ def plot_pairs(pt, outdir):
     colors = ["tab:blue" if k == "peer" else "tab:orange" for k in pt["kind"]]
     ax.bar(x, pt["ratio_a_over_b"], color=colors)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    labels = [f"{k}: {s} {c}\n{a} / {b}" for k, s, c, a, b in
+    labels = [f"{k}: {s} {int(c)}\n{a} / {b}" for k, s, c, a, b in
               zip(pt["kind"], pt["size"], pt["context"], pt["a"], pt["b"], strict=True)]
     ax.set_xticks(x, labels, fontsize=6, rotation=90)
-    ax.set(ylabel="time ratio a / b (median of paired rounds)",
+    ax.set(ylabel="time a / b (paired median)",
            title="ours / HF LLaMA peer; bf16 / fp32")
     save_figure(fig, outdir, "peer_ratio")
