@@ -1,6 +1,7 @@
 """Device-aware timing. On CUDA every timed call ends with a synchronize, so GPU work is timed."""
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 
@@ -83,24 +84,36 @@ def time_fn(fn: Callable, device="cpu", *, warmup: int = 1, trials: int = 5) -> 
     return times
 
 
+def _rotated_rounds(fns: dict, device, inner: int = 1):
+    """(run_round, times): run_round(r) calls every fn of `fns` (`inner` times each, synced) in
+    the order rotated by r, appending each fn's seconds per call to times[name]."""
+    names = list(fns)
+    runs = {n: synced(fns[n], device) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+
+    def run_round(r: int) -> None:
+        r %= len(names)
+        for n in names[r:] + names[:r]:
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                runs[n]()
+            times[n].append((time.perf_counter() - t0) / inner)
+
+    return run_round, times
+
+
 def interleave(fns: dict, device="cpu", *, warmup: int = 1, rounds: int = 5,
                inner: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each of `fns` (name -> fn()), timed side by side: round r runs them
     once each, in an order rotated by r so that none always goes first; `warmup` untimed calls
     each before. Ratios come from the paired rounds (core.stats.paired_ratio)."""
-    names = list(fns)
-    runs = {n: synced(fns[n], device) for n in names}
     synchronize(device)
-    for n in names:
+    for fn in fns.values():
         for _ in range(warmup):
-            runs[n]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+            synced(fn, device)()
+    run_round, times = _rotated_rounds(fns, device, inner)
     for r in range(rounds):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                runs[n]()
-            times[n].append((time.perf_counter() - t0) / inner)
+        run_round(r)
     return times
 
 
@@ -110,20 +123,9 @@ def measure_side_by_side(benchmark, fns: dict, device="cpu", *, warmup: int = 1,
     an order rotated by round, and the benchmark's time is that of the whole round. Returns the
     seconds per call of each fn in the timed rounds (with benchmarks disabled: its one call),
     for core.stats.paired_ratio."""
-    names = list(fns)
-    runs = {n: synced(fns[n], device) for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
-    count = [0]
-
-    def one_round():
-        r = count[0] % len(names)
-        count[0] += 1
-        for n in names[r:] + names[:r]:
-            t0 = time.perf_counter()
-            runs[n]()
-            times[n].append(time.perf_counter() - t0)
-
-    measure(benchmark, one_round, device, warmup=warmup, rounds=rounds)
+    run_round, times = _rotated_rounds(fns, device)
+    count = itertools.count()
+    measure(benchmark, lambda: run_round(next(count)), device, warmup=warmup, rounds=rounds)
     skip = warmup if benchmark.enabled else 0
     return {n: v[skip:] for n, v in times.items()}
 
