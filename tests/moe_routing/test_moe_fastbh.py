@@ -1,4 +1,4 @@
-"""The fast calibrated BH (bh_table.BHTable via NullLayer.bh_select) equals the exact path
+"""The fast calibrated BH (ladder.Ladder via NullLayer.bh_select) equals the exact path
 bh_select(NullLayer.pvalues(x)) mask for mask, including ties, caps, fill-in and edge values.
 
     /work/venv/bin/pytest tests/moe_routing/test_moe_fastbh.py -q
@@ -11,8 +11,7 @@ import torch
 from statsmodels.stats.multitest import multipletests
 
 from benchlab.moe_routing import ROUTINGS, EmpiricalNull, bh_select, route
-from benchlab.moe_routing.bh_table import BHTable
-from benchlab.moe_routing.routers import smallest
+from benchlab.moe_routing.ladder import Ladder, canonical
 
 CAPS = ((1, 8), (0, None), (2, 4), (0, 3), (3, None))
 
@@ -51,16 +50,15 @@ def test_fast_bh_equals_exact_path_on_every_row(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fallback_smallest_equals_sorting_exact_ranks(seed):
-    """The fallback of rows no tail reaches: the k smallest ranks from cell bounds plus a few
-    exact counts equal a stable sort of the binary-searched ranks (ties to the lower expert)."""
+def test_exact_ranks_of_the_tie_break_equal_the_binary_search(seed):
+    """NullLayer.ranks (one searchsorted over (expert, value) keys) gives the ranks m of
+    NullLayer.search_ranks, for every logit, calibration ties, -0.0 and non-finite ones too."""
     for trial, null, x in cases(seed):
-        x = x - 2 * (torch.arange(len(x)) % 2)[:, None]  # half the rows far below their tails
-        m = null.search_ranks(x)
-        for k in {1, 2, min(8, x.shape[1]), x.shape[1]}:
-            want = torch.sort(m, dim=-1, stable=True).indices[:, :k]
-            assert torch.equal(smallest(m, k), want), (trial, k)
-            assert torch.equal(null.smallest(x, k), want), (trial, k)
+        x[53:56, :] = torch.tensor([0.0, -0.0, -0.0])[:, None]
+        T, E = x.shape
+        e = torch.arange(E).repeat(T)
+        got = null.ranks(canonical(x).view(-1), e).view(T, E)
+        assert torch.equal(got, null.search_ranks(x)), trial
 
 
 def test_fast_bh_before_caps_equals_statsmodels():
@@ -74,16 +72,23 @@ def test_fast_bh_before_caps_equals_statsmodels():
         assert torch.equal(null.bh_select(x, alpha, 0, None), want)
 
 
-def test_table_keys_are_exact_ranks_in_the_tail():
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.5])
+def test_ladder_levels_are_the_coarsened_brute_force_ranks(alpha):
+    """level = min{j : m <= R_j} with m counted by brute force, on logits spread over the whole
+    calibration range and on the calibration logits themselves (values equal to cuts); the
+    ladder holds every BH cut M_k = #{m : m / (N + 1) <= (k / E) alpha} and ends at N + 1."""
     g = torch.Generator().manual_seed(3)
-    calib = torch.randn(1, 2000, 16, generator=g)
+    N, E = 2000, 16
+    calib = torch.randn(1, N, E, generator=g)
     null = EmpiricalNull(calib).layer(0)
-    table = BHTable.build(null.sorted, 0.05)
-    assert table is not None and table.Mt >= 0.1 * 2001
-    x = torch.cat([torch.randn(500, 16, generator=g) * 2, calib[0, :100]])
-    key = table.keys(x)
-    m = 1 + 2000 - (calib[0][None] < x[:, None]).sum(1)  # brute force m, [T, E]
-    assert torch.equal(torch.where(m <= table.Mt, m, table.Mt + 1), key)
+    ladder = Ladder.build(null.sorted, alpha)
+    mk = [sum(m / (N + 1) <= k / E * alpha for m in range(1, N + 2)) for k in range(1, E + 1)]
+    assert set(mk) - {0} <= set(ladder.R.tolist()) and int(ladder.R[-1]) == N + 1
+    x = torch.cat([torch.randn(500, E, generator=g) * 2, calib[0]])
+    m = 1 + N - (calib[0].T[None] < x[:, :, None]).sum(-1)  # brute force m, [T, E]
+    want = torch.searchsorted(ladder.R, m, side="left") + 1  # min{j : m <= R_j}, 1-based
+    assert torch.equal(ladder.levels(canonical(x)), want)
+    assert int(want.max()) > ladder.J // 2 and int(want.min()) == 1  # many levels were hit
 
 
 def test_route_uses_fast_path_and_keeps_weights():
@@ -97,3 +102,16 @@ def test_route_uses_fast_path_and_keeps_weights():
         assert torch.equal(mask, want)
         assert torch.equal(w, torch.softmax(logits / r.temperature, -1) * want)
     assert 0.05 in null._bh and null._bh[0.05] is not None  # the table was built and used
+
+
+def test_one_level_ladder_one_expert_alpha_one():
+    """alpha = 1 with one expert admits every rank at k = 1: a ladder of the single rank N + 1
+    (no cuts to grid); the mask still equals the exact path's."""
+    null = EmpiricalNull(torch.randn(1, 50, 1, generator=torch.Generator().manual_seed(6)))
+    layer = null.layer(0)
+    assert Ladder.build(layer.sorted, 1.0).J == 1
+    x = torch.randn(20, 1)
+    for alpha in (1.0, 0.5):
+        for mn, mx in ((0, None), (1, 1), (0, 0)):
+            assert torch.equal(layer.bh_select(x, alpha, mn, mx),
+                               bh_select(layer.pvalues(x), alpha, mn, mx))

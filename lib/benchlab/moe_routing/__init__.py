@@ -67,8 +67,8 @@ def generate_cases(config: Config) -> list[Case]:
 
 
 def router_cases(config: Config) -> list[Case]:
-    """One calibrated BH (the selection cost does not depend on alpha), naive BH, top-p."""
-    keep = ("bh_moderate", "bh_naive", "topp_0.4")
+    """Calibrated BH at each alpha (each has its own ladder, so its own cost), naive BH, top-p."""
+    keep = ("bh_strict", "bh_moderate", "bh_loose", "bh_naive", "topp_0.4")
     return [Case(f"router-{r}", "router", r) for r in config.routings if r in keep]
 
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import BenchlabError
-from .bh_table import BHTable
+from .ladder import Ladder, canonical, order_keys
 
 
 class NullLayer:
@@ -31,7 +31,7 @@ class NullLayer:
     def __init__(self, sorted_logits: torch.Tensor):
         self.sorted = sorted_logits  # [E, N], ascending per expert
         self.n = sorted_logits.shape[-1]
-        self._bh: dict[float, BHTable | None] = {}
+        self._bh: dict[float, Ladder | None] = {}
 
     def pvalues(self, logits: torch.Tensor) -> torch.Tensor:
         """Exact p-values [T, E] (the reference; an N-way binary search per logit)."""
@@ -42,33 +42,28 @@ class NullLayer:
         x = logits.to(self.sorted.device, self.sorted.dtype).T.contiguous()  # [E, T]
         return 1 + self.n - torch.searchsorted(self.sorted, x, side="left").T  # [T, E]
 
-    def smallest(self, logits: torch.Tensor, k: int) -> torch.Tensor:
-        """routers.smallest(search_ranks(logits), k) (the k smallest p-values, ties to the lower
-        expert) through a BHTable over the whole null: the fast path's fallback for rows that
-        no tail reaches."""
-        from .routers import smallest
-
-        if "_full" not in self.__dict__:
-            # one cell per 8 calibration values: the cell bounds leave few candidates, and the
-            # tables stay small enough to stay in cache (faster than a finer grid, measured)
-            self._full = BHTable.build(self.sorted, 1.0, tail=1.0, cells=max(1, self.n // 8),
-                                       max_cell=1024)
-        if self._full is None:
-            return smallest(self.search_ranks(logits), k)
-        return self._full.smallest(logits, k)
+    def ranks(self, x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """Exact ranks m of a few canonical logits x [n] for experts [n] (the ladder's tie-break):
+        one searchsorted over every expert's calibration logits, keyed by (expert, value)."""
+        if "_keys" not in self.__dict__:
+            z = canonical(self.sorted)
+            e = torch.arange(z.shape[0], device=z.device)[:, None].expand_as(z)
+            self._keys = order_keys(z, e).view(-1)
+        pos = torch.searchsorted(self._keys, order_keys(x, experts), side="left")
+        return 1 + self.n - (pos - experts * self.n)
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
         """Same mask as routers.bh_select(self.pvalues(logits), alpha, min_k, max_k), faster:
-        a BHTable per alpha (built on first use) replaces the N-way search."""
+        a Ladder per alpha (built on first use) replaces the N-way search."""
         from .routers import bh_select
 
         if alpha not in self._bh:
-            self._bh[alpha] = BHTable.build(self.sorted, alpha)
-        table = self._bh[alpha]
-        if table is None or logits.shape[-1] != table.E:
+            self._bh[alpha] = Ladder.build(self.sorted, alpha)
+        ladder = self._bh[alpha]
+        if ladder is None or logits.shape[-1] != ladder.E:
             return bh_select(self.pvalues(logits), alpha, min_k, max_k)
-        return table.select(logits, min_k, max_k, self.smallest)
+        return ladder.select(logits, min_k, max_k, self.ranks)
 
 
 class EmpiricalNull:

@@ -11,8 +11,9 @@ rounds (core.stats.paired_ratio).
   t(k)/t(8) against k/8 says how much of the expert saving shows up as time (goal >= 0.8).
 - forward_equal_count: a whole-model forward under BH vs top-k at the same mean expert count
   (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05), with the router
-  cost on that model's own router logits beside it (router_cost on Gaussian logits flatters
-  BH: there few logits reach an expert's calibration tail, on a trained router many do).
+  cost on that model's own router logits beside it (Gaussian logits flatter BH: held-out text
+  puts more logits high in their expert's calibration range than calibration text did, and more
+  rows need exact ranks to break ties).
 """
 
 import math

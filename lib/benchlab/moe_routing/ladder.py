@@ -1,0 +1,150 @@
+"""Calibrated BH without an N-way search per logit, exactly: a ladder of rank cuts per alpha.
+
+The calibrated p-value of logit x for expert e is p = fl32(m / (N + 1)) with the integer rank
+m = 1 + N - #{z_e < x} (calibration.py). p is increasing in m, so every comparison BH makes is
+a comparison of ranks. A ladder is an increasing list of ranks R_1 < ... < R_J = N + 1, the same
+for every expert: BH's cuts M_k = #{m : p(m) <= (k / E) alpha} (k = 1..E) and `extra` more,
+geometric from M_E to N + 1. A logit's level, min{j : m <= R_j}, is its coarsened rank, and
+
+    m <= R_j  <=>  x > c[e, j] = z_e[N - R_j]   (0-based, ascending calibration logits)
+
+so level = 1 + #{j : c[e, j] >= x}: counted with a uniform grid over each expert's cuts (cuts in
+higher cells are >= x, in lower cells < x; only the few in x's own cell, at most `window`, are
+compared). That is a handful of dense tensor ops per logit, with no search and no sort.
+
+Per row, k* = max{k : #{m <= M_k} >= k} comes from the cumulative level histogram, and the mask
+is the k = clip(k*, min_k, max_k) smallest ranks: every level up to b, the first level where
+the count reaches k. Only when level b holds more entries than are needed (the caps or the
+min_k fill-in cut through it; never when k = k*, as BH's set has exactly k* members) do those
+entries get exact ranks, from one searchsorted over all experts' calibration logits, and the
+smallest (rank, expert) are kept: ties go to the lower expert, as in routers.bh_select. The mask
+equals bh_select(pvalues(logits), alpha, min_k, max_k) on every input
+(tests/moe_routing/test_moe_fastbh.py).
+
+    python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
+n = EmpiricalNull(torch.randn(1, 8192, 64)).layer(0); print(n.bh_select(torch.randn(3, 64), .05))"
+"""
+
+import math
+
+import torch
+
+FMAX = torch.finfo(torch.float32).max
+
+
+def canonical(x: torch.Tensor) -> torch.Tensor:
+    """float32 logits ranked as the binary search ranks them: NaN as +inf, -inf as the lowest
+    finite value (both have the same rank), -0.0 as +0.0 (equal values, equal keys)."""
+    return torch.nan_to_num(x.float(), nan=math.inf, posinf=math.inf, neginf=-FMAX) + 0.0
+
+
+def order_keys(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """int64 keys, increasing in (expert, x), for canonical float32 x: the float's bits made
+    monotone (negative floats' magnitude bits flipped), in the expert's own 2**32 block."""
+    b = x.contiguous().view(torch.int32).long()
+    return experts * 2**32 + (b ^ ((b >> 31) & 0x7FFFFFFF)) + 2**31
+
+
+class Ladder:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    @classmethod
+    def build(cls, sorted_logits: torch.Tensor, alpha: float, extra: int = 48,
+              max_cells: int = 1 << 20) -> "Ladder | None":
+        """The ladder of sorted calibration logits [E, N] at `alpha`; None when the ranks cannot
+        stand for the p-values (m -> p not injective in float32) or a logit is not finite."""
+        z = sorted_logits.float()
+        E, N = z.shape
+        dev = z.device
+        pm = (torch.arange(1, N + 2, device=dev) / (N + 1)).to(torch.float32)
+        if not bool((pm[1:] > pm[:-1]).all()) or not bool(torch.isfinite(z).all()):
+            return None
+        thr = (torch.arange(1, E + 1, device=dev).to(torch.float32) / E) * alpha  # as bh_select
+        mk = torch.searchsorted(pm, thr, right=True)  # M_k, nondecreasing in 0..N+1
+        lo_rank, hi_rank = max(int(mk[-1]), 1), max(int(mk[-1]), (N + 1) // 2, 1)
+        more = torch.logspace(math.log10(lo_rank), math.log10(hi_rank), extra, device=dev)
+        R = torch.cat([mk, more.round().long().clamp(1, N + 1), mk.new_tensor([N + 1])]).unique()
+        R = R[R > 0]  # m <= 0 admits nothing: not a level
+        J = len(R)
+        bh_pos = torch.where(mk > 0, torch.searchsorted(R, mk) + 1, 0)  # cum column of M_k
+        if torch.equal(bh_pos, torch.arange(1, E + 1, device=dev)):
+            bh_pos = slice(1, E + 1)  # the usual case (N + 1 > E / alpha): a view, no gather
+        cuts = z[:, N - R[:-1]]  # [E, J - 1], nonincreasing; R_J = N + 1 admits every logit
+        lo, hi = (cuts[:, -1].contiguous(), cuts[:, 0]) if J > 1 else (z[:, 0], z[:, 0])
+        best = None
+        for G in (4 * J << i for i in range(8)):  # the grid that makes `levels` cheapest:
+            if best and E * G > max_cells:  # each cut compared per logit costs about what a
+                break  # table of 2**16 cells costs in cache misses (measured on router logits)
+            grid = cls._grid(cuts, lo, hi, G)
+            cost = grid[-1] + E * G / 2**16
+            if best is None or cost < best[0]:
+                best = (cost, G, *grid)
+        _, G, s, offs, cell, counts, S = best
+        above = (J - 1) - counts.cumsum(1)  # [E, G]: cuts in higher cells (all are >= x)
+        slot = torch.arange(J - 1, device=dev) - above.gather(1, cell)  # 0..S-1 in its cell
+        win = torch.full((S, E, G), -math.inf, device=dev)  # -inf: never >= a canonical logit
+        win[slot, torch.arange(E, device=dev)[:, None], cell] = cuts
+        return cls(E=E, N=N, R=R, J=J, G=G, S=S, lo=lo, s=s, base=(1 + above).view(-1).int(),
+                   win=win.view(S, E * G), offs=offs,
+                   bh_pos=bh_pos, ks=torch.arange(1, E + 1, device=dev, dtype=torch.int32),
+                   alpha=alpha)
+
+    @classmethod
+    def _grid(cls, cuts, lo, hi, G):
+        """Scale, block offsets, cells of the cuts [E, J - 1] and cell counts [E, G], max count."""
+        E = cuts.shape[0]
+        span = hi - lo
+        s = torch.where(span > 0, G / span, torch.ones_like(span))
+        s = torch.where(torch.isfinite(s), s, torch.ones_like(s)).contiguous()
+        offs = torch.arange(E, device=cuts.device, dtype=torch.float32) * G
+        cell = cls._cell(cuts, lo[:, None], s[:, None], offs[:, None], G)
+        cell = cell.long() - offs[:, None].long()  # cell within the expert, nonincreasing in j
+        counts = torch.zeros(E, G, dtype=torch.int64, device=cuts.device)
+        counts.scatter_add_(1, cell, torch.ones_like(cell))
+        return s, offs, cell, counts, int(counts.max())
+
+    @staticmethod
+    def _cell(v, lo, s, offs, G):
+        """Flat cell index (int32) of v for its expert: separate IEEE ops (no fused multiply-add),
+        so a monotone map of v within each expert's block, the same in build and use."""
+        return ((v - lo) * s).clamp_(0, G - 1).add_(offs).int()
+
+    def levels(self, x: torch.Tensor) -> torch.Tensor:
+        """Levels [T, E] (int64, 1..J) of canonical logits [T, E]."""
+        idx = self._cell(x, self.lo, self.s, self.offs, self.G).view(-1)
+        level = self.base.index_select(0, idx)  # int32: adding the comparisons stays cheap
+        for w in self.win:
+            level += w.index_select(0, idx) >= x.view(-1)
+        return level.view(x.shape).long()
+
+    def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
+        """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k); `ranks(x, experts)`
+        gives exact ranks m of a few canonical logits (NullLayer.ranks)."""
+        from .routers import check_bh_args
+
+        E = self.E
+        max_k = check_bh_args(self.alpha, E, min_k, max_k)
+        x = canonical(logits.to(self.lo.device))
+        T = x.shape[0]
+        level = self.levels(x)
+        hist = torch.zeros(T, self.J + 1, dtype=torch.int32, device=x.device)
+        ones = torch.ones(1, 1, dtype=torch.int32, device=x.device).expand_as(level)
+        cum = hist.scatter_add_(1, level, ones).cumsum_(1)  # [T, J + 1]: #{level <= j}
+        n_bh = cum[:, self.bh_pos]  # [T, E]: #{m <= M_k}
+        kstar = torch.where(n_bh >= self.ks, self.ks, 0).amax(1)
+        k = kstar.clamp(min_k, max_k)
+        b = torch.searchsorted(cum, k[:, None].int())[:, 0]  # first level whose count reaches k
+        over = cum.gather(1, b[:, None])[:, 0] > k  # level b holds more than are needed
+        mask = level <= (b - over.long())[:, None]
+        rows = over.nonzero().squeeze(1)
+        if rows.numel():
+            lv, br = level[rows], b[rows]
+            need = k[rows] - cum[rows, br - 1]  # taken from level b, >= 1
+            r, e = (lv == br[:, None]).nonzero().unbind(1)
+            m = ranks(x[rows[r], e], e)
+            key = torch.full(lv.shape, (self.N + 2) * E, dtype=torch.int64, device=x.device)
+            key[r, e] = m * E + e
+            kth = key.topk(int(need.max()), 1, largest=False).values.gather(1, need[:, None] - 1)
+            mask[rows] = (lv < br[:, None]) | (key <= kth)
+        return mask
