@@ -85,7 +85,7 @@ class Ladder:
         slot = torch.arange(J - 1, device=dev) - above.gather(1, cell)  # 0..S-1 in its cell
         win = torch.full((S, E, G), -math.inf, device=dev)  # -inf: never >= a canonical logit
         win[slot, torch.arange(E, device=dev)[:, None], cell] = cuts
-        return cls(E=E, N=N, R=R, J=J, G=G, S=S, lo=lo, s=s, base=(1 + above).view(-1).int(),
+        return cls(E=E, N=N, R=R, J=J, G=G, S=S, lo=lo, s=s, base=(1 + S + above).view(-1).int(),
                    win=win.view(S, E * G), offs=offs,
                    bh_pos=bh_pos, ks=torch.arange(1, E + 1, device=dev, dtype=torch.int32),
                    alpha=alpha)
@@ -113,9 +113,10 @@ class Ladder:
     def levels(self, x: torch.Tensor) -> torch.Tensor:
         """Levels [T, E] (int64, 1..J) of canonical logits [T, E]."""
         idx = self._cell(x, self.lo, self.s, self.offs, self.G).view(-1)
-        level = self.base.index_select(0, idx)  # int32: adding the comparisons stays cheap
-        for w in self.win:
-            level += w.index_select(0, idx) >= x.view(-1)
+        level = self.base.index_select(0, idx)  # 1 + #{cuts in higher cells} + S, int32
+        for w in self.win:  # minus [cut < x], the sign bit of cut - x: arithmetic is cheaper
+            # than a comparison here, and exact (cut - x is +0.0 only when cut == x)
+            level += (w.index_select(0, idx) - x.view(-1)).view(torch.int32) >> 31
         return level.view(x.shape).long()
 
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
@@ -132,7 +133,7 @@ class Ladder:
         ones = torch.ones(1, 1, dtype=torch.int32, device=x.device).expand_as(level)
         cum = hist.scatter_add_(1, level, ones).cumsum_(1)  # [T, J + 1]: #{level <= j}
         n_bh = cum[:, self.bh_pos]  # [T, E]: #{m <= M_k}
-        kstar = torch.where(n_bh >= self.ks, self.ks, 0).amax(1)
+        kstar = (((n_bh - self.ks) >> 31) + 1).mul_(self.ks).amax(1)  # max{k : n_bh >= k}
         k = kstar.clamp(min_k, max_k)
         b = torch.searchsorted(cum, k[:, None].int())[:, 0]  # first level whose count reaches k
         over = cum.gather(1, b[:, None])[:, 0] > k  # level b holds more than are needed
