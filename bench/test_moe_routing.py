@@ -60,7 +60,7 @@ def test_forward_equal_count(benchmark, case, config, device, seed, record, setu
     with torch.no_grad():
         measure(benchmark, lambda: m(input_ids=ids, use_cache=False), device, warmup=1,
                 rounds=config.speed_rounds)
-    record(**speed.forward_equal_count(setup, case.routing, rounds=3 * config.speed_rounds))
+    record(**speed.forward_equal_count(setup, case.routing, rounds=6 * config.speed_rounds))
 
 
 @pytest.mark.cases("layer_cases")

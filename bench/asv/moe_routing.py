@@ -17,7 +17,7 @@ def _config():
 
 
 class Routers:
-    params = ["topk_8", "topp_0.4", "bh_moderate", "bh_naive"]
+    params = ["topk_8", "topp_0.4", "bh_strict", "bh_moderate", "bh_loose", "bh_naive"]
     param_names = ["routing"]
 
     def setup(self, routing):

@@ -51,9 +51,10 @@ class Ladder:
 
     @classmethod
     def build(cls, sorted_logits: torch.Tensor, alpha: float, extra: int = 48,
-              max_cells: int = 1 << 20) -> "Ladder | None":
-        """The ladder of sorted calibration logits [E, N] at `alpha`; None when the ranks cannot
-        stand for the p-values (m -> p not injective in float32) or a logit is not finite."""
+              cells: int | None = None, max_cells: int = 1 << 20) -> "Ladder | None":
+        """The ladder of sorted calibration logits [E, N] at `alpha` (grid: `cells` per expert,
+        else the cheapest of several); None when the ranks cannot stand for the p-values (m -> p
+        not injective in float32) or a logit is not finite."""
         z = sorted_logits.float()
         E, N = z.shape
         dev = z.device
@@ -73,7 +74,7 @@ class Ladder:
         cuts = z[:, N - R[:-1]]  # [E, J - 1], nonincreasing; R_J = N + 1 admits every logit
         lo, hi = (cuts[:, -1].contiguous(), cuts[:, 0]) if J > 1 else (z[:, 0], z[:, 0])
         best = None
-        for G in (4 * J << i for i in range(8)):  # the grid that makes `levels` cheapest:
+        for G in [cells] if cells else (4 * J << i for i in range(8)):  # the cheapest grid:
             if best and E * G > max_cells:  # each cut compared per logit costs about what a
                 break  # table of 2**16 cells costs in cache misses (measured on router logits)
             grid = cls._grid(cuts, lo, hi, G)

@@ -105,8 +105,9 @@ def speed_summary(frame: pd.DataFrame) -> dict:
                                 "mean_selected") if k in row}
     for _, row in frame[frame["case.kind"] == "forward"].iterrows():
         out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
-            k: row[k] for k in ("forward_ratio", "mean_experts", "bh_forward_time",
-                                "topk_forward_time", "model_router_ratio") if k in row}
+            k: row[k] for k in ("forward_ratio", "forward_ratio_ci", "mean_experts",
+                                "bh_forward_time", "topk_forward_time", "model_router_ratio",
+                                "router_overhead") if k in row}
     for _, row in frame[frame["case.kind"] == "layer"].iterrows():
         out["layer_scaling"] = {k: row[k] for k in ("ks", "layer_times", "relative_times",
                                                     "time_per_expert_slope") if k in row}

@@ -10,10 +10,11 @@ rounds (core.stats.paired_ratio).
 - layer_scaling: one MoE layer (router + grouped dispatch) with top-k for k in ks; the slope of
   t(k)/t(8) against k/8 says how much of the expert saving shows up as time (goal >= 0.8).
 - forward_equal_count: a whole-model forward under BH vs top-k at the same mean expert count
-  (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05), with the router
-  cost on that model's own router logits beside it (Gaussian logits flatter BH: held-out text
-  puts more logits high in their expert's calibration range than calibration text did, and more
-  rows need exact ranks to break ties).
+  (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05; with a bootstrap
+  interval of the paired ratio, as this machine's noise is of the goal's size), with the router
+  cost on that model's own router logits beside it and the share of the forward it adds
+  (Gaussian logits flatter BH: held-out text puts more logits high in their expert's calibration
+  range than calibration text did, and more rows need exact ranks to break ties).
 """
 
 import math
@@ -23,7 +24,7 @@ import torch
 from transformers import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
-from ..core.stats import medians, paired_ratio
+from ..core.stats import bootstrap_ci, medians, paired_ratio
 from ..core.timing import interleave
 from .calibration import EmpiricalNull
 from .model import RoutedMoeBlock, apply_routing, collect_stats
@@ -113,12 +114,17 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     times = interleave(fns, setup.device, rounds=rounds)
     w = mean_k - lo if hi > lo else 0.0
     topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
+    ratios = np.array(times["bh"]) / topk
+    t_router, t_topk_router = (float(np.median(routers[n])) for n in ("bh", "topk"))
     return {"mean_experts": mean_k, "bh_forward_time": float(np.median(times["bh"])),
             "topk_forward_time": float(np.median(topk)),
-            "forward_ratio": paired_ratio(times["bh"], topk), "topk_lo": lo, "topk_hi": hi,
-            "model_router_time": float(np.median(routers["bh"])),
-            "model_topk_router_time": float(np.median(routers["topk"])),
-            "model_router_ratio": paired_ratio(routers["bh"], routers["topk"])}
+            "forward_ratio": paired_ratio(times["bh"], topk),
+            "forward_ratio_ci": bootstrap_ci(ratios, np.median, n_resamples=2000),
+            "topk_lo": lo, "topk_hi": hi,
+            "model_router_time": t_router, "model_topk_router_time": t_topk_router,
+            "model_router_ratio": paired_ratio(routers["bh"], routers["topk"]),
+            # what the router alone adds to the forward, as a fraction of the top-k forward
+            "router_overhead": (t_router - t_topk_router) / float(np.median(topk))}
 
 
 if __name__ == "__main__":
