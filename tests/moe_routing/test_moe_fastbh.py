@@ -115,3 +115,21 @@ def test_one_level_ladder_one_expert_alpha_one():
         for mn, mx in ((0, None), (1, 1), (0, 0)):
             assert torch.equal(layer.bh_select(x, alpha, mn, mx),
                                bh_select(layer.pvalues(x), alpha, mn, mx))
+
+
+def test_signed_zeros_in_calibration_and_logits():
+    """-0.0 == +0.0: a calibration logit -0.0 is a cut that a logit +0.0 (or -0.0) does not
+    exceed, though -0.0 - +0.0 = -0.0 has its sign bit set."""
+    g = torch.Generator().manual_seed(7)
+    calib = torch.randn(1, 400, 8, generator=g).round()  # many exact zeros, as +0.0
+    calib[0, ::3] *= -1  # a third of them -0.0
+    null = EmpiricalNull(calib).layer(0)
+    x = torch.randn(200, 8, generator=g).round()
+    x[::2] *= -1
+    assert bool((calib == 0).any()) and bool((x.signbit() & (x == 0)).any())
+    for alpha in (0.05, 0.5, 1.0):
+        for mn, mx in CAPS:
+            assert torch.equal(null.bh_select(x, alpha, mn, mx),
+                               bh_select(null.pvalues(x), alpha, mn, mx)), (alpha, mn, mx)
+    e = torch.arange(8).repeat(200)
+    assert torch.equal(null.ranks(canonical(x).view(-1), e).view(200, 8), null.search_ranks(x))

@@ -4,13 +4,14 @@ The calibrated p-value of logit x for expert e is p = fl32(m / (N + 1)) with the
 m = 1 + N - #{z_e < x} (calibration.py). p is increasing in m, so every comparison BH makes is
 a comparison of ranks. A ladder is an increasing list of ranks R_1 < ... < R_J = N + 1, the same
 for every expert: BH's cuts M_k = #{m : p(m) <= (k / E) alpha} (k = 1..E) and `extra` more,
-geometric from M_E to N + 1. A logit's level, min{j : m <= R_j}, is its coarsened rank, and
+geometric from M_E to (N + 1) / 2. A logit's level, min{j : m <= R_j}, is its coarsened rank:
 
     m <= R_j  <=>  x > c[e, j] = z_e[N - R_j]   (0-based, ascending calibration logits)
 
 so level = 1 + #{j : c[e, j] >= x}: counted with a uniform grid over each expert's cuts (cuts in
-higher cells are >= x, in lower cells < x; only the few in x's own cell, at most `window`, are
-compared). That is a handful of dense tensor ops per logit, with no search and no sort.
+higher cells are >= x, in lower cells < x; only the few in x's own cell are compared, and the
+grid is the size that makes this cheapest). A handful of dense tensor ops per logit, no search,
+no sort.
 
 Per row, k* = max{k : #{m <= M_k} >= k} comes from the cumulative level histogram, and the mask
 is the k = clip(k*, min_k, max_k) smallest ranks: every level up to b, the first level where
@@ -55,7 +56,7 @@ class Ladder:
         """The ladder of sorted calibration logits [E, N] at `alpha` (grid: `cells` per expert,
         else the cheapest of several); None when the ranks cannot stand for the p-values (m -> p
         not injective in float32) or a logit is not finite."""
-        z = sorted_logits.float()
+        z = sorted_logits.float() + 0.0  # -0.0 as +0.0: a cut's sign bit test needs it
         E, N = z.shape
         dev = z.device
         pm = (torch.arange(1, N + 2, device=dev) / (N + 1)).to(torch.float32)
