@@ -8,6 +8,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
 from benchlab.moe_routing import ROUTINGS, EmpiricalNull, bh_select, route
@@ -133,3 +135,21 @@ def test_signed_zeros_in_calibration_and_logits():
                                bh_select(null.pvalues(x), alpha, mn, mx)), (alpha, mn, mx)
     e = torch.arange(8).repeat(200)
     assert torch.equal(null.ranks(canonical(x).view(-1), e).view(200, 8), null.search_ranks(x))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 600), st.integers(1, 24), st.integers(0, 2**31 - 1),
+       st.sampled_from(["float", "bf16", "int"]), st.sampled_from([0.01, 0.05, 0.1, 0.3, 1.0]),
+       st.integers(0, 8), st.integers(0, 24))
+def test_fast_bh_equals_exact_path_property(N, E, seed, kind, alpha, mn, mx):
+    """Any calibration (continuous, bf16-tied, integer-valued), logits drawn around and from it,
+    any caps: the ladder's mask is the exact path's."""
+    g = torch.Generator().manual_seed(seed)
+    calib = torch.randn(1, N, E, generator=g) * 2
+    calib = {"float": calib, "bf16": calib.bfloat16().float(), "int": calib.round()}[kind]
+    x = torch.randn(64, E, generator=g) * 3
+    x[:16] = calib[0, torch.randint(0, N, (16,), generator=g)]
+    mx = min(mx, E)
+    mn = min(mn, mx)
+    null = EmpiricalNull(calib).layer(0)
+    assert torch.equal(null.bh_select(x, alpha, mn, mx), bh_select(null.pvalues(x), alpha, mn, mx))
