@@ -108,3 +108,19 @@ def test_bad_input_is_one_line_error(tmp_path):
     with pytest.raises(BenchlabError, match="no moe_routing records"):
         Path(tmp_path / "empty.jsonl").write_text("")
         cli.main(["report", str(tmp_path / "empty.jsonl")])
+
+
+def test_report_speed_section_puts_each_ratio_beside_its_goal():
+    from benchlab.moe_routing.report import speed_lines
+
+    speed = {"router_cost": {"bh_moderate": {"ratio_vs_topk_router": 1.2,
+                                             "ratio_vs_torch_topk": 1.4}},
+             "forward_equal_count": {"bh_loose": {
+                 "forward_ratio": 1.04, "forward_ratio_ci": [1.0, 1.1], "mean_experts": 3.2,
+                 "model_router_ratio": 1.3, "router_overhead": 0.026}},
+             "layer_scaling": {"ks": [1, 8], "relative_times": [0.2, 1.0],
+                               "time_per_expert_slope": 0.9}}
+    text = "\n".join(speed_lines(speed))
+    assert "| bh_moderate | 1.2 | <= 1.5 | vs bare torch.topk 1.4 |" in text
+    assert "| bh_loose | 1.04 | <= 1.05 | 95% CI 1-1.1;" in text and "adds 2.6% of" in text
+    assert "| 0.9 | >= 0.8 | relative times 0.20, 1.00 |" in text
