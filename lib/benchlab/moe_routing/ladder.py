@@ -56,12 +56,13 @@ class Ladder:
         """The ladder of sorted calibration logits [E, N] at `alpha` (grid: `cells` per expert,
         else the cheapest of several); None when the ranks cannot stand for the p-values (m -> p
         not injective in float32) or a logit is not finite."""
-        z = sorted_logits.float() + 0.0  # -0.0 as +0.0: a cut's sign bit test needs it
+        z = sorted_logits.float()
         E, N = z.shape
         dev = z.device
         pm = (torch.arange(1, N + 2, device=dev) / (N + 1)).to(torch.float32)
         if not bool((pm[1:] > pm[:-1]).all()) or not bool(torch.isfinite(z).all()):
             return None
+        z = canonical(z)  # finite, so only -0.0 -> +0.0: the sign-bit test in levels needs it
         thr = (torch.arange(1, E + 1, device=dev).to(torch.float32) / E) * alpha  # as bh_select
         mk = torch.searchsorted(pm, thr, right=True)  # M_k, nondecreasing in 0..N+1
         lo_rank, hi_rank = max(int(mk[-1]), 1), max(int(mk[-1]), (N + 1) // 2, 1)
