@@ -25,7 +25,8 @@ import pytest
 
 from .core import experiments
 from .core.errors import BenchlabError
-from .core.provenance import code_version, config_hash, git_commit, to_jsonable
+from .core.provenance import code_version, to_jsonable
+from .core.records import make_record, run_settings
 from .core.report import TIME_FIELDS
 from .core.scale import DEFAULT_SCALE, SCALES, check_scale
 from .core.store import ResultStore, record_key
@@ -73,10 +74,26 @@ class Session:
         self.resume = opt.bench_resume
         self.seed = opt.bench_seed
         self.build_reports = opt.bench_report
-        self.ran: set[str] = set()
+        self.ran: set[tuple] = set()  # keys of the records this session made or resumed
         self.is_worker = hasattr(config, "workerinput")
         self.steady_heap = False  # set by pytest_configure (core.timing.steady_heap)
         self._done: set[tuple] | None = None
+
+    @property
+    def device(self) -> str:
+        """The resolved device ('cpu' or 'cuda'); the option's value where it cannot resolve."""
+        from .core.timing import resolve_device
+
+        try:
+            return resolve_device(self.device_name)
+        except BenchlabError:
+            return self.device_name
+
+    def pytest_runtest_logreport(self, report):
+        """Collect the keys of finished and resumed cases (from xdist workers too)."""
+        for name, value in report.user_properties:
+            if name == "benchlab_key":
+                self.ran.add(tuple(value))
 
     def done(self, fields: dict) -> bool:
         """Is this case already in the store? (The store is read once per session.)"""
@@ -84,19 +101,42 @@ class Session:
             self._done = set(self.store.latest())
         return record_key(fields) in self._done
 
-    def key_fields(self, item) -> dict | None:
+    def key_fields(self, item, metrics=None, time=None) -> dict | None:
+        """The record of `item` (core.records.make_record) with `metrics`; without them, its key."""
         exp = experiment_of(item)
         if exp is None:
             return None
+        module = experiments.load(exp)
         params = getattr(getattr(item, "callspec", None), "params", {})
-        case_config = {"params": to_jsonable(params),
-                       "config": to_jsonable(experiments.config(exp, self.scale))}
-        return {"experiment": exp, "case": item.name, "config_hash": config_hash(case_config),
-                "code_version": experiment_version(exp), "scale": self.scale}
+        config = experiments.config(exp, self.scale)
+        case = params.get("case")
+        inputs_of = getattr(module, "inputs", None)
+        inputs = inputs_of(case, config) if inputs_of and case is not None else {}
+        torch = sys.modules.get("torch")
+        run = run_settings(seed=self.seed, device=self.device,
+                           threads=torch.get_num_threads() if torch else None,
+                           steady_heap=self.steady_heap)
+        return make_record(exp, kind_of(item), case_id_of(item), metrics or {}, scale=self.scale,
+                           params=params, config=config, inputs=inputs, run=run,
+                           module_file=module.__file__, extra_code=(str(item.path),), time=time)
 
 
 def experiment_version(name: str) -> str:
     return code_version(experiments.load(name).__file__)
+
+
+def kind_of(item) -> str:
+    """The case kind: the `cases` marker's name less `_cases`, else the test name less `test_`."""
+    mark = item.get_closest_marker("cases")
+    if mark is not None and isinstance(mark.args[0], str):
+        return mark.args[0].removesuffix("_cases")
+    name = getattr(item, "originalname", None) or item.name
+    return name.removeprefix("test_")
+
+
+def case_id_of(item) -> str:
+    callspec = getattr(item, "callspec", None)
+    return callspec.id if callspec is not None else item.name
 
 
 def experiment_of(item) -> str | None:
@@ -122,8 +162,7 @@ def pytest_configure(config):
         torch.set_num_threads(config.option.bench_threads)
     config.stash[STASH] = Session(config)
     config.stash[STASH].steady_heap = config.option.bench_heap == "steady" and steady_heap()
-    global _current
-    _current = config.stash[STASH]
+    config.pluginmanager.register(config.stash[STASH], "benchlab-session")
 
 
 def pytest_generate_tests(metafunc):
@@ -183,6 +222,14 @@ def seed(request) -> int:
     return value
 
 
+@pytest.fixture
+def timer(request, device):
+    """core.timing.Timer over pytest-benchmark's fixture: what `measure_<kind>` functions take."""
+    from .core.timing import Timer
+
+    return Timer(request.getfixturevalue("benchmark"), device)
+
+
 @pytest.fixture(scope="module")
 def config(request):
     """The experiment's config object for the chosen scale."""
@@ -224,7 +271,7 @@ def pytest_runtest_setup(item):
         return
     fields = session.key_fields(item)
     if fields and session.done(fields):
-        item.user_properties.append(("benchlab_experiment", fields["experiment"]))
+        item.user_properties.append(("benchlab_key", list(record_key(fields))))
         pytest.skip("benchlab: already in the result store (--bench-resume)")
 
 
@@ -234,41 +281,23 @@ def pytest_runtest_makereport(item, call):
     rec = item.stash.get(RECORDER, None)
     if call.when == "call" and report.passed and rec is not None:
         session = item.config.stash[STASH]
-        record = session.key_fields(item)
-        torch = sys.modules.get("torch")  # the thread count matters to every CPU timing
-        record.update(metrics=rec.metrics, time=None, commit=git_commit(),
-                      threads=torch.get_num_threads() if torch else None,
-                      steady_heap=session.steady_heap,
-                      config=to_jsonable(getattr(getattr(item, "callspec", None), "params", {})))
         bench = item.funcargs.get("benchmark")
+        stats = getattr(getattr(bench, "stats", None), "stats", None)
+        time = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS} if stats else None
+        record = session.key_fields(item, rec.metrics, time)
         if bench is not None:
-            if bench.stats is not None:
-                stats = bench.stats.stats
-                record["time"] = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS}
             bench.extra_info.update(rec.metrics)
             bench.extra_info["benchlab"] = record
         session.store.append(record)
-        report.user_properties.append(("benchlab_experiment", record["experiment"]))
+        report.user_properties.append(("benchlab_key", list(record_key(record))))
     return report
-
-
-_current: Session | None = None  # logreport gets no config; the session of the running pytest
-
-
-def pytest_runtest_logreport(report):
-    for name, value in report.user_properties:
-        if name == "benchlab_experiment" and _current is not None:
-            _current.ran.add(value)
 
 
 def pytest_sessionfinish(session, exitstatus):
     state = session.config.stash.get(STASH, None)
     if state is None or state.is_worker or not state.build_reports:
         return
-    records = []
-    for exp in sorted(state.ran):
-        records += state.store.latest(experiment=exp, code_version=experiment_version(exp),
-                                      scale=state.scale).values()
+    records = [r for k, r in state.store.latest().items() if k in state.ran]
     try:
         experiments.report_all(records, state.reports)
     except BenchlabError as e:

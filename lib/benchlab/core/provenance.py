@@ -43,13 +43,15 @@ def config_hash(config) -> str:
 SHARED_CODE = ("core", "zoo", "pytest_plugin.py")
 
 
-def code_version(experiment_file: str | None = None) -> str:
-    """Hash of the code a result depends on: the core, the zoo, and the experiment's own package
-    (given by its module file). Editing one experiment does not invalidate another's results."""
+def code_version(experiment_file: str | None = None, *extra) -> str:
+    """Hash of the code a result depends on: the core, the zoo, the experiment's own package
+    (given by its module file) and any `extra` source files (the bench module that measured it).
+    Editing one experiment does not invalidate another's results."""
     paths = [PACKAGE_ROOT / p for p in SHARED_CODE]
     if experiment_file:
         exp = Path(experiment_file).resolve()
         paths.append(exp.parent if exp.name == "__init__.py" else exp)
+    paths += [Path(p).resolve() for p in extra]
     return _hash_sources(tuple(paths))
 
 

@@ -155,3 +155,46 @@ def measure(benchmark, fn: Callable, device="cpu", *, warmup: int = 1, rounds: i
     if times is not None:
         times.extend(calls[warmup:] if benchmark.enabled else calls)
     return out
+
+
+class Timer:
+    """What a measuring function times with, wherever it runs.
+
+    Under pytest it wraps pytest-benchmark's fixture (`Timer(benchmark, device)`: the plugin's
+    `timer` fixture); in a CLI or an asv benchmark it is `Timer(None, device)` and times plain
+    rounds. Measuring functions (`measure_<kind>(case, config, timer) -> metrics`) take one and
+    never see pytest.
+    """
+
+    def __init__(self, benchmark=None, device: str = "cpu"):
+        self.benchmark = benchmark
+        self.device = device
+
+    @property
+    def enabled(self) -> bool:
+        """False under --benchmark-disable: each measured fn then runs once, untimed warm-up."""
+        return self.benchmark is None or bool(self.benchmark.enabled)
+
+    def measure(self, fn: Callable, *, warmup: int = 1, rounds: int = 5,
+                setup: Callable | None = None, times: list[float] | None = None):
+        """fn's result from the last round; seconds of every timed round appended to `times`."""
+        if self.benchmark is not None:
+            return measure(self.benchmark, fn, self.device, warmup=warmup, rounds=rounds,
+                           setup=setup, times=times)
+        run, out = synced(fn, self.device), None
+        synchronize(self.device)
+        for r in range(warmup + rounds):
+            args, kwargs = setup() or ((), {}) if setup else ((), {})
+            t0 = time.perf_counter()
+            out = run(*args, **kwargs)
+            if r >= warmup and times is not None:
+                times.append(time.perf_counter() - t0)
+        return out
+
+    def side_by_side(self, fns: dict, *, warmup: int = 1, rounds: int = 5
+                     ) -> dict[str, list[float]]:
+        """Seconds per call of each fn, in rotated rounds (core.stats.paired_ratio for ratios)."""
+        if self.benchmark is not None:
+            return measure_side_by_side(self.benchmark, fns, self.device, warmup=warmup,
+                                        rounds=rounds)
+        return interleave(fns, self.device, warmup=warmup, rounds=rounds)
