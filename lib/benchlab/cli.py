@@ -1,7 +1,11 @@
-"""`benchlab` command line: `report` here, each experiment's own commands in its `cli` module.
+"""`benchlab` command line: saved results here, each experiment's own commands in its `cli` module.
 
-    benchlab report out.json              # rebuild every report from a --benchmark-json file
-    benchlab report .benchlab/store.jsonl # ... or from a result store
+    benchlab report out.json              # rebuild every report from a --benchmark-json file ...
+    benchlab report .benchlab/store.jsonl # ... or from a result store (into .benchlab/reports)
+    benchlab publish out.json --scale tiny   # refresh the committed reports/ of that scale
+    benchlab compare BASE NEW             # result metrics of two runs, within METRICS tolerances
+    benchlab baseline STORE               # rewrite reports/baseline/tiny.json (say why in git)
+    benchlab zoo verify | pin             # the pinned tiny-scale artifacts (benchlab.zoo.pin)
     benchlab prepare ...                  # local text/JSONL -> token files (benchlab.zoo.cli)
     benchlab layer-selection run ...      # experiment commands: benchlab.<experiment>.cli.main
 """
@@ -12,38 +16,16 @@ import sys
 from pathlib import Path
 
 from .core import experiments
-from .core.errors import BenchlabError, read_json
-from .core.store import ResultStore
+from .core.errors import BenchlabError
+from .core.results import load_records, write_baseline
 
-
-def load_records(path: Path) -> list[dict]:
-    """Records from a pytest-benchmark JSON file or a result store (latest of each key)."""
-    if not path.exists():
-        raise BenchlabError(f"{path}: no such file")
-    if path.suffix == ".jsonl":
-        records = list(ResultStore(path).read(must_exist=True))
-        latest = {}
-        for rec in records:  # the newest code version of each experiment, last record per key
-            latest.setdefault(rec["experiment"], {})
-            latest[rec["experiment"]].setdefault(rec["code_version"], {})[
-                (rec["case"], rec["config_hash"])] = rec
-        return [r for versions in latest.values() for r in list(versions.values())[-1].values()]
-    data = read_json(path)
-    if not isinstance(data.get("benchmarks"), list):
-        raise BenchlabError(f"{path}: benchmarks: missing; not a pytest-benchmark JSON file")
-    records = []
-    for i, bench in enumerate(data["benchmarks"]):
-        rec = (bench.get("extra_info") or {}).get("benchlab")
-        if rec is None:
-            continue
-        if not isinstance(rec, dict) or "experiment" not in rec or "case" not in rec:
-            raise BenchlabError(f"{path}: benchmarks[{i}].extra_info.benchlab: malformed record")
-        records.append(rec)
-    return records
+BASELINE = "reports/baseline/tiny.json"
+BASELINE_COMMAND = ("pytest bench -n 2 --bench-threads 1 --benchmark-disable --no-bench-report "
+                    "--bench-store /tmp/baseline.jsonl && benchlab baseline /tmp/baseline.jsonl")
 
 
 def cmd_report(args) -> int:
-    records = load_records(Path(args.path))
+    records = load_records(args.path)
     if not records:
         raise BenchlabError(f"{args.path}: no benchlab records found")
     done = experiments.report_all(records, Path(args.outdir))
@@ -51,24 +33,72 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    """Write reports/<experiment>/ from records of one scale, for the experiments that publish
+    that scale (their PUBLISH_SCALES, default tiny): paper-scale reports stay paper scale."""
+    records = [r for r in load_records(args.path) if r.get("scale") == args.scale]
+    if not records:
+        raise BenchlabError(f"{args.path}: no records at scale {args.scale!r}")
+    chosen, skipped = [], set()
+    for rec in records:
+        scales = getattr(experiments.load(rec["experiment"]), "PUBLISH_SCALES", ("tiny",))
+        (chosen.append(rec) if args.scale in scales else skipped.add(rec["experiment"]))
+    for exp in sorted(skipped):
+        print(f"benchlab publish: {exp}: its committed reports are not {args.scale} scale; "
+              "left as they are", file=sys.stderr)
+    if chosen:
+        done = experiments.report_all(chosen, Path(args.outdir))
+        print(f"published {args.scale}-scale reports of {', '.join(done)} under {args.outdir}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .core.compare import main as compare
+
+    return compare(args.base, args.new)
+
+
+def cmd_baseline(args) -> int:
+    records = [r for r in load_records(args.path) if r.get("scale") == "tiny"]
+    if not records:
+        raise BenchlabError(f"{args.path}: no tiny-scale records")
+    path = write_baseline(records, args.output, command=BASELINE_COMMAND)
+    print(f"wrote {len(records)} records to {path}; commit it with the reason it moved")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "prepare":
-        module = importlib.import_module("benchlab.zoo.cli")
+    if argv and argv[0] in ("prepare", "zoo"):
+        module = importlib.import_module("benchlab.zoo." + {"prepare": "cli"}.get(argv[0], "pin"))
         return _guard(lambda: module.main(argv[1:]))
     if argv and argv[0].replace("-", "_") in experiments.known():
         name = argv[0].replace("-", "_")
         module = importlib.import_module(f"{experiments.known()[name]}.cli")
         return _guard(lambda: module.main(argv[1:]))
-    parser = argparse.ArgumentParser(prog="benchlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{report,prepare," + ",".join(
-                                    n.replace("_", "-") for n in experiments.known()) + "}")
+    commands = ["report", "publish", "compare", "baseline", "zoo", "prepare",
+                *(n.replace("_", "-") for n in experiments.known())]
+    parser = argparse.ArgumentParser(prog="benchlab", description=__doc__.splitlines()[0],
+                                     epilog="commands: " + ", ".join(commands))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rep = sub.add_parser("report", help="rebuild reports from a benchmark JSON or result store")
-    rep.add_argument("path", help="--benchmark-json output or a .jsonl result store")
-    rep.add_argument("--outdir", default="reports", help="(default: %(default)s)")
+    rep.add_argument("path", help="--benchmark-json output, a .jsonl result store or a baseline")
+    rep.add_argument("--outdir", default=".benchlab/reports", help="(default: %(default)s)")
+    pub = sub.add_parser("publish", help="refresh the committed reports/ from saved results")
+    pub.add_argument("path", help="--benchmark-json output or a .jsonl result store")
+    pub.add_argument("--scale", required=True, choices=("tiny", "small", "paper"),
+                     help="the scale whose records are published")
+    pub.add_argument("--outdir", default="reports", help="(default: %(default)s)")
+    cmp_ = sub.add_parser("compare", help="result metrics of two runs, case by case")
+    cmp_.add_argument("base", help="baseline: benchmark JSON, result store or baseline file")
+    cmp_.add_argument("new", help="the run to check, in any of those forms")
+    base = sub.add_parser("baseline", help=f"rewrite {BASELINE} from a run's results")
+    base.add_argument("path", help="a .jsonl result store or benchmark JSON of a tiny run")
+    base.add_argument("--output", default=BASELINE, help="(default: %(default)s)")
     args = parser.parse_args(argv)
-    return _guard(lambda: cmd_report(args))
+    run = {"report": cmd_report, "publish": cmd_publish, "compare": cmd_compare,
+           "baseline": cmd_baseline}[args.command]
+    return _guard(lambda: run(args))
 
 
 def _guard(run) -> int:

@@ -1,48 +1,57 @@
 """benchlab's pytest plugin: options, fixtures and hooks (registered through `pytest11`).
 
-A benchmark module marks its experiment and lets the plugin parametrize its cases:
+A benchmark module marks its experiment and lets the plugin parametrize its cases; the measuring
+function lives in the experiment package, so the test is marker, call, record:
 
     pytestmark = pytest.mark.experiment("layer_selection")
 
-    @pytest.mark.cases("solve_cases")     # layer_selection.solve_cases(config) -> list of cases
-    def test_solve(benchmark, case, device, record):
-        out = measure(benchmark, lambda: solve(...), device)
-        record(benefit=out.value)
+    @pytest.mark.cases("solve_cases")   # cases: layer_selection.solve_cases(config); kind "solve"
+    def test_solve(case, config, timer, record):
+        record(**ex.measure_solve(case, config, timer))
 
 (`@pytest.mark.cases(fn)` with a bare callable would be taken by pytest as a decorator; pass a
 name, or `pytest.mark.cases.with_args(fn)`.)
 
 `record` puts the case's metrics into `benchmark.extra_info` and, once the test has passed,
-appends one line to the result store. At session end each experiment that ran gets its
-`report(records, outdir)` called with every stored record of this code version and scale.
+appends the record (core.records.make_record) to the result store. At session end each
+experiment that ran gets `report(records, outdir)` with the records this session made or resumed.
 """
 
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
 from .core import experiments
 from .core.errors import BenchlabError
-from .core.provenance import code_version, to_jsonable
-from .core.records import make_record, run_settings
-from .core.report import TIME_FIELDS
-from .core.scale import DEFAULT_SCALE, SCALES, check_scale
+from .core.provenance import to_jsonable
+from .core.records import TIME_FIELDS, make_record, run_settings
+from .core.scale import DEFAULT_SCALE, SCALES
 from .core.store import ResultStore, record_key
 from .core.timing import steady_heap
 
 STASH = pytest.StashKey["Session"]()
+RESUMED, KEY = "benchlab_resumed", "benchlab_key"  # user_properties: carried back from xdist
+
+
+def _threads(text: str) -> int:
+    import argparse
+
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: expected 0 (torch's default) or more")
+    return n
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("benchlab")
-    group.addoption("--bench-scale", default=DEFAULT_SCALE, metavar="SCALE",
-                    help=f"experiment scale, one of {', '.join(SCALES)} (default: %(default)s)")
-    group.addoption("--bench-device", default="auto", metavar="DEVICE",
-                    help="auto, cpu or cuda (default: %(default)s)")
-    group.addoption("--bench-reports", default="reports", metavar="DIR",
-                    help="where experiment reports are written (default: %(default)s)")
+    group.addoption("--bench-scale", default=DEFAULT_SCALE, choices=SCALES,
+                    help="experiment scale (default: %(default)s)")
+    group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="where models run (default: %(default)s)")
+    group.addoption("--bench-reports", default=".benchlab/reports", metavar="DIR",
+                    help="where experiment reports are written; the committed reports/ are "
+                         "refreshed only by `benchlab publish` (default: %(default)s)")
     group.addoption("--bench-store", default=".benchlab/store.jsonl", metavar="PATH",
                     help="result store, one JSON line per finished case (default: %(default)s)")
     group.addoption("--bench-resume", action="store_true", default=False,
@@ -51,7 +60,7 @@ def pytest_addoption(parser):
                     help="run every case again (default)")
     group.addoption("--bench-seed", type=int, default=0, metavar="N",
                     help="base seed handed to the `seed` fixture (default: %(default)s)")
-    group.addoption("--bench-threads", type=int, default=0, metavar="N",
+    group.addoption("--bench-threads", type=_threads, default=0, metavar="N",
                     help="torch intra-op threads for every process, 0 keeps torch's default "
                          "(default: %(default)s); use 1 per xdist worker on a small machine")
     group.addoption("--bench-heap", default="steady", choices=("steady", "default"),
@@ -63,7 +72,7 @@ def pytest_addoption(parser):
 
 
 class Session:
-    """Run-wide state: options, the store, and which experiments ran."""
+    """Run-wide state, registered as a plugin: options, the store, the cases made or resumed."""
 
     def __init__(self, config):
         opt = config.option
@@ -74,9 +83,10 @@ class Session:
         self.resume = opt.bench_resume
         self.seed = opt.bench_seed
         self.build_reports = opt.bench_report
-        self.ran: set[tuple] = set()  # keys of the records this session made or resumed
         self.is_worker = hasattr(config, "workerinput")
-        self.steady_heap = False  # set by pytest_configure (core.timing.steady_heap)
+        self.steady_heap = opt.bench_heap == "steady" and steady_heap()
+        self.ran: set[tuple] = set()  # keys of the records this session made or resumed
+        self.resumed: set[tuple] = set()
         self._done: set[tuple] | None = None
 
     @property
@@ -89,40 +99,47 @@ class Session:
         except BenchlabError:
             return self.device_name
 
-    def pytest_runtest_logreport(self, report):
-        """Collect the keys of finished and resumed cases (from xdist workers too)."""
-        for name, value in report.user_properties:
-            if name == "benchlab_key":
-                self.ran.add(tuple(value))
-
-    def done(self, fields: dict) -> bool:
-        """Is this case already in the store? (The store is read once per session.)"""
-        if self._done is None:
-            self._done = set(self.store.latest())
-        return record_key(fields) in self._done
-
-    def key_fields(self, item, metrics=None, time=None) -> dict | None:
-        """The record of `item` (core.records.make_record) with `metrics`; without them, its key."""
+    def record_of(self, item, metrics=None, time=None) -> dict:
+        """The record of `item` (core.records.make_record) with `metrics`; without them, its key.
+        The key covers the case, the config, the digests of the case's inputs (the package's
+        `inputs(case, config)`), the seed, device and threads, the package and the bench module."""
         exp = experiment_of(item)
-        if exp is None:
-            return None
         module = experiments.load(exp)
         params = getattr(getattr(item, "callspec", None), "params", {})
         config = experiments.config(exp, self.scale)
         case = params.get("case")
         inputs_of = getattr(module, "inputs", None)
         inputs = inputs_of(case, config) if inputs_of and case is not None else {}
-        torch = sys.modules.get("torch")
-        run = run_settings(seed=self.seed, device=self.device,
-                           threads=torch.get_num_threads() if torch else None,
+        import torch  # the thread count matters to every CPU result, so it is always known
+
+        run = run_settings(seed=self.seed, device=self.device, threads=torch.get_num_threads(),
                            steady_heap=self.steady_heap)
         return make_record(exp, kind_of(item), case_id_of(item), metrics or {}, scale=self.scale,
                            params=params, config=config, inputs=inputs, run=run,
                            module_file=module.__file__, extra_code=(str(item.path),), time=time)
 
+    def done(self, key: tuple) -> bool:
+        """Is this case already in the store? (The store is read once per session.)"""
+        if self._done is None:
+            self._done = set(self.store.latest())
+        return key in self._done
 
-def experiment_version(name: str) -> str:
-    return code_version(experiments.load(name).__file__)
+    def pytest_runtest_logreport(self, report):
+        """Collect the keys of finished and resumed cases (from xdist workers too)."""
+        for name, value in report.user_properties:
+            if name in (KEY, RESUMED):
+                self.ran.add(tuple(value))
+            if name == RESUMED:
+                self.resumed.add(tuple(value))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.resume and not self.is_worker:
+            terminalreporter.write_line(
+                f"benchlab: {len(self.resumed)} cases resumed from {self.store.path}, "
+                f"{len(self.ran - self.resumed)} run")
+
+    def records(self) -> list[dict]:
+        return [r for k, r in self.store.latest().items() if k in self.ran]
 
 
 def kind_of(item) -> str:
@@ -130,8 +147,7 @@ def kind_of(item) -> str:
     mark = item.get_closest_marker("cases")
     if mark is not None and isinstance(mark.args[0], str):
         return mark.args[0].removesuffix("_cases")
-    name = getattr(item, "originalname", None) or item.name
-    return name.removeprefix("test_")
+    return (getattr(item, "originalname", None) or item.name).removeprefix("test_")
 
 
 def case_id_of(item) -> str:
@@ -149,20 +165,17 @@ def pytest_configure(config):
                             "experiment(name): the benchlab experiment a test belongs to")
     config.addinivalue_line("markers", "cases(name): parametrize `case` with the experiment's "
                             "function `name(config)` for the chosen scale")
-    try:
-        check_scale(config.option.bench_scale)
-        if config.option.bench_device not in ("auto", "cpu", "cuda"):
-            raise BenchlabError(f"--bench-device: unknown device {config.option.bench_device!r}; "
-                                "choose auto, cpu or cuda")
-    except BenchlabError as e:
-        raise pytest.UsageError(str(e)) from None
     if config.option.bench_threads > 0:
         import torch
 
         torch.set_num_threads(config.option.bench_threads)
-    config.stash[STASH] = Session(config)
-    config.stash[STASH].steady_heap = config.option.bench_heap == "steady" and steady_heap()
-    config.pluginmanager.register(config.stash[STASH], "benchlab-session")
+    session = Session(config)
+    try:
+        session.store.check_writable()  # before any case runs, not after the first result
+    except BenchlabError as e:
+        raise pytest.UsageError(f"--bench-store: {e}") from None
+    config.stash[STASH] = session
+    config.pluginmanager.register(session, "benchlab-session")
 
 
 def pytest_generate_tests(metafunc):
@@ -172,11 +185,13 @@ def pytest_generate_tests(metafunc):
     exp = experiment_of(metafunc.definition)
     if exp is None:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: @cases needs an experiment marker")
-    scale = metafunc.config.stash[STASH].scale
-    source = mark.args[0]
-    if isinstance(source, str):  # the name of a function in the experiment package
-        source = getattr(experiments.load(exp), source)
-    cases = list(source(experiments.config(exp, scale)))
+    try:
+        source = mark.args[0]
+        if isinstance(source, str):  # the name of a function in the experiment package
+            source = getattr(experiments.load(exp), source)
+        cases = list(source(experiments.config(exp, metafunc.config.stash[STASH].scale)))
+    except BenchlabError as e:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: {e}") from None
     metafunc.parametrize("case", cases, ids=[case_id(c) for c in cases])
 
 
@@ -206,6 +221,16 @@ def device(request) -> str:
 
 
 @pytest.fixture
+def timer(request, device):
+    """core.timing.Timer over pytest-benchmark's fixture: what `measure_<kind>` functions take.
+    Without pytest-benchmark (`-p no:benchmark`) it times plain rounds."""
+    from .core.timing import Timer
+
+    has_benchmark = request.config.pluginmanager.has_plugin("benchmark")
+    return Timer(request.getfixturevalue("benchmark") if has_benchmark else None, device)
+
+
+@pytest.fixture
 def seed(request) -> int:
     """The base seed; python, numpy and torch are seeded with it before the test."""
     value = request.config.stash[STASH].seed
@@ -220,14 +245,6 @@ def seed(request) -> int:
 
     torch.manual_seed(value)
     return value
-
-
-@pytest.fixture
-def timer(request, device):
-    """core.timing.Timer over pytest-benchmark's fixture: what `measure_<kind>` functions take."""
-    from .core.timing import Timer
-
-    return Timer(request.getfixturevalue("benchmark"), device)
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +266,9 @@ class Recorder:
         self.metrics.update(to_jsonable(metrics))
 
 
+RECORDER = pytest.StashKey[Recorder]()
+
+
 @pytest.fixture
 def record(request) -> Recorder:
     """`record(name=value, ...)`: store result metrics of this case (numbers, strings, lists)."""
@@ -259,20 +279,23 @@ def record(request) -> Recorder:
     return rec
 
 
-RECORDER = pytest.StashKey[Recorder]()
-
-
 # -- hooks ----------------------------------------------------------------------------------
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    session = item.config.stash[STASH]
-    if not session.resume or "record" not in getattr(item, "fixturenames", ()):
+    exp = experiment_of(item)
+    if exp is None:
         return
-    fields = session.key_fields(item)
-    if fields and session.done(fields):
-        item.user_properties.append(("benchlab_key", list(record_key(fields))))
-        pytest.skip("benchlab: already in the result store (--bench-resume)")
+    try:
+        experiments.load(exp)  # an unknown name fails this test with one line
+    except BenchlabError as e:
+        pytest.fail(f"{item.nodeid}: pytest.mark.experiment: {e}", pytrace=False)
+    session = item.config.stash[STASH]
+    if session.resume and "record" in getattr(item, "fixturenames", ()):
+        key = record_key(session.record_of(item))
+        if session.done(key):
+            item.user_properties.append((RESUMED, list(key)))
+            pytest.skip("benchlab: already in the result store (--bench-resume)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -284,12 +307,12 @@ def pytest_runtest_makereport(item, call):
         bench = item.funcargs.get("benchmark")
         stats = getattr(getattr(bench, "stats", None), "stats", None)
         time = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS} if stats else None
-        record = session.key_fields(item, rec.metrics, time)
+        record = session.record_of(item, rec.metrics, time)
         if bench is not None:
             bench.extra_info.update(rec.metrics)
             bench.extra_info["benchlab"] = record
         session.store.append(record)
-        report.user_properties.append(("benchlab_key", list(record_key(record))))
+        report.user_properties.append((KEY, list(record_key(record))))
     return report
 
 
@@ -297,17 +320,28 @@ def pytest_sessionfinish(session, exitstatus):
     state = session.config.stash.get(STASH, None)
     if state is None or state.is_worker or not state.build_reports:
         return
-    records = [r for k, r in state.store.latest().items() if k in state.ran]
     try:
-        experiments.report_all(records, state.reports)
+        experiments.report_all(state.records(), state.reports)
     except BenchlabError as e:
         session.config.get_terminal_writer().line(f"benchlab: error: {e}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
     from .core.machine import machine_info as benchlab_info
 
-    machine_info["benchlab"] = benchlab_info()
-    machine_info["benchlab"]["scale"] = config.option.bench_scale
-    machine_info["benchlab"]["steady_heap"] = config.stash[STASH].steady_heap
+    session = config.stash[STASH]
+    machine_info["benchlab"] = dict(benchlab_info(), scale=session.scale,
+                                    steady_heap=session.steady_heap)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Under --bench-resume the skipped cases' stored records go into the JSON too
+    (`benchlab_resumed`), so `benchlab report out.json` equals the live report."""
+    session = config.stash[STASH]
+    if session.resumed:
+        stored = session.store.latest()
+        output_json["benchlab_resumed"] = [stored[k] for k in sorted(session.resumed)
+                                           if k in stored]

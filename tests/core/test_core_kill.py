@@ -1,4 +1,4 @@
-"""Kill a running suite with SIGKILL twenty times; resume must lose nothing and repeat nothing."""
+"""Kill a running suite with SIGKILL at chosen points; resume must lose nothing, repeat nothing."""
 
 import json
 import os
@@ -6,11 +6,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 EXP = '''
-import time
+import os
+import signal
 from dataclasses import dataclass
 
 from benchlab.core.report import records_frame, write_table
@@ -29,7 +29,8 @@ def cases(config):
 
 
 def work(x):
-    time.sleep(0.004)
+    if x == int(os.environ.get("KILL_AT", "-1")):  # a chosen point: mid-run, mid-case
+        os.kill(os.getpid(), signal.SIGKILL)
     return (x * 7919) % 1000
 
 
@@ -56,21 +57,23 @@ def pytest_cmd(store, reports):
             "--bench-resume", "--bench-store", store, "--bench-reports", reports]
 
 
-def test_sigkill_twenty_times_then_resume(pytester):
+KILLS = 12
+
+
+def test_sigkill_at_chosen_points_then_resume(pytester, monkeypatch):
+    monkeypatch.setenv("BENCHLAB_EXPERIMENTS", "kill_exp=kill_exp")
     pytester.makepyfile(kill_exp=EXP, test_kill=BENCH)
     env = {**os.environ, "PYTHONPATH": str(pytester.path)}
     env.pop("PYTEST_XDIST_WORKER", None)  # the inner runs are not xdist workers
     rng = random.Random(2026)
-    kills = 0
-    for _ in range(20):
-        proc = subprocess.Popen(pytest_cmd("store.jsonl", "killed"), cwd=pytester.path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 2.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    assert kills >= 15, "the suite finished before it could be killed: make the cases slower"
+    kill_points = sorted(rng.sample(range(1, 200), KILLS))
+    for point in kill_points:  # each run resumes, then dies inside case `point`
+        proc = subprocess.run(pytest_cmd("store.jsonl", "killed"), cwd=pytester.path,
+                              env={**env, "KILL_AT": str(point)}, capture_output=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:]
+        done = {json.loads(ln)["case"] for ln in (pytester.path / "store.jsonl").read_text()
+                .splitlines() if ln.endswith("}")}
+        assert len(done) == point  # every case before the kill point landed, none after
     done = subprocess.run(pytest_cmd("store.jsonl", "killed"), cwd=pytester.path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:]

@@ -22,7 +22,7 @@ class Config:
 CONFIGS = {"tiny": Config(4), "small": Config(6), "paper": Config(8)}
 
 
-def cases(config):
+def square_cases(config):
     return [{"id": f"c{i}", "x": i} for i in range(config.n)]
 
 
@@ -39,7 +39,7 @@ from benchlab.core import measure
 pytestmark = pytest.mark.experiment("dummy_exp")
 
 
-@pytest.mark.cases("cases")
+@pytest.mark.cases("square_cases")
 def test_square(benchmark, case, device, record):
     seconds = []
     out = measure(benchmark, lambda: case["x"] ** 2, device, warmup=1, rounds=3, times=seconds)
@@ -51,6 +51,7 @@ def test_square(benchmark, case, device, record):
 def suite(pytester, monkeypatch):
     # Inner runs are not xdist workers, even when this test runs in one.
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.setenv("BENCHLAB_EXPERIMENTS", "dummy_exp=dummy_exp")
     pytester.makepyfile(dummy_exp=DUMMY_EXP, test_dummy=DUMMY_BENCH)
     pytester.syspathinsert()
     return pytester
@@ -84,7 +85,7 @@ def test_benchmark_disable_still_records_and_reports(suite):
     run(suite, "--benchmark-disable").assert_outcomes(passed=4)
     records = [json.loads(line) for line in store_lines(suite)]
     assert all(r["time"] is None and r["metrics"]["timed"] == 1 for r in records)
-    assert (suite.path / "reports/dummy_exp/summary.md").read_text().count("test_square") == 4
+    assert (suite.path / "reports/dummy_exp/summary.md").read_text().count("square[c") == 4
 
 
 def test_scale_picks_the_config(suite):
@@ -97,7 +98,7 @@ def test_resume_skips_finished_cases(suite):
     result.assert_outcomes(passed=2, skipped=2)
     assert len(store_lines(suite)) == 4
     # the report covers the resumed cases too
-    assert (suite.path / "reports/dummy_exp/summary.csv").read_text().count("test_square") == 4
+    assert (suite.path / "reports/dummy_exp/summary.csv").read_text().count("square[c") == 4
     # without resume every case runs again
     run(suite, "--no-bench-resume").assert_outcomes(passed=4)
 
@@ -110,7 +111,7 @@ def test_truncated_last_line_keeps_every_other_record(suite):
     result = suite.run(BIN / "benchlab", "report", "store.jsonl", "--outdir", "rebuilt")
     assert result.ret == 0
     assert "store.jsonl:4: skipped a corrupt line" in result.stderr.str()
-    assert (suite.path / "rebuilt/dummy_exp/summary.csv").read_text().count("test_square") == 3
+    assert (suite.path / "rebuilt/dummy_exp/summary.csv").read_text().count("square[c") == 3
     # resume reruns only the lost case, and appends on a fresh line
     run(suite, "--bench-resume").assert_outcomes(passed=1, skipped=3)
     assert sum(1 for ln in store.read_text().splitlines() if ln.endswith("}")) == 4
@@ -136,17 +137,22 @@ def test_machine_info_has_torch_and_device_facts(suite):
     run(suite, "--benchmark-json", "out.json").assert_outcomes(passed=4)
     info = json.loads((suite.path / "out.json").read_text())["machine_info"]["benchlab"]
     assert {"torch", "transformers", "cuda", "gpu_count", "torch_threads", "blas"} <= set(info)
+    record = json.loads(store_lines(suite)[0])
+    assert {"cpu", "isa", "torch", "transformers", "torch_threads", "blas"} <= set(
+        record["machine"])
+    assert record["commit"] is None or len(record["commit"]) == 40
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--bench-scale", "huge"], "--bench-scale: unknown scale 'huge'"),
-    (["--bench-device", "tpu"], "--bench-device: unknown device 'tpu'"),
+    (["--bench-scale", "huge"], "argument --bench-scale: invalid choice: 'huge'"),
+    (["--bench-device", "tpu"], "argument --bench-device: invalid choice: 'tpu'"),
+    (["--bench-threads", "-3"], "argument --bench-threads: -3: expected 0"),
 ])
 def test_bad_options_give_one_line_errors(suite, args, needle):
     result = run(suite, *args)
     assert result.ret != 0
-    errors = [ln for ln in result.stderr.lines if ln.startswith("ERROR")]
-    assert len(errors) == 1 and needle in errors[0]
+    errors = [ln for ln in result.stderr.lines if ": error: " in ln]
+    assert len(errors) == 1 and needle in errors[0], result.stderr.lines
     assert not (suite.path / "store.jsonl").exists()
 
 
@@ -155,12 +161,13 @@ def test_report_bad_input_errors_and_overwrites_nothing(suite):
     before = (suite.path / "reports/dummy_exp/summary.md").read_bytes()
     (suite.path / "bad.json").write_text('{"benchmarks": [')
     (suite.path / "other.json").write_text('{"machine_info": {}}')
-    cases = [("bad.json", "bad.json: not valid JSON"),
-             ("other.json", "other.json: benchmarks: missing"),
-             ("missing.jsonl", "missing.jsonl: no such file")]
-    for path, needle in cases:
+    cases = [("bad.json", "benchlab: error: bad.json: not valid JSON (Expecting value: line 1 "
+                           "column 17 (char 16))"),
+             ("other.json", "benchlab: error: other.json: benchmarks: missing; not a "
+                            "pytest-benchmark JSON, a result store or a baseline"),
+             ("missing.jsonl", "benchlab: error: missing.jsonl: no such file")]
+    for path, expected in cases:
         result = suite.run(BIN / "benchlab", "report", path, "--outdir", "reports")
         assert result.ret == 2
-        assert result.stderr.lines == [f"benchlab: error: {result.stderr.str().split(': ', 2)[2]}"]
-        assert needle in result.stderr.str()
+        assert result.stderr.lines == [expected]
     assert (suite.path / "reports/dummy_exp/summary.md").read_bytes() == before

@@ -71,8 +71,10 @@ def test_bpe_tokenizer_round_trips_and_has_the_spec_vocab():
     assert tok.to_transformers()(["a b"]).input_ids == [tok.encode("a b")]
 
 
-def test_bpe_training_is_deterministic():
-    cached = json.loads(tokenize.bpe_path().read_text())
+def test_bpe_training_rebuilds_the_pinned_tokenizer():
+    from benchlab.zoo import pin
+
+    cached = json.loads(pin.path(pin.TOKENIZER).read_text())
     fresh = json.loads(tokenize._train_bpe().to_str())
     assert fresh["model"]["merges"] == cached["model"]["merges"]
     assert fresh["model"]["vocab"] == cached["model"]["vocab"]

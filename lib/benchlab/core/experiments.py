@@ -1,35 +1,46 @@
 """Find an experiment package by name without importing any experiment from the core.
 
-An experiment is a module with `CONFIGS` (scale -> frozen dataclass) and
-`report(records, outdir)`. Names resolve through the `benchlab.experiments` entry-point group;
-a dotted module path works too (tests use that for throwaway experiments).
+An experiment is a module with `CONFIGS` (scale -> frozen dataclass), `report(records, outdir)`
+and `METRICS` (metric name or pattern -> tolerance, for `benchlab compare`). Names resolve only
+through the `benchlab.experiments` entry-point group, so a results file can never choose which
+module is imported; $BENCHLAB_EXPERIMENTS ("name=module,name=module") adds throwaway experiments
+for tests, set by whoever runs the process.
 """
 
-import difflib
+import functools
 import importlib
 import importlib.metadata as md
+import os
 from types import ModuleType
 
-from .errors import BenchlabError
+from .registry import Registry
 from .scale import config_for
 
 GROUP = "benchlab.experiments"
 
 
+def _registry() -> Registry:
+    reg = Registry("experiment")
+    for ep in md.entry_points(group=GROUP):
+        reg.add(ep.name, ep.value)
+    for item in filter(None, os.environ.get("BENCHLAB_EXPERIMENTS", "").split(",")):
+        name, _, target = item.partition("=")
+        reg.add(name.strip(), target.strip())
+    return reg
+
+
 def known() -> dict[str, str]:
-    return {ep.name: ep.value for ep in md.entry_points(group=GROUP)}
+    return dict(_registry().items())
+
+
+@functools.cache
+def _load(name: str, target: str) -> ModuleType:
+    return importlib.import_module(target)
 
 
 def load(name: str) -> ModuleType:
-    target = known().get(name)
-    if target is None and "." not in name:
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError:
-            close = difflib.get_close_matches(name, known(), n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise BenchlabError(f"unknown experiment {name!r}{hint}") from None
-    return importlib.import_module(target or name)
+    """The registered experiment package; an unknown name is a BenchlabError with "did you mean"."""
+    return _load(name, _registry().get(name))
 
 
 def config(name: str, scale: str):
@@ -46,14 +57,17 @@ def report_all(records: list[dict], outdir) -> list[str]:
     import traceback
     from pathlib import Path
 
+    from .errors import BenchlabError
+
     by_exp: dict[str, list[dict]] = {}
     for rec in records:
         by_exp.setdefault(rec["experiment"], []).append(rec)
+    modules = {exp: load(exp) for exp in sorted(by_exp)}  # unknown names fail before any report
     failed = []
-    for exp, recs in sorted(by_exp.items()):
-        recs.sort(key=lambda r: (r["case"], r["config_hash"]))
+    for exp, module in modules.items():
+        recs = sorted(by_exp[exp], key=lambda r: (r["case"], r["config_hash"]))
         try:
-            load(exp).report(recs, Path(outdir) / exp)
+            module.report(recs, Path(outdir) / exp)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             failed.append(exp)

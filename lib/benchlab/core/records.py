@@ -8,6 +8,7 @@ A record is a plain dict:
                                        dtype, threads): change any of them and the case reruns
     code_version                       hash of the core, the zoo and the experiment's package
                                        (and, under pytest, the bench module that measured it)
+    package_version                    the same without the bench module
     metrics                            the result metrics (`METRICS` in the package says which
                                        are results and with what tolerance; times are not)
     config, inputs, run, machine, commit, time     provenance
@@ -16,6 +17,8 @@ Together experiment, case, config_hash and code_version are the key (core.store.
 """
 
 from .provenance import code_version, config_hash, git_commit, to_jsonable
+
+TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")  # record["time"]
 
 
 def case_name(kind: str, case_id: str) -> str:
@@ -45,6 +48,7 @@ def make_record(experiment: str, kind: str, case_id: str, metrics: dict, *, scal
         "experiment": experiment, "case": case_name(kind, case_id), "kind": kind,
         "scale": scale, "config_hash": config_hash(key),
         "code_version": code_version(module_file, *extra_code),
+        "package_version": code_version(module_file),
         "metrics": to_jsonable(metrics), "config": params, "inputs": inputs, "run": run,
         "machine": facts(), "commit": git_commit(), "time": time,
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")
+from .records import TIME_FIELDS
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -24,8 +24,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: `id` (the record's case, "<kind>[<case id>]"), `kind`, the flattened parametrization (`case.model`, ...),
-    the metrics under their own names, and `time_mean`, `time_stddev`, ... (NaN when the run had
+    """One row per record: `id` (the record's case, "<kind>[<case id>]"), `kind`, the flattened
+    parametrization (`case.model`, ...), the metrics under their own names, and `time_mean`, `time_stddev`, ... (NaN when the run had
     --benchmark-disable, so reports can always name these columns)."""
     rows = []
     for rec in records:

@@ -1,14 +1,17 @@
 """The result store: one JSON line per finished case, appended atomically.
 
-A record is a plain dict with at least `experiment`, `case`, `config_hash` and `code_version`;
-together they are its key. A line is written with one `write` under an exclusive lock, then
+A record is a plain dict (core.records.make_record) with at least the string fields `experiment`,
+`case`, `config_hash` and `code_version`, together its key, and a `metrics` mapping. A line is written with one `write` under an exclusive lock, then
 fsync'd, so a killed run leaves at most one truncated last line. Reading skips such a line with a
-warning that names the file and line number, and keeps every other record.
+warning that names the file and line number, and keeps every other record; so is a line that
+parses but is not a record (a key field that is not a string, metrics that are not a mapping).
 """
 
+import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,14 +28,35 @@ def record_key(record: dict) -> tuple:
     return tuple(record.get(f) for f in KEY_FIELDS)
 
 
+def check_record(rec) -> dict:
+    """`rec` if it is a well-formed record, else ValueError saying which field is wrong."""
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    for field in KEY_FIELDS:
+        if not isinstance(rec.get(field), str):
+            raise ValueError(f"{field}: expected a string, got {type(rec.get(field)).__name__}")
+    if not isinstance(rec.get("metrics", {}), dict):
+        raise ValueError("metrics: expected a mapping")
+    for field in ("scale", "kind"):
+        if rec.get(field) is not None and not isinstance(rec[field], str):
+            raise ValueError(f"{field}: expected a string")
+    return rec
+
+
 class ResultStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
+    def check_writable(self) -> None:
+        """Raise BenchlabError unless a record can be appended (checked before any case runs)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        except OSError as e:
+            raise BenchlabError(f"{self.path}: result store not writable ({e.strerror})") from None
+
     def append(self, record: dict) -> None:
-        missing = [f for f in KEY_FIELDS if f not in record]
-        if missing:
-            raise ValueError(f"record lacks key fields {missing}")
+        check_record(record)
         line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -59,9 +83,7 @@ class ResultStore:
                 if not raw.strip():
                     continue
                 try:
-                    rec = json.loads(raw)
-                    if not isinstance(rec, dict) or any(k not in rec for k in KEY_FIELDS):
-                        raise ValueError("not a benchlab record")
+                    rec = check_record(json.loads(raw))
                 except (ValueError, UnicodeDecodeError) as e:
                     warnings.warn(f"{self.path}:{lineno}: skipped a corrupt line ({e})",
                                   StoreWarning, stacklevel=2)
@@ -76,3 +98,22 @@ class ResultStore:
             if all(rec.get(k) == v for k, v in match.items()):
                 out[record_key(rec)] = rec
         return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temp path next to `path`; on success it replaces `path` atomically (os.replace),
+    so a reader never sees a half-written file and a failed write leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -8,8 +8,9 @@ import fcntl
 import functools
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from ..core.store import atomic_path  # noqa: F401  (re-exported: the zoo's writers use it)
 
 ZOO_ROOT = Path(__file__).resolve().parent
 
@@ -20,19 +21,25 @@ def cache_dir() -> Path:
     return Path(root).expanduser()
 
 
-# the sources that decide a cached model's weights, tokenizer and corpus (not cli/data/probes)
-VERSIONED = ("batches.py", "cache.py", "models.py", "text.py", "tokenize.py", "train.py")
+# the sources that decide a trained model's weights besides its spec, schedule and seed: the
+# training loop, its batches, and the pinned tokenizer and corpus (not cli/data/probes/specs)
+VERSIONED = ("batches.py", "train.py")
 
 
 @functools.cache
 def zoo_version() -> str:
-    """Hash of the zoo sources in VERSIONED: experiment edits (and edits to the zoo's loaders,
-    CLI or probes) do not invalidate cached models, tokenizer or corpus."""
+    """Cache key of models trained here (non-default schedules; the default tiny ones are pinned):
+    the sources in VERSIONED and the digests of the pinned tokenizer and corpus. A new model spec
+    or an edit to the zoo's loaders, CLI or probes invalidates nothing."""
+    from . import pin
+
     digest = hashlib.sha256()
     for name in VERSIONED:
         path = ZOO_ROOT / name
         digest.update(name.encode())
         digest.update(path.read_bytes())
+    digest.update(pin.digest(pin.TOKENIZER).encode())
+    digest.update(pin.digest(pin.CORPUS).encode())
     return digest.hexdigest()[:12]
 
 
@@ -54,20 +61,3 @@ def locked(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temp path next to `path`; on success it replaces `path` atomically (os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -17,11 +17,7 @@ import transformers
 
 from ..core.errors import BenchlabError
 from ..core.registry import Registry
-
-# The zoo BPE tokenizer's layout (benchlab.zoo.tokenize): id 0 ends a document, id 1 pads.
-VOCAB_SIZE = 4096
-EOT_ID = 0
-PAD_ID = 1
+from .tokenize import EOT_ID, PAD_ID, VOCAB_SIZE
 
 FAMILIES = {  # family -> (config class, causal-LM class)
     "opt": ("OPTConfig", "OPTForCausalLM"),

@@ -45,10 +45,27 @@ def pydoc_text() -> str:
 
 
 def pydoc_documents() -> list[str]:
-    """One document per pydoc topic, sorted by topic name."""
+    """One document per pydoc topic, sorted by topic name: CPython 3.11.7's, frozen in the pinned
+    corpus (zoo.pin) so that the text does not change with the Python version."""
+    return list(_pinned()["pydoc"])
+
+
+def live_pydoc_documents() -> list[str]:
+    """The running Python's own pydoc topics (what `benchlab zoo pin --corpus` freezes)."""
     from pydoc_data.topics import topics
 
     return [topics[k].strip() for k in sorted(topics)]
+
+
+@functools.cache
+def _pinned() -> dict:
+    import json
+    import lzma
+
+    from . import pin
+
+    path = pin.path(pin.CORPUS)
+    return json.loads(lzma.decompress(path.read_bytes()))
 
 
 def _pseudo_words(rng: np.random.Generator, n: int, suffixes: list[str]) -> list[str]:
@@ -193,19 +210,23 @@ def length_stats(documents: list[str]) -> dict:
 CORPUS_SYNTHETIC = {"train": (6000, 0), "val": (600, 1)}  # split -> (documents, seed)
 
 
-@functools.cache
-def _corpus(split: str) -> tuple[str, ...]:
+def build_corpus() -> dict:
+    """The corpus as pinned: the running Python's pydoc topics (every 8th held out for "val")
+    plus synthetic documents (train: 6000 with seed 0, val: 600 with seed 1)."""
+    pydoc = live_pydoc_documents()
+    out = {"pydoc": pydoc}
+    for split, (n, seed) in CORPUS_SYNTHETIC.items():
+        real = [d for i, d in enumerate(pydoc) if (i % 8 == 7) == (split == "val")]
+        out[split] = real + synthetic_documents(n, seed=seed)
+    return out
+
+
+def corpus_documents(split: str = "train") -> list[str]:
+    """The zoo corpus, read from the pinned artifact (zoo.pin): pydoc topics (every 8th topic
+    held out for "val") + synthetic documents (train: 6000 with seed 0, val: 600 with seed 1).
+    Tiny models and the BPE are trained on it."""
     if split not in CORPUS_SYNTHETIC:
         from ..core.errors import BenchlabError
 
         raise BenchlabError(f"corpus split {split!r}: expected 'train' or 'val'")
-    pydoc = pydoc_documents()
-    real = [d for i, d in enumerate(pydoc) if (i % 8 == 7) == (split == "val")]
-    n, seed = CORPUS_SYNTHETIC[split]
-    return tuple(real + synthetic_documents(n, seed=seed))
-
-
-def corpus_documents(split: str = "train") -> list[str]:
-    """The zoo corpus: pydoc topics (every 8th topic held out for "val") + synthetic documents
-    (train: 6000 with seed 0, val: 600 with seed 1). Tiny models and the BPE are trained on it."""
-    return list(_corpus(split))
+    return list(_pinned()[split])

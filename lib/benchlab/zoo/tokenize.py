@@ -2,8 +2,8 @@
 
     python -c "from benchlab import zoo; print(zoo.tokenizer().encode('def f(x): return x'))"
 
-The BPE (4096 tokens: <|endoftext|> = 0, <|pad|> = 1, 256 byte symbols, merges) is trained once
-with the `tokenizers` library and cached as JSON under cache_dir()/zoo, keyed by the zoo version.
+The BPE (4096 tokens: <|endoftext|> = 0, <|pad|> = 1, 256 byte symbols, merges) was trained with
+the `tokenizers` library on the pinned corpus and is shipped as a pinned artifact (zoo.pin).
 """
 
 import functools
@@ -12,10 +12,13 @@ import json
 import numpy as np
 
 from ..core.errors import BenchlabError
-from .cache import atomic_path, cache_dir, locked, zoo_version
-from .models import EOT_ID, PAD_ID, VOCAB_SIZE
+from .cache import atomic_path, cache_dir, locked
 from .text import corpus_documents
 
+# The zoo BPE's layout: id 0 ends a document, id 1 pads (tiny and small specs use it).
+VOCAB_SIZE = 4096
+EOT_ID = 0
+PAD_ID = 1
 SPECIALS = ["<|endoftext|>", "<|pad|>"]  # ids 0 and 1 (EOT_ID, PAD_ID)
 
 
@@ -78,38 +81,33 @@ def _train_bpe():
     return tok
 
 
-def bpe_path():
-    return cache_dir() / "zoo" / f"bpe-{VOCAB_SIZE}-{zoo_version()}.json"
-
-
 @functools.cache
-def _bpe(path_str: str) -> BPETokenizer:
-    from pathlib import Path
-
+def _bpe() -> BPETokenizer:
     from tokenizers import Tokenizer
 
-    path = Path(path_str)
-    with locked(path):
-        if path.exists():
-            try:
-                tok = Tokenizer.from_file(str(path))
-                if tok.get_vocab_size() == VOCAB_SIZE:
-                    return BPETokenizer(tok)
-            except Exception:  # a torn or edited cache file: rebuild it below
-                pass
-            path.unlink()
-        tok = _train_bpe()
-        with atomic_path(path) as tmp:
-            tok.save(str(tmp))
+    from . import pin
+
+    path = pin.path(pin.TOKENIZER)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on a malformed file
+        raise BenchlabError(f"{path}: not a tokenizers JSON file ({e})") from None
+    if tok.get_vocab_size() != VOCAB_SIZE:
+        raise BenchlabError(f"{path}: vocab size: {tok.get_vocab_size()}, expected {VOCAB_SIZE}")
     return BPETokenizer(tok)
 
 
+def reset() -> None:
+    """Forget the loaded tokenizer (after `benchlab zoo pin` rewrote it)."""
+    _bpe.cache_clear()
+
+
 def tokenizer(kind: str = "bpe"):
-    """The zoo tokenizer: "bpe" (what the tiny/small specs use) or "byte"."""
+    """The zoo tokenizer: "bpe" (the pinned 4096-token BPE the tiny/small specs use) or "byte"."""
     if kind == "byte":
         return ByteTokenizer()
     if kind == "bpe":
-        return _bpe(str(bpe_path()))
+        return _bpe()
     raise BenchlabError(f"tokenizer kind {kind!r}: expected 'bpe' or 'byte'")
 
 
@@ -131,7 +129,10 @@ def vocab_json(kind: str = "bpe") -> str:
 
 def corpus_tokens(split: str = "train") -> np.ndarray:
     """The zoo corpus split as one BPE token stream (uint16, EOT after each document), cached."""
-    path = cache_dir() / "zoo" / f"corpus-{split}-{zoo_version()}.npy"
+    from . import pin
+
+    key = pin.digest(pin.TOKENIZER)[:12] + pin.digest(pin.CORPUS)[:12]
+    path = cache_dir() / "zoo" / f"corpus-{split}-{key}.npy"
     with locked(path):
         if path.exists():
             try:

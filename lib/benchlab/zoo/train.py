@@ -3,9 +3,11 @@
     python -c "from benchlab import zoo; print(zoo.train_stats('olmoe-tiny'))"
 
 Random init is not what the experiments measure (near-uniform routers, ~50% ReLU sparsity, no
-heavy-tailed spectra), so `trained` runs a short AdamW schedule on the zoo corpus (CPU, about a
-minute for a tiny spec), then caches the weights under cache_dir()/zoo/models/ with a JSON sidecar
-holding the file's sha256 and the training statistics. A file whose hash, size or header does not
+heavy-tailed spectra), so `trained` runs a short AdamW schedule on the zoo corpus. The default
+schedule of each tiny spec (seed 0) is a pinned artifact shipped with the package (zoo.pin: the
+same bytes on every machine); any other schedule or seed is trained here (CPU, about a minute for
+a tiny spec) and cached under cache_dir()/zoo/models/ with a JSON sidecar holding the file's
+sha256 and the training statistics. A file whose hash, size or header does not
 match is deleted and rebuilt, never used. Writes are atomic (temp file + os.replace) under a file
 lock, so concurrent pytest-xdist workers train a model once.
 """
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..core.errors import BenchlabError
 from ..core.provenance import config_hash
+from . import pin
 from .batches import token_batches
 from .cache import atomic_path, cache_dir, locked, sha256_file, zoo_version
 from .models import build, spec
@@ -80,15 +83,16 @@ def _threads() -> int:
     return max(1, min(torch.get_num_threads(), round(free)))
 
 
-def train_model(name: str, cfg: TrainConfig, seed: int = 0):
-    """Train a fresh build(name, seed) with AdamW + cosine schedule; returns (model, stats)."""
+def train_model(name: str, cfg: TrainConfig, seed: int = 0, threads: int | None = None):
+    """Train a fresh build(name, seed) with AdamW + cosine schedule; returns (model, stats).
+    `threads` fixes the intra-op thread count (pinned builds use 1: bit-identical reruns)."""
     TRAINING_RUNS.append(name)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(_threads())
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or _threads())
     try:
         return _train(name, cfg, seed)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _train(name: str, cfg: TrainConfig, seed: int):
@@ -132,7 +136,7 @@ def _train(name: str, cfg: TrainConfig, seed: int):
     return model.cpu(), stats
 
 
-def _state(model) -> dict:
+def state_of(model) -> dict:
     # tied weights (lm_head = embed_tokens) are stored once; load_state_dict re-ties them
     seen, out = set(), {}
     for k, v in model.state_dict().items():
@@ -141,6 +145,15 @@ def _state(model) -> dict:
         seen.add(v.data_ptr())
         out[k] = v.detach().contiguous()
     return out
+
+
+def _load_state(model, state: dict):
+    model.load_state_dict(state, strict=False)
+    missing = set(model.state_dict()) - set(state)
+    tied = {k for k in missing if "lm_head" in k and model.config.tie_word_embeddings}
+    if missing - tied:
+        raise ValueError(f"missing tensors {sorted(missing - tied)[:3]}")
+    return model.eval()
 
 
 def _read_cached(path: Path, name: str, seed: int):
@@ -152,14 +165,7 @@ def _read_cached(path: Path, name: str, seed: int):
         meta = json.loads(sidecar.read_text())
         if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
             raise ValueError("size or sha256 differs from the sidecar")
-        state = load_file(path)
-        model = build(name, seed=seed)
-        model.load_state_dict(state, strict=False)
-        missing = set(model.state_dict()) - set(state)
-        tied = {k for k in missing if "lm_head" in k and model.config.tie_word_embeddings}
-        if missing - tied:
-            raise ValueError(f"missing tensors {sorted(missing - tied)[:3]}")
-        return model.eval()
+        return _load_state(build(name, seed=seed), load_file(path))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
         tqdm.write(f"benchlab.zoo: cached {path.name} is unusable ({e}); rebuilding",
                    file=sys.stderr)
@@ -168,12 +174,28 @@ def _read_cached(path: Path, name: str, seed: int):
         return None
 
 
+def pinned(name: str, steps: int | None = None, seed: int = 0) -> bool:
+    """Is this the shipped artifact (a tiny spec, its default schedule, seed 0)?"""
+    return (seed == 0 and pin.is_pinned(name)
+            and train_config(name, steps) == train_config(name))
+
+
+def _read_pinned(name: str):
+    path = pin.path(name)  # sha256-checked: a mismatch is a BenchlabError naming the file
+    try:
+        return _load_state(build(name), load_file(path))
+    except (OSError, ValueError, SafetensorError) as e:
+        raise BenchlabError(f"{path}: not the pinned {name} weights ({e})") from None
+
+
 def trained(name: str, *, steps: int | None = None, seed: int = 0):
     """A tiny/small spec trained on the zoo corpus (cached; float32, eval mode, on CPU).
 
     Training runs on CUDA when available. Tiny specs take about a minute of CPU; the small
     specs (30-90M parameters, 100 steps of 8 x 256 tokens) take a minute or two on one GPU and
     about half an hour on one CPU core (opt-125m-shape: 20 s a step)."""
+    if pinned(name, steps, seed):
+        return _read_pinned(name)
     cfg = train_config(name, steps)
     path = cache_path(name, steps, seed)
     with locked(path):
@@ -182,7 +204,7 @@ def trained(name: str, *, steps: int | None = None, seed: int = 0):
             return model
         model, stats = train_model(name, cfg, seed)
         with atomic_path(path) as tmp:
-            save_file(_state(model), str(tmp), metadata={"name": name, "zoo": zoo_version()})
+            save_file(state_of(model), str(tmp), metadata={"name": name, "zoo": zoo_version()})
             stats.update(bytes=tmp.stat().st_size, sha256=sha256_file(tmp))
             with atomic_path(path.with_suffix(".json")) as tmp_meta:
                 tmp_meta.write_text(json.dumps(stats, indent=1, sort_keys=True))
@@ -190,7 +212,10 @@ def trained(name: str, *, steps: int | None = None, seed: int = 0):
 
 
 def train_stats(name: str, *, steps: int | None = None, seed: int = 0) -> dict:
-    """The sidecar of a cached trained model (trains it first if needed)."""
+    """The training statistics of a trained model: the manifest's for a pinned one, else the
+    sidecar of the cached one (trained first if needed)."""
+    if pinned(name, steps, seed):
+        return pin.manifest()["training"][name]
     path = cache_path(name, steps, seed)
     if not path.with_suffix(".json").exists():
         trained(name, steps=steps, seed=seed)

@@ -1,0 +1,125 @@
+"""`benchlab compare BASE NEW`: the result metrics (not times) of two runs, case by case.
+
+    benchlab compare reports/baseline/tiny.json .benchlab/store.jsonl
+
+Each experiment declares in `METRICS` which metrics are results and how far they may move:
+`None` (not a result: times, speed ratios; never compared), `0` (exact), a float (relative
+tolerance) or `(rel, abs)`. Keys are metric names or fnmatch patterns; the first match wins, and
+a recorded metric that matches none is an error, so nothing goes unchecked by accident. Times
+are pytest-benchmark's business (`pytest-benchmark compare`).
+"""
+
+import fnmatch
+import math
+from dataclasses import dataclass
+
+from .errors import BenchlabError
+from .experiments import load
+from .store import record_key
+
+MISSING = object()
+
+
+def tolerance(metrics: dict, name: str, experiment: str):
+    if name in metrics:
+        return metrics[name]
+    for pattern, tol in metrics.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return tol
+    raise BenchlabError(f"{experiment}.METRICS: metric {name!r} is not declared "
+                        "(give it a tolerance, or None if it is not a result)")
+
+
+def within(a, b, tol) -> bool:
+    """Is `b` within `tol` of `a`? Numbers by tolerance, lists element-wise, the rest by ==."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(within(x, y, tol) for x, y in zip(a, b, strict=True))
+    num = (int, float)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool | str):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        rel, abs_ = (tol, 0.0) if isinstance(tol, int | float) else tol
+        return abs(a - b) <= abs_ + rel * max(abs(a), abs(b))
+    return a == b
+
+
+@dataclass
+class Row:
+    experiment: str
+    case: str
+    metric: str
+    base: object
+    new: object
+    status: str  # moved | missing | new | config
+
+
+def compare(base: list[dict], new: list[dict]) -> tuple[list[Row], int]:
+    """(rows that moved or do not match up, number of metric values compared)."""
+    def by_case(records):
+        return {(r["experiment"], r["case"]): r for r in records}
+
+    old, cur = by_case(base), by_case(new)
+    declared = {exp: getattr(load(exp), "METRICS", None) for exp, _ in old.keys() | cur.keys()}
+    for exp, metrics in declared.items():
+        if not isinstance(metrics, dict):
+            raise BenchlabError(f"experiment {exp!r} declares no METRICS (metric -> tolerance)")
+    rows, compared = [], 0
+    for key in sorted(old.keys() | cur.keys()):
+        exp, case = key
+        if key not in cur:
+            rows.append(Row(exp, case, "*", "present", "absent", "missing"))
+            continue
+        if key not in old:
+            rows.append(Row(exp, case, "*", "absent", "present", "new"))
+            continue
+        a, b = old[key], cur[key]
+        if a["config_hash"] != b["config_hash"]:
+            rows.append(Row(exp, case, "config_hash", a["config_hash"], b["config_hash"],
+                            "config"))
+            continue
+        ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+        for name in sorted(ma.keys() | mb.keys()):
+            tol = tolerance(declared[exp], name, exp)
+            if tol is None:
+                continue
+            va, vb = ma.get(name, MISSING), mb.get(name, MISSING)
+            compared += 1
+            if va is MISSING or vb is MISSING or not within(va, vb, tol):
+                rows.append(Row(exp, case, name, _show(va), _show(vb), "moved"))
+    return rows, compared
+
+
+def _show(v):
+    return "absent" if v is MISSING else v
+
+
+FAILING = ("moved", "missing", "config")
+
+
+def main(base_path, new_path) -> int:
+    """Print what moved; 1 if anything moved, went missing or changed config, else 0."""
+    from tabulate import tabulate
+
+    from .results import load_records
+
+    base, new = load_records(base_path), load_records(new_path)
+    if not new:
+        raise BenchlabError(f"{new_path}: no benchlab records")
+    rows, compared = compare(base, new)
+    bad = [r for r in rows if r.status in FAILING]
+    if rows:
+        print(tabulate([(r.status, r.experiment, r.case, r.metric, _short(r.base), _short(r.new))
+                        for r in rows], headers=("status", "experiment", "case", "metric",
+                                                  str(base_path), str(new_path))))
+    cases = len({record_key(r) for r in new})
+    print(f"benchlab compare: {cases} cases, {compared} result values compared: "
+          f"{sum(r.status == 'moved' for r in rows)} moved, "
+          f"{sum(r.status == 'missing' for r in rows)} missing, "
+          f"{sum(r.status == 'config' for r in rows)} with another config, "
+          f"{sum(r.status == 'new' for r in rows)} new")
+    return 1 if bad else 0
+
+
+def _short(v, width: int = 40) -> str:
+    text = repr(v) if not isinstance(v, str) else v
+    return text if len(text) <= width else text[: width - 3] + "..."

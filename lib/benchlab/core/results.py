@@ -1,0 +1,64 @@
+"""Saved results, read back: a result store, a pytest-benchmark JSON, or a baseline file.
+
+    benchlab report out.json | .benchlab/store.jsonl | reports/baseline/tiny.json
+
+Every record is checked (core.store.check_record); a malformed one is a one-line BenchlabError
+naming the file and the record, never a traceback.
+"""
+
+import json
+from pathlib import Path
+
+from .errors import BenchlabError, fail, read_json
+from .store import ResultStore, atomic_path, check_record, record_key
+
+
+def newest(records: list[dict]) -> list[dict]:
+    """Of a store's records: those of each experiment's newest package version (that of its last
+    record), the last one per case."""
+    version = {r["experiment"]: r.get("package_version", r["code_version"]) for r in records}
+    out = {(r["experiment"], r["case"], r["config_hash"]): r for r in records
+           if r.get("package_version", r["code_version"]) == version[r["experiment"]]}
+    return list(out.values())
+
+
+def load_records(path) -> list[dict]:
+    """Records from a result store (.jsonl: see `newest`), a pytest-benchmark JSON (each
+    benchmark's extra_info.benchlab) or a baseline JSON ({"records": [...]})."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchlabError(f"{path}: no such file")
+    if path.suffix == ".jsonl":
+        return newest(ResultStore(path).read(must_exist=True))
+    data = read_json(path)
+    if isinstance(data.get("records"), list):
+        items = [(f"records[{i}]", r) for i, r in enumerate(data["records"])]
+    elif isinstance(data.get("benchmarks"), list):
+        items = [(f"benchmarks[{i}].extra_info.benchlab",
+                  (b.get("extra_info") or {}).get("benchlab") if isinstance(b, dict) else b)
+                 for i, b in enumerate(data["benchmarks"])]
+        items = [(where, r) for where, r in items if r is not None]
+        resumed = data.get("benchlab_resumed") or []  # cases skipped under --bench-resume
+        items += [(f"benchlab_resumed[{i}]", r) for i, r in enumerate(resumed)]
+    else:
+        raise fail(str(path), "benchmarks",
+                   "missing; not a pytest-benchmark JSON, a result store or a baseline")
+    records = []
+    for where, rec in items:
+        try:
+            records.append(check_record(rec))
+        except ValueError as e:
+            raise fail(str(path), where, f"malformed record ({e})") from None
+    return records
+
+
+def write_baseline(records: list[dict], path, *, command: str) -> Path:
+    """The result metrics of `records` (no times, no machine facts) as a baseline file."""
+    keep = ("experiment", "case", "kind", "scale", "config_hash", "code_version",
+            "package_version", "inputs", "metrics")
+    rows = sorted(({k: r.get(k) for k in keep} for r in records), key=record_key)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"command": command, "records": rows}, indent=0,
+                                  sort_keys=True) + "\n")
+    return path
