@@ -33,6 +33,9 @@ Text (benchlab.zoo.text, benchlab.zoo.tokenize)
                                        cached, .to_transformers(); "byte": bytes, EOT 256, PAD 257)
     encode_documents(docs, kind)       one uint16 stream, EOT after each document
     corpus_tokens(split)               the corpus split as that stream (cached .npy)
+Pinned artifacts (benchlab.zoo.pin): the corpus, the BPE and the default-schedule tiny models are
+    shipped files checked by sha256; digest(name) -> sha256 of one ("opt-tiny", pin.TOKENIZER,
+    pin.CORPUS); artifact_inputs(*models) -> {"model:<name>", "tokenizer", "corpus"} for records
 Probes (benchlab.zoo.probes): val_loss(model, batches), router_entropy(model, ids),
     relu_sparsity(model, ids), summary(model)
 Data (benchlab.zoo.data)
@@ -67,6 +70,8 @@ from .text import (
     pydoc_text,
     synthetic_documents,
 )
+from .pin import digest
+from .pin import inputs as artifact_inputs
 from .tokenize import corpus_tokens, encode_documents, tokenizer
 from .train import TrainConfig, train_stats, trained
 
@@ -74,5 +79,5 @@ __all__ = [
     "EOT_ID", "MODELS", "PAD_ID", "VOCAB_SIZE", "ModelSpec", "build", "hf_config", "load",
     "names", "offline", "spec", "cache_dir", "zoo_version",
     "corpus_documents", "length_stats", "pydoc_documents", "pydoc_text", "synthetic_documents",
-    "corpus_tokens", "encode_documents", "tokenizer", "TrainConfig", "train_stats", "trained",
+    "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs", "TrainConfig", "train_stats", "trained",
 ]
