@@ -55,7 +55,7 @@ def cmd_publish(args) -> int:
 def cmd_compare(args) -> int:
     from .core.compare import main as compare
 
-    return compare(args.base, args.new)
+    return compare(args.base, args.new, exact=args.exact)
 
 
 def cmd_baseline(args) -> int:
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp_ = sub.add_parser("compare", help="result metrics of two runs, case by case")
     cmp_.add_argument("base", help="baseline: benchmark JSON, result store or baseline file")
     cmp_.add_argument("new", help="the run to check, in any of those forms")
+    cmp_.add_argument("--exact", action="store_true",
+                      help="every result metric bit for bit (two runs on one machine)")
     base = sub.add_parser("baseline", help=f"rewrite {BASELINE} from a run's results")
     base.add_argument("path", help="a .jsonl result store or benchmark JSON of a tiny run")
     base.add_argument("--output", default=BASELINE, help="(default: %(default)s)")

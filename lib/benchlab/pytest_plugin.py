@@ -145,8 +145,9 @@ class Session:
 def kind_of(item) -> str:
     """The case kind: the `cases` marker's name less `_cases`, else the test name less `test_`."""
     mark = item.get_closest_marker("cases")
-    if mark is not None and isinstance(mark.args[0], str):
-        return mark.args[0].removesuffix("_cases")
+    if mark is not None:
+        name = mark.args[0] if isinstance(mark.args[0], str) else mark.args[0].__name__
+        return name.removesuffix("_cases")
     return (getattr(item, "originalname", None) or item.name).removeprefix("test_")
 
 
@@ -176,6 +177,8 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--bench-store: {e}") from None
     config.stash[STASH] = session
     config.pluginmanager.register(session, "benchlab-session")
+    if not config.pluginmanager.has_plugin("benchmark"):
+        config.pluginmanager.register(WithoutBenchmark(), "benchlab-without-benchmark")
 
 
 def pytest_generate_tests(metafunc):
@@ -218,6 +221,33 @@ def device(request) -> str:
         return resolve_device(request.config.stash[STASH].device_name)
     except BenchlabError as e:
         pytest.skip(str(e))
+
+
+class UntimedBenchmark:
+    """The `benchmark` fixture under `-p no:benchmark`: as with --benchmark-disable, every call
+    runs its function once and no time is recorded."""
+
+    enabled = False
+
+    def __init__(self):
+        self.extra_info = {}
+
+    def pedantic(self, fn, args=(), kwargs=None, setup=None, rounds=1, warmup_rounds=0,
+                 iterations=1):
+        if setup is not None:
+            args, kwargs = setup() or (args, kwargs)
+        return fn(*args, **(kwargs or {}))
+
+    def __call__(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+
+class WithoutBenchmark:
+    """Registered only when pytest-benchmark is not loaded, so bench modules still run."""
+
+    @pytest.fixture
+    def benchmark(self):
+        return UntimedBenchmark()
 
 
 @pytest.fixture

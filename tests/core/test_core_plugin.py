@@ -20,6 +20,17 @@ class Config:
 
 
 CONFIGS = {"tiny": Config(4), "small": Config(6), "paper": Config(8)}
+METRICS = {"square": 0, "label": 0, "pair": 0, "timed": None}
+PUBLISH_SCALES = ("small",)
+
+
+def inputs(case, config):
+    """The digest of input.txt, when there is one: a changed input reruns every case."""
+    from pathlib import Path
+
+    from benchlab.core.provenance import sha256_file
+
+    return {"input.txt": sha256_file("input.txt")} if Path("input.txt").exists() else {}
 
 
 def square_cases(config):
@@ -171,3 +182,82 @@ def test_report_bad_input_errors_and_overwrites_nothing(suite):
         assert result.ret == 2
         assert result.stderr.lines == [expected]
     assert (suite.path / "reports/dummy_exp/summary.md").read_bytes() == before
+
+
+@pytest.mark.parametrize("change", ["input", "seed", "threads", "bench module"])
+def test_resume_reruns_when_what_made_the_result_changes(suite, change):
+    (suite.path / "input.txt").write_text("a")
+    run(suite, "--bench-threads", "1").assert_outcomes(passed=4)
+    run(suite, "--bench-threads", "1", "--bench-resume").assert_outcomes(skipped=4)
+    args = ["--bench-threads", "1", "--bench-resume"]
+    if change == "input":
+        (suite.path / "input.txt").write_text("b")
+    elif change == "seed":
+        args += ["--bench-seed", "7"]
+    elif change == "threads":
+        args[1] = "2"
+    else:
+        bench = suite.path / "test_dummy.py"
+        bench.write_text(bench.read_text().replace("square=out", "square=out * 2"))
+    result = run(suite, *args)
+    result.assert_outcomes(passed=4)
+    assert "benchlab: 0 cases resumed from store.jsonl, 4 run" in result.stdout.str()
+
+
+def test_runs_without_pytest_benchmark(suite):
+    result = run(suite, "-p", "no:benchmark")
+    result.assert_outcomes(passed=4)
+    records = [json.loads(line) for line in store_lines(suite)]
+    assert sorted(r["metrics"]["square"] for r in records) == [0, 1, 4, 9]
+    assert all(r["time"] is None for r in records)
+
+
+def test_unknown_experiment_in_a_marker_fails_that_test_in_one_line(suite):
+    suite.makepyfile(test_typo="""
+import pytest
+
+@pytest.mark.experiment("dumy_exp")
+def test_typo(record):
+    record(x=1)
+""")
+    result = run(suite, "test_typo.py")
+    result.assert_outcomes(errors=1)  # in its setup, with the rest of the session going on
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert ("test_typo.py::test_typo: pytest.mark.experiment: unknown experiment 'dumy_exp'; "
+            "did you mean 'dummy_exp'? (known: dummy_exp, layer_selection, lm_timing, "
+            "long_exposure, moe_routing, sublora)") in result.stdout.lines
+
+
+def test_resumed_json_rebuilds_the_live_report_byte_for_byte(suite):
+    run(suite, "-k", "c0 or c1").assert_outcomes(passed=2)
+    run(suite, "--bench-resume", "--benchmark-json", "out.json").assert_outcomes(
+        passed=2, skipped=2)
+    result = suite.run(BIN / "benchlab", "report", "out.json", "--outdir", "rebuilt")
+    assert result.ret == 0, result.stderr.str()
+    for ext in ("md", "csv", "tex"):
+        live = (suite.path / f"reports/dummy_exp/summary.{ext}").read_bytes()
+        assert live == (suite.path / f"rebuilt/dummy_exp/summary.{ext}").read_bytes()
+    assert live.decode().count("square[c") == 4
+
+
+def test_unwritable_store_stops_the_session_before_any_case(suite):
+    (suite.path / "store.jsonl").mkdir()
+    result = run(suite)
+    assert result.ret != 0
+    assert "--bench-store: store.jsonl" in result.stderr.str()
+    assert "passed" not in result.stdout.str()
+
+
+def test_publish_writes_only_the_scales_an_experiment_publishes(suite):
+    run(suite).assert_outcomes(passed=4)  # tiny; dummy_exp publishes small only
+    result = suite.run(BIN / "benchlab", "publish", "store.jsonl", "--scale", "tiny",
+                       "--outdir", "published")
+    assert result.ret == 0, result.stderr.str()
+    assert "dummy_exp: its committed reports are not tiny scale" in result.stderr.str()
+    assert not (suite.path / "published").exists()
+    run(suite, "--bench-scale", "small").assert_outcomes(passed=6)
+    result = suite.run(BIN / "benchlab", "publish", "store.jsonl", "--scale", "small",
+                       "--outdir", "published")
+    assert result.ret == 0, result.stderr.str()
+    assert (suite.path / "published/dummy_exp/summary.md").read_text().count("square[c") == 6

@@ -98,7 +98,7 @@ def fake_records():
                     gap = 0.0 if solver == "exact" else float(rng.random() * 0.1)
                     recs.append({
                         "experiment": "layer_selection",
-                        "case": f"test_solve[{model}-case{cid}-{method}-{solver}]",
+                        "case": f"solve[{model}-case{cid}-{method}-{solver}]", "kind": "solve",
                         "config": {"case": {"id": "x", "model": model, "source": "shared",
                                             "case_id": cid, "method": method, "solver": solver}},
                         "metrics": {"benefit": float(rng.random()), "ratio": float(rng.random()),
@@ -107,13 +107,15 @@ def fake_records():
         for M in (1, 6):
             for solver in ("exact", "milp"):
                 recs.append({"experiment": "layer_selection",
-                             "case": f"test_scalability[{model}-M{M}-r0-{solver}]",
+                             "case": f"scalability[{model}-M{M}-r0-{solver}]",
+                             "kind": "scalability",
                              "config": {"case": {"model": model, "case_id": M, "M": M,
                                                  "solver": solver}},
                              "metrics": {"gap": 0.0, **{f"ratio_{m}": 0.1 * M
                                                         for m in data.VALUE_METHODS}},
                              "time": None})
-    recs.append({"experiment": "layer_selection", "case": "test_exact_vs_milp[opt_125m-n5]",
+    recs.append({"experiment": "layer_selection", "case": "speed[opt_125m-n5]",
+                 "kind": "speed",
                  "config": {"case": {"model": "opt_125m", "n_cases": 5}},
                  "metrics": {"instances": 10, "exact_ms_per_solve": 1.0, "exact_s": 0.01,
                              "milp_s": 1.0, "speedup": 100.0, "max_rel_diff": 0.0},

@@ -23,7 +23,8 @@ from .timing import (
 
 __all__ = [
     "BenchlabError", "fail", "read_json", "code_version", "config_hash", "git_commit",
-    "to_jsonable", "make_record", "run_settings", "Timer", "Registry", "SCALES", "check_scale", "config_for", "ResultStore", "record_key",
+    "to_jsonable", "make_record", "run_settings", "Timer", "Registry", "SCALES", "check_scale",
+    "config_for", "ResultStore", "record_key",
     "interleave", "measure", "measure_side_by_side", "resolve_device", "synchronize", "synced",
     "threads", "time_fn",
 ]

@@ -53,8 +53,9 @@ class Row:
     status: str  # moved | missing | new | config
 
 
-def compare(base: list[dict], new: list[dict]) -> tuple[list[Row], int]:
-    """(rows that moved or do not match up, number of metric values compared)."""
+def compare(base: list[dict], new: list[dict], *, exact: bool = False) -> tuple[list[Row], int]:
+    """(rows that moved or do not match up, number of metric values compared). `exact`: every
+    result metric (tolerance not None) must be equal, as two runs on one machine are."""
     def by_case(records):
         return {(r["experiment"], r["case"]): r for r in records}
 
@@ -82,6 +83,7 @@ def compare(base: list[dict], new: list[dict]) -> tuple[list[Row], int]:
             tol = tolerance(declared[exp], name, exp)
             if tol is None:
                 continue
+            tol = 0 if exact else tol
             va, vb = ma.get(name, MISSING), mb.get(name, MISSING)
             compared += 1
             if va is MISSING or vb is MISSING or not within(va, vb, tol):
@@ -96,7 +98,7 @@ def _show(v):
 FAILING = ("moved", "missing", "config")
 
 
-def main(base_path, new_path) -> int:
+def main(base_path, new_path, *, exact: bool = False) -> int:
     """Print what moved; 1 if anything moved, went missing or changed config, else 0."""
     from tabulate import tabulate
 
@@ -105,7 +107,7 @@ def main(base_path, new_path) -> int:
     base, new = load_records(base_path), load_records(new_path)
     if not new:
         raise BenchlabError(f"{new_path}: no benchlab records")
-    rows, compared = compare(base, new)
+    rows, compared = compare(base, new, exact=exact)
     bad = [r for r in rows if r.status in FAILING]
     if rows:
         print(tabulate([(r.status, r.experiment, r.case, r.metric, _short(r.base), _short(r.new))

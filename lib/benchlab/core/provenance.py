@@ -66,6 +66,26 @@ def _hash_sources(paths: tuple[Path, ...]) -> str:
     return digest.hexdigest()[:12]
 
 
+def sha256_file(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def file_digest(path) -> str:
+    """sha256_file, computed once per (path, size, mtime) in a process: for records' inputs."""
+    st = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
 @functools.cache
 def git_commit() -> str | None:
     try:

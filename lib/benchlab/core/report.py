@@ -25,8 +25,9 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: `id` (the record's case, "<kind>[<case id>]"), `kind`, the flattened
-    parametrization (`case.model`, ...), the metrics under their own names, and `time_mean`, `time_stddev`, ... (NaN when the run had
-    --benchmark-disable, so reports can always name these columns)."""
+    parametrization (`case.model`, ...), the metrics under their own names, and `time_mean`,
+    `time_stddev`, ... (NaN when the run had --benchmark-disable, so reports can always name
+    these columns)."""
     rows = []
     for rec in records:
         row = {"id": rec["case"], "kind": rec.get("kind")}
@@ -37,6 +38,13 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values("id", kind="stable").reset_index(drop=True) if rows else frame
+
+
+def of_kind(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The rows of one case kind (records' `kind`, from the package's `<kind>_cases`)."""
+    if frame.empty:
+        return frame
+    return frame[frame["kind"] == kind].reset_index(drop=True)
 
 
 def write_table(frame: pd.DataFrame, outdir, name: str, *, floatfmt: str = ".4g",

@@ -19,7 +19,10 @@ from .solver import SOLVERS, Selection, check_selection, solve
 __all__ = ["CONFIGS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
            "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
            "significance_from_alphas", "solve", "solve_cases", "scalability_cases",
-           "length_cases", "speed_cases", "all_shared_cases", "values_for"]
+           "length_cases", "speed_cases", "all_shared_cases", "values_for", "inputs", "METRICS",
+           "PUBLISH_SCALES"]
+
+PUBLISH_SCALES = ("paper",)  # reports/layer_selection/ holds the paper-scale run (130 cases x 4)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,37 @@ def _available() -> bool:
     from .data import shared_dir
 
     return (shared_dir() / "cases" / "experiment_cases.json").exists()
+
+
+# Result metrics and their tolerances for `benchlab compare` (core.compare): 0 exact, a float
+# relative, (rel, abs); None for times and speed ratios, which are not results.
+METRICS = {
+    "*_s": None, "exact_ms_per_solve": None, "speedup": None,
+    "L": 0, "instances": 0, "short": 0, "used": 0, "valid": 0,
+    "benefit": 1e-9, "objective": 1e-9, "exact_objective": 1e-9, "ratio*": 1e-9,
+    "gap": (0, 1e-6), "max_rel_diff": (0, 1e-6),  # against HiGHS's MILP optimum
+}
+
+
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of every file the case reads: the shared case files and score/norm files (its
+    model's, or all four for the all-shared case) and, for zoo models, the pinned artifacts."""
+    from ..core.provenance import file_digest
+    from .data import shared_dir
+
+    model = getattr(case, "model", None)
+    if isinstance(case, LengthCase) or not _available():
+        return {}
+    if getattr(case, "source", "shared") == "zoo":
+        from .. import zoo
+
+        return zoo.artifact_inputs(model)
+    root = shared_dir()
+    files = ["cases/experiment_cases.json", "cases/scalability_cases.json"]
+    for name in [model] if model else list(SHARED_MODELS):
+        scores, norms = SHARED_MODELS[name]
+        files += [f"scores/{scores}", f"norms/{norms}"]
+    return {f: file_digest(root / f) for f in files}
 
 
 def _case_ids(config) -> list[int]:

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.report import new_figure, records_frame, save_figure, write_table
+from ..core.report import new_figure, of_kind, records_frame, save_figure, write_table
 
 NOTE_70B = ("The llama2-70b score/norm files use LLaMA-65B shapes (80 blocks, 8192 hidden, no "
             "grouped-query attention), as in the seed's shared data.")
 METHOD_ORDER = ("random", "norm_1", "norm_2", "norm_inf", "alphaprun")
 
 
-def _part(frame: pd.DataFrame, test: str) -> pd.DataFrame:
-    part = frame[frame["id"].str.startswith(test + "[")].copy()
+def _part(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    part = of_kind(frame, kind).copy()
     if "time_median" not in part:
         part["time_median"] = np.nan
     return part
@@ -138,24 +138,24 @@ def report(records: list[dict], outdir) -> None:
     if frame.empty:
         return
     lines = ["# Layer selection (MV-BCS) report", "", NOTE_70B, ""]
-    solve = _part(frame, "test_solve")
+    solve = _part(frame, "solve")
     if len(solve):
         figs = _boxplots(solve, outdir)
         _, short = _solve_tables(solve, outdir)
         lines += ["Figures: " + ", ".join(figs), "",
                   "Shortfall of the order-fixed DPs against the exact optimum (objective gap):",
                   "", short.to_markdown(index=False, floatfmt=".4g"), ""]
-    figs = _scalability(_part(frame, "test_scalability"), _part(frame, "test_scaling_L"), outdir)
+    figs = _scalability(_part(frame, "scalability"), _part(frame, "length"), outdir)
     if figs:
         lines += ["Scalability figures: " + ", ".join(figs), ""]
-    speed = _part(frame, "test_exact_vs_milp")
+    speed = _part(frame, "speed")
     if len(speed):
         tab = speed[["case.model", "instances", "exact_ms_per_solve", "exact_s", "milp_s",
                      "speedup", "max_rel_diff"]].rename(columns={"case.model": "model"})
         write_table(tab, outdir, "speed")
         lines += ["Exact DP vs scipy MILP on the same instances (one run, side by side):", "",
                   tab.to_markdown(index=False, floatfmt=".4g"), ""]
-    alls = _part(frame, "test_all_shared")
+    alls = _part(frame, "all_shared")
     if len(alls):
         row = alls.iloc[0]
         lines += [f"All shared cases solved exactly: {int(row['instances'])} instances in "

@@ -15,9 +15,9 @@ from .model import SIZES
 from .report import report
 from .run import MODES
 
-__all__ = ["CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase", "WarmupCase",
-           "AttnCase", "PeakCase", "step_cases", "pair_cases", "warmup_cases", "attn_cases",
-           "peak_cases", "report", "SIZES", "MODES"]
+__all__ = ["METRICS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
+           "WarmupCase", "AttnCase", "PeakCase", "step_cases", "pair_cases", "warmup_cases",
+           "attn_cases", "peak_cases", "report", "SIZES", "MODES"]
 
 SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
 
@@ -69,6 +69,13 @@ class Config:
     compile_backend: str = "inductor"
     sizes: dict = field(default_factory=lambda: dict(SIZES), compare=False, hash=False)
 
+
+# Result metrics for `benchlab compare` (core.compare): what the model computes and counts; times
+# and what is derived from them (throughput, MFU) and memory peaks are None, not results.
+METRICS = {"loss": 1e-4, "max_abs_diff": (0, 1e-5), "flops": 0, "num_params": 0, "n": 0,
+           "rounds_timed": 0, "status": 0, "fresh_process": 0, "warmups": 0, "ratio*": None,
+           "*_ms": None, "mfu": None, "tflops": None, "peak_tflops": None, "tokens_per_s": None,
+           "peak_memory_mb": None}
 
 CONTEXTS = (128, 256, 512, 1024)
 PAPER_SIZES = ("small", "medium", "large", "xl", "2.7B")

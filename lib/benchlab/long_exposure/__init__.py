@@ -11,8 +11,8 @@ operators with predicted masks), workload (what the end-to-end benchmarks run), 
 (every figure of the artifact by name); ops_attn / ops_mlp / exposer / predictors / opcases (the
 operators, sparsity measurement, predictors and their benchmark cases).
 
-Records of this experiment come from two bench modules; `report` tells them apart by the test
-function name at the start of the record's `case` id (test_end2end[...], test_memory[...], ...).
+Records of this experiment come from two bench modules; `report` tells them apart by the
+record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality).
 """
 
 from dataclasses import dataclass
@@ -27,10 +27,33 @@ from .opcases import (
 )
 from .report import report
 
-__all__ = ["CONFIGS", "Config", "report", "end2end_cases", "memory_cases", "ablation_cases",
-           "breakdown_cases", "predictor_cases", "scale_cases", "model_step_cases",
-           "OPS_CONFIGS", "OpsConfig",
-           "exposer_cases", "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
+# Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
+# (rel, abs); None for times and speed ratios, which are not results. Densities, recalls and
+# losses come from thresholded float32 compute: a block or two may flip across CPU models.
+METRICS = {
+    "t_*": None, "speedup*": None, "efficiency": None, "predictor_share": None,
+    "dense_forward": None, "dense_backward": None, "dense_predictor": None, "le_forward": None,
+    "le_backward": None, "le_predictor": None, "dispatch_*": None,
+    "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0,
+    "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
+    "memory_ratio*": 1e-9, "activation_ratio*": 1e-9,
+    "attn_*": (0, 0.02), "mlp_*": (0, 0.02), "density*": (0, 0.02), "ideal": (0.05, 0.02),
+    "final_loss": 1e-3, "losses": 1e-3, "*_gap_to_dense": (0.05, 1e-3),
+}
+
+
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus."""
+    from .. import zoo
+
+    model = getattr(case, "model", None) or getattr(config, "model", None)
+    return zoo.artifact_inputs(model) if model else zoo.artifact_inputs()
+
+
+__all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", "memory_cases",
+           "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases",
+           "model_step_cases", "OPS_CONFIGS", "OpsConfig", "exposer_cases", "op_attn_cases",
+           "op_mlp_cases", "predictor_quality_cases"]
 
 
 @dataclass(frozen=True)

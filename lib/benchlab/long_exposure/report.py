@@ -2,12 +2,11 @@
 
     benchlab report out.json     # rebuilds reports/long_exposure/ from a --benchmark-json file
 
-Records come from bench/test_long_exposure.py (test_end2end, test_memory, test_ablation,
-test_breakdown, test_predictor_curve, test_scale, test_model_step: table model_step) and
-bench/test_long_exposure_ops.py (test_op_mlp, test_op_attn, test_exposer,
-test_predictor_quality; metric names in opcases.py); each figure picks its records by the test
-function name that starts the record id. A figure without records is still written, saying so,
-so the set of files is the same whatever ran.
+Each figure and table picks its records by case kind (the package's `<kind>_cases`: end2end,
+memory, ablation, breakdown, predictor, scale, model_step; and opcases' op_mlp, op_attn,
+exposer, predictor_quality), never by test name; metric names are the package's `METRICS`. A figure
+without records is
+still written, saying so, so the set of files is the same whatever ran.
 """
 
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchlab.core.report import new_figure, records_frame, save_figure, write_table
+from benchlab.core.report import new_figure, of_kind, records_frame, save_figure, write_table
 
 FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b",
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
            "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
            "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model")
 MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
-
-
-def _test(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Rows of one bench function: ids `name[...]`."""
-    if frame.empty:
-        return frame
-    return frame[frame["id"].str.startswith(name + "[")].reset_index(drop=True)
 
 
 def _col(frame, name, default=np.nan):
@@ -55,7 +47,7 @@ def _bars(ax, labels, series: dict, ylabel: str):
 
 
 def end2end(frame, outdir):
-    rows = _test(frame, "test_end2end")
+    rows = of_kind(frame, "end2end")
     if rows.empty:
         return _empty(outdir, "exp-overall-end2end")
     lens = sorted(rows["case.seq_len"].unique())
@@ -69,7 +61,7 @@ def end2end(frame, outdir):
 
 
 def memory(frame, outdir):
-    rows = _test(frame, "test_memory")
+    rows = of_kind(frame, "memory")
     paths = []
     for name in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
         sub = rows[rows["case.figure"] == name] if not rows.empty else rows
@@ -96,7 +88,7 @@ def memory(frame, outdir):
 
 def part_time(frame, outdir, part: str):
     name = f"exp-ablation-{part}-time"
-    rows = _test(frame, "test_ablation")
+    rows = of_kind(frame, "ablation")
     rows = rows[rows["case.part"] == part] if not rows.empty else rows
     if rows.empty:
         return _empty(outdir, name)
@@ -109,7 +101,7 @@ def part_time(frame, outdir, part: str):
 
 
 def breakdown(frame, outdir):
-    rows = _test(frame, "test_breakdown")
+    rows = of_kind(frame, "breakdown")
     if rows.empty:
         return _empty(outdir, "exp-ablation-breakdown")
     fig, ax = new_figure()
@@ -129,7 +121,7 @@ def breakdown(frame, outdir):
 
 
 def predictor_curves(frame, outdir):
-    rows = _test(frame, "test_predictor_curve")
+    rows = of_kind(frame, "predictor")
     if rows.empty or "losses" not in rows:
         return _empty(outdir, "exp-ablation-predictor")
     fig, ax = new_figure()
@@ -145,7 +137,7 @@ def predictor_curves(frame, outdir):
 
 
 def scale(frame, outdir):
-    rows = _test(frame, "test_scale")
+    rows = of_kind(frame, "scale")
     if rows.empty:
         return _empty(outdir, "exp-scale-model")
     fig, ax = new_figure()
@@ -159,7 +151,7 @@ def operator(frame, outdir, kind: str):
     """exp-ablation-operator-{mlp,attn}: speedup of the block-sparse operator over sparsity,
     with the ideal 1 / density and (MLP) the 85%-of-ideal goal."""
     name = f"exp-ablation-operator-{kind}"
-    rows = _test(frame, f"test_op_{kind}")
+    rows = of_kind(frame, f"op_{kind}")
     if rows.empty:
         return _empty(outdir, name)
     rows = rows.sort_values("case.sparsity")
@@ -196,7 +188,7 @@ def sparsity(frame, outdir, kind: str):
     """exp-ablation-{attn,mlp}-sparsity: per-layer sparsity (1 - density) per token vs unions
     over the sequence and the batch (the shadowy effect)."""
     name = f"exp-ablation-{kind}-sparsity"
-    rows = _test(frame, "test_exposer")
+    rows = of_kind(frame, "exposer")
     if rows.empty:
         return _empty(outdir, name)
     row = rows.iloc[0]
@@ -213,30 +205,30 @@ def sparsity(frame, outdir, kind: str):
 
 
 TABLE_COLUMNS = {
-    "test_end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
+    "end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
                      "speedup_sdpa", "speedup_eager", "density_attn", "density_mlp"],
-    "test_memory": ["case.figure", "case.model", "case.method", "eager_total", "dense_total",
+    "memory": ["case.figure", "case.model", "case.method", "eager_total", "dense_total",
                     "le_total", "memory_ratio", "memory_ratio_eager", "activation_ratio",
                     "activation_ratio_eager"],
-    "test_ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa"],
-    "test_breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
+    "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa"],
+    "breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
                        "le_backward", "le_predictor"],
-    "test_predictor_curve": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
-    "test_op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
+    "predictor": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
+    "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
                     "efficiency"],
-    "test_op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
+    "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
                      "speedup_sdpa", "speedup_eager", "speedup_sdpa_fwd"],
-    "test_exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in
+    "exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in
                                                       SPARSITY_METRICS["attn"] +
                                                       SPARSITY_METRICS["mlp"]],
-    "test_predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
+    "predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
                                "attn_density_pred_mean", "mlp_density_pred_mean"],
-    "test_scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
+    "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
                    "speedup_eager"],
     # case.init=random: untrained model; case.masks=synthetic: random blocks at case.density
-    "test_model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
+    "model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
                         "t_eager", "t_sdpa", "t_le", "speedup_sdpa", "speedup_eager",
                         "t_le_dispatch", "dispatch_speedup_sdpa", "dispatch_speedup_eager",
                         "dispatch_dense_runs", "memory_ratio", "memory_ratio_eager",
@@ -257,9 +249,9 @@ def report(records: list[dict], outdir) -> None:
     for kind in ("attn", "mlp"):
         operator(frame, outdir, kind)
         sparsity(frame, outdir, kind)
-    for test, cols in TABLE_COLUMNS.items():
-        rows = _test(frame, test)
+    for kind, cols in TABLE_COLUMNS.items():
+        rows = of_kind(frame, kind)
         if rows.empty:
             continue
         keep = ["id"] + [c for c in cols if c in rows]
-        write_table(rows[keep], outdir, test.removeprefix("test_"))
+        write_table(rows[keep], outdir, kind)

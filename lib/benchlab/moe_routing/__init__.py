@@ -82,9 +82,33 @@ def layer_cases(config: Config) -> list[Case]:
     return [Case("layer-scaling", "layer")]
 
 
+# Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
+# (rel, abs); None for times and speed ratios, which are not results. Expert counts and held-out
+# quality come from thresholded float32 compute, so they get a little room across CPU models.
+METRICS = {
+    "*time*": None, "*_ratio": None, "forward_ratio_ci": None, "router_overhead": None,
+    "ratio_vs_*": None, "relative_times": None, "tokens_per_second": None,
+    "null_digest": None,  # a digest of float32 quantiles: provenance, not a result
+    "calib_tokens": 0, "heldout_tokens": 0, "input_tokens": 0, "output_tokens": 0, "tokens": 0,
+    "hidden": 0, "intermediate": 0, "ks": 0, "topk_lo": 0, "topk_hi": 0, "generated_text": 0,
+    "min_experts": 0, "max_experts": 0,
+    "avg_experts": (0.01, 0.01), "heldout_avg_experts": (0.01, 0.01), "std_experts": (0.02, 0.01),
+    "mean_experts": (0.01, 0.01), "mean_selected": (0.01, 0.01),
+    "heldout_kl": (0.01, 1e-4), "prompt_kl": (0.01, 1e-4), "heldout_ppl": 1e-3,
+    "util_cv": (0.02, 1e-3), "util_max_min_ratio": None,
+}
+
+
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of the pinned zoo model, tokenizer and corpus the case runs on."""
+    from .. import zoo
+
+    return zoo.artifact_inputs(config.model)
+
+
 __all__ = [
-    "CONFIGS", "Config", "Case", "generate_cases", "router_cases", "forward_cases",
-    "layer_cases", "report", "bh_select", "naive_pvalues", "route", "topk_route", "topp_route",
-    "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing", "calibrate", "collect_stats",
-    "grouped_experts", "PROMPTS", "Prompt", "prompts",
+    "METRICS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
+    "forward_cases", "layer_cases", "report", "bh_select", "naive_pvalues", "route",
+    "topk_route", "topp_route", "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing",
+    "calibrate", "collect_stats", "grouped_experts", "PROMPTS", "Prompt", "prompts",
 ]

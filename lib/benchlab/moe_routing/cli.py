@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from ..core.errors import BenchlabError
-from ..core.provenance import code_version, config_hash, to_jsonable
+from ..core.records import make_record, run_settings
 from ..core.scale import SCALES, config_for
 from ..core.store import ResultStore, record_key
 from ..core.timing import resolve_device, time_fn
@@ -92,16 +92,22 @@ def run(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "results.jsonl")
-    run_info = {"model": args.model or config.model, "max_tokens": config.max_new_tokens,
-                "device": device, "fp16": fp16, "scale": args.scale}
-    cases = generate_cases(config)
-    version = code_version()
+    import torch
 
-    def record_of(case) -> dict:
-        cfg = {"case": to_jsonable(case), "run": run_info}
-        return {"experiment": EXPERIMENT, "case": f"test_generate[{case.id}]",
-                "config_hash": config_hash(cfg), "code_version": version, "scale": args.scale,
-                "config": cfg, "time": None}
+    from . import inputs
+
+    model = args.model or config.model
+    run_info = run_settings(seed=0, device=device, dtype="bf16" if fp16 and device == "cuda"
+                            else "float32", threads=torch.get_num_threads(), model=model)
+    cases = generate_cases(config)
+
+    def record_of(case, metrics=None) -> dict:
+        """make_record, the plugin's record builder: kind "generate", the case, the config, the
+        zoo inputs, the run settings; the code version covers moe_routing/."""
+        return make_record(EXPERIMENT, "generate", case.id, metrics or {}, scale=args.scale,
+                           params={"case": case}, config=config,
+                           inputs=inputs(case, config) if model == config.model else {},
+                           run=run_info, module_file=str(Path(__file__).with_name("__init__.py")))
 
     done = set() if args.no_resume else set(store.latest(experiment=EXPERIMENT))
     todo = [c for c in cases if record_key(record_of(c)) not in done]
@@ -115,11 +121,10 @@ def run(args) -> int:
             setup.null.save(null_path)
         timer = lambda fn: min(time_fn(fn, device, warmup=1, trials=config.gen_rounds))  # noqa: E731
         for i, case in enumerate(tqdm(todo, desc="moe-routing", unit="run"), 1):
-            rec = record_of(case)
-            rec["metrics"] = to_jsonable(run_prompt(setup, case.routing, prompt(case.prompt),
-                                                    config.max_new_tokens, timer))
-            rec["metrics"]["null_digest"] = setup.null.digest()
-            store.append(rec)
+            metrics = run_prompt(setup, case.routing, prompt(case.prompt), config.max_new_tokens,
+                                 timer)
+            store.append(record_of(case, {**metrics, "null_digest": setup.null.digest(),
+                                          "calib_tokens": setup.null.meta["tokens"]}))
             if i % args.checkpoint_interval == 0:
                 report(_current(store, cases, record_of), out)
     report(_current(store, cases, record_of), out)

@@ -113,5 +113,26 @@ def bound_cases(config: Config) -> list[BoundCase]:
     return [BoundCase(f"bound-d{d}-learned", d) for d in config.dims]
 
 
-__all__ = ["CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase", "sweep_cases",
-           "step_cases", "bound_cases", "report", "run_config", "run_point"]
+# Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
+# (rel, abs); None for times and time ratios, which are not results. Training runs 30 float32
+# steps, so losses and bounds get relative room; sizes, counts and settings are exact.
+METRICS = {
+    "*_seconds": None, "*_ms": None, "step_ratio": None, "ratio_goal": None,
+    "bound_over_train": None,  # bound evaluation time / training time
+    "D": 0, "d": 0, "m": 0, "s": 0, "seed": 0, "mode": 0, "projector": 0, "n_groups": 0,
+    "doc_tokens": 0, "best_step": 0, "non_vacuous": 0, "ratio": 0,
+    "compressed_size_bits": (0.01, 0), "message_bits": (0.01, 0), "extra_bits": 1e-9,
+    "*bound*": 1e-3, "*bpd": 1e-3, "*loss": 1e-3, "kl_divergence": 0.01, "best_alpha": (0, 0.1),
+    "top*_error": (0, 0.01), "gamma_B": (0.01, 0.01),
+}
+
+
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of the pinned zoo model (theta0's base), tokenizer and corpus."""
+    from .. import zoo
+
+    return zoo.artifact_inputs(config.model)
+
+
+__all__ = ["METRICS", "inputs", "CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase",
+           "sweep_cases", "step_cases", "bound_cases", "report", "run_config", "run_point"]

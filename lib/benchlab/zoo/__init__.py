@@ -63,6 +63,8 @@ from .models import (
     offline,
     spec,
 )
+from .pin import digest
+from .pin import inputs as artifact_inputs
 from .text import (
     corpus_documents,
     length_stats,
@@ -70,8 +72,6 @@ from .text import (
     pydoc_text,
     synthetic_documents,
 )
-from .pin import digest
-from .pin import inputs as artifact_inputs
 from .tokenize import corpus_tokens, encode_documents, tokenizer
 from .train import TrainConfig, train_stats, trained
 
@@ -79,5 +79,6 @@ __all__ = [
     "EOT_ID", "MODELS", "PAD_ID", "VOCAB_SIZE", "ModelSpec", "build", "hf_config", "load",
     "names", "offline", "spec", "cache_dir", "zoo_version",
     "corpus_documents", "length_stats", "pydoc_documents", "pydoc_text", "synthetic_documents",
-    "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs", "TrainConfig", "train_stats", "trained",
+    "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs", "TrainConfig",
+    "train_stats", "trained",
 ]

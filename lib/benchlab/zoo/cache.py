@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from ..core.provenance import sha256_file  # noqa: F401  (re-exported for zoo.train)
 from ..core.store import atomic_path  # noqa: F401  (re-exported: the zoo's writers use it)
 
 ZOO_ROOT = Path(__file__).resolve().parent
@@ -41,14 +42,6 @@ def zoo_version() -> str:
     digest.update(pin.digest(pin.TOKENIZER).encode())
     digest.update(pin.digest(pin.CORPUS).encode())
     return digest.hexdigest()[:12]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

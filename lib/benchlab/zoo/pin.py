@@ -12,25 +12,17 @@ by sha256 against MANIFEST.json on first use; a mismatch is a one-line BenchlabE
 """
 
 import functools
-import hashlib
 import json
 from pathlib import Path
 
 from ..core.errors import BenchlabError
+from ..core.provenance import sha256_file
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 MANIFEST = ARTIFACTS / "MANIFEST.json"
 CORPUS = "corpus.json.xz"
 TOKENIZER = "bpe-4096.json"
 MODELS = ("opt-tiny", "olmoe-tiny", "llama-tiny", "gpt2-tiny")  # tiny specs, default schedule
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache
