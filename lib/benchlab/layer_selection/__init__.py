@@ -102,7 +102,9 @@ def _available() -> bool:
 METRICS = {
     "*_s": None, "exact_ms_per_solve": None, "speedup": None,
     "L": 0, "instances": 0, "short": 0, "used": 0, "valid": 0,
-    "benefit": 1e-9, "objective": 1e-9, "exact_objective": 1e-9, "ratio*": 1e-9,
+    # zoo models' scores come from float32 spectra: 1.1e-7 relative drift seen with AVX2 kernels
+    # forced (ATEN_CPU_CAPABILITY, MKL_CBWR) against AVX-512; the shared files' cases are exact
+    "benefit": 1e-5, "objective": 1e-5, "exact_objective": 1e-5, "ratio*": 1e-5,
     "gap": (0, 1e-6), "max_rel_diff": (0, 1e-6),  # against HiGHS's MILP optimum
 }
 
