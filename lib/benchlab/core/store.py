@@ -4,8 +4,8 @@ A record is a plain dict (core.records.make_record) with at least the string fie
 `case`, `config_hash` and `code_version`, together its key, and a `metrics` mapping. A line is
 written with one `write` under an exclusive lock, then fsync'd, so a killed run leaves at most
 one truncated last line. Reading skips such a line with a warning that names the file and line
-number, and keeps every other record; so is a line that parses but is not a record (a key field that
-is not a string, metrics that are not a mapping).
+number, and keeps every other record; so is a line that parses but is not a record (a key field
+that is not a string, metrics that are not a mapping).
 """
 
 import contextlib

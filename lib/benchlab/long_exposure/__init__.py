@@ -46,8 +46,7 @@ def inputs(case, config) -> dict[str, str]:
     """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus."""
     from .. import zoo
 
-    model = getattr(case, "model", None) or getattr(config, "model", None)
-    return zoo.artifact_inputs(model) if model else zoo.artifact_inputs()
+    return zoo.artifact_inputs(getattr(case, "model", None) or getattr(config, "model", None))
 
 
 __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", "memory_cases",

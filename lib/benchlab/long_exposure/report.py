@@ -4,9 +4,9 @@
 
 Each figure and table picks its records by case kind (the package's `<kind>_cases`: end2end,
 memory, ablation, breakdown, predictor, scale, model_step; and opcases' op_mlp, op_attn,
-exposer, predictor_quality), never by test name; metric names are the package's `METRICS`. A figure
-without records is
-still written, saying so, so the set of files is the same whatever ran.
+exposer, predictor_quality), never by test name; metric names are the package's `METRICS`.
+A figure without records is still written, saying so, so the set of files is the same whatever
+ran.
 """
 
 from pathlib import Path

@@ -65,9 +65,10 @@ def main(argv: list[str]) -> int:
 
 
 def run(args) -> int:
+    import torch
     from tqdm import tqdm
 
-    from . import CONFIGS, generate_cases, report
+    from . import CONFIGS, generate_cases, inputs, report
     from .experiment import load_setup, prompt, run_prompt
     from .routers import ROUTINGS
 
@@ -92,10 +93,6 @@ def run(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "results.jsonl")
-    import torch
-
-    from . import inputs
-
     model = args.model or config.model
     run_info = run_settings(seed=0, device=device, dtype="bf16" if fp16 and device == "cuda"
                             else "float32", threads=torch.get_num_threads(), model=model)

@@ -10,7 +10,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..core.provenance import sha256_file  # noqa: F401  (re-exported for zoo.train)
 from ..core.store import atomic_path  # noqa: F401  (re-exported: the zoo's writers use it)
 
 ZOO_ROOT = Path(__file__).resolve().parent

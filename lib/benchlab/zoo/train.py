@@ -26,10 +26,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..core.errors import BenchlabError
-from ..core.provenance import config_hash
+from ..core.provenance import config_hash, sha256_file
 from . import pin
 from .batches import token_batches
-from .cache import atomic_path, cache_dir, locked, sha256_file, zoo_version
+from .cache import atomic_path, cache_dir, locked, zoo_version
 from .models import build, spec
 from .tokenize import corpus_tokens
 
