@@ -11,6 +11,7 @@
 """
 
 import argparse
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -78,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         return _guard(lambda: module.main(argv[1:]))
     commands = ["report", "publish", "compare", "baseline", "zoo", "prepare",
                 *(n.replace("_", "-") for n in experiments.known())]
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        near = difflib.get_close_matches(argv[0], commands, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        print(f"benchlab: error: unknown command {argv[0]!r} (commands: {', '.join(commands)})"
+              f"{hint}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="benchlab", description=__doc__.splitlines()[0],
                                      epilog="commands: " + ", ".join(commands))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
