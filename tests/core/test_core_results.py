@@ -151,3 +151,17 @@ def test_report_refuses_unregistered_module_names(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "Beautiful is better" not in captured.out
     assert captured.err.startswith("benchlab: error: unknown experiment 'this'")
+
+
+def test_every_report_says_what_its_records_ran_on(toy, tmp_path):
+    from benchlab.core.experiments import report_all
+
+    a, b = rec("a", loss=1.0), rec("b", loss=2.0)
+    b["inputs"] = {"model": "0" * 64}
+    report_all([a, b], tmp_path)
+    text = (tmp_path / "toy" / "provenance.md").read_text()
+    assert "| input | model sha256 " + "f" * 64 + " | 1 |" in text
+    assert "| input | model sha256 " + "0" * 64 + " | 1 |" in text
+    assert f"cpu {a['machine']['cpu']}" in text and "| run settings | seed=0 | 2 |" in text
+    report_all([b, a], tmp_path)  # the file depends on the records only, not their order
+    assert (tmp_path / "toy" / "provenance.md").read_text() == text

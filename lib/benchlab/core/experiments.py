@@ -58,6 +58,7 @@ def report_all(records: list[dict], outdir) -> list[str]:
     from pathlib import Path
 
     from .errors import BenchlabError
+    from .report import write_provenance
 
     by_exp: dict[str, list[dict]] = {}
     for rec in records:
@@ -68,6 +69,7 @@ def report_all(records: list[dict], outdir) -> list[str]:
         recs = sorted(by_exp[exp], key=lambda r: (r["case"], r["config_hash"]))
         try:
             module.report(recs, Path(outdir) / exp)
+            write_provenance(recs, Path(outdir) / exp)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             failed.append(exp)

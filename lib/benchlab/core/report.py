@@ -85,3 +85,45 @@ def save_figure(fig, outdir, name: str, *, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+MACHINE_FIELDS = ("cpu", "arch", "torch", "torch_threads", "numpy", "transformers", "gpu")
+
+
+def write_provenance(records: list[dict], outdir) -> Path:
+    """`provenance.md` beside a report: what its records ran on (scale, commit, code version,
+    machine, run settings) and the sha256 of every input they read, with how many cases read it.
+    Sorted, so the file depends only on the records."""
+    def counted(values):
+        counts: dict[str, int] = {}
+        for v in values:
+            if v not in ("", "None"):  # a baseline file keeps no machine, commit or run
+                counts[v] = counts.get(v, 0) + 1
+        return sorted(counts.items())
+
+    def machine(rec):
+        m = rec.get("machine") or {}
+        if not m:
+            return ""
+        isa = "/".join(m.get("isa") or []) or "-"
+        return ", ".join(f"{k} {m.get(k)}" for k in MACHINE_FIELDS if m.get(k) is not None) + \
+            f", isa {isa}"
+
+    def run(rec):
+        return ", ".join(f"{k}={v}" for k, v in sorted((rec.get("run") or {}).items()))
+
+    rows = [("scale", counted(str(r.get("scale")) for r in records)),
+            ("commit", counted(str(r.get("commit")) for r in records)),
+            ("code version", counted(str(r.get("code_version")) for r in records)),
+            ("machine", counted(machine(r) for r in records)),
+            ("run settings", counted(run(r) for r in records)),
+            ("input", counted(f"{name} sha256 {digest}" for r in records
+                              for name, digest in sorted((r.get("inputs") or {}).items())))]
+    lines = [f"# What these {len(records)} records ran on", "",
+             "| field | value | cases |", "|---|---|---:|"]
+    lines += [f"| {field} | {value.replace('|', '/')} | {n} |"
+              for field, values in rows for value, n in values]
+    path = Path(outdir) / "provenance.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
