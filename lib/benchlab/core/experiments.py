@@ -43,7 +43,9 @@ def load(name: str) -> ModuleType:
     return _load(name, _registry().get(name))
 
 
-def config(name: str, scale: str):
+def config(name: str, scale: str | None = None):
+    """The experiment's config at `scale` (default: $BENCHLAB_SCALE, else tiny; asv reads it so)."""
+    scale = scale or os.environ.get("BENCHLAB_SCALE", "tiny")
     module = load(name)
     return config_for(getattr(module, "CONFIGS", {}), scale, where=f"{module.__name__}.CONFIGS")
 
