@@ -38,21 +38,17 @@ class ModelFacts:
 
 
 class PeerRatio:
-    """Median time ours / transformers LLaMA, forward+backward, timed in alternation."""
+    """Paired median time ours / transformers LLaMA (lm_timing.measure.measure_pair: rotated
+    rounds), the first peer case of the scale."""
 
-    timeout = 120
+    timeout = 300
 
     def setup_cache(self):
-        a = R.prepare(SIZE, CONTEXT, "forward_backward", "fp32", batch=CONFIG.batch,
-                      vocab=CONFIG.vocab, impl="ours")
-        b = R.prepare(SIZE, CONTEXT, "forward_backward", "fp32", batch=CONFIG.batch,
-                      vocab=CONFIG.vocab, impl="peer")
-        ta, tb = [], []
-        for _ in range(5):
-            ta += timing.time_fn(a.step, "cpu", warmup=0, trials=1)
-            tb += timing.time_fn(b.step, "cpu", warmup=0, trials=1)
-        ta, tb = sorted(ta[1:]), sorted(tb[1:])
-        return (ta[1] + ta[2]) / (tb[1] + tb[2])
+        from benchlab.lm_timing import pair_cases
+        from benchlab.lm_timing.measure import measure_pair
+
+        case = next(c for c in pair_cases(CONFIG) if c.kind == "peer")
+        return measure_pair(case, CONFIG, timing.Timer(None, timing.resolve_device()))["ratio"]
 
     def track_ours_over_peer(self, ratio):
         return ratio

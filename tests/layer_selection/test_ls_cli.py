@@ -31,7 +31,7 @@ def test_run_writes_seed_results(tmp_path):
     argv = ["run", "--scores", str(scores), "--norms", str(norms), "--cases", str(cases),
             "--output-dir", str(out)]
     assert main(argv) == 0
-    res = json.loads((out / "opt125m_all_results.json").read_text())
+    res = json.loads((out / "opt_125m_all_results.json").read_text())
     assert res["num_cases"] == 3 and res["solver"] == "exact"
     model = data.load(scores, norms)
     for case in res["results"]:
@@ -47,7 +47,7 @@ def test_run_writes_seed_results(tmp_path):
     # never overwrite saved results; milp gives the same optima
     assert top_main(["layer-selection"] + argv) == 2
     assert main(argv[:-1] + [str(tmp_path / "milp"), "--solver", "milp"]) == 0
-    milp = json.loads((tmp_path / "milp" / "opt125m_all_results.json").read_text())
+    milp = json.loads((tmp_path / "milp" / "opt_125m_all_results.json").read_text())
     for a, b in zip(res["results"], milp["results"], strict=True):
         for meth in data.VALUE_METHODS:
             assert a["results"][meth]["optimal_benefit"] == pytest.approx(
@@ -118,7 +118,8 @@ def fake_records():
                  "kind": "speed",
                  "config": {"case": {"model": "opt_125m", "n_cases": 5}},
                  "metrics": {"instances": 10, "exact_ms_per_solve": 1.0, "exact_s": 0.01,
-                             "milp_s": 1.0, "speedup": 100.0, "max_rel_diff": 0.0},
+                             "milp_s": 1.0, "speedup": 100.0, "speedup_lo": 80.0,
+                             "speedup_hi": 120.0, "rounds_timed": 5, "max_rel_diff": 0.0},
                  "time": None})
     return recs
 
@@ -132,4 +133,15 @@ def test_report_from_records_is_deterministic(tmp_path):
         assert want in names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert "LLaMA-65B" in (tmp_path / "a" / "README.md").read_text()
+    text = (tmp_path / "a" / "README.md").read_text()
+    assert "LLaMA-65B" in text
+    recs = [r for r in fake_records() if r["kind"] == "solve"
+            and r["config"]["case"]["solver"] == "ordered"
+            and r["config"]["case"]["model"] == "opt_125m"]
+    gaps = np.array([r["metrics"]["gap"] for r in recs])
+    assert (f"- opt_125m: the `ordered` variant (upstream's DP with the missing \"verifier "
+            f"unused\" transition added) falls short of the optimum on {int((gaps > 0).sum())} of "
+            f"{gaps.size} instances; mean gap {100 * gaps.mean():.2f}%, max "
+            f"{100 * gaps.max():.1f}%.") in text
+    assert ("- opt_125m: exact is 100.0x faster than MILP (95% bootstrap CI [80.0, 120.0]; 10 "
+            "instances, 5 rotated rounds after one warm-up batch each)") in text

@@ -126,3 +126,88 @@ def test_aggregate_names_file_and_field(tmp_path):
     (d / "bad.json").write_text("{not json")
     with pytest.raises(BenchlabError, match=r"bad\.json: not valid JSON"):
         main(["aggregate", "--results-dir", str(d), "--output", str(tmp_path / "s.md")])
+
+
+def write_rows(d, rows):
+    d.mkdir()
+    for i, r in enumerate(rows):
+        (d / f"bench_{i}.json").write_text(json.dumps(r))
+
+
+def test_aggregate_pairs_only_equal_configs_per_step(tmp_path):
+    """Batch 4 and batch 8 of one label stay apart (no cross-join); per-step times divide by
+    num_steps; integer counts print as integers; an OOM row shows OOM and its num_params."""
+    rows = [fake("small", 128, True, 100.0), fake("small", 128, False, 300.0),
+            {**fake("small", 128, True, 180.0), "batch_size": 8},
+            {**fake("small", 128, False, 540.0), "batch_size": 8},
+            {**fake("small", 256, True, 1000.0), "num_steps": 10},
+            {**fake("small", 256, False, 3000.0), "num_steps": 10},
+            {**fake("medium", 1024, False, 0.0, 1024), "status": "oom", "mean_time_ms": None,
+             "std_time_ms": None, "trial_times_ms": []}]
+    d = tmp_path / "results"
+    write_rows(d, rows)
+    out, csv = tmp_path / "s.md", tmp_path / "s.csv"
+    assert main(["aggregate", "--results-dir", str(d), "--output", str(out), "--csv",
+                 str(csv)]) == 0
+    fb = out.read_text().split("## Forward-only vs Forward+Backward")[1]
+    head = [c.strip() for c in fb.split("\n| model_size")[1].split("\n")[0].split("|")[1:-1]]
+    head = ["model_size", *head]
+    lines = [line for line in fb.splitlines() if line.startswith("| small")]
+    assert len(lines) == 3  # one pair per (batch, steps) config, not 4 cross-joined rows
+    cells = [dict(zip(head, [c.strip() for c in line.strip("|").split("|")], strict=True))
+             for line in lines]
+    by_batch = {(c["batch_size"], c["num_steps"]): list(c.values()) for c in cells}
+    assert by_batch[("4", "1")][-3:] == ["300.00", "200.00", "2.00"]
+    assert by_batch[("8", "1")][-3:] == ["540.00", "360.00", "2.00"]
+    assert by_batch[("4", "10")][-4:] == ["100.00", "300.00", "200.00", "2.00"]  # per step
+    complete = out.read_text().split("## Complete Results")[1].split("##")[0]
+    oom = next(line for line in complete.splitlines() if "| medium" in line)
+    d_, f_, L = 1024, 4096, 12
+    params = 2 * 10000 * d_ + L * (4 * d_ * d_ + 3 * d_ * f_ + 2 * d_) + d_
+    assert "| OOM " in oom and f"| {params} " in oom and ".00" not in oom.split("OOM")[0]
+    assert "3084928.00" not in out.read_text() and "| 768 " in complete
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    assert frame["num_params"].tolist()[-1] == params and len(frame) == len(rows)
+
+
+def test_aggregate_bad_input_one_line(tmp_path, capsys):
+    d = tmp_path / "empty"
+    d.mkdir()
+    assert top_main(["lm-timing", "aggregate", "--results-dir", str(d), "--output",
+                     str(tmp_path / "s.md")]) == 2
+    assert "--results-dir: no *.json results" in capsys.readouterr().err
+    write_rows(tmp_path / "r", [{**fake("small", 128, True, 1.0), "context_length": "long"}])
+    (tmp_path / "s.md").write_text("saved")
+    assert top_main(["lm-timing", "aggregate", "--results-dir", str(tmp_path / "r"),
+                     "--output", str(tmp_path / "s.md"), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bench_0.json: context_length: not an integer ('long')" in err and "\n" not in err
+    assert (tmp_path / "s.md").read_text() == "saved"
+
+
+def test_oom_json_has_num_params_and_2_7B_spelling(tmp_path):
+    args = ["run", "--model_size", "2_7B", "--context_length", "65536", "--batch_size", "64",
+            "--num_trials", "1", "--device", "cpu", "--output", str(tmp_path / "o.json")]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "o.json").read_text())
+    d, f, L = 2560, 10240, 32  # the 2.7B row: d_model, d_ff, layers
+    assert res["status"] == "oom" and res["d_model"] == d and res["num_layers"] == L
+    assert res["num_params"] == 2 * 10000 * d + L * (4 * d * d + 3 * d * f + 2 * d) + d
+
+
+def test_sweep_writes_seed_files_and_resumes(tmp_path):
+    d = tmp_path / "results"
+    argv = ["lm-timing", "sweep", "--sizes", "mini", "--contexts", "8", "16", "--d_model",
+            "16", "--d_ff", "32", "--num_layers", "1", "--num_heads", "2", "--vocab", "32",
+            "--num_warmups", "0", "--num_trials", "2", "--device", "cpu", "--forward_only",
+            "--results-dir", str(d)]
+    assert top_main(argv) == 0
+    names = sorted(p.name for p in d.iterdir())
+    assert names == ["bench_mini_16.json", "bench_mini_8.json"]
+    first = json.loads((d / "bench_mini_8.json").read_text())
+    assert first["forward_only"] is True and first["num_trials"] == 2 and first["d_model"] == 16
+    before = {n: (d / n).read_text() for n in names}
+    assert top_main(argv) == 0  # resumed: nothing rerun
+    assert {n: (d / n).read_text() for n in names} == before

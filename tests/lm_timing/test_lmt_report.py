@@ -15,7 +15,8 @@ from benchlab.core import config_hash, to_jsonable
 @pytest.mark.parametrize("scale", ["tiny", "small", "paper"])
 def test_case_ids_unique_and_fields_valid(scale):
     cfg = lt.CONFIGS[scale]
-    for fn in (lt.step_cases, lt.pair_cases, lt.warmup_cases, lt.attn_cases, lt.peak_cases):
+    for fn in (lt.step_cases, lt.pair_cases, lt.warmup_cases, lt.attn_cases, lt.peak_cases,
+               lt.modes_cases):
         cases = fn(cfg)
         ids = [c.id for c in cases]
         assert cases and len(ids) == len(set(ids)), fn.__name__
@@ -69,9 +70,20 @@ def records():
         out.append(rec(c, {"status": "ok", "a_median_ms": 9.0, "b_median_ms": 10.0,
                            "ratio": 0.9, "rounds_timed": 2}))
     for c in lt.warmup_cases(cfg):
-        out.append(rec(c, {"status": "ok", "warmups": c.warmups, "first_step_ms": 50.0,
-                           "mean_ms": 20.0 if c.warmups == 0 else 10.0, "std_ms": 1.0,
-                           "median_ms": 10.0, "fresh_process": True}, timed=False))
+        m = {"status": "ok", "fresh_process": True}
+        for w in c.counts:
+            m |= {f"w{w}_mean_ms": 20.0 if w == 0 else 10.0, f"w{w}_lo_ms": float("nan"),
+                  f"w{w}_hi_ms": float("nan"), f"w{w}_first_step_ms": 50.0}
+        out.append(rec(c, m, timed=False))
+    for c in lt.modes_cases(cfg):
+        out.append(rec(c, {"status": "ok", "forward_ms": 10.0, "forward_backward_ms": 30.0,
+                           "train_step_ms": 36.0, "ratio_forward_backward_over_forward": 3.0,
+                           "ratio_forward_backward_over_forward_lo": 2.9,
+                           "ratio_forward_backward_over_forward_hi": 3.1,
+                           "ratio_train_step_over_forward_backward": 1.2,
+                           "ratio_train_step_over_forward_backward_lo": 1.1,
+                           "ratio_train_step_over_forward_backward_hi": 1.3,
+                           "rounds_timed": 7}))
     for c in lt.attn_cases(cfg):
         out.append(rec(c, {"status": "ok", "mean_ms": 2.0 if c.impl == "einsum" else 1.0,
                            "max_abs_diff": 1e-6}))
@@ -98,7 +110,16 @@ def test_report_numbers(tmp_path):
     fb = pd.read_csv(tmp_path / "fwd_vs_bwd.csv")
     row = fb[(fb["size"] == "tiny") & (fb["context"] == 128) & (fb["precision"] == "fp32")]
     assert row["backward_over_forward"].item() == pytest.approx(2.0)
-    assert row["adamw_ms"].item() == pytest.approx(5.0)
+    assert (row["lo"].item(), row["hi"].item()) == (2.9, 3.1)
+    text = (tmp_path / "README.md").read_text()
+    assert "forward+backward takes 3.00x the forward time (95% CI [2.90, 3.10]; 7 rounds)" in text
+    assert "warm-up 0: mean step 20.0 ms (interval not shown at this scale" in text
+    assert "67,108,864" in text  # FlopCounterMode's missing attention term, formula is reference
+    params = pd.read_csv(tmp_path / "num_params.csv")
+    d, f = 2560, 10240  # the 2.7B row appears (an OOM record), its count written out
+    assert params.set_index("size").loc["2.7B", "num_params"] == (
+        2 * 10000 * d + 32 * (4 * d * d + 3 * d * f + 2 * d) + d)
+    assert "2.7B" in set(params["size"]) and "small" in set(params["size"])
     steps = pd.read_csv(tmp_path / "steps.csv")
     assert steps.loc[steps["size"] == "2.7B", "status"].item() == "oom"
     assert list(steps["size"].drop_duplicates()) == ["tiny", "2.7B"]  # model-size order

@@ -50,10 +50,11 @@ CONFIGS = {
     "tiny": Config(case_ids=(1, 14, 40, 66, 92, 118), zoo_models=("opt-tiny",),
                    scal_models=("opt_125m", "llama2_7b"), scal_counts=(1, 16, 46, 96), scal_reps=1,
                    lengths=(64, 256, 1024), length_M=4, speed_cases=5,
+                   speed_models=("opt_125m", "llama2_7b"),  # MILP on 70B: ~2 s a solve
                    speed_methods=("alphaprun", "norm_2"), rounds=3),
     "small": Config(case_ids=tuple(range(1, 131, 5)), zoo_models=("opt-tiny", "llama-tiny"),
                     scal_reps=1, speed_cases=40),
-    "paper": Config(zoo_models=("opt-125m",)),
+    "paper": Config(zoo_models=("opt-125m",), speed_cases=10),
 }
 
 
@@ -100,7 +101,7 @@ def _available() -> bool:
 # Result metrics and their tolerances for `benchlab compare` (core.compare): 0 exact, a float
 # relative, (rel, abs); None for times and speed ratios, which are not results.
 METRICS = {
-    "*_s": None, "exact_ms_per_solve": None, "speedup": None,
+    "*_s": None, "exact_ms_per_solve": None, "speedup*": None, "rounds_timed": None,
     "L": 0, "instances": 0, "short": 0, "used": 0, "valid": 0,
     # zoo models' scores come from float32 spectra: 1.1e-7 relative drift seen with AVX2 kernels
     # forced (ATEN_CPU_CAPABILITY, MKL_CBWR) against AVX-512; the shared files' cases are exact

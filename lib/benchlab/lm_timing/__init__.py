@@ -3,10 +3,12 @@ nanoGPT-style TransformerLM over sizes, contexts and precisions, with MFU and an
 
     pytest bench/test_lm_timing.py --bench-scale=tiny      # the CI sweep (~2-3 min on 2 cores)
     benchlab lm-timing run --model_size small --context_length 128 --output small.json
+    benchlab lm-timing sweep --sizes small medium --contexts 128 256 --results-dir results
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
 
-Cases are frozen dataclasses built from the scale's `Config` (data only); the benchmark module
-times them and `report` turns the records into tables and figures.
+Cases are frozen dataclasses built from the scale's `Config` (data only); `measure.measure_<kind>`
+measures one (bench module, CLI and asv call the same functions) and `report` turns the records
+into tables and figures.
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +18,8 @@ from .report import report
 from .run import MODES
 
 __all__ = ["METRICS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
-           "WarmupCase", "AttnCase", "PeakCase", "step_cases", "pair_cases", "warmup_cases",
+           "WarmupCase", "ModesCase", "modes_cases", "AttnCase", "PeakCase", "step_cases",
+           "pair_cases", "warmup_cases",
            "attn_cases", "peak_cases", "report", "SIZES", "MODES"]
 
 SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
@@ -58,7 +61,13 @@ class Config:
     warmup_context: int = 256
     warmup_mode: str = "forward_backward"
     warmup_counts: tuple[int, ...] = (0, 1, 2, 5)
-    warmup_trials: int = 5  # each warm-up case runs `benchlab lm-timing run` in a fresh process
+    warmup_trials: int = 5  # each count runs `benchlab lm-timing run` in a fresh process
+    warmup_repeats: int = 1  # rounds over all counts, order rotated per round (intervals at >= 3)
+    modes_sizes: tuple[str, ...] = ("tiny",)  # forward vs fwd+bwd vs train step, side by side
+    modes_contexts: tuple[int, ...] = (128, 512)
+    modes_precision: str = "fp32"
+    modes_warmup: int = 1
+    modes_rounds: int = 7
     attn_contexts: tuple[int, ...] = (128, 256, 512, 1024)
     attn_heads: int = 12  # the small size's heads and head_dim
     attn_head_dim: int = 64
@@ -73,9 +82,9 @@ class Config:
 # Result metrics for `benchlab compare` (core.compare): what the model computes and counts; times
 # and what is derived from them (throughput, MFU) and memory peaks are None, not results.
 METRICS = {"loss": 1e-4, "max_abs_diff": (0, 1e-5), "flops": 0, "num_params": 0, "n": 0,
-           "rounds_timed": 0, "status": 0, "fresh_process": 0, "warmups": 0, "ratio*": None,
-           "*_ms": None, "mfu": None, "tflops": None, "peak_tflops": None, "tokens_per_s": None,
-           "peak_memory_mb": None}
+           "rounds_timed": 0, "status": 0, "fresh_process": 0, "w*_status": 0, "reason": None,
+           "ratio*": None, "*_ms": None, "mfu": None, "tflops": None, "peak_tflops": None,
+           "tokens_per_s": None, "peak_memory_mb": None}
 
 CONTEXTS = (128, 256, 512, 1024)
 PAPER_SIZES = ("small", "medium", "large", "xl", "2.7B")
@@ -101,7 +110,8 @@ CONFIGS = {
         pairs=(PairSweep("peer", ("small",), (128, 256, 512)),
                PairSweep("bf16", ("small", "medium"), (128,), precisions=("bf16",)),
                PairSweep("peer", ("medium",), (128,), rounds=2)),
-        warmup_size="small", warmup_context=128,
+        warmup_size="small", warmup_context=128, warmup_repeats=3,
+        modes_sizes=("tiny", "small"), modes_contexts=(128, 512), modes_rounds=10,
     ),
     "paper": Config(
         steps=(Sweep(PAPER_SIZES, CONTEXTS, warmup=5, rounds=10),
@@ -112,7 +122,8 @@ CONFIGS = {
         pairs=(PairSweep("peer", PAPER_SIZES, CONTEXTS, warmup=5, rounds=10),
                PairSweep("bf16", PAPER_SIZES, (512,), precisions=("bf16",), warmup=5,
                          rounds=10)),
-        warmup_size="small", warmup_context=512, warmup_trials=10,
+        warmup_size="small", warmup_context=512, warmup_trials=10, warmup_repeats=5,
+        modes_sizes=PAPER_SIZES, modes_contexts=CONTEXTS, modes_warmup=5, modes_rounds=10,
         attn_contexts=(128, 256, 512, 1024, 2048, 4096), attn_rounds=10,
     ),
 }
@@ -157,15 +168,34 @@ class PairCase:
 
 @dataclass(frozen=True)
 class WarmupCase:
+    """All warm-up counts, each in a fresh process, `repeats` rotated rounds."""
+
     id: str
     size: str
     context: int
     mode: str
-    warmups: int
+    counts: tuple[int, ...]
     trials: int
+    repeats: int
     batch: int
     vocab: int
     kind: str = "warmup"
+
+
+@dataclass(frozen=True)
+class ModesCase:
+    """forward vs forward+backward vs train step (AdamW) of one size, side by side."""
+
+    id: str
+    size: str
+    context: int
+    precision: str
+    modes: tuple[str, ...]
+    batch: int
+    vocab: int
+    warmup: int
+    rounds: int
+    kind: str = "modes"
 
 
 @dataclass(frozen=True)
@@ -225,9 +255,17 @@ def pair_cases(config: Config) -> list[PairCase]:
 
 def warmup_cases(config: Config) -> list[WarmupCase]:
     return [WarmupCase(f"{config.warmup_size}-ctx{config.warmup_context}-"
-                       f"{SHORT[config.warmup_mode]}-warmup{w}", config.warmup_size,
-                       config.warmup_context, config.warmup_mode, w, config.warmup_trials,
-                       config.batch, config.vocab) for w in config.warmup_counts]
+                       f"{SHORT[config.warmup_mode]}-x{config.warmup_repeats}",
+                       config.warmup_size, config.warmup_context, config.warmup_mode,
+                       config.warmup_counts, config.warmup_trials, config.warmup_repeats,
+                       config.batch, config.vocab)]
+
+
+def modes_cases(config: Config) -> list[ModesCase]:
+    return [ModesCase(f"{size}-ctx{ctx}-{config.modes_precision}", size, ctx,
+                      config.modes_precision, MODES, config.batch, config.vocab,
+                      config.modes_warmup, config.modes_rounds)
+            for size in config.modes_sizes for ctx in config.modes_contexts]
 
 
 def attn_cases(config: Config) -> list[AttnCase]:

@@ -3,93 +3,101 @@
     benchlab lm-timing run --model_size small --vocab 10000 --context_length 128 --d_model 768 \
         --d_ff 3072 --num_layers 12 --num_heads 12 --batch_size 4 --num_steps 1 \
         --num_warmups 5 --num_trials 10 [--forward_only] [--data_path tokens.npy] --output r.json
+    benchlab lm-timing sweep --sizes small medium large xl 2_7B --contexts 128 256 512 1024 \
+        --results-dir results     # results/bench_{model}_{context}.json, resumable
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
 
 `run` times `num_trials` trials of `num_steps` steps each after `num_warmups` warm-up steps (each
 warm-up step is timed too, in `warmup_times_ms`, so the first step's cost is visible) and writes
 the seed's JSON fields plus num_params, FLOPs, tokens/s, MFU and peak memory. Model dimensions
-default to the --model_size's row when it names a known size.
+default to the --model_size's row when it names a known size (2_7B is 2.7B). The measuring is
+lm_timing.measure's, the bench module's step cases' own. `sweep` runs each size x context in a
+fresh process; `aggregate` is lm_timing/aggregate.py.
 """
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-from benchlab.core.errors import BenchlabError, fail, read_json
+from benchlab.core.errors import BenchlabError, fail
 
 from .model import SIZES
 
 SEED_FIELDS = ("model_size", "vocab", "context_length", "d_model", "d_ff", "num_layers",
                "num_heads", "batch_size", "num_steps", "num_warmups", "num_trials",
                "forward_only", "trial_times_ms", "mean_time_ms", "std_time_ms", "device")
-SIZE_ORDER = {name: i for i, name in enumerate(SIZES)}
 
 
-def run(args) -> dict:
-    import torch
+def canonical_size(size: str) -> str:
+    """The seed's sweep spells 2.7B as 2_7B; both name the same size."""
+    return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size
 
-    from benchlab.core.timing import resolve_device, time_fn
 
-    from . import run as R
+def _config(args):
+    """(ModelConfig, the seed's config fields, mode) of a run's arguments."""
     from .model import ModelConfig
 
-    device = resolve_device(args.device)
-    base = SIZES.get(args.model_size)
+    base = SIZES.get(canonical_size(args.model_size))
     dims = {k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k, None)
             for k in ("d_model", "d_ff", "num_layers", "num_heads")}
     for k, v in dims.items():
         if v is None:
             raise fail("--" + k, k, f"required when --model_size {args.model_size!r} is not one "
                        f"of {', '.join(SIZES)}")
-    cfg = ModelConfig(**dims, vocab_size=args.vocab)
     mode = args.mode or ("forward" if args.forward_only else "forward_backward")
+    fields = {"model_size": args.model_size, "vocab": args.vocab,
+              "context_length": args.context_length, **dims, "batch_size": args.batch_size,
+              "num_steps": args.num_steps, "num_warmups": args.num_warmups,
+              "num_trials": args.num_trials, "forward_only": mode == "forward", "mode": mode,
+              "precision": args.precision, "attn": args.attn, "impl": args.impl,
+              "compile": args.compile, "data_path": args.data_path}
+    return ModelConfig(**dims, vocab_size=args.vocab), fields, mode
+
+
+def oom_result(args, reason: str) -> dict:
+    """The JSON of a run that did not fit: no times, but num_params and FLOPs (no model needed)."""
+    import torch
+
+    from .model import num_params, step_flops
+
+    cfg, fields, mode = _config(args)
+    return {**fields, "device": args.device, "torch": torch.__version__, "status": "oom",
+            "reason": reason, "trial_times_ms": [], "mean_time_ms": None, "std_time_ms": None,
+            "num_params": num_params(cfg),
+            "flops_per_step": step_flops(cfg, args.batch_size, args.context_length, mode)}
+
+
+def run(args) -> dict:
+    """One configuration, measured as the bench module's step cases are (lm_timing.measure)."""
+    import torch
+
+    from benchlab.core.stats import describe
+    from benchlab.core.timing import Timer, resolve_device
+
+    from . import measure as M
+
+    device = resolve_device(args.device)
+    args.device = device
+    cfg, fields, mode = _config(args)
     tokens = None
     if args.data_path:
         from benchlab.zoo.data import read_npy
 
         tokens = read_npy(args.data_path)
-    out = {"model_size": args.model_size, "vocab": args.vocab,
-           "context_length": args.context_length, **dims, "batch_size": args.batch_size,
-           "num_steps": args.num_steps, "num_warmups": args.num_warmups,
-           "num_trials": args.num_trials, "forward_only": mode == "forward", "mode": mode,
-           "precision": args.precision, "attn": args.attn, "impl": args.impl,
-           "compile": args.compile, "data_path": args.data_path, "device": device,
-           "torch": torch.__version__}
-    reason = R.oom_reason(cfg, args.context_length, mode, args.precision, device=device,
-                          attn=args.attn, batch=args.batch_size, vocab=args.vocab)
     try:
-        if reason is None:
-            prep = R.prepare(cfg, args.context_length, mode, args.precision, device=device,
-                             impl=args.impl, attn=args.attn, batch=args.batch_size,
-                             vocab=args.vocab, compile=args.compile, seed=args.seed,
-                             tokens=tokens)
-
-            def trial():
-                for _ in range(args.num_steps):
-                    prep.step()
-
-            warm = [time_fn(prep.step, device, warmup=0, trials=1)[0]
-                    for _ in range(args.num_warmups)]
-            trials = time_fn(trial, device, warmup=0, trials=args.num_trials)
-            mem = R.peak_memory(prep.step, device)
-            per_step = [t / args.num_steps for t in trials]
-            m = R.summarize(per_step, prep, peak_flops=R.matmul_peak(device, args.precision),
-                            peak_bytes=mem)
-    except Exception as e:  # only an out-of-memory error becomes a result; the rest propagate
-        if not R.is_oom(e):
-            raise
-        reason = f"OOM ({type(e).__name__})"
-        R.release(device)
-    if reason is not None:
-        return {**out, "status": "oom", "reason": reason, "trial_times_ms": [],
-                "mean_time_ms": None, "std_time_ms": None}
-    ms = [1000 * t for t in trials]
-    mean = sum(ms) / len(ms)
-    std = math.sqrt(sum((t - mean) ** 2 for t in ms) / (len(ms) - 1)) if len(ms) > 1 else 0.0
-    return {**out, "status": "ok", "trial_times_ms": ms, "mean_time_ms": mean, "std_time_ms": std,
-            "warmup_times_ms": [1000 * t for t in warm],
-            "first_step_ms": 1000 * (warm[0] if warm else trials[0] / args.num_steps),
+        prep = M.build(device, cfg, args.context_length, mode, args.precision, impl=args.impl,
+                       attn=args.attn, batch=args.batch_size, vocab=args.vocab,
+                       compile=args.compile, seed=args.seed, tokens=tokens)
+        timed = M.time_steps(prep, Timer(None, device), warmups=args.num_warmups,
+                             trials=args.num_trials, steps=args.num_steps)
+    except M.OOM as e:
+        return oom_result(args, str(e))
+    m = M.step_metrics(prep, timed)
+    trial = describe([1000 * t for t in timed["trials"]])
+    return {**fields, "device": device, "torch": torch.__version__, "status": "ok",
+            "trial_times_ms": [1000 * t for t in timed["trials"]], "mean_time_ms": trial["mean"],
+            "std_time_ms": trial["std"] if len(timed["trials"]) > 1 else 0.0,
+            "warmup_times_ms": m["warmup_times_ms"], "first_step_ms": m["first_step_ms"],
             "mean_step_time_ms": m["mean_ms"], "median_step_time_ms": m["median_ms"],
             "num_params": m["num_params"], "flops_per_step": m["flops"],
             "tokens_per_s": m["tokens_per_s"], "tflops": m["tflops"],
@@ -118,84 +126,60 @@ def cmd_run(args) -> int:
     return 0
 
 
-# -- aggregate ----------------------------------------------------------------------------------
-
-def load_results(results_dir: Path) -> list[dict]:
-    if not results_dir.is_dir():
-        raise fail(str(results_dir), "--results-dir", "no such directory")
-    rows = []
-    for path in sorted(results_dir.glob("*.json")):
-        data = read_json(path)
-        for key in ("model_size", "context_length", "mean_time_ms", "std_time_ms"):
-            if key not in data:
-                raise fail(str(path), key, "missing")
-        data.setdefault("forward_only", False)
-        data.setdefault("mode", "forward" if data["forward_only"] else "forward_backward")
-        data["file"] = path.name
-        rows.append(data)
-    if not rows:
-        raise fail(str(results_dir), "--results-dir", "no *.json results")
-    return rows
-
-
-def summary_tables(rows: list[dict]) -> dict:
-    """The seed's three sections as DataFrames (the third only when both modes exist)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    frame["_order"] = frame["model_size"].map(SIZE_ORDER).fillna(len(SIZE_ORDER))
-    frame = frame.sort_values(["_order", "model_size", "context_length", "mode"], kind="stable")
-    cols = [c for c in ("model_size", "d_model", "context_length", "num_layers", "num_heads",
-                        "batch_size", "forward_only", "mode", "precision", "mean_time_ms",
-                        "std_time_ms", "num_params", "tokens_per_s", "mfu", "status")
-            if c in frame]
-    out = {"complete": frame[cols].reset_index(drop=True), "by_size": {}}
-    for size, part in frame.groupby("model_size", sort=False):
-        keep = [c for c in ("context_length", "mode", "precision", "mean_time_ms",
-                            "std_time_ms") if c in part]
-        out["by_size"][size] = part[keep].reset_index(drop=True)
-    fwd = frame[frame["mode"] == "forward"]
-    both = frame[frame["mode"] == "forward_backward"]
-    if len(fwd) and len(both):
-        keys = [k for k in ("model_size", "context_length", "precision") if k in frame]
-        merged = fwd[keys + ["_order", "mean_time_ms"]].merge(
-            both[keys + ["mean_time_ms"]], on=keys, suffixes=("_forward", "_fwd_bwd"))
-        merged = merged.sort_values(["_order"] + keys[1:], kind="stable").drop(columns="_order")
-        merged["backward_ms"] = merged["mean_time_ms_fwd_bwd"] - merged["mean_time_ms_forward"]
-        merged["backward_over_forward"] = merged["backward_ms"] / merged["mean_time_ms_forward"]
-        out["fwd_vs_bwd"] = merged.reset_index(drop=True)
-    return out
-
+# -- aggregate and sweep -------------------------------------------------------------------
 
 def cmd_aggregate(args) -> int:
+    from .aggregate import load_results, write_summary
+
     for target in (args.output, args.csv):
         if target and Path(target).exists() and not args.force:
             raise fail(str(target), "output", "already exists (pass --force to replace it)")
-    tables = summary_tables(load_results(Path(args.results_dir)))
-    md = ["# Benchmark Summary", "", "## Complete Results", "",
-          tables["complete"].to_markdown(index=False, floatfmt=".2f"), "",
-          "## Results by Model Size", ""]
-    for size, part in tables["by_size"].items():
-        md += [f"### Model: {size}", "", part.to_markdown(index=False, floatfmt=".2f"), ""]
-    md += ["## Forward-only vs Forward+Backward", ""]
-    if "fwd_vs_bwd" in tables:
-        md += [tables["fwd_vs_bwd"].to_markdown(index=False, floatfmt=".2f"), ""]
-    else:
-        md += ["(needs both forward_only=True and forward_only=False results)", ""]
-    Path(args.output).write_text("\n".join(md))
-    if args.csv:
-        tables["complete"].to_csv(args.csv, index=False, lineterminator="\n")
+    write_summary(load_results(Path(args.results_dir)), args.output, args.csv)
     print(f"wrote {args.output}" + (f" and {args.csv}" if args.csv else ""))
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchlab lm-timing", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="time one configuration, write the seed's JSON")
-    r.add_argument("--model_size", required=True, help=f"label; known: {', '.join(SIZES)}")
+def cmd_sweep(args, passthrough: list[str]) -> int:
+    """The seed's sweep_local.sh: each size x context in a fresh process, one JSON each; files
+    that exist are kept (resume); a process killed for memory is recorded as OOM."""
+    import subprocess
+    import sys
+
+    from tqdm import tqdm
+
+    out = Path(args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = [(canonical_size(s), c) for s in args.sizes for c in args.contexts]
+    for size, ctx in (bar := tqdm(grid, desc="lm-timing sweep")):
+        path = out / f"bench_{size.replace('.', '_')}_{ctx}.json"
+        bar.set_postfix_str(path.name)
+        if path.exists():
+            continue
+        cmd = [sys.executable, "-m", "benchlab.cli", "lm-timing", "run", "--model_size", size,
+               "--context_length", str(ctx), *passthrough, "--output", str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode < 0 or proc.returncode == 137:  # the kernel's OOM killer
+            doc = oom_result(run_parser().parse_args(cmd[5:-2] + ["--output", str(path)]),
+                             f"OOM (process killed, signal {-proc.returncode % 128})")
+            path.write_text(json.dumps(doc, indent=2) + "\n")
+        elif proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise fail(str(path), f"{size} ctx {ctx}", tail)
+    print(f"{len(grid)} results in {out}")
+    return 0
+
+
+def run_options(r, grid: bool = False) -> None:
+    """The options of `run`; a sweep takes sizes and contexts as lists instead."""
+    if grid:
+        r.add_argument("--sizes", nargs="+", required=True,
+                       help=f"model sizes ({', '.join(SIZES)}; 2_7B = 2.7B)")
+        r.add_argument("--contexts", nargs="+", type=int, required=True)
+    else:
+        r.add_argument("--model_size", required=True,
+                       help=f"label; known: {', '.join(SIZES)} (2_7B = 2.7B)")
+        r.add_argument("--context_length", type=int, required=True)
     r.add_argument("--vocab", type=int, default=10_000, help="(default: %(default)s)")
-    r.add_argument("--context_length", type=int, required=True)
     for k in ("d_model", "d_ff", "num_layers", "num_heads"):
         r.add_argument("--" + k, type=int, default=None, help="(default: the size's value)")
     r.add_argument("--batch_size", type=int, default=4, help="(default: %(default)s)")
@@ -214,7 +198,24 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     r.add_argument("--data_path", default=None, help=".npy token array (memory-mapped)")
-    r.add_argument("--output", required=True, help="JSON file to write (never overwritten)")
+    if not grid:
+        r.add_argument("--output", required=True, help="JSON file to write (never overwritten)")
+
+
+def run_parser() -> argparse.ArgumentParser:
+    r = argparse.ArgumentParser(prog="benchlab lm-timing run")
+    run_options(r)
+    return r
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchlab lm-timing", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run_options(sub.add_parser("run", help="time one configuration, write the seed's JSON"))
+    w = sub.add_parser("sweep", help="sizes x contexts, one fresh process and JSON each "
+                       "(results/bench_{model}_{context}.json), resumable")
+    run_options(w, grid=True)
+    w.add_argument("--results-dir", "--results_dir", dest="results_dir", default="results")
     a = sub.add_parser("aggregate", help="tables of a directory of run JSON files")
     a.add_argument("--results-dir", required=True)
     a.add_argument("--output", required=True, help="markdown summary")
@@ -223,11 +224,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+SWEEP_ONLY = ("sizes", "contexts", "results_dir", "command")
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "sweep":
+        defaults = vars(run_parser().parse_args(["--model_size", "x", "--context_length", "1",
+                                                 "--output", "x"]))
+        passthrough = []  # the options that differ from run's defaults, handed to each run
+        for key, value in vars(args).items():
+            if key in SWEEP_ONLY or value == defaults.get(key):
+                continue
+            flag = "--" + key
+            passthrough += [flag] if value is True else [flag, str(value)]
+        return cmd_sweep(args, passthrough)
     return cmd_aggregate(args)
 
 
-__all__ = ["main", "run", "summary_tables", "load_results", "SEED_FIELDS", "BenchlabError"]
+__all__ = ["main", "run", "oom_result", "canonical_size", "SEED_FIELDS", "BenchlabError"]

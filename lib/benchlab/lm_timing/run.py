@@ -2,8 +2,8 @@
 
 `prepare(...)` builds a model (ours or the LLaMA peer), a batch and a step closure for a mode
 (forward, forward_backward, train_step = forward + backward + AdamW) and a precision (fp32, or
-bf16/fp16 autocast). Timing itself is benchlab.core's: `measure` in benchmarks, `time_fn` in the
-CLI; both synchronize CUDA after every call. `summarize` turns trial times into the metrics.
+bf16/fp16 autocast). Timing is benchlab.core's Timer, through lm_timing.measure (bench, CLI and
+asv alike); it synchronizes CUDA after every call. `summarize` turns trial times into the metrics.
 
     python -c "from benchlab.lm_timing.run import *; p = prepare('tiny', 128, 'forward', 'fp32');
     from benchlab.core import time_fn; print(summarize(time_fn(p.step, trials=3), p))"
@@ -229,21 +229,6 @@ def release(device) -> None:
     gc.collect()
     if str(device).startswith("cuda"):
         torch.cuda.empty_cache()
-
-
-def recording(fn, device, times: list):
-    """`fn` synchronized and timed: each call appends its seconds to `times` (warm-ups too)."""
-    from benchlab.core.timing import synced
-
-    run = synced(fn, device)
-
-    def call():
-        t0 = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - t0)
-        return out
-
-    return call
 
 
 def oom_reason(size, context: int, mode: str, precision: str, *, device="cpu", attn="sdpa",

@@ -1,0 +1,121 @@
+"""What each case kind measures: `measure_<kind>(case, config, timer) -> metrics` (bench module,
+CLI and asv call these). Timing is core.timing's Timer; exact vs MILP runs side by side.
+
+    python -c "from benchlab.core import Timer; from benchlab.layer_selection import *; \
+        from benchlab.layer_selection.measure import measure_speed; \
+        print(measure_speed(speed_cases(CONFIGS['tiny'])[0], CONFIGS['tiny'], Timer()))"
+"""
+
+import numpy as np
+
+from ..core.stats import bootstrap_ci, paired_ratio
+from . import data
+from . import experiment as ex
+from .solver import check_selection, solve
+
+REL = 1e-9  # float tolerance when comparing optima computed by different solvers
+
+
+def _rounds(solver: str, config) -> int:
+    return 1 if solver.startswith("milp") else config.rounds
+
+
+def _warmup(solver: str) -> int:
+    return 0 if solver.startswith("milp") else 1
+
+
+def measure_solve(case, config, timer) -> dict:
+    m = ex.model_data(case.model, case.source)
+    b = ex.case_budgets(m, case.case_id)
+    values = data.values_for(m, case.method, case.case_id)
+    sel = timer.measure(lambda: solve(m.costs, values, b, case.solver), warmup=1,
+                        rounds=_rounds(case.solver, config))
+    ok, why = check_selection(m.costs, b, sel.intervals)
+    assert ok, why
+    benefit = float(np.sum(m.significance[sel.layers])) if sel.layers else 0.0
+    best = ex.best_benefit(m, tuple(b))
+    exact = ex.exact_objective(m, tuple(b), case.method, case.case_id)
+    assert sel.value <= exact + REL * abs(exact), "a heuristic beat the exact optimum"
+    assert benefit <= best + REL * best, "a selection beat the best achievable benefit"
+    gap = (exact - sel.value) / abs(exact) if exact else 0.0
+    return {"benefit": benefit, "ratio": benefit / m.total_significance,
+            "ratio_to_best": benefit / best if best > 0 else 1.0, "objective": sel.value,
+            "exact_objective": exact, "gap": gap, "short": int(gap > REL), "valid": ok,
+            "used": sum(iv is not None for iv in sel.intervals)}
+
+
+def measure_scalability(case, config, timer) -> dict:
+    m = ex.model_data(case.model)
+    b = np.asarray(ex.scalability_case(case.case_id)["budgets"], dtype=np.float64)
+    sel = timer.measure(lambda: solve(m.costs, m.significance, b, case.solver),
+                        warmup=_warmup(case.solver), rounds=_rounds(case.solver, config))
+    ok, why = check_selection(m.costs, b, sel.intervals)
+    assert ok, why
+    exact = ex.best_benefit(m, tuple(b))
+    metrics = {"objective": sel.value, "gap": (exact - sel.value) / exact if exact else 0.0,
+               "L": len(m.names)}
+    if case.solver == "exact":  # ratio vs M of each value method (exact selections)
+        for method in data.VALUE_METHODS:
+            metrics[f"ratio_{method}"] = ex.evaluate(m, b, method, "exact", case.case_id).ratio
+    return metrics
+
+
+def measure_length(case, config, timer) -> dict:
+    costs, values, b = ex.synthetic(case.L, case.M)
+    sel = timer.measure(lambda: solve(costs, values, b, case.solver),
+                        warmup=_warmup(case.solver), rounds=_rounds(case.solver, config))
+    assert check_selection(costs, b, sel.intervals)[0]
+    exact = solve(costs, values, b).value
+    return {"objective": sel.value, "gap": (exact - sel.value) / exact if exact else 0.0}
+
+
+def measure_speed(case, config, timer) -> dict:
+    """The same instances through exact and MILP, side by side: one warm-up batch each (scipy's
+    first-call start-up stays out), then `rounds` rotated rounds of both; the speed-up is the
+    median of the per-round ratios, with a 95% bootstrap interval over rounds."""
+    m = ex.model_data(case.model)
+    cases = data.experiment_cases()[: case.n_cases]
+    inst = [(data.values_for(m, meth, c["case_id"]), ex.case_budgets(m, c["case_id"]))
+            for c in cases for meth in config.speed_methods]
+    last = {}
+
+    def batch(solver):
+        def run():
+            last[solver] = [solve(m.costs, v, b, solver) for v, b in inst]
+        return run
+
+    t = timer.side_by_side({"exact": batch("exact"), "milp": batch("milp")}, warmup=1,
+                           rounds=config.rounds)
+    diffs = [abs(e.value - p.value) / max(abs(p.value), 1e-300)
+             for e, p in zip(last["exact"], last["milp"], strict=True)]
+    assert max(diffs) <= REL, f"exact and MILP optima differ by {max(diffs):.3g}"
+    per_round = np.asarray(t["milp"]) / np.asarray(t["exact"])
+    ci = {}
+    if per_round.size >= 3:  # records hold no NaN: no interval from fewer rounds
+        lo, hi = bootstrap_ci(per_round, np.median)
+        ci = {"speedup_lo": lo, "speedup_hi": hi}
+    exact_s = float(np.median(t["exact"]))
+    return {"instances": len(inst), "exact_s": exact_s, "milp_s": float(np.median(t["milp"])),
+            "speedup": paired_ratio(t["milp"], t["exact"]), **ci,
+            "rounds_timed": len(t["exact"]), "exact_ms_per_solve": 1e3 * exact_s / len(inst),
+            "max_rel_diff": max(diffs)}
+
+
+def measure_all_shared(case, config, timer) -> dict:
+    """Every shared case solved exactly: 130 cases x 4 models x 5 methods, plus 240 scalability."""
+    work = []
+    cases = data.experiment_cases()
+    for short in data.SHARED_MODELS:
+        m = ex.model_data(short)
+        for c in cases:
+            b = ex.case_budgets(m, c["case_id"])
+            work += [(m, data.values_for(m, meth, c["case_id"]), b) for meth in data.VALUE_METHODS]
+    for c in data.scalability_cases():
+        m = ex.model_data(c["model_name"])
+        work.append((m, m.significance, np.asarray(c["budgets"], dtype=np.float64)))
+    seconds = []
+    out = timer.measure(lambda: [solve(m.costs, v, b) for m, v, b in work], warmup=0, rounds=1,
+                        times=seconds)
+    assert all(check_selection(m.costs, b, s.intervals)[0]
+               for (m, _, b), s in zip(work, out, strict=True))
+    return {"instances": len(work), "total_s": max(seconds)}

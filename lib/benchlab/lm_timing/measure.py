@@ -1,0 +1,217 @@
+"""What each case kind measures: `measure_<kind>(case, config, timer, seed) -> metrics`, used by
+the bench module, the CLI and asv alike. Timing is core.timing's Timer (pytest-benchmark under
+pytest, plain rounds elsewhere); side-by-side comparisons run in rotated rounds.
+
+    python -c "from benchlab.core import Timer; from benchlab.lm_timing import *; \
+        from benchlab.lm_timing.measure import measure_modes; \
+        print(measure_modes(modes_cases(CONFIGS['tiny'])[0], CONFIGS['tiny'], Timer()))"
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchlab.core.stats import bootstrap_ci, describe, paired_ratio
+from benchlab.core.timing import time_fn
+
+from . import run as R
+from .model import ATTENTION
+
+
+class OOM(Exception):
+    """A case that does not fit; its reason becomes the record (status "oom")."""
+
+
+def guard(fn, device, where: str):
+    """fn(), or raise OOM with a reason when it ran out of memory (other errors propagate)."""
+    try:
+        return fn()
+    except Exception as e:
+        if not R.is_oom(e):
+            raise
+        R.release(device)
+        raise OOM(f"OOM ({type(e).__name__}) while {where}") from None
+
+
+def build(device, size, context, mode, precision, *, seed=0, **kw) -> R.Prepared:
+    """R.prepare after the CPU memory estimate; OOM when either says it will not fit."""
+    reason = R.oom_reason(size, context, mode, precision, device=device,
+                          attn=kw.get("attn", "sdpa"), batch=kw.get("batch", 4),
+                          vocab=kw.get("vocab", 10_000))
+    if reason is not None:
+        raise OOM(reason)
+    return guard(lambda: R.prepare(size, context, mode, precision, device=device, seed=seed,
+                                   **kw), device, "building")
+
+
+def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int = 1) -> dict:
+    """`warmups` single steps timed one by one (so the first step's cost shows; skipped when
+    timing is off), then `trials` timed trials of `steps` steps each through the timer.
+    Seconds: warm (per warm-up step), trials (per trial), per_step (trial / steps)."""
+    warm = time_fn(prep.step, prep.device, warmup=0, trials=warmups) if timer.enabled else []
+    out, times = [], []
+
+    def trial():
+        for _ in range(steps):
+            out.append(prep.step())
+
+    guard(lambda: timer.measure(trial, warmup=0, rounds=trials, times=times), prep.device,
+          "running")
+    return {"warm": warm, "trials": times, "per_step": [t / steps for t in times],
+            "loss": float(out[-1])}
+
+
+def step_metrics(prep: R.Prepared, timed: dict) -> dict:
+    """The summary (per step), first step and warm-up times, peak memory and MFU of one case."""
+    mem = R.peak_memory(prep.step, prep.device)
+    m = R.summarize(timed["per_step"], prep, peak_flops=R.matmul_peak(prep.device,
+                                                                      prep.precision),
+                    peak_bytes=mem)
+    first = timed["warm"][0] if timed["warm"] else timed["per_step"][0]
+    return {**m, "first_step_ms": 1000 * first,
+            "warmup_times_ms": [1000 * t for t in timed["warm"]]}
+
+
+def measure_step(case, config, timer, seed: int = 0) -> dict:
+    try:
+        prep = build(timer.device, case.size, case.context, case.mode, case.precision, seed=seed,
+                     attn=case.attn, batch=case.batch, vocab=case.vocab, compile=case.compile,
+                     compile_backend=config.compile_backend)
+        timed = time_steps(prep, timer, warmups=case.warmup, trials=case.rounds)
+    except OOM as e:
+        return {"status": "oom", "reason": str(e)}
+    loss = timed["loss"]
+    assert torch.isfinite(torch.tensor(loss)), f"loss is {loss}"
+    return {**step_metrics(prep, timed), "loss": loss, "rounds_timed": len(timed["trials"])}
+
+
+def ratio_ci(name: str, a, b) -> dict:
+    """{name_lo, name_hi}: 95% bootstrap interval of the median paired ratio a_i / b_i; empty
+    with fewer than 3 rounds (records hold no NaN)."""
+    import numpy as np
+
+    r = [x / y for x, y in zip(a, b, strict=True)]
+    if len(r) < 3:
+        return {}
+    lo, hi = bootstrap_ci(r, np.median, seed=0)
+    return {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+
+
+def measure_modes(case, config, timer, seed: int = 0) -> dict:
+    """forward, forward+backward and the full AdamW train step of one size, timed side by side
+    in rotated rounds; ratios are medians of the per-round ratios with bootstrap intervals."""
+    try:
+        preps = {m: build(timer.device, case.size, case.context, m, case.precision, seed=seed,
+                          batch=case.batch, vocab=case.vocab) for m in case.modes}
+        t = guard(lambda: timer.side_by_side({m: p.step for m, p in preps.items()},
+                                             warmup=case.warmup, rounds=case.rounds),
+                  timer.device, "running")
+    except OOM as e:
+        return {"status": "oom", "reason": str(e)}
+    out = {"status": "ok", "num_params": preps[case.modes[0]].num_params,
+           "rounds_timed": len(t[case.modes[0]])}
+    for m, times in t.items():
+        out[f"{m}_ms"] = describe([1000 * x for x in times])["median"]
+        out[f"{m}_times_ms"] = [1000 * x for x in times]
+    for a, b in zip(case.modes[1:], case.modes[:-1], strict=True):
+        name = f"ratio_{a}_over_{b}"
+        out[name] = paired_ratio(t[a], t[b])
+        out |= ratio_ci(name, t[a], t[b])
+    return out
+
+
+def measure_pair(case, config, timer, seed: int = 0) -> dict:
+    common = dict(seed=seed, batch=case.batch, vocab=case.vocab)
+    try:
+        a = build(timer.device, case.size, case.context, case.mode, case.a_precision,
+                  impl=case.a_impl, **common)
+        b = build(timer.device, case.size, case.context, case.mode, case.b_precision,
+                  impl=case.b_impl, **common)
+        assert a.num_params == sum(p.numel() for p in b.model.parameters()), "sizes differ"
+        t = guard(lambda: timer.side_by_side({"a": a.step, "b": b.step}, warmup=case.warmup,
+                                             rounds=case.rounds), timer.device, "running")
+    except OOM as e:
+        return {"status": "oom", "reason": str(e)}
+    ta, tb = t["a"], t["b"]
+    da, db = describe([1000 * x for x in ta]), describe([1000 * x for x in tb])
+    return {"num_params": a.num_params, "flops": a.flops, "a_median_ms": da["median"],
+            "b_median_ms": db["median"], "a_mean_ms": da["mean"], "b_mean_ms": db["mean"],
+            "ratio": paired_ratio(ta, tb), **ratio_ci("ratio", ta, tb),
+            "ratio_of_medians": da["median"] / db["median"], "ratio_min": da["min"] / db["min"],
+            "a_trial_times_ms": [1000 * x for x in ta], "b_trial_times_ms": [1000 * x for x in tb],
+            "rounds_timed": len(ta), "status": "ok"}
+
+
+def measure_attn(case, config, timer, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    shape = (case.batch, case.heads, case.context, case.head_dim)
+    q, k, v = (torch.randn(shape, generator=g).to(timer.device, R.DTYPES[case.precision])
+               for _ in range(3))
+    fn, times = ATTENTION[case.impl], []
+    try:
+        guard(lambda: timer.measure(lambda: fn(q, k, v), warmup=1, rounds=case.rounds,
+                                    times=times), timer.device, "running")
+    except OOM as e:
+        return {"status": "oom", "reason": str(e)}
+    other = ATTENTION["einsum" if case.impl == "sdpa" else "sdpa"]
+    diff = (fn(q, k, v).float() - other(q, k, v).float()).abs().max().item()
+    tol = 1e-4 if case.precision == "fp32" else 5e-2
+    assert diff < tol, f"sdpa and einsum attention differ by {diff}"
+    d = describe([1000 * t for t in times])
+    return {"status": "ok", "mean_ms": d["mean"], "std_ms": d["std"], "max_abs_diff": diff,
+            "flops": 4 * case.batch * case.context**2 * case.heads * case.head_dim}
+
+
+def measure_peak(case, config, timer, seed: int = 0) -> dict:
+    n = 8192 if str(timer.device).startswith("cuda") else 2048
+    a = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
+    b = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
+    timer.measure(lambda: a @ b, warmup=1, rounds=3)
+    return {"peak_tflops": R.matmul_peak(timer.device, case.precision) / 1e12, "n": n}
+
+
+def run_fresh(case, warmups: int, device: str, seed: int) -> dict:
+    """`benchlab lm-timing run` of the warm-up case in a fresh process (a cold first step)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.json"
+        cmd = [sys.executable, "-m", "benchlab.cli", "lm-timing", "run", "--model_size",
+               case.size, "--vocab", str(case.vocab), "--context_length", str(case.context),
+               "--batch_size", str(case.batch), "--num_warmups", str(warmups), "--num_trials",
+               str(case.trials), "--mode", case.mode, "--device", device, "--seed", str(seed),
+               "--output", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(out.read_text())
+
+
+def measure_warmup(case, config, timer, seed: int = 0) -> dict:
+    """The seed's warm-up study: each count in a fresh process, `repeats` rounds with the order
+    of the counts rotated every round; per count the mean of the timed steps' means with a 95%
+    bootstrap interval over rounds (left out with < 3 rounds), and the cold first step."""
+    counts = list(case.counts)
+    res = {w: [] for w in counts}
+
+    def study():
+        for r in range(case.repeats):
+            for w in counts[r % len(counts):] + counts[:r % len(counts)]:
+                res[w].append(run_fresh(case, w, timer.device, seed))
+
+    timer.measure(study, warmup=0, rounds=1)
+    out = {"status": "ok", "fresh_process": True}
+    for w in counts:
+        ok = [x for x in res[w] if x["status"] == "ok"]
+        if not ok:
+            out[f"w{w}_status"] = "oom"
+            continue
+        means = [x["mean_step_time_ms"] for x in ok]
+        if len(means) >= 3:
+            lo, hi = bootstrap_ci(means, seed=0)
+            out |= {f"w{w}_lo_ms": float(lo), f"w{w}_hi_ms": float(hi)}
+        out |= {f"w{w}_mean_ms": sum(means) / len(means), f"w{w}_means_ms": means,
+                f"w{w}_first_step_ms": describe([x["first_step_ms"] for x in ok])["median"],
+                "num_params": ok[0]["num_params"]}
+    return out
