@@ -5,8 +5,10 @@
 
 test_op_mlp    exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense
 test_op_attn   exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA, eager
+               (every point runs the operator, full masks too: shortcut=False)
 test_exposer   exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs unions
 test_predictor_quality   predictor recall / precision on held-out rows
+test_mlp_grain exp-ablation-mlp-grain: MLP density by block size / threshold, neurons reordered
 Implementations of one case are timed side by side (core.timing.interleave) and their speedups
 are medians of paired rounds (core.stats.paired_ratio); pytest-benchmark times the Long Exposure
 implementation.
@@ -73,12 +75,14 @@ def test_op_attn(benchmark, case, config, device, seed, record):
     qkv = (q, k, v)
     fns = {"sdpa": _fwd_bwd(lambda: A.sdpa_attention(q, k, v), qkv, go),
            "eager": _fwd_bwd(lambda: A.eager_attention(q, k, v), qkv, go),
-           "sparse": _fwd_bwd(lambda: A.block_sparse_attention(q, k, v, mask), qkv, go)}
+           "sparse": _fwd_bwd(lambda: A.block_sparse_attention(q, k, v, mask, shortcut=False),
+                              qkv, go)}
     with threads(ops.threads) as n_threads:
         ts = interleave(fns, device, warmup=ops.warmup, rounds=ops.rounds)
         with torch.no_grad():
             tsf = interleave({"sdpa": lambda: A.sdpa_attention(q, k, v),
-                              "sparse": lambda: A.block_sparse_attention(q, k, v, mask)},
+                              "sparse": lambda: A.block_sparse_attention(q, k, v, mask,
+                                                                         shortcut=False)},
                              device, warmup=ops.warmup, rounds=ops.rounds)
         measure(benchmark, fns["sparse"], device, warmup=0, rounds=max(1, ops.rounds // 2))
     t, tf = medians(ts), medians(tsf)
@@ -114,6 +118,22 @@ def test_exposer(benchmark, case, config, device, record):
                            rounds=1)
     m = exposure.metrics()
     record(**m, **_means(m), layers=len(exposure.layers))
+
+
+@pytest.mark.cases.with_args(oc.mlp_grain_cases)
+def test_mlp_grain(benchmark, case, config, device, record):
+    """MLP sparsity by block size and threshold, plain and with neurons reordered from
+    calibration rows (train split) and judged on held-out rows (val split)."""
+    from benchlab.long_exposure import mlp_grain as G
+
+    c, ops = case, oc.ops_config(config)
+    model = _model(c.model)
+    calib = oc.corpus_rows(c.model, ops.train_rows, c.seq_len, "train")
+    held = oc.corpus_rows(c.model, c.batch, c.seq_len)
+    with threads(ops.threads):
+        out = measure(benchmark, lambda: G.grain_study(model, calib, held), device, warmup=0,
+                      rounds=1)
+    record(**out)
 
 
 @pytest.mark.cases.with_args(oc.predictor_quality_cases)

@@ -26,7 +26,7 @@ class Oracle:
     def __init__(self, model, mass=0.999):
         self.layers, self.mass = pm.decoder_layers(model), mass
 
-    def attn(self, i, h):
+    def attn(self, i, h, docs=None):
         a = self.layers[i].self_attn
         B, T, _ = h.shape
         q = (a.q_proj(h) * a.scaling).view(B, T, a.num_heads, -1).transpose(1, 2)
@@ -39,7 +39,7 @@ class Oracle:
         keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
         return keep | torch.eye(nb, dtype=torch.bool)
 
-    def mlp(self, i, h):
+    def mlp(self, i, h, docs=None):
         act = torch.relu(self.layers[i].fc1(h)) > 0  # (B, T, F)
         return act.any(1).view(h.shape[0], -1, MLP_BLOCK).any(-1)
 

@@ -88,3 +88,35 @@ def test_bad_input_is_one_line_error(tmp_path):
                   str(tmp_path / "y")])
     with pytest.raises(SystemExit):
         cli.main(["finetune", "--method", "prefix", "--out", str(tmp_path / "z")])
+
+
+def test_dense_and_le_runs_pair_and_record_densities(tmp_path, model_dir, monkeypatch):
+    """Both modes train on the same rows (the predictor rows held out of both), and the LE
+    run records its per-layer densities; a resume with another model is a one-line error."""
+    from benchlab.long_exposure import finetune as ft
+
+    real_step, seen = ft.train_step, {}
+
+    def spy(model, opt, batch):
+        seen.setdefault(mode, []).append(batch.clone())
+        return real_step(model, opt, batch)
+
+    monkeypatch.setattr(ft, "train_step", spy)
+    meta = {}
+    for mode in ("dense", "le"):
+        out = tmp_path / mode
+        assert cli.main(["finetune", "--model", str(model_dir), "--mode", mode, "--seq-len", "64",
+                         "--steps", "2", "--records", "300", "--out", str(out)]) == 0
+        meta[mode] = json.loads((out / "losses.json").read_text())
+    assert all(torch.equal(a, b) for a, b in zip(seen["dense"], seen["le"], strict=True))
+    assert meta["dense"]["held_out_rows"] == meta["le"]["held_out_rows"] > 0
+    le = meta["le"]
+    assert len(le["layer_density_attn"]) == len(le["layer_density_mlp"]) == 2
+    assert 0 < le["density_attn"] <= le["density_doc"] <= 1 and "keeps_everything" in le
+    assert meta["dense"]["density_doc"] == pytest.approx(le["density_doc"])
+    state = tmp_path / "other" / "train_state.pt"
+    state.parent.mkdir()
+    torch.save({"run": {"model": "opt-tiny"}, "step": 1}, state)
+    with pytest.raises(BenchlabError, match="model: the saved run has 'opt-tiny'"):
+        cli.main(["finetune", "--model", str(model_dir), "--seq-len", "64", "--steps", "2",
+                  "--records", "300", "--out", str(state.parent), "--resume"])

@@ -49,7 +49,8 @@ def test_mlp_predictor_learns_a_linear_rule():
     x = torch.randn(1000, 16, generator=g)
     w = torch.randn(16, 6, generator=g)
     y = x @ w > 0.5
-    data = pr.LayerData(torch.zeros(1, 1, 16), torch.zeros(1, 1, 1, 1), x, y, y[:1])
+    data = pr.LayerData(torch.zeros(1, 1, 16), torch.zeros(1, 1, 1, 1), x, y, y[:1],
+                        torch.ones(1, 1, 1, dtype=torch.bool))
     model, losses = pr.train_mlp(data, pr.PredictorConfig(steps=100, lr=0.1))
     pred = torch.sigmoid(model(x)) > 0.5
     r, p = pr._recall_precision(pred, y)
@@ -66,7 +67,8 @@ def test_attn_predictor_learns_a_local_map():
     tgt[..., torch.arange(n), torch.arange(n)] = 0.6
     tgt[..., :, 0] += 0.4
     data = pr.LayerData(hp, tgt, torch.zeros(1, C), torch.zeros(1, 1, dtype=torch.bool),
-                        torch.zeros(1, 1, dtype=torch.bool))
+                        torch.zeros(1, 1, dtype=torch.bool),
+                        torch.ones(n, n, dtype=torch.bool).tril().expand(16, n, n))
     model, losses = pr.train_attn(data, 2, pr.PredictorConfig(steps=150, lr=0.05, rank=8))
     causal = torch.ones(n, n).tril().expand_as(tgt)
     floor = float(F.binary_cross_entropy(tgt, tgt, causal, reduction="sum") / causal.sum())

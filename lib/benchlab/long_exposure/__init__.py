@@ -4,12 +4,16 @@ and skipping the sparsity a whole sequence hides ("shadowy sparsity").
     pytest bench/test_long_exposure.py bench/test_long_exposure_ops.py --bench-scale tiny
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --seq-len 512 \
         --steps 20 --out runs/lora-le
+    benchlab long-exposure attn-study --seq-len 1024 --out reports/long_exposure
 
 Modules: e2e (seeded E2E-style records), peft_methods (full, LoRA, adapter, BitFit; eager/SDPA),
-finetune (packed training loop, memory, checkpoints), patch (OPT layers through the block-sparse
-operators with predicted masks), workload (what the end-to-end benchmarks run), cli, report
-(every figure of the artifact by name); ops_attn / ops_mlp / exposer / predictors / opcases (the
-operators, sparsity measurement, predictors and their benchmark cases).
+finetune (packed training loop, memory, checkpoints, bf16 autocast), documents (the documents of
+packed rows, from the end-of-text token), patch (OPT layers document-masked in every mode, through
+the block-sparse operators with predicted masks in LE mode), flex (FlexAttention BlockMasks),
+breakeven (in-run break-even densities), mlp_grain (MLP density by block size, neuron
+reordering), attn_study (attention implementations side by side), workload (what the end-to-end
+benchmarks run), cli, report (every figure of the artifact by name); ops_attn / ops_mlp / exposer
+/ predictors / opcases (the operators, sparsity measurement, predictors and their cases).
 
 Records of this experiment come from two bench modules; `report` tells them apart by the
 record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality).
@@ -34,7 +38,8 @@ METRICS = {
     "t_*": None, "speedup*": None, "efficiency": None, "predictor_share": None,
     "dense_forward": None, "dense_backward": None, "dense_predictor": None, "le_forward": None,
     "le_backward": None, "le_predictor": None, "dispatch_*": None,
-    "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0,
+    "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0, "keeps_everything": 0,
+    "documents_per_row": 1e-9, "break_even_*": None,
     "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
     "memory_ratio*": 1e-9, "activation_ratio*": 1e-9,
     "attn_*": (0, 0.02), "mlp_*": (0, 0.02), "density*": (0, 0.02), "ideal": (0.05, 0.02),
@@ -81,11 +86,7 @@ class Config:
     step_init: str = "trained"  # trained | random (zoo.build: random init, said in the record)
     step_seq_len: int = 1024
     step_densities: tuple[float, ...] = ()  # "synthetic density" cases (attention and MLP)
-    step_rounds: int = 3
-    # (attention, MLP) kept-block densities above which the block-sparse operator no longer
-    # beats the dense one (this CPU, one thread: reports/long_exposure/op_attn.md, op_mlp.md);
-    # the model step's "le_dispatch" runs such layer parts dense
-    step_dense_above: tuple[float, float] = (0.3, 0.9)
+    step_rounds: int = 3  # also the rounds of the in-run break-even measurement (breakeven.py)
 
 
 CONFIGS = {

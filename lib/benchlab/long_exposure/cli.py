@@ -5,11 +5,17 @@ r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-
         --steps 20 --out runs/lora-le
     benchlab long-exposure lm-eval --checkpoint runs/lora-le/checkpoint
     benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 2
+    benchlab long-exposure attn-study --seq-len 1024 --rounds 7 --out reports/long_exposure
 
-`finetune` trains on packed E2E-style records (generated, or --data JSONL), dense (eager or SDPA
-attention) or Long Exposure (predicted block-sparse attention and MLP), shows progress, saves a
-resumable state every --save-every steps, and writes a safetensors checkpoint (LoRA merged) plus
-losses.json. `lm-eval` prints the lm-evaluation-harness command for piqa, winogrande, rte, copa
+`finetune` trains on packed E2E-style records (generated, or --data JSONL), dense (eager, SDPA,
+per-document SDPA) or Long Exposure (predicted block-sparse attention and MLP), attention always
+inside documents, shows progress, saves a resumable state every --save-every steps, and writes a
+safetensors checkpoint (LoRA merged) plus losses.json. Runs pair: the first `predictor_rows`
+packed rows of the scale are held out of BOTH modes (LE trains its predictors on them), so dense
+and LE train on the same rows in the same order and their losses compare step by step;
+losses.json records the rows used and, per layer, the densities the run ran at (attention kept /
+causal blocks, document blocks / causal blocks, MLP kept neuron blocks) and whether the masks
+kept everything. `lm-eval` prints the lm-evaluation-harness command for piqa, winogrande, rte, copa
 and hellaswag on a saved checkpoint (lm_eval itself is not a benchlab dependency):
 
     lm_eval --model hf --model_args pretrained=CKPT,dtype=float32 \
@@ -21,6 +27,8 @@ import dataclasses
 import json
 import shlex
 from pathlib import Path
+
+import numpy as np
 
 from benchlab.core.errors import BenchlabError
 from benchlab.core.timing import threads
@@ -80,17 +88,25 @@ def cmd_finetune(args) -> int:
                                  seed=args.seed)
     records = wl.read_records(data)
     rows = ft.packed_rows(records, ft.tokenizer_for(args.model), args.seq_len)
-    n_pred = config.predictor_rows if args.mode == "le" else 0
+    n_pred = config.predictor_rows  # held out of both modes: dense and LE runs pair
     if rows.shape[0] < n_pred + args.batch_size:
         raise BenchlabError(f"{data}: {rows.shape[0]} packed rows of {args.seq_len} tokens; "
                             f"need {n_pred + args.batch_size} (more --records)")
-    source = wl.train_predictors(config, args.model, rows[:n_pred]) if n_pred else None
+    le = args.mode == "le"
+    source = wl.train_predictors(config, args.model, rows[:n_pred]) if le else None
     t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
-                   mode="le" if args.mode == "le" else args.attn, data=rows[n_pred:][:1])
+                   mode="le" if le else args.attn, data=rows[n_pred:][:1])
     batches = ft.batches(rows[n_pred:], args.batch_size, args.steps)
     step, losses = 0, []
+    run = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
+           "seq_len": args.seq_len, "batch_size": args.batch_size, "seed": args.seed}
     if args.resume and state_path.exists():
         state = torch.load(state_path, weights_only=True)
+        for key, value in run.items():
+            if state.get("run", {}).get(key) != value:
+                raise BenchlabError(f"{state_path}: {key}: the saved run has "
+                                    f"{state.get('run', {}).get(key)!r}, this one {value!r}; "
+                                    "resume with the same settings or choose a new --out")
         t.model.load_state_dict(state["trainable"], strict=False)
         t.opt.load_state_dict(state["optimizer"])
         step, losses = int(state["step"]), list(state["losses"])
@@ -104,14 +120,25 @@ def cmd_finetune(args) -> int:
         if (i + 1) % args.save_every == 0 or i + 1 == args.steps:
             trainable = {n: p.detach() for n, p in t.model.named_parameters() if p.requires_grad}
             torch.save({"trainable": trainable, "optimizer": t.opt.state_dict(), "step": i + 1,
-                        "losses": losses}, str(state_path) + ".tmp")
+                        "losses": losses, "run": run}, str(state_path) + ".tmp")
             Path(str(state_path) + ".tmp").replace(state_path)
-    if args.mode == "le":
-        from . import patch
+    from . import patch
+    from .documents import Docs
 
-        patch.unpatch(t.model)  # the checkpoint is a plain dense model
-    meta = {"model": args.model, "mode": args.mode, "attn": args.attn, "seq_len": args.seq_len,
-            "steps": args.steps, "lr": args.lr, "seed": args.seed, "data": str(data)}
+    patch.unpatch(t.model)  # the checkpoint is a plain dense model
+    eos = ft.eos_id(ft.tokenizer_for(args.model))
+    docs = [Docs(b, eos) for b in batches[:args.steps]]
+    dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
+            "documents_per_row": sum(d.count() for d in docs) / len(docs)}
+    if le:  # densities over this process's steps (a resumed run: the steps after resuming)
+        st = t.stats
+        dens.update(density_attn=st.density("attn"), density_mlp=st.density("mlp"),
+                    density_doc=st.density("doc"), keeps_everything=st.keeps_everything(),
+                    layer_density_attn=st.layer_densities("attn"),
+                    layer_density_doc=st.layer_densities("doc"),
+                    layer_density_mlp=st.layer_densities("mlp"))
+    meta = {**run, "steps": args.steps, "lr": args.lr, "data": str(data),
+            "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order", **dens}
     ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
     tok = ft.tokenizer_for(args.model)
     tok = tok.to_transformers() if hasattr(tok, "to_transformers") else tok
@@ -148,16 +175,92 @@ def cmd_model_step(args) -> int:
         raise BenchlabError(f"--scale: {args.scale} has no step_model; pass --model")
     model = args.model or cfg.step_model
     init = args.init or cfg.step_init
+    from ..core.stats import bootstrap_ci, paired_ttest
+
+    cfg = dataclasses.replace(cfg, step_rounds=args.rounds)
     with threads(args.threads):
-        ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init)
+        be = wl.break_even(cfg, model, args.seq_len, init)
+        ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init,
+                                    dense_above=be)
         mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
-        t = wl.speedups(wl.side_by_side(ts, 1, args.rounds))
+        times = wl.side_by_side(ts, 1, args.rounds)
+    t = wl.speedups({k: v for k, v in times.items() if k != "le_dispatch"})
     st = ts["le"].stats
-    print(json.dumps({"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
+    tests = {}
+    for k in ("sdpa", "sdpa_docs", "eager"):  # per-round ratios: interval and paired test
+        ratios = [a / b for a, b in zip(times[k], times["le"], strict=True)]
+        lo, hi = bootstrap_ci(ratios, statistic=np.median)
+        tests[f"speedup_{k}_ci"] = [lo, hi]
+        tests[f"speedup_{k}_p"] = paired_ttest(times[k], times["le"])[1]
+    result = {"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
                       "density": args.density if args.masks == "synthetic" else None, **t,
+                      **tests, "t_le_dispatch": float(np.median(times["le_dispatch"])),
+                      "dispatch_speedup_sdpa": float(np.median(np.divide(
+                          times["sdpa"], times["le_dispatch"]))),
+                      "break_even_attn": be["attn"], "break_even_mlp": be["mlp"],
                       "memory_ratio": mem["le"] / mem["sdpa"],
+                      "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],
                       "memory_ratio_eager": mem["le"] / mem["eager"],
-                      "density_attn": st.density("attn"), "density_mlp": st.density("mlp")}))
+                      "density_attn": st.density("attn"), "density_doc": st.density("doc"),
+                      "density_mlp": st.density("mlp"), "keeps_everything": st.keeps_everything(),
+                      "layer_density_attn": st.layer_densities("attn"),
+                      "layer_density_mlp": st.layer_densities("mlp"),
+                      "break_even_curves": {k: {str(d): r for d, r in be[f"{k}_curve"].items()}
+                                            for k in ("attn", "mlp")},
+                      "rounds": args.rounds, "threads": args.threads,
+                      "times": {k: list(v) for k, v in times.items()}}
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)
+        out.with_suffix(".md").write_text(model_step_md(result))
+    return 0
+
+
+def model_step_md(r: dict) -> str:
+    """One sentence per claim of a model-step result, with its interval and p-value."""
+    def claim(name, goal=None):
+        lo, hi = r[f"speedup_{name}_ci"]
+        shown = "a gain, shown" if lo > 1.0 else ("LE slower (interval below 1)" if hi < 1.0
+                                                  else "a difference not shown at this scale")
+        g = f" (goal >= {goal}x: {'met' if lo >= goal else 'not met'})" if goal else ""
+        return (f"- LE vs {name}: {r[f'speedup_{name}']:.2f}x, 95% bootstrap interval of the "
+                f"median per-round ratio [{lo:.2f}, {hi:.2f}], paired t-test p = "
+                f"{r[f'speedup_{name}_p']:.2g}: {shown}{g}.")
+    keeps = " (the masks keep everything)" if r["keeps_everything"] else ""
+    return "\n".join([
+        f"LoRA step of {r['model']} (init {r['init']}) at L={r['seq_len']} on one packed row, "
+        f"masks {r['masks']}, {r['threads']} thread, {r['rounds']} rotated rounds, attention "
+        "inside documents in every mode. Measured on a shared 2-core machine under contention.",
+        "",
+        f"Densities LE ran at: attention {r['density_attn']:.3f} of causal blocks (documents "
+        f"alone {r['density_doc']:.3f}), MLP {r['density_mlp']:.3f}{keeps}.",
+        f"Step seconds (medians): LE {r['t_le']:.2f}, dense SDPA with document mask "
+        f"{r['t_sdpa']:.2f}, per-document SDPA {r['t_sdpa_docs']:.2f}, eager {r['t_eager']:.2f}, "
+        f"LE dispatched {r['t_le_dispatch']:.2f}.",
+        "", claim("sdpa", 1.5), claim("sdpa_docs"), claim("eager"), "",
+        f"- Dispatched at the break-even densities measured in this run (attention "
+        f"{r['break_even_attn']:.2f}, MLP {r['break_even_mlp']:.2f}): "
+        f"{r['dispatch_speedup_sdpa']:.2f}x dense SDPA.",
+        f"- Memory: LE / dense SDPA {r['memory_ratio']:.2f} (goal <= 0.8: "
+        f"{'met' if r['memory_ratio'] <= 0.8 else 'not met'}), LE / per-document SDPA "
+        f"{r['memory_ratio_sdpa_docs']:.2f}, LE / eager {r['memory_ratio_eager']:.2f}.", ""])
+
+
+def cmd_attn_study(args) -> int:
+    """Attention implementations on a packed row, side by side (attn_study.py); writes
+    attn_study.{json,md} under --out."""
+    from . import attn_study
+
+    with threads(args.threads):
+        result = attn_study.run(args.seq_len, rounds=args.rounds, flex=not args.no_flex,
+                                flex_block=args.flex_block)
+    for path in attn_study.write(result, args.out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -220,6 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="(default: %(default)s)")
     ms.add_argument("--threads", type=_positive("--threads"), default=1,
                     help="torch threads (default: %(default)s)")
+    ms.add_argument("--out", help="also write the result JSON here (atomically)")
+    at = sub.add_parser("attn-study", help="attention on packed rows: SDPA (document mask), "
+                        "per-document SDPA, eager, LE operator, FlexAttention")
+    at.add_argument("--seq-len", type=_positive("--seq-len"), default=1024,
+                    help="packed row length, a multiple of 128 (default: %(default)s)")
+    at.add_argument("--rounds", type=_positive("--rounds"), default=7,
+                    help="(default: %(default)s)")
+    at.add_argument("--threads", type=_positive("--threads"), default=1,
+                    help="torch threads (default: %(default)s)")
+    at.add_argument("--no-flex", action="store_true", help="skip FlexAttention (no compile)")
+    at.add_argument("--flex-block", type=_positive("--flex-block"),
+                    help="FlexAttention BlockMask tile (default: 32 on CPU, 128 on CUDA)")
+    at.add_argument("--out", required=True, help="directory for attn_study.{json,md}")
     return parser
 
 
@@ -228,5 +344,5 @@ def main(argv: list[str]) -> int:
     if getattr(args, "seq_len", 16) % 16:
         raise BenchlabError(f"--seq-len: {args.seq_len} is not a multiple of 16")
     return {"records": cmd_records, "finetune": cmd_finetune, "lm-eval": cmd_lm_eval,
-            "model-step": cmd_model_step}[
+            "model-step": cmd_model_step, "attn-study": cmd_attn_study}[
         args.command](args)

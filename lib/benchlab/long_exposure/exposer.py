@@ -9,6 +9,8 @@ any attention implementation and peft-wrapped q/k projections work) capture per 
     attn_in (B, L, C)  the q_proj input (the attention predictors' input)
     q, k    (B, H, L, D)  projections; probabilities A = softmax(q k^T * D**-0.5, causal) are
                           recomputed here, in float32, with padded keys masked by key_lengths
+                          and keys of other documents masked (packed rows: documents.Docs from
+                          the model's eos_token_id; the model itself runs document-masked)
     mlp_in  (B, L, C)  the fc1 input (the MLP predictors' input)
     act     (B, L, F)  relu(fc1(mlp_in))
 
@@ -21,7 +23,9 @@ Attention, per head, in blocks of `attn_block` (16) tokens; `mass` the attention
                    the fewest blocks covering `mass` of the pooled row (the predictors' target)
     head union     block keep OR-ed over the heads of a sequence (a head-agnostic mask)
     batch union    block keep OR-ed over the sequences of the batch (a batch-shared mask)
-  densities count kept / causal blocks (tokens: kept / blocks at or before the token's block).
+  densities count kept / causal blocks (tokens: kept / blocks at or before the token's block),
+  so the document structure counts as sparsity; `attn_doc` is that structure alone (document
+  blocks / causal blocks: what an exact per-document dense attention computes).
 MLP, neurons in blocks of `mlp_block`:
     neuron active  act > mlp_rel * (max act of that token in that layer)
     token block    active when >= mlp_min_active of its neurons are active
@@ -32,7 +36,7 @@ MLP, neurons in blocks of `mlp_block`:
 
 Metric names (bench/test_long_exposure_ops.py::test_exposer records one list per layer, densities
 in [0, 1]; sparsity = 1 - density):
-    attn_token, attn_block, attn_pooled, attn_head_union, attn_batch_union,
+    attn_doc, attn_token, attn_block, attn_pooled, attn_head_union, attn_batch_union,
     mlp_nonzero, mlp_neuron_token, mlp_neuron_seq_union, mlp_neuron_batch_union,
     mlp_token, mlp_seq_union, mlp_batch_union
 """
@@ -71,6 +75,7 @@ class Capture:
     k: dict = field(default_factory=dict)
     mlp_in: dict = field(default_factory=dict)
     act: dict = field(default_factory=dict)
+    docs: object = None  # documents.Docs of the captured batch (run_captured)
 
 
 @contextlib.contextmanager
@@ -109,24 +114,42 @@ def capture(model, *, keep_acts: bool = True):
             h.remove()
 
 
-def run_captured(model, ids: torch.Tensor, key_lengths=None) -> Capture:
-    """Run `model` on token ids (B, L) without grad and return what the hooks captured."""
+def run_captured(model, ids: torch.Tensor, key_lengths=None, eos: int | None = None) -> Capture:
+    """Run `model` on token ids (B, L) without grad, document-masked (an unpatched model is
+    patched dense for the call: patch.patch(attn="sdpa")), and return what the hooks captured.
+    Padding (key_lengths) only follows the valid tokens, so causal masking already hides it."""
+    from . import patch as P
+    from .documents import Docs
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    eos = base.config.eos_token_id if eos is None else eos
+    own = not P.is_patched(model)
+    if own:
+        P.patch(model, None, attn="sdpa", eos=eos)
     am = None
     if key_lengths is not None:
         am = (torch.arange(ids.shape[1]) < key_lengths[:, None]).long().to(ids.device)
-    with torch.no_grad(), capture(model) as cap:
-        model(input_ids=ids, attention_mask=am)
+    try:
+        with torch.no_grad(), capture(model) as cap:
+            model(input_ids=ids, attention_mask=am)
+    finally:
+        if own:
+            P.unpatch(model)
+    cap.docs = Docs(ids, eos)
     return cap
 
 
-def attention_probs(q, k, key_lengths=None) -> torch.Tensor:
-    """Causal softmax(q k^T / sqrt(D)) in float32; (B, H, L, L). Padded keys get 0."""
+def attention_probs(q, k, key_lengths=None, docs=None) -> torch.Tensor:
+    """Causal softmax(q k^T / sqrt(D)) in float32; (B, H, L, L). Padded keys and keys of other
+    documents (`docs` (B, L) document ids) get 0."""
     q, k = q.float(), k.float()
     L = q.shape[-2]
     s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     m = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
     if key_lengths is not None:
         m = m & (torch.arange(L, device=q.device) < key_lengths[:, None, None, None])
+    if docs is not None:
+        m = m & (docs[:, None, :, None] == docs[:, None, None, :]).to(q.device)
     return torch.softmax(s.masked_fill(~m, float("-inf")), -1).nan_to_num(0.0)
 
 
@@ -177,6 +200,7 @@ def _valid(B, L, key_lengths, device):
 @dataclass
 class LayerSparsity:
     """Densities (kept / needed, in [0, 1]) of one layer, and the masks behind them."""
+    attn_doc: float
     attn_token: float
     attn_block: float
     attn_pooled: float
@@ -193,13 +217,15 @@ class LayerSparsity:
     mlp_seq_mask: torch.Tensor  # (B, F // mlp_block) bool
 
 
-METRICS = ("attn_token", "attn_block", "attn_pooled", "attn_head_union", "attn_batch_union",
+METRICS = ("attn_doc", "attn_token", "attn_block", "attn_pooled", "attn_head_union",
+           "attn_batch_union",
            "mlp_nonzero", "mlp_neuron_token", "mlp_neuron_seq_union", "mlp_neuron_batch_union",
            "mlp_token", "mlp_seq_union", "mlp_batch_union")
 
 
-def attention_sparsity(A, cfg: ExposerConfig, valid) -> dict:
-    """Attention densities and the block keep mask of one layer (A (B, H, L, L))."""
+def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
+    """Attention densities and the block keep mask of one layer (A (B, H, L, L)); `docs`
+    (B, L) document ids (None: one document per row)."""
     B, H, L, _ = A.shape
     blk = cfg.attn_block
     nb = -(-L // blk)
@@ -208,8 +234,13 @@ def attention_sparsity(A, cfg: ExposerConfig, valid) -> dict:
     lens = valid.sum(-1)  # (B,)
     # key blocks that hold a valid key: causal AND below the length
     kb_ok = (torch.arange(nb, device=A.device) * blk)[None, :] < lens[:, None]  # (B, nb)
-    allowed = causal_b & vb[:, :, None] & kb_ok[:, None, :]  # (B, nb, nb)
-    n_allowed = allowed.sum() * H
+    causal_ok = causal_b & vb[:, :, None] & kb_ok[:, None, :]  # (B, nb, nb)
+    n_allowed = causal_ok.sum() * H  # densities count against causal (dense) blocks
+    allowed = causal_ok
+    if docs is not None:
+        from .documents import block_mask
+
+        allowed = causal_ok & block_mask(docs.to(A.device), blk)
 
     tm = token_block_mass(A, blk)  # (B, H, L, nb)
     tok_keep = keep_by_mass(tm, cfg.mass) & valid[:, None, :, None]
@@ -223,8 +254,8 @@ def attention_sparsity(A, cfg: ExposerConfig, valid) -> dict:
     pooled_keep = keep_by_mass(pooled, cfg.mass) & allowed[:, None]
     head_union = block_keep.any(1)  # (B, nb, nb)
     batch_union = block_keep.any(0)  # (H, nb, nb) counted against the longest sequence
-    longest = allowed.any(0)
-    return dict(attn_token=attn_token,
+    longest = causal_ok.any(0)
+    return dict(attn_doc=float(allowed.sum() * H / n_allowed), attn_token=attn_token,
                 attn_block=float(block_keep.sum() / n_allowed),
                 attn_pooled=float(pooled_keep.sum() / n_allowed),
                 attn_head_union=float(head_union.sum() * H / n_allowed),
@@ -278,8 +309,9 @@ def expose_captured(cap: Capture, cfg: ExposerConfig = ExposerConfig(),
         q, act = cap.q[i], cap.act[i]
         B, _, L, _ = q.shape
         valid = _valid(B, L, key_lengths, q.device)
-        A = attention_probs(q, cap.k[i], key_lengths)
-        a = attention_sparsity(A, cfg, valid)
+        docs = cap.docs.ids if cap.docs is not None else None
+        A = attention_probs(q, cap.k[i], key_lengths, docs)
+        a = attention_sparsity(A, cfg, valid, docs)
         m = mlp_sparsity(act.float(), cfg, valid)
         out.append(LayerSparsity(**a, **m))
     return Exposure(out)

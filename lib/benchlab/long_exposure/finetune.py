@@ -82,9 +82,20 @@ def make_optimizer(model, lr: float = 1e-3):
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
-def train_step(model, opt, batch: torch.Tensor) -> float:
-    """One optimizer step of causal-LM loss on a packed (B, T) batch; returns the loss."""
-    out = model(input_ids=batch, labels=batch)
+def autocast(batch: torch.Tensor, bf16: bool):
+    """bf16 autocast on the batch's device type (CPU or CUDA), or a no-op context."""
+    import contextlib
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(batch.device.type, dtype=torch.bfloat16)
+
+
+def train_step(model, opt, batch: torch.Tensor, bf16: bool = False) -> float:
+    """One optimizer step of causal-LM loss on a packed (B, T) batch; returns the loss.
+    `bf16`: forward and backward under bf16 autocast (weights and optimizer stay float32)."""
+    with autocast(batch, bf16):
+        out = model(input_ids=batch, labels=batch)
     out.loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)

@@ -25,6 +25,9 @@ Cases (frozen dataclasses, `id` first) and the metric names their benchmarks rec
         and means `<name>_mean`, min recalls `attn_recall_min`, `mlp_recall_min`,
         `mlp_seq_recall_min`; thresholds `attn_threshold`, `mlp_threshold`; one case per MLP
         block size in `predictor_mlp_blocks`
+    mlp_grain_cases   ExposerCase(kind="mlp_grain", ...): mlp_grain.grain_study's metrics (per
+        token and per-sequence-union MLP densities at thresholds 0/1/3/5% and blocks 1..128,
+        plain and with neurons reordered from `train_rows` calibration rows of the train split)
 """
 
 from dataclasses import dataclass
@@ -152,6 +155,13 @@ def exposer_cases(config) -> list[ExposerCase]:
     """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
     c = ops_config(config)
     return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "exposer", c.model, c.seq_len,
+                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+
+
+def mlp_grain_cases(config) -> list[ExposerCase]:
+    """MLP densities by block size and threshold, neurons plain and reordered (mlp_grain.py)."""
+    c = ops_config(config)
+    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "mlp_grain", c.model, c.seq_len,
                         c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
 
 

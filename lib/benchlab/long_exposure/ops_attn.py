@@ -6,7 +6,10 @@ print(block_sparse_attention(q, k, v, m).shape)"
 
 q, k, v (B, H, L, D); `block_mask` bool (B, H, nb, nb), nb = ceil(L / block): block (i, j) says
 whether query block i attends to key block j. With `causal=True` the element mask inside kept
-blocks is also causal (key <= query), and `key_lengths` (B,) masks padded keys. The result equals
+blocks is also causal (key <= query), `key_lengths` (B,) masks padded keys, and `docs` (B, L)
+document ids (documents.doc_ids) keep every query inside its own document: blocks with no
+same-document pair are dropped before the layout is built (they cost nothing) and entries across
+a document boundary inside a kept block are masked. The result equals
 
     softmax over kept entries of (q @ k.T * scale) @ v      (`masked_dense_attention`)
 
@@ -19,10 +22,10 @@ and the softmax is a plain row softmax; rows are bucketed by their number of kep
 a geometric grid, padding waste <= ~25%), so a Python loop runs over a handful of buckets, never
 over blocks. Masking is cheap: padded slots and keys past the length are one (rows, cap * block)
 mask broadcast over the block's queries; only diagonal blocks get the element-wise triangle.
-A mask that keeps every causal block (and no key_lengths) runs fused causal SDPA instead: the
-same function at dense speed. (Splitting only the full heads off to SDPA was tried: 0.80x vs
-0.70x step time on the random-init 125m-shape model, but 1.21x step memory from the head
-gathers/scatters, so it was dropped.)
+A mask that keeps every causal block (and no key_lengths, no docs) runs fused causal SDPA
+instead: the same function at dense speed. (Splitting only the full heads off to SDPA was
+tried: 0.80x vs 0.70x step time on the random-init 125m-shape model, but 1.21x step memory
+from the head gathers/scatters, so it was dropped.)
 Cost model: the gathered K and V duplicate each kept key block once per query row-block that
 keeps it, so the operator is memory-bound on CPU; it beats fused SDPA only at high sparsity.
 The forward saves only q, k, v, out, the bool block mask and one log-sum-exp per query row (like
@@ -31,13 +34,17 @@ bucket and scatters dK, dV with index_add_, so saved memory is O(L D), at most d
 
 API (stable):
     block_sparse_attention(q, k, v, block_mask, *, causal=True, key_lengths=None, scale=None,
-                           block=16) -> out (B, H, L, D)
+                           block=16, docs=None, shortcut=True) -> out (B, H, L, D)
     masked_dense_attention(...same...) -> out       (the reference, plain autograd)
     causal_block_mask(B, H, L, block=16) -> all causal blocks kept
     random_block_mask(B, H, L, sparsity, block=16, generator=None) -> causal mask that drops
         `sparsity` of the off-diagonal causal blocks (the diagonal is always kept)
     block_density(block_mask, causal=True) -> kept / causal blocks
     eager_attention / sdpa_attention(q, k, v, causal=True) -> the dense baselines
+    document_attention(q, k, v, docs, impl) -> dense per-document attention: impl eager
+        (masked softmax), sdpa (SDPA with the (B, 1, L, L) document mask), sdpa_docs (causal
+        SDPA on each document's slice: exact dense per-document work), sdpa_causal (plain causal
+        SDPA across documents: the old, leaking baseline, kept only as a reference row)
 """
 
 import math
@@ -77,22 +84,24 @@ def block_density(block_mask: torch.Tensor, causal: bool = True) -> float:
     return float((block_mask & allowed).sum() / (allowed.sum() * block_mask[..., 0, 0].numel()))
 
 
-def _element_mask(block_mask, L, causal, key_lengths, block):
+def _element_mask(block_mask, L, causal, key_lengths, block, docs=None):
     """(B, H, L, L) bool: the entries the block-sparse attention keeps."""
     m = block_mask.repeat_interleave(block, -1).repeat_interleave(block, -2)[..., :L, :L]
     if causal:
         m = m & torch.ones(L, L, dtype=torch.bool, device=m.device).tril()
     if key_lengths is not None:
         m = m & (torch.arange(L, device=m.device) < key_lengths[:, None, None, None])
+    if docs is not None:
+        m = m & (docs[:, None, :, None] == docs[:, None, None, :])
     return m
 
 
 def masked_dense_attention(q, k, v, block_mask, *, causal=True, key_lengths=None, scale=None,
-                           block: int = BLOCK):
+                           block: int = BLOCK, docs=None):
     """Reference: dense attention restricted to the kept entries; empty rows give zeros."""
     L = q.shape[-2]
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    m = _element_mask(block_mask, L, causal, key_lengths, block)
+    m = _element_mask(block_mask, L, causal, key_lengths, block, docs)
     s = (q @ k.transpose(-1, -2)) * scale
     any_row = m.any(-1, keepdim=True)
     s = torch.where(m, s, torch.full_like(s, -math.inf))
@@ -114,6 +123,30 @@ def eager_attention(q, k, v, causal: bool = True, scale=None):
 def sdpa_attention(q, k, v, causal: bool = True, scale=None):
     """Baseline: torch's fused scaled_dot_product_attention."""
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+
+DENSE_IMPLS = ("eager", "sdpa", "sdpa_docs", "sdpa_causal")
+
+
+def document_attention(q, k, v, docs, impl: str = "sdpa", scale=None):
+    """Dense attention of packed rows kept inside documents (`docs` a documents.Docs); see the
+    module docstring for `impl`. q, k, v (B, H, L, D)."""
+    if impl == "sdpa_causal":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=docs.mask(), scale=scale)
+    if impl == "eager":
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        s = (q @ k.transpose(-1, -2)) * scale
+        return torch.softmax(s.masked_fill(~docs.mask(), -math.inf), -1) @ v
+    if impl == "sdpa_docs":
+        rows = []
+        for b, spans in enumerate(docs.spans()):
+            rows.append(torch.cat([F.scaled_dot_product_attention(
+                q[b:b + 1, :, s:e], k[b:b + 1, :, s:e], v[b:b + 1, :, s:e], is_causal=True,
+                scale=scale) for s, e in spans], dim=2))
+        return torch.cat(rows)
+    raise ValueError(f"attention impl: unknown {impl!r}; choose {', '.join(DENSE_IMPLS)}")
 
 
 # ---- the block-sparse layout ----------------------------------------------------------------
@@ -151,6 +184,26 @@ def build_layout(block_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Ten
     return layout
 
 
+def _bi(idx, H, nb):
+    """Flat (b, h, i) row-block ids -> flat (b, i) ids (the document ids do not depend on h)."""
+    return (idx // (H * nb)) * nb + idx % nb
+
+
+def _mask_docs_(s, rows, cols, docb, H, nb):
+    """-inf where query and key are in different documents; only for (row, column) block pairs
+    not inside one single document (most kept pairs are, and cost nothing here)."""
+    n, cap = cols.shape
+    qd = docb[_bi(rows, H, nb)]  # (n, block)
+    kd = docb[_bi(cols.clamp_min(0), H, nb)]  # (n, cap, block)
+    single = (qd[:, None, :1] == qd[:, None, -1:]) & (kd[..., :1] == kd[..., -1:]) & (
+        qd[:, None, :1] == kd[..., :1])  # (n, cap, 1): both blocks in the same one document
+    mixed = (~single[..., 0]).any(-1).nonzero().flatten()
+    if mixed.numel():
+        blk = qd.shape[-1]
+        cross = qd[mixed][:, :, None] != kd[mixed].reshape(mixed.numel(), 1, cap * blk)
+        s[mixed] = s[mixed].masked_fill(cross, -math.inf)
+
+
 def _mask_scores_(s, rows, cols, nb, block, causal, key_limit):
     """Set the scores of one bucket (n, block, cap * block) to -inf where not kept: padded
     slots and keys beyond the length (a (n, cap * block) mask broadcast over the rows), then,
@@ -180,13 +233,15 @@ def _gather(blocks: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return F.embedding(idx, blocks.reshape(R, blk * D)).view(-1, blk, D)
 
 
-def _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale):
+def _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale, docb, H):
     """Masked scores (n, blk, cap*blk) of one bucket and its gathered K (n, cap*blk, D)."""
     n, cap = cols.shape
     colz = cols.clamp_min(0).flatten()
     kr = _gather(kb, colz).reshape(n, cap * block, -1)
     s = torch.bmm(qb.index_select(0, rows), kr.transpose(1, 2)).mul_(scale)  # sampled DD
     _mask_scores_(s, rows, cols, nb, block, causal, limit_of_row[rows])
+    if docb is not None:
+        _mask_docs_(s, rows, cols, docb, H, nb)
     return s, kr
 
 
@@ -201,7 +256,7 @@ class _BlockSparseAttention(torch.autograd.Function):
     style), so saved memory is O(L D + L), not O(kept blocks)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, block_mask, key_limit, causal, scale, block):
+    def forward(ctx, q, k, v, block_mask, key_limit, causal, scale, block, docb):
         B, H, L, D = q.shape
         nb = L // block
         qb, kb, vb = (t.reshape(B * H * nb, block, D) for t in (q, k, v))
@@ -215,7 +270,8 @@ class _BlockSparseAttention(torch.autograd.Function):
         limit_of_row = key_limit.repeat_interleave(H * nb)  # (R,)
         for rows, cols in layout:
             n, cap = cols.shape
-            s, _ = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale)
+            s, _ = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale,
+                                  docb, H)
             vr = _gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, D)
             mx = s.amax(-1, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
@@ -229,13 +285,13 @@ class _BlockSparseAttention(torch.autograd.Function):
             saved.append(lse)
         # the layout is rebuilt in backward from the bool mask (a sort: cheaper to redo than
         # the int64 index tensors are to keep)
-        ctx.save_for_backward(q, k, v, out, block_mask, key_limit, *saved)
+        ctx.save_for_backward(q, k, v, out, block_mask, key_limit, docb, *saved)
         ctx.meta = (scale, block, causal, nb)
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        q, k, v, out, block_mask, key_limit, *saved = ctx.saved_tensors
+        q, k, v, out, block_mask, key_limit, docb, *saved = ctx.saved_tensors
         scale, block, causal, nb = ctx.meta
         B, H, L, D = q.shape
         qb, kb, vb = (t.reshape(-1, block, D) for t in (q, k, v))
@@ -245,7 +301,8 @@ class _BlockSparseAttention(torch.autograd.Function):
         for (rows, cols), lse in zip(build_layout(block_mask), saved, strict=True):
             n, cap = cols.shape
             colz = cols.clamp_min(0).flatten()
-            s, kr = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale)
+            s, kr = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale,
+                                   docb, H)
             p = s.sub_(lse).exp_()  # recomputed probabilities (n, blk, cap*blk)
             vr = _gather(vb, colz).reshape(n, cap * block, D)
             gor = go.index_select(0, rows)  # (n, blk, D)
@@ -258,22 +315,33 @@ class _BlockSparseAttention(torch.autograd.Function):
             gk.index_add_(0, colz, torch.bmm(gs.transpose(1, 2), qb.index_select(0, rows))
                           .reshape(n * cap, block, D))
         shape = (B, H, L, D)
-        return gq.reshape(shape), gk.reshape(shape), gv.reshape(shape), None, None, None, None, None
+        return (gq.reshape(shape), gk.reshape(shape), gv.reshape(shape), None, None, None, None,
+                None, None)
 
 
 def block_sparse_attention(q, k, v, block_mask, *, causal: bool = True, key_lengths=None,
-                           scale=None, block: int = BLOCK):
-    """Attention over the kept blocks only; see the module docstring."""
+                           scale=None, block: int = BLOCK, docs=None, shortcut: bool = True):
+    """Attention over the kept blocks only; see the module docstring. `shortcut=False`: never
+    hand a full mask to SDPA (benchmarks timing the operator itself)."""
     B, H, L, D = q.shape
     nb = -(-L // block)
     if block_mask.shape != (B, H, nb, nb):
         raise ValueError(f"block_mask {tuple(block_mask.shape)} != (B, H, nb, nb) = "
                          f"{(B, H, nb, nb)} for L={L}, block={block}")
+    docb = None
+    if docs is not None:
+        from .documents import block_mask as doc_blocks
+
+        if docs.shape != (B, L):
+            raise ValueError(f"docs {tuple(docs.shape)} != (B, L) = {(B, L)}")
+        block_mask = block_mask.to(q.device) & doc_blocks(docs.to(q.device), block)[:, None]
+        # padded positions get their own id -1 (beyond the key limit anyway)
+        docb = F.pad(docs.to(q.device), (0, nb * block - L), value=-1).view(B * nb, block)
     scale = D ** -0.5 if scale is None else float(scale)
     limit = torch.full((B,), L, dtype=torch.long, device=q.device)
     if key_lengths is not None:
         limit = torch.minimum(limit, key_lengths.to(q.device, torch.long))
-    if causal and key_lengths is None:  # every causal block kept: exactly causal SDPA
+    if shortcut and causal and key_lengths is None and docs is None:  # all kept: SDPA
         tril = torch.ones(nb, nb, dtype=torch.bool, device=q.device).tril()
         if bool(block_mask.to(q.device)[..., tril].all()):
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
@@ -281,6 +349,7 @@ def block_sparse_attention(q, k, v, block_mask, *, causal: bool = True, key_leng
     if pad:  # pad to whole blocks; padded keys are beyond `limit`, padded rows are cut off
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
     out = _BlockSparseAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(),
-                                      block_mask.to(q.device), limit, causal, scale, block)
+                                      block_mask.to(q.device), limit, causal, scale, block,
+                                      docb)
     return out[..., :L, :] if pad else out
 

@@ -97,7 +97,13 @@ def _sparse_2d(x2, w1, b1, w2, b2, idx):
 
 
 def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
-    """The MLP over the kept neuron blocks only (see module docstring for shapes)."""
+    """The MLP over the kept neuron blocks only (see module docstring for shapes). Under
+    autocast, inputs and weights are cast to the autocast dtype first (as F.linear would be)."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        x, w1, w2 = x.to(dt), w1.to(dt), w2.to(dt)
+        b1, b2 = (b.to(dt) if b is not None else None for b in (b1, b2))
     d = x.shape[-1]
     if keep.dim() == 1:
         idx = keep_to_index(keep, block)

@@ -5,29 +5,40 @@ block-sparse operators (ops_attn, ops_mlp) with masks chosen per layer from the 
 m = zoo.build('opt-tiny'); patch(m, KeepAll()); import torch; \
 print(m(torch.randint(0, 4096, (1, 64))).logits.shape)"
 
-`patch(model, source)` swaps the forward of every OPTDecoderLayer for `le_layer_forward` (the
-parameters and their names stay, so checkpoints and peft wrappers are untouched); `unpatch`
-restores dense. A mask source answers, for layer i and its normalized input h (B, T, C):
-    source.attn(i, h) -> bool (B, H, T/16, T/16) kept attention blocks, or None for dense SDPA
-    source.mlp(i, h)  -> bool (B, F/block) kept neuron blocks, or None for the dense MLP
-Sources here: KeepAll (every block: must equal dense), RandomMasks (same density, random
-blocks: the predictor ablation), Fixed (precomputed per-layer masks, e.g. the exposer's),
-Predicted (the trained predictors), Parts (one part dense).
-Sequences are packed (no padding), so attention is plain causal; HF's attention_mask is unused.
+`patch(model, source, attn=...)` swaps the forward of every OPTDecoderLayer for
+`le_layer_forward` (the parameters and their names stay, so checkpoints and peft wrappers are
+untouched); `unpatch` restores Hugging Face's. Rows are packed documents (no padding): a forward
+pre-hook on the OPTDecoder reads input_ids and derives each token's document from the model's
+eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents (causal and
+block-diagonal); HF's attention_mask is unused. Dense modes (source None) run `attn` in
+ops_attn.DENSE_IMPLS (eager, sdpa, sdpa_docs; sdpa_causal is the old cross-document path, a
+reference only) or "flex" (flex.py, the document BlockMask). Long Exposure modes (a source) run
+`attn` "sparse" (ops_attn.block_sparse_attention) or "flex" (the source's blocks AND the
+documents in one BlockMask). A mask source answers, for layer i, its normalized input h (B, T, C)
+and the batch's documents `docs`:
+    source.attn(i, h, docs) -> bool (B, H, T/16, T/16) kept blocks, or None for dense
+    source.mlp(i, h, docs)  -> bool (B, F/block) kept neuron blocks, or None for the dense MLP
+Kept blocks are AND-ed with the document blocks here, so no source can leak across documents.
+Sources here: KeepAll (every document block: must equal dense), RandomMasks (same density,
+random blocks: the predictor ablation), Fixed (precomputed per-layer masks, e.g. the exposer's),
+Parts (one part dense); predictors.Predictors (the trained predictors).
+Stats count attention blocks against the causal blocks (what dense causal attention computes)
+and also the document blocks alone (`density("doc")`: the free, structural density).
 """
 
 import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from benchlab.core.errors import BenchlabError
 
 from . import ops_attn, ops_mlp
+from .documents import Docs
 from .peft_methods import AdaptedLinear, decoder_layers
 
 ATTN_BLOCK = ops_attn.BLOCK
+SPARSE_IMPLS = ("sparse", "flex")
 
 
 @dataclass
@@ -37,14 +48,22 @@ class Stats:
     attn_total: int = 0
     mlp_kept: int = 0
     mlp_total: int = 0
+    doc_kept: int = 0  # document blocks (per head) of the attention calls, against attn_total
+    docs: Docs | None = None  # the documents of the running forward (set by the decoder hook)
     mask_seconds: float = 0.0
     dense_runs: int = 0  # layer parts run dense because their mask was above `dense_above`
     per_layer: dict = field(default_factory=dict)  # layer -> {kind: [kept, total]}
 
     def density(self, kind: str) -> float:
-        kept, total = (self.attn_kept, self.attn_total) if kind == "attn" else (self.mlp_kept,
-                                                                             self.mlp_total)
+        """kind attn | mlp | doc (document blocks / causal blocks); 1.0 when nothing ran."""
+        kept, total = {"attn": (self.attn_kept, self.attn_total), "mlp": (self.mlp_kept,
+                       self.mlp_total), "doc": (self.doc_kept, self.attn_total)}[kind]
         return kept / total if total else 1.0
+
+    def keeps_everything(self) -> bool:
+        """True when the masks kept every document block and every neuron block: the LE run
+        computed the dense function, nothing was skipped beyond the documents."""
+        return self.attn_kept == self.doc_kept and self.mlp_kept == self.mlp_total
 
     def layer_densities(self, kind: str) -> list[float]:
         out = []
@@ -60,19 +79,19 @@ class KeepAll:
     def __init__(self, heads: int, ffn: int, mlp_block: int):
         self.heads, self.ffn, self.mlp_block = heads, ffn, mlp_block
 
-    def attn(self, i, h):
-        return ops_attn.causal_block_mask(h.shape[0], self.heads, h.shape[1], ATTN_BLOCK,
-                                          device=h.device)
+    def attn(self, i, h, docs):
+        return docs.blocks(ATTN_BLOCK)[:, None].expand(-1, self.heads, -1, -1)
 
-    def mlp(self, i, h):
+    def mlp(self, i, h, docs):
         return torch.ones(h.shape[0], self.ffn // self.mlp_block, dtype=torch.bool,
                           device=h.device)
 
 
 class RandomMasks:
     """Random blocks at a given density (a float, or one per layer): attention density counts
-    kept / causal blocks with the diagonal always kept (ops_attn.random_block_mask), MLP density
-    kept / all neuron blocks (ops_mlp.random_keep). Seeded; a fresh draw per call."""
+    kept / causal blocks with the diagonal always kept (ops_attn.random_block_mask), then AND-ed
+    with the document blocks (so the run's density is at most the document density), MLP
+    density kept / all neuron blocks (ops_mlp.random_keep). Seeded; a fresh draw per call."""
 
     def __init__(self, heads, ffn, mlp_block, attn_density, mlp_density, seed: int = 0):
         self.heads, self.ffn, self.mlp_block = heads, ffn, mlp_block
@@ -83,7 +102,7 @@ class RandomMasks:
     def _at(d, i):
         return d[i] if isinstance(d, list | tuple) else d
 
-    def attn(self, i, h):
+    def attn(self, i, h, docs):
         B, T, _ = h.shape
         nb = T // ATTN_BLOCK
         n_off = nb * (nb - 1) // 2
@@ -92,7 +111,7 @@ class RandomMasks:
         return ops_attn.random_block_mask(B, self.heads, T, sparsity, ATTN_BLOCK,
                                           generator=self.gen, device=h.device)
 
-    def mlp(self, i, h):
+    def mlp(self, i, h, docs):
         n = self.ffn // self.mlp_block
         sparsity = 1.0 - max(self._at(self.mlp_density, i), 1.0 / n)
         return ops_mlp.random_keep(n, sparsity, generator=self.gen,
@@ -106,10 +125,10 @@ class Fixed:
     def __init__(self, attn: list, mlp: list):
         self.attn_masks, self.mlp_masks = attn, mlp
 
-    def attn(self, i, h):
+    def attn(self, i, h, docs):
         return self.attn_masks[i].to(h.device)
 
-    def mlp(self, i, h):
+    def mlp(self, i, h, docs):
         return self.mlp_masks[i].to(h.device)
 
 
@@ -121,11 +140,11 @@ class Parts:
             raise BenchlabError(f"part: unknown {part!r}; choose attn, mlp or both")
         self.source, self.part = source, part
 
-    def attn(self, i, h):
-        return self.source.attn(i, h) if self.part in ("attn", "both") else None
+    def attn(self, i, h, docs):
+        return self.source.attn(i, h, docs) if self.part in ("attn", "both") else None
 
-    def mlp(self, i, h):
-        return self.source.mlp(i, h) if self.part in ("mlp", "both") else None
+    def mlp(self, i, h, docs):
+        return self.source.mlp(i, h, docs) if self.part in ("mlp", "both") else None
 
 
 @dataclass
@@ -135,21 +154,28 @@ class _LayerState:
     mlp_block: int
     stats: Stats
     dense_above: dict | None = None  # kind -> density above which the dense kernel runs
+    attn: str = "sparse"  # attention implementation (module docstring)
 
 
-def _attention(layer, h, keep):
-    """OPT self-attention on h (B, T, C) with kept blocks `keep` (None: dense SDPA, causal)."""
-    attn = layer.self_attn
+def _attention(layer, h, keep, st: _LayerState):
+    """OPT self-attention on h (B, T, C) inside documents, with kept blocks `keep` (None: the
+    dense implementation: st.attn for a dense patch, SDPA with the document mask otherwise)."""
+    attn, docs = layer.self_attn, st.stats.docs
     B, T, C = h.shape
     H, D = attn.num_heads, attn.head_dim
     q = (attn.q_proj(h) * attn.scaling).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
     k = attn.k_proj(h).view(B, T, H, D).transpose(1, 2)
     v = attn.v_proj(h).view(B, T, H, D).transpose(1, 2)
-    if keep is None:
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
-    else:
+    impl = st.attn if st.source is None else ("sdpa" if keep is None else st.attn)
+    if impl == "sparse":
         o = ops_attn.block_sparse_attention(q, k, v, keep, causal=True, scale=1.0,
-                                           block=ATTN_BLOCK)
+                                           block=ATTN_BLOCK, docs=docs.ids)
+    elif impl == "flex":
+        from . import flex
+
+        o = flex.attention(q, k, v, flex.block_mask(docs.ids, H, keep), scale=1.0)
+    else:
+        o = ops_attn.document_attention(q, k, v, docs, impl, scale=1.0)
     return attn.out_proj(o.transpose(1, 2).reshape(B, T, C))
 
 
@@ -165,17 +191,28 @@ def _mlp(layer, h, keep, mlp_block):
 
 
 def _masks(st: _LayerState, kind: str, h):
+    if st.source is None:
+        return None
+    docs = st.stats.docs
     t0 = time.perf_counter()
     with torch.no_grad():
-        keep = getattr(st.source, kind)(st.index, h.detach())
+        keep = getattr(st.source, kind)(st.index, h.detach(), docs)
+        if keep is not None and kind == "attn":
+            nb = -(-h.shape[1] // ATTN_BLOCK)
+            if keep.dim() != 4 or keep.shape[0] != h.shape[0] or keep.shape[2:] != (nb, nb):
+                raise BenchlabError(f"attention mask: shape {tuple(keep.shape)}, expected "
+                                    f"(B, H, {nb}, {nb}) for B={h.shape[0]}, L={h.shape[1]}")
+            keep = keep & docs.blocks(ATTN_BLOCK)[:, None]  # never across documents
     st.stats.mask_seconds += time.perf_counter() - t0
     if keep is not None:
         kept = int(keep.sum())
         if kind == "attn":
             nb = keep.shape[-1]
             total = keep.shape[0] * keep.shape[1] * nb * (nb + 1) // 2
+            doc = int(docs.blocks(ATTN_BLOCK).sum()) * keep.shape[1]
             st.stats.attn_kept += kept
             st.stats.attn_total += total
+            st.stats.doc_kept += doc
         else:
             total = keep.numel()
             st.stats.mlp_kept += kept
@@ -183,7 +220,11 @@ def _masks(st: _LayerState, kind: str, h):
         acc = st.stats.per_layer.setdefault(st.index, {}).setdefault(kind, [0, 0])
         acc[0] += kept
         acc[1] += total
-        if st.dense_above is not None and kept > st.dense_above[kind] * total:
+        if kind == "attn":
+            d = st.stats.per_layer[st.index].setdefault("doc", [0, 0])
+            d[0] += doc
+            d[1] += total
+        if st.dense_above is not None and kept > _break_even(st.dense_above, kind, h) * total:
             st.stats.dense_runs += 1  # too dense to pay: the dense kernel (a superset of the
             return None  # kept blocks, so nothing the mask keeps is lost)
     return keep
@@ -192,13 +233,13 @@ def _masks(st: _LayerState, kind: str, h):
 def le_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
     """OPTDecoderLayer.forward in Long Exposure mode (pre- and post-LN OPT variants)."""
     st: _LayerState = self._long_exposure
-    if hidden_states.shape[1] % ATTN_BLOCK:
+    if st.source is not None and hidden_states.shape[1] % ATTN_BLOCK:
         raise BenchlabError(f"seq_len: {hidden_states.shape[1]} is not a multiple of the "
                             f"attention block {ATTN_BLOCK}")
     pre = self.do_layer_norm_before
     residual = hidden_states
     h = self.self_attn_layer_norm(hidden_states) if pre else hidden_states
-    x = residual + _attention(self, h, _masks(st, "attn", h))  # (B, T, C)
+    x = residual + _attention(self, h, _masks(st, "attn", h), st)  # (B, T, C)
     if not pre:
         x = self.self_attn_layer_norm(x)
     h = self.final_layer_norm(x) if pre else x
@@ -208,26 +249,75 @@ def le_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
     return x
 
 
-def patch(model, source, *, mlp_block: int = 64, dense_above: dict | None = None) -> Stats:
-    """Put every OPT decoder layer of `model` in Long Exposure mode; returns the shared Stats.
-    `dense_above` ({"attn": a, "mlp": m}, densities of kept blocks): a layer part whose mask
+def _break_even(dense_above: dict, kind: str, h) -> float:
+    """The break-even density of `kind` at this call's length: a number, or a callable of the
+    sequence length (the in-run measured curve, workload.break_even)."""
+    d = dense_above[kind]
+    return d(h.shape[1]) if callable(d) else d
+
+
+def _decoder(model):
+    found = [m for m in model.modules() if type(m).__name__ == "OPTDecoder"]
+    if not found:
+        raise BenchlabError(f"model: {type(model).__name__}: no OPTDecoder found (not OPT?)")
+    return found[0]
+
+
+def _docs_hook(stats: Stats, eos: int):
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            raise BenchlabError("input_ids: the patched model needs token ids (documents are "
+                                "read from the end-of-text token), not inputs_embeds")
+        stats.docs = Docs(ids, eos)
+    return hook
+
+
+def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
+          dense_above: dict | None = None, eos: int | None = None) -> Stats:
+    """Put every OPT decoder layer of `model` in document-masked mode; returns the shared Stats.
+    `source` None: dense, attention `attn` in ops_attn.DENSE_IMPLS or "flex"; otherwise Long
+    Exposure, attention `attn` "sparse" or "flex". `dense_above` ({"attn": a, "mlp": m},
+    densities of kept blocks, numbers or callables of the length): a layer part whose mask
     keeps more than that runs the dense kernel instead (the break-even of the block-sparse
-    operator on the machine; None: always the sparse operator)."""
+    operator on the machine; None: always the sparse operator). `eos`: the document separator
+    (default: the model config's eos_token_id)."""
+    allowed = SPARSE_IMPLS if source is not None else (*ops_attn.DENSE_IMPLS, "flex")
+    if attn not in allowed:
+        raise BenchlabError(f"attn: unknown {attn!r} for {'LE' if source else 'dense'} mode; "
+                            f"choose {', '.join(allowed)}")
+    if is_patched(model):
+        raise BenchlabError("model: already patched; unpatch it first")
     stats = Stats()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    eos = base.config.eos_token_id if eos is None else eos
+    if not isinstance(eos, int):
+        raise BenchlabError(f"model config: eos_token_id {eos!r} is not one token id; pass eos=")
+    dec = _decoder(model)
+    dec._long_exposure_hook = dec.register_forward_pre_hook(_docs_hook(stats, eos),
+                                                            with_kwargs=True)
     for i, layer in enumerate(decoder_layers(model)):
+        if source is None:
+            layer._long_exposure = _LayerState(i, None, mlp_block, stats, None, attn)
+            layer.forward = le_layer_forward.__get__(layer)
+            continue
         if type(layer.fc1) is not torch.nn.Linear:
             raise BenchlabError(f"model: layer {i}: fc1 is {type(layer.fc1).__name__}; Long "
                                 "Exposure needs a plain Linear fc1 (no LoRA on the MLP)")
         if layer.fc1.out_features % mlp_block:
             raise BenchlabError(f"mlp_block: {mlp_block} does not divide ffn_dim "
                                 f"{layer.fc1.out_features}")
-        layer._long_exposure = _LayerState(i, source, mlp_block, stats, dense_above)
+        layer._long_exposure = _LayerState(i, source, mlp_block, stats, dense_above, attn)
         layer.forward = le_layer_forward.__get__(layer)
     return stats
 
 
 def unpatch(model):
     """Back to the dense (Hugging Face) forward."""
+    dec = _decoder(model)
+    if hasattr(dec, "_long_exposure_hook"):
+        dec._long_exposure_hook.remove()
+        del dec._long_exposure_hook
     for layer in decoder_layers(model):
         st = getattr(layer, "_long_exposure", None)
         if st is not None:

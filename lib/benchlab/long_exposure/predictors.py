@@ -31,7 +31,11 @@ held-out rows by `evaluate` (metric names, per layer lists):
     mlp_density_true/_pred           per-sequence union density
 
 `train_predictors(model, rows, ...)` returns a `Predictors`, which is also the mask source of
-patch.py: `.attn(i, h) -> bool (B, H, L/16, L/16)`, `.mlp(i, h) -> bool (B, F / mlp_block)`.
+patch.py: `.attn(i, h, docs) -> bool (B, H, L/16, L/16)`, `.mlp(i, h, docs) -> bool
+(B, F / mlp_block)`. Packed rows hold several documents: the captured forwards run
+document-masked (exposer.run_captured), targets and cells outside the documents are never kept
+(and excluded from the loss, the thresholds and the recall), and `.attn` ANDs its cells with the
+document blocks, so the predictor only has to find the sparsity inside documents.
 """
 
 import math
@@ -123,6 +127,7 @@ class LayerData:
     mlp_x: torch.Tensor  # (T, C) sampled tokens
     mlp_y: torch.Tensor  # (T, nblk) bool block activity
     mlp_seq: torch.Tensor  # (N, nblk) true per-sequence union
+    cells: torch.Tensor  # (N, n, n) bool causal cells inside documents (the only ones scored)
 
 
 def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
@@ -137,12 +142,13 @@ def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
     for s in range(0, rows.shape[0], cfg.chunk):
         cap = ex.run_captured(model, rows[s:s + cfg.chunk])
         for i in sorted(cap.q):
-            A = ex.attention_probs(cap.q[i], cap.k[i])
+            A = ex.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
             tgt = ex.pooled_block_mass(A, p)
             y = ex.mlp_active_blocks(cap.act[i].float(), ecfg)  # (B, L, nblk)
             parts.setdefault(i, []).append((pool_tokens(cap.attn_in[i].float(), p), tgt,
                                             cap.mlp_in[i].float().flatten(0, 1),
-                                            y.flatten(0, 1), y.any(1)))
+                                            y.flatten(0, 1), y.any(1),
+                                            cell_docs(cap.docs, p)))
         del cap
     gen = torch.Generator().manual_seed(cfg.seed)
     out = []
@@ -152,8 +158,16 @@ def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
         if subsample and x.shape[0] > cfg.max_mlp_tokens:
             sel = torch.randperm(x.shape[0], generator=gen)[:cfg.max_mlp_tokens]
             x, y = x[sel], y[sel]
-        out.append(LayerData(torch.cat(cols[0]), torch.cat(cols[1]), x, y, torch.cat(cols[4])))
+        out.append(LayerData(torch.cat(cols[0]), torch.cat(cols[1]), x, y, torch.cat(cols[4]),
+                             torch.cat(cols[5])))
     return out
+
+
+def cell_docs(docs, p: int) -> torch.Tensor:
+    """(B, n, n) bool: pooled cells (p x p tokens) holding a same-document causal pair."""
+    from .documents import block_mask
+
+    return block_mask(docs.ids, p)
 
 
 def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
@@ -170,9 +184,8 @@ def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
 
 def train_attn(data: LayerData, heads: int, cfg: PredictorConfig) -> tuple[AttnPredictor, list]:
     """BCE on causal cells between sigmoid(q k^T) and the pooled true map (soft targets)."""
-    n = data.pooled_h.shape[1]
     pred = AttnPredictor(data.pooled_h.shape[-1], heads, cfg.rank)
-    w = _causal_cells(n).float().expand_as(data.attn_target)
+    w = data.cells[:, None].float().expand_as(data.attn_target)  # document cells only
 
     def loss_fn():
         z = pred.logits(data.pooled_h)
@@ -215,17 +228,20 @@ class Predictors:
         eye = torch.eye(n, dtype=torch.bool, device=s.device)
         return ((s > self.attn_thr[i]) | eye) & _causal_cells(n, s.device)
 
-    def attn(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        """Kept 16x16 blocks (B, H, ceil(L/16), ceil(L/16)) for layer i."""
+    def attn(self, i: int, h: torch.Tensor, docs=None) -> torch.Tensor:
+        """Kept 16x16 blocks (B, H, ceil(L/16), ceil(L/16)) for layer i, inside the documents
+        of `docs` (documents.Docs; None: one document per row), diagonal blocks always."""
         L = h.shape[1]
         p = pool_size(L)
         cells = self.attn_cells(i, h)
         r = p // BLOCK
         nb = -(-L // BLOCK)
         blocks = cells.repeat_interleave(r, -1).repeat_interleave(r, -2)[..., :nb, :nb]
-        return blocks & torch.ones(nb, nb, dtype=torch.bool, device=h.device).tril()
+        eye = torch.eye(nb, dtype=torch.bool, device=h.device)
+        blocks = (blocks | eye) & torch.ones(nb, nb, dtype=torch.bool, device=h.device).tril()
+        return blocks if docs is None else blocks & docs.blocks(BLOCK)[:, None]
 
-    def mlp(self, i: int, h: torch.Tensor) -> torch.Tensor:
+    def mlp(self, i: int, h: torch.Tensor, docs=None) -> torch.Tensor:
         """Kept neuron blocks (B, F / mlp_block): union over the sequence's tokens."""
         return (self.mlp_scores(i, h) > self.mlp_thr[i]).any(1)
 
@@ -241,13 +257,13 @@ class Predictors:
             n = d.pooled_h.shape[1]
             with torch.no_grad():
                 s = self.attn_pred[i](d.pooled_h)
-            off, causal = _offdiag_cells(n), _causal_cells(n)
+            off, causal = _offdiag_cells(n) & d.cells[:, None], d.cells[:, None]
             truth = ex.keep_by_mass(d.attn_target, self.cfg.mass) & causal
             pred = ((s > self.attn_thr[i]) | torch.eye(n, dtype=torch.bool)) & causal
             r, pr = _recall_precision(pred & off, truth & off)
             out["attn_recall"].append(r)
             out["attn_precision"].append(pr)
-            n_causal = causal.sum() * truth[..., 0, 0].numel()
+            n_causal = _causal_cells(n).sum() * truth[..., 0, 0].numel()
             out["attn_density_true"].append(float(truth.sum() / n_causal))
             out["attn_density_pred"].append(float(pred.sum() / n_causal))
             tok = self.mlp_scores(i, d.mlp_x[None])[0] > self.mlp_thr[i]  # (T, nblk)
@@ -300,7 +316,7 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
             n = d.pooled_h.shape[1]
             with torch.no_grad():
                 s = attn[i](d.pooled_h)
-            off = _offdiag_cells(n).expand_as(s)
+            off = (_offdiag_cells(n) & d.cells[:, None]).expand_as(s)
             truth = ex.keep_by_mass(d.attn_target, cfg.mass)
             pr.attn_thr[i] = _threshold(s[off], truth[off], cfg.recall_target)
             # the operator runs the union over a sequence: pick the threshold on that union

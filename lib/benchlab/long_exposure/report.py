@@ -19,7 +19,8 @@ from benchlab.core.report import new_figure, of_kind, records_frame, save_figure
 FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b",
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
            "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
-           "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model")
+           "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model",
+           "exp-ablation-mlp-grain")
 MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
 
 
@@ -86,6 +87,17 @@ def memory(frame, outdir):
     return paths
 
 
+def le_label(row, part: str = "both") -> str:
+    """'LE (<part> sparse, attn a / doc d, mlp m)', or '... keeps everything' when its masks
+    skipped nothing beyond the documents (then it is the dense function on a sparse path)."""
+    get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
+    a, dd, m = (get(f"density_{k}", np.nan) for k in ("attn", "doc", "mlp"))
+    keeps = bool(get("keeps_everything", False)) or (part == "mlp" and m >= 1.0) or (
+        part == "attn" and a >= dd)
+    what = "keeps everything" if keeps else "sparse"
+    return f"LE ({part} {what}; attn {a:.2f}, doc {dd:.2f}, mlp {m:.2f})"
+
+
 def part_time(frame, outdir, part: str):
     name = f"exp-ablation-{part}-time"
     rows = of_kind(frame, "ablation")
@@ -93,9 +105,11 @@ def part_time(frame, outdir, part: str):
     if rows.empty:
         return _empty(outdir, name)
     fig, ax = new_figure()
-    _bars(ax, [f"L={int(L)}" for L in rows["case.seq_len"]],
-          {"dense SDPA": 1e3 * _col(rows, "t_sdpa").to_numpy(),
-           f"LE ({part} sparse)": 1e3 * _col(rows, "t_le").to_numpy()}, "LoRA step time (ms)")
+    labels = [f"L={int(r['case.seq_len'])}\n{le_label(r, part)}" for _, r in rows.iterrows()]
+    _bars(ax, labels, {"dense SDPA (document mask)": 1e3 * _col(rows, "t_sdpa").to_numpy(),
+                       "Long Exposure": 1e3 * _col(rows, "t_le").to_numpy()},
+          "LoRA step time (ms)")
+    ax.tick_params(axis="x", labelsize=5)
     ax.set_title(f"{name}: {rows['case.model'].iloc[0]}", fontsize=9)
     return save_figure(fig, outdir, name)
 
@@ -128,7 +142,8 @@ def predictor_curves(frame, outdir):
     for _, row in rows.iterrows():
         losses = list(row["losses"])
         ax.plot(np.arange(1, len(losses) + 1), losses,
-                label=f"{row['case.masks']} (density {row.get('density', np.nan):.2f})")
+                label=f"{row['case.masks']} (attn {row.get('density_attn', np.nan):.2f}, "
+                f"mlp {row.get('density_mlp', np.nan):.2f})")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(f"exp-ablation-predictor: {rows['case.model'].iloc[0]}", fontsize=9)
@@ -179,8 +194,10 @@ def operator(frame, outdir, kind: str):
 
 
 SPARSITY_METRICS = {
-    "attn": ("attn_token", "attn_block", "attn_pooled", "attn_head_union", "attn_batch_union"),
-    "mlp": ("mlp_nonzero", "mlp_token", "mlp_seq_union", "mlp_batch_union"),
+    "attn": ("attn_doc", "attn_token", "attn_block", "attn_pooled", "attn_head_union",
+             "attn_batch_union"),
+    "mlp": ("mlp_nonzero", "mlp_neuron_token", "mlp_neuron_seq_union", "mlp_neuron_batch_union",
+            "mlp_token", "mlp_seq_union", "mlp_batch_union"),
 }
 
 
@@ -204,13 +221,44 @@ def sparsity(frame, outdir, kind: str):
     return save_figure(fig, outdir, name)
 
 
+def mlp_grain(frame, outdir):
+    """exp-ablation-mlp-grain: per-sequence MLP density against block size, neurons plain and
+    reordered, one line pair per threshold; per-token neuron density for reference."""
+    name = "exp-ablation-mlp-grain"
+    rows = of_kind(frame, "mlp_grain")
+    if rows.empty:
+        return _empty(outdir, name)
+    row = rows.iloc[0]
+    fig, ax = new_figure(size=(6.0, 3.6))
+    for t in (0, 1, 3, 5):
+        blocks = [b for b in (1, 16, 32, 64, 128) if f"mlp_seq_union_t{t}_b{b}" in rows]
+        if not blocks:
+            continue
+        line = ax.plot(blocks, [row[f"mlp_seq_union_t{t}_b{b}"] for b in blocks], marker="o",
+                       label=f"threshold {t}%")[0]
+        re = [b for b in blocks if f"mlp_seq_union_t{t}_b{b}_reordered" in rows]
+        ax.plot(re, [row[f"mlp_seq_union_t{t}_b{b}_reordered"] for b in re], ls="--",
+                marker="s", color=line.get_color(), label=f"threshold {t}%, reordered")
+        ax.axhline(row.get(f"mlp_token_t{t}", np.nan), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("neurons per block")
+    ax.set_ylabel("kept blocks / blocks (sequence union)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=6)
+    ax.set_title(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])} "
+                 "(dotted: per token)", fontsize=8)
+    return save_figure(fig, outdir, name)
+
+
 TABLE_COLUMNS = {
     "end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
-                     "speedup_sdpa", "speedup_eager", "density_attn", "density_mlp"],
+                     "speedup_sdpa", "speedup_eager", "density_attn", "density_doc",
+                     "density_mlp", "keeps_everything"],
     "memory": ["case.figure", "case.model", "case.method", "eager_total", "dense_total",
                     "le_total", "memory_ratio", "memory_ratio_eager", "activation_ratio",
                     "activation_ratio_eager"],
-    "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa"],
+    "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa", "density_attn",
+                 "density_doc", "density_mlp", "keeps_everything"],
     "breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
                        "le_backward", "le_predictor"],
     "predictor": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
@@ -221,18 +269,24 @@ TABLE_COLUMNS = {
     "exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in
                                                       SPARSITY_METRICS["attn"] +
                                                       SPARSITY_METRICS["mlp"]],
+    "mlp_grain": ["case.model", "case.seq_len"] + [
+        f"mlp_seq_union_t{t}_b{b}{r}" for t in (0, 5) for b in (1, 16, 64, 128)
+        for r in ("", "_reordered") if b > 1 or not r] + ["mlp_token_t0", "mlp_token_t5"],
     "predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
                                "attn_density_pred_mean", "mlp_density_pred_mean"],
     "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
-                   "speedup_eager"],
+                   "speedup_eager", "density_attn", "density_doc", "density_mlp",
+                   "keeps_everything"],
     # case.init=random: untrained model; case.masks=synthetic: random blocks at case.density
     "model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
-                        "t_eager", "t_sdpa", "t_le", "speedup_sdpa", "speedup_eager",
-                        "t_le_dispatch", "dispatch_speedup_sdpa", "dispatch_speedup_eager",
-                        "dispatch_dense_runs", "memory_ratio", "memory_ratio_eager",
-                        "density_attn", "density_mlp"],
+                        "t_eager", "t_sdpa", "t_sdpa_docs", "t_le", "speedup_sdpa",
+                        "speedup_sdpa_docs", "speedup_eager", "t_le_dispatch",
+                        "dispatch_speedup_sdpa", "dispatch_speedup_sdpa_docs",
+                        "dispatch_dense_runs", "break_even_attn", "break_even_mlp",
+                        "memory_ratio", "memory_ratio_sdpa_docs", "memory_ratio_eager",
+                        "density_attn", "density_doc", "density_mlp", "keeps_everything"],
 }
 
 
@@ -246,6 +300,7 @@ def report(records: list[dict], outdir) -> None:
     breakdown(frame, outdir)
     predictor_curves(frame, outdir)
     scale(frame, outdir)
+    mlp_grain(frame, outdir)
     for kind in ("attn", "mlp"):
         operator(frame, outdir, kind)
         sparsity(frame, outdir, kind)

@@ -26,6 +26,10 @@ from . import peft_methods as pm
 from .e2e import write_e2e_jsonl
 
 MLP_BLOCK = 64  # neurons per MLP block (the artifact's fc1 tile width)
+# trainer modes: dense attention implementations (all inside documents, patch.py; sdpa_causal is
+# the old cross-document path, a reference only) and Long Exposure with its attention operator
+DENSE_MODES = ("eager", "sdpa", "sdpa_docs", "sdpa_causal", "flex")
+LE_MODES = {"le": "sparse", "le_flex": "flex"}
 
 
 @functools.cache
@@ -111,9 +115,10 @@ class Trainer:
     opt: object
     batch: torch.Tensor
     stats: P.Stats | None  # LE statistics (None: dense)
+    bf16: bool = False  # steps under bf16 autocast
 
     def step(self) -> float:
-        return ft.train_step(self.model, self.opt, self.batch)
+        return ft.train_step(self.model, self.opt, self.batch, self.bf16)
 
     def timed_step(self) -> dict:
         """One step split into forward (minus mask prediction), backward (+ optimizer) and
@@ -134,8 +139,9 @@ class Trainer:
 def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
             masks: str = "predicted", part: str = "both", device: str = "cpu",
             densities=None, source=None, data: torch.Tensor | None = None,
-            init: str = "trained", dense_above: dict | None = None) -> Trainer:
-    """A fresh trainable copy of `model` with `method`; mode eager | sdpa (dense) | le.
+            init: str = "trained", dense_above: dict | None = None,
+            bf16: bool = False) -> Trainer:
+    """A fresh trainable copy of `model` with `method`; mode in DENSE_MODES or LE_MODES.
     `source` overrides the mask source, `data` the step's batch, `init` the base model;
     `dense_above`: patch's per-part break-even densities (None: sparse operators always)."""
     m = copy.deepcopy(base_model(model, init)).to(device)
@@ -143,15 +149,18 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
         torch.manual_seed(config.seed)
         m = pm.apply_method(m, method)
     stats = None
-    if mode == "le":
-        pm.set_attention(m, "sdpa")  # layers are patched; the attribute is unused there
+    if mode in LE_MODES:
         source = source or mask_source(config, model, masks, seq_len, densities)
-        stats = P.patch(m, P.Parts(source, part), mlp_block=MLP_BLOCK, dense_above=dense_above)
+        stats = P.patch(m, P.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
+                        dense_above=dense_above)
+    elif mode in DENSE_MODES:
+        P.patch(m, None, attn=mode)
     else:
-        pm.set_attention(m, mode)
+        modes = ", ".join(DENSE_MODES + tuple(LE_MODES))
+        raise ValueError(f"mode: unknown {mode!r}; choose {modes}")
     m.train()
     data = batch(config, model, seq_len) if data is None else data
-    return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats)
+    return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats, bf16)
 
 
 def side_by_side(trainers: dict, warmup: int, rounds: int, device="cpu") -> dict:
@@ -196,13 +205,30 @@ def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.F
     return P.Fixed([la.attn_block_mask for la in ex.layers], [la.mlp_seq_mask for la in ex.layers])
 
 
+def break_even(config, model: str, seq_len: int, init: str = "trained",
+               device: str = "cpu") -> dict:
+    """Break-even densities {"attn": a, "mlp": m} of the operators at this model's shapes and
+    `seq_len`, measured now (breakeven.py), plus their speedup curves {"attn_curve": ...}."""
+    from . import breakeven as be
+
+    cfg = base_model(model, init).config
+    H = cfg.num_attention_heads
+    rounds = config.step_rounds
+    a, ac = be.attention(config.batch_size, H, seq_len, cfg.hidden_size // H, rounds=rounds,
+                         seed=config.seed, device=device)
+    m, mc = be.mlp(config.batch_size * seq_len, cfg.hidden_size, cfg.ffn_dim, MLP_BLOCK,
+                   rounds=rounds, seed=config.seed, device=device)
+    return {"attn": a, "mlp": m, "attn_curve": ac, "mlp_curve": mc}
+
+
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
-                        init: str, device: str = "cpu") -> dict:
-    """LoRA trainers {"le", "le_dispatch", "sdpa", "eager"} on one batch of `model` (base
-    `init`): LE masks are the exposer's on that batch (masks="exposed") or random at `density`
-    for attention and MLP alike (masks="synthetic"), fixed before timing (no predictor in the
-    step). "le_dispatch" runs a layer part dense where its mask is above the scale's break-even
-    (config.step_dense_above), "le" always sparse."""
+                        init: str, device: str = "cpu", dense_above: dict | None = None) -> dict:
+    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"} on one packed batch of
+    `model` (base `init`), attention inside documents in every one: LE masks are the exposer's
+    on that batch (masks="exposed") or random at `density` for attention and MLP alike
+    (masks="synthetic", AND-ed with the documents), fixed before timing (no predictor in the
+    step). "le_dispatch" runs a layer part dense where its mask is above `dense_above` (the
+    break-even densities measured in this run: break_even), "le" always sparse."""
     data = batch(config, model, seq_len)
     if masks == "exposed":
         src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)
@@ -214,9 +240,8 @@ def model_step_trainers(config, model: str, seq_len: int, masks: str, density: f
         raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")
     out = {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
                          init=init, source=src if mode == "le" else None)
-           for mode in ("le", "sdpa", "eager")}
-    attn, mlp = config.step_dense_above
+           for mode in ("le", "sdpa", "sdpa_docs", "eager")}
     out["le_dispatch"] = trainer(config, model, "lora", seq_len, mode="le", device=device,
                                  data=data, init=init, source=src,
-                                 dense_above={"attn": attn, "mlp": mlp})
+                                 dense_above=dense_above or {"attn": 1.0, "mlp": 1.0})
     return out

@@ -1,0 +1,74 @@
+"""Break-even densities of the block-sparse operators, measured in the run that uses them.
+
+    python -c "from benchlab.long_exposure.breakeven import *; \
+print(attention(1, 4, 256, 32, rounds=2))"
+
+For one shape, each operator is timed side by side with its dense counterpart (forward + input
+gradients, core.timing.interleave, rotated rounds) at a grid of densities on random masks:
+attention against SDPA with the document mask of one document per row (the dense kernel the
+dispatcher falls back to; its cost does not depend on the mask), the MLP against the dense MLP.
+The break-even is where the paired speedup (core.stats.paired_ratio) crosses 1, linearly
+interpolated between grid points: 0.0 if the operator never wins, 1.0 if it always does.
+patch.patch(dense_above=...) runs a layer part dense above it.
+
+    attention(B, H, L, D, ...) / mlp(tokens, d, ffn, block, ...) -> (break_even, {density: speedup})
+"""
+
+import torch
+
+from ..core.stats import paired_ratio
+from ..core.timing import interleave
+from . import ops_attn as A
+from . import ops_mlp as M
+
+GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+
+
+def crossing(curve: dict) -> float:
+    """The density where speedup(density) falls through 1 (grid interpolation)."""
+    pts = sorted(curve.items())
+    if pts[0][1] < 1.0:
+        return 0.0
+    for (d0, s0), (d1, s1) in zip(pts, pts[1:], strict=False):
+        if s1 < 1.0:
+            return d0 + (s0 - 1.0) * (d1 - d0) / (s0 - s1)
+    return 1.0
+
+
+def _grad_fn(fn, inputs, g):
+    def run():
+        torch.autograd.grad(fn(), inputs, g)
+    return run
+
+
+def attention(B, H, L, D, *, grid=GRID, rounds=3, seed=0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, L, D, generator=gen).to(device).requires_grad_(True)
+               for _ in range(3))
+    g = torch.randn(B, H, L, D, generator=gen).to(device)
+    fns = {"dense": _grad_fn(lambda: A.sdpa_attention(q, k, v), (q, k, v), g)}
+    for d in grid:
+        nb = L // A.BLOCK
+        sparsity = 1.0 - max(0.0, (d * nb * (nb + 1) / 2 - nb) / max(1, nb * (nb - 1) / 2))
+        mask = A.random_block_mask(B, H, L, min(1.0, sparsity), generator=gen, device=device)
+        fns[d] = _grad_fn(lambda m=mask: A.block_sparse_attention(q, k, v, m, shortcut=False),
+                          (q, k, v), g)
+    ts = interleave(fns, device, warmup=1, rounds=rounds)
+    curve = {d: paired_ratio(ts["dense"], ts[d]) for d in grid}
+    return crossing(curve), curve
+
+
+def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, d, generator=gen).to(device).requires_grad_(True)
+    w1 = (torch.randn(ffn, d, generator=gen) * d ** -0.5).to(device)
+    w2 = (torch.randn(d, ffn, generator=gen) * ffn ** -0.5).to(device)
+    b1, b2 = torch.zeros(ffn, device=device), torch.zeros(d, device=device)
+    g = torch.randn(tokens, d, generator=gen).to(device)
+    fns = {"dense": _grad_fn(lambda: M.dense_mlp(x, w1, b1, w2, b2), x, g)}
+    for dens in grid:
+        keep = M.random_keep(ffn // block, 1.0 - dens, generator=gen).to(device)
+        fns[dens] = _grad_fn(lambda k=keep: M.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
+    ts = interleave(fns, device, warmup=1, rounds=rounds)
+    curve = {dens: paired_ratio(ts["dense"], ts[dens]) for dens in grid}
+    return crossing(curve), curve
