@@ -1,5 +1,7 @@
-"""SubLoRA benchmarks: the 30-run allocation sweep (train + bound), the subspace training step vs
-a plain LoRA step, and the bound evaluation.
+"""SubLoRA benchmarks: sweep points (train + bound; at tiny scale a CI slice of the scratch study,
+the w = 0 baseline and one short uniform run, which must bound >= 1 bit/token below it), the
+subspace training step vs a plain LoRA step, and the bound evaluation. The full 36-run study is
+`benchlab sublora run-all` (reports/sublora/).
 
     pytest bench/test_sublora.py -n 2 --bench-store /tmp/sublora/store.jsonl \
         --bench-reports /tmp/sublora/reports --benchmark-json /tmp/sublora/out.json
@@ -31,11 +33,28 @@ def one_thread_per_worker():
     torch.set_num_threads(before)
 
 
+_W0: dict = {}
+
+
+def w0_bound(config, case, device) -> float:
+    """The untrained (w = 0) bound of the case's d and seed (computed once per process)."""
+    key = (case.d, case.seed)
+    if key not in _W0:
+        w0 = sl.SweepCase("w0", case.d, "w0", 0.5, case.seed)
+        _W0[key] = sl.run_point(config, w0, device=device)["bound_value"]
+    return _W0[key]
+
+
 @pytest.mark.cases("sweep_cases")
 def test_sweep(benchmark, case, config, device, record):
     metrics = measure(benchmark, lambda: sl.run_point(config, case, device=device), device,
                       warmup=0, rounds=1)
     record(**metrics)
+    if case.mode == "w0":
+        _W0[(case.d, case.seed)] = metrics["bound_value"]
+    elif config.min_gain_over_w0:  # training in the subspace must move the bound
+        gain = w0_bound(config, case, device) - metrics["bound_value"]
+        assert gain >= config.min_gain_over_w0, f"{case.id}: only {gain:.3f} bits below w = 0"
 
 
 @pytest.mark.cases("step_cases")

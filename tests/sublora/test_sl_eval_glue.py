@@ -1,8 +1,8 @@
 """The glue from a trained model to its bound: documents evaluated with the quantized w, the gates
-paid for, the saved bound recomputable, the CLI commands, and a non-vacuous tiny default."""
+paid for, the saved bound recomputable, the CLI commands and their bad-input errors, the shipped
+configs, and the w = 0 baseline."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -17,6 +17,7 @@ from benchlab.sublora.bounds import load_bounds_metrics, recompute_bound
 from benchlab.sublora.cli import main as sl_main
 from benchlab.sublora.data import load_corpus, sample_documents
 from benchlab.sublora.evaluate import document_risks, eval_bounds
+from benchlab.sublora.sweep import run_config
 
 FAST = ["--model.init_from=scratch", "--data.batch_size=2", "--data.block_size=16",
         "--training.max_iters=4", "--training.eval_interval=2", "--training.eval_iters=1",
@@ -88,14 +89,84 @@ def test_cli_train_then_eval_bounds(tmp_path, capsys):
     assert "sublora.allocation_mode" in capsys.readouterr().err
 
 
-def test_tiny_default_bound_is_non_vacuous():
-    """The benchmark's tiny sweep point (zoo-trained base, m = 300k documents): bound < log2 V."""
+def test_shipped_configs_load_and_the_tiny_study_trains_from_scratch():
+    """The YAMLs ship in the package and the seed's path finds them; the tiny scale is the scratch
+    study (random theta0, LoRA on the lm_head too), sliced by overrides, with a w = 0 row."""
+    names = C.packaged()
+    assert {"sublora_train.yaml", "sublora_finetune.yaml", "sublora_bounds.yaml"} <= set(names)
+    for name in names:
+        C.load(name)
+    assert C.load("config/sublora_train.yaml") == C.load(C.CONFIG_DIR / "sublora_train.yaml")
     config = sl.CONFIGS["tiny"]
-    case = next(c for c in sl.sweep_cases(config) if c.mode == "learned")
-    out = sl.run_point(config, case)
-    assert out["non_vacuous"] and out["bound_value"] < math.log2(4096) == out["random_guess_bpd"]
-    assert out["m"] == 300_000 and out["empirical_bpd"] < out["bound_value"]
-    assert len(out["gamma_B"]) == 4 and any(abs(g - 0.5) > 1e-3 for g in out["gamma_B"])
+    cases = sl.sweep_cases(config)
+    assert [c.mode for c in cases] == ["w0", "uniform"] and config.min_gain_over_w0 == 1.0
+    cfg = run_config(config, cases[1])
+    assert cfg.model.init_from == "scratch" and cfg.sublora.linear_head_enable_lora
+    assert cfg.training.max_iters == 50 and cfg.bounds.bound_type == "document_level"
+    assert run_config(config, cases[0]).sublora.allocation_mode == "uniform"  # w0: any layout
+    assert C.load("sublora_finetune.yaml").model.init_from == "zoo-trained"
+
+
+def test_w0_run_is_the_untrained_prior(tmp_path):
+    """mode w0 takes no step: w stays 0, the checkpoint says step 0, the bound is the prior's."""
+    config = sl.Config(overrides=tuple(f[2:] for f in FAST), dims=(200,), modes=(sl.W0,),
+                       seeds=(5,))
+    (case,) = sl.sweep_cases(config)
+    out = sl.run_point(config, case, out_dir=tmp_path / "w0")
+    tensors, meta = T.load_checkpoint(tmp_path / "w0")
+    assert meta["step"] == 0 and not tensors["w"].any() and out["best_step"] == 0
+    saved = load_bounds_metrics(tmp_path / "w0" / "bounds_metrics.json")
+    assert saved["inputs"]["baseline"] is True and saved["bound_value"] == out["bound_value"]
+    # the same model bounded by hand: w = 0 quantizes to one symbol
+    cfg = run_config(config, case)
+    by_hand = eval_bounds(T.build_model(cfg), load_corpus(cfg), cfg)
+    assert by_hand["bound_value"] == pytest.approx(out["bound_value"], rel=1e-12)
+
+
+@pytest.mark.parametrize("args, where", [
+    (["--bounds.bound_type=token_level"], "bounds.bound_type"),
+    (["--bounds.levels=1"], "bounds.levels"),
+    (["--sublora.intrinsic_dim=300"], "sublora.intrinsic_dim"),
+    (["--sublora.allocation_mode=learned"], "sublora.allocation_mode"),
+])
+def test_eval_bounds_bad_input_one_line_exit_2(trained_dir, args, where, capsys):
+    before = (trained_dir / "best_ckpt.safetensors").read_bytes()
+    assert top_main(["sublora", "eval-bounds", f"--model.best_checkpoint_path={trained_dir}",
+                     *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert where in err and len(err.splitlines()) == 1
+    assert (trained_dir / "best_ckpt.safetensors").read_bytes() == before
+    assert not (trained_dir / "bounds_metrics.json").exists()
+
+
+def test_eval_bounds_truncated_or_foreign_checkpoint(trained_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained_dir, bad)
+    blob = (bad / "best_ckpt.safetensors").read_bytes()
+    (bad / "best_ckpt.safetensors").write_bytes(blob[: len(blob) // 2])
+    assert top_main(["sublora", "eval-bounds", "--checkpoint", str(bad)]) == 2
+    assert "best_ckpt.safetensors: checkpoint: unreadable" in capsys.readouterr().err
+    # tensors of another d under this run's metadata
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(300), "gates": torch.zeros(0)}, str(bad / "best_ckpt.safetensors"))
+    assert top_main(["sublora", "eval-bounds", "--checkpoint", str(bad)]) == 2
+    assert "sublora.intrinsic_dim" in capsys.readouterr().err
+    (bad / "best_ckpt.json").write_text("{")
+    assert top_main(["sublora", "eval-bounds", "--checkpoint", str(bad)]) == 2
+    assert "best_ckpt.json: not valid JSON" in capsys.readouterr().err
+    ok = top_main(["sublora", "eval-bounds", f"--model.best_checkpoint_path={trained_dir}",
+                   "--bounds.bound_type=document_level", f"--output_dir={tmp_path / 'ok'}"])
+    assert ok == 0 and (tmp_path / "ok" / "bounds_metrics.json").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert sl_main(["train", "--no-progress", *FAST, f"--login.out_dir={out}"]) == 0
+    return out
 
 
 @pytest.mark.parametrize("extra, method", [(["--bounds.quant_method=kmeans"], "kmeans"),

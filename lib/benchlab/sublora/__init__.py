@@ -2,11 +2,15 @@
 
     pytest bench/test_sublora.py -n 2 --bench-store /tmp/sublora/store.jsonl \
         --bench-reports /tmp/sublora/reports --benchmark-json /tmp/sublora/out.json
-    benchlab sublora train --config-file cfg.yaml --sublora.intrinsic_dim=1000
-    benchlab sublora eval-bounds --checkpoint out/run
-    benchlab sublora analyze --results_dir out --output_dir reports/sublora --budgets 1000 2000
+    benchlab sublora run-all --config-file sublora_train.yaml --results_dir out/sublora_scratch
+    benchlab sublora train --config-file sublora_train.yaml --sublora.intrinsic_dim=1000
+    benchlab sublora eval-bounds --model.best_checkpoint_path=out/run \
+        --bounds.bound_type=document_level
+    benchlab sublora analyze --results_dir out/sublora_scratch --output_dir reports/sublora
 
-Modules: lora (LoRA on GPT-2's fused q/v), projectors (dense/sparse/Kronecker P, own seeds),
+Configs (one system): configs/*.yaml are RunConfigs (config.py); a scale's `Config` names one
+and the grid to run. Modules: lora (LoRA on GPT-2's fused q/v), projectors (dense/sparse/
+Kronecker P, own seeds),
 subspace (theta = theta0 + P w and the allocation modes), config (YAML + dotted overrides),
 data (documents and batches), train (AdamW loop, DDP, checkpoints), evaluate (quantize, code,
 evaluate documents, bound), sweep (one sweep point), and the bounds helper's quantize, coding,
@@ -18,48 +22,37 @@ from dataclasses import dataclass
 from .report import report
 from .sweep import run_config, run_point
 
+MODES = (("uniform", 0.5), ("fixed", 0.2), ("fixed", 0.5), ("fixed", 0.8), ("learned", 0.5))
+W0 = ("w0", 0.5)   # the untrained baseline: w = 0, bounded like a run (mode "w0")
+STUDY_DIMS, STUDY_SEEDS = (1000, 2000), (42, 123, 999)
+
 
 @dataclass(frozen=True)
 class Config:
-    model: str = "gpt2-tiny"
-    init_from: str = "zoo-trained"    # theta0's base: zoo-trained | scratch | a model dir
-    dataset_dir: str = ""             # nanoGPT bins; "" = the zoo synthetic corpus
-    dims: tuple = (1000, 2000)
-    modes: tuple = (("uniform", 0.5), ("fixed", 0.2), ("fixed", 0.5), ("fixed", 0.8),
-                    ("learned", 0.5))
-    seeds: tuple = (42, 123, 999)
-    projector: str = "dense"
-    dense_cache_mb: float = 256.0    # a dense P below this size is kept in memory
-    lm_head_lora: bool = False
-    max_iters: int = 30
-    batch_size: int = 8
-    block_size: int = 64
-    eval_interval: int = 15
-    eval_iters: int = 2
-    warmup_iters: int = 5
-    learning_rate: float = 5e-3
-    gating_lr: float = 0.05
-    n_documents: int = 300_000       # m: training documents
-    bound_samples: int = 100         # s: documents evaluated for the bound
-    max_doc_tokens: int = 256
-    levels: int = 11
+    """A scale: which YAML study (a RunConfig, configs/*.yaml) and which grid of it to run.
+
+    The run settings live only in the YAML (one config system); `overrides` are dotted fields
+    applied on top (the tiny bench shortens the scratch study to a CI-sized slice)."""
+    train_config: str = "sublora_train.yaml"
+    overrides: tuple = ()
+    dims: tuple = STUDY_DIMS
+    modes: tuple = (W0, *MODES)
+    seeds: tuple = STUDY_SEEDS
     step_projectors: tuple = ("dense", "sparse", "kron")   # step-time benchmark
     step_rounds: int = 5
     bound_rounds: int = 2
+    min_gain_over_w0: float = 0.0  # bench check: trained bound <= w = 0 bound - this (bits/token)
 
 
 CONFIGS = {
-    "tiny": Config(),
-    "small": Config(model="gpt2-small-shape", init_from="scratch", lm_head_lora=True,
-                    max_iters=2000, batch_size=16, block_size=256, eval_interval=200,
-                    eval_iters=10, warmup_iters=100, bound_samples=2000, max_doc_tokens=1024,
-                    dense_cache_mb=2048.0,
-                    step_rounds=10, bound_rounds=2),
-    "paper": Config(model="gpt2", init_from="scratch", dataset_dir="data/openwebtext",
-                    dims=(1000, 2000), lm_head_lora=True, dense_cache_mb=8192.0,
-                    max_iters=10000, batch_size=8, block_size=1024, eval_interval=500,
-                    eval_iters=10, warmup_iters=500, bound_samples=10000, max_doc_tokens=1024,
-                    n_documents=8_000_000, step_rounds=20, bound_rounds=1),
+    # CI slice of the scratch study: one d, one seed, the w = 0 row and one short uniform run
+    "tiny": Config(overrides=("training.max_iters=50", "learning_rate.lr_decay_iters=50",
+                              "training.eval_interval=25", "bounds.bound_samples=100",
+                              "bounds.max_doc_tokens=64"),
+                   dims=(1000,), modes=(W0, ("uniform", 0.5)), seeds=(42,), step_rounds=5,
+                   min_gain_over_w0=1.0),
+    "small": Config(train_config="sublora_train_small.yaml", step_rounds=10),
+    "paper": Config(train_config="sublora_train_paper.yaml", step_rounds=20, bound_rounds=1),
 }
 
 
@@ -92,13 +85,17 @@ class BoundCase:
     kind: str = "bound"
 
 
-def _mode_id(mode: str, ratio: float) -> str:
-    return f"fixed{ratio:g}" if mode == "fixed" else mode
+FIXED_NAMES = {0.2: "fixed_aheavy", 0.5: "fixed_equal", 0.8: "fixed_bheavy"}  # the fork's
+
+
+def mode_id(mode: str, ratio: float) -> str:
+    """Folder/id name of a mode: uniform, learned, w0, fixed_aheavy (r=0.2), ..., fixed0.3."""
+    return FIXED_NAMES.get(float(ratio), f"fixed{ratio:g}") if mode == "fixed" else mode
 
 
 def sweep_cases(config: Config) -> list[SweepCase]:
-    """d x allocation mode x seed: 2 x 5 x 3 = 30 runs (train, then bound)."""
-    return [SweepCase(f"d{d}-{_mode_id(m, r)}-s{s}", d, m, r, s)
+    """d x (w = 0 baseline + allocation modes) x seed; the study: 2 x (1 + 5) x 3 runs."""
+    return [SweepCase(f"d{d}-{mode_id(m, r)}-s{s}", d, m, r, s)
             for d in config.dims for m, r in config.modes for s in config.seeds]
 
 
@@ -114,12 +111,13 @@ def bound_cases(config: Config) -> list[BoundCase]:
 
 
 # Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
-# (rel, abs); None for times and time ratios, which are not results. Training runs 30 float32
+# (rel, abs); None for times and time ratios, which are not results. Training runs 50 float32
 # steps, so losses and bounds get relative room; sizes, counts and settings are exact.
 METRICS = {
     "*_seconds": None, "*_ms": None, "step_ratio": None, "ratio_goal": None,
     "bound_over_train": None,  # bound evaluation time / training time
     "D": 0, "d": 0, "m": 0, "s": 0, "seed": 0, "mode": 0, "projector": 0, "n_groups": 0,
+    "init_from": 0,
     "doc_tokens": 0, "best_step": 0, "non_vacuous": 0, "ratio": 0,
     "compressed_size_bits": (0.01, 0), "message_bits": (0.01, 0), "extra_bits": 1e-9,
     "*bound*": 1e-3, "*bpd": 1e-3, "*loss": 1e-3, "kl_divergence": 0.01, "best_alpha": (0, 0.1),
@@ -128,11 +126,16 @@ METRICS = {
 
 
 def inputs(case, config) -> dict[str, str]:
-    """sha256 of the pinned zoo model (theta0's base), tokenizer and corpus."""
+    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus."""
     from .. import zoo
+    from ..core.provenance import sha256_file
+    from .config import load, resolve
 
-    return zoo.artifact_inputs(config.model)
+    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    return {"train_config": sha256_file(resolve(config.train_config)),
+            **zoo.artifact_inputs(run.model.name)}
 
 
 __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase",
-           "sweep_cases", "step_cases", "bound_cases", "report", "run_config", "run_point"]
+           "sweep_cases", "step_cases", "bound_cases", "report", "run_config", "run_point", "MODES",
+           "W0", "mode_id"]

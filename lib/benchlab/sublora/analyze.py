@@ -3,14 +3,16 @@
     benchlab sublora analyze --results_dir out/sweep --output_dir reports/sublora \
         --budgets 1000 2000 --seeds 42 123 999
 
-Layout read (any depth under --results_dir): a run folder holds `bounds_metrics.json`
-(bounds.save_bounds_metrics) and the training metadata `best_ckpt.json` (train.py: its
-"config" has the YAML sections, so d = config.sublora.intrinsic_dim, mode =
-config.sublora.allocation_mode, r = config.sublora.allocation_ratio, seed = config.system.seed;
-plus "val_loss" and "gamma_B", the per-layer share of B). Missing facts fall back to the
-`inputs` saved in bounds_metrics.json (evaluate.py stores d, mode, ratio, seed, gamma_B there),
-then to a fork-style folder name (`sublora-d1000-learned-seed42`, `...-fixed_bheavy-...`). Each
-run becomes a record shaped like the benchmark's, and the same `report()` writes the ten files.
+Layout read (any depth under --results_dir; `run-all` writes d{d}_{mode}_s{seed}): a run folder
+holds `bounds_metrics.json` (bounds.save_bounds_metrics) and the training metadata
+`best_ckpt.json` (train.py: its "config" has the YAML sections, so d = config.sublora.
+intrinsic_dim, mode = config.sublora.allocation_mode, r = config.sublora.allocation_ratio,
+seed = config.system.seed; plus "val_loss", "step" (0: the untrained w = 0 baseline) and
+"gamma_B", the per-group share of B). Missing facts fall back to the `inputs` saved in
+bounds_metrics.json (evaluate.py stores d, mode, ratio, seed, gamma_B, baseline there), then to
+the folder name (`d1000_fixed_bheavy_s42`, the fork's `sublora-d1000-learned-seed42`). Each run
+becomes a record shaped like the benchmark's (case.d, case.mode, case.ratio, case.seed), and the
+same `report()` writes the files.
 """
 
 import argparse
@@ -20,17 +22,19 @@ from pathlib import Path
 from ..core.errors import BenchlabError, fail, read_json
 from ..core.report import flatten
 from .bounds import JSON_NAME, load_bounds_metrics
-from .report import FORK_MODES, report
+from .report import report
 
 META_NAMES = ("best_ckpt.json", "run.json", "metadata.json")
-KEYS = {  # record case field -> names looked up in metadata / bounds inputs (suffix match)
-    "intrinsic_dim": ("sublora.intrinsic_dim", "intrinsic_dim", "d"),
-    "allocation_mode": ("sublora.allocation_mode", "allocation_mode", "mode"),
-    "allocation_ratio": ("sublora.allocation_ratio", "allocation_ratio", "ratio"),
+KEYS = {  # record case field -> where a run folder holds it (metadata config, bounds inputs)
+    "d": ("sublora.intrinsic_dim", "d"),
+    "mode": ("sublora.allocation_mode", "mode"),
+    "ratio": ("sublora.allocation_ratio", "ratio"),
     "seed": ("system.seed", "seed"),
 }
-METRIC_KEYS = ("bound_value", "empirical_bpd", "kl_divergence", "compressed_size_bits",
-               "random_guess_bpd", "best_alpha", "non_vacuous")
+METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "best_alpha", "kl_divergence",
+               "compressed_size_bits", "random_guess_bpd", "non_vacuous", "top1_error",
+               "top1_error_bound")
+FORK_MODES = {"aheavy": 0.2, "equal": 0.5, "bheavy": 0.8}
 
 
 def _lookup(flat: dict, names) -> object:
@@ -42,23 +46,24 @@ def _lookup(flat: dict, names) -> object:
 
 
 def _from_dirname(name: str) -> dict:
+    """d, mode, ratio, seed from d1000_learned_s42 (run-all) or sublora-d1000-learned-seed42."""
     out = {}
     if m := re.search(r"(?:^|[-_])d(?:im)?(\d+)(?:[-_]|$)", name):
-        out["intrinsic_dim"] = int(m.group(1))
-    if m := re.search(r"seed[-_]?(\d+)", name):
+        out["d"] = int(m.group(1))
+    if m := re.search(r"(?:seed[-_]?|[-_]s)(\d+)$", name):
         out["seed"] = int(m.group(1))
     low = name.lower()
     for fork, ratio in FORK_MODES.items():
-        if fork.split("_")[1] in low:
-            out["allocation_mode"], out["allocation_ratio"] = "fixed", ratio
-    for mode in ("uniform", "learned"):
-        if mode in low:
-            out["allocation_mode"] = mode
+        if f"fixed_{fork}" in low:
+            out["mode"], out["ratio"] = "fixed", ratio
+    for mode in ("uniform", "learned", "w0"):
+        if re.search(rf"(?:^|[-_]){mode}(?:[-_]|$)", low):
+            out["mode"] = mode
     return out
 
 
 def run_record(metrics_path: Path, root: Path) -> dict:
-    """One run folder -> a record like the benchmark's ({"case", "config": {"case"}, "metrics"})."""
+    """One run folder -> a record shaped like the benchmark's sweep records."""
     metrics = load_bounds_metrics(metrics_path)
     folder = metrics_path.parent
     meta, meta_path = {}, None
@@ -67,27 +72,29 @@ def run_record(metrics_path: Path, root: Path) -> dict:
             meta_path = folder / name
             meta = read_json(meta_path, "metadata")
             break
-    flat_meta = flatten(meta) if isinstance(meta, dict) else {}
-    flat_inputs = flatten(metrics.get("inputs") or {})
+    inputs = metrics.get("inputs") or {}
+    flat_meta, flat_inputs = flatten(meta.get("config") or {}), flatten(inputs)
     guessed = _from_dirname(folder.name)
-    case = {}
+    case = {"kind": "sweep"}
     for field, names in KEYS.items():
-        value = _lookup(flat_meta, names)
-        value = _lookup(flat_inputs, names) if value is None else value
+        value = _lookup(flat_meta, names[:1])
+        value = _lookup(flat_inputs, names[1:]) if value is None else value
         case[field] = guessed.get(field) if value is None else value
     where = str(meta_path or metrics_path)
-    for field in ("intrinsic_dim", "allocation_mode"):
+    for field in ("d", "mode"):
         if case[field] is None:
             raise fail(where, field, "not found in the metadata, the bounds inputs or the folder "
                        "name")
-    if case["allocation_mode"] != "fixed":
-        case["allocation_ratio"] = None
+    if inputs.get("baseline") or meta.get("step") == 0 or guessed.get("mode") == "w0":
+        case["mode"] = "w0"  # the untrained baseline: w = 0
+    if case["mode"] != "fixed":
+        case["ratio"] = 0.5
     out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
-    out["val_loss"] = meta.get("val_loss") if isinstance(meta, dict) else None
-    gates = meta.get("gamma_B") if isinstance(meta, dict) else None
-    gates = gates or (metrics.get("inputs") or {}).get("gamma_B")
-    if case["allocation_mode"] == "learned" and gates:
-        out["gates"] = [float(g) for g in gates]
+    out["val_loss"] = meta.get("val_loss")
+    out["init_from"] = flat_meta.get("model.init_from")
+    gates = meta.get("gamma_B") or inputs.get("gamma_B")
+    if case["mode"] == "learned" and gates:
+        out["gamma_B"] = [float(g) for g in gates]
     rel = folder.relative_to(root).as_posix()
     return {"experiment": "sublora", "case": f"analyze[{rel}]", "config": {"case": case},
             "metrics": out, "time": None}

@@ -1,10 +1,13 @@
-r"""`benchlab sublora ...`: the seed's commands.
+r"""`benchlab sublora ...`: the seed's commands (YAML configs ship in benchlab/sublora/configs/).
 
-    benchlab sublora train --config-file cfg.yaml --sublora.intrinsic_dim=1000 \
+    benchlab sublora run-all --config-file sublora_train.yaml --results_dir out/sublora_scratch
+    benchlab sublora train --config-file sublora_train.yaml --sublora.intrinsic_dim=1000 \
         --sublora.allocation_mode=learned --login.out_dir=out/d1000_learned_s42
-    torchrun --standalone --nproc_per_node=2 -m benchlab.sublora.cli train --config-file cfg.yaml
-    benchlab sublora eval-bounds --checkpoint out/d1000_learned_s42 [--bounds.levels=17]
-    benchlab sublora analyze --results_dir out --output_dir reports/sublora \
+    torchrun --standalone --nproc_per_node=2 -m benchlab.sublora.cli train \
+        --config-file sublora_train.yaml
+    benchlab sublora eval-bounds --model.best_checkpoint_path=out/d1000_learned_s42 \
+        --bounds.bound_type=document_level [--config-file sublora_bounds.yaml]
+    benchlab sublora analyze --results_dir out/sublora_scratch --output_dir reports/sublora \
         --budgets 1000 2000 --seeds 42 123 999
 
 `train` and `eval-bounds` take any `--section.field=value` override of the YAML config.
@@ -13,6 +16,7 @@ r"""`benchlab sublora ...`: the seed's commands.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -63,25 +67,45 @@ def _eval_bounds(argv: list[str]) -> int:
     ckpt = args.checkpoint or over.get("model", {}).pop("best_checkpoint_path", None)
     if not ckpt:
         raise fail("command line", "--checkpoint", "missing: the training out_dir to bound")
+    from .bounds import JSON_NAME, PT_NAME
     from .data import load_corpus
     from .evaluate import eval_bounds
     from .train import build_model, load_checkpoint
 
     tensors, meta = load_checkpoint(ckpt)
-    cfg = C.apply(C.RunConfig(), meta["config"], f"{ckpt}/best_ckpt.json")
+    where = f"{ckpt}/best_ckpt.json"
+    saved = C.apply(C.RunConfig(), meta["config"], where)
+    cfg = saved
     if args.config_file:
         extra = C.load(args.config_file)
         cfg = C.apply(cfg, {"bounds": C.to_dict(extra)["bounds"]}, args.config_file)
     cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
     C.check(cfg, "command line")
+    for sec in ("model", "data", "sublora"):  # the model is the checkpoint's: only bounds change
+        for key, old in C.to_dict(saved)[sec].items():
+            if C.to_dict(cfg)[sec][key] != old:
+                raise fail("command line", f"{sec}.{key}",
+                           f"{ckpt} was trained with {old!r}; only bounds and system may change")
+    out_dir = Path(args.output_dir or ckpt)
+    for name in (JSON_NAME, PT_NAME):
+        if (out_dir / name).exists():
+            raise fail(str(out_dir / name), "bounds_metrics",
+                       "already exists; results are never overwritten (choose --output_dir)")
     device = resolve_device(cfg.system.device)
     model = build_model(cfg)
+    best = f"{ckpt}/best_ckpt.safetensors"
+    if tensors["w"].shape != model.w.shape:
+        raise fail(best, "sublora.intrinsic_dim", f"w has shape {tuple(tensors['w'].shape)}, "
+                   f"the config says d = {model.w.numel()} (a checkpoint of another run?)")
+    if tensors["gates"].shape != model.gates.shape:
+        raise fail(best, "sublora.allocation_mode", f"{tensors['gates'].numel()} gates, "
+                   f"{cfg.sublora.allocation_mode} mode has {model.gates.numel()} "
+                   "(a checkpoint of another mode?)")
     with torch.no_grad():
         model.w.copy_(tensors["w"])
         model.gates.copy_(tensors["gates"])
     model.to(device)
-    metrics = eval_bounds(model, load_corpus(cfg), cfg, device=device,
-                          out_dir=args.output_dir or ckpt)
+    metrics = eval_bounds(model, load_corpus(cfg), cfg, device=device, out_dir=out_dir)
     keys = ("bound_value", "empirical_bpd", "kl_divergence", "compressed_size_bits", "best_alpha",
             "non_vacuous")
     print(json.dumps({k: metrics[k] for k in keys}))
@@ -90,18 +114,27 @@ def _eval_bounds(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"train": _train, "eval-bounds": _eval_bounds, "eval_bounds": _eval_bounds}
+    commands = {"train": _train, "eval-bounds": _eval_bounds, "eval_bounds": _eval_bounds,
+                "run-all": _run_all, "run_all": _run_all, "analyze": _analyze}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    if argv[0] not in commands and argv[0] != "analyze":
+    if argv[0] not in commands:
         raise BenchlabError(f"sublora: unknown command {argv[0]!r}; "
-                            "choose train, eval-bounds or analyze")
-    if argv[0] == "analyze":
-        from .analyze import analyze_main
-
-        return analyze_main(argv[1:])
+                            "choose train, eval-bounds, run-all or analyze")
     return commands[argv[0]](argv[1:])
+
+
+def _run_all(argv: list[str]) -> int:
+    from .study import run_all_main
+
+    return run_all_main(argv)
+
+
+def _analyze(argv: list[str]) -> int:
+    from .analyze import analyze_main
+
+    return analyze_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Run configuration: the seed's YAML sections as frozen dataclasses, with dotted CLI overrides.
 
-    benchlab sublora train --config-file cfg.yaml --sublora.intrinsic_dim=1000 \
+    benchlab sublora train --config-file sublora_train.yaml --sublora.intrinsic_dim=1000 \
         --sublora.allocation_mode=learned --login.out_dir=out/d1000_learned_s42
 
 Sections (as in the seed's config/sublora_train.yaml): login, data, training, optimizer,
 learning_rate, model, sublora, bounds, system. Unknown sections or fields, and values of the
-wrong type, raise a one-line BenchlabError naming the file (or option) and the field.
+wrong type, raise a one-line BenchlabError naming the file (or option) and the field. A
+--config-file that does not exist is looked up by name among the shipped configs/ (the tiny
+scratch study sublora_train.yaml, the fine-tuning study sublora_finetune.yaml, the small and
+paper scales, and sublora_bounds.yaml for eval-bounds).
 """
 
 import dataclasses
@@ -16,6 +19,9 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import fail
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+BOUND_TYPES = ("document_level",)
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class SubLoRA:
 
 @dataclass(frozen=True)
 class Bounds:
+    bound_type: str = "document_level"  # the seed's field; only document_level is implemented
     levels: int = 11                  # quantization levels
     quant_method: str = "uniform"     # uniform | kmeans
     qat_iters: int = 0                # quantization-aware fine-tuning steps (0: none)
@@ -205,13 +212,29 @@ def parse_overrides(args: list[str]) -> dict:
     return out
 
 
+def resolve(path: str | Path) -> Path:
+    """`path` if it exists, else the packaged config of that file name (configs/NAME.yaml), so
+    the seed's `--config-file config/sublora_train.yaml` finds the shipped one."""
+    path = Path(path)
+    if path.exists():
+        return path
+    packaged = CONFIG_DIR / path.name
+    return packaged if packaged.exists() else path
+
+
+def packaged() -> list[str]:
+    """Names of the YAML configs shipped with the package."""
+    return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+
+
 def load(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
     """Defaults <- YAML file <- dotted overrides. Checks the values that code relies on."""
     config = RunConfig()
     if path is not None:
-        path = Path(path)
+        path = resolve(path)
         if not path.exists():
-            raise fail(str(path), "config-file", "no such file")
+            raise fail(str(path), "config-file",
+                       f"no such file (shipped configs: {', '.join(packaged())})")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -250,6 +273,13 @@ def check(c: RunConfig, where: str) -> None:
         raise fail(where, "training.max_iters", "max_iters and accumulation steps must be >= 1")
     if c.bounds.quant_method not in ("uniform", "kmeans"):
         raise fail(where, "bounds.quant_method", "use uniform or kmeans")
+    if c.bounds.bound_type not in BOUND_TYPES:
+        raise fail(where, "bounds.bound_type", f"{c.bounds.bound_type!r} is not implemented; "
+                   f"use {' or '.join(BOUND_TYPES)}")
+    if c.bounds.levels < 2:
+        raise fail(where, "bounds.levels", f"{c.bounds.levels}: quantization needs >= 2 levels")
+    if c.bounds.bound_samples < 1:
+        raise fail(where, "bounds.bound_samples", "must be >= 1")
 
 
 def to_dict(c: RunConfig) -> dict:

@@ -1,117 +1,83 @@
-"""The SubLoRA report: the seed's ten files from the sweep's records (no model needed).
+"""The SubLoRA report from sweep records (no model needed): tables, figures and tested claims.
 
-    benchlab report /tmp/sublora/out.json --outdir reports      # rebuild from saved results
+    benchlab report /tmp/sublora/out.json --outdir reports          # from saved bench results
+    benchlab sublora analyze --results_dir out/sublora_scratch      # from run-all's folders
 
-Files (budgets = the intrinsic dimensions d present in the records, e.g. 1000 and 2000):
-  pareto_frontier_d{d}.png          KL (complexity) vs empirical bpd per allocation mode
-  compression_comparison_d{d}.png   3 panels: KL vs bpd, KL vs bound, compressed size vs bound/bpd
-  allocation_comparison_grid.png    2x2 bars: bpd, bound, compressed size, bpd change vs uniform
-  learned_gating_heatmap_d{d}.png   gamma per layer (columns) and seed (rows), learned mode
-  learned_gating_trend.png          gamma per layer, mean +- std over seeds, one line per d
-  step_time.*, bound_eval_time.*    when present: subspace vs plain LoRA step, bound evaluation
-  summary_table.{csv,tex,md}        mean and std over seeds per (d, mode): empirical bpd, KL,
-                                    bound, compressed size, val loss (+ raw bpd and top-1 error
-                                    and its bound when the records have them)
-Error bars are the sample std (ddof=1) over seeds. A missing mode or budget leaves a panel with a
-note instead of failing. Output depends only on the records.
-
-What a sweep record must carry (read by `runs_frame`; first name found wins):
-  case fields   d: case.intrinsic_dim | case.d;  mode: case.allocation_mode | case.mode
-                ("uniform" | "fixed" | "learned"); ratio: case.allocation_ratio | case.ratio
-                (r = d_B / d, fixed mode only); seed: case.seed | case.run_seed
-  metrics       bound_value, empirical_bpd, kl_divergence, compressed_size_bits (required:
-                records without bound_value, or whose case.kind is not "sweep", are other
-                benchmarks and are ignored), val_loss,
-                gates | learned_gates | gamma | gamma_B (learned mode: per-layer gamma = share
-                of B, a list; ignored for other modes)
-Each of these may also be a metric of the same name (e.g. metrics.seed) instead of a case field.
+Files (budgets = the intrinsic dimensions d in the records):
+  summary_table.{md,csv,tex}        per (d, mode), mean ± std over seeds: the bound, raw
+                                    (unsmoothed) bpd beside the smoothed bpd at the chosen alpha,
+                                    the alpha(s), KL, compressed size, val loss, the gap to the
+                                    w = 0 row (mean, and min over seeds), non-vacuous runs, the
+                                    top-1 error bound ("vacuous" unless < 1 in every seed). The
+                                    w = 0 row (untrained: the prior itself) comes first.
+  claims.md                         one sentence per tested claim with its p-value (claims.py)
+  pareto_frontier_d{d}.png          KL vs raw bpd per mode, the w = 0 point beside them
+  compression_comparison_d{d}.png   KL vs raw bpd | KL vs bound | compressed size (log) vs
+                                    bound (solid) and raw bpd (dashed), one line per mode over d
+  allocation_comparison_grid.png    bars per mode incl. w = 0: raw bpd, bound, compressed size,
+                                    bound below the w = 0 bound
+  learned_gating_heatmap_d{d}.png   gamma per layer and seed; learned_gating_trend.png over d
+  step_time.*, bound_eval_time.*    when the records hold those benchmarks
+A record (bench/test_sublora.py's, or analyze's) carries d, mode, ratio, seed (as metrics, as
+run_point emits them, or case fields; mode: w0 | uniform | fixed | learned; ratio r = d_B / d,
+fixed only), its kind ("sweep"; top level or case.kind) and the metrics of
+sweep.run_point (bound_value, raw_bpd, empirical_bpd, best_alpha, kl_divergence,
+compressed_size_bits, val_loss, gamma_B, top1_error_bound, init_from). Records of other kinds
+are ignored. Error bars: sample std (ddof=1) over seeds.
 """
-
-import math
 
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
 
 from ..core.report import flatten, new_figure, save_figure, write_table
+from .claims import write_claims
 
-ALIASES = {
-    "d": ("case.intrinsic_dim", "case.d", "case.budget", "intrinsic_dim", "d", "budget"),
-    "mode": ("case.allocation_mode", "case.mode", "allocation_mode", "mode"),
-    "ratio": ("case.allocation_ratio", "case.ratio", "allocation_ratio", "ratio"),
-    "seed": ("case.seed", "case.run_seed", "run_seed", "seed"),
-    "gates": ("gates", "learned_gates", "gamma", "learned_gamma", "gamma_B"),
-    "val_loss": ("val_loss", "best_val_loss"),
-}
-METRICS = ("empirical_bpd", "kl_divergence", "bound_value", "compressed_size_bits", "val_loss",
-           "raw_bpd", "top1_error", "top1_error_bound")  # the last three: table only, optional
-OPTIONAL = ("raw_bpd", "top1_error", "top1_error_bound")
-FORK_MODES = {"fixed_aheavy": 0.2, "fixed_equal": 0.5, "fixed_bheavy": 0.8}
-COLORS = {"uniform": "#555555", "fixed": ("#d62728", "#2ca02c", "#1f77b4"), "learned": "#9467bd"}
-MARKERS = {"uniform": "s", "fixed": "o", "learned": "*"}
-DEFAULT_BUDGETS = (1000, 2000)
-
-
-def _pick(row: dict, names):
-    for n in names:
-        v = row.get(n)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
-            return v
-    return None
+METRICS = ("bound_value", "raw_bpd", "empirical_bpd", "best_alpha", "kl_divergence",
+           "compressed_size_bits", "val_loss", "top1_error", "top1_error_bound")
+COLORS = {"w0": "#000000", "uniform": "#555555", "fixed": ("#d62728", "#2ca02c", "#1f77b4"),
+          "learned": "#9467bd"}
+MARKERS = {"w0": "X", "uniform": "s", "fixed": "o", "learned": "*"}
+W0_LABEL = "w=0 (untrained)"
+STUDIES = {"scratch": "SubLoRA from scratch (seeded random theta0, free in the message)",
+           "zoo-trained": "fine-tuning bound: SubLoRA over the zoo-trained prior"}
 
 
 def mode_label(mode: str, ratio) -> str:
-    """'uniform', 'fixed r=0.2', 'learned' (r = d_B / d); the fork's names are mapped too."""
-    mode = str(mode)
-    if mode in FORK_MODES:
-        mode, ratio = "fixed", FORK_MODES[mode]
-    if mode == "fixed":
-        return f"fixed r={float(ratio):g}" if ratio is not None else "fixed"
-    return mode
+    """'w=0 (untrained)', 'uniform', 'fixed r=0.2', 'learned' (r = d_B / d)."""
+    if mode == "w0":
+        return W0_LABEL
+    return f"fixed r={float(ratio):g}" if mode == "fixed" else str(mode)
 
 
 def _order(label: str) -> tuple:
-    kind = label.split()[0]
-    rank = {"uniform": 0, "fixed": 1, "learned": 2}.get(kind, 3)
+    rank = {"w=0": -1, "uniform": 0, "fixed": 1, "learned": 2}.get(label.split()[0], 3)
     return (rank, label)
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per sweep run: d, mode, ratio, label, seed, the metrics, gates (list or None)."""
+    """One row per sweep run: d, mode, ratio, label, seed, init_from, the metrics, gates."""
     rows = []
     for rec in records:
-        row = {"id": rec.get("case")}
-        row.update(flatten(rec.get("config") or {}))
-        row.update(rec.get("metrics") or {})
-        if row.get("bound_value") is None or row.get("case.kind", "sweep") != "sweep":
-            continue  # another benchmark (step time, bound evaluation time), not a sweep run
-        mode = _pick(row, ALIASES["mode"])
-        ratio = _pick(row, ALIASES["ratio"])
-        d = _pick(row, ALIASES["d"])
-        if mode is None or d is None:
-            continue
-        label = mode_label(mode, ratio)
-        gates = _pick(row, ALIASES["gates"])
+        case = (rec.get("config") or {}).get("case") or {}
+        met = rec.get("metrics") or {}
+        kind = rec.get("kind") or case.get("kind", "sweep")
+        if kind != "sweep" or met.get("bound_value") is None:
+            continue  # another benchmark (step time, bound evaluation time)
+        src = {**case, **met}  # run_point emits d, mode, ratio, seed as metrics too
+        mode = src["mode"]
+        gates = met.get("gamma_B")
         rows.append({
-            "id": row["id"], "d": int(d), "mode": label.split()[0],
-            "ratio": float(ratio) if label.startswith("fixed r=") else float("nan"),
-            "label": label, "seed": _pick(row, ALIASES["seed"]),
-            **{m: _as_float(row.get(m) if m != "val_loss" else _pick(row, ALIASES[m]))
-               for m in METRICS},
-            "gates": [float(g) for g in gates] if isinstance(gates, list | tuple) and gates
-            else None,
-        })
-    rows.sort(key=lambda r: (r["d"], _order(r["label"]), _num_first(r["seed"]), str(r["id"])))
-    cols = ["id", "d", "mode", "ratio", "label", "seed", *METRICS, "gates"]
+            "id": rec.get("case"), "d": int(src["d"]), "mode": mode,
+            "ratio": float(src["ratio"]) if mode == "fixed" else float("nan"),
+            "label": mode_label(mode, src.get("ratio")), "seed": src.get("seed"),
+            "init_from": met.get("init_from"),
+            **{m: _as_float(met.get(m)) for m in METRICS},
+            "gates": [float(g) for g in gates] if mode == "learned" and gates else None})
+    rows.sort(key=lambda r: (r["d"], _order(r["label"]), str(r["seed"]), str(r["id"])))
+    cols = ["id", "d", "mode", "ratio", "label", "seed", "init_from", *METRICS, "gates"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def _num_first(v) -> tuple:
-    try:
-        return (0, float(v), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(v))
 
 
 def _as_float(v) -> float:
@@ -122,17 +88,22 @@ def _as_float(v) -> float:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std (ddof=1; 0 for a single seed) per (d, label). The label is a plain string, so
-    no mode is dropped by the group-by (the fork grouped on a NaN ratio and lost `learned`)."""
+    """Mean and std (ddof=1; 0 for one seed) per (d, label), plus the paired gap to w = 0. The
+    label is a plain string, so no mode is dropped (the fork grouped on a NaN ratio)."""
     rows = []
     for (d, label), g in runs.groupby(["d", "label"], sort=False):
-        row = {"d": int(d), "mode": g["mode"].iloc[0], "ratio": g["ratio"].iloc[0],
-               "label": label, "n_seeds": int(len(g))}
+        row = {"d": int(d), "mode": g["mode"].iloc[0], "label": label, "n_seeds": int(len(g))}
         for m in METRICS:
             x = g[m].to_numpy(dtype=float)
             x = x[np.isfinite(x)]
             row[f"{m}_mean"] = float(x.mean()) if x.size else float("nan")
             row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
+        row["alphas"] = "/".join(f"{a:g}" for a in sorted(set(g["best_alpha"].dropna())))
+        row["non_vacuous"] = f"{int((g['bound_value'] < _log2v(runs)).sum())}/{len(g)}"
+        row["top1_error_bound_max"] = float(g["top1_error_bound"].max())
+        gap = w0_gaps(runs, d, g)
+        row["below_w0_mean"] = float(gap.mean()) if gap.size else float("nan")
+        row["below_w0_min"] = float(gap.min()) if gap.size else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -141,12 +112,50 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["d", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
+def _log2v(runs: pd.DataFrame) -> float:
+    return float(runs.attrs.get("random_guess_bpd", np.inf))
+
+
+def w0_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
+    """Per seed: w = 0 bound - this run's bound (bits/token), seeds present in both."""
+    base = runs[(runs["d"] == d) & (runs["mode"] == "w0")].set_index("seed")["bound_value"]
+    if group["mode"].iloc[0] == "w0":
+        return np.array([])
+    pairs = [(base[s], b) for s, b in zip(group["seed"], group["bound_value"], strict=True)
+             if s in base.index]
+    return np.array([a - b for a, b in pairs], dtype=float)
+
+
+def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
+    """The committed table: numbers as text with their std, 'vacuous' for a top-1 bound >= 1."""
+    cols = ["d", "mode", "n_seeds", "bound", "below w=0 (min)", "raw bpd", "smoothed bpd",
+            "alpha", "KL (nats)", "size (kbit)", "val loss", "non-vacuous", "top-1 error bound"]
+    if summ.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for _, r in summ.iterrows():
+        def pm(m, scale=1.0, fmt=".3f", r=r):
+            mean, std = r[f"{m}_mean"] * scale, r[f"{m}_std"] * scale
+            return "n/a" if not np.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
+        top1, top1_max = r["top1_error_bound_mean"], r["top1_error_bound_max"]
+        gap = ("baseline" if r["mode"] == "w0" else "n/a" if not np.isfinite(r["below_w0_mean"])
+               else f"{r['below_w0_mean']:.3f} ({r['below_w0_min']:.3f})")
+        rows.append([r["d"], r["label"], r["n_seeds"], pm("bound_value"), gap, pm("raw_bpd"),
+                     pm("empirical_bpd"), r["alphas"], pm("kl_divergence", fmt=".0f"),
+                     pm("compressed_size_bits", 1e-3, ".2f"), pm("val_loss"), r["non_vacuous"],
+                     "n/a" if not np.isfinite(top1) else
+                     f"{top1:.3f}" if top1_max < 1 else "vacuous"])
+    return pd.DataFrame(rows, columns=cols)
+
+
+# -- figures -------------------------------------------------------------------------------------
+
 def _style(label: str) -> tuple[str, str]:
     kind = label.split()[0]
     if kind == "fixed":
-        ratio = float(label.split("=")[1]) if "=" in label else 0.5
-        i = 0 if ratio < 0.35 else 1 if ratio < 0.65 else 2
-        return COLORS["fixed"][i], MARKERS["fixed"]
+        ratio = float(label.split("=")[1])
+        return COLORS["fixed"][0 if ratio < 0.35 else 1 if ratio < 0.65 else 2], MARKERS["fixed"]
+    kind = "w0" if label == W0_LABEL else kind
     return COLORS.get(kind, "#8c564b"), MARKERS.get(kind, "D")
 
 
@@ -157,18 +166,17 @@ def _note(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def _scatter(ax, summ: pd.DataFrame, x: str, y: str, *, hollow: bool = False,
-             legend: bool = True) -> None:
+def _scatter(ax, summ: pd.DataFrame, x: str, y: str, *, legend: bool = True) -> None:
     for _, r in summ.iterrows():
         color, marker = _style(r["label"])
         ax.errorbar(r[f"{x}_mean"], r[f"{y}_mean"], xerr=r[f"{x}_std"], yerr=r[f"{y}_std"],
-                    fmt=marker, color=color, mfc="none" if hollow else color, capsize=3,
-                    ms=11 if marker == "*" else 7, label=r["label"] if legend else None)
+                    fmt=marker, color=color, capsize=3, ms=11 if marker in "*X" else 7,
+                    label=r["label"] if legend else None)
 
 
 def _frontier(ax, sub: pd.DataFrame) -> None:
-    """Dashed line through the modes no other mode beats on both KL and bpd (lower is better)."""
-    pts = sorted(zip(sub["kl_divergence_mean"], sub["empirical_bpd_mean"], strict=True))
+    """Dashed line through the modes no other mode beats on both KL and raw bpd."""
+    pts = sorted(zip(sub["kl_divergence_mean"], sub["raw_bpd_mean"], strict=True))
     front, best = [], float("inf")
     for kl, bpd in pts:
         if np.isfinite(kl) and bpd < best:
@@ -179,98 +187,101 @@ def _frontier(ax, sub: pd.DataFrame) -> None:
                 label="Pareto frontier")
 
 
-def plot_pareto(summ: pd.DataFrame, d: int, outdir) -> None:
-    fig, ax = new_figure(size=(5.5, 4.2))
+def _hline(ax, y, label: str, color="grey", ls="--") -> None:
+    if y is not None and np.isfinite(y):
+        ax.axhline(y, ls=ls, color=color, lw=1, label=label)
+
+
+def plot_pareto(summ: pd.DataFrame, d: int, outdir, title: str = "") -> None:
+    fig, ax = new_figure(size=(5.8, 4.4))
     sub = summ[summ["d"] == d] if not summ.empty else summ
     if sub.empty:
         _note(ax, f"no runs with d={d}")
     else:
-        _scatter(ax, sub, "kl_divergence", "empirical_bpd")
-        _frontier(ax, sub)
+        _scatter(ax, sub, "kl_divergence", "raw_bpd")
+        _frontier(ax, sub[sub["mode"] != "w0"])
         ax.set_xlabel("complexity: KL (nats)")
-        ax.set_ylabel("empirical bits per token (sampled docs)")
+        ax.set_ylabel("raw bits per token (sampled docs, unsmoothed)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    ax.set_title(f"complexity vs risk, d={d} (mean +- std over seeds)", fontsize=9)
+    ax.set_title(f"complexity vs risk, d={d} (mean ± std over seeds)\n{title}", fontsize=8)
     save_figure(fig, outdir, f"pareto_frontier_d{d}")
 
 
-def plot_compression(summ: pd.DataFrame, d: int, outdir, random_bpd: float | None) -> None:
-    fig, axes = new_figure(1, 3, size=(14, 4.2))
+def plot_compression(summ: pd.DataFrame, d: int, outdir, random_bpd, title: str = "") -> None:
+    fig, axes = new_figure(1, 3, size=(15, 4.4))
     axes = np.atleast_1d(axes).ravel()
     sub = summ[summ["d"] == d] if not summ.empty else summ
-    titles = ["KL vs empirical bpd", "KL vs bound", "compressed size vs bound / bpd"]
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_title(f"{title} (d={d})", fontsize=9)
+    titles = ["KL vs raw bpd", "KL vs bound", "compressed size vs bound (solid) / bpd (dashed)"]
+    for ax, t in zip(axes, titles, strict=True):
+        ax.set_title(f"{t} (d={d})", fontsize=9)
     if sub.empty:
         for ax in axes:
             _note(ax, f"no runs with d={d}")
         save_figure(fig, outdir, f"compression_comparison_d{d}")
         return
-    _scatter(axes[0], sub, "kl_divergence", "empirical_bpd")
-    axes[0].set(xlabel="KL (nats)", ylabel="empirical bpd")
+    _scatter(axes[0], sub, "kl_divergence", "raw_bpd")
+    axes[0].set(xlabel="KL (nats)", ylabel="raw bpd")
     _scatter(axes[1], sub, "kl_divergence", "bound_value", legend=False)
-    axes[1].set(xlabel="KL (nats)", ylabel="bound (bpd)")
-    kb = sub.assign(size_kb_mean=sub["compressed_size_bits_mean"] / 8000,
-                    size_kb_std=sub["compressed_size_bits_std"] / 8000)
-    _scatter(axes[2], kb, "size_kb", "bound_value", legend=False)
-    _scatter(axes[2], kb, "size_kb", "empirical_bpd", hollow=True, legend=False)
-    axes[2].set(xlabel="compressed size (kB); filled: bound, hollow: empirical", ylabel="bpd")
-    if random_bpd is not None:
-        for ax in axes[1:]:
-            ax.axhline(random_bpd, ls="--", color="grey", lw=1, label="log2 V (random guess)")
-        axes[1].legend(fontsize=7)
+    axes[1].set(xlabel="KL (nats)", ylabel="bound (bits/token)")
+    ax = axes[2]  # the seed's panel: one line per mode through its budgets, log size axis
+    for label, g in summ.groupby("label", sort=False):
+        g = g.sort_values("compressed_size_bits_mean")
+        color, marker = _style(label)
+        size = g["compressed_size_bits_mean"] / 1e3
+        ax.plot(size, g["bound_value_mean"], ls="-", marker=marker, color=color, label=label)
+        ax.plot(size, g["raw_bpd_mean"], ls="--", marker=marker, color=color, mfc="none")
+        here = g[g["d"] == d]
+        ax.scatter(here["compressed_size_bits_mean"] / 1e3, here["bound_value_mean"], s=120,
+                   facecolors="none", edgecolors=color, zorder=3)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(0, 0)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel="compressed size (kbit, log); ringed: this d", ylabel="bits per token")
+    for a in axes[1:]:
+        _hline(a, random_bpd, "log2 V (random guess)")
     axes[0].legend(fontsize=7)
-    for ax in axes:
-        ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    for a in axes:
+        a.grid(alpha=0.3, which="both")
+    fig.suptitle(title, fontsize=9)
     save_figure(fig, outdir, f"compression_comparison_d{d}")
 
 
-def _improvement(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run: 100 (uniform mean - bpd) / uniform mean, uniform of the same d (nan without)."""
-    base = runs[runs["mode"] == "uniform"].groupby("d")["empirical_bpd"].mean()
-    out = runs.copy()
-    out["improvement"] = [100 * (base[d] - b) / base[d] if d in base.index else float("nan")
-                          for d, b in zip(runs["d"], runs["empirical_bpd"], strict=True)]
-    return out
-
-
-def plot_grid(runs: pd.DataFrame, summ: pd.DataFrame, budgets, outdir) -> None:
+def plot_grid(runs: pd.DataFrame, budgets, outdir, title: str = "") -> None:
     fig, axes = new_figure(2, 2, size=(12, 9))
-    panels = [("empirical_bpd", 1.0, "empirical bpd"), ("bound_value", 1.0, "bound (bpd)"),
-              ("compressed_size_bits", 1 / 8000, "compressed size (kB)"),
-              ("improvement", 1.0, "bpd improvement over uniform (%)")]
-    labels = sorted(set(summ["label"]) if not summ.empty else set(), key=_order)
-    imp = _improvement(runs) if not runs.empty else runs
+    runs = runs.assign(below_w0=np.nan)
+    for (d, _), g in runs.groupby(["d", "label"]):
+        base = runs[(runs["d"] == d) & (runs["mode"] == "w0")].set_index("seed")["bound_value"]
+        for i, s in zip(g.index, g["seed"], strict=True):
+            if s in base.index:
+                runs.loc[i, "below_w0"] = base[s] - runs.loc[i, "bound_value"]
+    panels = [("raw_bpd", 1.0, "raw bpd (unsmoothed)"), ("bound_value", 1.0, "bound (bits/token)"),
+              ("compressed_size_bits", 1e-3, "compressed size (kbit)"),
+              ("below_w0", 1.0, "bound below the w = 0 bound (bits/token)")]
+    labels = sorted(set(runs["label"]), key=_order)
     width = 0.8 / max(len(budgets), 1)
     for ax, (metric, scale, ylabel) in zip(axes.ravel(), panels, strict=True):
         if not labels:
             _note(ax, "no runs")
             continue
-        drawn = False
         for j, d in enumerate(budgets):
             means, stds = [], []
             for label in labels:
-                g = imp[(imp["d"] == d) & (imp["label"] == label)][metric].to_numpy(float)
+                g = runs[(runs["d"] == d) & (runs["label"] == label)][metric].to_numpy(float)
                 g = g[np.isfinite(g)] * scale
                 means.append(g.mean() if g.size else np.nan)
                 stds.append(g.std(ddof=1) if g.size > 1 else 0.0)
             x = np.arange(len(labels)) + (j - (len(budgets) - 1) / 2) * width
             means, stds = np.asarray(means, float), np.asarray(stds, float)
             ok = np.isfinite(means)
-            drawn |= bool(ok.any())
-            ax.bar(x[ok], means[ok], width, yerr=stds[ok], capsize=3, label=f"d={d}",
+            ax.bar(x[ok], means[ok], width, yerr=stds[ok], capsize=3,
                    color=[_style(lb)[0] for lb, k in zip(labels, ok, strict=True) if k],
                    alpha=0.55 + 0.45 * (j % 2), edgecolor="black",
                    hatch="" if j % 2 == 0 else "//")
             for xi in x[~ok]:  # a missing (d, mode) says so instead of looking like a zero
                 ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
                         color="#777777")
-        if not drawn:
-            ax.cla()  # drop the "n/a" marks: the whole panel is empty
-            _note(ax, "no uniform runs to compare with" if metric == "improvement"
-                  else f"no data: {ylabel}")
-            continue
         ax.set_xticks(np.arange(len(labels)))
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
@@ -280,10 +291,12 @@ def plot_grid(runs: pd.DataFrame, summ: pd.DataFrame, budgets, outdir) -> None:
                          label=f"d={d}") for j, d in enumerate(budgets)]
         ax.legend(handles=handles, fontsize=7)
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
     save_figure(fig, outdir, "allocation_comparison_grid")
 
 
-def _gate_matrix(runs: pd.DataFrame, d: int):
+def gate_matrix(runs: pd.DataFrame, d: int):
+    """(seeds x layers) learned gamma at d, and the seeds; (None, []) without learned runs."""
     sub = runs[(runs["d"] == d) & (runs["mode"] == "learned") & runs["gates"].notna()]
     if sub.empty:
         return None, []
@@ -295,7 +308,7 @@ def _gate_matrix(runs: pd.DataFrame, d: int):
 
 
 def plot_heatmap(runs: pd.DataFrame, d: int, outdir) -> None:
-    mat, seeds = _gate_matrix(runs, d)
+    mat, seeds = gate_matrix(runs, d)
     fig, ax = new_figure(size=(max(5.0, 0.9 * (mat.shape[1] if mat is not None else 4) + 2), 3.2))
     if mat is None:
         _note(ax, f"no learned-mode runs with gates for d={d}")
@@ -304,13 +317,14 @@ def plot_heatmap(runs: pd.DataFrame, d: int, outdir) -> None:
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7)
+                    ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center", fontsize=7)
         ax.set_xticks(range(mat.shape[1]))
-        ax.set_xticklabels([f"L{j}" for j in range(mat.shape[1])], fontsize=8)
+        ax.set_xticklabels([f"L{j}" if j < mat.shape[1] - 1 or mat.shape[1] < 5 else "head"
+                            for j in range(mat.shape[1])], fontsize=8)
         ax.set_yticks(range(len(seeds)))
         ax.set_yticklabels([f"seed {s}" for s in seeds], fontsize=8)
-        ax.set_xlabel("layer (group)")
-        fig.colorbar(im, ax=ax, label="gamma = share of B")
+        ax.set_xlabel("group")
+        fig.colorbar(im, ax=ax, label="gamma = share of B (init 0.5)")
     ax.set_title(f"learned gates, d={d}", fontsize=9)
     save_figure(fig, outdir, f"learned_gating_heatmap_d{d}")
 
@@ -319,34 +333,25 @@ def plot_trend(runs: pd.DataFrame, budgets, outdir) -> None:
     fig, ax = new_figure(size=(6, 4))
     drawn = False
     for j, d in enumerate(budgets):
-        mat, _ = _gate_matrix(runs, d)
+        mat, _ = gate_matrix(runs, d)
         if mat is None:
             continue
         drawn = True
         mean = np.nanmean(mat, axis=0)
         std = np.nanstd(mat, axis=0, ddof=1) if mat.shape[0] > 1 else np.zeros_like(mean)
-        layers = np.arange(mat.shape[1])
-        ax.errorbar(layers, mean, yerr=std, marker="o", capsize=3, color=f"C{j}",
-                    label=f"d={d} ({mat.shape[0]} seeds)")
+        ax.errorbar(np.arange(mat.shape[1]), mean, yerr=std, marker="o", capsize=3,
+                    color=f"C{j}", label=f"d={d} ({mat.shape[0]} seeds)")
     if drawn:
-        ax.axhline(0.5, ls="--", color="grey", lw=1, label="equal split")
-        ax.set(ylim=(0, 1), xlabel="layer (group)", ylabel="gamma = share of B")
+        ax.axhline(0.5, ls="--", color="grey", lw=1, label="0.5: the init (equal split)")
+        ax.set(ylim=(0, 1), xlabel="group (layer; last: lm_head if it has LoRA)",
+               ylabel="gamma = share of B")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     else:
         _note(ax, "no learned-mode runs with gates")
-    ax.set_title("learned allocation across layers (mean +- std over seeds)", fontsize=9)
+    ax.set_title("learned allocation across groups (mean ± std over seeds)", fontsize=9)
     save_figure(fig, outdir, "learned_gating_trend")
-
-
-def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
-    metrics = [m for m in METRICS if m not in OPTIONAL
-               or (not summ.empty and summ[f"{m}_mean"].notna().any())]
-    cols = ["d", "label", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
-    if summ.empty:
-        return pd.DataFrame(columns=cols)
-    return summ[cols].rename(columns={"label": "mode"})
 
 
 TIMING = {  # case.kind -> (table name, columns), from bench/test_sublora.py's other benchmarks
@@ -359,12 +364,8 @@ TIMING = {  # case.kind -> (table name, columns), from bench/test_sublora.py's o
 
 def timing_tables(records: list[dict], outdir) -> None:
     """step_time.* (subspace vs plain LoRA step) and bound_eval_time.* when such records exist."""
-    rows = []
-    for rec in records:
-        row = {"id": rec.get("case")}
-        row.update(flatten(rec.get("config") or {}))
-        row.update(rec.get("metrics") or {})
-        rows.append(row)
+    rows = [{"id": r.get("case"), **flatten(r.get("config") or {}), **(r.get("metrics") or {})}
+            for r in records]
     for kind, (name, cols) in TIMING.items():
         sub = [r for r in rows if r.get("case.kind") == kind]
         if sub:
@@ -372,25 +373,31 @@ def timing_tables(records: list[dict], outdir) -> None:
             write_table(frame.sort_values(list(frame.columns[:2]), kind="stable"), outdir, name)
 
 
+def study_title(runs: pd.DataFrame) -> str:
+    kinds = sorted(set(runs["init_from"].dropna())) if not runs.empty else []
+    return "; ".join(STUDIES.get(k, f"theta0 from {k}") for k in kinds)
+
+
 def report(records: list[dict], outdir, budgets=None) -> None:
-    """Write the ten seed files (plus summary_table.md) under outdir from the sweep records, and
-    the step-time and bound-evaluation-time tables when the records hold those benchmarks."""
+    """Write the tables, figures and claims under outdir from the sweep records, and the
+    step-time and bound-evaluation-time tables when the records hold those benchmarks."""
     runs = runs_frame(records)
     present = sorted(set(int(d) for d in runs["d"]))
-    budgets = sorted(int(b) for b in budgets) if budgets else (present or list(DEFAULT_BUDGETS))
+    budgets = sorted(int(b) for b in budgets) if budgets else present
     runs = runs[runs["d"].isin(budgets)].reset_index(drop=True)
+    random_bpd = next((float(r["metrics"]["random_guess_bpd"]) for r in records
+                       if (r.get("metrics") or {}).get("random_guess_bpd") is not None), None)
+    runs.attrs["random_guess_bpd"] = random_bpd if random_bpd is not None else np.inf
     summ = summarize(runs)
-    random_bpd = None
-    for rec in records:
-        v = (rec.get("metrics") or {}).get("random_guess_bpd")
-        if v is not None:
-            random_bpd = float(v)
-            break
+    title = study_title(runs)
     for d in budgets:
-        plot_pareto(summ, d, outdir)
-        plot_compression(summ, d, outdir, random_bpd)
+        plot_pareto(summ, d, outdir, title)
+        plot_compression(summ, d, outdir, random_bpd, title)
         plot_heatmap(runs, d, outdir)
-    plot_grid(runs, summ, budgets, outdir)
-    plot_trend(runs, budgets, outdir)
+    if budgets:
+        plot_grid(runs, budgets, outdir, title)
+        plot_trend(runs, budgets, outdir)
     write_table(summary_table(summ), outdir, "summary_table")
+    if not runs.empty:
+        write_claims(runs, summ, outdir, title=title, random_bpd=random_bpd)
     timing_tables(records, outdir)

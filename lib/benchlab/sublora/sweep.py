@@ -1,10 +1,12 @@
-"""One point of the adaptive-allocation sweep: train a SubLoRA model, then bound it.
+"""One point of the adaptive-allocation sweep: train a SubLoRA model (or not: the w = 0 row), then
+bound it.
 
     python -c "from benchlab import sublora as sl; c = sl.CONFIGS['tiny']; \
 print(sl.run_point(c, sl.sweep_cases(c)[0]))"
 
 `run_point` returns the metrics a sweep record carries (the report reads these names):
-    d, mode, ratio, seed, D (LoRA parameters), n_groups
+    d, mode (w0 = untrained baseline, uniform, fixed, learned), ratio, seed, D (LoRA
+    parameters), n_groups, init_from (theta0's base: scratch | zoo-trained | a model dir)
     bound_value, empirical_bpd, raw_bpd, kl_divergence, compressed_size_bits, best_alpha,
     random_guess_bpd, non_vacuous, top{1,5,10}_error, top{1,5,10}_error_bound,
     m, s, extra_bits, message_bits,
@@ -18,11 +20,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, apply, load
 from .data import get_batch, load_corpus
 from .evaluate import eval_bounds
 from .lora import add_lora
-from .train import base_model, build_model, make_optimizer, train
+from .train import base_model, build_model, make_optimizer, train, untrained
 
 METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "kl_divergence", "compressed_size_bits",
                "best_alpha", "random_guess_bpd", "non_vacuous", "m", "s", "extra_bits",
@@ -30,25 +32,13 @@ METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "kl_divergence", "comp
 
 
 def run_config(config, case) -> RunConfig:
-    """The RunConfig of a sweep case under a scale config (data only, no branching on names)."""
-    c = RunConfig()
-    return replace(
-        c,
-        data=replace(c.data, dataset_dir=config.dataset_dir, n_documents=config.n_documents,
-                     batch_size=config.batch_size, block_size=config.block_size),
-        training=replace(c.training, max_iters=config.max_iters, eval_interval=config.eval_interval,
-                         eval_iters=config.eval_iters),
-        optimizer=replace(c.optimizer, learning_rate=config.learning_rate),
-        learning_rate=replace(c.learning_rate, warmup_iters=config.warmup_iters,
-                              lr_decay_iters=config.max_iters),
-        model=replace(c.model, name=config.model, init_from=config.init_from),
-        sublora=replace(c.sublora, intrinsic_dim=case.d, allocation_mode=case.mode,
-                        allocation_ratio=case.ratio, intrinsic_mode=config.projector,
-                        linear_head_enable_lora=config.lm_head_lora, gating_lr=config.gating_lr,
-                        dense_cache_mb=config.dense_cache_mb),
-        bounds=replace(c.bounds, bound_samples=config.bound_samples, levels=config.levels,
-                       max_doc_tokens=config.max_doc_tokens),
-        system=replace(c.system, seed=case.seed))
+    """The scale's YAML study (+ its overrides) with the case's d, mode, ratio and seed. The w = 0
+    baseline (mode "w0") is bounded in the uniform layout: with w = 0 every layout is theta0."""
+    cfg = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    mode = "uniform" if case.mode == "w0" else case.mode
+    return apply(cfg, {"sublora": {"intrinsic_dim": case.d, "allocation_mode": mode,
+                                   "allocation_ratio": case.ratio},
+                       "system": {"seed": case.seed}}, f"case {getattr(case, 'id', case)}")
 
 
 _BASES: dict = {}
@@ -66,16 +56,23 @@ def cached_base(cfg: RunConfig):
 
 
 def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool = False) -> dict:
+    """Train (unless case.mode is "w0", the untrained baseline) and bound one case. With out_dir,
+    the run folder gets the checkpoint files and bounds_metrics; a killed run resumes there."""
     cfg = run_config(config, case)
     corpus = load_corpus(cfg)
     model = build_model(cfg, cached_base(cfg))
-    model, res = train(cfg, corpus=corpus, model=model, device=device, progress=progress,
-                       out_dir=out_dir)
-    metrics = eval_bounds(model, corpus, cfg, device=device, out_dir=out_dir)
+    if case.mode == "w0":
+        model, res = untrained(cfg, corpus, model, device=device, out_dir=out_dir)
+    else:
+        model, res = train(cfg, corpus=corpus, model=model, device=device, progress=progress,
+                           out_dir=out_dir)
+    metrics = eval_bounds(model, corpus, cfg, device=device, out_dir=out_dir,
+                          inputs={"baseline": case.mode == "w0"})
     out = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
            "D": model.D, "n_groups": len(model.groups) or len(model.d_share_B()),
            "gamma_B": model.d_share_B(), "val_loss": res.best_val, "best_step": res.best_step,
-           "final_train_loss": res.losses[-1], "train_seconds": res.seconds}
+           "final_train_loss": res.losses[-1] if res.losses else res.best_val,
+           "train_seconds": res.seconds, "init_from": cfg.model.init_from}
     out.update({k: metrics[k] for k in METRIC_KEYS})
     out.update({k: v for k, v in metrics.items() if k.startswith("top") and "error" in k})
     return out

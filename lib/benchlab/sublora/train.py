@@ -120,8 +120,11 @@ def evaluate(model: SubspaceModel, corpus: Corpus, cfg: RunConfig, device,
 
 def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel | None = None,
           out_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
-          dist: ddp.Dist | None = None) -> tuple[SubspaceModel, TrainResult]:
-    """Train cfg's model; returns the model (with the best w and gates loaded) and the history."""
+          dist: ddp.Dist | None = None, reuse_finished: bool = False
+          ) -> tuple[SubspaceModel, TrainResult]:
+    """Train cfg's model; returns the model (with the best w and gates loaded) and the history.
+    With `reuse_finished`, an out_dir holding this config's finished run is loaded, not refused
+    (run-all resumes a sweep killed between training and the bound)."""
     dist = dist or ddp.Dist()
     corpus = corpus or load_corpus(cfg)
     torch.manual_seed(derive_seed(cfg.system.seed, "torch") % 2**63)
@@ -135,7 +138,7 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
     res, start = TrainResult(), 0
     out = Path(out_dir) if out_dir else None
     if out is not None:
-        start = _prepare_out(out, cfg, model, opt, res)
+        start = _prepare_out(out, cfg, model, opt, res, reuse_finished)
     t, o, seed = cfg.training, cfg.optimizer, derive_seed(cfg.system.seed, "train")
     params = [p for p in (model.w, model.gates) if p.requires_grad]
     t0 = time.perf_counter()
@@ -223,7 +226,7 @@ def _save_last(out: Path, model, opt, res, step: int):
     (out / (LAST + ".tmp")).replace(out / LAST)
 
 
-def _prepare_out(out: Path, cfg, model, opt, res) -> int:
+def _prepare_out(out: Path, cfg, model, opt, res, reuse_finished: bool = False) -> int:
     """Resume from out/last_ckpt.pt when it belongs to this config; refuse a foreign run."""
     meta, last = out / BEST_META, out / LAST
     if not meta.exists():
@@ -234,7 +237,7 @@ def _prepare_out(out: Path, cfg, model, opt, res) -> int:
     if not last.exists():
         raise fail(str(out), "login.out_dir", "holds a finished run; results are never overwritten")
     state = torch.load(last, weights_only=True)
-    if state["step"] >= cfg.training.max_iters:
+    if state["step"] >= cfg.training.max_iters and not reuse_finished:
         raise fail(str(out), "login.out_dir", "holds a finished run; results are never overwritten")
     with torch.no_grad():
         model.w.copy_(state["w"])
@@ -249,12 +252,44 @@ def _prepare_out(out: Path, cfg, model, opt, res) -> int:
     return int(state["step"])
 
 
+def untrained(cfg: RunConfig, corpus: Corpus, model: SubspaceModel, *, device="cpu",
+              out_dir: str | Path | None = None) -> tuple[SubspaceModel, TrainResult]:
+    """The w = 0 baseline: no step taken; its val loss, and (with out_dir) a step-0 checkpoint."""
+    model.to(device)
+    res = TrainResult(best_step=0)
+    res.best_val = evaluate(model, corpus, cfg, device)
+    res.evals = [(0, res.best_val)]
+    if out_dir is not None:
+        out = Path(out_dir)
+        if (out / BEST_META).exists():
+            _, meta = load_checkpoint(out)
+            if meta.get("config") != json.loads(json.dumps(to_dict(cfg))):
+                raise fail(str(out / BEST_META), "config", "out_dir holds another run")
+        else:
+            _save_best(out, cfg, model, res, res.best_val)
+    model.eval()
+    return model, res
+
+
 def load_checkpoint(out_dir: str | Path) -> tuple[dict, dict]:
-    """(tensors {w, gates}, metadata) of a training run's best checkpoint."""
+    """(tensors {w, gates}, metadata) of a training run's best checkpoint; a missing, truncated
+    or unreadable file is a one-line BenchlabError naming it."""
     from safetensors.torch import load_file
+
+    from ..core.errors import read_json
 
     out = Path(out_dir)
     for p in (out / BEST, out / BEST_META):
         if not p.exists():
             raise fail(str(p), "checkpoint", "missing; run `benchlab sublora train` first")
-    return load_file(str(out / BEST)), json.loads((out / BEST_META).read_text())
+    try:
+        tensors = load_file(str(out / BEST))
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise fail(str(out / BEST), "checkpoint", f"unreadable (truncated?): {e}") from None
+    for key in ("w", "gates"):
+        if key not in tensors:
+            raise fail(str(out / BEST), key, "missing from the checkpoint")
+    meta = read_json(out / BEST_META, "checkpoint metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise fail(str(out / BEST_META), "config", "missing: not a SubLoRA checkpoint")
+    return tensors, meta

@@ -1,0 +1,206 @@
+"""The SubLoRA report's claims, tested across seeds (the seed pairs the runs of a d).
+
+    from benchlab.sublora.claims import mode_pairs; mode_pairs(runs, 1000)
+
+Claims, per d (one sentence each in claims.md, with its p-value; "not shown at this scale" when
+p >= ALPHA or n < 2):
+- trained vs w = 0: the paired difference w0 bound - run bound per seed (t-test, two-sided) and
+  the goal "at least GOAL bits/token below w = 0 in every run";
+- mode vs mode: paired t-test of the bound for every pair of modes, Holm-adjusted over the pairs
+  of that d;
+- learned gates vs 0.5 (the init): one-sample t-test per group over seeds, and pooled: the
+  per-seed mean over groups (one value per run), per d and over all d;
+- Pareto dominance (KL, raw bpd; lower is better): A dominates B when both paired one-sided
+  t-tests say A < B; the intersection-union p-value is the larger of the two.
+"""
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+GOAL = 1.0          # bits/token below the w = 0 bound, every trained run
+NOT_SHOWN = "not shown at this scale"
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm step-down adjusted p-values (nan stays nan)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def paired(runs: pd.DataFrame, d: int, a: str, b: str, metric: str) -> tuple[np.ndarray, ...]:
+    """Values of `metric` for labels a and b at d, over the seeds both have (seed order)."""
+    sub = runs[runs["d"] == d]
+    x = sub[sub["label"] == a].set_index("seed")[metric]
+    y = sub[sub["label"] == b].set_index("seed")[metric]
+    seeds = sorted(set(x.index) & set(y.index), key=str)
+    return x[seeds].to_numpy(float), y[seeds].to_numpy(float)
+
+
+def ttest_rel(x, y, alternative: str = "two-sided") -> float:
+    """p of scipy's paired t-test; nan with fewer than 2 pairs or no spread in the differences."""
+    diff = np.asarray(x, float) - np.asarray(y, float)
+    if diff.size < 2 or np.ptp(diff) == 0:
+        return float("nan")
+    return float(stats.ttest_rel(x, y, alternative=alternative).pvalue)
+
+
+def _p(p: float) -> str:
+    return "p not computable (n < 2 or no spread)" if not np.isfinite(p) else f"p = {p:.3g}"
+
+
+def _verdict(p: float) -> str:
+    return "shown" if np.isfinite(p) and p < ALPHA else NOT_SHOWN
+
+
+def w0_claims(runs: pd.DataFrame, d: int) -> list[str]:
+    sub = runs[runs["d"] == d]
+    if not (sub["mode"] == "w0").any():
+        return [f"d={d}: no w = 0 run, so no trained run can be compared with the prior."]
+    out = []
+    for label in sorted(set(sub["label"]) - {"w=0 (untrained)"}, key=_key):
+        w0, run = paired(runs, d, "w=0 (untrained)", label, "bound_value")
+        gap = w0 - run
+        if not gap.size:
+            continue
+        p = ttest_rel(w0, run)
+        side = "below" if gap.mean() >= 0 else "ABOVE"
+        out.append(f"d={d}, {label}: the bound is {abs(gap.mean()):.3f} bits/token {side} the "
+                   f"w = 0 bound (w0 - run, min over {gap.size} seeds {gap.min():.3f}; "
+                   f"paired t-test {_p(p)}: "
+                   f"{_verdict(p)}); goal >= {GOAL:g} bit in every seed "
+                   f"{'met' if (gap >= GOAL).all() else 'NOT met'}.")
+    return out
+
+
+def _gaps(runs: pd.DataFrame, d: int, label: str) -> np.ndarray:
+    w0, run = paired(runs, d, "w=0 (untrained)", label, "bound_value")
+    return w0 - run
+
+
+def _key(label: str):
+    return ({"w=0": -1, "uniform": 0, "fixed": 1, "learned": 2}.get(label.split()[0], 3), label)
+
+
+def mode_pairs(runs: pd.DataFrame, d: int) -> pd.DataFrame:
+    """Every pair of trained modes at d: mean bound difference a - b, n, p and Holm p."""
+    labels = sorted(set(runs[(runs["d"] == d) & (runs["mode"] != "w0")]["label"]), key=_key)
+    rows = []
+    for a, b in combinations(labels, 2):
+        x, y = paired(runs, d, a, b, "bound_value")
+        rows.append({"d": d, "a": a, "b": b, "n": x.size,
+                     "diff": float((x - y).mean()) if x.size else np.nan, "p": ttest_rel(x, y)})
+    frame = pd.DataFrame(rows, columns=["d", "a", "b", "n", "diff", "p"])
+    frame["p_holm"] = holm(frame["p"]) if len(frame) else []
+    return frame
+
+
+def gate_tests(runs: pd.DataFrame, d: int | None = None) -> dict:
+    """{'per_group': [(group, mean, p)], 'pooled': (mean, n, p)}; d None pools all d."""
+    sub = runs[(runs["mode"] == "learned") & runs["gates"].notna()]
+    if d is not None:
+        sub = sub[sub["d"] == d]
+    if sub.empty:
+        return {}
+    mat = np.array([g for g in sub["gates"]], dtype=float)   # (runs, groups)
+    per = []
+    if d is not None:
+        for j in range(mat.shape[1]):
+            col = mat[:, j]
+            p = (float(stats.ttest_1samp(col, 0.5).pvalue)
+                 if col.size > 1 and np.ptp(col) > 0 else float("nan"))
+            per.append((j, float(col.mean()), p))
+    pooled = mat.mean(axis=1)
+    p = (float(stats.ttest_1samp(pooled, 0.5).pvalue)
+         if pooled.size > 1 and np.ptp(pooled) > 0 else float("nan"))
+    return {"per_group": per, "pooled": (float(pooled.mean()), int(pooled.size), p)}
+
+
+def dominance(runs: pd.DataFrame, d: int) -> list[dict]:
+    """Pairs where A's mean KL and mean raw bpd are both lower than B's, with the IUT p."""
+    sub = runs[runs["d"] == d]
+    labels = sorted(set(sub["label"]), key=_key)
+    means = sub.groupby("label")[["kl_divergence", "raw_bpd"]].mean()
+    out = []
+    for a in labels:
+        for b in labels:
+            if a == b or not (means.loc[a] < means.loc[b]).all():
+                continue
+            ps = [ttest_rel(*paired(runs, d, a, b, m), alternative="less")
+                  for m in ("kl_divergence", "raw_bpd")]
+            out.append({"a": a, "b": b, "p_kl": ps[0], "p_bpd": ps[1], "p": max(ps)})
+    return out
+
+
+def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str = "",
+                 random_bpd: float | None = None) -> Path:
+    """claims.md: one sentence per claim, with its p-value."""
+    lines = ["# SubLoRA: tested claims", "", f"Study: {title or 'unlabelled'}.",
+             f"Tests at level {ALPHA} across the seeds of each d (paired by seed); "
+             f"{NOT_SHOWN!r} where p >= {ALPHA}.", ""]
+    trained = runs[runs["mode"] != "w0"]
+    if random_bpd is not None and not trained.empty:
+        nv = int((trained["bound_value"] < random_bpd).sum())
+        lines.append(f"- Non-vacuous: {nv} of {len(trained)} trained runs bound below "
+                     f"log2 V = {random_bpd:.3f} bits/token (w = 0 runs: "
+                     f"{int((runs[runs['mode'] == 'w0']['bound_value'] < random_bpd).sum())} of "
+                     f"{int((runs['mode'] == 'w0').sum())}).")
+        gaps = np.concatenate([np.asarray(_gaps(runs, d, lab)) for d in sorted(set(runs["d"]))
+                               for lab in set(runs[(runs["d"] == d) & (runs["mode"] != "w0")]
+                                              ["label"])] or [np.array([])])
+        if gaps.size:
+            lines.append(f"- Goal (>= {GOAL:g} bit/token below the w = 0 bound of the same d and "
+                         f"seed): met by {int((gaps >= GOAL).sum())} of {gaps.size} trained runs "
+                         f"(gaps {gaps.min():.3f} to {gaps.max():.3f} bits/token).")
+        lines.append("")
+    for d in sorted(set(runs["d"])):
+        lines += [f"## d = {d}", "", "Trained vs w = 0 (the untrained prior):", ""]
+        lines += [f"- {s}" for s in w0_claims(runs, d)]
+        pairs = mode_pairs(runs, d)
+        lines += ["", "Mode vs mode (bound a - b, negative: a bounds lower; paired t-test, Holm "
+                  "over the pairs of this d):", ""]
+        for _, r in pairs.iterrows():
+            lines.append(f"- {r['a']} vs {r['b']}: mean difference {r['diff']:+.3f} bits/token "
+                         f"over {r['n']} seeds, {_p(r['p'])}, Holm p = {r['p_holm']:.3g}: "
+                         f"{'a difference is shown' if r['p_holm'] < ALPHA else NOT_SHOWN}.")
+        g = gate_tests(runs, d)
+        if g:
+            lines += ["", "Learned gates gamma (share of B) vs 0.5, the init:", ""]
+            for j, mean, p in g["per_group"]:
+                lines.append(f"- group {j}: mean gamma {mean:.4f}, one-sample t-test {_p(p)}: "
+                             f"{'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}.")
+            mean, n, p = g["pooled"]
+            lines.append(f"- pooled (per-run mean over groups, n = {n}): mean gamma {mean:.4f}, "
+                         f"{_p(p)}: {'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}"
+                         ".")
+        dom = dominance(runs, d)
+        lines += ["", "Pareto dominance on (KL, raw bpd), lower is better (pairs where the means "
+                  "suggest it):", ""]
+        if not dom:
+            lines.append("- no mode's means are lower on both axes than another's.")
+        for r in dom:
+            lines.append(f"- {r['a']} dominates {r['b']}: KL {_p(r['p_kl'])}, raw bpd "
+                         f"{_p(r['p_bpd'])} (one-sided), intersection-union {_p(r['p'])}: "
+                         f"{_verdict(r['p'])}.")
+        lines.append("")
+    g = gate_tests(runs)
+    if g and len(set(runs["d"])) > 1:
+        mean, n, p = g["pooled"]
+        lines.append(f"Gates pooled over all d (n = {n} runs): mean gamma {mean:.4f}, {_p(p)}: "
+                     f"{'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}.")
+        lines.append("")
+    path = Path(outdir) / "claims.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path

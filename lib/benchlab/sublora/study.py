@@ -1,0 +1,102 @@
+"""`benchlab sublora run-all`: the whole sweep as the seed's run folders, resumable.
+
+    benchlab sublora run-all --config-file sublora_train.yaml --results_dir out/sublora_scratch
+    benchlab sublora analyze --results_dir out/sublora_scratch --output_dir reports/sublora
+
+One folder per (d, mode, seed), `d{d}_{mode}_s{seed}` (mode: w0, uniform, fixed_aheavy (r = 0.2),
+fixed_equal (0.5), fixed_bheavy (0.8), learned), holding the checkpoint (best_ckpt.safetensors +
+best_ckpt.json, last_ckpt.pt) and bounds_metrics.json / .pt. `w0` is the untrained baseline
+(w = 0, the prior itself), bounded like every run. A folder with bounds_metrics is done and
+skipped; a killed run resumes from its last eval; nothing saved is overwritten.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core.errors import BenchlabError
+from . import MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id, sweep_cases
+from .bounds import JSON_NAME
+from .config import load, parse_overrides
+
+
+def parse_mode(name: str) -> tuple[str, float]:
+    """'fixed_bheavy' -> ('fixed', 0.8); 'fixed0.3' -> ('fixed', 0.3); 'w0' -> ('w0', 0.5)."""
+    known = {mode_id(m, r): (m, r) for m, r in (W0, *MODES)}
+    if name in known:
+        return known[name]
+    if name.startswith("fixed"):
+        try:
+            ratio = float(name.removeprefix("fixed").lstrip("_="))
+        except ValueError:
+            ratio = -1.0
+        if 0 <= ratio <= 1:
+            return "fixed", ratio
+    raise BenchlabError(f"command line: --modes: unknown mode {name!r}; choose "
+                        f"{', '.join(known)} or fixed<r> with r in [0, 1]")
+
+
+def folder(case: SweepCase) -> str:
+    return f"d{case.d}_{mode_id(case.mode, case.ratio)}_s{case.seed}"
+
+
+def run_all(config: Config, results_dir, *, progress: bool = True, device: str = "cpu") -> list:
+    """Run every case of `config` not yet done under results_dir; returns the folders."""
+    from .sweep import run_point
+
+    root = Path(results_dir)
+    cases = sweep_cases(config)
+    done = [c for c in cases if (root / folder(c) / JSON_NAME).exists()]
+    bar = tqdm(cases, desc="sublora run-all", disable=not progress, initial=0)
+    for case in bar:
+        out = root / folder(case)
+        bar.set_postfix_str(folder(case))
+        if case in done:
+            continue
+        t0 = time.perf_counter()
+        m = run_point(config, case, device=device, out_dir=out)
+        tqdm.write(f"{folder(case)}: bound {m['bound_value']:.3f} bits/token, raw bpd "
+                   f"{m['raw_bpd']:.3f}, {time.perf_counter() - t0:.0f} s")
+    return [root / folder(c) for c in cases]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
+
+
+def run_all_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="benchlab sublora run-all",
+                                description="the sweep d x (w0 + modes) x seeds as run folders "
+                                            "(other args: --section.field=value overrides)")
+    p.add_argument("--config-file", "--config_file", default="sublora_train.yaml",
+                   help="study YAML (a path or a shipped name; default: %(default)s, the tiny "
+                        "scratch study; sublora_finetune.yaml: the zoo-prior fine-tuning study)")
+    p.add_argument("--results_dir", required=True, help="where the run folders go")
+    p.add_argument("--dims", nargs="+", type=_ints, default=None,
+                   help=f"intrinsic dimensions (default: {' '.join(map(str, STUDY_DIMS))})")
+    p.add_argument("--modes", nargs="+", default=None,
+                   help="w0 uniform fixed_aheavy fixed_equal fixed_bheavy learned (default: all)")
+    p.add_argument("--seeds", nargs="+", type=_ints, default=None,
+                   help=f"run seeds (default: {' '.join(map(str, STUDY_SEEDS))})")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args, rest = p.parse_known_args(argv)
+    over = parse_overrides(rest)  # bad override syntax fails before any run
+    cfg = load(args.config_file, rest)  # and bad fields or values too
+    config = Config(
+        train_config=args.config_file,
+        overrides=tuple(f"{s}.{k}={v}" for s, kv in over.items() for k, v in kv.items()),
+        dims=tuple(d for g in args.dims for d in g) if args.dims else STUDY_DIMS,
+        modes=tuple(parse_mode(m) for m in args.modes) if args.modes else (W0, *MODES),
+        seeds=tuple(s for g in args.seeds for s in g) if args.seeds else STUDY_SEEDS)
+    if cfg.system.threads:
+        torch.set_num_threads(cfg.system.threads)
+    folders = run_all(config, args.results_dir, progress=not args.no_progress)
+    print(f"{len(folders)} run folders under {args.results_dir}; next: benchlab sublora analyze "
+          f"--results_dir {args.results_dir}")
+    return 0

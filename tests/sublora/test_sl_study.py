@@ -1,0 +1,49 @@
+"""`benchlab sublora run-all`: the seed's run folders, resumable, readable by `analyze`."""
+
+import pytest
+
+from benchlab.cli import main as top_main
+from benchlab.core.errors import BenchlabError
+from benchlab.sublora.analyze import collect
+from benchlab.sublora.study import parse_mode
+
+FAST = ["--model.init_from=scratch", "--data.batch_size=2", "--data.block_size=16",
+        "--training.max_iters=2", "--training.eval_interval=1", "--training.eval_iters=1",
+        "--learning_rate.warmup_iters=1", "--learning_rate.lr_decay_iters=2",
+        "--data.n_documents=500", "--data.n_val_documents=20", "--bounds.bound_samples=4",
+        "--bounds.max_doc_tokens=16", "--sublora.linear_head_enable_lora=false"]
+
+
+def test_run_all_writes_seed_folders_resumes_and_analyze_reads_them(tmp_path, capsys):
+    root = tmp_path / "runs"
+    args = ["sublora", "run-all", "--results_dir", str(root), "--dims", "40", "--seeds", "3",
+            "--modes", "w0", "fixed_bheavy", "learned", "--no-progress", *FAST]
+    assert top_main(args) == 0
+    names = sorted(p.name for p in root.iterdir())
+    assert names == ["d40_fixed_bheavy_s3", "d40_learned_s3", "d40_w0_s3"]
+    for name in names:
+        assert {"best_ckpt.safetensors", "best_ckpt.json", "bounds_metrics.json",
+                "bounds_metrics.pt"} <= {p.name for p in (root / name).iterdir()}
+    stamps = {n: (root / n / "bounds_metrics.json").stat().st_mtime_ns for n in names}
+    capsys.readouterr()
+    assert top_main(args) == 0  # all done: nothing is rerun or overwritten
+    assert stamps == {n: (root / n / "bounds_metrics.json").stat().st_mtime_ns for n in names}
+    assert "bound" not in capsys.readouterr().err.replace("bounds_metrics", "")
+    cases = sorted((r["config"]["case"]["mode"], r["config"]["case"]["ratio"])
+                   for r in collect(root))
+    assert cases == [("fixed", 0.8), ("learned", 0.5), ("w0", 0.5)]
+    out = tmp_path / "report"
+    assert top_main(["sublora", "analyze", "--results_dir", str(root), "--output_dir",
+                     str(out)]) == 0
+    assert "w=0 (untrained)" in (out / "summary_table.md").read_text()
+
+
+def test_modes_and_bad_input():
+    assert parse_mode("fixed_aheavy") == ("fixed", 0.2) and parse_mode("fixed0.3") == ("fixed", 0.3)
+    assert parse_mode("w0") == ("w0", 0.5)
+    with pytest.raises(BenchlabError, match="--modes: unknown mode 'adaptive'"):
+        parse_mode("adaptive")
+    with pytest.raises(BenchlabError, match="unknown mode 'fixed1.5'"):
+        parse_mode("fixed1.5")
+    assert top_main(["sublora", "run-all", "--results_dir", "/nonexistent/x",
+                     "--bounds.bound_type=token_level"]) == 2
