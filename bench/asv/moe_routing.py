@@ -17,13 +17,15 @@ def _config():
 
 
 class Routers:
-    params = ["topk_8", "topp_0.4", "bh_strict", "bh_moderate", "bh_loose", "bh_naive"]
+    params = ["topk_8", "topp_0.4", "bh_strict", "bh_moderate", "bh_loose", "bh_naive",
+              "bh_pooled", "bh_within", "bh_adaptive"]
     param_names = ["routing"]
 
     def setup(self, routing):
         cfg = _config()
-        self.logits, self.null = speed.router_inputs(cfg.router_tokens, cfg.router_experts)
         self.routing = mr.ROUTINGS.get(routing)
+        self.logits, self.null = speed.router_inputs(cfg.router_tokens, cfg.router_experts,
+                                                     routing=self.routing)
         mr.route(self.logits, self.routing, self.null)  # builds the alpha's ladder, untimed
 
     def time_route(self, routing):

@@ -82,7 +82,7 @@ def test_unselected_experts_are_not_computed(ids, monkeypatch):
 def test_bh_configs_select_variable_counts_and_record_router_logits(ids):
     model = small_olmoe()
     calib = torch.randint(2, 128, (40, 64), generator=torch.Generator().manual_seed(2))
-    null = calibrate(model, list(calib.split(8)))
+    null = calibrate(model, calib)
     assert null.sorted.shape == (2, 16, 40 * 64)
     means = {}
     for name in ("bh_strict", "bh_moderate", "bh_loose"):
@@ -132,3 +132,31 @@ def test_dispatch_paths_agree_grouped_mm_and_loop(monkeypatch):
         index = torch.where(top.values >= 0, top.indices, 16)
         ref = grouped_experts(block.experts, h.view(-1, 32), index, top.values.clamp(min=0))
         torch.testing.assert_close(block(h).view(-1, 32), ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bh_moderate", "bh_pooled", "bh_adaptive"])
+def test_null_is_calibrated_under_the_routing_tested(name):
+    """Layer l's null = the layer-l logits of the calibration tokens with layers < l routed by
+    the rule itself (each with its own null): checked layer by layer against separate forwards
+    that route the layers below with nulls built the same way (make_null on their logits)."""
+    from benchlab.moe_routing import make_null
+    from benchlab.moe_routing.model import moe_blocks
+
+    model = small_olmoe(layers=3)
+    r = ROUTINGS.get(name)
+    calib = torch.randint(2, 128, (8, 64), generator=torch.Generator().manual_seed(3))
+    null = calibrate(model, calib, r.null, temperature=r.temperature, under=r)
+    top8 = calibrate(model, calib, r.null, temperature=r.temperature, under="topk_8")
+    assert null.meta["routing"]["name"] == name and top8.meta["routing"]["name"] == "topk_8"
+    assert torch.equal(null.sorted[0], top8.sorted[0])  # layer 0 sees no routing
+    assert not torch.equal(null.sorted[2], top8.sorted[2])  # later layers do
+    layers = []
+    for lay in range(3):
+        for i, block in enumerate(moe_blocks(model)):
+            block.gate.set_routing(r if i < lay else ROUTINGS.get("topk_8"), None)
+            block.gate.null = layers[i] if i < lay else None
+        with torch.no_grad(), collect_stats(model, keep_logits=True) as st:
+            model(input_ids=calib)
+        x = torch.cat(st.logits[lay])
+        layers.append(make_null(r.null, x[None], r.temperature).layer(0))
+        assert torch.equal(null.sorted[lay], layers[-1].sorted), lay

@@ -67,7 +67,7 @@ def test_kill_mid_run_then_resume(model_dir, tmp_path):
     proc.wait()
     first = ResultStore(store).read()
     assert 2 <= len(first) < N_CASES  # killed mid-way
-    assert (out / "calibration_null.safetensors").exists()
+    assert list((out / "nulls").glob("per_expert-*-under-bh_loose.safetensors"))
 
     done = subprocess.run(command(model_dir, out), env=env, capture_output=True, text=True,
                           timeout=300)
@@ -77,30 +77,58 @@ def test_kill_mid_run_then_resume(model_dir, tmp_path):
     keys = Counter(record_key(r) for r in records)
     assert len(keys) == N_CASES and max(keys.values()) == 1  # none rerun, none lost
     assert records[:len(first)] == first  # finished results untouched
-    assert len({r["metrics"]["null_digest"] for r in records}) == 1  # the stored null reused
+    digests = {r["metrics"]["null_digest"] for r in records if "bh_loose" in r["case"]}
+    assert len(digests) == 1 and "" not in digests  # the stored null reused
+    assert not [r for r in records if "topk_8" in r["case"] and r["metrics"]["null_digest"]]
 
     csv = (out / "bh_routing_results.csv").read_text().splitlines()
-    assert csv[0].startswith("config_name,prompt_id,prompt_category,avg_experts")
+    assert csv[0].startswith(  # the seed's 14 columns first, in its order
+        "config_name,prompt_category,prompt_text,avg_experts_per_token,std_experts_per_token,"
+        "min_experts,max_experts,inference_time_sec,tokens_per_sec,expert_utilization_cv,"
+        "expert_utilization_max_min_ratio,num_input_tokens,num_output_tokens,generated_text,")
     assert len(csv) == N_CASES + 1
     summary = json.loads((out / "analysis_summary.json").read_text())
     assert set(summary["configs"]) == {"topk_8", "bh_loose"}
-    assert "p" in summary["configs"]["bh_loose"]["vs_topk_8"]["avg_experts"]
+    assert "p" in summary["configs"]["bh_loose"]["vs_topk_8"]["avg_experts_per_token"]
+    text = (out / "REPORT.md").read_text()
     for name in ("avg_experts", "inference_time", "utilization_cv", "experts_by_category",
-                 "experts_vs_latency", "experts_vs_quality"):
-        assert (out / f"{name}.png").exists() and f"({name}.png)" in (out / "REPORT.md").read_text()
-    assert (out / "experiment_log.txt").read_text().count("generate[") == N_CASES
+                 "experts_vs_latency"):  # the seed's five plots, under plots/
+        assert (out / "plots" / f"{name}.png").exists() and f"(plots/{name}.png)" in text
+    assert (out / "experts_vs_quality.png").exists()
+    log = (out / "experiment_log.txt").read_text()  # the console output of both runs
+    assert log.count("results already in") == 2
+    assert log.count(" experts/token, ") >= N_CASES - len(first)
+    pointer = json.loads((out / "checkpoints" / "latest_checkpoint.json").read_text())
+    assert pointer["store"] == "results.jsonl"
+
+    # the run folder's null, rerun with another model: one-line error naming the null file and
+    # field, exit 2, the store untouched
+    other = OlmoeForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        other.model.layers[0].mlp.gate.weight.mul_(1.5)
+    other.save_pretrained(tmp_path / "other")
+    before = store.read_bytes()
+    bad = subprocess.run(command(tmp_path / "other", out), env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert ".safetensors: meta.model_digest: null has" in bad.stderr.strip().splitlines()[-1]
+    assert store.read_bytes() == before
 
     # the report is a function of the records only: rebuilt twice -> identical bytes
     recs = list(ResultStore(store).latest().values())
     report(recs, tmp_path / "a")
     assert cli.main(["report", str(store), "--output", str(tmp_path / "b")]) == 0
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    names = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
     match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names,
                                                shallow=False)
     assert not mismatch and not errors and len(match) >= 10
 
 
 def test_bad_input_is_one_line_error(tmp_path):
+    with pytest.raises(BenchlabError, match="--prompts-per-category"):
+        cli.main(["run", "--output", str(tmp_path), "--prompts-per-category", "-2"])
+    with pytest.raises(BenchlabError, match="frontier rule"):
+        cli.main(["frontier", "--output", str(tmp_path), "--rules", "bh_pooled@0.33"])
     with pytest.raises(BenchlabError, match="--checkpoint-interval"):
         cli.main(["run", "--output", str(tmp_path), "--checkpoint-interval", "0"])
     with pytest.raises(BenchlabError, match="did you mean"):

@@ -3,15 +3,17 @@
     pytest bench/test_moe_routing.py --bench-store /tmp/moe/store.jsonl --bench-reports /tmp/moe/r
     benchlab moe-routing run --output /tmp/moe_run --max-tokens 16      # the seed's runner
     benchlab moe-routing report /tmp/moe_run/results.jsonl --output /tmp/moe_run
+    benchlab moe-routing frontier --output /tmp/moe_frontier   # quality/compute frontier study
 
 Configs are data per scale; the code reads their fields, never the scale name.
 """
 
 from dataclasses import dataclass
 
-from .calibration import EmpiricalNull
+from .calibration import EmpiricalNull, PooledNull, make_null
 from .experiment import PROMPTS, Prompt, prompts
 from .model import apply_routing, calibrate, collect_stats, grouped_experts
+from .nulls import NULLS, NullDef
 from .report import report
 from .routers import ROUTINGS, Routing, bh_select, naive_pvalues, route, topk_route, topp_route
 
@@ -35,13 +37,29 @@ class Config:
     layer_tokens: int = 512
     layer_ks: tuple[int, ...] = (1, 2, 4, 8)
     speed_rounds: int = 5
+    # the frontier study (`benchlab moe-routing frontier`) and its tiny-bench slice
+    frontier_topk: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    frontier_topp: tuple[float, ...] = (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
+    frontier_alphas: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
+                                          0.9, 0.95)
+    # BH variants: (label, null definition, temperature, renormalized weights)
+    frontier_bh: tuple[tuple[str, str, float, bool], ...] = (
+        ("bh_per_expert", "per_expert", 1.0, False), ("bh_pooled", "pooled", 1.0, False),
+        ("bh_within", "within_token", 1.0, False), ("bh_prob_t2", "prob", 2.0, False),
+        ("bh_pooled_renorm", "pooled", 1.0, True))
+    frontier_renorm_topk: bool = True  # topk_k_renorm for every k as well
+    drift_alpha: float = 0.05  # P(p <= alpha) per layer, null under top-8 vs under the routing
+    bootstrap: int = 2000
+    slice_rules: tuple[str, ...] = ("topk_1", "topk_2", "bh_pooled@0.4", "bh_per_expert@0.05")
 
 
 ALL_ROUTINGS = ("topk_8", "bh_strict", "bh_moderate", "bh_loose", "bh_adaptive", "topp_0.4",
-                "bh_naive")
+                "bh_naive", "bh_pooled", "bh_within", "bh_pooled_renorm", "topk_2_renorm")
+TINY_ROUTINGS = ("topk_8", "bh_moderate", "bh_adaptive", "topp_0.4", "bh_naive", "bh_pooled",
+                 "bh_within")
 
 CONFIGS = {
-    "tiny": Config("olmoe-tiny", "trained", ALL_ROUTINGS, 3, 8, 1, 8192, 4096, 128, False,
+    "tiny": Config("olmoe-tiny", "trained", TINY_ROUTINGS, 2, 8, 1, 8192, 4096, 128, False,
                    layer_hidden=256, layer_intermediate=256, layer_tokens=2048, speed_rounds=3),
     "small": Config("olmoe-small", "trained", ALL_ROUTINGS, 3, 32, 3, 32768, 4096, 256, False,
                     layer_hidden=1024, layer_intermediate=512, layer_tokens=2048),
@@ -61,15 +79,25 @@ class Case:
 
 
 def generate_cases(config: Config) -> list[Case]:
-    """The seed's grid: every routing x every prompt."""
-    return [Case(f"{r}-{p.id}", "generate", r, p.id, p.category)
-            for r in config.routings for p in prompts(config.prompts_per_category)]
+    """The seed's grid: every routing x every prompt, prompt by prompt: all routings of a prompt
+    run back to back, their order rotated by one per prompt, so the paired tests over prompts
+    compare routings timed under the same machine state."""
+    rs, out = list(config.routings), []
+    for i, p in enumerate(prompts(config.prompts_per_category)):
+        j = i % len(rs)
+        out += [Case(f"{r}-{p.id}", "generate", r, p.id, p.category) for r in rs[j:] + rs[:j]]
+    return out
 
 
 def router_cases(config: Config) -> list[Case]:
-    """Calibrated BH at each alpha (each has its own ladder, so its own cost), naive BH, top-p."""
-    keep = ("bh_strict", "bh_moderate", "bh_loose", "bh_naive", "topp_0.4")
-    return [Case(f"router-{r}", "router", r) for r in config.routings if r in keep]
+    """Every router variant but the top-k baseline itself: each BH alpha (its own ladder, so its
+    own cost), each null definition, naive BH, top-p (goal <= 1.5x the top-k router)."""
+    return [Case(f"router-{r}", "router", r) for r in config.routings if r != "topk_8"]
+
+
+def frontier_cases(config: Config) -> list[Case]:
+    """A small, fast slice of the frontier study (config.slice_rules) on held-out text."""
+    return [Case("frontier-slice", "frontier")]
 
 
 def forward_cases(config: Config) -> list[Case]:
@@ -96,6 +124,8 @@ METRICS = {
     "mean_experts": (0.01, 0.01), "mean_selected": (0.01, 0.01),
     "heldout_kl": (0.01, 1e-4), "prompt_kl": (0.01, 1e-4), "heldout_ppl": 1e-3,
     "util_cv": (0.02, 1e-3), "util_max_min_ratio": None,
+    "heldout_fill_in*": (0.02, 0.01), "fill_in*": (0.02, 0.01), "p_below*": (0.02, 0.002),
+    "experts_*": (0.01, 0.01), "kl_*": (0.01, 1e-4), "ppl_*": 1e-3,
 }
 
 
@@ -108,7 +138,8 @@ def inputs(case, config) -> dict[str, str]:
 
 __all__ = [
     "METRICS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
-    "forward_cases", "layer_cases", "report", "bh_select", "naive_pvalues", "route",
+    "forward_cases", "layer_cases", "frontier_cases", "report", "NULLS", "NullDef", "PooledNull",
+    "make_null", "bh_select", "naive_pvalues", "route",
     "topk_route", "topp_route", "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing",
     "calibrate", "collect_stats", "grouped_experts", "PROMPTS", "Prompt", "prompts",
 ]

@@ -1,7 +1,7 @@
-"""The calibrated null: per-layer, per-expert empirical distributions of router logits.
+"""Calibrated nulls: empirical distributions of router scores (nulls.py defines them).
 
-Definition (stored with every run, reported in REPORT.md): on N calibration tokens run under the
-baseline top-8 routing, layer l's router gives logits z[l, :, e] for expert e. For a new token
+Per-expert definition: on N calibration tokens, layer l's router gives logits z[l, :, e] for
+expert e (layers below l routed by the routing being tested: model.calibrate). For a new token
 with logit x for expert e at layer l,
 
     p(x) = (1 + #{n : z[l, n, e] >= x}) / (N + 1)
@@ -9,6 +9,12 @@ with logit x for expert e at layer l,
 the conformal upper-tail p-value of H0 "this token's affinity for e is a typical one". If the
 token is exchangeable with the calibration tokens, P(p <= u) <= u; small p = unusual affinity.
 Conformal p-values sharing one calibration set are PRDS, so BH controls FDR (Bates et al. 2023).
+Pooled definitions use one distribution per layer of all N x E scores (PooledLayer).
+
+A null file (safetensors) carries its metadata: model digest, layers, experts, tokens, the
+definition, its temperature, and the routing it was calibrated under; `load` checks the
+tensor (shape, finite, sorted) and every field against what the caller expects, each mismatch a
+one-line BenchlabError naming the file and field. `save` writes a temp file and renames it.
 
     python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
 n = EmpiricalNull(torch.randn(2, 1000, 64)); print(n.layer(0).pvalues(torch.randn(3, 64)))"
@@ -22,7 +28,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import BenchlabError
+from ..core.store import atomic_path
 from .ladder import Ladder, canonical, order_keys
+from .nulls import NULLS, scores
 
 
 class NullLayer:
@@ -65,25 +73,115 @@ class NullLayer:
             return bh_select(self.pvalues(logits), alpha, min_k, max_k)
         return ladder.select(logits, min_k, max_k, self.ranks)
 
+    def kstar(self, logits: torch.Tensor, alpha: float) -> torch.Tensor:
+        """k* [T] of the BH step-up on the exact p-values (before the caps)."""
+        from .routers import bh_threshold_index
+
+        return bh_threshold_index(self.pvalues(logits), alpha)
+
+
+class PooledLayer:
+    """One layer's pooled null: sorted calibration scores [n] of all experts -> p-values.
+
+    The score is monotone in the logit within a token, so BH's set is a prefix of the router's
+    ranking: with c_k the score cut of BH's k-th threshold (p(s) <= (k / E) alpha  <=>  s > c_k),
+    k* = max{k : #{e : s_e > c_k} >= k}, and the selection is the top clip(k*, min_k, max_k)
+    scores (torch.topk). Without caps that is
+    exactly BH on `pvalues`; with caps it keeps the same count and the same p-values, breaking
+    ties in p by score rather than by index (tests/moe_routing/test_moe_nulls.py)."""
+
+    def __init__(self, sorted_scores: torch.Tensor, definition: str, temperature: float = 1.0):
+        self.sorted = sorted_scores  # [n] ascending
+        self.n = sorted_scores.shape[-1]
+        self.definition, self.temperature = NULLS.get(definition), temperature
+        self._cuts: dict[float, torch.Tensor] = {}
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        return scores(logits.to(self.sorted.device), self.definition, self.temperature)
+
+    def pvalues(self, logits: torch.Tensor) -> torch.Tensor:
+        """Exact p-values [T, E] by binary search over the pooled calibration scores."""
+        s = self.scores(logits).contiguous()
+        m = 1 + self.n - torch.searchsorted(self.sorted, s.view(-1), side="left").view(s.shape)
+        return (m / (self.n + 1)).to(torch.float32)
+
+    def cuts(self, alpha: float, E: int) -> torch.Tensor:
+        """c [E]: p(s) <= thr_k <=> s > c_k, with thr_k and p in float32 as bh_select has them."""
+        if alpha not in self._cuts:
+            dev, n = self.sorted.device, self.n
+            pm = (torch.arange(1, n + 2, device=dev) / (n + 1)).to(torch.float32)
+            thr = (torch.arange(1, E + 1, device=dev).to(torch.float32) / E) * alpha
+            mk = torch.searchsorted(pm, thr, right=True)  # M_k = #{m : p(m) <= thr_k}
+            c = self.sorted[(n - mk).clamp(0, n - 1)]
+            c = torch.where(mk == 0, torch.inf, c)  # no rank qualifies: never
+            self._cuts[alpha] = torch.where(mk > n, -torch.inf, c)  # every rank: always
+        return self._cuts[alpha]
+
+    def kstar_scores(self, logits: torch.Tensor, alpha: float):
+        """(k* [T] of the BH step-up, scores [T, E]) without sorting: the cuts c_k are
+        nonincreasing in k, so s_e > c_k exactly for k >= j_e = E + 1 - #{k : c_k < s_e} (one
+        search among E cuts), and #{e : s_e > c_k} is the cumulative count of j <= k."""
+        s = self.scores(logits)
+        T, E = s.shape
+        rev = self.cuts(alpha, E).flip(0).contiguous()  # ascending
+        j = E + 1 - torch.searchsorted(rev, s.contiguous(), side="left")  # [T, E] in 1..E+1
+        hist = torch.zeros(T, E + 2, dtype=torch.int64, device=s.device)
+        cnt = hist.scatter_add_(1, j, torch.ones_like(j))[:, 1:E + 1].cumsum(1)  # [T, E]
+        ks = torch.arange(1, E + 1, device=s.device)
+        return torch.where(cnt >= ks, ks, 0).amax(-1), s
+
+    def kstar(self, logits: torch.Tensor, alpha: float) -> torch.Tensor:
+        return self.kstar_scores(logits, alpha)[0]
+
+    def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
+                  max_k: int | None = None) -> torch.Tensor:
+        from .routers import check_bh_args
+
+        max_k = check_bh_args(alpha, logits.shape[-1], min_k, max_k)
+        kstar, s = self.kstar_scores(logits, alpha)
+        idx = torch.topk(s, max_k, dim=-1, sorted=True).indices  # [T, max_k], descending
+        keep = torch.arange(max_k, device=idx.device) < kstar.clamp(min_k, max_k)[:, None]
+        mask = torch.zeros(s.shape, dtype=torch.bool, device=idx.device)
+        return mask.scatter_(-1, idx, keep)
+
 
 class EmpiricalNull:
-    """Sorted calibration logits for every layer: tensor [L, E, N]."""
+    """Per-expert null: sorted calibration logits for every layer, tensor [L, E, N]."""
+
+    definition = "per_expert"
 
     def __init__(self, logits: torch.Tensor, meta: dict | None = None):
         """`logits` [L, N, E]: router logits of N calibration tokens at each of L layers."""
         if logits.dim() != 3 or logits.shape[1] < 2:
             raise BenchlabError(f"EmpiricalNull: logits: need [layers, tokens>=2, experts], "
                                 f"got {tuple(logits.shape)}")
-        self.sorted = logits.float().transpose(1, 2).sort(-1).values.contiguous()  # [L, E, N]
-        self.meta = dict(meta or {})
-        self.meta.update(layers=self.sorted.shape[0], experts=self.sorted.shape[1],
-                         tokens=self.sorted.shape[2])
+        self._init(logits.float().transpose(1, 2).sort(-1).values.contiguous(), meta)
 
-    def layer(self, i: int) -> NullLayer:
+    def _init(self, sorted_values: torch.Tensor, meta: dict | None, experts: int | None = None):
+        self.sorted = sorted_values  # [L, E, N] (per expert) or [L, N * E] (pooled)
+        self.meta = dict(meta or {})
+        L, E = sorted_values.shape[0], experts or sorted_values.shape[1]
+        self.meta.update(layers=L, experts=E, tokens=sorted_values[0].numel() // E,
+                         definition=self.definition)
+        self.meta.setdefault("temperature", 1.0)
+
+    @classmethod
+    def from_sorted(cls, sorted_values: torch.Tensor, meta: dict | None = None,
+                    experts: int | None = None) -> "EmpiricalNull":
+        obj = cls.__new__(cls)
+        if cls is PooledNull:
+            obj.definition = (meta or {})["definition"]
+        obj._init(sorted_values, meta, experts)
+        return obj
+
+    def layer(self, i: int):
         layers = self.__dict__.setdefault("_layers", {})
         if i not in layers:
-            layers[i] = NullLayer(self.sorted[i])
+            layers[i] = self._layer(self.sorted[i])
         return layers[i]
+
+    def _layer(self, sorted_values):
+        return NullLayer(sorted_values)
 
     def to(self, device) -> "EmpiricalNull":
         if self.sorted.device != torch.device(device):
@@ -92,32 +190,84 @@ class EmpiricalNull:
         return self
 
     def digest(self) -> str:
-        return hashlib.sha256(self.sorted.cpu().numpy().tobytes()).hexdigest()[:16]
+        h = hashlib.sha256(self.sorted.cpu().numpy().tobytes())
+        h.update(json.dumps(self.meta, sort_keys=True).encode())
+        return h.hexdigest()[:16]
 
     def save(self, path) -> Path:
-        """safetensors file (tensor `sorted_logits` [L, E, N]) with the meta as JSON metadata."""
+        """safetensors file (tensor `sorted_logits`) with the meta as JSON metadata, written to a
+        temporary file and moved into place (a killed write leaves no partial null)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"sorted_logits": self.sorted.cpu().contiguous()}, str(path),
-                  metadata={"meta": json.dumps(self.meta, sort_keys=True)})
+        with atomic_path(path) as tmp:
+            save_file({"sorted_logits": self.sorted.cpu().contiguous()}, str(tmp),
+                      metadata={"meta": json.dumps(self.meta, sort_keys=True)})
         return path
 
     @classmethod
-    def load(cls, path) -> "EmpiricalNull":
+    def load(cls, path, expect: dict | None = None) -> "EmpiricalNull":
+        """A null file, checked; `expect` maps meta fields to the values the caller needs."""
         path = Path(path)
         if not path.exists():
             raise BenchlabError(f"{path}: calibration null not found")
         try:
-            tensors = load_file(str(path))
             from safetensors import safe_open
 
+            tensors = load_file(str(path))
             with safe_open(str(path), "pt") as f:
                 meta = json.loads((f.metadata() or {}).get("meta", "{}"))
         except Exception as e:  # safetensors raises several types for a bad file
             raise BenchlabError(f"{path}: not a calibration null ({type(e).__name__})") from None
-        if "sorted_logits" not in tensors:
+        if not isinstance(meta, dict):
+            raise BenchlabError(f"{path}: meta: not a JSON object")
+        t = tensors.get("sorted_logits")
+        if t is None:
             raise BenchlabError(f"{path}: sorted_logits: missing")
-        obj = cls.__new__(cls)
-        obj.sorted = tensors["sorted_logits"].float()
-        obj.meta = meta
-        return obj
+        for field in ("definition", "layers", "experts", "tokens"):
+            if field not in meta:
+                raise BenchlabError(f"{path}: meta.{field}: missing")
+        if meta["definition"] not in NULLS:
+            raise BenchlabError(f"{path}: meta.definition: unknown {meta['definition']!r}")
+        pooled = NULLS.get(meta["definition"]).pooled
+        L, E, N = (meta[k] for k in ("layers", "experts", "tokens"))
+        want = (L, N * E) if pooled else (L, E, N)
+        if tuple(t.shape) != want:
+            raise BenchlabError(f"{path}: sorted_logits: shape {tuple(t.shape)}, meta says "
+                                f"{want} (layers, experts, tokens)")
+        t = t.float()
+        if not bool(torch.isfinite(t).all()):
+            raise BenchlabError(f"{path}: sorted_logits: holds NaN or infinite values")
+        if t.numel() and not bool((t[..., 1:] >= t[..., :-1]).all()):
+            raise BenchlabError(f"{path}: sorted_logits: not sorted ascending")
+        for field, value in (expect or {}).items():
+            if meta.get(field) != value:
+                raise BenchlabError(f"{path}: meta.{field}: null has {meta.get(field)!r}, "
+                                    f"expected {value!r}")
+        klass = PooledNull if pooled else EmpiricalNull
+        return klass.from_sorted(t, meta, E)
+
+
+class PooledNull(EmpiricalNull):
+    """Pooled null: per layer, the sorted scores of all N x E calibration (token, expert)."""
+
+    def __init__(self, logits: torch.Tensor, definition: str, temperature: float = 1.0,
+                 meta: dict | None = None):
+        """`logits` [L, N, E]; scores under `definition` (nulls.py) are pooled per layer."""
+        if logits.dim() != 3 or logits.shape[1] < 1:
+            raise BenchlabError(f"PooledNull: logits: need [layers, tokens, experts], "
+                                f"got {tuple(logits.shape)}")
+        d = NULLS.get(definition)
+        s = torch.stack([scores(x, d, temperature).reshape(-1) for x in logits])
+        self.definition = definition
+        self._init(s.sort(-1).values.contiguous(), {**(meta or {}), "temperature": temperature},
+                   logits.shape[-1])
+
+    def _layer(self, sorted_values):
+        return PooledLayer(sorted_values, self.definition, self.meta["temperature"])
+
+
+def make_null(definition: str, logits: torch.Tensor, temperature: float = 1.0,
+              meta: dict | None = None) -> EmpiricalNull:
+    """The null of `definition` from calibration logits [L, N, E]."""
+    if NULLS.get(definition).pooled:
+        return PooledNull(logits, definition, temperature, meta)
+    return EmpiricalNull(logits, meta)

@@ -4,12 +4,20 @@
     benchlab moe-routing run --model allenai/OLMoE-1B-7B-0924 --scale paper --device cuda \
         --output runs/olmoe --max-tokens 100
     benchlab moe-routing report /tmp/moe_run/results.jsonl --output /tmp/moe_run
+    benchlab moe-routing frontier --output runs/moe_frontier --report reports/moe_routing/frontier
 
 Every finished (config, prompt) result is appended at once to OUTPUT/results.jsonl (the core
 result store, atomic lines), so a killed run loses nothing that finished; a rerun skips those
 (resume is the default, --no-resume runs everything again and appends). Every
 --checkpoint-interval results the report files (bh_routing_results.csv, analysis_summary.json,
-REPORT.md, plots) are rebuilt from the store. The calibration null is stored with the run.
+REPORT.md, plots/) are rebuilt from the store and checkpoints/latest_checkpoint.json points
+at the store (the seed's checkpoint: the store is the checkpoint). The calibration nulls (one per
+BH routing, calibrated under it) are stored in OUTPUT/nulls and checked against the model before
+reuse. The console output is also written to OUTPUT/experiment_log.txt.
+
+`frontier` runs the quality/compute frontier study (frontier.py) into its own run directory
+(resumable: finished rules are kept in OUTPUT/points) and writes FRONTIER.md there and, with
+--report, in that folder too.
 """
 
 import argparse
@@ -31,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run configs x prompts, resumable")
     run.add_argument("--model", default=None,
                      help="zoo name, hub id or local directory (default: the scale's model)")
-    run.add_argument("--output", default="bh_routing_results", help="(default: %(default)s)")
+    run.add_argument("--output", default="./results", help="(default: %(default)s)")
     run.add_argument("--max-tokens", type=int, default=None,
                      help="new tokens per prompt (default: the scale's)")
     run.add_argument("--checkpoint-interval", type=int, default=5,
@@ -44,6 +52,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--configs", default=None, help="comma-separated routing names (default: all)")
     run.add_argument("--prompts-per-category", type=int, default=None,
                      help="(default: the scale's, 3)")
+    fr = sub.add_parser("frontier", help="the quality/compute frontier study, resumable")
+    fr.add_argument("--output", default="./results/frontier", help="(default: %(default)s)")
+    fr.add_argument("--report", default=None,
+                    help="also write the report files here (e.g. reports/moe_routing/frontier)")
+    fr.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
+    fr.add_argument("--model", default=None, help="(default: the scale's model)")
+    fr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="(default: %(default)s)")
+    fr.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU")
+    fr.add_argument("--rules", default=None, help="comma-separated rule names (default: all)")
     rep = sub.add_parser("report", help="rebuild the report from a results.jsonl")
     rep.add_argument("store")
     rep.add_argument("--output", default=None, help="(default: the store's folder)")
@@ -61,7 +79,69 @@ def main(argv: list[str]) -> int:
             raise BenchlabError(f"{args.store}: no moe_routing records")
         report(records, Path(args.output or Path(args.store).parent))
         return 0
+    if args.command == "frontier":
+        return frontier(args)
     return run(args)
+
+
+class Console:
+    """print() that also appends to OUTPUT/experiment_log.txt (the seed's console log)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, *parts) -> None:
+        line = " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def frontier(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from . import CONFIGS
+    from . import frontier as fr
+    from .experiment import load_setup
+    from .frontier_report import frontier_report
+
+    config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
+    rs = fr.rules(config)
+    if args.rules:
+        rs = [fr.rule(config, n.strip()) for n in args.rules.split(",")]
+        names = {r.name for r in rs}
+        rs += [r for r in fr.rules(config) if fr.family(r) == fr.TOPK_FAMILY
+               and r.name not in names]  # top-k is the baseline of every comparison
+    device = resolve_device(args.device)
+    if device == "cpu":
+        torch.set_num_threads(1)  # reproducible reductions, and polite on a shared machine
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    say = Console(out / "frontier_log.txt")
+    say(f"frontier: {len(rs)} rules, output {out}")
+    setup = load_setup(config, device, not args.no_fp16, args.model, str(out / "nulls"))
+    points = {}
+    for r in tqdm(rs, desc="frontier", unit="rule"):
+        points[r.name] = fr.evaluate(setup, r, out)
+    drift = {}
+    for label, *_ in config.frontier_bh:
+        name = f"{label}@{config.drift_alpha:g}"
+        if name in points:
+            drift[name] = fr.drift(setup, fr.rule(config, name))
+    rows = fr.summarize(points, rs, config.bootstrap)
+    tests = fr.versus_topk(points, rs, config.bootstrap)
+    sentence = fr.verdict_sentence(tests, int(setup.heldout.numel()))
+    meta = {"model": setup.model_name, "model_digest": setup.model_digest,
+            "heldout": int(setup.heldout.numel()), "calib": int(setup.calib.numel()),
+            "bootstrap": config.bootstrap, "drift_alpha": config.drift_alpha,
+            "experts": setup.model.config.num_experts,
+            "scale": args.scale}
+    for d in [out] + ([Path(args.report)] if args.report else []):
+        frontier_report(rows, tests, drift, sentence, meta, d)
+    say(sentence)
+    say(f"wrote {out}/FRONTIER.md" + (f" and {args.report}/FRONTIER.md" if args.report else ""))
+    return 0
 
 
 def run(args) -> int:
@@ -86,6 +166,8 @@ def run(args) -> int:
             ROUTINGS.get(n)
         changes["routings"] = names
     if args.prompts_per_category is not None:
+        if args.prompts_per_category < 1:
+            raise BenchlabError("--prompts-per-category: must be >= 1")
         changes["prompts_per_category"] = args.prompts_per_category
     config = dataclasses.replace(config, **changes)
     device = resolve_device(args.device)
@@ -106,27 +188,45 @@ def run(args) -> int:
                            inputs=inputs(case, config) if model == config.model else {},
                            run=run_info, module_file=str(Path(__file__).with_name("__init__.py")))
 
+    say = Console(out / "experiment_log.txt")
     done = set() if args.no_resume else set(store.latest(experiment=EXPERIMENT))
     todo = [c for c in cases if record_key(record_of(c)) not in done]
-    print(f"{len(cases) - len(todo)} of {len(cases)} results already in {store.path}; "
-          f"running {len(todo)}")
+    say(f"{len(cases) - len(todo)} of {len(cases)} results already in {store.path}; "
+        f"running {len(todo)}")
     if todo:
-        null_path = out / "calibration_null.safetensors"
-        setup = load_setup(config, device, fp16, args.model,
-                           str(null_path) if null_path.exists() and not args.no_resume else None)
-        if not null_path.exists() or args.no_resume:
-            setup.null.save(null_path)
+        setup = load_setup(config, device, fp16, args.model, str(out / "nulls"))
+        for name in dict.fromkeys(c.routing for c in todo):  # every null checked (or made)
+            setup.null_for(name)  # before any case runs: a null of another model stops here
         timer = lambda fn: min(time_fn(fn, device, warmup=1, trials=config.gen_rounds))  # noqa: E731
         for i, case in enumerate(tqdm(todo, desc="moe-routing", unit="run"), 1):
             metrics = run_prompt(setup, case.routing, prompt(case.prompt), config.max_new_tokens,
                                  timer)
-            store.append(record_of(case, {**metrics, "null_digest": setup.null.digest(),
-                                          "calib_tokens": setup.null.meta["tokens"]}))
+            store.append(record_of(case, metrics))
+            say(f"[{i}/{len(todo)}] {case.routing} {case.prompt}: "
+                f"{metrics['avg_experts']:.2f} experts/token, {metrics['inference_time']:.3f} s, "
+                f"held-out KL {metrics['heldout_kl']:.4f}")
             if i % args.checkpoint_interval == 0:
                 report(_current(store, cases, record_of), out)
+                checkpoint(out, store, i, len(todo), case)
     report(_current(store, cases, record_of), out)
-    print(f"wrote {out}/REPORT.md, bh_routing_results.csv, analysis_summary.json")
+    checkpoint(out, store, len(todo), len(todo), None)
+    say(f"wrote {out}/REPORT.md, bh_routing_results.csv, analysis_summary.json, plots/")
     return 0
+
+
+def checkpoint(out: Path, store: ResultStore, done: int, total: int, case) -> None:
+    """checkpoints/latest_checkpoint.json: a pointer to the store (which holds every result)."""
+    import json
+
+    from ..core.store import atomic_path
+
+    with atomic_path(out / "checkpoints" / "latest_checkpoint.json") as tmp:
+        tmp.write_text(json.dumps({"store": str(store.path.name), "done_this_run": done,
+                                   "todo_this_run": total,
+                                   "last_case": case.id if case else None,
+                                   "note": "the store holds every finished result; rerun "
+                                           "`benchlab moe-routing run` with the same --output "
+                                           "to resume"}, indent=1) + "\n")
 
 
 def _current(store: ResultStore, cases, record_of) -> list[dict]:

@@ -7,15 +7,16 @@ s = e.load_setup(m.CONFIGS['tiny']); print(e.run_prompt(s, 'bh_moderate', m.PROM
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from ..core import stats
 from ..core.errors import BenchlabError
 from .calibration import EmpiricalNull
-from .model import apply_routing, calibrate, collect_stats
-from .routers import ROUTINGS
+from .model import apply_routing, calibrate, collect_stats, model_digest, routing_meta
+from .routers import ROUTINGS, route
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,49 @@ def prompt(pid: str) -> Prompt:
 
 @dataclass
 class Setup:
-    """Everything a run needs: model, tokenizer, calibrated null, held-out tokens."""
+    """Everything a run needs: model, tokenizer, calibration and held-out tokens, and the nulls
+    (one per calibrated routing, calibrated under that routing, built on first use and kept in
+    `null_dir` when given: a stored null is checked against this model before it is reused)."""
 
     model: object
     tokenizer: object
-    null: EmpiricalNull
-    heldout: torch.Tensor  # [B, S] token ids
+    calib: torch.Tensor  # [B, S] calibration token ids (zoo corpus "train")
+    heldout: torch.Tensor  # [B, S] token ids (zoo corpus "val")
     reference: torch.Tensor  # [B, S, V] topk_8 log-probs on the held-out text
     device: str
     model_name: str
+    model_digest: str = ""
+    null_dir: str | None = None
+    nulls: dict = field(default_factory=dict)
+
+    def null_for(self, routing, under=None) -> EmpiricalNull | None:
+        """The null of `routing` (a Routing or name) calibrated under `under` (default: itself);
+        None for routings without one."""
+        r = ROUTINGS.get(routing) if isinstance(routing, str) else routing
+        if not r.calibrated:
+            return None
+        u = r if under is None else (ROUTINGS.get(under) if isinstance(under, str) else under)
+        key = (r.null, r.temperature, u)
+        if key not in self.nulls:
+            self.nulls[key] = self._null(r, u)
+        return self.nulls[key]
+
+    def _null(self, r, u) -> EmpiricalNull:
+        expect = {"model_digest": self.model_digest, "definition": r.null,
+                  "temperature": r.temperature, "routing": routing_meta(u),
+                  "layers": self.model.config.num_hidden_layers,
+                  "experts": self.model.config.num_experts, "tokens": int(self.calib.numel())}
+        path = None
+        if self.null_dir is not None:
+            path = Path(self.null_dir) / f"{r.null}-t{r.temperature:g}-under-{u.name}.safetensors"
+            if path.exists():
+                return EmpiricalNull.load(path, expect).to(self.device)
+        null = calibrate(self.model, self.calib, r.null, temperature=r.temperature, under=u,
+                         meta={"model": self.model_name, "model_digest": self.model_digest,
+                               "corpus": "zoo corpus train"})
+        if path is not None:
+            null.save(path)
+        return null
 
 
 def encode(tok, text: str) -> list[int]:
@@ -120,8 +155,6 @@ def load_model(config, device: str, fp16: bool, model: str | None = None):
         hub = zoo.spec(name).hub_id
     except BenchlabError:
         hub = name  # a local directory or hub id carries its own tokenizer
-    from pathlib import Path
-
     if hub is None or (Path(hub).is_dir() and not (Path(hub) / "tokenizer.json").exists()):
         tok = zoo.tokenizer("bpe")
     else:
@@ -133,37 +166,60 @@ def load_model(config, device: str, fp16: bool, model: str | None = None):
 
 @functools.cache
 def load_setup(config, device: str = "cpu", fp16: bool = False, model: str | None = None,
-               null_path: str | None = None) -> Setup:
-    """Model, tokenizer, calibrated null (zoo corpus "train") and held-out text (zoo corpus
-    "val"). Cached per process; `null_path` reuses a stored null."""
+               null_dir: str | None = None) -> Setup:
+    """Model, tokenizer, calibration text (zoo corpus "train") and held-out text (zoo corpus
+    "val"). Cached per process; nulls are made on first use (stored in `null_dir`)."""
     m, tok = load_model(config, device, fp16, model)
-    if null_path is not None:
-        null = EmpiricalNull.load(null_path)
-    else:
-        calib = corpus_ids(tok, "train", config.calib_tokens, config.seq_len)
-        null = calibrate(m, list(calib.split(8)), meta={"model": model or config.model,
-                                                        "corpus": "zoo corpus train"})
+    calib = corpus_ids(tok, "train", config.calib_tokens, config.seq_len).to(device)
     heldout = corpus_ids(tok, "val", config.heldout_tokens, config.seq_len).to(device)
-    apply_routing(m, "topk_8", null)
+    apply_routing(m, "topk_8")
     with torch.no_grad():
         ref = torch.log_softmax(m(input_ids=heldout, use_cache=False).logits.float(), -1)
-    return Setup(m, tok, null, heldout, ref, device, model or config.model)
+    return Setup(m, tok, calib, heldout, ref, device, model or config.model, model_digest(m),
+                 null_dir)
 
 
 @torch.no_grad()
-def quality(setup: Setup, routing: str) -> dict:
-    """Held-out quality of `routing`: mean per-token KL(topk_8 || routing) of the next-token
-    distribution, perplexity, and the experts it used per (token, layer)."""
-    m = apply_routing(setup.model, routing, setup.null)
-    with collect_stats(m) as st:
+def heldout_eval(setup: Setup, routing, null=None) -> dict:
+    """Per-token arrays of `routing` on the held-out text (with `null`, default the routing's own
+    null calibrated under itself): kl [B*S] = KL(topk_8 || routing) of the next-token
+    distribution, nll [B*(S-1)], experts [B*S] (mean over layers); and per layer [L]: the share
+    of token-layers where BH selected nothing and min_k filled in (fill_in), the share of those
+    whose fill-in is the router's own top expert (fill_in_top), and P(p <= alpha) (p_below)."""
+    r = ROUTINGS.get(routing) if isinstance(routing, str) else routing
+    null = setup.null_for(r) if null is None else null
+    m = apply_routing(setup.model, r, null)
+    with collect_stats(m, keep_logits=r.calibrated) as st:
         logp = torch.log_softmax(m(input_ids=setup.heldout, use_cache=False).logits.float(), -1)
     ref = setup.reference
-    kl = (ref.exp() * (ref - logp)).sum(-1)  # [B, S]
-    nll = -logp[:, :-1].gather(-1, setup.heldout[:, 1:, None]).squeeze(-1)  # [B, S-1]
-    counts = st.per_token()
-    return {"heldout_kl": float(kl.mean()), "heldout_ppl": float(math.exp(nll.mean())),
-            "heldout_tokens": int(setup.heldout.numel()),
-            "heldout_avg_experts": float(counts.mean())}
+    out = {"kl": (ref.exp() * (ref - logp)).sum(-1).flatten().cpu().numpy(),
+           "nll": (-logp[:, :-1].gather(-1, setup.heldout[:, 1:, None])).flatten().cpu().numpy(),
+           "experts": torch.stack([torch.cat(c) for c in st.counts]).float().mean(0).numpy()}
+    if r.calibrated:
+        fill, top, below = [], [], []
+        for i, chunks in enumerate(st.logits):
+            x, layer = torch.cat(chunks).to(setup.device), null.layer(i)
+            filled = layer.kstar(x, r.alpha) < r.min_k
+            mask = route(x, r, layer)[0]
+            is_top = mask.gather(-1, x.argmax(-1, keepdim=True))[:, 0]
+            fill.append(float(filled.float().mean()))
+            top.append(float(is_top[filled].float().mean()) if filled.any() else float("nan"))
+            below.append(float((layer.pvalues(x) <= r.alpha).float().mean()))
+        out.update(fill_in=fill, fill_in_top=top, p_below=below)
+    return out
+
+
+def quality(setup: Setup, routing: str) -> dict:
+    """Held-out quality of `routing`: mean per-token KL(topk_8 || routing) of the next-token
+    distribution, perplexity, the experts it used per (token, layer), the min_k fill-in share."""
+    ev = heldout_eval(setup, routing)
+    out = {"heldout_kl": float(ev["kl"].mean()), "heldout_ppl": float(math.exp(ev["nll"].mean())),
+           "heldout_tokens": int(setup.heldout.numel()),
+           "heldout_avg_experts": float(ev["experts"].mean())}
+    if "fill_in" in ev:
+        out["heldout_fill_in"] = float(sum(ev["fill_in"]) / len(ev["fill_in"]))
+        out["heldout_fill_in_by_layer"] = ev["fill_in"]
+    return out
 
 
 def generate(setup: Setup, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
@@ -186,8 +242,8 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
                timer=None) -> dict:
     """The seed's metrics for one (routing, prompt); `timer(fn) -> seconds` times generation
     (default: one call after one warm-up)."""
-    ROUTINGS.get(routing)
-    m = apply_routing(setup.model, routing, setup.null)
+    null = setup.null_for(routing)
+    m = apply_routing(setup.model, routing, null)
     ids = torch.tensor([encode(setup.tokenizer, p.text)], device=setup.device)  # [1, S]
     first: dict = {}
 
@@ -211,7 +267,7 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
     cv, ratio = utilization(st.usage)
     with torch.no_grad():  # KL from topk_8 on the prompt itself
         logp = torch.log_softmax(m(input_ids=ids, use_cache=False).logits.float(), -1)
-        apply_routing(m, "topk_8", setup.null)
+        apply_routing(m, "topk_8")
         ref = torch.log_softmax(m(input_ids=ids, use_cache=False).logits.float(), -1)
     return {
         "avg_experts": float(counts.mean()), "std_experts": float(counts.std(unbiased=False)),
@@ -222,6 +278,8 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
         "generated_text": decode(setup.tokenizer, new),
         "prompt_kl": float((ref.exp() * (ref - logp)).sum(-1).mean()),
         **quality_cached(setup, routing),
+        "null_digest": null.digest() if null is not None else "",
+        "calib_tokens": null.meta["tokens"] if null is not None else 0,
     }
 
 

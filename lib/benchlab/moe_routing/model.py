@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock, OlmoeTopKRouter
 
-from .calibration import EmpiricalNull
+from ..core.errors import BenchlabError
+from .calibration import EmpiricalNull, make_null
+from .nulls import NULLS
 from .routers import ROUTINGS, Routing, route
 
 
@@ -46,6 +48,7 @@ class RoutedRouter(OlmoeTopKRouter):
         self.num_experts, self.hidden_dim = gate.num_experts, gate.hidden_dim
         self.layer_idx = layer
         self.stats: RoutingStats | None = None
+        self.on_logits = None  # calibration hook: on_logits(router, logits) before routing
         self.set_routing(routing, null)
 
     def set_routing(self, routing: Routing, null: EmpiricalNull | None) -> None:
@@ -57,6 +60,8 @@ class RoutedRouter(OlmoeTopKRouter):
         """-> (router logits [T, E], selection mask [T, E], weights [T, E], zero off the mask)."""
         hidden_states = hidden_states.reshape(-1, self.hidden_dim)  # [T, H]
         logits = F.linear(hidden_states, self.weight)  # [T, E]
+        if self.on_logits is not None:
+            self.on_logits(self, logits)
         mask, weights = route(logits, self.routing, self.null)  # [T, E] bool, [T, E]
         if self.stats is not None:
             self.stats.add(self.layer_idx, mask, logits)
@@ -175,14 +180,64 @@ class collect_stats:
 
 
 @torch.no_grad()
-def calibrate(model, batches: list[torch.Tensor], meta: dict | None = None) -> EmpiricalNull:
-    """The empirical null from router logits of `batches` ([B, S] token ids) under topk_8."""
-    apply_routing(model, ROUTINGS.get("topk_8"))
-    with collect_stats(model, keep_logits=True) as st:
-        for ids in batches:
-            model(input_ids=ids.to(model.device), use_cache=False)
-    logits = torch.stack([torch.cat(layer) for layer in st.logits])  # [L, N, E]
-    return EmpiricalNull(logits, meta)
+def calibrate(model, ids: torch.Tensor, definition: str = "per_expert", *,
+              temperature: float = 1.0, under: Routing | str = "topk_8",
+              meta: dict | None = None) -> EmpiricalNull:
+    """The null of `definition` from the router logits of calibration tokens `ids` [B, S],
+    calibrated under the routing `under`: all B x S tokens go through the model in one forward,
+    and at each layer l the null of l is built from these tokens' layer-l logits before layer l
+    routes them, so layers below l are routed by `under` with their own just-built nulls (when
+    `under` is a BH routing of this definition and temperature), as in the routing tested."""
+    under = ROUTINGS.get(under) if isinstance(under, str) else under
+    NULLS.get(definition)
+    self_routed = (under.calibrated and under.null == definition
+                   and under.temperature == temperature)
+    if under.calibrated and not self_routed:
+        raise BenchlabError(f"calibrate: under: routing {under.name} uses null {under.null} at "
+                            f"temperature {under.temperature}, not {definition} at {temperature}")
+    built: dict[int, torch.Tensor] = {}
+
+    def on_logits(router, logits):
+        built[router.layer_idx] = logits.float()
+        if self_routed:
+            router.null = make_null(definition, logits.float()[None], temperature).layer(0)
+
+    apply_routing(model, under)
+    gates = [block.gate for block in moe_blocks(model)]
+    for g in gates:
+        g.on_logits = on_logits
+    try:
+        model.model(input_ids=ids.to(model.device), use_cache=False)  # no lm_head needed
+    finally:
+        for g in gates:
+            g.on_logits = None
+        apply_routing(model, "topk_8")
+    logits = torch.stack([built[i] for i in range(len(gates))])  # [L, N, E]
+    return make_null(definition, logits, temperature,
+                     {**(meta or {}), "routing": routing_meta(under)})
+
+
+def routing_meta(routing: Routing) -> dict:
+    """The routing a null was calibrated under, as stored in its metadata."""
+    from dataclasses import asdict
+
+    return asdict(routing)
+
+
+def model_digest(model) -> str:
+    """sha256 of the model's config (layers, experts, sizes), embedding and router weights:
+    what a null depends on, cheap even for a 7B model (a null of another model fails it)."""
+    import hashlib
+    import json
+
+    cfg = model.config
+    h = hashlib.sha256(json.dumps({k: getattr(cfg, k, None) for k in (
+        "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+        "num_experts", "num_experts_per_tok")}, sort_keys=True).encode())
+    weights = [model.model.embed_tokens.weight] + [b.gate.weight for b in moe_blocks(model)]
+    for w in weights:
+        h.update(w.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 if __name__ == "__main__":
@@ -192,7 +247,7 @@ if __name__ == "__main__":
     cfg = OlmoeConfig(vocab_size=256, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
                       num_attention_heads=4, num_experts=64, num_experts_per_tok=8)
     m = OlmoeForCausalLM(cfg).eval()
-    null = calibrate(m, [torch.randint(0, 256, (4, 64))])
+    null = calibrate(m, torch.randint(0, 256, (4, 64)), under="bh_moderate")
     apply_routing(m, "bh_moderate", null)
     with collect_stats(m) as st:
         m(input_ids=torch.randint(0, 256, (1, 32)))

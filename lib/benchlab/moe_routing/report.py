@@ -18,30 +18,42 @@ from .routers import ROUTINGS
 
 BASELINE = "topk_8"
 CATEGORIES = ("simple", "medium", "complex", "domain")
-SEED_COLUMNS = {  # seed column name <- record column
-    "config_name": "case.routing", "prompt_id": "case.prompt", "prompt_category": "case.category",
-    "avg_experts": "avg_experts", "std_experts": "std_experts", "min_experts": "min_experts",
-    "max_experts": "max_experts", "inference_time": "inference_time",
-    "tokens_per_second": "tokens_per_second", "expert_utilization_cv": "util_cv",
-    "max_min_ratio": "util_max_min_ratio", "input_tokens": "input_tokens",
-    "output_tokens": "output_tokens", "heldout_kl": "heldout_kl", "heldout_ppl": "heldout_ppl",
-    "prompt_kl": "prompt_kl", "heldout_avg_experts": "heldout_avg_experts",
+SEED_COLUMNS = {  # the seed's 14 CSV columns, in its order <- record column
+    "config_name": "case.routing", "prompt_category": "case.category",
+    "prompt_text": "prompt_text", "avg_experts_per_token": "avg_experts",
+    "std_experts_per_token": "std_experts", "min_experts": "min_experts",
+    "max_experts": "max_experts", "inference_time_sec": "inference_time",
+    "tokens_per_sec": "tokens_per_second", "expert_utilization_cv": "util_cv",
+    "expert_utilization_max_min_ratio": "util_max_min_ratio",
+    "num_input_tokens": "input_tokens", "num_output_tokens": "output_tokens",
     "generated_text": "generated_text",
 }
-TESTED = ("avg_experts", "inference_time", "tokens_per_second", "expert_utilization_cv",
-          "prompt_kl")
+NEW_COLUMNS = {  # benchlab's, after the seed's
+    "prompt_id": "case.prompt", "heldout_kl": "heldout_kl", "heldout_ppl": "heldout_ppl",
+    "prompt_kl": "prompt_kl", "heldout_avg_experts": "heldout_avg_experts",
+    "heldout_fill_in": "heldout_fill_in",
+}
+TESTED = ("avg_experts_per_token", "inference_time_sec", "tokens_per_sec",
+          "expert_utilization_cv", "prompt_kl")
 NULL_DEFINITION = (
-    "Calibrated p-value of expert e for a token at layer l: p = (1 + #{n : z[l,n,e] >= x}) / "
-    "(N + 1), where x is the token's router logit for e and z[l,:,e] are the logits of N "
-    "calibration tokens (zoo corpus, train split) under top-8 routing, stored with "
-    "the run (calibration_null.safetensors). BH selects at least one expert only when "
-    "N + 1 > E / alpha. The naive p = 1 - softmax probability (bh_naive) can never select more "
-    "than one expert: at most one probability exceeds 1/2.")
+    "Calibrated p-values: p = (1 + #{z >= s}) / (n + 1), where s is the token's score for an "
+    "expert at layer l and z are the n calibration scores of that layer's null (zoo corpus, "
+    "train split), calibrated under the routing tested (layers below l routed by the same rule) "
+    "and stored with the run (nulls/). Definitions (the config's `null`): per_expert (bh_strict, "
+    "bh_moderate, bh_loose: the logit against that expert's own logits; BH selects at least one "
+    "expert only when N + 1 > E / alpha), pooled (bh_pooled: the logit against all experts' "
+    "logits of the layer, so BH keeps a prefix of the router's ranking), within_token "
+    "(bh_within: (logit - median) / MAD of the token's logits, pooled), prob (bh_adaptive: "
+    "softmax(logits / 2), pooled, so the temperature changes the selection). The naive p = 1 - "
+    "softmax probability (bh_naive) can never select more than one expert: at most one "
+    "probability exceeds 1/2. Renormalized configs (*_renorm) divide the mixing weights by "
+    "their sum over the selection (norm_topk_prob).")
 
 
 def seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
     gen = frame[frame.get("case.kind") == "generate"] if "case.kind" in frame else frame.iloc[:0]
-    cols = {k: gen[v] for k, v in SEED_COLUMNS.items() if v in gen}
+    gen = gen.assign(prompt_text=gen["case.prompt"].map(_prompt_text)) if len(gen) else gen
+    cols = {k: gen[v] for k, v in {**SEED_COLUMNS, **NEW_COLUMNS}.items() if v in gen}
     out = pd.DataFrame(cols)
     if out.empty:
         return out
@@ -49,6 +61,12 @@ def seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
     order = {r: i for i, r in enumerate(known + sorted(set(out["config_name"]) - set(known)))}
     return out.sort_values(["config_name", "prompt_id"], key=lambda s: s.map(order)
                            if s.name == "config_name" else s, kind="stable").reset_index(drop=True)
+
+
+def _prompt_text(pid: str) -> str:
+    from .experiment import PROMPTS
+
+    return next((p.text for p in PROMPTS if p.id == pid), "")
 
 
 def analysis(seed: pd.DataFrame) -> dict:
@@ -59,7 +77,8 @@ def analysis(seed: pd.DataFrame) -> dict:
         g = grp.set_index("prompt_id")
         entry = {"n_prompts": int(len(g)),
                  "means": {m: float(g[m].mean()) for m in TESTED + (
-                     "heldout_kl", "heldout_ppl", "heldout_avg_experts") if m in g}}
+                     "heldout_kl", "heldout_ppl", "heldout_avg_experts", "heldout_fill_in")
+                     if m in g}}
         if name != BASELINE and len(base):
             common = g.index.intersection(base.index)
             tests = {}
@@ -71,7 +90,7 @@ def analysis(seed: pd.DataFrame) -> dict:
                 tests[m] = {"t": t, "p": p, "cohens_d": stats.cohens_d_paired(a, b),
                             "mean_diff": float((a - b).mean())}
             entry["vs_topk_8"] = tests
-        entry["by_category"] = {c: float(g[g.prompt_category == c].avg_experts.mean())
+        entry["by_category"] = {c: float(g[g.prompt_category == c].avg_experts_per_token.mean())
                                 for c in CATEGORIES if (g.prompt_category == c).any()}
         out[name] = entry
     return out
@@ -82,10 +101,11 @@ def alpha_sweep(configs: dict) -> dict:
     rows = []
     for name, entry in configs.items():
         r = ROUTINGS.get(name) if name in ROUTINGS else None
-        if r is None or r.method != "bh" or r.pvalues != "calibrated" or r.temperature != 1:
+        if r is None or r.method != "bh" or r.null != "per_expert" or r.temperature != 1:
             continue
         m = entry["means"]
-        rows.append({"config": name, "alpha": r.alpha, "avg_experts": m.get("avg_experts"),
+        rows.append({"config": name, "alpha": r.alpha,
+                     "avg_experts": m.get("avg_experts_per_token"),
                      "heldout_avg_experts": m.get("heldout_avg_experts"),
                      "heldout_kl": m.get("heldout_kl"), "heldout_ppl": m.get("heldout_ppl")})
     rows.sort(key=lambda r: r["alpha"])
@@ -114,6 +134,42 @@ def speed_summary(frame: pd.DataFrame) -> dict:
     return out
 
 
+def _seed_plot(fig, outdir: Path, name: str) -> str:
+    """The seed's five plots go under plots/ by their names."""
+    save_figure(fig, outdir / "plots", name)
+    return f"plots/{name}.png"
+
+
+def fill_in_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Share of held-out token-layers where BH selected nothing and min_k filled in, per config
+    and layer (one row per calibrated BH config)."""
+    col = "heldout_fill_in_by_layer"
+    if col not in frame or "case.kind" not in frame:
+        return pd.DataFrame()
+    rows = {}
+    for _, r in frame[frame["case.kind"] == "generate"].iterrows():
+        v = r[col]
+        if isinstance(v, list) and r["case.routing"] not in rows:
+            rows[r["case.routing"]] = {"config_name": r["case.routing"],
+                                       **{f"layer {i}": x for i, x in enumerate(v)},
+                                       "mean": float(np.mean(v))}
+    return pd.DataFrame(list(rows.values()))
+
+
+def frontier_slice(frame: pd.DataFrame) -> pd.DataFrame:
+    """The tiny bench's slice of the frontier study: one row per rule."""
+    if "case.kind" not in frame:
+        return pd.DataFrame()
+    rows = []
+    for _, r in frame[frame["case.kind"] == "frontier"].iterrows():
+        for col in sorted(c for c in r.index if c.startswith("experts_") and pd.notna(r[c])):
+            name = col[len("experts_"):]
+            rows.append({"rule": name, "experts": r[col], "KL": r.get(f"kl_{name}"),
+                         "ppl": r.get(f"ppl_{name}"), "fill-in": r.get(f"fill_in_{name}"),
+                         "KL - top-k at equal count": r.get(f"kl_diff_{name}")})
+    return pd.DataFrame(rows)
+
+
 def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
     names = list(seed.config_name.drop_duplicates())
     agg = seed.groupby("config_name", sort=False)
@@ -125,29 +181,30 @@ def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
         ax.bar(range(len(names)), m.values, yerr=s.values, color="tab:blue", capsize=3)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_ylabel(ylabel)
-        made.append(save_figure(fig, outdir, fname).name)
+        made.append(_seed_plot(fig, outdir, fname))
 
-    bar("avg_experts", "experts per token (mean)", "avg_experts")
-    bar("inference_time", "generation time (s)", "inference_time")
+    bar("avg_experts_per_token", "experts per token (mean)", "avg_experts")
+    bar("inference_time_sec", "generation time (s)", "inference_time")
     bar("expert_utilization_cv", "expert utilization CV", "utilization_cv")
     fig, ax = new_figure(size=(7, 3.6))
     width = 0.8 / len(CATEGORIES)
     for i, c in enumerate(CATEGORIES):
-        vals = [seed[(seed.config_name == n) & (seed.prompt_category == c)].avg_experts.mean()
+        vals = [seed[(seed.config_name == n)
+                     & (seed.prompt_category == c)].avg_experts_per_token.mean()
                 for n in names]
         ax.bar(np.arange(len(names)) + i * width, vals, width, label=c)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
     ax.set_ylabel("experts per token")
     ax.legend(fontsize=7)
-    made.append(save_figure(fig, outdir, "experts_by_category").name)
+    made.append(_seed_plot(fig, outdir, "experts_by_category"))
     fig, ax = new_figure(size=(5.5, 4))
     for n in names:
         g = seed[seed.config_name == n]
-        ax.scatter(g["inference_time"], g.avg_experts, label=n, s=18)
+        ax.scatter(g["inference_time_sec"], g.avg_experts_per_token, label=n, s=18)
     ax.set_xlabel("generation time (s)")
     ax.set_ylabel("experts per token")
     ax.legend(fontsize=7)
-    made.append(save_figure(fig, outdir, "experts_vs_latency").name)
+    made.append(_seed_plot(fig, outdir, "experts_vs_latency"))
     if {"heldout_kl", "heldout_avg_experts"} <= set(seed):  # one point per config, held-out text
         fig, ax = new_figure(size=(5.5, 4))
         q = agg[["heldout_kl", "heldout_avg_experts", "heldout_ppl"]].mean().reindex(names)
@@ -215,7 +272,7 @@ def report(records: list[dict], outdir: Path) -> None:
             numeric_only=True).reset_index()
         write_table(table, outdir, "summary_by_config")
         cat = seed.pivot_table(index="config_name", columns="prompt_category",
-                               values="avg_experts", sort=False).reset_index()
+                               values="avg_experts_per_token", sort=False).reset_index()
         write_table(cat, outdir, "experts_by_category")
         summary["alpha_sweep"] = alpha_sweep(summary["configs"])
         figs = plots(seed, speed, outdir)
@@ -236,14 +293,23 @@ def report(records: list[dict], outdir: Path) -> None:
                   f"{_fmt(r['heldout_avg_experts'])} | {_fmt(r['heldout_kl'])} | "
                   f"{_fmt(r['heldout_ppl'])} |" for r in sweep["rows"]]
         lines += ["", f"Mean experts monotone in alpha: {sweep['monotone']}"]
+        fills = fill_in_table(frame)
+        if not fills.empty:
+            write_table(fills, outdir, "fill_in_by_layer")
+            lines += ["", "## min_k fill-in share (held-out token-layers where BH selected "
+                      "nothing and the one expert kept is the fill-in)", "",
+                      fills.to_markdown(index=False, floatfmt=".3g")]
         lines += ["", "## Experts per token by category", "",
                   cat.to_markdown(index=False, floatfmt=".3g"), ""]
         lines += [f"![{f[:-4]}]({f})" for f in figs] + [""]
+    fs = frontier_slice(frame)
+    if not fs.empty:
+        summary["frontier_slice"] = fs.to_dict("records")
+        lines += ["## Frontier slice (held-out text; the full study: frontier/FRONTIER.md, "
+                  "`benchlab moe-routing frontier`)", "",
+                  fs.to_markdown(index=False, floatfmt=".4g"), ""]
     if speed:
         lines += speed_lines(speed)
     (outdir / "analysis_summary.json").write_text(
         json.dumps(to_jsonable(summary), indent=1, sort_keys=True) + "\n")
     (outdir / "REPORT.md").write_text("\n".join(lines) + "\n")
-    log = [f"{r['case']} {json.dumps(to_jsonable(r.get('metrics', {})), sort_keys=True)}"
-           for r in sorted(records, key=lambda r: r["case"])]
-    (outdir / "experiment_log.txt").write_text("\n".join(log) + "\n")

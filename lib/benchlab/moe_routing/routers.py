@@ -20,6 +20,7 @@ import torch
 
 from ..core.errors import BenchlabError
 from ..core.registry import Registry
+from .nulls import NULLS
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,32 @@ class Routing:
     k: int = 8  # top-k
     p: float = 0.4  # top-p mass
     alpha: float = 0.05  # BH false-discovery rate
-    temperature: float = 1.0  # softmax temperature of the combination weights (and naive p)
+    temperature: float = 1.0  # softmax temperature of the weights (and of the prob / naive p)
     min_k: int = 1
     max_k: int = 8
-    pvalues: str = "calibrated"  # "calibrated" (empirical null) | "naive" (1 - softmax prob)
+    null: str = "per_expert"  # a definition in nulls.NULLS, or "naive" (1 - softmax prob)
+    renorm: bool = False  # mixing weights renormalized over the selection (norm_topk_prob)
+
+    def __post_init__(self):
+        where = f"routing {self.name}"
+        if self.method not in ("topk", "topp", "bh"):
+            raise BenchlabError(f"{where}: method: unknown {self.method!r} (topk, topp, bh)")
+        if self.method == "bh":
+            if not 0 < self.alpha <= 1:
+                raise BenchlabError(f"{where}: alpha: must be in (0, 1], got {self.alpha}")
+            if not 0 <= self.min_k <= self.max_k:
+                raise BenchlabError(f"{where}: max_k: need 0 <= min_k <= max_k, got "
+                                    f"{self.min_k}, {self.max_k}")
+            if self.null != "naive" and self.null not in NULLS:
+                raise BenchlabError(f"{where}: null: unknown {self.null!r} "
+                                    f"(known: naive, {', '.join(NULLS)})")
+        if not self.temperature > 0:
+            raise BenchlabError(f"{where}: temperature: must be > 0, got {self.temperature}")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this routing needs a calibrated null (one calibrated under itself)."""
+        return self.method == "bh" and self.null != "naive"
 
 
 ROUTINGS = Registry("routing configuration")
@@ -43,9 +66,15 @@ for _r in (
     Routing("bh_strict", "bh", alpha=0.01),
     Routing("bh_moderate", "bh", alpha=0.05),
     Routing("bh_loose", "bh", alpha=0.10),
-    Routing("bh_adaptive", "bh", alpha=0.05, temperature=2.0),
+    # temperature 2 in the null itself (scores softmax(x / 2)): the temperature changes the
+    # selection; with rank-based per-expert p-values it changed only the weights (issue 17)
+    Routing("bh_adaptive", "bh", alpha=0.05, temperature=2.0, null="prob"),
     Routing("topp_0.4", "topp", p=0.4),
-    Routing("bh_naive", "bh", alpha=0.05, pvalues="naive"),
+    Routing("bh_naive", "bh", alpha=0.05, null="naive"),
+    Routing("bh_pooled", "bh", alpha=0.05, null="pooled"),
+    Routing("bh_within", "bh", alpha=0.05, null="within_token"),
+    Routing("bh_pooled_renorm", "bh", alpha=0.05, null="pooled", renorm=True),
+    Routing("topk_2_renorm", "topk", k=2, renorm=True),
 ):
     ROUTINGS.add(_r.name, _r)
 
@@ -150,19 +179,26 @@ def bh_route(logits: torch.Tensor, pvalues: torch.Tensor | None, routing: Routin
 
 
 def route(logits: torch.Tensor, routing: Routing, null=None):
-    """Apply `routing` to logits [T, E]; `null` (an EmpiricalNull layer view) for calibrated BH."""
+    """Apply `routing` to logits [T, E]; `null` (a null's layer view) for calibrated BH. With
+    `renorm` the weights are renormalized to sum to 1 over the selection."""
+    mask, w = _route(logits, routing, null)
+    if routing.renorm:
+        w = w / w.sum(-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
+    return mask, w
+
+
+def _route(logits: torch.Tensor, routing: Routing, null=None):
     if routing.method == "topk":
         return topk_route(logits, routing.k, routing.temperature)
     if routing.method == "topp":
         return topp_route(logits, routing.p, routing.max_k, routing.temperature)
     if routing.method != "bh":
         raise BenchlabError(f"routing {routing.name}: method: unknown {routing.method!r}")
-    if routing.pvalues == "naive":
-        pv = naive_pvalues(logits, routing.temperature)
-    elif routing.pvalues == "calibrated":
-        if null is None:
-            raise BenchlabError(f"routing {routing.name}: pvalues: calibrated BH needs a null")
-        return bh_route(logits, None, routing, null)  # calibrated p-values, never materialized
-    else:
-        raise BenchlabError(f"routing {routing.name}: pvalues: unknown {routing.pvalues!r}")
-    return bh_route(logits, pv, routing)
+    if routing.null == "naive":
+        return bh_route(logits, naive_pvalues(logits, routing.temperature), routing)
+    if routing.null not in NULLS:
+        raise BenchlabError(f"routing {routing.name}: null: unknown {routing.null!r} "
+                            f"(known: naive, {', '.join(NULLS)})")
+    if null is None:
+        raise BenchlabError(f"routing {routing.name}: null: calibrated BH needs a null")
+    return bh_route(logits, None, routing, null)  # calibrated p-values, never materialized

@@ -26,22 +26,26 @@ from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
 from ..core.stats import bootstrap_ci, medians, paired_ratio
 from ..core.timing import interleave
-from .calibration import EmpiricalNull
+from .calibration import make_null
 from .model import RoutedMoeBlock, apply_routing, collect_stats
 from .routers import ROUTINGS, Routing, route, topk_route
 
 
-def router_inputs(tokens: int, experts: int, calib: int = 8192, seed: int = 0, device="cpu"):
-    """Gaussian router logits [tokens, experts] and an EmpiricalNull from `calib` more."""
+def router_inputs(tokens: int, experts: int, calib: int = 8192, seed: int = 0, device="cpu",
+                  routing: Routing | None = None):
+    """Gaussian router logits [tokens, experts] and the null of `routing` (default per-expert)
+    from `calib` more, as a layer view."""
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(tokens, experts, generator=g).to(device)
-    null = EmpiricalNull(torch.randn(1, calib, experts, generator=g)).to(device)
+    definition = routing.null if routing is not None and routing.calibrated else "per_expert"
+    T = routing.temperature if routing is not None else 1.0
+    null = make_null(definition, torch.randn(1, calib, experts, generator=g), T).to(device)
     return logits, null.layer(0)
 
 
 def router_cost(routing: Routing, tokens=4096, experts=64, device="cpu", rounds=10,
                 inner=1) -> dict:
-    logits, null = router_inputs(tokens, experts, device=device)
+    logits, null = router_inputs(tokens, experts, device=device, routing=routing)
     fns = {
         "bh": lambda: route(logits, routing, null),
         "topk_router": lambda: topk_route(logits, 8),
@@ -94,13 +98,13 @@ def layer_scaling(hidden: int, intermediate: int, tokens: int, ks=(1, 2, 4, 8), 
 def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     """Forward on the held-out batch: BH vs top-k interpolated to BH's mean expert count; and
     the routers alone (all layers) on the router logits of that forward, BH vs top-8."""
-    m, ids = setup.model, setup.heldout
-    apply_routing(m, routing, setup.null)
+    m, ids, null = setup.model, setup.heldout, setup.null_for(routing)
+    apply_routing(m, routing, null)
     with collect_stats(m, keep_logits=True) as st:
         m(input_ids=ids, use_cache=False)
     mean_k = float(st.per_token().mean())
     logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
-    rt, nulls = ROUTINGS.get(routing), [setup.null.layer(i) for i in range(len(logits))]
+    rt, nulls = ROUTINGS.get(routing), [null.layer(i) for i in range(len(logits))]
     routers = interleave({
         "bh": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
         "topk": lambda: [topk_route(x, 8) for x in logits]}, setup.device, rounds=5 * rounds)
@@ -108,9 +112,9 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     fns = {}
     for k in sorted({lo, hi}):
         r = Routing(f"topk_{k}", "topk", k=k)
-        fns[f"topk_{k}"] = lambda r=r: (apply_routing(m, r, setup.null),
+        fns[f"topk_{k}"] = lambda r=r: (apply_routing(m, r),
                                         m(input_ids=ids, use_cache=False))
-    fns["bh"] = lambda: (apply_routing(m, routing, setup.null), m(input_ids=ids, use_cache=False))
+    fns["bh"] = lambda: (apply_routing(m, routing, null), m(input_ids=ids, use_cache=False))
     times = interleave(fns, setup.device, rounds=rounds)
     w = mean_k - lo if hi > lo else 0.0
     topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])

@@ -1,0 +1,58 @@
+"""p-value definitions as data: a registry of nulls, each a row in every table and figure.
+
+A definition turns router logits [T, E] into scores (higher = more relevant) and says whether
+the null distribution is one per expert or one per layer pooled over all experts. With n
+calibration scores z (those of the expert, or of the whole layer) a score s gets the conformal
+p-value p = (1 + #{z >= s}) / (n + 1).
+
+- per_expert: score = logit, one null per (layer, expert). An expert is ranked by how unusual
+  its logit is *for that expert*, not by the router's preference, so BH need not pick a prefix
+  of the router's ranking (kept to show that defect).
+- pooled: score = logit, one null per layer over every expert's logits. Monotone in the logit
+  within a token, so BH takes a prefix of the router's ranking and decides only how many.
+- within_token: score = (x - median(x)) / MAD(x) over the token's own E logits (robust
+  standardization), pooled per layer. Monotone within a token; removes per-token shift/scale.
+- prob: score = softmax(x / T), pooled per layer: a null over temperature-scaled probabilities,
+  so the temperature changes the selection (bh_adaptive), not only the mixing weights.
+
+    python -c "from benchlab.moe_routing.nulls import NULLS; print(list(NULLS))"
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.registry import Registry
+
+
+@dataclass(frozen=True)
+class NullDef:
+    name: str
+    pooled: bool  # one null per layer over all experts (monotone within a token)
+    score: str  # "logit" | "robust_z" | "prob"
+    summary: str
+
+
+NULLS = Registry("null definition")
+for _d in (
+    NullDef("per_expert", False, "logit", "per-(layer, expert) empirical null of the logit"),
+    NullDef("pooled", True, "logit", "per-layer null pooled over all experts' logits"),
+    NullDef("within_token", True, "robust_z",
+            "per-layer pooled null of (logit - token median) / token MAD"),
+    NullDef("prob", True, "prob", "per-layer pooled null of softmax(logits / T)"),
+):
+    NULLS.add(_d.name, _d)
+
+
+def scores(logits: torch.Tensor, definition: NullDef, temperature: float = 1.0) -> torch.Tensor:
+    """Scores [T, E] float32 of logits [T, E] under `definition` (higher = more relevant)."""
+    x = logits.float()
+    if definition.score == "logit":
+        return x
+    if definition.score == "robust_z":
+        med = x.median(-1, keepdim=True).values
+        mad = (x - med).abs().median(-1, keepdim=True).values.clamp(min=1e-6)
+        return (x - med) / mad
+    if definition.score == "prob":
+        return torch.softmax(x / temperature, dim=-1)
+    raise ValueError(f"null {definition.name}: score: unknown {definition.score!r}")
