@@ -3,17 +3,15 @@
     asv run --quick --bench layer_selection      # BENCHLAB_SCALE=tiny|small|paper
 """
 
-import os
-
 import numpy as np
 
-from benchlab.core.scale import config_for
-from benchlab.layer_selection import CONFIGS, data, solve
+from benchlab.core import experiments
+from benchlab.layer_selection import data, solve
 from benchlab.layer_selection import experiment as ex
 
 
 def _config():
-    return config_for(CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+    return experiments.config("layer_selection")
 
 
 def _instances(model: str, method: str = "alphaprun"):

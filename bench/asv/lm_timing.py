@@ -4,15 +4,12 @@ result metrics (parameter count, FLOPs, ours/peer time ratio) as track_* benchma
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench lm_timing
 """
 
-import os
-
-from benchlab.core import timing
-from benchlab.core.scale import config_for
-from benchlab.lm_timing import CONFIGS
+from benchlab.core import experiments, timing
 from benchlab.lm_timing import run as R
 from benchlab.lm_timing.model import SIZES, num_params, step_flops
 
-CONFIG = config_for(CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+CONFIG = experiments.config("lm_timing")
+DEVICE = timing.resolve_device()
 SIZE, CONTEXT = "tiny", 128  # a few seconds per benchmark at every scale
 
 
@@ -21,11 +18,14 @@ class StepSuite:
     param_names = ["mode", "precision"]
 
     def setup(self, mode, precision):
-        self.prep = R.prepare(SIZE, CONTEXT, mode, precision, batch=CONFIG.batch,
+        self.prep = R.prepare(SIZE, CONTEXT, mode, precision, device=DEVICE, batch=CONFIG.batch,
                               vocab=CONFIG.vocab)
         self.prep.step()  # warm-up outside the timing
 
     def time_step(self, mode, precision):
+        self.prep.step()
+
+    def peakmem_step(self, mode, precision):
         self.prep.step()
 
     def track_step_gflop(self, mode, precision):

@@ -4,15 +4,12 @@ and the measured end-to-end ratios and densities as track_*.
     asv run --quick --bench long_exposure        # BENCHLAB_SCALE=tiny|small|paper
 """
 
-import os
-
-from benchlab.core.scale import config_for
-from benchlab.long_exposure import CONFIGS
+from benchlab.core import experiments
 from benchlab.long_exposure import workload as wl
 
 
 def _config():
-    return config_for(CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+    return experiments.config("long_exposure")
 
 
 def _threads(c):
@@ -46,6 +43,9 @@ class LoraStepSuite:
         self.trainer.step()  # warm-up
 
     def time_step(self, cache, mode):
+        self.trainer.step()
+
+    def peakmem_step(self, cache, mode):
         self.trainer.step()
 
     def track_speedup_sdpa(self, cache, mode):

@@ -3,17 +3,15 @@
     cd bench/asv && asv run --quick --bench moe_routing
 """
 
-import os
-
 import torch
 
 from benchlab import moe_routing as mr
-from benchlab.core.scale import config_for
+from benchlab.core import experiments
 from benchlab.moe_routing import speed
 
 
 def _config():
-    return config_for(mr.CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+    return experiments.config("moe_routing")
 
 
 class Routers:

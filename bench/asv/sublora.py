@@ -4,15 +4,12 @@ sweep point's results (bound, empirical bpd, compressed size) as track_* benchma
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench sublora
 """
 
-import os
-import statistics
-
-from benchlab.core import timing
-from benchlab.core.scale import config_for
-from benchlab.sublora import CONFIGS, run_point, sweep_cases
+from benchlab.core import experiments, stats, timing
+from benchlab.sublora import run_point, sweep_cases
 from benchlab.sublora.sweep import step_pair
 
-CONFIG = config_for(CONFIGS, os.environ.get("BENCHLAB_SCALE", "tiny"))
+CONFIG = experiments.config("sublora")
+DEVICE = timing.resolve_device()
 D = CONFIG.dims[0]
 
 
@@ -33,12 +30,14 @@ class StepSuite:
         self.lora_step()
 
     def track_step_ratio(self, projector):
-        """Median subspace step / median plain LoRA step, timed in alternation (goal <= 1.5)."""
-        a, b = [], []
-        for _ in range(5):
-            a += timing.time_fn(self.sub_step, "cpu", warmup=0, trials=1)
-            b += timing.time_fn(self.lora_step, "cpu", warmup=0, trials=1)
-        return statistics.median(a) / statistics.median(b)
+        """Subspace step / plain LoRA step, the suite's paired ratio over rotated rounds (goal
+        <= 1.5)."""
+        t = timing.interleave({"sub": self.sub_step, "lora": self.lora_step}, DEVICE, warmup=0,
+                              rounds=5)
+        return stats.paired_ratio(t["sub"], t["lora"])
+
+    def peakmem_subspace_step(self, projector):
+        self.sub_step()
 
     track_step_ratio.unit = "ratio"
 
