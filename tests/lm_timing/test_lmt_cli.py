@@ -211,3 +211,29 @@ def test_sweep_writes_seed_files_and_resumes(tmp_path):
     before = {n: (d / n).read_text() for n in names}
     assert top_main(argv) == 0  # resumed: nothing rerun
     assert {n: (d / n).read_text() for n in names} == before
+
+
+@pytest.mark.parametrize("code, oom", [(-9, True), (137, True), (-2, False), (1, False)])
+def test_sweep_records_only_a_killed_run_as_oom(tmp_path, monkeypatch, code, oom):
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, code, "", "benchlab: error: interrupted"))
+    d = tmp_path / "results"
+    argv = ["lm-timing", "sweep", "--sizes", "small", "--contexts", "128", "--results-dir",
+            str(d)]
+    assert (top_main(argv) == 0) is oom
+    files = list(d.iterdir())
+    if oom:  # the OOM record: no times, and the parameter count (no model needed)
+        doc = json.loads(files[0].read_text())
+        assert doc["status"] == "oom" and doc["mean_time_ms"] is None
+        assert doc["num_params"] == num_params_small() and isinstance(doc["num_params"], int)
+    else:
+        assert files == []  # an interrupted or failed run writes nothing
+
+
+def num_params_small():
+    """Independent count for the small size (d 768, ff 3072, 12 layers, vocab 10000, untied):
+    embedding + head, per layer 4 d^2 attention + 3 d ff SwiGLU + 2 d RMSNorm, final norm."""
+    d, ff, n, v = 768, 3072, 12, 10_000
+    return 2 * v * d + n * (4 * d * d + 3 * d * ff + 2 * d) + d

@@ -158,10 +158,12 @@ def cmd_sweep(args, passthrough: list[str]) -> int:
         cmd = [sys.executable, "-m", "benchlab.cli", "lm-timing", "run", "--model_size", size,
                "--context_length", str(ctx), *passthrough, "--output", str(path)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode < 0 or proc.returncode == 137:  # the kernel's OOM killer
+        if proc.returncode in (-9, 137):  # SIGKILL: the kernel's OOM killer
             doc = oom_result(run_parser().parse_args(cmd[5:-2] + ["--output", str(path)]),
-                             f"OOM (process killed, signal {-proc.returncode % 128})")
-            path.write_text(json.dumps(doc, indent=2) + "\n")
+                             "OOM (process killed by SIGKILL)")
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+            tmp.replace(path)
         elif proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise fail(str(path), f"{size} ctx {ctx}", tail)

@@ -8,6 +8,7 @@ pytest, plain rounds elsewhere); side-by-side comparisons run in rotated rounds.
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -183,7 +184,9 @@ def run_fresh(case, warmups: int, device: str, seed: int) -> dict:
                "--batch_size", str(case.batch), "--num_warmups", str(warmups), "--num_trials",
                str(case.trials), "--mode", case.mode, "--device", device, "--seed", str(seed),
                "--output", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        n = str(torch.get_num_threads())  # the session's --bench-threads, in the child too
+        env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(out.read_text())
 
