@@ -237,3 +237,19 @@ def num_params_small():
     embedding + head, per layer 4 d^2 attention + 3 d ff SwiGLU + 2 d RMSNorm, final norm."""
     d, ff, n, v = 768, 3072, 12, 10_000
     return 2 * v * d + n * (4 * d * d + 3 * d * ff + 2 * d) + d
+
+
+@pytest.mark.parametrize("bad", [["--num_heads", "3", "--d_model", "128"], ["--device", "tpu"],
+                                 ["--d_model", "0"], ["--d_ff", "-4"], ["--num_trials", "0"],
+                                 ["--num_warmups", "-1"], ["--batch_size", "x"]])
+def test_run_rejects_bad_dimensions_in_one_line(tmp_path, capsys, bad):
+    out = tmp_path / "r.json"
+    argv = ["lm-timing", "run", "--model_size", "tiny", "--context_length", "8", *bad,
+            "--output", str(out)]
+    try:
+        code = top_main(argv)
+    except SystemExit as e:  # argparse's usage error
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert bad[0] in err[-1] and "Traceback" not in "".join(err)

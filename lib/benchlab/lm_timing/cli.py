@@ -33,6 +33,22 @@ def canonical_size(size: str) -> str:
     return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size
 
 
+def _count(minimum: int = 1):
+    """argparse type: an integer >= minimum (argparse names the option in its error)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+COUNT = _count(1)
+
+
 def _config(args):
     """(ModelConfig, the seed's config fields, mode) of a run's arguments."""
     from .model import ModelConfig
@@ -44,6 +60,9 @@ def _config(args):
         if v is None:
             raise fail("--" + k, k, f"required when --model_size {args.model_size!r} is not one "
                        f"of {', '.join(SIZES)}")
+    if dims["d_model"] % (2 * dims["num_heads"]):
+        raise fail("lm-timing run", "--num_heads", f"{dims['num_heads']} heads must split d_model "
+                   f"{dims['d_model']} into heads of even size (RoPE rotates pairs)")
     mode = args.mode or ("forward" if args.forward_only else "forward_backward")
     fields = {"model_size": args.model_size, "vocab": args.vocab,
               "context_length": args.context_length, **dims, "batch_size": args.batch_size,
@@ -176,18 +195,18 @@ def run_options(r, grid: bool = False) -> None:
     if grid:
         r.add_argument("--sizes", nargs="+", required=True,
                        help=f"model sizes ({', '.join(SIZES)}; 2_7B = 2.7B)")
-        r.add_argument("--contexts", nargs="+", type=int, required=True)
+        r.add_argument("--contexts", nargs="+", type=COUNT, required=True)
     else:
         r.add_argument("--model_size", required=True,
                        help=f"label; known: {', '.join(SIZES)} (2_7B = 2.7B)")
-        r.add_argument("--context_length", type=int, required=True)
-    r.add_argument("--vocab", type=int, default=10_000, help="(default: %(default)s)")
+        r.add_argument("--context_length", type=COUNT, required=True)
+    r.add_argument("--vocab", type=COUNT, default=10_000, help="(default: %(default)s)")
     for k in ("d_model", "d_ff", "num_layers", "num_heads"):
-        r.add_argument("--" + k, type=int, default=None, help="(default: the size's value)")
-    r.add_argument("--batch_size", type=int, default=4, help="(default: %(default)s)")
-    r.add_argument("--num_steps", type=int, default=1, help="steps per trial (default: 1)")
-    r.add_argument("--num_warmups", type=int, default=5, help="(default: %(default)s)")
-    r.add_argument("--num_trials", type=int, default=10, help="(default: %(default)s)")
+        r.add_argument("--" + k, type=COUNT, default=None, help="(default: the size's value)")
+    r.add_argument("--batch_size", type=COUNT, default=4, help="(default: %(default)s)")
+    r.add_argument("--num_steps", type=COUNT, default=1, help="steps per trial (default: 1)")
+    r.add_argument("--num_warmups", type=_count(0), default=5, help="(default: %(default)s)")
+    r.add_argument("--num_trials", type=COUNT, default=10, help="(default: %(default)s)")
     r.add_argument("--forward_only", action="store_true")
     r.add_argument("--mode", choices=("forward", "forward_backward", "train_step"), default=None,
                    help="overrides --forward_only; train_step adds an AdamW step")
@@ -197,7 +216,8 @@ def run_options(r, grid: bool = False) -> None:
     r.add_argument("--impl", choices=("ours", "peer"), default="ours",
                    help="ours, or peer = transformers LlamaForCausalLM (default: %(default)s)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="(default: %(default)s)")
     r.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     r.add_argument("--data_path", default=None, help=".npy token array (memory-mapped)")
     if not grid:
