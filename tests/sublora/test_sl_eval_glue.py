@@ -179,3 +179,17 @@ def test_kmeans_and_quantization_aware_finetuning(learned, extra, method):
     assert m["inputs"]["quant_method"] == method and m["levels"] == cfg.bounds.levels
     assert torch.equal(model.w.detach(), before)  # QAT works on a copy; the model is untouched
     assert recompute_bound(m) == pytest.approx(m["bound_value"], rel=1e-12)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--data.batch_size=0", "data.batch_size: must be >= 1"),
+    ("--optimizer.learning_rate=nan", "optimizer.learning_rate: must be finite"),
+    ("--optimizer.learning_rate=-1e-3", "optimizer.learning_rate: must be > 0"),
+    ("--bounds.eps=0", "bounds.eps: must be > 0"),
+    ("--sublora.intrinsic_dim=0", "sublora.intrinsic_dim: must be >= 1"),
+])
+def test_train_rejects_out_of_range_values_before_training(tmp_path, capsys, override, message):
+    out = tmp_path / "run"
+    code = top_main(["sublora", "train", override, f"--login.out_dir={out}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0] and not out.exists()

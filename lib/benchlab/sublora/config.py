@@ -170,6 +170,28 @@ def _coerce(value, typ, where: str, name: str):
         raise fail(where, name, f"expected {typ.__name__}, got {value!r}") from None
 
 
+# Fields that must be >= 1 (counts) or > 0 (rates, scales); every float must be finite.
+AT_LEAST_ONE = {"data.n_documents", "data.n_val_documents", "data.batch_size", "data.block_size",
+                "training.max_iters", "training.gradient_accumulation_steps",
+                "training.eval_interval", "training.eval_iters", "training.log_interval",
+                "sublora.intrinsic_dim", "sublora.attention_linear_lora_r",
+                "sublora.linear_head_lora_r", "bounds.bound_samples", "bounds.max_doc_tokens"}
+POSITIVE = {"optimizer.learning_rate", "sublora.lora_alpha", "sublora.gating_lr",
+            "bounds.qat_lr", "bounds.eps"}
+
+
+def _check_range(value, where: str, name: str):
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(where, name, f"must be finite, got {value!r}")
+    if name in AT_LEAST_ONE and value < 1:
+        raise fail(where, name, f"must be >= 1, got {value!r}")
+    if name in POSITIVE and not value > 0:
+        raise fail(where, name, f"must be > 0, got {value!r}")
+    return value
+
+
 def apply(config: RunConfig, updates: dict, where: str) -> RunConfig:
     """A copy of `config` with {section: {field: value}} applied (validated and typed)."""
     sections = {f.name: f for f in fields(RunConfig)}
@@ -188,7 +210,8 @@ def apply(config: RunConfig, updates: dict, where: str) -> RunConfig:
         for key, value in values.items():
             if key not in types_:
                 raise fail(where, f"{sec}.{key}", f"unknown field; known: {', '.join(types_)}")
-            changes[key] = _coerce(value, hints[key], where, f"{sec}.{key}")
+            changes[key] = _check_range(_coerce(value, hints[key], where, f"{sec}.{key}"),
+                                        where, f"{sec}.{key}")
         out[sec] = replace(current, **changes)
     return replace(config, **out)
 
