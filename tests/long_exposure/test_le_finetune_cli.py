@@ -120,3 +120,13 @@ def test_dense_and_le_runs_pair_and_record_densities(tmp_path, model_dir, monkey
     with pytest.raises(BenchlabError, match="model: the saved run has 'opt-tiny'"):
         cli.main(["finetune", "--model", str(model_dir), "--seq-len", "64", "--steps", "2",
                   "--records", "300", "--out", str(state.parent), "--resume"])
+
+
+@pytest.mark.parametrize("density", ["1.5", "-0.1", "nan", "x"])
+def test_model_step_density_outside_0_1_is_a_usage_error(density, capsys):
+    from benchlab.long_exposure.cli import main as le_main
+
+    with pytest.raises(SystemExit) as e:  # argparse: before any model is built or trained
+        le_main(["model-step", "--masks", "synthetic", "--density", density])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "--density" in err[-1]

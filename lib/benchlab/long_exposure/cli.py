@@ -51,6 +51,19 @@ def cmd_records(args) -> int:
     return 0
 
 
+def _fraction(name):
+    """argparse type: a float in [0, 1]."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"{name}: must be in [0, 1], got {value}")
+        return value
+    return parse
+
+
 def _positive(name):
     def parse(text):
         try:
@@ -317,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--masks", choices=("exposed", "synthetic"), default="exposed",
                     help="exposer masks of the batch, or random at --density "
                     "(default: %(default)s)")
-    ms.add_argument("--density", type=float, default=0.25,
+    ms.add_argument("--density", type=_fraction("--density"), default=0.25,
                     help="synthetic block density (default: %(default)s)")
     ms.add_argument("--rounds", type=_positive("--rounds"), default=3,
                     help="(default: %(default)s)")
