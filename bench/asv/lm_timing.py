@@ -28,13 +28,20 @@ class StepSuite:
     def peakmem_step(self, mode, precision):
         self.prep.step()
 
-    def track_step_gflop(self, mode, precision):
-        return step_flops(SIZES[SIZE], CONFIG.batch, CONTEXT, mode) / 1e9
-
 
 class ModelFacts:
     def track_small_num_params(self):
         return num_params(SIZES["small"])
+
+
+class StepFlops:
+    """Analytic FLOPs of the timed step (no model built)."""
+
+    params = [["forward", "forward_backward", "train_step"]]
+    param_names = ["mode"]
+
+    def track_step_gflop(self, mode):
+        return step_flops(SIZES[SIZE], CONFIG.batch, CONTEXT, mode) / 1e9
 
 
 class PeerRatio:
