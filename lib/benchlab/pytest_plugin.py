@@ -24,6 +24,7 @@ import pytest
 
 from .core import experiments
 from .core.errors import BenchlabError
+from .core.options import bounded
 from .core.provenance import to_jsonable
 from .core.records import TIME_FIELDS, make_record, run_settings
 from .core.scale import DEFAULT_SCALE, SCALES
@@ -32,15 +33,6 @@ from .core.timing import steady_heap
 
 STASH = pytest.StashKey["Session"]()
 RESUMED, KEY = "benchlab_resumed", "benchlab_key"  # user_properties: carried back from xdist
-
-
-def _threads(text: str) -> int:
-    import argparse
-
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n}: expected 0 (torch's default) or more")
-    return n
 
 
 def pytest_addoption(parser):
@@ -58,9 +50,9 @@ def pytest_addoption(parser):
                     help="skip cases already in the result store and report their stored record")
     group.addoption("--no-bench-resume", dest="bench_resume", action="store_false",
                     help="run every case again (default)")
-    group.addoption("--bench-seed", type=int, default=0, metavar="N",
+    group.addoption("--bench-seed", type=bounded(int, lo=0), default=0, metavar="N",
                     help="base seed handed to the `seed` fixture (default: %(default)s)")
-    group.addoption("--bench-threads", type=_threads, default=0, metavar="N",
+    group.addoption("--bench-threads", type=bounded(int, lo=0), default=0, metavar="N",
                     help="torch intra-op threads for every process, 0 keeps torch's default "
                          "(default: %(default)s); use 1 per xdist worker on a small machine")
     group.addoption("--bench-heap", default="steady", choices=("steady", "default"),

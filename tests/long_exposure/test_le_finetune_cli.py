@@ -116,8 +116,9 @@ def test_dense_and_le_runs_pair_and_record_densities(tmp_path, model_dir, monkey
     assert meta["dense"]["density_doc"] == pytest.approx(le["density_doc"])
     state = tmp_path / "other" / "train_state.pt"
     state.parent.mkdir()
-    torch.save({"run": {"model": "opt-tiny"}, "step": 1}, state)
-    with pytest.raises(BenchlabError, match="model: the saved run has 'opt-tiny'"):
+    torch.save({"run": {"model": "opt-tiny"}, "step": 1, "trainable": {}, "optimizer": {},
+                "losses": []}, state)
+    with pytest.raises(BenchlabError, match="run.model: the saved run has 'opt-tiny'"):
         cli.main(["finetune", "--model", str(model_dir), "--seq-len", "64", "--steps", "2",
                   "--records", "300", "--out", str(state.parent), "--resume"])
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..core.errors import fail
+from ..core.options import bounded, file_name
 from . import data, seed
 
 RUN_SOLVERS = ("exact", "ordered", "upstream", "milp")
@@ -43,6 +44,8 @@ def _jobs(args) -> list[tuple[str, Path, Path | None]]:
 def run(args) -> int:
     """Check every input and every output path first, then run, then draw."""
     outdir = Path(args.output_dir)
+    if outdir.exists() and not outdir.is_dir():
+        raise fail(str(outdir), "--output-dir", "is a file, not a folder")
     files = [f for f, skip in ((args.cases, args.skip_experiments),
                                (args.scalability_cases, args.skip_scalability)) if f and not skip]
     if not files:
@@ -110,6 +113,8 @@ def extract(args, kind: str) -> int:
     from .scores import model_norms, model_scores
 
     out = Path(args.output)
+    if kind == "scores" and args.sparsity == 0:
+        raise fail("command line", "--sparsity", "must be > 0 (significance is 1 / ratio)")
     if out.exists() and not args.overwrite:
         raise fail(str(out), "--output", "exists; refusing to overwrite (pass --overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,7 @@ def main(argv: list[str]) -> int:
     r = sub.add_parser("run", help="all value methods on every budget case of one or more models")
     r.add_argument("--scores", help="scores JSON of one model (seed format)")
     r.add_argument("--norms", default=None, help="norms JSON (seed format; optional)")
-    r.add_argument("--models", nargs="+", default=None,
+    r.add_argument("--models", nargs="+", default=None, type=file_name,
                    help="seed short names (opt_125m llama2_7b ...), files from --scores_dir")
     r.add_argument("--scores_dir", "--scores-dir", dest="scores_dir", default=None)
     r.add_argument("--norms_dir", "--norms-dir", dest="norms_dir", default=None)
@@ -143,7 +148,7 @@ def main(argv: list[str]) -> int:
                    "{model}_scalability_results.json here")
     r.add_argument("--solver", choices=RUN_SOLVERS, default="exact",
                    help="(default: %(default)s)")
-    r.add_argument("--model-name", "--model_name", dest="model_name", default=None,
+    r.add_argument("--model-name", "--model_name", dest="model_name", default=None, type=file_name,
                    help="(default: the seed short name of the scores file)")
     r.add_argument("--plot", action="store_true",
                    help="{model}_comparison.png/.txt and scalability_plot.png")
@@ -157,10 +162,11 @@ def main(argv: list[str]) -> int:
                        "cases/case_001.json ... and all_cases.json")
     g.add_argument("--base", required=True, help="cases JSON whose (original) budgets are used")
     g.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True)
-    g.add_argument("--num_perturbations", type=int, default=10, help="(default: %(default)s)")
-    g.add_argument("--perturbation_factor", type=float, default=0.1,
+    g.add_argument("--num_perturbations", type=bounded(int, lo=1), default=10,
+                   help="(default: %(default)s)")
+    g.add_argument("--perturbation_factor", type=bounded(float, lo=0), default=0.1,
                    help="budgets times U(1-f, 1+f) (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
+    g.add_argument("--seed", type=bounded(int, lo=0), default=42, help="(default: %(default)s)")
     g.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("plot", help="comparison and scalability figures from run outputs")
     p.add_argument("--results-dir", "--results_dir", dest="results_dir", required=True)
@@ -173,8 +179,10 @@ def main(argv: list[str]) -> int:
         e.add_argument("--model-name", default=None, help="(default: --model)")
         e.add_argument("--overwrite", action="store_true", help="replace an existing file")
         if kind == "scores":
-            e.add_argument("--sparsity", type=float, default=0.85, help="(default: %(default)s)")
-            e.add_argument("--epsilon", type=float, default=0.9, help="(default: %(default)s)")
+            e.add_argument("--sparsity", type=bounded(float, lo=0, hi=1), default=0.85,
+                           help="global pruning ratio, in (0, 1] (default: %(default)s)")
+            e.add_argument("--epsilon", type=bounded(float, lo=0, hi=1), default=0.9,
+                           help="ratios span [1 - eps, 1 + eps] (default: %(default)s)")
     args = parser.parse_args(argv)
     commands = {"run": run, "generate-cases": generate, "plot": plot}
     if args.command in commands:

@@ -64,8 +64,8 @@ def _layers(data: dict, path, fields: tuple) -> list[dict]:
                 raise fail(str(path), f"layers[{i}].{f}", f"not a finite number ({v!r})")
             if v < 0:
                 raise fail(str(path), f"layers[{i}].{f}", f"negative ({v})")
-        if layer["index"] != i:
-            raise fail(str(path), f"layers[{i}].index", f"is {layer['index']}, expected {i}")
+        if isinstance(layer["index"], bool) or layer["index"] != i:
+            raise fail(str(path), f"layers[{i}].index", f"is {layer['index']!r}, expected {i}")
     return layers
 
 
@@ -107,24 +107,41 @@ def load_model(short: str, root=None) -> ModelData:
     return load(root / "scores" / scores, root / "norms" / norms, name=short)
 
 
+def _number(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | float) and bool(np.isfinite(x))
+
+
 def read_cases(path) -> list[dict]:
-    """Budget cases: [{"case_id", "budgets", ...}]; budgets of one length (or num_verifiers)."""
+    """Budget cases: [{"case_id", "budgets", ...}]; budgets of one length (or num_verifiers).
+
+    A case id is an int in [0, 2**32) (it seeds the random method), unique in the file; budgets
+    are finite, non-negative and sum to more than zero.
+    """
     data = read_json(path)
     cases = data.get("cases")
     if not isinstance(cases, list) or not cases:
         raise fail(str(path), "cases", "missing or empty")
+    seen = {}
     for i, case in enumerate(cases):
         for f in ("case_id", "budgets"):
             if not isinstance(case, dict) or f not in case:
                 raise fail(str(path), f"cases[{i}].{f}", "missing")
+        cid = case["case_id"]
+        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < 2**32:
+            raise fail(str(path), f"cases[{i}].case_id", f"not an integer in [0, 2**32): {cid!r}")
+        if cid in seen:
+            raise fail(str(path), f"cases[{i}].case_id", f"{cid} repeats cases[{seen[cid]}]")
+        seen[cid] = i
         b = case["budgets"]
-        if not isinstance(b, list) or not all(isinstance(x, int | float) for x in b):
-            raise fail(str(path), f"cases[{i}].budgets", "not a list of numbers")
+        if not isinstance(b, list) or not all(_number(x) for x in b):
+            raise fail(str(path), f"cases[{i}].budgets", "not a list of finite numbers")
         want = case.get("num_verifiers", len(cases[0]["budgets"]))
         if len(b) != want:
             raise fail(str(path), f"cases[{i}].budgets", f"length {len(b)}, expected {want}")
-        if any(x < 0 or not np.isfinite(x) for x in b):
-            raise fail(str(path), f"cases[{i}].budgets", "negative or not finite")
+        if any(x < 0 for x in b):
+            raise fail(str(path), f"cases[{i}].budgets", "negative")
+        if sum(b) <= 0:
+            raise fail(str(path), f"cases[{i}].budgets", "empty or all zero (nothing to select)")
     return cases
 
 

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from benchlab.core.errors import BenchlabError, fail
+from benchlab.core.options import bounded
 
 from .model import SIZES
 
@@ -33,20 +34,7 @@ def canonical_size(size: str) -> str:
     return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size
 
 
-def _count(minimum: int = 1):
-    """argparse type: an integer >= minimum (argparse names the option in its error)."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-COUNT = _count(1)
+COUNT = bounded(int, lo=1)
 
 
 def _config(args):
@@ -205,7 +193,8 @@ def run_options(r, grid: bool = False) -> None:
         r.add_argument("--" + k, type=COUNT, default=None, help="(default: the size's value)")
     r.add_argument("--batch_size", type=COUNT, default=4, help="(default: %(default)s)")
     r.add_argument("--num_steps", type=COUNT, default=1, help="steps per trial (default: 1)")
-    r.add_argument("--num_warmups", type=_count(0), default=5, help="(default: %(default)s)")
+    r.add_argument("--num_warmups", type=bounded(int, lo=0), default=5,
+                   help="(default: %(default)s)")
     r.add_argument("--num_trials", type=COUNT, default=10, help="(default: %(default)s)")
     r.add_argument("--forward_only", action="store_true")
     r.add_argument("--mode", choices=("forward", "forward_backward", "train_step"), default=None,

@@ -57,10 +57,12 @@ def random_batch(vocab: int, batch: int, context: int, device="cpu", seed: int =
 
 def sample_batch(tokens, batch: int, context: int, device="cpu", seed: int = 0, vocab=None):
     """Random windows of a 1-d token array (the zoo's get_batch; a memmap is read only where
-    sampled); ids must be below `vocab`."""
+    sampled); ids must be in [0, vocab)."""
     from benchlab.zoo.data import random_batch as zoo_batch
 
     rows = zoo_batch(tokens, batch, context, seed=seed)  # (batch, context + 1)
+    if int(rows.min()) < 0:
+        raise BenchlabError(f"data_path: tokens: negative id {int(rows.min())}")
     if vocab is not None and int(rows.max()) >= vocab:
         raise BenchlabError(f"data_path: tokens: id {int(rows.max())} >= vocab {vocab}")
     return rows[:, :-1].to(device), rows[:, 1:].to(device)

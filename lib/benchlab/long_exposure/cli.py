@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchlab.core.errors import BenchlabError
+from benchlab.core.options import bounded
 from benchlab.core.timing import threads
 
 TASKS = ("piqa", "winogrande", "rte", "copa", "hellaswag")
@@ -51,29 +52,22 @@ def cmd_records(args) -> int:
     return 0
 
 
-def _fraction(name):
-    """argparse type: a float in [0, 1]."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
-        if not 0.0 <= value <= 1.0:
-            raise argparse.ArgumentTypeError(f"{name}: must be in [0, 1], got {value}")
-        return value
-    return parse
+def _read_state(path: Path) -> dict:
+    """A saved train_state.pt (weights_only), checked for the fields a resume reads."""
+    import pickle
 
+    import torch
 
-def _positive(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: not an integer: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: must be > 0, got {value}")
-        return value
-    return parse
+    try:
+        state = torch.load(path, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BenchlabError(f"{path}: train_state: unreadable ({first[:120]})") from None
+    want = {"trainable": dict, "optimizer": dict, "step": int, "losses": list, "run": dict}
+    for key, kind in want.items():
+        if not isinstance(state, dict) or not isinstance(state.get(key), kind):
+            raise BenchlabError(f"{path}: {key}: missing or not a {kind.__name__}")
+    return state
 
 
 def cmd_finetune(args) -> int:
@@ -91,15 +85,19 @@ def cmd_finetune(args) -> int:
                             "--out (or --resume a run that saved train_state.pt)")
     if (out / "checkpoint").exists():
         raise BenchlabError(f"{out / 'checkpoint'}: run already finished; not overwriting")
-    out.mkdir(parents=True, exist_ok=True)
+    # every input is read and checked before anything is written
+    state = _read_state(state_path) if args.resume and state_path.exists() else None
     data = Path(args.data) if args.data else out / "e2e.jsonl"
-    if not args.data and not data.exists():
-        write_e2e_jsonl(data, args.records, args.seed)
-    if not data.exists():
+    if args.data and not data.is_file():
         raise BenchlabError(f"{data}: --data: no such file")
+    records = wl.read_records(data) if args.data else None
+    out.mkdir(parents=True, exist_ok=True)
+    if records is None:
+        if not data.exists():
+            write_e2e_jsonl(data, args.records, args.seed)
+        records = wl.read_records(data)
     config = dataclasses.replace(CONFIGS[args.scale], lr=args.lr, batch_size=args.batch_size,
                                  seed=args.seed)
-    records = wl.read_records(data)
     rows = ft.packed_rows(records, ft.tokenizer_for(args.model), args.seq_len)
     n_pred = config.predictor_rows  # held out of both modes: dense and LE runs pair
     if rows.shape[0] < n_pred + args.batch_size:
@@ -113,15 +111,19 @@ def cmd_finetune(args) -> int:
     step, losses = 0, []
     run = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
            "seq_len": args.seq_len, "batch_size": args.batch_size, "seed": args.seed}
-    if args.resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
+    if state is not None:
         for key, value in run.items():
-            if state.get("run", {}).get(key) != value:
-                raise BenchlabError(f"{state_path}: {key}: the saved run has "
-                                    f"{state.get('run', {}).get(key)!r}, this one {value!r}; "
+            if state["run"].get(key) != value:
+                raise BenchlabError(f"{state_path}: run.{key}: the saved run has "
+                                    f"{state['run'].get(key)!r}, this one {value!r}; "
                                     "resume with the same settings or choose a new --out")
-        t.model.load_state_dict(state["trainable"], strict=False)
-        t.opt.load_state_dict(state["optimizer"])
+        try:
+            t.model.load_state_dict(state["trainable"], strict=False)
+            t.opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BenchlabError(f"{state_path}: trainable: does not fit this model ({first})"
+                                ) from None
         step, losses = int(state["step"]), list(state["losses"])
         print(f"resuming {out} at step {step}")
     from tqdm import tqdm
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         .RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("records", help="write seeded E2E-style JSONL records")
-    rec.add_argument("--n", type=_positive("--n"), default=2000, help="(default: %(default)s)")
+    rec.add_argument("--n", type=bounded(int, lo=1), default=2000, help="(default: %(default)s)")
     rec.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     rec.add_argument("--out", required=True, help="JSONL path (must not exist)")
     ft = sub.add_parser("finetune", help="fine-tune OPT with a PEFT method, dense or LE")
@@ -296,20 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dense or Long Exposure (default: %(default)s)")
     ft.add_argument("--attn", choices=ATTN_IMPLS, default="sdpa",
                     help="dense attention implementation (default: %(default)s)")
-    ft.add_argument("--seq-len", type=_positive("--seq-len"), default=512,
+    ft.add_argument("--seq-len", type=bounded(int, lo=1), default=512,
                     help="packed row length, a multiple of 16 (default: %(default)s)")
-    ft.add_argument("--steps", type=_positive("--steps"), default=100,
+    ft.add_argument("--steps", type=bounded(int, lo=1), default=100,
                     help="(default: %(default)s)")
-    ft.add_argument("--batch-size", type=_positive("--batch-size"), default=1,
+    ft.add_argument("--batch-size", type=bounded(int, lo=1), default=1,
                     help="(default: %(default)s)")
     ft.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
     ft.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
-    ft.add_argument("--records", type=_positive("--records"), default=5000,
+    ft.add_argument("--records", type=bounded(int, lo=1), default=5000,
                     help="generated records when --data is not given (default: %(default)s)")
     ft.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
                     help="predictor settings of this scale's config (default: %(default)s)")
     ft.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    ft.add_argument("--save-every", type=_positive("--save-every"), default=50,
+    ft.add_argument("--save-every", type=bounded(int, lo=1), default=50,
                     help="steps between resumable states (default: %(default)s)")
     ft.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt")
     ft.add_argument("--out", required=True, help="new output directory")
@@ -325,28 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--model", help="zoo name (default: the scale's step_model)")
     ms.add_argument("--init", choices=("trained", "random"),
                     help="base model (default: the scale's step_init)")
-    ms.add_argument("--seq-len", type=_positive("--seq-len"), default=1024,
+    ms.add_argument("--seq-len", type=bounded(int, lo=1), default=1024,
                     help="(default: %(default)s)")
     ms.add_argument("--masks", choices=("exposed", "synthetic"), default="exposed",
                     help="exposer masks of the batch, or random at --density "
                     "(default: %(default)s)")
-    ms.add_argument("--density", type=_fraction("--density"), default=0.25,
+    ms.add_argument("--density", type=bounded(float, lo=0, hi=1), default=0.25,
                     help="synthetic block density (default: %(default)s)")
-    ms.add_argument("--rounds", type=_positive("--rounds"), default=3,
+    ms.add_argument("--rounds", type=bounded(int, lo=1), default=3,
                     help="(default: %(default)s)")
-    ms.add_argument("--threads", type=_positive("--threads"), default=1,
+    ms.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
     ms.add_argument("--out", help="also write the result JSON here (atomically)")
     at = sub.add_parser("attn-study", help="attention on packed rows: SDPA (document mask), "
                         "per-document SDPA, eager, LE operator, FlexAttention")
-    at.add_argument("--seq-len", type=_positive("--seq-len"), default=1024,
+    at.add_argument("--seq-len", type=bounded(int, lo=1), default=1024,
                     help="packed row length, a multiple of 128 (default: %(default)s)")
-    at.add_argument("--rounds", type=_positive("--rounds"), default=7,
+    at.add_argument("--rounds", type=bounded(int, lo=1), default=7,
                     help="(default: %(default)s)")
-    at.add_argument("--threads", type=_positive("--threads"), default=1,
+    at.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
     at.add_argument("--no-flex", action="store_true", help="skip FlexAttention (no compile)")
-    at.add_argument("--flex-block", type=_positive("--flex-block"),
+    at.add_argument("--flex-block", type=bounded(int, lo=1),
                     help="FlexAttention BlockMask tile (default: 32 on CPU, 128 on CUDA)")
     at.add_argument("--out", required=True, help="directory for attn_study.{json,md}")
     return parser

@@ -25,6 +25,7 @@ import dataclasses
 from pathlib import Path
 
 from ..core.errors import BenchlabError
+from ..core.options import bounded
 from ..core.records import make_record, run_settings
 from ..core.scale import SCALES, config_for
 from ..core.store import ResultStore, record_key
@@ -40,9 +41,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None,
                      help="zoo name, hub id or local directory (default: the scale's model)")
     run.add_argument("--output", default="./results", help="(default: %(default)s)")
-    run.add_argument("--max-tokens", type=int, default=None,
+    run.add_argument("--max-tokens", type=bounded(int, lo=1), default=None,
                      help="new tokens per prompt (default: the scale's)")
-    run.add_argument("--checkpoint-interval", type=int, default=5,
+    run.add_argument("--checkpoint-interval", type=bounded(int, lo=1), default=5,
                      help="rebuild the report files every N results (default: %(default)s)")
     run.add_argument("--no-resume", action="store_true", help="rerun finished results too")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU (default: bf16)")
     run.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
     run.add_argument("--configs", default=None, help="comma-separated routing names (default: all)")
-    run.add_argument("--prompts-per-category", type=int, default=None,
+    run.add_argument("--prompts-per-category", type=bounded(int, lo=1), default=None,
                      help="(default: the scale's, 3)")
     fr = sub.add_parser("frontier", help="the quality/compute frontier study, resumable")
     fr.add_argument("--output", default="./results/frontier", help="(default: %(default)s)")
@@ -73,6 +74,8 @@ def main(argv: list[str]) -> int:
     if args.command == "report":
         from . import report
 
+        if not Path(args.store).is_file():
+            raise BenchlabError(f"{args.store}: no such file (a result store: results.jsonl)")
         store = ResultStore(args.store)
         records = list(store.latest(experiment=EXPERIMENT).values())
         if not records:
@@ -152,13 +155,9 @@ def run(args) -> int:
     from .experiment import load_setup, prompt, run_prompt
     from .routers import ROUTINGS
 
-    if args.checkpoint_interval < 1:
-        raise BenchlabError("--checkpoint-interval: must be >= 1")
     config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
     changes = {}
     if args.max_tokens is not None:
-        if args.max_tokens < 1:
-            raise BenchlabError("--max-tokens: must be >= 1")
         changes["max_new_tokens"] = args.max_tokens
     if args.configs:
         names = tuple(n.strip() for n in args.configs.split(","))
@@ -166,8 +165,6 @@ def run(args) -> int:
             ROUTINGS.get(n)
         changes["routings"] = names
     if args.prompts_per_category is not None:
-        if args.prompts_per_category < 1:
-            raise BenchlabError("--prompts-per-category: must be >= 1")
         changes["prompts_per_category"] = args.prompts_per_category
     config = dataclasses.replace(config, **changes)
     device = resolve_device(args.device)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BenchlabError, fail
+from ..core.options import bounded
 from . import data
 from .text import length_stats, synthetic_documents
 from .tokenize import encode_documents, tokenizer
@@ -134,10 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nanogpt", help="train.bin/val.bin uint16 + meta.json (SubLoRA)")
     p.add_argument("input", nargs="?", help="a .txt or .jsonl file")
     p.add_argument("output", help="output directory")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+    p.add_argument("--synthetic", type=bounded(int, lo=0), default=0, metavar="N",
                    help="use N zoo synthetic documents instead of an input file (0)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="documents held out (0.1)")
-    p.add_argument("--seed", type=int, default=0, help="split and synthetic seed (0)")
+    p.add_argument("--val-fraction", type=bounded(float, lo=0, hi=1), default=0.1,
+                   help="documents held out (0.1)")
+    p.add_argument("--seed", type=bounded(int, lo=0), default=0,
+                   help="split and synthetic seed (0)")
     common(p)
     p.set_defaults(func=cmd_nanogpt)
     p = sub.add_parser("npy", help="one .npy token array (CS336 timing)")

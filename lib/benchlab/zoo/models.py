@@ -172,10 +172,14 @@ def load(name_or_dir, *, dtype=None, device="cpu") -> transformers.PreTrainedMod
         where, kwargs = str(name_or_dir), {"token": os.environ.get("HF_TOKEN") or None}
     if _offline():
         kwargs["local_files_only"] = True
+    from safetensors import SafetensorError
+
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
             where, dtype=dtype or torch.float32, **kwargs)
-    except (OSError, ValueError) as e:  # hub errors subclass OSError; missing files too
+    except (OSError, ValueError, SafetensorError, RuntimeError) as e:  # hub errors are OSErrors;
+        if isinstance(e, RuntimeError) and not Path(where).is_dir():  # corrupt local weights
+            raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if Path(where).is_dir():
             raise BenchlabError(f"{where}: cannot load model ({first})") from None
