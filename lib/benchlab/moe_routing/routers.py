@@ -4,7 +4,7 @@ Every router returns `(mask, weights)`: a boolean [T, E] selection and the [T, E
 weights (zero off the selection). Run the routers on random logits:
 
     python -c "import torch; from benchlab.moe_routing.routers import *; \
-print(route(torch.randn(4, 64), ROUTINGS['bh_naive'])[0].sum(-1))"
+print(route(torch.randn(4, 64), ROUTINGS.get('bh_naive'))[0].sum(-1))"
 
 BH step-up (Benjamini-Hochberg 1995) for one token with E p-values:
     k* = max{k : p_(k) <= (k / E) alpha}      (0 when no k qualifies)
