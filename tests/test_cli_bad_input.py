@@ -20,9 +20,14 @@ def cases(tmp, *items) -> Path:
     return path
 
 
-def ls_run(tmp, *items, extra=()):
+def ls_run(tmp, *items, extra=(), out="out"):
     return ["layer-selection", "run", "--scores", SCORES, "--cases", cases(tmp, *items),
-            "--output-dir", tmp / "out", "--skip_scalability", *extra]
+            "--output-dir", tmp / out, "--skip_scalability", *extra]
+
+
+def a_file(tmp) -> str:
+    (tmp / "f").write_text("x")
+    return "f"
 
 
 def corrupt_model(tmp) -> Path:
@@ -56,8 +61,8 @@ CASES = [
       for v in ("abc", None, -5, 2**40, 1.5, True)],
     ("ls-duplicate-ids", lambda t: ls_run(t, {"case_id": 1, "budgets": B},
                                           {"case_id": 1, "budgets": B}), "repeats"),
-    ("ls-output-dir-file", lambda t: ls_run(t, {"case_id": 1, "budgets": B})[:-3]
-     + [(t / "f").write_text("x") and t / "f", "--skip_scalability"], "--output-dir"),
+    ("ls-output-dir-file", lambda t: ls_run(t, {"case_id": 1, "budgets": B}, out=a_file(t)),
+     "--output-dir"),
     ("ls-model-name-escape", lambda t: ls_run(t, {"case_id": 1, "budgets": B},
                                               extra=["--model-name", "../../x"]), "--model-name"),
     ("ls-extract-corrupt", lambda t: ["layer-selection", "extract-norms", "--model",

@@ -10,6 +10,12 @@ def fail(where: str, field: str, problem: str) -> BenchlabError:
     return BenchlabError(f"{where}: {field}: {problem}")
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def read_json(path, field: str = "top level") -> dict:
     """A JSON object from `path`, or a one-line BenchlabError naming the file (and `field`)."""
     import json

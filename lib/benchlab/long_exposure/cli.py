@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlab.core.errors import BenchlabError
+from benchlab.core.errors import BenchlabError, first_line
 from benchlab.core.options import bounded
 from benchlab.core.timing import threads
 
@@ -61,7 +61,7 @@ def _read_state(path: Path) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise BenchlabError(f"{path}: train_state: unreadable ({first[:120]})") from None
     want = {"trainable": dict, "optimizer": dict, "step": int, "losses": list, "run": dict}
     for key, kind in want.items():
@@ -121,7 +121,7 @@ def cmd_finetune(args) -> int:
             t.model.load_state_dict(state["trainable"], strict=False)
             t.opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise BenchlabError(f"{state_path}: trainable: does not fit this model ({first})"
                                 ) from None
         step, losses = int(state["step"]), list(state["losses"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from ..core.errors import BenchlabError
+from ..core.errors import BenchlabError, first_line
 from ..core.registry import Registry
 from .tokenize import EOT_ID, PAD_ID, VOCAB_SIZE
 
@@ -180,7 +180,7 @@ def load(name_or_dir, *, dtype=None, device="cpu") -> transformers.PreTrainedMod
     except (OSError, ValueError, SafetensorError, RuntimeError) as e:  # hub errors are OSErrors;
         if isinstance(e, RuntimeError) and not Path(where).is_dir():  # corrupt local weights
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         if Path(where).is_dir():
             raise BenchlabError(f"{where}: cannot load model ({first})") from None
         raise BenchlabError(
