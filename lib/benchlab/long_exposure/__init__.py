@@ -42,6 +42,12 @@ METRICS = {
     "documents_per_row": 1e-9, "break_even_*": None,
     "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
     "memory_ratio*": 1e-9, "activation_ratio*": 1e-9,
+    # The attention predictors train on the machine (300 float32 Adam steps), and the validation
+    # threshold is a discrete pick: across ISAs (AVX-512, ATEN_CPU_CAPABILITY=avx2 and =default
+    # with MKL_CBWR) one layer's threshold spans 0.024-0.098, its recall 0.937-0.979 and its
+    # predicted density 0.869-0.900; training in float64 narrows but does not close that.
+    "attn_recall*": (0, 0.05), "attn_precision*": (0, 0.05), "attn_density_pred*": (0, 0.05),
+    "attn_threshold": (0, 0.1),
     "attn_*": (0, 0.02), "mlp_*": (0, 0.02), "density*": (0, 0.02), "ideal": (0.05, 0.02),
     "final_loss": 1e-3, "losses": 1e-3, "*_gap_to_dense": (0.05, 1e-3),
 }
