@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-ATTN_BLOCK = 16
+from .ops_attn import BLOCK as ATTN_BLOCK
 
 
 @dataclass(frozen=True)

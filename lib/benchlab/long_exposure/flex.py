@@ -25,9 +25,10 @@ import torch
 
 from benchlab.core.errors import BenchlabError
 
+from .ops_attn import BLOCK as ATTN_BLOCK
+
 FLEX_BLOCK = 128
 FLEX_BLOCK_CPU = 32
-ATTN_BLOCK = 16
 
 
 @functools.cache

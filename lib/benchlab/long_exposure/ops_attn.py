@@ -52,7 +52,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-BLOCK = 16
+BLOCK = 16  # tokens per attention block: the one definition (exposer, flex, patch import it)
 
 
 def causal_block_mask(B: int, H: int, L: int, block: int = BLOCK, device=None) -> torch.Tensor:

@@ -18,7 +18,7 @@ from .report import report
 from .routers import ROUTINGS, Routing, bh_select, naive_pvalues, route, topk_route, topp_route
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     model: str  # zoo spec name
     source: str  # "trained" (zoo.trained) | "random" (zoo.build) | "load" (zoo.load, paper)
@@ -59,13 +59,18 @@ TINY_ROUTINGS = ("topk_8", "bh_moderate", "bh_adaptive", "topp_0.4", "bh_naive",
                  "bh_within")
 
 CONFIGS = {
-    "tiny": Config("olmoe-tiny", "trained", TINY_ROUTINGS, 2, 8, 1, 8192, 4096, 128, False,
-                   layer_hidden=256, layer_intermediate=256, layer_tokens=2048, speed_rounds=3),
-    "small": Config("olmoe-small", "trained", ALL_ROUTINGS, 3, 32, 3, 32768, 4096, 256, False,
-                    layer_hidden=1024, layer_intermediate=512, layer_tokens=2048),
-    "paper": Config("olmoe-1b-7b", "load", ALL_ROUTINGS, 3, 100, 3, 32768, 8192, 512, True,
-                    layer_hidden=2048, layer_intermediate=1024, layer_tokens=4096,
-                    speed_rounds=10),
+    "tiny": Config(model="olmoe-tiny", source="trained", routings=TINY_ROUTINGS,
+                   prompts_per_category=2, max_new_tokens=8, gen_rounds=1, calib_tokens=8192,
+                   heldout_tokens=4096, seq_len=128, fp16=False, layer_hidden=256,
+                   layer_intermediate=256, layer_tokens=2048, speed_rounds=3),
+    "small": Config(model="olmoe-small", source="trained", routings=ALL_ROUTINGS,
+                    prompts_per_category=3, max_new_tokens=32, gen_rounds=3, calib_tokens=32768,
+                    heldout_tokens=4096, seq_len=256, fp16=False, layer_hidden=1024,
+                    layer_intermediate=512, layer_tokens=2048),
+    "paper": Config(model="olmoe-1b-7b", source="load", routings=ALL_ROUTINGS,
+                    prompts_per_category=3, max_new_tokens=100, gen_rounds=3, calib_tokens=32768,
+                    heldout_tokens=8192, seq_len=512, fp16=True, layer_hidden=2048,
+                    layer_intermediate=1024, layer_tokens=4096, speed_rounds=10),
 }
 
 
