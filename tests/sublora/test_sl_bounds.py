@@ -62,7 +62,7 @@ def test_subsampling_bound_matches_formula():
         m, s = int(rng.integers(10, 10**6)), int(rng.integers(1, 10**4))
         delta, union = rng.uniform(0.5, 20), int(rng.integers(1, 10))
         got = B.subsampling_bound(risk, kl, m=m, s=s, delta=delta, eps=0.05, union=union)
-        assert got == pytest.approx(reference_bound(risk, kl, m, s, delta, 0.05, union), rel=1e-9)
+        assert got == pytest.approx(reference_bound(risk, kl, m, s, delta, 0.05, union), rel=1e-12)
     with pytest.raises(ValueError):
         B.subsampling_bound(1.0, 10.0, m=100, s=0)
     with pytest.raises(ValueError):

@@ -61,8 +61,7 @@ def _read_state(path: Path) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        first = first_line(e)
-        raise BenchlabError(f"{path}: train_state: unreadable ({first[:120]})") from None
+        raise BenchlabError(f"{path}: train_state: unreadable ({first_line(e)[:120]})") from None
     want = {"trainable": dict, "optimizer": dict, "step": int, "losses": list, "run": dict}
     for key, kind in want.items():
         if not isinstance(state, dict) or not isinstance(state.get(key), kind):
@@ -121,9 +120,8 @@ def cmd_finetune(args) -> int:
             t.model.load_state_dict(state["trainable"], strict=False)
             t.opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            first = first_line(e)
-            raise BenchlabError(f"{state_path}: trainable: does not fit this model ({first})"
-                                ) from None
+            raise BenchlabError(f"{state_path}: trainable: does not fit this model "
+                                f"({first_line(e)})") from None
         step, losses = int(state["step"]), list(state["losses"])
         print(f"resuming {out} at step {step}")
     from tqdm import tqdm
