@@ -5,7 +5,10 @@ and the measured end-to-end ratios and densities as track_*.
 """
 
 from benchlab.core import experiments
+from benchlab.core.timing import Timer, resolve_device
+from benchlab.long_exposure import end2end_cases
 from benchlab.long_exposure import workload as wl
+from benchlab.long_exposure.measure import measure_end2end
 
 
 def _config():
@@ -29,7 +32,8 @@ class LoraStepSuite:
     def setup(self, mode):
         c = _config()
         _threads(c)
-        self.trainer = wl.trainer(c, c.model, "lora", c.seq_lens[0], mode=mode)
+        self.trainer = wl.trainer(c, c.model, "lora", c.seq_lens[0], mode=mode,
+                                  device=resolve_device())
         self.trainer.step()  # warm-up
 
     def time_step(self, mode):
@@ -40,19 +44,17 @@ class LoraStepSuite:
 
 
 class LoraStepResults:
-    """The same step's side-by-side speedups and Long Exposure's densities, measured once."""
+    """The same step's side-by-side speedups and Long Exposure's densities, measured once by
+    the end-to-end LoRA case at the shortest length (long_exposure.measure.measure_end2end)."""
 
     timeout = 600
 
     def setup_cache(self):
-        c = _config()
-        _threads(c)
+        c = _config()  # measure_end2end sets the scale's threads itself
         L = c.seq_lens[0]
-        trainers = {m: wl.trainer(c, c.model, "lora", L, mode=m) for m in LoraStepSuite.params}
-        t = wl.speedups(wl.side_by_side(trainers, c.warmup, c.rounds))
-        le = trainers["le"].stats
-        return {"speedup_sdpa": t["speedup_sdpa"], "speedup_eager": t["speedup_eager"],
-                "density_attn": le.density("attn"), "density_mlp": le.density("mlp")}
+        case = next(k for k in end2end_cases(c) if k.method == "lora" and k.seq_len == L)
+        m = measure_end2end(case, c, Timer(None, resolve_device()))
+        return {k: m[k] for k in ("speedup_sdpa", "speedup_eager", "density_attn", "density_mlp")}
 
     def track_speedup_sdpa(self, cache):
         return cache["speedup_sdpa"]

@@ -12,8 +12,11 @@ packed rows, from the end-of-text token), patch (OPT layers document-masked in e
 the block-sparse operators with predicted masks in LE mode), flex (FlexAttention BlockMasks),
 breakeven (in-run break-even densities), mlp_grain (MLP density by block size, neuron
 reordering), attn_study (attention implementations side by side), workload (what the end-to-end
-benchmarks run), cli, report (every figure of the artifact by name); ops_attn / ops_mlp / exposer
-/ predictors / opcases (the operators, sparsity measurement, predictors and their cases).
+benchmarks run), measure (`measure_<kind>(case, config, timer)`: what each case kind measures,
+for the bench modules, CLI and asv), cli, report (every figure of the artifact by name); ops_attn /
+ops_mlp / exposer / predictors / opcases (the operators, sparsity measurement, predictors and the
+operator cases). Every case function takes this module's Config (the operator cases read its
+`ops`, an opcases.OpsConfig).
 
 Records of this experiment come from two bench modules; `report` tells them apart by the
 record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality).
@@ -66,7 +69,7 @@ __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", 
            "op_mlp_cases", "predictor_quality_cases"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     model: str  # the model of the end-to-end, ablation and predictor experiments
     seq_lens: tuple[int, ...]  # end-to-end sequence lengths L (packed rows, no padding)

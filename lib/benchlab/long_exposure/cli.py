@@ -177,11 +177,12 @@ def cmd_lm_eval(args) -> int:
 
 def cmd_model_step(args) -> int:
     """LoRA step of the scale's step_model: LE vs dense SDPA / eager, rounds interleaved, one
-    torch thread unless --threads; prints one JSON line (the bench test_model_step measures the
-    same trainers under pytest-benchmark)."""
-    from . import CONFIGS
-    from . import finetune as ft
+    torch thread unless --threads; prints one JSON line (measure.model_step_run, as the bench
+    test_model_step, which measures the same trainers under pytest-benchmark)."""
+    from ..core.timing import Timer
+    from . import CONFIGS, Case
     from . import workload as wl
+    from .measure import model_step_run
 
     cfg = CONFIGS[args.scale]
     if cfg.step_model is None and args.model is None:
@@ -191,12 +192,10 @@ def cmd_model_step(args) -> int:
     from ..core.stats import bootstrap_ci, paired_ttest
 
     cfg = dataclasses.replace(cfg, step_rounds=args.rounds)
+    case = Case("cli", "model_step", model, args.seq_len, masks=args.masks, density=args.density,
+                init=init)
     with threads(args.threads):
-        be = wl.break_even(cfg, model, args.seq_len, init)
-        ts = wl.model_step_trainers(cfg, model, args.seq_len, args.masks, args.density, init,
-                                    dense_above=be)
-        mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
-        times = wl.side_by_side(ts, 1, args.rounds)
+        be, ts, mem, times = model_step_run(case, cfg, Timer(None, "cpu"))
     t = wl.speedups({k: v for k, v in times.items() if k != "le_dispatch"})
     st = ts["le"].stats
     tests = {}

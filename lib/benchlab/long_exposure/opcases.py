@@ -1,13 +1,13 @@
 """Scale settings and cases of the operator, exposer and predictor benchmarks
 (bench/test_long_exposure_ops.py).
 
-    python -c "from benchlab.long_exposure.opcases import *; \
-print([c.id for c in op_mlp_cases(OPS_CONFIGS['tiny'])])"
+    python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.opcases \
+import *; print([c.id for c in op_mlp_cases(CONFIGS['tiny'])])"
 
 The experiment's Config carries one `OpsConfig` in its field `ops` (OPS_CONFIGS[scale]); the case
-functions accept either that Config or an OpsConfig. Operator shapes are the 125m shape
-(d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny 128-wide model is
-all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
+functions (and long_exposure.measure) take that Config and read its `ops`. Operator shapes are
+the 125m shape (d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny
+128-wide model is all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
 
 Cases (frozen dataclasses, `id` first) and the metric names their benchmarks record:
     op_mlp_cases      OpCase(kind="op_mlp", sparsity, tokens, d, ffn, block):
@@ -78,17 +78,6 @@ OPS_CONFIGS = {
 }
 
 
-def ops_config(config) -> OpsConfig:
-    """The OpsConfig inside an experiment Config (field `ops`), or the OpsConfig itself."""
-    if isinstance(config, OpsConfig):
-        return config
-    ops = getattr(config, "ops", None)
-    if not isinstance(ops, OpsConfig):
-        raise BenchlabError("benchlab.long_exposure.CONFIGS: ops: missing; each Config needs "
-                            "ops=opcases.OPS_CONFIGS[scale]")
-    return ops
-
-
 @dataclass(frozen=True)
 class OpCase:
     id: str
@@ -136,7 +125,7 @@ def _short(model: str) -> str:
 
 def op_mlp_cases(config) -> list[OpCase]:
     """exp-ablation-operator-mlp: block-sparse MLP vs dense over block sparsity."""
-    c = ops_config(config)
+    c = config.ops
     return [OpCase(f"mlp-d{c.d_model}-sp{round(100 * s):02d}", "op_mlp", s, c.mlp_tokens,
                    c.d_model, c.ffn_dim, c.mlp_block, c.heads, c.head_dim, 1)
             for s in c.sparsities]
@@ -145,7 +134,7 @@ def op_mlp_cases(config) -> list[OpCase]:
 def op_attn_cases(config) -> list[OpCase]:
     """exp-ablation-operator-attn: block-sparse attention vs SDPA and eager over sparsity
     (dropped fraction of the off-diagonal causal blocks)."""
-    c = ops_config(config)
+    c = config.ops
     return [OpCase(f"attn-L{c.attn_seq_len}-sp{round(100 * s):02d}", "op_attn", s,
                    c.attn_seq_len, c.heads * c.head_dim, c.ffn_dim, 16, c.heads, c.head_dim,
                    c.attn_batch) for s in c.attn_sparsities]
@@ -153,21 +142,21 @@ def op_attn_cases(config) -> list[OpCase]:
 
 def exposer_cases(config) -> list[ExposerCase]:
     """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
-    c = ops_config(config)
+    c = config.ops
     return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "exposer", c.model, c.seq_len,
                         c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
 
 
 def mlp_grain_cases(config) -> list[ExposerCase]:
     """MLP densities by block size and threshold, neurons plain and reordered (mlp_grain.py)."""
-    c = ops_config(config)
+    c = config.ops
     return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "mlp_grain", c.model, c.seq_len,
                         c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
 
 
 def predictor_quality_cases(config) -> list[PredictorCase]:
     """Predictor recall / precision on held-out rows at the validation-chosen threshold."""
-    c = ops_config(config)
+    c = config.ops
     return [PredictorCase(f"{_short(c.model)}-L{c.seq_len}-mlpblock{b}", "predictor", c.model,
                           c.seq_len, c.mass, c.mlp_rel, b, c.train_rows, c.test_rows,
                           c.predictor_steps, c.rank) for b in c.predictor_mlp_blocks]

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from ..core.stats import medians, paired_ratio
-from ..core.timing import interleave
 from . import finetune as ft
 from . import patch as P
 from . import peft_methods as pm
@@ -161,12 +160,6 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     m.train()
     data = batch(config, model, seq_len) if data is None else data
     return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats, bf16)
-
-
-def side_by_side(trainers: dict, warmup: int, rounds: int, device="cpu") -> dict:
-    """Step seconds of each trainer per round, rounds interleaved (core.timing.interleave)."""
-    return interleave({k: t.step for k, t in trainers.items()}, device, warmup=warmup,
-                      rounds=rounds)
 
 
 def speedups(times: dict) -> dict:

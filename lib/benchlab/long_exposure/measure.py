@@ -1,0 +1,262 @@
+"""What each Long Exposure case kind measures: `measure_<kind>(case, config, timer[, seed]) ->
+metrics`, used by the bench modules (bench/test_long_exposure.py, bench/test_long_exposure_ops.py),
+the CLI and asv alike; `config` is the experiment's Config (its `ops` for the operator cases).
+Timing is core.timing's Timer (pytest-benchmark under pytest, plain rounds elsewhere); the steps
+or implementations of one case run side by side in rotated rounds and speedups are medians of
+the paired rounds (core.stats.paired_ratio). Metric names: the opcases docstring.
+
+    python -c "from benchlab.core import Timer; from benchlab.long_exposure import *; \
+from benchlab.long_exposure.measure import measure_end2end; \
+print(measure_end2end(end2end_cases(CONFIGS['tiny'])[1], CONFIGS['tiny'], Timer()))"
+"""
+
+import functools
+from statistics import median
+
+import torch
+
+from benchlab.core import interleave, threads
+from benchlab.core.stats import medians, paired_ratio
+
+from . import exposer as ex
+from . import finetune as ft
+from . import mlp_grain as G
+from . import ops_attn as A
+from . import ops_mlp as OM
+from . import predictors as pr
+from . import workload as wl
+from .opcases import corpus_rows
+
+
+def densities(stats) -> dict:
+    """The densities an LE run ran at: attention kept / causal blocks, document blocks / causal
+    blocks (the free structure), MLP kept neuron blocks, and whether it kept everything."""
+    return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
+            "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything()}
+
+
+def measure_end2end(case, config, timer) -> dict:
+    """exp-overall-end2end (also scale, ablation: LoRA): one training step of the case's PEFT
+    method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager, side by side
+    -> wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens, threads."""
+    with threads(config.threads) as n:
+        modes = ("le", "sdpa") if case.kind == "ablation" else ("le", "sdpa", "eager")
+        ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
+                            part=case.part, device=timer.device) for m in modes}
+        t = wl.speedups(timer.side_by_side({k: v.step for k, v in ts.items()},
+                                           warmup=config.warmup, rounds=config.rounds))
+        return {"threads": n, **t, **densities(ts["le"].stats),
+                "tokens": int(ts["le"].batch.numel())}
+
+
+measure_scale = measure_ablation = measure_end2end
+
+
+def measure_memory(case, config, timer) -> dict:
+    """exp-overall-memory-*: weights, gradients + AdamW moments, saved activations of one step,
+    dense (SDPA and eager attention) vs LE; the whole study is one timed round."""
+    def study():
+        out = {}
+        for mode, prefix in (("sdpa", "dense"), ("eager", "eager"), ("le", "le")):
+            t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode,
+                           device=timer.device)
+            out.update({f"{prefix}_{k}": v for k, v in ft.step_memory(t.model, t.batch).items()})
+        return out
+
+    with threads(config.threads) as n:
+        out = timer.measure(study, warmup=0, rounds=1)
+    return {"threads": n, **out, "memory_ratio": out["le_total"] / out["dense_total"],
+            "memory_ratio_eager": out["le_total"] / out["eager_total"],
+            "activation_ratio": out["le_activations"] / out["dense_activations"],
+            "activation_ratio_eager": out["le_activations"] / out["eager_activations"]}
+
+
+def measure_breakdown(case, config, timer) -> dict:
+    """exp-ablation-breakdown: forward / backward / predictor seconds of a LoRA step, LE (timed)
+    and dense (stepped in the untimed setup of every round)."""
+    with threads(config.threads) as n:
+        le = wl.trainer(config, case.model, "lora", case.seq_len, mode="le", device=timer.device)
+        dense = wl.trainer(config, case.model, "lora", case.seq_len, mode="sdpa",
+                           device=timer.device)
+        parts = {"le": [], "dense": []}
+        timer.measure(lambda: parts["le"].append(le.timed_step()), warmup=config.warmup,
+                      rounds=config.rounds, setup=lambda: parts["dense"].append(dense.timed_step()))
+    out = {f"{mode}_{key}": median([r[key] for r in rows[-config.rounds:]])
+           for mode, rows in parts.items() for key in ("forward", "backward", "predictor")}
+    return {"threads": n, **out, "predictor_share": out["le_predictor"] / sum(
+        out[f"le_{k}"] for k in ("forward", "backward", "predictor"))}
+
+
+def model_step_run(case, config, timer):
+    """(break-even densities, trainers, step memory, step seconds side by side) of a model_step
+    case (workload.model_step_trainers; rounds: config.step_rounds)."""
+    be = wl.break_even(config, case.model, case.seq_len, case.init, timer.device)
+    ts = wl.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
+                                case.init, timer.device, dense_above=be)
+    mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
+    times = timer.side_by_side({k: t.step for k, t in ts.items()}, warmup=1,
+                               rounds=config.step_rounds)
+    return be, ts, mem, times
+
+
+def measure_model_step(case, config, timer) -> dict:
+    """LoRA step on packed rows, attention inside documents everywhere: LE vs dense SDPA with the
+    document mask (goal >= 1.5x), per-document SDPA (speedup_sdpa_docs: LE's gain from shadowy
+    sparsity alone) and eager, and step memory vs dense SDPA; LE always sparse, and LE dispatched
+    (dispatch_*: layer parts above the break-even densities measured first in this case run
+    dense). Masks are fixed before timing: the exposer's true masks of the batch
+    (masks=exposed) or random blocks at a "synthetic density" (masks=synthetic)."""
+    with threads(config.threads) as n:
+        be, ts, mem, times = model_step_run(case, config, timer)
+    dense = {k: times[k] for k in ("sdpa", "sdpa_docs", "eager")}
+    dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
+    le, ld = ts["le"], ts["le_dispatch"]
+    return {"threads": n, **wl.speedups({**dense, "le": times["le"]}),
+            **{f"dispatch_{k}": v for k, v in dispatch.items() if k.startswith("speedup")},
+            "t_le_dispatch": dispatch["t_le"], "dispatch_dense_runs": ld.stats.dense_runs,
+            "break_even_attn": be["attn"], "break_even_mlp": be["mlp"],
+            "memory_ratio": mem["le"] / mem["sdpa"], "memory_ratio_eager": mem["le"] / mem["eager"],
+            "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],
+            "dispatch_memory_ratio": mem["le_dispatch"] / mem["sdpa"],
+            "le_total": mem["le"], "dense_total": mem["sdpa"], "eager_total": mem["eager"],
+            **densities(le.stats), "layer_density_attn": le.stats.layer_densities("attn"),
+            "layer_density_mlp": le.stats.layer_densities("mlp"), "init": case.init,
+            "masks": case.masks}
+
+
+_CURVES: dict = {}  # (config, model, masks) -> wl.curve, per process
+
+
+def _curve(config, model: str, masks: str) -> dict:
+    if (config, model, masks) not in _CURVES:
+        _CURVES[(config, model, masks)] = wl.curve(config, model, masks)
+    return _CURVES[(config, model, masks)]
+
+
+def measure_predictor(case, config, timer) -> dict:
+    """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random at
+    the predicted curve's per-layer densities), one timed round, and its gaps to the dense one."""
+    with threads(config.threads) as n:
+        dens = None
+        if case.masks == "random":
+            pred = _curve(config, case.model, "predicted")
+            dens = (pred["layer_density_attn"], pred["layer_density_mlp"])
+        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, dens), warmup=0,
+                            rounds=1)
+        _CURVES[(config, case.model, case.masks)] = out
+        dense = _curve(config, case.model, "dense")["losses"]
+    gaps = [abs(a - b) / b for a, b in zip(out["losses"], dense, strict=True)]
+    d_attn, d_mlp = out.get("density_attn", 1.0), out.get("density_mlp", 1.0)
+    return {"threads": n, "losses": out["losses"], "final_loss": out["losses"][-1],
+            "max_gap_to_dense": max(gaps), "mean_gap_to_dense": sum(gaps) / len(gaps),
+            "density": 0.5 * (d_attn + d_mlp), "density_attn": d_attn, "density_mlp": d_mlp}
+
+
+def _fwd_bwd(fn, inputs, grad):
+    def run():
+        torch.autograd.grad(fn(), inputs, grad)
+    return run
+
+
+def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
+    """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense."""
+    c, ops, device = case, config.ops, timer.device
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(c.tokens, c.d_model, generator=gen).to(device).requires_grad_(True)
+    w1 = (torch.randn(c.ffn_dim, c.d_model, generator=gen) * c.d_model ** -0.5).to(device)
+    w2 = (torch.randn(c.d_model, c.ffn_dim, generator=gen) * c.ffn_dim ** -0.5).to(device)
+    b1, b2 = torch.zeros(c.ffn_dim, device=device), torch.zeros(c.d_model, device=device)
+    gy = torch.randn(c.tokens, c.d_model, generator=gen).to(device)
+    keep = OM.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
+    density = float(keep.float().mean())
+    dense = _fwd_bwd(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)
+    sparse = _fwd_bwd(lambda: OM.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
+    with threads(ops.threads) as n:
+        ts = interleave({"dense": dense, "sparse": sparse}, device, warmup=ops.warmup,
+                        rounds=ops.rounds)
+        timer.measure(sparse, warmup=0, rounds=max(1, ops.rounds // 2))
+    t, ideal, speedup = medians(ts), 1.0 / density, paired_ratio(ts["dense"], ts["sparse"])
+    return {"t_dense": t["dense"], "t_sparse": t["sparse"], "speedup": speedup, "ideal": ideal,
+            "efficiency": speedup / ideal, "density": density, "threads": n}
+
+
+def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
+    """exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA and eager,
+    and forward only vs SDPA (every point runs the operator, full masks too: shortcut=False)."""
+    c, ops = case, config.ops
+    gen = torch.Generator().manual_seed(seed)
+    shape = (c.batch, c.heads, c.tokens, c.head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).to(timer.device).requires_grad_(True)
+               for _ in range(3))
+    go = torch.randn(shape, generator=gen).to(timer.device)
+    mask = A.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
+                               device=timer.device)
+    fwd = {"sdpa": lambda: A.sdpa_attention(q, k, v),
+           "eager": lambda: A.eager_attention(q, k, v),
+           "sparse": lambda: A.block_sparse_attention(q, k, v, mask, shortcut=False)}
+    fns = {name: _fwd_bwd(f, (q, k, v), go) for name, f in fwd.items()}
+    with threads(ops.threads) as n_threads:
+        ts = interleave(fns, timer.device, warmup=ops.warmup, rounds=ops.rounds)
+        with torch.no_grad():
+            tsf = interleave({n: fwd[n] for n in ("sdpa", "sparse")}, timer.device,
+                             warmup=ops.warmup, rounds=ops.rounds)
+        timer.measure(fns["sparse"], warmup=0, rounds=max(1, ops.rounds // 2))
+    t, tf = medians(ts), medians(tsf)
+    return {"t_sdpa": t["sdpa"], "t_eager": t["eager"], "t_sparse": t["sparse"],
+            "speedup_sdpa": paired_ratio(ts["sdpa"], ts["sparse"]),
+            "speedup_eager": paired_ratio(ts["eager"], ts["sparse"]),
+            "t_sdpa_fwd": tf["sdpa"], "t_sparse_fwd": tf["sparse"],
+            "speedup_sdpa_fwd": paired_ratio(tsf["sdpa"], tsf["sparse"]),
+            "density": A.block_density(mask), "threads": n_threads}
+
+
+@functools.cache
+def _model(name: str):
+    from benchlab import zoo
+
+    return zoo.load(name).eval()
+
+
+def _means(metrics: dict) -> dict:
+    return {f"{k}_mean": sum(v) / len(v) for k, v in metrics.items() if v}
+
+
+def measure_exposer(case, config, timer) -> dict:
+    """exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs sequence / batch
+    unions (the exposure is one timed round on captured activations)."""
+    c = case
+    model = _model(c.model).to(timer.device)
+    ids = corpus_rows(c.model, c.batch, c.seq_len).to(timer.device)
+    cfg = ex.ExposerConfig(mass=c.mass, mlp_block=c.mlp_block, mlp_rel=c.mlp_rel)
+    with threads(config.ops.threads):
+        cap = ex.run_captured(model, ids)
+        exposure = timer.measure(lambda: ex.expose_captured(cap, cfg), warmup=0, rounds=1)
+    m = exposure.metrics()
+    return {**m, **_means(m), "layers": len(exposure.layers)}
+
+
+def measure_mlp_grain(case, config, timer) -> dict:
+    """MLP sparsity by block size and threshold, plain and with neurons reordered from
+    calibration rows (train split) and judged on held-out rows (val split)."""
+    model = _model(case.model)
+    calib = corpus_rows(case.model, config.ops.train_rows, case.seq_len, "train")
+    held = corpus_rows(case.model, case.batch, case.seq_len)
+    with threads(config.ops.threads):
+        return timer.measure(lambda: G.grain_study(model, calib, held), warmup=0, rounds=1)
+
+
+def measure_predictor_quality(case, config, timer) -> dict:
+    """Predictor recall / precision on held-out rows at the validation-chosen threshold."""
+    c = case
+    model = _model(c.model)  # predictors train on CPU tensors
+    rows = corpus_rows(c.model, c.train_rows + c.test_rows, c.seq_len)
+    cfg = pr.PredictorConfig(mass=c.mass, mlp_rel=c.mlp_rel, rank=c.rank, steps=c.steps)
+    with threads(config.ops.threads):
+        preds = timer.measure(lambda: pr.train_predictors(model, rows[:c.train_rows],
+                                                          mlp_block=c.mlp_block, cfg=cfg),
+                              warmup=0, rounds=1)
+        m = preds.evaluate(model, rows[c.train_rows:])
+    return {**m, **_means(m), "attn_recall_min": min(m["attn_recall"]),
+            "mlp_recall_min": min(m["mlp_recall"]),
+            "mlp_seq_recall_min": min(m["mlp_seq_recall"]), "attn_threshold": preds.attn_thr,
+            "mlp_threshold": preds.mlp_thr, "recall_target": cfg.recall_target}
