@@ -1,13 +1,19 @@
 """asv benchmarks for MoE routing: router kernels (time_*) and result metrics (track_*).
 
     cd bench/asv && asv run --quick --bench moe_routing
+
+The tracked ratios are moe_routing.measure's (the bench module's): side-by-side rounds, paired
+ratios (core.stats.paired_ratio).
 """
 
 import torch
 
 from benchlab import moe_routing as mr
-from benchlab.core import experiments
+from benchlab.core import experiments, timing
+from benchlab.moe_routing import measure as M
 from benchlab.moe_routing import speed
+
+DEVICE = timing.resolve_device()
 
 
 def _config():
@@ -23,11 +29,12 @@ class Routers:
         cfg = _config()
         self.routing = mr.ROUTINGS.get(routing)
         self.logits, self.null = speed.router_inputs(cfg.router_tokens, cfg.router_experts,
-                                                     routing=self.routing)
+                                                     device=DEVICE, routing=self.routing)
         mr.route(self.logits, self.routing, self.null)  # builds the alpha's ladder, untimed
 
     def time_route(self, routing):
         mr.route(self.logits, self.routing, self.null)
+        timing.synchronize(DEVICE)
 
     def track_mean_experts(self, routing):
         return float(mr.route(self.logits, self.routing, self.null)[0].sum(-1).float().mean())
@@ -35,23 +42,23 @@ class Routers:
 
 class BHSelect:
     def setup(self):
-        self.p = torch.rand(4096, 64)
+        self.p = torch.rand(4096, 64, device=DEVICE)
 
     def time_bh_select(self):
         mr.bh_select(self.p, 0.05, 1, 8)
+        timing.synchronize(DEVICE)
 
 
 class SpeedRatios:
-    """The side-by-side ratios the benchmarks record, as tracked metrics."""
+    """The side-by-side ratios the benchmarks record (measure_router, measure_layer), tracked."""
 
     timeout = 300
 
     def setup_cache(self):
-        cfg = _config()
-        router = speed.router_cost(mr.ROUTINGS.get("bh_moderate"), cfg.router_tokens,
-                                   cfg.router_experts, rounds=10)
-        layer = speed.layer_scaling(cfg.layer_hidden, cfg.layer_intermediate, cfg.layer_tokens,
-                                    cfg.layer_ks, rounds=3)
+        cfg, timer = _config(), timing.Timer(None, DEVICE)
+        router = M.measure_router(mr.Case("router-bh_moderate", "router", "bh_moderate"), cfg,
+                                  timer)
+        layer = M.measure_layer(mr.layer_cases(cfg)[0], cfg, timer)
         return {"router": router["ratio_vs_topk_router"],
                 "slope": layer["time_per_expert_slope"]}
 

@@ -29,7 +29,7 @@ from ..core.options import bounded
 from ..core.records import make_record, run_settings
 from ..core.scale import SCALES, config_for
 from ..core.store import ResultStore, record_key
-from ..core.timing import resolve_device, time_fn
+from ..core.timing import Timer, resolve_device
 
 EXPERIMENT = "moe_routing"
 
@@ -152,7 +152,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from . import CONFIGS, generate_cases, inputs, report
-    from .experiment import load_setup, prompt, run_prompt
+    from .experiment import load_setup
+    from .measure import measure_generate
     from .routers import ROUTINGS
 
     config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
@@ -194,10 +195,8 @@ def run(args) -> int:
         setup = load_setup(config, device, fp16, args.model, str(out / "nulls"))
         for name in dict.fromkeys(c.routing for c in todo):  # every null checked (or made)
             setup.null_for(name)  # before any case runs: a null of another model stops here
-        timer = lambda fn: min(time_fn(fn, device, warmup=1, trials=config.gen_rounds))  # noqa: E731
         for i, case in enumerate(tqdm(todo, desc="moe-routing", unit="run"), 1):
-            metrics = run_prompt(setup, case.routing, prompt(case.prompt), config.max_new_tokens,
-                                 timer)
+            metrics = measure_generate(case, config, Timer(None, device), setup)
             store.append(record_of(case, metrics))
             say(f"[{i}/{len(todo)}] {case.routing} {case.prompt}: "
                 f"{metrics['avg_experts']:.2f} experts/token, {metrics['inference_time']:.3f} s, "

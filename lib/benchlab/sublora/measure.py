@@ -1,0 +1,88 @@
+"""What each case kind measures: `measure_<kind>(case, config, timer) -> metrics`, used by the
+bench module and asv alike. Timing is core.timing's Timer (pytest-benchmark under pytest, plain
+rounds elsewhere). On CPU each runs with one torch thread (xdist spreads cases over the cores).
+
+    python -c "from benchlab.core import Timer; from benchlab.sublora import *; \
+        from benchlab.sublora.measure import measure_step; \
+        c = CONFIGS['tiny']; print(measure_step(step_cases(c)[0], c, Timer()))"
+"""
+
+import functools
+import statistics
+
+import torch
+
+from ..core.stats import paired_ratio
+from ..core.timing import interleave, threads
+from . import W0, SweepCase
+from .data import load_corpus
+from .evaluate import eval_bounds
+from .sweep import cached_base, run_config, run_point, step_pair
+from .train import build_model, train
+
+
+def one_thread(fn):
+    """fn with one torch thread on CPU-only machines (unchanged where CUDA is available)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with threads(None if torch.cuda.is_available() else 1):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+_W0: dict = {}  # (d, seed) -> the untrained (w = 0) bound
+
+
+@one_thread
+def measure_sweep(case, config, timer) -> dict:
+    """One sweep point (sweep.run_point: train unless w = 0, then bound), timed once."""
+    metrics = timer.measure(lambda: run_point(config, case, device=timer.device), warmup=0,
+                            rounds=1)
+    if case.mode == "w0":
+        _W0[(case.d, case.seed)] = metrics["bound_value"]
+    return metrics
+
+
+def gain_over_w0(config, case, metrics, device) -> float | None:
+    """Bits/token the case's bound lies below the w = 0 bound of its d and seed (that one run
+    once per process unless a w0 case ran already); None for w = 0 itself or when the config
+    asks for no gain (config.min_gain_over_w0 = 0)."""
+    if case.mode == "w0" or not config.min_gain_over_w0:
+        return None
+    key = (case.d, case.seed)
+    if key not in _W0:
+        w0 = SweepCase("w0", case.d, *W0, case.seed)
+        _W0[key] = one_thread(run_point)(config, w0, device=device)["bound_value"]
+    return _W0[key] - metrics["bound_value"]
+
+
+@one_thread
+def measure_step(case, config, timer) -> dict:
+    """The subspace training step vs a plain LoRA step (goal <= 1.5x): the subspace step timed,
+    then both side by side in rotated rounds (load on a shared machine hits both alike)."""
+    sub, sub_step, lora_step = step_pair(config, case.d, case.projector, timer.device)
+    timer.measure(sub_step, warmup=1, rounds=config.step_rounds)
+    t = interleave({"sub": sub_step, "lora": lora_step}, timer.device, warmup=0,
+                   rounds=config.step_rounds)
+    return {"d": case.d, "projector": case.projector, "D": sub.D,
+            "step_ratio": paired_ratio(t["sub"], t["lora"]),
+            "subspace_step_ms": 1e3 * statistics.median(t["sub"]),
+            "lora_step_ms": 1e3 * statistics.median(t["lora"]), "ratio_goal": 1.5}
+
+
+@one_thread
+def measure_bound(case, config, timer) -> dict:
+    """The bound evaluation (quantize + code + evaluate s documents) of a freshly trained model,
+    timed over config.bound_rounds rounds, next to its training time."""
+    cfg = run_config(config, case)
+    corpus = load_corpus(cfg)
+    model, res = train(cfg, corpus=corpus, model=build_model(cfg, cached_base(cfg)),
+                       device=timer.device, progress=False)
+    m = timer.measure(lambda: eval_bounds(model, corpus, cfg, device=timer.device), warmup=0,
+                      rounds=config.bound_rounds)
+    return {"d": case.d, "mode": case.mode, "bound_eval_seconds": m["eval_seconds"],
+            "train_seconds": res.seconds, "bound_over_train": m["eval_seconds"] / res.seconds,
+            "eval_bound_value": m["bound_value"], "s": m["s"],
+            "doc_tokens": m["inputs"]["doc_tokens"]}
