@@ -71,6 +71,26 @@ def test_caps_are_exact(case, min_k, max_k):
         assert p[mask].max() <= p[~mask].min()
 
 
+def test_caps_on_thousands_of_rows_both_sides_of_the_shortcut():
+    """bh_select with caps decides k* from the max_k smallest p-values, except in rows with more
+    than max_k p-values <= alpha (then the full step-up): both kinds of row, against statsmodels."""
+    rng = np.random.default_rng(1)
+    p = rng.uniform(size=(3000, 64))
+    signal = rng.uniform(size=p.shape) < rng.uniform(0, 0.3, size=(3000, 1))
+    p[signal] = rng.uniform(0, 0.02, size=signal.sum())
+    alpha, min_k, max_k = 0.05, 1, 8
+    assert ((p <= alpha).sum(1) > max_k).mean() > 0.2  # the full step-up runs in many rows
+    assert ((p <= alpha).sum(1) <= max_k).mean() > 0.2
+    got = bh_select(torch.from_numpy(p), alpha, min_k=min_k, max_k=max_k).numpy()
+    kstar = np.array([multipletests(row, alpha=alpha, method="fdr_bh")[0].sum() for row in p])
+    assert (got.sum(1) == np.clip(kstar, min_k, max_k)).all()
+    order = np.argsort(p, axis=1, kind="stable")
+    want = np.zeros_like(got)
+    for i, k in enumerate(np.clip(kstar, min_k, max_k)):
+        want[i, order[i, :k]] = True
+    assert (got == want).all()
+
+
 def test_threshold_index_is_the_step_up_k():
     p = torch.tensor([[0.001, 0.02, 0.03, 0.9], [0.5, 0.6, 0.7, 0.8]], dtype=torch.float64)
     # thresholds k/4 * 0.1 = .025 .05 .075 .1 -> row 0: p(3)=.03 <= .075 so k* = 3

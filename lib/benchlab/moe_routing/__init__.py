@@ -106,8 +106,10 @@ def frontier_cases(config: Config) -> list[Case]:
 
 
 def forward_cases(config: Config) -> list[Case]:
-    """Calibrated BH at two levels (their mean counts differ; the naive one is always 1)."""
-    keep = ("bh_moderate", "bh_loose")
+    """Calibrated BH: the per-expert null at two levels (their mean counts differ; the naive one
+    is always 1) and the pooled null, whose router ranks only the rows that may keep more than
+    one expert (routers.select_prefix)."""
+    keep = ("bh_moderate", "bh_loose", "bh_pooled")
     return [Case(f"forward-{r}", "forward", r) for r in config.routings if r in keep]
 
 

@@ -86,7 +86,8 @@ class PooledLayer:
     The score is monotone in the logit within a token, so BH's set is a prefix of the router's
     ranking: with c_k the score cut of BH's k-th threshold (p(s) <= (k / E) alpha  <=>  s > c_k),
     k* = max{k : #{e : s_e > c_k} >= k}, and the selection is the top clip(k*, min_k, max_k)
-    scores (torch.topk). Without caps that is
+    scores (torch.topk). The top max_k scores decide k* themselves (the j-th largest passes iff
+    s_(j) > c_j; routers.select_prefix), so no search over all E scores. Without caps that is
     exactly BH on `pvalues`; with caps it keeps the same count and the same p-values, breaking
     ties in p by score rather than by index (tests/moe_routing/test_moe_nulls.py)."""
 
@@ -135,14 +136,17 @@ class PooledLayer:
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
-        from .routers import check_bh_args
+        from .routers import check_bh_args, select_prefix
 
-        max_k = check_bh_args(alpha, logits.shape[-1], min_k, max_k)
-        kstar, s = self.kstar_scores(logits, alpha)
-        idx = torch.topk(s, max_k, dim=-1, sorted=True).indices  # [T, max_k], descending
-        keep = torch.arange(max_k, device=idx.device) < kstar.clamp(min_k, max_k)[:, None]
-        mask = torch.zeros(s.shape, dtype=torch.bool, device=idx.device)
-        return mask.scatter_(-1, idx, keep)
+        E = logits.shape[-1]
+        max_k = check_bh_args(alpha, E, min_k, max_k)
+        s, c = self.scores(logits), self.cuts(alpha, E)
+
+        def order(v, k):  # the k largest scores, descending
+            return v.max(-1, keepdim=True) if k == 1 else torch.topk(v, k, dim=-1, sorted=True)
+
+        return select_prefix(s, order, lambda v: v > c[:v.shape[-1]], lambda k: s > c[k - 1],
+                             min_k, max_k, lambda rows: self.kstar(logits[rows], alpha))
 
 
 class EmpiricalNull:

@@ -14,6 +14,7 @@ with b_e = the smallest k whose threshold admits p_e, #{e : b_e <= k} counts the
 threshold k, and k* is the largest k with that count >= k.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -116,28 +117,74 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
     """
     E = pvalues.shape[-1]
     max_k = check_bh_args(alpha, E, min_k, max_k)
-    kstar = bh_threshold_index(pvalues, alpha)
-    k = kstar.clamp(min_k, max_k)
     if min_k == 0 and max_k == E:  # no caps: the threshold set itself
+        kstar = bh_threshold_index(pvalues, alpha)
         return pvalues <= (kstar.unsqueeze(-1).to(pvalues.dtype) / E) * alpha
-    order = smallest(pvalues, max_k)  # [..., max_k]
-    keep = torch.arange(max_k, device=pvalues.device) < k.unsqueeze(-1)  # [..., max_k]
-    mask = torch.zeros_like(pvalues, dtype=torch.bool)
-    return mask.scatter_(-1, order, keep)
+    thr = (torch.arange(1, E + 1, device=pvalues.device).to(pvalues.dtype) / E) * alpha
+
+    def order(v, k):  # the k smallest, ascending, ties to the lower index (min: the first)
+        if k == 1:
+            return v.nan_to_num(nan=math.inf).min(-1, keepdim=True)
+        o = smallest(v, k)
+        return v.gather(-1, o), o
+
+    return select_prefix(pvalues, order, lambda v: v <= thr[:v.shape[-1]],
+                         lambda k: pvalues <= thr[k - 1], min_k, max_k,
+                         lambda rows: bh_threshold_index(pvalues[rows], alpha))
+
+
+def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
+    """The mask of BH with caps when the hypotheses of a row can be ranked, most significant
+    first, by `order(key, k) -> (values, indices)` [..., k]: the first clip(k*, min_k, max_k).
+
+    `passes(values)` says whether the j-th ranked passes its threshold (p_(j) <= (j / E) alpha),
+    and `under(k)` [..., E] which hypotheses pass threshold k. k* = max{j <= max_k : passes} as
+    long as no k > max_k passes too, which needs #under(E) > max_k; only such rows take
+    `full(rows)`, the uncapped step-up. A row with fewer than 2 under threshold max_k and at
+    most max_k under E has k* <= 1 (count_j < j for every j >= 2), so it keeps its first
+    hypothesis (or none) and needs only order(key, 1), far cheaper than ranking max_k; at small
+    alpha that is almost every row. The other rows are ranked on their own."""
+    mask = torch.zeros_like(key, dtype=torch.bool)
+    if max_k == 0:
+        return mask
+    n_alpha = under(key.shape[-1]).sum(-1)
+    wide = n_alpha > max_k
+    if min_k <= 1:
+        v1, i1 = order(key, 1)
+        k1 = passes(v1)[..., 0].long().clamp(min_k, max_k)
+        mask.scatter_(-1, i1, (k1 >= 1).unsqueeze(-1))
+        wide |= under(max_k).sum(-1) >= 2
+        if not bool(wide.any()):
+            return mask
+    else:
+        wide[...] = True
+    v, idx = order(key[wide], max_k)
+    ks = torch.arange(1, max_k + 1, device=key.device)
+    kstar = torch.where(passes(v), ks, 0).amax(-1)
+    over = n_alpha[wide] > max_k
+    if bool(over.any()):
+        rows = torch.zeros_like(wide)
+        rows[wide] = over
+        kstar[over] = full(rows)
+    keep = torch.arange(max_k, device=key.device) < kstar.clamp(min_k, max_k).unsqueeze(-1)
+    rows = torch.zeros(v.shape[0], key.shape[-1], dtype=torch.bool, device=key.device)
+    mask[wide] = rows.scatter_(-1, idx, keep)
+    return mask
 
 
 def smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     """Indices [..., k] of the k smallest values along the last dim, ascending; ties go to the
-    lower index (deterministic, so the fast calibrated path can reproduce it exactly). Values
-    >= 0 that are int64 (ranks) or float32 (p-values, whose bits are then monotone) are packed
-    with their index into one int64 for torch.topk; other inputs take a stable sort."""
+    lower index (deterministic, so the fast calibrated path can reproduce it exactly). One
+    torch.topk of k + 1 values decides every row whose k + 1 smallest are distinct and not NaN
+    (the order of its first k is then unique); the other rows take a stable sort."""
     E = values.shape[-1]
-    idx = torch.arange(E, device=values.device)
-    if values.dtype in (torch.int64, torch.float32) and not bool((values < 0).any()
-                                                                  | values.isnan().any()):
-        v = values if values.dtype == torch.int64 else values.view(torch.int32).long()
-        return torch.topk(v * E + idx, k, dim=-1, largest=False, sorted=True).values % E
-    return torch.sort(values, dim=-1, stable=True).indices[..., :k]
+    top = torch.topk(values, min(k + 1, E), dim=-1, largest=False, sorted=True)
+    v = top.values
+    tied = (v[..., 1:] == v[..., :-1]).any(-1) | v.isnan().any(-1)
+    order = top.indices[..., :k]
+    if bool(tied.any()):
+        order[tied] = torch.sort(values[tied], dim=-1, stable=True).indices[..., :k]
+    return order
 
 
 def naive_pvalues(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -194,8 +241,10 @@ def _route(logits: torch.Tensor, routing: Routing, null=None):
         return topp_route(logits, routing.p, routing.max_k, routing.temperature)
     if routing.method != "bh":
         raise BenchlabError(f"routing {routing.name}: method: unknown {routing.method!r}")
-    if routing.null == "naive":
-        return bh_route(logits, naive_pvalues(logits, routing.temperature), routing)
+    if routing.null == "naive":  # p = 1 - probs (naive_pvalues), the probs also the weights
+        probs = torch.softmax(logits.float() / routing.temperature, dim=-1)
+        mask = bh_select(1.0 - probs, routing.alpha, routing.min_k, routing.max_k)
+        return mask, probs * mask
     if routing.null not in NULLS:
         raise BenchlabError(f"routing {routing.name}: null: unknown {routing.null!r} "
                             f"(known: naive, {', '.join(NULLS)})")
