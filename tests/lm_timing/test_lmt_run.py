@@ -101,9 +101,25 @@ def test_peak_memory_sees_a_large_allocation():
     assert R.peak_memory(alloc, "cpu") > 48 * 2**20
 
 
-def test_matmul_peak_is_positive_and_cached():
-    a = R.matmul_peak("cpu", "fp32", 256)
-    assert a > 0 and R.matmul_peak("cpu", "fp32", 256) == a
+def test_matmul_peak_is_the_flops_of_the_fastest_n_by_n_matmul(monkeypatch):
+    """2 n^3 FLOPs over the best of the timed trials, measured once per (device, precision, n)."""
+    import benchlab.core.timing as T
+
+    calls = []
+
+    def fake_time_fn(fn, device, *, warmup, trials):
+        out = fn()
+        calls.append((tuple(out.shape), out.dtype, trials))
+        return [0.5, 0.25, 0.4][:trials]
+
+    monkeypatch.setattr(T, "time_fn", fake_time_fn)
+    R.matmul_peak.cache_clear()
+    try:
+        assert R.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
+        assert R.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
+        assert calls == [((96, 96), torch.bfloat16, 3)]  # cached: timed once
+    finally:
+        R.matmul_peak.cache_clear()
 
 
 def test_oom_estimate_refuses_huge_cases_only():

@@ -120,3 +120,43 @@ def test_unknown_spec_name_says_did_you_mean():
 def test_trained_refuses_paper_specs():
     with pytest.raises(BenchlabError, match="load"):
         zoo.trained("opt-125m")
+
+
+def test_a_new_spec_leaves_code_versions_and_other_records_inputs_alone(tmp_path):
+    """zoo/specs.py is data: its bytes are not in any code version, and a record depends on the
+    spec it ran on through its inputs ("spec:<name>"), so a new spec makes no other result stale."""
+    import shutil
+
+    from benchlab.core import provenance
+    from benchlab.zoo import pin, specs
+
+    root = tmp_path / "benchlab"
+    shutil.copytree(provenance.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    exp = root / "moe_routing" / "__init__.py"
+
+    def version():
+        provenance._hash_sources.cache_clear()
+        return provenance.code_version(str(exp))
+
+    old = provenance.PACKAGE_ROOT
+    try:
+        provenance.PACKAGE_ROOT = root
+        before = version()
+        with open(root / "zoo" / "specs.py", "a") as f:
+            f.write('\n_add("opt-new", "opt", "tiny", hidden_size=64)\n')
+        assert version() == before
+        (root / "zoo" / "models.py").write_text("# an edit to zoo code\n", "utf-8")
+        assert version() != before  # the rest of the zoo is code
+    finally:
+        provenance.PACKAGE_ROOT = old
+        provenance._hash_sources.cache_clear()
+
+    inputs = pin.inputs("opt-tiny")
+    assert inputs["spec:opt-tiny"] == provenance.config_hash(specs.MODELS.get("opt-tiny"))
+    assert set(inputs) == {"spec:opt-tiny", "model:opt-tiny", "tokenizer", "corpus"}
+    specs.MODELS.add("opt-new", specs.ModelSpec("opt-new", "opt", {"hidden_size": 64}))
+    try:
+        assert pin.inputs("opt-tiny") == inputs
+        assert pin.inputs("opt-new")["spec:opt-new"] != inputs["spec:opt-tiny"]
+    finally:
+        specs.MODELS._items.pop("opt-new", None)

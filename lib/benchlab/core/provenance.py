@@ -41,6 +41,9 @@ def config_hash(config) -> str:
 
 
 SHARED_CODE = ("core", "zoo", "pytest_plugin.py")
+# data files inside SHARED_CODE that are not code: a record names the part it used in its inputs
+# (zoo.pin.inputs: "spec:<name>"), so adding a model spec makes no other result stale
+NOT_CODE = ("zoo/specs.py",)
 
 
 def code_version(experiment_file: str | None = None, *extra) -> str:
@@ -61,6 +64,9 @@ def _hash_sources(paths: tuple[Path, ...]) -> str:
     for root in paths:
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root] if root.exists() else []
         for path in files:
+            if path.is_relative_to(PACKAGE_ROOT) and \
+                    path.relative_to(PACKAGE_ROOT).as_posix() in NOT_CODE:
+                continue
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

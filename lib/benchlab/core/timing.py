@@ -35,6 +35,19 @@ def steady_heap() -> bool:
         return False
 
 
+def trim_heap() -> None:
+    """Hand free heap memory back to the OS (glibc malloc_trim), so a resident-set measurement
+    starts from live data (off glibc it includes the allocator's cached blocks)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def threads(n: int | None):
     """torch intra-op threads set to `n` inside the block (None or 0: unchanged). One thread keeps

@@ -19,6 +19,7 @@ import torch
 
 from benchlab.core.errors import BenchlabError
 from benchlab.core.stats import describe
+from benchlab.core.timing import trim_heap
 
 from .model import ModelConfig, TransformerLM, lm_loss, num_params, size_config, step_flops
 
@@ -149,18 +150,6 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _trim_heap() -> None:
-    """Hand free heap memory back to the OS (glibc malloc_trim), so RSS starts from live data."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the baseline just includes cached blocks
-        pass
-
-
 def peak_memory(step, device) -> int:
     """Peak bytes one call of `step` adds: CUDA max allocated after a reset; on CPU the peak
     resident-set growth over the call (after trimming the heap), sampled every millisecond."""
@@ -171,7 +160,7 @@ def peak_memory(step, device) -> int:
         step()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - before)
-    _trim_heap()  # freed blocks the allocator kept would hide the step's growth
+    trim_heap()  # freed blocks the allocator kept would hide the step's growth
     base = _rss_bytes()
     peak = [base]
     done = threading.Event()

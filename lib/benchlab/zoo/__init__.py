@@ -3,14 +3,14 @@
     python -c "from benchlab import zoo; print(list(zoo.MODELS))"
     python -c "from benchlab import zoo; m = zoo.trained('opt-tiny'); print(m.config)"
 
-Models (benchlab.zoo.models)
+Models (benchlab.zoo.specs: the specs, data outside every code version; zoo.models; zoo.hub)
     MODELS                      Registry of ModelSpec ("did you mean" on typos)
     spec(name) -> ModelSpec     name, family (opt|olmoe|llama|gpt2), config (transformers kwargs),
                                 hub_id (paper specs) or None, scale (tiny|small|paper)
     names(scale=None)           spec names, optionally of one scale
     hf_config(name)             the transformers config object of a spec
     build(name, seed=0)         random init, float32, eval(); any spec (paper specs in real shape)
-    load(name_or_dir, *, dtype=None, device="cpu")
+    load(name_or_dir, *, dtype=None, device="cpu")      (zoo.hub)
                                 local save_pretrained directory, paper spec (hub id, HF_TOKEN), or a
                                 raw hub id; a tiny/small spec gives trained(name). Offline
                                 (HF_HUB_OFFLINE=1) without a local copy: one-line BenchlabError.
@@ -35,7 +35,8 @@ Text (benchlab.zoo.text, benchlab.zoo.tokenize)
     corpus_tokens(split)               the corpus split as that stream (cached .npy)
 Pinned artifacts (benchlab.zoo.pin): the corpus, the BPE and the default-schedule tiny models are
     shipped files checked by sha256; digest(name) -> sha256 of one ("opt-tiny", pin.TOKENIZER,
-    pin.CORPUS); artifact_inputs(*models) -> {"model:<name>", "tokenizer", "corpus"} for records
+    pin.CORPUS); artifact_inputs(*models) -> {"spec:<name>", "model:<name>", "tokenizer",
+    "corpus"} for records (spec: the hash of the model's spec; model: its pinned weights)
 Probes (benchlab.zoo.probes): val_loss(model, batches), router_entropy(model, ids),
     relu_sparsity(model, ids), summary(model)
 Data (benchlab.zoo.data)
@@ -50,21 +51,11 @@ Data (benchlab.zoo.data)
 """
 
 from .cache import cache_dir, zoo_version
-from .models import (
-    EOT_ID,
-    MODELS,
-    PAD_ID,
-    VOCAB_SIZE,
-    ModelSpec,
-    build,
-    hf_config,
-    load,
-    names,
-    offline,
-    spec,
-)
+from .hub import load, offline
+from .models import build, hf_config, names, spec
 from .pin import digest
 from .pin import inputs as artifact_inputs
+from .specs import MODELS, ModelSpec
 from .text import (
     corpus_documents,
     length_stats,
@@ -72,7 +63,7 @@ from .text import (
     pydoc_text,
     synthetic_documents,
 )
-from .tokenize import corpus_tokens, encode_documents, tokenizer
+from .tokenize import EOT_ID, PAD_ID, VOCAB_SIZE, corpus_tokens, encode_documents, tokenizer
 from .train import TrainConfig, train_stats, trained
 
 __all__ = [

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from ..core.errors import BenchlabError
-from ..core.provenance import sha256_file
+from ..core.provenance import config_hash, sha256_file
+from .specs import MODELS as SPECS
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 MANIFEST = ARTIFACTS / "MANIFEST.json"
@@ -69,8 +70,11 @@ def path(name: str) -> Path:
 
 
 def inputs(*names: str) -> dict[str, str]:
-    """{"model:<name>": sha, "tokenizer": sha, "corpus": sha} for records' `inputs`."""
-    out = {f"model:{n}": digest(n) for n in names if n in MODELS and is_pinned(n)}
+    """{"spec:<name>": hash, "model:<name>": sha, "tokenizer": sha, "corpus": sha} for records'
+    `inputs`: the hash of each named zoo spec (zoo.specs is outside the code version, so a record
+    depends on its own model's spec only) and the sha256 of each pinned model."""
+    out = {f"spec:{n}": config_hash(SPECS.get(n)) for n in names if n in SPECS}
+    out.update({f"model:{n}": digest(n) for n in names if n in MODELS and is_pinned(n)})
     out.update(tokenizer=digest(TOKENIZER), corpus=digest(CORPUS))
     return out
 
