@@ -5,24 +5,23 @@
 
 import numpy as np
 
-from benchlab.core import experiments
-from benchlab.layer_selection import data, solve
+from benchlab.core.asv_suite import Suite
+from benchlab.layer_selection import data, solve, speed_cases
 from benchlab.layer_selection import experiment as ex
+from benchlab.layer_selection.measure import measure_speed
 
-
-def _config():
-    return experiments.config("layer_selection")
+Base = Suite("layer_selection")
 
 
 def _instances(model: str, method: str = "alphaprun"):
     if not (data.shared_dir() / "cases").exists():
         raise NotImplementedError("shared layer-selection data not found")  # asv: skipped
     m = ex.model_data(model)
-    ids = _config().case_ids or tuple(range(1, 131))
+    ids = Base.config.case_ids or tuple(range(1, 131))
     return m, [(data.values_for(m, method, cid), ex.case_budgets(m, cid)) for cid in ids]
 
 
-class Solve:
+class Solve(Base):
     """Experiment cases (3 verifiers, unequal budgets) of one model through one solver."""
 
     params = (list(data.SHARED_MODELS), ["exact", "ordered"])
@@ -46,7 +45,7 @@ class Solve:
                               for v, b in self.inst]))
 
 
-class Scalability:
+class Scalability(Base):
     """Equal budgets of 1% of llama2_70b each, M verifiers."""
 
     params = ([1, 46, 96], ["exact", "ordered"])
@@ -66,20 +65,13 @@ class Scalability:
             self.m.total_significance
 
 
-class VersusMilp:
+class VersusMilp(Base):
     """Speed-up of the exact DP over scipy's MILP on the same instances, both warm, rotated
     rounds (layer_selection.measure.measure_speed), the scale's first speed case."""
 
-    timeout = 600
-
     def setup_cache(self):
-        from benchlab.core.timing import Timer
-        from benchlab.layer_selection import speed_cases
-        from benchlab.layer_selection.measure import measure_speed
-
         _instances("opt_125m")  # skips when the shared data is absent
-        case = speed_cases(_config())[0]
-        return measure_speed(case, _config(), Timer(None, "cpu"))["speedup"]
+        return measure_speed(speed_cases(self.config)[0], self.config, self.timer())["speedup"]
 
     def track_speedup(self, speedup):
         return speedup

@@ -4,22 +4,23 @@ result metrics (parameter count, FLOPs, ours/peer time ratio) as track_* benchma
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench lm_timing
 """
 
-from benchlab.core import experiments, timing
+from benchlab.core.asv_suite import Suite
+from benchlab.lm_timing import pair_cases
 from benchlab.lm_timing import run as R
+from benchlab.lm_timing.measure import measure_pair
 from benchlab.lm_timing.model import SIZES, num_params, step_flops
 
-CONFIG = experiments.config("lm_timing")
-DEVICE = timing.resolve_device()
+Base = Suite("lm_timing")
 SIZE, CONTEXT = "tiny", 128  # a few seconds per benchmark at every scale
 
 
-class StepSuite:
+class StepSuite(Base):
     params = [["forward", "forward_backward", "train_step"], ["fp32", "bf16"]]
     param_names = ["mode", "precision"]
 
     def setup(self, mode, precision):
-        self.prep = R.prepare(SIZE, CONTEXT, mode, precision, device=DEVICE, batch=CONFIG.batch,
-                              vocab=CONFIG.vocab)
+        self.prep = R.prepare(SIZE, CONTEXT, mode, precision, device=self.device,
+                              batch=self.config.batch, vocab=self.config.vocab)
         self.prep.step()  # warm-up outside the timing
 
     def time_step(self, mode, precision):
@@ -29,33 +30,28 @@ class StepSuite:
         self.prep.step()
 
 
-class ModelFacts:
+class ModelFacts(Base):
     def track_small_num_params(self):
         return num_params(SIZES["small"])
 
 
-class StepFlops:
+class StepFlops(Base):
     """Analytic FLOPs of the timed step (no model built)."""
 
     params = [["forward", "forward_backward", "train_step"]]
     param_names = ["mode"]
 
     def track_step_gflop(self, mode):
-        return step_flops(SIZES[SIZE], CONFIG.batch, CONTEXT, mode) / 1e9
+        return step_flops(SIZES[SIZE], self.config.batch, CONTEXT, mode) / 1e9
 
 
-class PeerRatio:
+class PeerRatio(Base):
     """Paired median time ours / transformers LLaMA (lm_timing.measure.measure_pair: rotated
     rounds), the first peer case of the scale."""
 
-    timeout = 300
-
     def setup_cache(self):
-        from benchlab.lm_timing import pair_cases
-        from benchlab.lm_timing.measure import measure_pair
-
-        case = next(c for c in pair_cases(CONFIG) if c.kind == "peer")
-        return measure_pair(case, CONFIG, timing.Timer(None, timing.resolve_device()))["ratio"]
+        case = next(c for c in pair_cases(self.config) if c.kind == "peer")
+        return measure_pair(case, self.config, self.timer())["ratio"]
 
     def track_ours_over_peer(self, ratio):
         return ratio

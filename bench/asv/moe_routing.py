@@ -9,53 +9,48 @@ ratios (core.stats.paired_ratio).
 import torch
 
 from benchlab import moe_routing as mr
-from benchlab.core import experiments, timing
+from benchlab.core import timing
+from benchlab.core.asv_suite import Suite
 from benchlab.moe_routing import measure as M
 from benchlab.moe_routing import speed
 
-DEVICE = timing.resolve_device()
+Base = Suite("moe_routing")
 
 
-def _config():
-    return experiments.config("moe_routing")
-
-
-class Routers:
+class Routers(Base):
     params = ["topk_8", "topp_0.4", "bh_strict", "bh_moderate", "bh_loose", "bh_naive",
               "bh_pooled", "bh_within", "bh_adaptive"]
     param_names = ["routing"]
 
     def setup(self, routing):
-        cfg = _config()
+        cfg = self.config
         self.routing = mr.ROUTINGS.get(routing)
         self.logits, self.null = speed.router_inputs(cfg.router_tokens, cfg.router_experts,
-                                                     device=DEVICE, routing=self.routing)
+                                                     device=self.device, routing=self.routing)
         mr.route(self.logits, self.routing, self.null)  # builds the alpha's ladder, untimed
 
     def time_route(self, routing):
         mr.route(self.logits, self.routing, self.null)
-        timing.synchronize(DEVICE)
+        timing.synchronize(self.device)
 
     def track_mean_experts(self, routing):
         return float(mr.route(self.logits, self.routing, self.null)[0].sum(-1).float().mean())
 
 
-class BHSelect:
+class BHSelect(Base):
     def setup(self):
-        self.p = torch.rand(4096, 64, device=DEVICE)
+        self.p = torch.rand(4096, 64, device=self.device)
 
     def time_bh_select(self):
         mr.bh_select(self.p, 0.05, 1, 8)
-        timing.synchronize(DEVICE)
+        timing.synchronize(self.device)
 
 
-class SpeedRatios:
+class SpeedRatios(Base):
     """The side-by-side ratios the benchmarks record (measure_router, measure_layer), tracked."""
 
-    timeout = 300
-
     def setup_cache(self):
-        cfg, timer = _config(), timing.Timer(None, DEVICE)
+        cfg, timer = self.config, self.timer()
         router = M.measure_router(mr.Case("router-bh_moderate", "router", "bh_moderate"), cfg,
                                   timer)
         layer = M.measure_layer(mr.layer_cases(cfg)[0], cfg, timer)

@@ -5,38 +5,36 @@ sublora.measure (the bench module's functions).
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench sublora
 """
 
-from benchlab.core import experiments, timing
+from benchlab.core import timing
+from benchlab.core.asv_suite import Suite
 from benchlab.sublora import measure as M
 from benchlab.sublora import step_cases, sweep_cases
 from benchlab.sublora.sweep import step_pair
 
-CONFIG = experiments.config("sublora")
-DEVICE = timing.resolve_device()
-D = CONFIG.dims[0]
+Base = Suite("sublora")
+D = Base.config.dims[0]
 
 
-class StepSuite:
-    params = [list(CONFIG.step_projectors)]
+class StepSuite(Base):
+    params = [list(Base.config.step_projectors)]
     param_names = ["projector"]
-    timeout = 300
 
     def setup_cache(self):
         """Subspace step / plain LoRA step per projector: measure_step's paired ratio over
         rotated rounds (goal <= 1.5)."""
-        timer = timing.Timer(None, DEVICE)
-        return {c.projector: M.measure_step(c, CONFIG, timer)["step_ratio"]
-                for c in step_cases(CONFIG) if c.d == D}
+        return {c.projector: M.measure_step(c, self.config, self.timer())["step_ratio"]
+                for c in step_cases(self.config) if c.d == D}
 
     def setup(self, ratios, projector):
-        _, self.sub_step, self.lora_step = step_pair(CONFIG, D, projector, DEVICE)
+        _, self.sub_step, self.lora_step = step_pair(self.config, D, projector, self.device)
         self.sub_step()  # warm-up (a dense P is generated on first use)
         self.lora_step()
 
     def time_subspace_step(self, ratios, projector):
-        timing.synced(self.sub_step, DEVICE)()
+        timing.synced(self.sub_step, self.device)()
 
     def time_lora_step(self, ratios, projector):
-        timing.synced(self.lora_step, DEVICE)()
+        timing.synced(self.lora_step, self.device)()
 
     def track_step_ratio(self, ratios, projector):
         return ratios[projector]
@@ -47,15 +45,13 @@ class StepSuite:
     track_step_ratio.unit = "ratio"
 
 
-class SweepPoint:
+class SweepPoint(Base):
     """The first trained case of the scale's sweep (tiny: the short scratch run): train,
     quantize, code, bound."""
 
-    timeout = 600
-
     def setup_cache(self):
-        case = next(c for c in sweep_cases(CONFIG) if c.mode != "w0")
-        return M.measure_sweep(case, CONFIG, timing.Timer(None, DEVICE))
+        case = next(c for c in sweep_cases(self.config) if c.mode != "w0")
+        return M.measure_sweep(case, self.config, self.timer())
 
     def track_bound_value(self, m):
         return m["bound_value"]

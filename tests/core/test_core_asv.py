@@ -1,0 +1,48 @@
+"""The shared base of the asv classes (core.asv_suite): config at $BENCHLAB_SCALE, device and
+threads from the environment, a Timer on that device.
+
+    pytest tests/core/test_core_asv.py -q
+"""
+
+import pytest
+import torch
+
+from benchlab.core import experiments
+from benchlab.core.asv_suite import Suite
+from benchlab.core.errors import BenchlabError
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_suite_reads_scale_threads_and_device_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BENCHLAB_SCALE", "small")
+    monkeypatch.setenv("BENCHLAB_THREADS", "2")
+    monkeypatch.setenv("BENCHLAB_DEVICE", "cpu")
+    Base = Suite("lm_timing")
+    assert Base.config == experiments.config("lm_timing", "small")
+    assert Base.config != experiments.config("lm_timing", "tiny")
+    assert (Base.device, Base.threads, torch.get_num_threads()) == ("cpu", 2, 2)
+    timer = type("Bench", (Base,), {})().timer()
+    assert timer.device == "cpu" and timer.benchmark is None
+
+
+def test_suite_defaults_to_tiny_and_one_cpu_thread(monkeypatch):
+    for var in ("BENCHLAB_SCALE", "BENCHLAB_THREADS", "BENCHLAB_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+    Base = Suite("moe_routing")
+    assert Base.config == experiments.config("moe_routing", "tiny")
+    if not torch.cuda.is_available():
+        assert (Base.device, Base.threads) == ("cpu", 1)
+
+
+def test_unknown_experiment_or_scale_is_a_one_line_error(monkeypatch):
+    with pytest.raises(BenchlabError, match="did you mean"):
+        Suite("moe_routnig")
+    monkeypatch.setenv("BENCHLAB_SCALE", "huge")
+    with pytest.raises(BenchlabError, match="huge"):
+        Suite("moe_routing")
