@@ -7,6 +7,6 @@
 Every class derives from `benchlab.core.asv_suite.Suite(experiment)`: the config at BENCHLAB_SCALE
 (default tiny), the device (BENCHLAB_DEVICE, default auto), torch threads (BENCHLAB_THREADS,
 default 1 on CPU, as CI runs the suite) and a Timer for the measuring functions the bench
-modules call. `time_*` benchmarks track speed, `track_*`
-benchmarks track result metrics, so a change in a result shows in the history too.
+modules call. `time_*` benchmarks track speed, `track_*` benchmarks track result metrics, so a
+change in a result shows in the history too.
 """
