@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchlab.core import BenchlabError, time_fn
+from benchlab.core.timing import peak_memory
 from benchlab.lm_timing import run as R
 from benchlab.lm_timing.model import ModelConfig, forward_flops
 
@@ -98,7 +99,7 @@ def test_peak_memory_sees_a_large_allocation():
         time.sleep(0.02)
         return x.sum()
 
-    assert R.peak_memory(alloc, "cpu") > 48 * 2**20
+    assert peak_memory(alloc, "cpu") > 48 * 2**20
 
 
 def test_matmul_peak_is_the_flops_of_the_fastest_n_by_n_matmul(monkeypatch):

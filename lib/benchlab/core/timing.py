@@ -2,6 +2,8 @@
 
 import contextlib
 import itertools
+import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -46,6 +48,43 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(step, device) -> int:
+    """Peak bytes one call of `step` adds: CUDA max allocated after a reset; on CPU the peak
+    resident-set growth over the call (after trimming the heap), sampled every millisecond."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    trim_heap()  # freed blocks the allocator kept would hide the step's growth
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        step()
+    finally:
+        done.set()
+        thread.join()
+    return int(max(peak[0], _rss_bytes()) - base)
 
 
 @contextlib.contextmanager

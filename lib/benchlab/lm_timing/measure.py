@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from benchlab.core.stats import bootstrap_ci, describe, paired_ratio
-from benchlab.core.timing import time_fn
+from benchlab.core.timing import peak_memory, time_fn
 
 from . import run as R
 from .model import ATTENTION
@@ -68,7 +68,7 @@ def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int
 
 def step_metrics(prep: R.Prepared, timed: dict) -> dict:
     """The summary (per step), first step and warm-up times, peak memory and MFU of one case."""
-    mem = R.peak_memory(prep.step, prep.device)
+    mem = peak_memory(prep.step, prep.device)
     m = R.summarize(timed["per_step"], prep, peak_flops=R.matmul_peak(prep.device,
                                                                       prep.precision),
                     peak_bytes=mem)

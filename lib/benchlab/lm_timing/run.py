@@ -10,16 +10,12 @@ asv alike); it synchronizes CUDA after every call. `summarize` turns trial times
 """
 
 import functools
-import os
-import threading
-import time
 from dataclasses import dataclass
 
 import torch
 
 from benchlab.core.errors import BenchlabError
 from benchlab.core.stats import describe
-from benchlab.core.timing import trim_heap
 
 from .model import ModelConfig, TransformerLM, lm_loss, num_params, size_config, step_flops
 
@@ -143,41 +139,6 @@ def matmul_peak(device: str, precision: str, n: int | None = None, reps: int = 3
     b = torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision])
     times = time_fn(lambda: a @ b, device, warmup=1, trials=reps)
     return 2 * n**3 / min(times)
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_memory(step, device) -> int:
-    """Peak bytes one call of `step` adds: CUDA max allocated after a reset; on CPU the peak
-    resident-set growth over the call (after trimming the heap), sampled every millisecond."""
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        step()
-        torch.cuda.synchronize(device)
-        return int(torch.cuda.max_memory_allocated(device) - before)
-    trim_heap()  # freed blocks the allocator kept would hide the step's growth
-    base = _rss_bytes()
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        step()
-    finally:
-        done.set()
-        thread.join()
-    return int(max(peak[0], _rss_bytes()) - base)
 
 
 def estimate_bytes(cfg: ModelConfig, batch: int, context: int, mode: str, precision: str) -> int:
