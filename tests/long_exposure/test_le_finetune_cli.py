@@ -72,7 +72,7 @@ def test_finetune_saves_checkpoint_and_resumes(tmp_path, model_dir, mode, monkey
 
 
 def test_lm_eval_command_names_the_tasks(tmp_path, model_dir, capsys):
-    assert cli.main(["lm-eval", "--checkpoint", str(model_dir)]) == 0
+    assert cli.main(["lm-eval", "--checkpoint", str(model_dir), "--print-command"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("lm_eval --model hf --model_args pretrained=")
     assert "--tasks piqa,winogrande,rte,copa,hellaswag" in line
@@ -87,7 +87,10 @@ def test_bad_input_is_one_line_error(tmp_path):
         cli.main(["finetune", "--data", str(tmp_path / "missing.jsonl"), "--out",
                   str(tmp_path / "y")])
     with pytest.raises(SystemExit):
-        cli.main(["finetune", "--method", "prefix", "--out", str(tmp_path / "z")])
+        cli.main(["finetune", "--method", "prompt", "--out", str(tmp_path / "z")])
+    with pytest.raises(BenchlabError, match="'le' cannot run prefix tuning"):  # checked first
+        cli.main(["finetune", "--method", "prefix", "--mode", "le", "--out", str(tmp_path / "p")])
+    assert not (tmp_path / "p").exists()
 
 
 def test_dense_and_le_runs_pair_and_record_densities(tmp_path, model_dir, monkeypatch):

@@ -1,5 +1,7 @@
 """PEFT baselines train only what they should: parameter counts, gradients, attention backends."""
 
+import copy
+
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ def test_trainable_count_matches_formula(base, method):
     trainable, total = pm.param_counts(model)
     _, base_total = pm.param_counts(base)
     assert trainable == pm.expected_trainable(base.config, method, total=base_total)
-    assert total == base_total + (trainable if method in ("lora", "adapter") else 0)
+    assert total == base_total + (trainable if method in ("lora", "adapter", "prefix") else 0)
 
 
 def test_lora_matches_peft_own_count_and_config(base):
@@ -45,8 +47,8 @@ def test_bitfit_trains_biases_only(base):
         assert p.requires_grad == name.endswith(".bias"), name
 
 
-@pytest.mark.parametrize("mode", ["sdpa", "le"])
-@pytest.mark.parametrize("method", pm.METHODS)
+@pytest.mark.parametrize("method,mode", [(m, mode) for mode in ("sdpa", "le") for m in pm.METHODS
+                                         if (m, mode) != ("prefix", "le")])  # patch: no prefix
 def test_gradients_only_where_trainable(base, method, mode):
     model = fresh(base, method)
     if mode == "le":
@@ -86,6 +88,91 @@ def test_eager_and_sdpa_agree(base):
 
 def test_bad_names_raise(base):
     with pytest.raises(BenchlabError, match="method"):
-        pm.apply_method(base, "prefix")
+        pm.apply_method(base, "prompt")
     with pytest.raises(BenchlabError, match="attn_implementation"):
         pm.set_attention(base, "flash")
+
+
+def test_prefix_matches_peft_own_count_and_config(base):
+    model = fresh(base, "prefix")
+    assert pm.is_prefix(model) and not pm.is_prefix(fresh(base, "lora"))
+    trainable, total = model.get_nb_trainable_parameters()
+    assert (trainable, total) == pm.param_counts(model)
+    assert trainable == pm.expected_trainable(base.config, "prefix") == 16 * 4 * 2 * 128  # P L 2 C
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names == ["prompt_encoder.default.embedding.weight"]
+    with pytest.raises(BenchlabError, match="already applied"):
+        pm.attend_in_documents(pm.attend_in_documents(model))
+    with pytest.raises(BenchlabError, match="prefix-tuning models"):
+        pm.attend_in_documents(fresh(base, "lora"))
+
+
+def packed(eos, lengths, seed=0):
+    """One packed row: documents of `lengths` random tokens, each followed by `eos`."""
+    g = torch.Generator().manual_seed(seed)
+    row = []
+    for n in lengths:
+        row += torch.randint(2, zoo.VOCAB_SIZE, (n,), generator=g).tolist() + [eos]
+    return torch.tensor([row])
+
+
+@pytest.mark.parametrize("impl", pm.ATTN_IMPLS)
+def test_prefix_attention_is_the_prefix_plus_the_document(base, impl):
+    """Each document of a packed row gets the logits Hugging Face's own prefix attention gives
+    it alone (the prefix, then causal), at the same positions; the prefix changes them."""
+    import copy
+
+    model = fresh(base, "prefix")
+    with torch.no_grad():
+        model.prompt_encoder["default"].embedding.weight.normal_(0, 2.0)
+    eos = base.config.eos_token_id
+    x = packed(eos, [9, 14, 6, 20])
+    docs = pm.attend_in_documents(pm.set_attention(copy.deepcopy(model), impl))
+    model.eval()
+    docs.eval()
+    with torch.no_grad():
+        got = docs(input_ids=x).logits[0]
+        start = 0
+        for n in [9, 14, 6, 20]:
+            ids = x[:, start:start + n + 1]
+            pos = torch.arange(start, start + n + 1)[None]  # peft adds P to position ids
+            want = pm.set_attention(model, impl)(input_ids=ids, position_ids=pos).logits[0]
+            torch.testing.assert_close(got[start:start + n + 1], want, atol=1e-4, rtol=1e-4)
+            start += n + 1
+        assert not torch.allclose(got[-5:], base(x).logits[0, -5:], atol=1e-2)
+
+
+def prefix_trainer(mode, data):
+    from benchlab.long_exposure import CONFIGS
+    from benchlab.long_exposure import workload as wl
+
+    return wl.trainer(CONFIGS["tiny"], "opt-tiny", "prefix", data.shape[1], mode=mode, data=data,
+                      init="random")
+
+
+@pytest.mark.parametrize("mode", pm.ATTN_IMPLS)
+def test_prefix_training_lowers_loss_and_changes_only_the_prefix(base, mode):
+    data = torch.cat([packed(base.config.eos_token_id, [20, 30, 13], seed=s) for s in (1, 2)])
+    t = prefix_trainer(mode, data)
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    losses = [t.step() for _ in range(8)]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+    for name, p in t.model.named_parameters():
+        changed = not torch.equal(p, before[name])
+        assert changed == (name == "prompt_encoder.default.embedding.weight"), name
+
+
+@pytest.mark.parametrize("mode", ["le", "le_flex", "sdpa_docs", "sdpa_causal", "flex"])
+def test_prefix_refuses_modes_without_prefix_keys(mode):
+    with pytest.raises(BenchlabError, match=rf"mode: '{mode}' cannot run prefix tuning"):
+        prefix_trainer(mode, packed(0, [30, 33]))
+
+
+def test_patch_refuses_a_prefix_model(base):
+    """Patched layers have no prefix keys: patching a prefix model is an error, not a silent
+    drop of the prefix."""
+    from benchlab.long_exposure import patch as P
+
+    model = pm.apply_method(copy.deepcopy(base), "prefix")
+    with pytest.raises(BenchlabError, match="prefix tuning runs on Hugging Face's attention"):
+        P.patch(model, None, attn="sdpa")

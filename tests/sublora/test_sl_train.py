@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from benchlab.core import ddp
 from benchlab.core.errors import BenchlabError
 from benchlab.sublora import config as C
-from benchlab.sublora import ddp
 from benchlab.sublora import train as T
 from benchlab.sublora.data import get_batch, load_corpus
 

@@ -164,3 +164,74 @@ def test_prepare_bad_input_is_one_line(tmp_path):
         cli.main(["npy", str(tmp_path / "bin.txt"), str(tmp_path / "o.npy")])
     with pytest.raises(BenchlabError, match="not both"):
         cli.main(["nanogpt", "x.txt", str(tmp_path / "o"), "--synthetic", "3"])
+
+
+E2E_TEXT = st.text(st.sampled_from('ab ,"\n£é[]'), min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(E2E_TEXT, E2E_TEXT), min_size=1, max_size=6))
+def test_e2e_csv_records_match_pandas(tmp_path_factory, pairs):
+    import csv
+
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("csv") / "trainset.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:  # quoted like the E2E release
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
+        w.writerow(["mr", "ref"])
+        w.writerows(pairs)
+    ref = pd.read_csv(path, dtype=str, keep_default_na=False)  # an independent CSV parser
+    want = [data.Record(m, r) for m, r in zip(ref["mr"], ref["ref"], strict=True)]
+    assert data.read_records(path) == want == [data.Record(m, r) for m, r in pairs]
+
+
+def test_e2e_csv_errors_name_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.csv"
+    cases = [
+        ('mr,ref\n"name[A]","A is."\n"name[B]"\n', r"bad\.csv:3: ref: 1 fields"),
+        ('mr,ref\n"name[A], x","multi\nline"\n"name[B]",""\n', r"bad\.csv:4: ref: empty field"),
+        ('mr,ref\n" ",B\n', r"bad\.csv:2: mr: empty field"),
+        ('mr,ref\na,b,c\n', r"bad\.csv:2: columns: 3 fields"),
+        ('mr,ref\n"a,b\n', r"bad\.csv:2: csv: unexpected end of data"),
+        ('name,text\na,b\n', r"bad\.csv:1: header: \['name', 'text'\]"),
+        ('', r"bad\.csv:1: header: none"),
+    ]
+    for text, pattern in cases:
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(BenchlabError, match=pattern) as e:
+            data.read_records(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(BenchlabError, match=r"missing\.csv: file"):
+        data.read_records(tmp_path / "missing.csv")
+
+
+def test_jsonl_errors_count_blank_lines(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"mr": "a", "ref": "b"}\n\n{"mr": "a"}\n')
+    with pytest.raises(BenchlabError, match=r"bad\.jsonl:3: keys"):
+        data.read_records(bad)
+
+
+def test_pretokenized_rows_and_their_errors(tmp_path):
+    path = tmp_path / "tok.jsonl"
+    rows = [{"context": [5, 6], "completion": [7, 0]}, {"input_ids": [8], "labels": [1]},
+            {"ids": [9, 10]}, {"tokens": [11]}]
+    data.write_jsonl(path, rows)
+    assert data.is_tokenized(path)
+    assert data.read_token_docs(path, 12) == [[5, 6, 7, 0], [8], [9, 10], [11]]
+    data.write_jsonl(tmp_path / "text.jsonl", [{"context": "name[A]", "completion": "A."}])
+    assert not data.is_tokenized(tmp_path / "text.jsonl")
+    assert data.read_records(tmp_path / "text.jsonl") == [data.Record("name[A]", "A.")]
+    cases = [('{"ids": [1, 2]}\n\n{"ids": [3, 12]}\n', r"tok\.jsonl:3: ids: item 1: 12 is not"),
+             ('{"ids": [1, -1]}\n', r"tok\.jsonl:1: ids: item 1: -1 is not"),
+             ('{"ids": [1, 2.0]}\n', r"tok\.jsonl:1: ids: item 1: 2\.0 is not"),
+             ('{"ids": [true]}\n', r"tok\.jsonl:1: ids: item 0: True is not"),
+             ('{"ids": [1]}\n{"ids": "1 2"}\n', r"tok\.jsonl:2: ids: expected a list"),
+             ('{"ids": [1]}\n{"context": [1]}\n', r"tok\.jsonl:2: keys: \['context'\]"),
+             ('{"ids": []}\n', r"tok\.jsonl:1: ids: no token ids"),
+             ('{"ids": [1]}\n{"ids": [1]\n', r"tok\.jsonl:2: json")]
+    for text, pattern in cases:
+        path.write_text(text)
+        with pytest.raises(BenchlabError, match=pattern):
+            data.read_token_docs(path, 12)

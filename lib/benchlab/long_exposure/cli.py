@@ -7,7 +7,8 @@ r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-
     benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 2
     benchlab long-exposure attn-study --seq-len 1024 --rounds 7 --out reports/long_exposure
 
-`finetune` trains on packed E2E-style records (generated, or --data JSONL), dense (eager, SDPA,
+`finetune` trains on packed E2E-style records (generated, or --data: JSONL records, the E2E
+CSV, or the artifact's pre-tokenized JSONL), dense (eager, SDPA,
 per-document SDPA) or Long Exposure (predicted block-sparse attention and MLP), attention always
 inside documents, shows progress, saves a resumable state every --save-every steps, and writes a
 safetensors checkpoint (LoRA merged) plus losses.json. Runs pair: the first `predictor_rows`
@@ -15,11 +16,12 @@ packed rows of the scale are held out of BOTH modes (LE trains its predictors on
 and LE train on the same rows in the same order and their losses compare step by step;
 losses.json records the rows used and, per layer, the densities the run ran at (attention kept /
 causal blocks, document blocks / causal blocks, MLP kept neuron blocks) and whether the masks
-kept everything. `lm-eval` prints the lm-evaluation-harness command for piqa, winogrande, rte, copa
-and hellaswag on a saved checkpoint (lm_eval itself is not a benchlab dependency):
-
-    lm_eval --model hf --model_args pretrained=CKPT,dtype=float32 \
-        --tasks piqa,winogrande,rte,copa,hellaswag --batch_size 8 --output_path CKPT/lm_eval
+kept everything. Under `torchrun --nproc_per_node=N -m benchlab long-exposure finetune ...` it
+trains data-parallel (core.ddp: --batch-size is the global batch). `lm-eval` evaluates a saved
+checkpoint through lm-evaluation-harness's Python API (accuracy.py): offline on `zoo_cloze`, a
+4-way cloze task built from the zoo's held-out text, or on the artifact's piqa, winogrande, rte,
+copa and hellaswag where the hub or a local datasets cache has them (`--print-command` prints the
+equivalent lm_eval command line instead).
 """
 
 import argparse
@@ -70,13 +72,35 @@ def _read_state(path: Path) -> dict:
 
 
 def cmd_finetune(args) -> int:
+    """One process, or data-parallel under torchrun (core.ddp): --batch-size is the global
+    batch, each process trains on its rows of every global batch, DDP averages the trainable
+    gradients, LE predictors are trained on rank 0 and broadcast (the masks are per row, so every
+    process masks its rows as one process would), losses and densities are global, and only
+    rank 0 writes."""
+    from benchlab.core import ddp
+
+    info = ddp.setup("cpu")
+    try:
+        return _finetune(args, info)
+    finally:
+        ddp.teardown()
+
+
+def _finetune(args, info) -> int:
+    import time
+
     import torch
+
+    from benchlab.core import ddp
 
     from . import CONFIGS
     from . import finetune as ft
     from . import workload as wl
     from .e2e import write_e2e_jsonl
 
+    ddp.local_batch(args.batch_size, info, "--batch-size")
+    le = args.mode == "le"
+    wl.check_method_mode(args.method, "le" if le else args.attn)
     out = Path(args.out)
     state_path = out / "train_state.pt"
     if out.exists() and any(out.iterdir()) and not (args.resume and state_path.exists()):
@@ -84,26 +108,31 @@ def cmd_finetune(args) -> int:
                             "--out (or --resume a run that saved train_state.pt)")
     if (out / "checkpoint").exists():
         raise BenchlabError(f"{out / 'checkpoint'}: run already finished; not overwriting")
-    # every input is read and checked before anything is written
+    # every input is read and checked (by every process) before anything is written
     state = _read_state(state_path) if args.resume and state_path.exists() else None
     data = Path(args.data) if args.data else out / "e2e.jsonl"
     if args.data and not data.is_file():
         raise BenchlabError(f"{data}: --data: no such file")
-    records = wl.read_records(data) if args.data else None
-    out.mkdir(parents=True, exist_ok=True)
-    if records is None:
-        if not data.exists():
+    # --data: text records (JSONL, E2E CSV) or the artifact's pre-tokenized JSONL
+    rows = wl.data_rows(data, args.model, args.seq_len) if args.data else None
+    ddp.barrier(info)  # all checked before rank 0 writes
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if rows is None and not data.exists():
             write_e2e_jsonl(data, args.records, args.seed)
-        records = wl.read_records(data)
+    ddp.barrier(info)
+    if rows is None:
+        rows = wl.data_rows(data, args.model, args.seq_len)
     config = dataclasses.replace(CONFIGS[args.scale], lr=args.lr, batch_size=args.batch_size,
                                  seed=args.seed)
-    rows = ft.packed_rows(records, ft.tokenizer_for(args.model), args.seq_len)
     n_pred = config.predictor_rows  # held out of both modes: dense and LE runs pair
     if rows.shape[0] < n_pred + args.batch_size:
         raise BenchlabError(f"{data}: {rows.shape[0]} packed rows of {args.seq_len} tokens; "
                             f"need {n_pred + args.batch_size} (more --records)")
-    le = args.mode == "le"
-    source = wl.train_predictors(config, args.model, rows[:n_pred]) if le else None
+    source = None
+    if le:  # one set of predictors for every process
+        source = wl.train_predictors(config, args.model, rows[:n_pred]) if info.main else None
+        source = ddp.broadcast(source, info)
     t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
                    mode="le" if le else args.attn, data=rows[n_pred:][:1])
     batches = ft.batches(rows[n_pred:], args.batch_size, args.steps)
@@ -123,18 +152,27 @@ def cmd_finetune(args) -> int:
             raise BenchlabError(f"{state_path}: trainable: does not fit this model "
                                 f"({first_line(e)})") from None
         step, losses = int(state["step"]), list(state["losses"])
-        print(f"resuming {out} at step {step}")
+        if info.main:
+            print(f"resuming {out} at step {step}")
     from tqdm import tqdm
 
-    t.model.train()
+    net = ddp.wrap(t.model, info)  # averages the trainable gradients over processes
+    net.train()
+    secs = []
     for i in tqdm(range(step, args.steps), desc=f"finetune {args.method} {args.mode}",
-                  initial=step, total=args.steps):
-        losses.append(ft.train_step(t.model, t.opt, batches[i]))
-        if (i + 1) % args.save_every == 0 or i + 1 == args.steps:
+                  initial=step, total=args.steps, disable=not info.main):
+        t0 = time.perf_counter()
+        loss = ft.train_step(net, t.opt, ddp.shard(batches[i], info, "--batch-size"))
+        losses.append(float(ddp.mean(torch.tensor(loss, dtype=torch.float64), info)))
+        secs.append(time.perf_counter() - t0)
+        if info.main and ((i + 1) % args.save_every == 0 or i + 1 == args.steps):
             trainable = {n: p.detach() for n, p in t.model.named_parameters() if p.requires_grad}
             torch.save({"trainable": trainable, "optimizer": t.opt.state_dict(), "step": i + 1,
                         "losses": losses, "run": run}, str(state_path) + ".tmp")
             Path(str(state_path) + ".tmp").replace(state_path)
+    st = ft.reduce_stats(t.stats, info) if le else None  # every process takes part
+    if not info.main:
+        return 0
     from . import patch
     from .documents import Docs
 
@@ -143,35 +181,52 @@ def cmd_finetune(args) -> int:
     docs = [Docs(b, eos) for b in batches[:args.steps]]
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
-    if le:  # densities over this process's steps (a resumed run: the steps after resuming)
-        st = t.stats
+    if le:  # densities over this run's steps (a resumed run: the steps after resuming)
         dens.update(density_attn=st.density("attn"), density_mlp=st.density("mlp"),
                     density_doc=st.density("doc"), keeps_everything=st.keeps_everything(),
                     layer_density_attn=st.layer_densities("attn"),
                     layer_density_doc=st.layer_densities("doc"),
                     layer_density_mlp=st.layer_densities("mlp"))
     meta = {**run, "steps": args.steps, "lr": args.lr, "data": str(data),
-            "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order", **dens}
+            "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order",
+            "processes": info.world, **dens}
     ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
     tok = ft.tokenizer_for(args.model)
     tok = tok.to_transformers() if hasattr(tok, "to_transformers") else tok
     tok.save_pretrained(ckpt)
-    (out / "losses.json").write_text(json.dumps({"losses": losses, **meta}, indent=1) + "\n")
+    (out / "losses.json").write_text(json.dumps({"losses": losses, **meta,
+                                                 "step_seconds": secs}, indent=1) + "\n")
     print(f"final loss {losses[-1]:.4f}; checkpoint {ckpt}")
-    if args.method != "adapter":
-        print("evaluate with:\n  " + lm_eval_command(ckpt))
+    if args.method in ("full", "lora", "bitfit"):  # a plain transformers checkpoint
+        print(f"evaluate with: benchlab long-exposure lm-eval --checkpoint {ckpt}")
     return 0
 
 
 def cmd_lm_eval(args) -> int:
+    """Evaluate a checkpoint with lm_eval's Python API (accuracy.evaluate); writes the results
+    JSON (accuracy and stderr per task, the checkpoint's provenance, the lm_eval version)."""
+    from . import accuracy
+
     ckpt = Path(args.checkpoint)
-    if not (ckpt / "config.json").exists():
-        raise BenchlabError(f"{ckpt}: --checkpoint: no config.json (not a saved checkpoint)")
-    meta = ckpt / "benchlab_finetune.json"
-    if meta.exists() and json.loads(meta.read_text()).get("method") == "adapter":
-        raise BenchlabError(f"{meta}: method: adapter checkpoints keep extra modules that "
-                            "lm_eval's hf model cannot load; evaluate full, lora or bitfit")
-    print(lm_eval_command(ckpt, args.tasks.split(","), args.batch_size, args.device))
+    accuracy.provenance(ckpt)  # a missing or adapter checkpoint fails before anything runs
+    default = TASKS if args.print_command else (accuracy.ZOO_TASK,)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else default
+    if args.print_command:
+        print(lm_eval_command(ckpt, tasks, args.batch_size, args.device or "cuda:0"))
+        return 0
+    import torch
+
+    device = args.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    result = accuracy.evaluate(ckpt, tasks, limit=args.limit, batch_size=args.batch_size,
+                               device=device, n_docs=args.n_docs)
+    out = Path(args.out) if args.out else ckpt / "lm_eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)
+    for name, r in result["tasks"].items():
+        print(f"{name}: acc {r['acc']:.4f} +- {r['acc_stderr']:.4f} (n={r['n']})")
+    print(f"wrote {out}")
     return 0
 
 
@@ -300,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--steps", type=bounded(int, lo=1), default=100,
                     help="(default: %(default)s)")
     ft.add_argument("--batch-size", type=bounded(int, lo=1), default=1,
-                    help="(default: %(default)s)")
+                    help="global batch; under torchrun split over the processes, a multiple "
+                    "of their number (default: %(default)s)")
     ft.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
     ft.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
     ft.add_argument("--records", type=bounded(int, lo=1), default=5000,
@@ -312,11 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="steps between resumable states (default: %(default)s)")
     ft.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt")
     ft.add_argument("--out", required=True, help="new output directory")
-    ev = sub.add_parser("lm-eval", help="print the lm_eval command for a saved checkpoint")
+    ev = sub.add_parser("lm-eval", help="evaluate a saved checkpoint with lm-evaluation-harness")
     ev.add_argument("--checkpoint", required=True, help="OUT/checkpoint of a finetune run")
-    ev.add_argument("--tasks", default=",".join(TASKS), help="(default: %(default)s)")
-    ev.add_argument("--batch-size", type=int, default=8, help="(default: %(default)s)")
-    ev.add_argument("--device", default="cuda:0", help="(default: %(default)s)")
+    ev.add_argument("--tasks", help="comma-separated: zoo_cloze (offline, built from zoo text) "
+                    "or the paper's " + ",".join(TASKS) + " (hub or local HF datasets cache) "
+                    "(default: zoo_cloze; with --print-command the paper's)")
+    ev.add_argument("--limit", type=bounded(int, lo=1), help="documents per task (default: all)")
+    ev.add_argument("--n-docs", type=bounded(int, lo=1), default=200,
+                    help="zoo_cloze documents (default: %(default)s)")
+    ev.add_argument("--batch-size", type=bounded(int, lo=1), default=8,
+                    help="(default: %(default)s)")
+    ev.add_argument("--device", help="(default: cuda:0 if available, else cpu)")
+    ev.add_argument("--out", help="results JSON (default: CHECKPOINT/lm_eval.json)")
+    ev.add_argument("--print-command", action="store_true",
+                    help="only print the lm_eval command line (the paper tasks on a GPU)")
     ms = sub.add_parser("model-step", help="time a LoRA step, LE vs dense SDPA / eager")
     ms.add_argument("--scale", choices=("tiny", "small", "paper"), default="small",
                     help="config whose step_model / exposer settings are used "

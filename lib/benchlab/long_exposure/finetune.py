@@ -102,6 +102,28 @@ def train_step(model, opt, batch: torch.Tensor, bf16: bool = False) -> float:
     return float(out.loss.detach())
 
 
+def reduce_stats(stats, info):
+    """LE statistics summed over the processes of a data-parallel run (each counted the masks of
+    its rows of every global batch), so the densities are those of the global batches;
+    `mask_seconds` stays this process's. A single process: `stats` itself."""
+    from benchlab.core import ddp
+
+    from .patch import Stats
+
+    if not info.active:
+        return stats
+    kinds, layers = ("attn", "mlp", "doc"), sorted(stats.per_layer)
+    names = ("attn_kept", "attn_total", "mlp_kept", "mlp_total", "doc_kept", "dense_runs")
+    flat = [getattr(stats, n) for n in names]
+    flat += [n for i in layers for k in kinds for n in stats.per_layer[i].get(k, (0, 0))]
+    got = ddp.total(torch.tensor(flat, dtype=torch.int64), info).tolist()
+    out = Stats(**dict(zip(names, got[:len(names)], strict=True)),
+                mask_seconds=stats.mask_seconds)
+    it = iter(got[len(names):])
+    out.per_layer = {i: {k: [next(it), next(it)] for k in kinds} for i in layers}
+    return out
+
+
 def finetune(model, data: list[torch.Tensor], *, lr: float = 1e-3, progress: bool = False):
     """Train on each batch of `data` once; returns (losses, seconds per step)."""
     from tqdm import tqdm

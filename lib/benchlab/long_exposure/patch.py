@@ -35,7 +35,7 @@ from benchlab.core.errors import BenchlabError
 
 from . import ops_attn, ops_mlp
 from .documents import Docs
-from .peft_methods import AdaptedLinear, decoder_layers
+from .peft_methods import AdaptedLinear, decoder_layers, is_prefix
 
 ATTN_BLOCK = ops_attn.BLOCK
 SPARSE_IMPLS = ("sparse", "flex")
@@ -288,6 +288,9 @@ def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
                             f"choose {', '.join(allowed)}")
     if is_patched(model):
         raise BenchlabError("model: already patched; unpatch it first")
+    if is_prefix(model):  # its layers would drop the prefix keys and values without a word
+        raise BenchlabError("model: prefix tuning runs on Hugging Face's attention "
+                            "(peft_methods.attend_in_documents), not on patched layers")
     stats = Stats()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     eos = base.config.eos_token_id if eos is None else eos

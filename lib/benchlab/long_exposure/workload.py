@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import BenchlabError
 from ..core.stats import medians, paired_ratio
 from . import finetune as ft
 from . import patch as P
@@ -52,10 +53,31 @@ def _records_file(n: int, seed: int) -> Path:
 
 
 def read_records(path) -> list:
-    """E2E records from JSONL through the zoo's loader: (prompt = MR, target = sentence)."""
+    """E2E records from JSONL or CSV through the zoo's loader: (prompt = MR, target = sentence)."""
     from benchlab.zoo import data
 
     return data.read_records(path)
+
+
+def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
+    """(N, seq_len) packed rows of a data file for `model`, as finetune.packed_rows packs them:
+    text records (JSONL, E2E CSV) are tokenized; pre-tokenized JSONL (zoo.data.is_tokenized) is
+    used as is, its ids checked against the tokenizer's vocabulary. A document that already
+    ends with the end-of-text token gets no second one; one inside a document splits it (the
+    patched attention separates documents at that token)."""
+    from benchlab.zoo import data
+
+    tok = ft.tokenizer_for(model)
+    try:
+        if not data.is_tokenized(path):
+            return ft.packed_rows(read_records(path), tok, seq_len)
+        eos = ft.eos_id(tok)
+        docs = data.read_token_docs(path, len(tok) if hasattr(tok, "__len__") else tok.vocab_size)
+        return ft.pack([d[:-1] if d[-1] == eos else d for d in docs], seq_len, eos)
+    except BenchlabError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise BenchlabError(f"{path}: {e}") from None
 
 
 @functools.cache
@@ -135,20 +157,33 @@ class Trainer:
         return {"forward": t1 - t0 - pred, "backward": t2 - t1, "predictor": pred}
 
 
+def check_method_mode(method: str, mode: str) -> None:
+    """Prefix tuning runs on Hugging Face's attention only (eager or sdpa): patch.py's layers,
+    dense or Long Exposure, have no prefix keys. A one-line error for any other pairing."""
+    if method == "prefix" and mode not in pm.ATTN_IMPLS:
+        raise BenchlabError(f"mode: {mode!r} cannot run prefix tuning (patch.py's layers, dense "
+                            f"or Long Exposure, have no prefix keys); choose "
+                            f"{' or '.join(pm.ATTN_IMPLS)}")
+
+
 def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
             masks: str = "predicted", part: str = "both", device: str = "cpu",
             densities=None, source=None, data: torch.Tensor | None = None,
             init: str = "trained", dense_above: dict | None = None,
             bf16: bool = False) -> Trainer:
-    """A fresh trainable copy of `model` with `method`; mode in DENSE_MODES or LE_MODES.
+    """A fresh trainable copy of `model` with `method`; mode in DENSE_MODES or LE_MODES
+    (method "prefix": eager or sdpa only, peft_methods.attend_in_documents).
     `source` overrides the mask source, `data` the step's batch, `init` the base model;
     `dense_above`: patch's per-part break-even densities (None: sparse operators always)."""
+    check_method_mode(method, mode)
     m = copy.deepcopy(base_model(model, init)).to(device)
     with torch.random.fork_rng(devices=[]):  # same LoRA / adapter init for every mode
         torch.manual_seed(config.seed)
         m = pm.apply_method(m, method)
     stats = None
-    if mode in LE_MODES:
+    if method == "prefix":  # Hugging Face attention over prefix + documents (peft_methods)
+        pm.attend_in_documents(pm.set_attention(m, mode))
+    elif mode in LE_MODES:
         source = source or mask_source(config, model, masks, seq_len, densities)
         stats = P.patch(m, P.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
                         dense_above=dense_above)

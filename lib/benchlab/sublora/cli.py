@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
+from ..core import ddp
 from ..core.errors import BenchlabError, fail
 from ..core.timing import resolve_device
 from . import config as C
-from . import ddp
 
 
 def _train(argv: list[str]) -> int:

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core import ddp
 from ..core.errors import fail
 from ..core.provenance import code_version
-from . import ddp
 from .config import RunConfig, to_dict
 from .data import Corpus, get_batch, load_corpus
 from .projectors import derive_seed
@@ -130,10 +130,7 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
     torch.manual_seed(derive_seed(cfg.system.seed, "torch") % 2**63)
     model = model or build_model(cfg)
     model.to(device)
-    net = model
-    if dist.active:
-        ids = [torch.device(device).index or 0] if str(device).startswith("cuda") else None
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    net = ddp.wrap(model, dist, device)
     opt = make_optimizer(model, cfg)
     res, start = TrainResult(), 0
     out = Path(out_dir) if out_dir else None

@@ -8,8 +8,14 @@ Formats (each has a writer and a reader, and `benchlab prepare` produces them fr
 - CS336: a .npy integer token array read with np.load(mmap_mode="r") (timing).
 - JSONL records: one JSON object per line; instruction-style {"instruction", "input", "output"}
   or E2E-style {"meaning_representation", "human_reference"} -> (prompt, target) (Long Exposure).
+- E2E CSV: the E2E NLG challenge's trainset.csv / devset.csv (header `mr,ref`, quoted fields).
+- Pre-tokenized JSONL: one document's token ids a line, {"input_ids" | "ids" | "tokens": [int]},
+  or the LoRA / Long Exposure artifact's encoded E2E lines {"context": [int], "completion": [int]}
+  (microsoft/LoRA examples/NLG/src/gpt2_encode.py, read by its FT_Dataset); other keys (labels,
+  attention_mask) are ignored.
 """
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +121,8 @@ class Record:
     target: str
 
 
-def read_jsonl(path) -> list[dict]:
-    """One JSON object per non-empty line; errors name the file and line."""
+def read_jsonl_lines(path) -> list[tuple[int, dict]]:
+    """(line number, JSON object) of every non-empty line; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise fail(str(path), "file", "no such file (expected JSON lines)")
@@ -131,8 +137,13 @@ def read_jsonl(path) -> list[dict]:
                 raise fail(f"{path}:{i}", "json", str(e)) from None
             if not isinstance(row, dict):
                 raise fail(f"{path}:{i}", "record", f"expected an object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((i, row))
     return rows
+
+
+def read_jsonl(path) -> list[dict]:
+    """One JSON object per non-empty line; errors name the file and line."""
+    return [row for _, row in read_jsonl_lines(path)]
 
 
 def write_jsonl(path, rows) -> Path:
@@ -151,21 +162,27 @@ _STYLES = [  # (required keys, optional key, how to build (prompt, target))
     (("mr", "ref"), None),
     (("prompt", "completion"), None),
     (("prompt", "target"), None),
+    (("context", "completion"), None),  # the LoRA / Long Exposure artifact's text E2E lines
 ]
+
+
+def _style(row: dict):
+    """The first (required keys, optional key) of _STYLES whose keys `row` has, or None."""
+    return next(((keys, opt) for keys, opt in _STYLES if all(k in row for k in keys)), None)
 
 
 def to_record(row: dict, where: str = "record") -> Record:
     """Normalize one row: instruction (+ input) -> output, E2E mr -> ref, prompt -> completion."""
-    for keys, optional in _STYLES:
-        if all(k in row for k in keys):
-            values = [row[k] for k in keys] + ([row.get(optional, "")] if optional else [])
-            for k, v in zip(keys, values, strict=False):
-                if not isinstance(v, str):
-                    raise fail(where, k, f"expected a string, got {type(v).__name__}")
-            prompt, target = values[0], values[1]
-            if optional and row.get(optional):
-                prompt = f"{prompt}\n\n{row[optional]}"
-            return Record(prompt, target)
+    style = _style(row)
+    if style is not None:
+        keys, optional = style
+        for k in keys:
+            if not isinstance(row[k], str):
+                raise fail(where, k, f"expected a string, got {type(row[k]).__name__}")
+        prompt, target = row[keys[0]], row[keys[1]]
+        if optional and row.get(optional):
+            prompt = f"{prompt}\n\n{row[optional]}"
+        return Record(prompt, target)
     if isinstance(row.get("text"), str):
         return Record("", row["text"])
     styles = "; ".join("+".join(k) for k, _ in _STYLES)
@@ -173,8 +190,91 @@ def to_record(row: dict, where: str = "record") -> Record:
 
 
 def read_records(path) -> list[Record]:
-    """JSONL instruction/E2E records as (prompt, target) pairs."""
-    return [to_record(r, f"{path}:{i + 1}") for i, r in enumerate(read_jsonl(path))]
+    """Instruction/E2E records as (prompt, target) pairs: JSONL, or CSV by the .csv suffix."""
+    if Path(path).suffix == ".csv":
+        return read_csv_records(path)
+    return [to_record(r, f"{path}:{i}") for i, r in read_jsonl_lines(path)]
+
+
+def read_csv_records(path) -> list[Record]:
+    """A CSV with a header naming one record style's columns (the E2E challenge's `mr,ref`):
+    every row must have all columns and non-empty required fields; errors name file:line (the
+    line a row starts on; quoted fields may span lines) and the column."""
+    path = Path(path)
+    if not path.is_file():
+        raise fail(str(path), "file", "no such file (expected a CSV with header mr,ref)")
+    out = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        start = 1
+        try:
+            header = next(reader, None)
+            style = _style(dict.fromkeys(header or []))
+            if style is None:
+                raise fail(f"{path}:1", "header",
+                           f"{header or 'none'} names no record style (E2E: mr,ref)")
+            start = reader.line_num + 1
+            for row in reader:
+                where, start = f"{path}:{start}", reader.line_num + 1
+                if not row:
+                    continue  # a blank line
+                if len(row) != len(header):
+                    field = header[len(row)] if len(row) < len(header) else "columns"
+                    raise fail(where, field, f"{len(row)} fields, the header has {len(header)}")
+                rec = dict(zip(header, row, strict=True))
+                for k in style[0]:
+                    if not rec[k].strip():
+                        raise fail(where, k, "empty field")
+                out.append(to_record(rec, where))
+        except csv.Error as e:
+            raise fail(f"{path}:{start}", "csv", str(e)) from None
+    return out
+
+
+TOKEN_KEYS = ("input_ids", "ids", "tokens")  # one document's token ids
+PAIR_KEYS = ("context", "completion")  # the artifact's encoded E2E line: context + completion
+
+
+def is_tokenized(path) -> bool:
+    """Whether `path` is pre-tokenized JSONL: its first line has token ids (a list) under
+    TOKEN_KEYS or PAIR_KEYS. A .csv, a missing file or bad JSON is not (read_records reports)."""
+    path = Path(path)
+    if path.suffix == ".csv" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as f:
+        line = next((ln for ln in f if ln.strip()), "")
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and any(isinstance(row.get(k), list)
+                                         for k in TOKEN_KEYS + PAIR_KEYS)
+
+
+def token_ids(row: dict, where: str, vocab_size: int) -> list[int]:
+    """The token ids of one pre-tokenized row, each checked to be an int in [0, vocab_size)."""
+    keys = [k for k in TOKEN_KEYS if k in row][:1]
+    if not keys and all(k in row for k in PAIR_KEYS):
+        keys = list(PAIR_KEYS)
+    if not keys:
+        raise fail(where, "keys", f"{sorted(row)} hold no token ids (one of "
+                   f"{', '.join(TOKEN_KEYS)}; or {'+'.join(PAIR_KEYS)})")
+    ids = []
+    for k in keys:
+        if not isinstance(row[k], list):
+            raise fail(where, k, f"expected a list of token ids, got {type(row[k]).__name__}")
+        for j, t in enumerate(row[k]):
+            if type(t) is not int or not 0 <= t < vocab_size:
+                raise fail(where, k, f"item {j}: {t!r} is not a token id in [0, {vocab_size})")
+        ids += row[k]
+    if not ids:
+        raise fail(where, keys[0], "no token ids")
+    return ids
+
+
+def read_token_docs(path, vocab_size: int) -> list[list[int]]:
+    """Pre-tokenized JSONL: one document's ids a line (token_ids); errors name file:line."""
+    return [token_ids(row, f"{path}:{i}", vocab_size) for i, row in read_jsonl_lines(path)]
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[Record]:
