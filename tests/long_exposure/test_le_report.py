@@ -42,7 +42,8 @@ def synthetic_records():
         t.update(speedup_sdpa=t["t_sdpa"] / t["t_le"], speedup_eager=t["t_eager"] / t["t_le"])
         out.append(rec("end2end" if case.kind == "end2end" else "scale", case, t))
     for case in memory_cases(c):
-        m = {f"{mode}_{k}": v for mode, s in (("eager", 1.5), ("dense", 1.0), ("le", 0.7))
+        m = {f"{mode}_{k}": v for mode, s in (("eager", 1.5), ("dense", 1.0), ("le", 0.7),
+                                              ("oracle", 0.6))
              for k, v in (("weights", 4e6), ("grads_optimizer", 1e6), ("activations", 8e6 * s),
                           ("total", 4e6 + 1e6 + 8e6 * s))}
         out.append(rec("memory", case, {**m, "memory_ratio": 0.8}))

@@ -17,6 +17,7 @@ import torch
 
 from benchlab.core import interleave, threads
 from benchlab.core.stats import medians, paired_ratio
+from benchlab.core.timing import peak_memory
 
 from . import exposer as ex
 from . import finetune as ft
@@ -52,23 +53,43 @@ def measure_end2end(case, config, timer) -> dict:
 measure_scale = measure_ablation = measure_end2end
 
 
+MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eager, LE, LE-optimal
+
+
 def measure_memory(case, config, timer) -> dict:
-    """exp-overall-memory-*: weights, gradients + AdamW moments, saved activations of one step,
-    dense (SDPA and eager attention) vs LE; the whole study is one timed round."""
-    def study():
-        out = {}
-        for mode, prefix in (("sdpa", "dense"), ("eager", "eager"), ("le", "le")):
-            t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode,
-                           device=timer.device)
-            out.update({f"{prefix}_{k}": v for k, v in ft.step_memory(t.model, t.batch).items()})
+    """exp-overall-memory-* (Fig 8), one point of the sequence-length sweep: weights, gradients
+    + AdamW moments and the activations saved for backward of one step (finetune.step_memory:
+    counted from tensors, the same on every device; on CUDA also `<mode>_cuda_peak`, the
+    allocator's peak over a whole step), dense (SDPA, eager) vs LE with predicted masks and LE
+    with the exposer's oracle masks of the batch (the artifact's "LE-optimal"), with the
+    densities the two LE runs kept; the study is one timed round."""
+    data = wl.batch(config, case.model, case.seq_len)
+
+    def run(prefix):
+        src, mode = None, {"dense": "sdpa", "oracle": "le"}.get(prefix, prefix)
+        if prefix == "oracle":
+            src = wl.exposed_source(wl.base_model(case.model), data, config.ops.mass,
+                                    config.ops.mlp_rel)
+        t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode, data=data,
+                       source=src, device=timer.device)
+        out = {f"{prefix}_{k}": v for k, v in ft.step_memory(t.model, t.batch).items()}
+        if t.stats is not None:
+            out.update({f"{prefix}_density_{p}": t.stats.density(p) for p in ("attn", "mlp")})
+        if timer.device.startswith("cuda"):
+            out[f"{prefix}_cuda_peak"] = peak_memory(t.step, timer.device)
         return out
+
+    def study():
+        return {k: v for prefix in MEMORY_MODES for k, v in run(prefix).items()}
 
     with threads(config.threads) as n:
         out = timer.measure(study, warmup=0, rounds=1)
     return {"threads": n, **out, "memory_ratio": out["le_total"] / out["dense_total"],
             "memory_ratio_eager": out["le_total"] / out["eager_total"],
+            "memory_ratio_oracle": out["oracle_total"] / out["dense_total"],
             "activation_ratio": out["le_activations"] / out["dense_activations"],
-            "activation_ratio_eager": out["le_activations"] / out["eager_activations"]}
+            "activation_ratio_eager": out["le_activations"] / out["eager_activations"],
+            "activation_ratio_oracle": out["oracle_activations"] / out["dense_activations"]}
 
 
 def measure_breakdown(case, config, timer) -> dict:

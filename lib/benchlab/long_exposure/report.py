@@ -61,7 +61,13 @@ def end2end(frame, outdir):
     return save_figure(fig, outdir, "exp-overall-end2end")
 
 
+MEMORY_LINES = (("dense", "dense SDPA"), ("eager", "dense eager"), ("le", "LE (predicted)"),
+                ("oracle", "LE-optimal (oracle masks)"))
+
+
 def memory(frame, outdir):
+    """Fig 8: training memory against sequence length, one panel per PEFT method, one figure
+    per model (the artifact's OPT-350M and OPT-1.3B; the title names the model that ran)."""
     rows = of_kind(frame, "memory")
     paths = []
     for name in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
@@ -69,20 +75,24 @@ def memory(frame, outdir):
         if sub.empty:
             paths.append(_empty(outdir, name))
             continue
-        fig, ax = new_figure(size=(7.5, 3.6))
-        modes = (("eager", "eager"), ("dense", "SDPA"), ("le", "LE"))
-        labels = [f"{m}\n{label}" for m in sub["case.method"] for _, label in modes]
-        x = np.arange(len(labels))
-        bottom = np.zeros(len(labels))
-        for part in ("weights", "grads_optimizer", "activations"):
-            v = np.ravel(np.column_stack([_col(sub, f"{p}_{part}", 0.0) for p, _ in modes]))
-            ax.bar(x, v / 2**20, bottom=bottom, label=part)
-            bottom += v / 2**20
-        ax.set_xticks(x, labels, fontsize=6)
-        ax.set_ylabel("training memory (MiB)")
-        ax.set_title(f"{name} ({sub['case.model'].iloc[0]}, L={int(sub['case.seq_len'].iloc[0])})",
-                     fontsize=8)
-        ax.legend(fontsize=7)
+        methods = list(dict.fromkeys(sub["case.method"]))
+        fig, axes = new_figure(1, len(methods), size=(3.2 * len(methods), 3.4))
+        for ax, method in zip(np.ravel(axes), methods, strict=True):
+            m = sub[sub["case.method"] == method].sort_values("case.seq_len")
+            for prefix, label in MEMORY_LINES:
+                ax.plot(m["case.seq_len"], _col(m, f"{prefix}_total") / 2**20, marker="o",
+                        label=label)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("sequence length")
+            last = m.iloc[-1]
+            a, d = (last.get(f"le_density_{p}", np.nan) for p in ("attn", "mlp"))
+            ax.set_title(f"{method}: LE kept attn {a:.2f}, mlp {d:.2f} at "
+                         f"L={int(last['case.seq_len'])}", fontsize=7)
+        np.ravel(axes)[0].set_ylabel("training memory (MiB)")
+        np.ravel(axes)[0].legend(fontsize=6)
+        model = sub["case.model"].iloc[0]
+        fig.suptitle(f"{name}: {model}, tensors counted (weights, grads + AdamW, saved "
+                     "activations)", fontsize=8)
         paths.append(save_figure(fig, outdir, name))
     return paths
 
@@ -254,9 +264,10 @@ TABLE_COLUMNS = {
     "end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
                      "speedup_sdpa", "speedup_eager", "density_attn", "density_doc",
                      "density_mlp", "keeps_everything"],
-    "memory": ["case.figure", "case.model", "case.method", "eager_total", "dense_total",
-                    "le_total", "memory_ratio", "memory_ratio_eager", "activation_ratio",
-                    "activation_ratio_eager"],
+    "memory": ["case.figure", "case.model", "case.method", "case.seq_len", "eager_total",
+               "dense_total", "le_total", "oracle_total", "memory_ratio", "memory_ratio_eager",
+               "memory_ratio_oracle", "activation_ratio", "le_density_attn", "le_density_mlp",
+               "oracle_density_attn", "oracle_density_mlp"],
     "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa", "density_attn",
                  "density_doc", "density_mlp", "keeps_everything"],
     "breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
