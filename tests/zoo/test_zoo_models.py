@@ -79,7 +79,11 @@ def test_paper_specs_name_the_published_checkpoints():
         "opt-125m": "facebook/opt-125m", "opt-350m": "facebook/opt-350m",
         "opt-1.3b": "facebook/opt-1.3b", "opt-2.7b": "facebook/opt-2.7b",
         "olmoe-1b-7b": "allenai/OLMoE-1B-7B-0924", "llama2-7b": "meta-llama/Llama-2-7b-hf",
-        "gpt2": "gpt2"}
+        "gpt2": "gpt2", "gpt2-large": "openai-community/gpt2-large",
+        "gpt2-xl": "openai-community/gpt2-xl"}
+    for name, shape in {"gpt2-large": (1280, 36, 20), "gpt2-xl": (1600, 48, 25)}.items():
+        c = zoo.hf_config(name)  # the published config.json's n_embd, n_layer, n_head
+        assert (c.n_embd, c.n_layer, c.n_head) == shape
     assert zoo.hf_config("opt-125m").ffn_dim == 3072
     assert zoo.hf_config("llama2-7b").intermediate_size == 11008
     small = zoo.hf_config("opt-125m-shape")  # same shape as OPT-125m, zoo vocabulary

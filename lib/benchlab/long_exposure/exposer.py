@@ -1,18 +1,20 @@
-"""The exposer: how sparse each OPT layer really is, per token and as unions (shadowy sparsity).
+"""The exposer: how sparse each OPT or GPT-2 layer really is, per token and as unions (shadowy
+sparsity).
 
     python -c "from benchlab import zoo; import torch; \
 from benchlab.long_exposure.exposer import *; m = zoo.trained('opt-tiny'); \
 ids = torch.randint(2, 4096, (2, 128)); print(expose(m, ids).summary())"
 
-Hooks (forward hooks on every OPTDecoderLayer's self_attn.q_proj, self_attn.k_proj and fc1, so
-any attention implementation and peft-wrapped q/k projections work) capture per layer:
-    attn_in (B, L, C)  the q_proj input (the attention predictors' input)
+Hooks (forward hooks on every OPTDecoderLayer's self_attn.q_proj, self_attn.k_proj and fc1, or
+every GPT2Block's attn.c_attn and mlp.c_fc, so any attention implementation and peft-wrapped
+projections work) capture per layer:
+    attn_in (B, L, C)  the q_proj / c_attn input (the attention predictors' input)
     q, k    (B, H, L, D)  projections; probabilities A = softmax(q k^T * D**-0.5, causal) are
                           recomputed here, in float32, with padded keys masked by key_lengths
                           and keys of other documents masked (packed rows: documents.Docs from
                           the model's eos_token_id; the model itself runs document-masked)
-    mlp_in  (B, L, C)  the fc1 input (the MLP predictors' input)
-    act     (B, L, F)  relu(fc1(mlp_in))
+    mlp_in  (B, L, C)  the fc1 / c_fc input (the MLP predictors' input)
+    act     (B, L, F)  act(fc1(mlp_in)), the layer's own activation (OPT relu, GPT-2 gelu_new)
 
 Attention, per head, in blocks of `attn_block` (16) tokens; `mass` the attention mass to keep:
     token_mass[b,h,t,j] = sum_{key c in block j} A[b,h,t,c]              (rows sum to 1)
@@ -27,11 +29,13 @@ Attention, per head, in blocks of `attn_block` (16) tokens; `mass` the attention
   so the document structure counts as sparsity; `attn_doc` is that structure alone (document
   blocks / causal blocks: what an exact per-document dense attention computes).
 MLP, neurons in blocks of `mlp_block`:
-    neuron active  act > mlp_rel * (max act of that token in that layer)
+    neuron active  |act| > mlp_rel * (max |act| of that token in that layer) (for ReLU: act
+                   itself; GELU is never exactly zero, so its MLP is measured by this rule
+                   only, nothing assumed sparse)
     token block    active when >= mlp_min_active of its neurons are active
     seq union      OR over the (valid) tokens of a sequence; batch union OR over the batch
-  also, per neuron (block of one): `mlp_nonzero` the plain fraction of non-zero ReLU outputs
-  per token, `mlp_neuron_token` the fraction of active neurons per token, and their unions
+  also, per neuron (block of one): `mlp_nonzero` the plain fraction of non-zero outputs (~1 for
+  GELU) per token, `mlp_neuron_token` the fraction of active neurons per token, and their unions
   `mlp_neuron_seq_union`, `mlp_neuron_batch_union`.
 
 Metric names (bench/test_long_exposure_ops.py::test_exposer records one list per layer, densities
@@ -59,11 +63,10 @@ class ExposerConfig:
 
 
 def opt_layers(model) -> list:
-    """The OPTDecoderLayer modules of an OPT model (plain or peft-wrapped), in order."""
-    layers = [m for m in model.modules() if type(m).__name__ == "OPTDecoderLayer"]
-    if not layers:
-        raise ValueError(f"{type(model).__name__}: no OPTDecoderLayer found")
-    return layers
+    """The decoder layers of an OPT or GPT-2 model (plain or peft-wrapped), in order."""
+    from .peft_methods import decoder_layers
+
+    return decoder_layers(model)
 
 
 @dataclass
@@ -87,8 +90,11 @@ def capture(model, *, keep_acts: bool = True):
         B, L, C = x.shape
         return x.detach().view(B, L, H, C // H).transpose(1, 2)
 
+    from .peft_methods import parts
+
     for i, layer in enumerate(opt_layers(model)):
-        H = layer.self_attn.num_heads
+        p = parts(layer)
+        H = p.heads
         cap.heads.append(H)
 
         def q_hook(mod, inp, out, i=i, H=H):
@@ -98,15 +104,23 @@ def capture(model, *, keep_acts: bool = True):
         def k_hook(mod, inp, out, i=i, H=H):
             cap.k[i] = split(out, H)
 
-        def fc1_hook(mod, inp, out, i=i):
+        def qkv_hook(mod, inp, out, qh=q_hook, kh=k_hook):  # GPT-2's c_attn: q, k, v at once
+            q, k, _ = out.chunk(3, dim=-1)
+            qh(mod, inp, q)
+            kh(mod, inp, k)
+
+        def fc1_hook(mod, inp, out, i=i, act=p.act):
             shape = cap.attn_in[i].shape[:2]
             cap.mlp_in[i] = inp[0].detach().reshape(*shape, -1)
             if keep_acts:
-                cap.act[i] = torch.relu(out.detach()).reshape(*shape, -1)
+                cap.act[i] = act(out.detach()).reshape(*shape, -1)
 
-        handles += [layer.self_attn.q_proj.register_forward_hook(q_hook),
-                    layer.self_attn.k_proj.register_forward_hook(k_hook),
-                    layer.fc1.register_forward_hook(fc1_hook)]
+        if p.conv:
+            handles.append(layer.attn.c_attn.register_forward_hook(qkv_hook))
+        else:
+            handles += [layer.self_attn.q_proj.register_forward_hook(q_hook),
+                        layer.self_attn.k_proj.register_forward_hook(k_hook)]
+        handles.append(p.fc1.register_forward_hook(fc1_hook))
     try:
         yield cap
     finally:
@@ -264,7 +278,9 @@ def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
 
 
 def mlp_active_blocks(act, cfg: ExposerConfig) -> torch.Tensor:
-    """(B, L, F) ReLU outputs -> (B, L, F // mlp_block) bool per-token block activity."""
+    """(B, L, F) activations -> (B, L, F // mlp_block) bool per-token block activity
+    (|act| against the token's max |act|: for ReLU the same as act)."""
+    act = act.abs()
     top = act.amax(-1, keepdim=True)
     active = (act > cfg.mlp_rel * top) & (act > 0)
     return block_sum(active.float(), cfg.mlp_block, -1) >= cfg.mlp_min_active
@@ -278,7 +294,8 @@ def mlp_sparsity(act, cfg: ExposerConfig, valid) -> dict:
     neuron = mlp_active_blocks(act, ExposerConfig(mlp_block=1, mlp_rel=cfg.mlp_rel))
     neuron = neuron & valid[:, :, None]  # (B, L, F)
     n_seq = neuron.any(1)
-    return dict(mlp_nonzero=float(((act > 0) & valid[:, :, None]).sum() / (n_tok * act.shape[-1])),
+    return dict(mlp_nonzero=float(((act != 0) & valid[:, :, None]).sum()
+                                  / (n_tok * act.shape[-1])),
                 mlp_neuron_token=float(neuron.sum() / (n_tok * act.shape[-1])),
                 mlp_neuron_seq_union=float(n_seq.float().mean()),
                 mlp_neuron_batch_union=float(n_seq.any(0).float().mean()),

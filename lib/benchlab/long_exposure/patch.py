@@ -1,16 +1,19 @@
-"""Long Exposure mode for Hugging Face OPT: each decoder layer's attention and MLP run through the
-block-sparse operators (ops_attn, ops_mlp) with masks chosen per layer from the layer's input.
+"""Long Exposure mode for Hugging Face OPT and GPT-2: each decoder layer's attention and MLP run
+through the block-sparse operators (ops_attn, ops_mlp) with masks chosen per layer from the
+layer's input. GPT-2 (GELU, nothing exactly zero) runs its MLP dense unless sparse_mlp=True.
 
     python -c "from benchlab import zoo; from benchlab.long_exposure.patch import *; \
 m = zoo.build('opt-tiny'); patch(m, KeepAll()); import torch; \
 print(m(torch.randint(0, 4096, (1, 64))).logits.shape)"
 
-`patch(model, source, attn=...)` swaps the forward of every OPTDecoderLayer for
+`patch(model, source, attn=...)` swaps the forward of every OPTDecoderLayer / GPT2Block for
 `le_layer_forward` (the parameters and their names stay, so checkpoints and peft wrappers are
 untouched); `unpatch` restores Hugging Face's. Rows are packed documents (no padding): a forward
-pre-hook on the OPTDecoder reads input_ids and derives each token's document from the model's
-eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents (causal and
-block-diagonal); HF's attention_mask is unused. Dense modes (source None) run `attn` in
+pre-hook on the OPTDecoder / GPT2Model reads input_ids and derives each token's document from
+the model's eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents
+(causal and block-diagonal); HF's attention_mask is unused. Positions stay the model's own (row
+positions 0..T-1, or the position_ids given; OPT and GPT-2 alike): packing does not restart
+them per document, as in pretraining's packed rows. Dense modes (source None) run `attn` in
 ops_attn.DENSE_IMPLS (eager, sdpa, sdpa_docs; sdpa_causal is the old cross-document path, a
 reference only) or "flex" (flex.py, the document BlockMask). Long Exposure modes (a source) run
 `attn` "sparse" (ops_attn.block_sparse_attention) or "flex" (the source's blocks AND the
@@ -35,7 +38,7 @@ from benchlab.core.errors import BenchlabError
 
 from . import ops_attn, ops_mlp
 from .documents import Docs
-from .peft_methods import AdaptedLinear, decoder_layers, is_prefix
+from .peft_methods import FAMILIES, AdaptedLinear, decoder_layers, family, is_prefix, parts
 
 ATTN_BLOCK = ops_attn.BLOCK
 SPARSE_IMPLS = ("sparse", "flex")
@@ -155,17 +158,17 @@ class _LayerState:
     stats: Stats
     dense_above: dict | None = None  # kind -> density above which the dense kernel runs
     attn: str = "sparse"  # attention implementation (module docstring)
+    sparse_mlp: bool = True  # False: the MLP runs dense in LE mode (recorded as density 1.0)
+    ffn: int = 0  # MLP width (neurons)
 
 
-def _attention(layer, h, keep, st: _LayerState):
-    """OPT self-attention on h (B, T, C) inside documents, with kept blocks `keep` (None: the
+def _attention(parts, h, keep, st: _LayerState):
+    """Self-attention on h (B, T, C) inside documents, with kept blocks `keep` (None: the
     dense implementation: st.attn for a dense patch, SDPA with the document mask otherwise)."""
-    attn, docs = layer.self_attn, st.stats.docs
+    docs = st.stats.docs
     B, T, C = h.shape
-    H, D = attn.num_heads, attn.head_dim
-    q = (attn.q_proj(h) * attn.scaling).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-    k = attn.k_proj(h).view(B, T, H, D).transpose(1, 2)
-    v = attn.v_proj(h).view(B, T, H, D).transpose(1, 2)
+    H = parts.heads
+    q, k, v = (x.view(B, T, H, C // H).transpose(1, 2) for x in parts.qkv(h))  # (B, H, T, D)
     impl = st.attn if st.source is None else ("sdpa" if keep is None else st.attn)
     if impl == "sparse":
         o = ops_attn.block_sparse_attention(q, k, v, keep, causal=True, scale=1.0,
@@ -176,18 +179,39 @@ def _attention(layer, h, keep, st: _LayerState):
         o = flex.attention(q, k, v, flex.block_mask(docs.ids, H, keep), scale=1.0)
     else:
         o = ops_attn.document_attention(q, k, v, docs, impl, scale=1.0)
-    return attn.out_proj(o.transpose(1, 2).reshape(B, T, C))
+    return parts.out(o.transpose(1, 2).reshape(B, T, C))
 
 
-def _mlp(layer, h, keep, mlp_block):
-    """OPT MLP on h (B, T, C); `keep` (B, F/block) kept neuron blocks, None for dense."""
+def _mlp(parts, h, keep, mlp_block):
+    """The MLP on h (B, T, C); `keep` (B, F/block) kept neuron blocks, None for dense. ReLU
+    (OPT): ops_mlp's block-sparse operator, exact where it keeps. GELU (GPT-2): the kept
+    neurons only, gathered per row; a dropped GELU neuron is not zero, so this is the masked
+    function, an approximation of the dense MLP unless every block is kept."""
     if keep is None:
-        return layer.fc2(layer.activation_fn(layer.fc1(h)))
-    fc1, fc2 = layer.fc1, layer.fc2
+        return parts.fc2(parts.act(parts.fc1(h)))
+    fc1, fc2 = parts.fc1, parts.fc2
     base2 = fc2.base if isinstance(fc2, AdaptedLinear) else fc2
-    y = ops_mlp.block_sparse_mlp(h, fc1.weight, fc1.bias, base2.weight, base2.bias, keep,
-                                 mlp_block)
+    if not parts.conv:
+        y = ops_mlp.block_sparse_mlp(h, fc1.weight, fc1.bias, base2.weight, base2.bias, keep,
+                                     mlp_block)
+    else:  # Conv1D: weight (in, out)
+        rows = []
+        for b in range(h.shape[0]):
+            idx = ops_mlp.keep_to_index(keep[b], mlp_block)
+            a = parts.act(torch.addmm(fc1.bias[idx], h[b], fc1.weight[:, idx]))
+            rows.append(torch.addmm(base2.bias, a, base2.weight[idx]))
+        y = torch.stack(rows)
     return fc2.adapter(y) if isinstance(fc2, AdaptedLinear) else y
+
+
+def _dense_mlp_stats(st: _LayerState, h):
+    """Record a dense MLP (a GELU model without explicit masks) as density 1.0."""
+    n = h.shape[0] * (st.ffn // st.mlp_block)
+    st.stats.mlp_kept += n
+    st.stats.mlp_total += n
+    acc = st.stats.per_layer.setdefault(st.index, {}).setdefault("mlp", [0, 0])
+    acc[0] += n
+    acc[1] += n
 
 
 def _masks(st: _LayerState, kind: str, h):
@@ -230,22 +254,28 @@ def _masks(st: _LayerState, kind: str, h):
     return keep
 
 
-def le_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
-    """OPTDecoderLayer.forward in Long Exposure mode (pre- and post-LN OPT variants)."""
+def le_layer_forward(self, hidden_states, *args, **kwargs):
+    """OPTDecoderLayer / GPT2Block forward in Long Exposure mode (pre- and post-LN OPT, pre-LN
+    GPT-2; HF's attention mask and cache arguments are unused)."""
     st: _LayerState = self._long_exposure
     if st.source is not None and hidden_states.shape[1] % ATTN_BLOCK:
         raise BenchlabError(f"seq_len: {hidden_states.shape[1]} is not a multiple of the "
                             f"attention block {ATTN_BLOCK}")
-    pre = self.do_layer_norm_before
+    p = parts(self)
     residual = hidden_states
-    h = self.self_attn_layer_norm(hidden_states) if pre else hidden_states
-    x = residual + _attention(self, h, _masks(st, "attn", h), st)  # (B, T, C)
-    if not pre:
-        x = self.self_attn_layer_norm(x)
-    h = self.final_layer_norm(x) if pre else x
-    x = x + _mlp(self, h, _masks(st, "mlp", h), st.mlp_block)
-    if not pre:
-        x = self.final_layer_norm(x)
+    h = p.attn_ln(hidden_states) if p.pre_ln else hidden_states
+    x = residual + _attention(p, h, _masks(st, "attn", h), st)  # (B, T, C)
+    if not p.pre_ln:
+        x = p.attn_ln(x)
+    h = p.mlp_ln(x) if p.pre_ln else x
+    if st.source is not None and not st.sparse_mlp:
+        _dense_mlp_stats(st, h)
+        keep = None
+    else:
+        keep = _masks(st, "mlp", h)
+    x = x + _mlp(p, h, keep, st.mlp_block)
+    if not p.pre_ln:
+        x = p.mlp_ln(x)
     return x
 
 
@@ -257,10 +287,8 @@ def _break_even(dense_above: dict, kind: str, h) -> float:
 
 
 def _decoder(model):
-    found = [m for m in model.modules() if type(m).__name__ == "OPTDecoder"]
-    if not found:
-        raise BenchlabError(f"model: {type(model).__name__}: no OPTDecoder found (not OPT?)")
-    return found[0]
+    name = FAMILIES[family(model)].stack
+    return next(m for m in model.modules() if type(m).__name__ == name)
 
 
 def _docs_hook(stats: Stats, eos: int):
@@ -274,14 +302,18 @@ def _docs_hook(stats: Stats, eos: int):
 
 
 def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
-          dense_above: dict | None = None, eos: int | None = None) -> Stats:
-    """Put every OPT decoder layer of `model` in document-masked mode; returns the shared Stats.
+          dense_above: dict | None = None, eos: int | None = None,
+          sparse_mlp: bool | None = None) -> Stats:
+    """Put every decoder layer of an OPT or GPT-2 `model` in document-masked mode; returns the
+    shared Stats.
     `source` None: dense, attention `attn` in ops_attn.DENSE_IMPLS or "flex"; otherwise Long
     Exposure, attention `attn` "sparse" or "flex". `dense_above` ({"attn": a, "mlp": m},
     densities of kept blocks, numbers or callables of the length): a layer part whose mask
     keeps more than that runs the dense kernel instead (the break-even of the block-sparse
     operator on the machine; None: always the sparse operator). `eos`: the document separator
-    (default: the model config's eos_token_id)."""
+    (default: the model config's eos_token_id). `sparse_mlp` (LE mode): use the source's MLP
+    masks; default True for ReLU MLPs (OPT), False for GELU (GPT-2: the MLP runs dense, Stats
+    count it as density 1.0; True runs the masked GELU MLP, an approximation, see _mlp)."""
     allowed = SPARSE_IMPLS if source is not None else (*ops_attn.DENSE_IMPLS, "flex")
     if attn not in allowed:
         raise BenchlabError(f"attn: unknown {attn!r} for {'LE' if source else 'dense'} mode; "
@@ -291,6 +323,10 @@ def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
     if is_prefix(model):  # its layers would drop the prefix keys and values without a word
         raise BenchlabError("model: prefix tuning runs on Hugging Face's attention "
                             "(peft_methods.attend_in_documents), not on patched layers")
+    from transformers.pytorch_utils import Conv1D
+
+    fam = FAMILIES[family(model)]
+    sparse_mlp = fam.relu if sparse_mlp is None else sparse_mlp
     stats = Stats()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     eos = base.config.eos_token_id if eos is None else eos
@@ -300,17 +336,16 @@ def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
     dec._long_exposure_hook = dec.register_forward_pre_hook(_docs_hook(stats, eos),
                                                             with_kwargs=True)
     for i, layer in enumerate(decoder_layers(model)):
-        if source is None:
-            layer._long_exposure = _LayerState(i, None, mlp_block, stats, None, attn)
-            layer.forward = le_layer_forward.__get__(layer)
-            continue
-        if type(layer.fc1) is not torch.nn.Linear:
-            raise BenchlabError(f"model: layer {i}: fc1 is {type(layer.fc1).__name__}; Long "
-                                "Exposure needs a plain Linear fc1 (no LoRA on the MLP)")
-        if layer.fc1.out_features % mlp_block:
-            raise BenchlabError(f"mlp_block: {mlp_block} does not divide ffn_dim "
-                                f"{layer.fc1.out_features}")
-        layer._long_exposure = _LayerState(i, source, mlp_block, stats, dense_above, attn)
+        fc1 = parts(layer).fc1
+        if source is not None and sparse_mlp and type(fc1) not in (torch.nn.Linear, Conv1D):
+            raise BenchlabError(f"model: layer {i}: fc1 is {type(fc1).__name__}; the sparse "
+                                "MLP needs a plain Linear / Conv1D fc1 (no LoRA on the MLP)")
+        ffn = fc1.out_features if hasattr(fc1, "out_features") else fc1.nf
+        if source is not None and ffn % mlp_block:
+            raise BenchlabError(f"mlp_block: {mlp_block} does not divide ffn_dim {ffn}")
+        layer._long_exposure = _LayerState(i, source, mlp_block, stats,
+                                           dense_above if source is not None else None, attn,
+                                           sparse_mlp, ffn)
         layer.forward = le_layer_forward.__get__(layer)
     return stats
 

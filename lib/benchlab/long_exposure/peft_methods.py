@@ -1,6 +1,12 @@
-"""PEFT baselines on OPT: full fine-tuning, LoRA (q, v; r 4, alpha 32 via Hugging Face `peft`),
-a bottleneck adapter (dim 64, after attention and after the MLP), BitFit (biases only) and prefix
-tuning (16 virtual key/value tokens per layer via `peft`, no reparametrization).
+"""PEFT baselines on OPT and GPT-2: full fine-tuning, LoRA (r 4, alpha 32 via Hugging Face
+`peft`; OPT q_proj, v_proj; GPT-2 c_attn, peft's own default for GPT-2, a Conv1D so
+fan_in_fan_out), a bottleneck adapter (dim 64, after attention and after the MLP), BitFit
+(biases only) and prefix tuning (OPT only: 16 virtual key/value tokens per layer via `peft`, no
+reparametrization).
+
+The model families (FAMILIES) name the decoder layer class, the module whose forward reads the
+input_ids (patch.py hooks it) and the attention / MLP modules patch.py, exposer.py and the
+adapter use: `parts(layer)` (LayerParts).
 
 Prefix tuning hands every layer a cache of prefix keys/values; patch.py's layers ignore it, so a
 prefix model runs Hugging Face's own attention (eager or sdpa) with `attend_in_documents`: the
@@ -25,7 +31,7 @@ ATTN_IMPLS = ("sdpa", "eager")
 class PeftConfig:
     lora_r: int = 4
     lora_alpha: int = 32
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_targets: tuple[str, ...] | None = None  # None: the family's (Family.lora)
     adapter_dim: int = 64
     prefix_tokens: int = 16
 
@@ -49,21 +55,75 @@ class AdaptedLinear(nn.Module):
     """A frozen linear layer followed by an adapter. Long Exposure's patched layer reads `base`
     for its sparse operator and applies `adapter` to the result."""
 
-    def __init__(self, base: nn.Linear, bottleneck: int):
+    def __init__(self, base: nn.Module, bottleneck: int):  # nn.Linear or a GPT-2 Conv1D (nf)
         super().__init__()
         self.base = base
-        self.adapter = Adapter(base.out_features, bottleneck)
+        self.adapter = Adapter(getattr(base, "out_features", None) or base.nf, bottleneck).to(
+            base.weight.device, base.weight.dtype)
 
     def forward(self, x):
         return self.adapter(self.base(x))
 
 
+@dataclass(frozen=True)
+class Family:
+    layer: str  # decoder layer class name
+    stack: str  # the module whose forward gets input_ids (the decoder)
+    lora: tuple[str, ...]  # default LoRA targets
+    relu: bool  # ReLU MLP (exact zeros: the block-sparse MLP is exact where the mask is true)
+
+
+FAMILIES = {"opt": Family("OPTDecoderLayer", "OPTDecoder", ("q_proj", "v_proj"), True),
+            "gpt2": Family("GPT2Block", "GPT2Model", ("c_attn",), False)}
+
+
+@dataclass
+class LayerParts:
+    """One decoder layer's pieces, the same names for every family. Attention: `qkv(h)` ->
+    (q, k, v) each (B, T, C) with q already scaled, `out` the output projection. MLP:
+    y = fc2(act(fc1(h))); `conv` when fc1 / fc2 are Conv1D (weight (in, out))."""
+    heads: int
+    qkv: object
+    out: nn.Module
+    attn_ln: nn.Module
+    mlp_ln: nn.Module
+    fc1: nn.Module
+    fc2: nn.Module
+    act: object
+    conv: bool
+    pre_ln: bool
+
+
+def family(model) -> str:
+    """The family key of a (possibly peft-wrapped) model: "opt" or "gpt2"."""
+    names = {type(m).__name__ for m in model.modules()}
+    for key, fam in FAMILIES.items():
+        if fam.layer in names:
+            return key
+    raise BenchlabError(f"model: {type(model).__name__}: no OPT or GPT-2 decoder layers found")
+
+
 def decoder_layers(model) -> list[nn.Module]:
-    """The OPTDecoderLayer modules of a (possibly peft-wrapped) OPT model, in order."""
-    layers = [m for m in model.modules() if type(m).__name__ == "OPTDecoderLayer"]
-    if not layers:
-        raise BenchlabError(f"model: {type(model).__name__}: no OPTDecoderLayer found (not OPT?)")
-    return layers
+    """The decoder layers (OPTDecoderLayer or GPT2Block) of a (possibly peft-wrapped) model."""
+    name = FAMILIES[family(model)].layer
+    return [m for m in model.modules() if type(m).__name__ == name]
+
+
+def parts(layer) -> LayerParts:
+    """The LayerParts of one OPT or GPT-2 decoder layer."""
+    if type(layer).__name__ == "GPT2Block":
+        a, m = layer.attn, layer.mlp
+
+        def qkv(h):
+            q, k, v = a.c_attn(h).split(a.split_size, dim=2)
+            return q * a.scaling, k, v
+        return LayerParts(a.num_heads, qkv, a.c_proj, layer.ln_1, layer.ln_2, m.c_fc, m.c_proj,
+                          m.act, True, True)
+    a = layer.self_attn
+    return LayerParts(a.num_heads,
+                      lambda h: (a.q_proj(h) * a.scaling, a.k_proj(h), a.v_proj(h)),
+                      a.out_proj, layer.self_attn_layer_norm, layer.final_layer_norm, layer.fc1,
+                      layer.fc2, layer.activation_fn, False, layer.do_layer_norm_before)
 
 
 def set_attention(model, impl: str):
@@ -78,14 +138,11 @@ def set_attention(model, impl: str):
 
 def disable_dropout(model):
     """Zero every dropout so dense and Long Exposure runs see the same function (loss curves)."""
-    for layer in decoder_layers(model):
-        layer.dropout = 0.0
-        layer.self_attn.dropout = 0.0
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.model.decoder.dropout = 0.0
+        elif type(m).__name__ in ("OPTDecoderLayer", "OPTAttention", "OPTDecoder"):
+            m.dropout = 0.0  # OPT keeps these as floats for F.dropout
     return model
 
 
@@ -98,14 +155,17 @@ def apply_method(model, method: str, cfg: PeftConfig = PeftConfig()):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+    fam = family(model)
+    if method == "prefix" and fam != "opt":
+        raise BenchlabError(f"method: prefix tuning runs on OPT only, not {fam}")
     for p in model.parameters():
         p.requires_grad_(False)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                          target_modules=list(cfg.lora_targets), bias="none",
-                          task_type="CAUSAL_LM")
+                          target_modules=list(cfg.lora_targets or FAMILIES[fam].lora),
+                          bias="none", task_type="CAUSAL_LM", fan_in_fan_out=fam == "gpt2")
         return get_peft_model(model, lcfg)
     if method == "bitfit":
         for name, p in model.named_parameters():
@@ -118,24 +178,30 @@ def apply_method(model, method: str, cfg: PeftConfig = PeftConfig()):
         pcfg = PrefixTuningConfig(num_virtual_tokens=cfg.prefix_tokens, prefix_projection=False,
                                   task_type="CAUSAL_LM")
         return get_peft_model(model, pcfg)
-    for layer in decoder_layers(model):  # adapter: after attention out_proj and after fc2
-        layer.self_attn.out_proj = AdaptedLinear(layer.self_attn.out_proj, cfg.adapter_dim)
-        layer.fc2 = AdaptedLinear(layer.fc2, cfg.adapter_dim)
+    for layer in decoder_layers(model):  # adapter: after the attention output and after fc2
+        owner = (layer.attn, layer.mlp) if fam == "gpt2" else (layer.self_attn, layer)
+        out, fc2 = ("c_proj", "c_proj") if fam == "gpt2" else ("out_proj", "fc2")
+        setattr(owner[0], out, AdaptedLinear(getattr(owner[0], out), cfg.adapter_dim))
+        setattr(owner[1], fc2, AdaptedLinear(getattr(owner[1], fc2), cfg.adapter_dim))
     return model
 
 
 def expected_trainable(model_config, method: str, cfg: PeftConfig = PeftConfig(),
                        total: int | None = None) -> int:
-    """Trainable parameter count a method should give, from the OPT config alone (tests compare
-    it with what `apply_method` actually leaves trainable)."""
-    C, F, L = model_config.hidden_size, model_config.ffn_dim, model_config.num_hidden_layers
+    """Trainable parameter count a method should give, from the OPT or GPT-2 config alone (tests
+    compare it with what `apply_method` actually leaves trainable)."""
+    gpt2 = model_config.model_type == "gpt2"
+    C, L = model_config.hidden_size, model_config.num_hidden_layers
+    F = (model_config.n_inner or 4 * C) if gpt2 else model_config.ffn_dim
     if method == "full":
         return total
-    if method == "lora":  # A: (r, C), B: (C, r) per target per layer
-        return L * len(cfg.lora_targets) * 2 * cfg.lora_r * C
+    if method == "lora":  # A: (r, C), B: (out, r) per target per layer; GPT-2's c_attn out 3C
+        targets = cfg.lora_targets or FAMILIES["gpt2" if gpt2 else "opt"].lora
+        return L * len(targets) * cfg.lora_r * (C + (3 * C if gpt2 else C))
     if method == "adapter":  # two adapters per layer: down (C*b + b), up (b*C + C)
         return L * 2 * (2 * C * cfg.adapter_dim + cfg.adapter_dim + C)
     if method == "bitfit":  # q,k,v,out (4C) + fc1 (F) + fc2 (C) + 2 LN (2C) per layer; final LN C
+        # (GPT-2: c_attn 3C + c_proj C, the same count)
         return L * (4 * C + F + C + 2 * C) + C
     if method == "prefix":  # a key and a value vector (C) per virtual token per layer
         return cfg.prefix_tokens * L * 2 * C

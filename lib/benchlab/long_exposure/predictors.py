@@ -47,6 +47,7 @@ from torch import nn
 
 from . import exposer as ex
 from .ops_attn import BLOCK
+from .peft_methods import parts
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
     `cfg.val_fraction` of the rows (at least one row)."""
     n_val = max(1, round(cfg.val_fraction * rows.shape[0])) if rows.shape[0] > 1 else 0
     train_rows, val_rows = rows[:rows.shape[0] - n_val], rows[rows.shape[0] - n_val:]
-    heads = [layer.self_attn.num_heads for layer in ex.opt_layers(model)]
+    heads = [parts(layer).heads for layer in ex.opt_layers(model)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data = collect(model, train_rows, cfg, mlp_block)

@@ -102,3 +102,7 @@ _add("llama2-7b", "llama", "paper", "meta-llama/Llama-2-7b-hf", vocab_size=32000
      bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
 _add("gpt2", "gpt2", "paper", "gpt2", vocab_size=50257, n_embd=768, n_layer=12, n_head=12,
      n_positions=1024, bos_token_id=50256, eos_token_id=50256)
+_add("gpt2-large", "gpt2", "paper", "openai-community/gpt2-large", vocab_size=50257, n_embd=1280,
+     n_layer=36, n_head=20, n_positions=1024, bos_token_id=50256, eos_token_id=50256)
+_add("gpt2-xl", "gpt2", "paper", "openai-community/gpt2-xl", vocab_size=50257, n_embd=1600,
+     n_layer=48, n_head=25, n_positions=1024, bos_token_id=50256, eos_token_id=50256)
