@@ -8,7 +8,7 @@ test_end2end          exp-overall-end2end: one training step per PEFT method, LE
 test_scale            exp-scale-model: LoRA step, LE vs dense, across model sizes
 test_ablation         exp-ablation-{attn,mlp}-time: LoRA step, only attention (or MLP) sparse
 test_memory           exp-overall-memory-*: weights, gradients + AdamW moments, activations
-test_breakdown        exp-ablation-breakdown: forward / backward / predictor seconds (LoRA)
+test_breakdown        exp-ablation-breakdown: forward / backward / optimizer / predictor per method
 test_model_step       the issue's goal: LoRA step at L=1024 on packed rows, LE (exposed or
                       synthetic masks, also dispatched at in-run break-even) vs dense
 test_predictor_curve  exp-ablation-predictor: loss curves, dense / predicted / random masks
@@ -37,6 +37,11 @@ def test_scale(case, config, timer, seed, record):
 @pytest.mark.cases("ablation_cases")
 def test_ablation(case, config, timer, seed, record):
     record(**M.measure_ablation(case, config, timer))
+
+
+@pytest.mark.cases("gpt2_cases")
+def test_gpt2(case, config, timer, seed, record):
+    record(**M.measure_gpt2(case, config, timer))
 
 
 @pytest.mark.cases("memory_cases")

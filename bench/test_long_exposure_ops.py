@@ -6,6 +6,7 @@
 test_op_mlp    exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense
 test_op_attn   exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA, eager
                (every point runs the operator, full masks too: shortcut=False)
+test_kernels   exp-ablation-kernels (Fig 12): SDD, DSD, fc1, fc2 each on its own vs dense
 test_exposer   exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs unions
 test_predictor_quality   predictor recall / precision on held-out rows
 test_mlp_grain exp-ablation-mlp-grain: MLP density by block size / threshold, neurons reordered
@@ -31,6 +32,11 @@ def test_op_mlp(case, config, timer, seed, record):
 @pytest.mark.cases.with_args(oc.op_attn_cases)
 def test_op_attn(case, config, timer, seed, record):
     record(**M.measure_op_attn(case, config, timer, seed))
+
+
+@pytest.mark.cases.with_args(oc.kernel_cases)
+def test_kernels(case, config, timer, seed, record):
+    record(**M.measure_kernels(case, config, timer, seed))
 
 
 @pytest.mark.cases.with_args(oc.exposer_cases)

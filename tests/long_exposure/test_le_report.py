@@ -15,6 +15,7 @@ from benchlab.long_exposure import (
 )
 from benchlab.long_exposure.opcases import (
     exposer_cases,
+    kernel_cases,
     op_attn_cases,
     op_mlp_cases,
     predictor_quality_cases,
@@ -51,8 +52,11 @@ def synthetic_records():
         out.append(rec("ablation", case, {"t_sdpa": 0.2, "t_le": 0.15,
                                                "speedup_sdpa": 1.33}))
     for case in breakdown_cases(c):
-        out.append(rec("breakdown", case, {f"{m}_{p}": 0.05 for m in ("dense", "le")
-                                                for p in ("forward", "backward", "predictor")}))
+        out.append(rec("breakdown", case, {f"{m}_{p}": 0.05 for m in ("dense", "le") for p in
+                                           ("forward", "backward", "optimizer", "predictor")}))
+    for case in kernel_cases(c):
+        out.append(rec("kernels", case, {f"speedup_{k}": 1 + case.sparsity
+                                         for k in ("sdd", "dsd", "fc1", "fc2")}))
     for j, case in enumerate(predictor_cases(c)):
         out.append(rec("predictor", case, {
             "losses": [5.0 - 0.1 * s + 0.05 * j for s in range(12)], "final_loss": 3.9,
@@ -86,10 +90,11 @@ def test_report_writes_every_figure_and_tables_deterministically(tmp_path):
     a = tmp_path / "a"
     assert set(FIGURES) <= {p.stem for p in a.glob("*.png")}
     for name in ("end2end", "memory", "op_mlp", "op_attn", "exposer", "predictor",
-                 "scale", "breakdown", "ablation", "predictor_quality"):
+                 "scale", "breakdown", "ablation", "predictor_quality", "kernels"):
         assert (a / f"{name}.md").exists() and (a / f"{name}.csv").exists(), name
     header = (a / "end2end.csv").read_text().splitlines()[0]
     assert "speedup_sdpa" in header and "speedup_eager" in header
+    assert "dense_optimizer" in (a / "breakdown.csv").read_text().splitlines()[0]
     for path in sorted(a.iterdir()):  # same records, any order -> same bytes
         assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
 

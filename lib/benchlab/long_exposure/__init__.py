@@ -29,6 +29,7 @@ from .opcases import (
     OPS_CONFIGS,
     OpsConfig,
     exposer_cases,
+    kernel_cases,
     op_attn_cases,
     op_mlp_cases,
     predictor_quality_cases,
@@ -41,7 +42,8 @@ from .report import report
 METRICS = {
     "t_*": None, "speedup*": None, "efficiency": None, "predictor_share": None,
     "dense_forward": None, "dense_backward": None, "dense_predictor": None, "le_forward": None,
-    "le_backward": None, "le_predictor": None, "dispatch_*": None,
+    "le_backward": None, "le_predictor": None, "dispatch_*": None, "dense_optimizer": None,
+    "le_optimizer": None, "dense_step": None, "le_step": None,
     "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0, "keeps_everything": 0,
     "documents_per_row": 1e-9, "break_even_*": None,
     "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
@@ -71,9 +73,9 @@ def inputs(case, config) -> dict[str, str]:
 
 
 __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", "memory_cases",
-           "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases",
-           "model_step_cases", "OPS_CONFIGS", "OpsConfig", "exposer_cases", "op_attn_cases",
-           "op_mlp_cases", "predictor_quality_cases"]
+           "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases", "gpt2_cases",
+           "model_step_cases", "OPS_CONFIGS", "OpsConfig", "exposer_cases", "kernel_cases",
+           "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +91,7 @@ class Config:
     memory_seq_lens: tuple[int, ...]  # exp-overall-memory-*: the sequence-length sweep
     scale_models: tuple[str, ...]  # exp-scale-model, smallest first
     scale_seq_len: int
+    gpt2_models: tuple[str, ...]  # exp-scale-gpt2 (Fig 13): every method, at scale_seq_len
     ablation_seq_lens: tuple[int, ...]
     curve_steps: int  # fine-tuning steps of the loss-curve experiments (exp-ablation-predictor)
     curve_seq_len: int
@@ -111,7 +114,7 @@ CONFIGS = {
                    "bitfit"), batch_size=1, rounds=3, warmup=1,
                    memory_models=(("opt-350m", "opt-tiny"),),
                    memory_seq_lens=(128, 256, 512, 1024, 2048), scale_models=("opt-tiny",),
-                   scale_seq_len=512,
+                   scale_seq_len=512, gpt2_models=("gpt2-tiny",),
                    ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256, lr=1e-3,
                    n_records=1500, predictor_rows=8, ops=OPS_CONFIGS["tiny"],
                    threads=1),
@@ -120,7 +123,8 @@ CONFIGS = {
                     memory_models=(("opt-350m", "opt-tiny"), ("opt-1.3b", "opt-125m-shape")),
                     memory_seq_lens=(128, 256, 512, 1024, 2048),
                     scale_models=("opt-tiny", "opt-125m-shape"),
-                    scale_seq_len=1024, ablation_seq_lens=(512, 1024), curve_steps=100,
+                    scale_seq_len=1024, gpt2_models=("gpt2-small-shape",),
+                    ablation_seq_lens=(512, 1024), curve_steps=100,
                     curve_seq_len=512, lr=3e-4, n_records=20000, predictor_rows=32,
                     ops=OPS_CONFIGS["small"], threads=1, step_model="opt-125m-shape",
                     step_densities=(0.25,)),
@@ -129,7 +133,8 @@ CONFIGS = {
                     memory_models=(("opt-350m", "opt-350m"), ("opt-1.3b", "opt-1.3b")),
                     memory_seq_lens=(128, 256, 512, 1024, 2048),
                     scale_models=("opt-350m", "opt-1.3b", "opt-2.7b"),
-                    scale_seq_len=1024, ablation_seq_lens=(512, 1024, 2048), curve_steps=500,
+                    scale_seq_len=1024, gpt2_models=("gpt2-large", "gpt2-xl"),
+                    ablation_seq_lens=(512, 1024, 2048), curve_steps=500,
                     curve_seq_len=1024, lr=1e-4, n_records=42000, predictor_rows=256,
                     ops=OPS_CONFIGS["paper"], step_model="opt-1.3b", step_densities=(0.25,)),
 }
@@ -138,7 +143,7 @@ CONFIGS = {
 @dataclass(frozen=True)
 class Case:
     id: str
-    kind: str  # end2end | memory | ablation | breakdown | predictor | scale
+    kind: str  # end2end | memory | ablation | breakdown | predictor | scale | gpt2 | model_step
     model: str
     seq_len: int
     method: str = "lora"
@@ -176,9 +181,10 @@ def ablation_cases(config) -> list[Case]:
 
 
 def breakdown_cases(config) -> list[Case]:
-    """exp-ablation-breakdown: forward / backward / predictor time, dense vs LE."""
-    return [Case(f"{_short(config.model)}-L{L}", "breakdown", config.model, L)
-            for L in config.seq_lens]
+    """exp-ablation-breakdown (Fig 10): forward / backward / optimizer / predictor time of a step
+    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown_all)."""
+    return [Case(f"{_short(config.model)}-{m}-L{L}", "breakdown", config.model, L, m)
+            for L in config.seq_lens for m in config.methods]
 
 
 def predictor_cases(config) -> list[Case]:
@@ -191,6 +197,14 @@ def scale_cases(config) -> list[Case]:
     """exp-scale-model: LoRA step LE vs dense SDPA across model sizes."""
     return [Case(f"{_short(m)}-L{config.scale_seq_len}", "scale", m, config.scale_seq_len)
             for m in config.scale_models]
+
+
+def gpt2_cases(config) -> list[Case]:
+    """exp-scale-gpt2 (Fig 13): one training step of every PEFT method on GPT-2 (its GELU MLP
+    runs dense: measured, not assumed sparse), LE vs dense SDPA and eager."""
+    return [Case(f"{_short(m)}-{method}-L{config.scale_seq_len}", "gpt2", m,
+                 config.scale_seq_len, method) for m in config.gpt2_models
+            for method in config.methods]
 
 
 def model_step_cases(config) -> list[Case]:

@@ -11,7 +11,6 @@ print(measure_end2end(end2end_cases(CONFIGS['tiny'])[1], CONFIGS['tiny'], Timer(
 """
 
 import functools
-from statistics import median
 
 import torch
 
@@ -26,6 +25,8 @@ from . import ops_attn as A
 from . import ops_mlp as OM
 from . import predictors as pr
 from . import workload as wl
+from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
+from .kernels import measure_kernels  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
 
 
@@ -37,9 +38,10 @@ def densities(stats) -> dict:
 
 
 def measure_end2end(case, config, timer) -> dict:
-    """exp-overall-end2end (also scale, ablation: LoRA): one training step of the case's PEFT
-    method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager, side by side
-    -> wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens, threads."""
+    """exp-overall-end2end (also scale and ablation: LoRA; gpt2, Fig 13): one training step of
+    the case's PEFT method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager,
+    side by side -> wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens,
+    threads."""
     with threads(config.threads) as n:
         modes = ("le", "sdpa") if case.kind == "ablation" else ("le", "sdpa", "eager")
         ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
@@ -50,7 +52,7 @@ def measure_end2end(case, config, timer) -> dict:
                 "tokens": int(ts["le"].batch.numel())}
 
 
-measure_scale = measure_ablation = measure_end2end
+measure_scale = measure_ablation = measure_gpt2 = measure_end2end
 
 
 MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eager, LE, LE-optimal
@@ -90,22 +92,6 @@ def measure_memory(case, config, timer) -> dict:
             "activation_ratio": out["le_activations"] / out["dense_activations"],
             "activation_ratio_eager": out["le_activations"] / out["eager_activations"],
             "activation_ratio_oracle": out["oracle_activations"] / out["dense_activations"]}
-
-
-def measure_breakdown(case, config, timer) -> dict:
-    """exp-ablation-breakdown: forward / backward / predictor seconds of a LoRA step, LE (timed)
-    and dense (stepped in the untimed setup of every round)."""
-    with threads(config.threads) as n:
-        le = wl.trainer(config, case.model, "lora", case.seq_len, mode="le", device=timer.device)
-        dense = wl.trainer(config, case.model, "lora", case.seq_len, mode="sdpa",
-                           device=timer.device)
-        parts = {"le": [], "dense": []}
-        timer.measure(lambda: parts["le"].append(le.timed_step()), warmup=config.warmup,
-                      rounds=config.rounds, setup=lambda: parts["dense"].append(dense.timed_step()))
-    out = {f"{mode}_{key}": median([r[key] for r in rows[-config.rounds:]])
-           for mode, rows in parts.items() for key in ("forward", "backward", "predictor")}
-    return {"threads": n, **out, "predictor_share": out["le_predictor"] / sum(
-        out[f"le_{k}"] for k in ("forward", "backward", "predictor"))}
 
 
 def model_step_run(case, config, timer):

@@ -140,6 +140,15 @@ def op_attn_cases(config) -> list[OpCase]:
                    c.attn_batch) for s in c.attn_sparsities]
 
 
+def kernel_cases(config) -> list[OpCase]:
+    """exp-ablation-kernels (Fig 12): SDD, DSD, fc1 and fc2 each on its own vs dense, at the
+    attention shape of op_attn_cases and the MLP shape of op_mlp_cases, over block sparsity."""
+    c = config.ops
+    return [OpCase(f"kernels-L{c.attn_seq_len}-sp{round(100 * s):02d}", "kernels", s,
+                   c.attn_seq_len, c.d_model, c.ffn_dim, c.mlp_block, c.heads, c.head_dim,
+                   c.attn_batch) for s in c.attn_sparsities]
+
+
 def exposer_cases(config) -> list[ExposerCase]:
     """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
     c = config.ops

@@ -20,7 +20,7 @@ FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-me
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
            "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
            "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model",
-           "exp-ablation-mlp-grain")
+           "exp-ablation-mlp-grain", "exp-ablation-kernels", "exp-scale-gpt2")
 MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
 
 
@@ -125,23 +125,47 @@ def part_time(frame, outdir, part: str):
 
 
 def breakdown(frame, outdir):
+    """Fig 10: forward / backward / optimizer / predictor ms of a step, dense SDPA and LE, per
+    PEFT method and length."""
+    name = "exp-ablation-breakdown"
     rows = of_kind(frame, "breakdown")
     if rows.empty:
-        return _empty(outdir, "exp-ablation-breakdown")
-    fig, ax = new_figure()
-    labels = [f"L={int(L)}\n{mode}" for L in rows["case.seq_len"] for mode in ("dense", "LE")]
-    x = np.arange(len(labels))
-    bottom = np.zeros(len(labels))
-    for part in ("forward", "backward", "predictor"):
-        v = np.ravel(np.column_stack([_col(rows, f"dense_{part}", 0.0),
-                                      _col(rows, f"le_{part}", 0.0)])) * 1e3
+        return _empty(outdir, name)
+    fig, ax = new_figure(size=(max(4.5, 1.1 * len(rows)), 3.4))
+    labels = [f"{m} L={int(L)}\n{mode}" for m, L in zip(rows["case.method"], rows["case.seq_len"],
+                                                       strict=True) for mode in ("dense", "LE")]
+    x, bottom = np.arange(len(labels)), np.zeros(len(labels))
+    for part in ("forward", "backward", "optimizer", "predictor"):
+        v = np.ravel(np.column_stack([_col(rows, f"{mode}_{part}", 0.0).fillna(0.0)
+                                      for mode in ("dense", "le")])) * 1e3
         ax.bar(x, v, bottom=bottom, label=part)
         bottom += v
-    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_xticks(x, labels, fontsize=5)
     ax.set_ylabel("time per step (ms)")
-    ax.set_title(f"exp-ablation-breakdown: {rows['case.model'].iloc[0]}", fontsize=9)
+    ax.set_title(f"{name}: {rows['case.model'].iloc[0]}", fontsize=9)
     ax.legend(fontsize=7)
-    return save_figure(fig, outdir, "exp-ablation-breakdown")
+    return save_figure(fig, outdir, name)
+
+
+def kernels(frame, outdir):
+    """Fig 12: each sparse kernel (SDD, DSD, fc1, fc2; kernels.py) over its dense counterpart."""
+    name = "exp-ablation-kernels"
+    rows = of_kind(frame, "kernels")
+    if rows.empty:
+        return _empty(outdir, name)
+    rows = rows.sort_values("case.sparsity")
+    fig, ax = new_figure()
+    for k in ("sdd", "dsd", "fc1", "fc2"):
+        ax.plot(rows["case.sparsity"], _col(rows, f"speedup_{k}"), marker="o", label=k.upper())
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("block sparsity (attention: of the causal blocks; MLP: of the neuron blocks)")
+    ax.set_ylabel("dense / sparse time (forward)")
+    r = rows.iloc[0]
+    ax.set_title(f"{name}: L={int(r['case.tokens'])}, {int(r['case.heads'])} heads of "
+                 f"{int(r['case.head_dim'])}, d={int(r['case.d_model'])}, "
+                 f"F={int(r['case.ffn_dim'])}", fontsize=8)
+    ax.legend(fontsize=7)
+    return save_figure(fig, outdir, name)
 
 
 def predictor_curves(frame, outdir):
@@ -170,6 +194,25 @@ def scale(frame, outdir):
                                          for key, label in MODES}, "LoRA step time (ms)")
     ax.set_title(f"exp-scale-model (L={int(rows['case.seq_len'].iloc[0])})", fontsize=9)
     return save_figure(fig, outdir, "exp-scale-model")
+
+
+def gpt2(frame, outdir):
+    """Fig 13: a step of every PEFT method on GPT-2, dense (eager, SDPA) vs LE, per model."""
+    name = "exp-scale-gpt2"
+    rows = of_kind(frame, "gpt2")
+    if rows.empty:
+        return _empty(outdir, name)
+    models = list(dict.fromkeys(rows["case.model"]))
+    fig, axes = new_figure(1, len(models), size=(4.8 * len(models), 3.6))
+    for ax, model in zip(np.ravel(axes), models, strict=True):
+        sub = rows[rows["case.model"] == model]
+        _bars(ax, [f"{m}\n{le_label(r)}" for m, (_, r) in zip(sub["case.method"], sub.iterrows(),
+                                                                strict=True)],
+              {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
+        ax.tick_params(axis="x", labelsize=5)
+        ax.set_title(f"{name}: {model}, L={int(sub['case.seq_len'].iloc[0])} (GELU MLP dense)",
+                     fontsize=8)
+    return save_figure(fig, outdir, name)
 
 
 def operator(frame, outdir, kind: str):
@@ -270,8 +313,12 @@ TABLE_COLUMNS = {
                "oracle_density_attn", "oracle_density_mlp"],
     "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa", "density_attn",
                  "density_doc", "density_mlp", "keeps_everything"],
-    "breakdown": ["case.seq_len", "dense_forward", "dense_backward", "le_forward",
-                       "le_backward", "le_predictor"],
+    "breakdown": ["case.method", "case.seq_len", "dense_forward", "dense_backward",
+                  "dense_optimizer", "le_forward", "le_backward", "le_optimizer", "le_predictor",
+                  "predictor_share", "speedup", "density_attn", "density_mlp"],
+    "kernels": ["case.sparsity", "density_attn", "density_mlp"] + [
+        f"{m}" for k in ("sdd", "dsd", "fc1", "fc2")
+        for m in (f"speedup_{k}", f"t_{k}_dense", f"t_{k}_sparse")],
     "predictor": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
     "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
                     "efficiency"],
@@ -287,6 +334,8 @@ TABLE_COLUMNS = {
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
                                "attn_density_pred_mean", "mlp_density_pred_mean"],
+    "gpt2": ["case.model", "case.method", "case.seq_len", "t_sdpa", "t_eager", "t_le",
+             "speedup_sdpa", "speedup_eager", "density_attn", "density_doc", "density_mlp"],
     "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
                    "speedup_eager", "density_attn", "density_doc", "density_mlp",
                    "keeps_everything"],
@@ -309,8 +358,10 @@ def report(records: list[dict], outdir) -> None:
     part_time(frame, outdir, "attn")
     part_time(frame, outdir, "mlp")
     breakdown(frame, outdir)
+    kernels(frame, outdir)
     predictor_curves(frame, outdir)
     scale(frame, outdir)
+    gpt2(frame, outdir)
     mlp_grain(frame, outdir)
     for kind in ("attn", "mlp"):
         operator(frame, outdir, kind)

@@ -20,6 +20,7 @@ import torch
 
 from ..core.errors import BenchlabError
 from ..core.stats import medians, paired_ratio
+from ..core.timing import synchronize
 from . import finetune as ft
 from . import patch as P
 from . import peft_methods as pm
@@ -142,19 +143,28 @@ class Trainer:
         return ft.train_step(self.model, self.opt, self.batch, self.bf16)
 
     def timed_step(self) -> dict:
-        """One step split into forward (minus mask prediction), backward (+ optimizer) and
-        predictor seconds."""
+        """One step timed in parts: forward (minus mask prediction), backward, optimizer (step
+        and zero_grad) and predictor seconds, and `step`, their sum (the whole step; on CUDA
+        each part ends with a synchronize)."""
         if self.stats is not None:
             self.stats.mask_seconds = 0.0
+        dev = self.batch.device
+        synchronize(dev)
         t0 = time.perf_counter()
-        loss = self.model(input_ids=self.batch, labels=self.batch).loss
+        with ft.autocast(self.batch, self.bf16):
+            loss = self.model(input_ids=self.batch, labels=self.batch).loss
+        synchronize(dev)
         t1 = time.perf_counter()
         loss.backward()
+        synchronize(dev)
+        t2 = time.perf_counter()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        t2 = time.perf_counter()
+        synchronize(dev)
+        t3 = time.perf_counter()
         pred = self.stats.mask_seconds if self.stats is not None else 0.0
-        return {"forward": t1 - t0 - pred, "backward": t2 - t1, "predictor": pred}
+        return {"forward": t1 - t0 - pred, "backward": t2 - t1, "optimizer": t3 - t2,
+                "predictor": pred, "step": t3 - t0}
 
 
 def check_method_mode(method: str, mode: str) -> None:

@@ -1,0 +1,185 @@
+"""Fig 10 (the step breakdown of every PEFT method) and Fig 12 (each sparse kernel on its own):
+the measuring functions behind measure.measure_breakdown and measure.measure_kernels (figures:
+report.breakdown, report.kernels).
+
+    python -c "from benchlab.core import Timer; from benchlab.long_exposure import CONFIGS; \
+from benchlab.long_exposure.kernels import *; from benchlab.long_exposure.opcases import OpCase; \
+print(measure_kernels(OpCase('k', 'kernels', 0.5, 256, 256, 1024, 64, 4, 64, 1), \
+CONFIGS['tiny'], Timer()))"
+
+Breakdown: `workload.Trainer.timed_step` times the parts of one step (forward minus mask
+prediction, backward, optimizer, predictor); `breakdown` gives their medians for one trainer,
+`measure_breakdown_all` for dense SDPA and LE side by side (rotated rounds).
+
+Kernels, each on given inputs, built from the operators' own pieces:
+    sdd   sampled dense-dense: the scores of the kept blocks only, bucket by bucket
+          (ops_attn._bucket_scores: K gathered per bucket, one bmm, masking) vs dense q @ k.T
+    dsd   sparse-dense: kept-block probabilities times V (ops_attn._gather of V, one bmm per
+          bucket, written per row-block as the operator's forward does) vs dense P @ V
+    fc1   kept neuron rows of fc1 gathered, + bias, ReLU (the first half of
+          ops_mlp._BlockSparseMLP.forward, inline there, so repeated here) vs dense fc1 + ReLU
+    fc2   kept hidden columns times the gathered kept columns of fc2 (its second half) vs dense
+The layout (ops_attn.build_layout) and the neuron index (ops_mlp.keep_to_index) are built once,
+outside the timed kernels (the operators rebuild them per call). Forward only: the operators'
+backwards recompute and fuse these pieces, so they are not separable.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchlab.core import threads
+from benchlab.core.stats import medians, paired_ratio
+
+from . import ops_attn as A
+from . import ops_mlp as OM
+from . import workload as wl
+
+PARTS = ("forward", "backward", "optimizer", "predictor")
+KERNELS = ("sdd", "dsd", "fc1", "fc2")
+
+
+# ---- Fig 10: the step breakdown ------------------------------------------------------------------
+
+def timed_rows(trainers: dict, timer, rounds: int, warmup: int) -> dict:
+    """{name: [Trainer.timed_step() of each timed round]}, the trainers run side by side in
+    rotated rounds."""
+    rows = {k: [] for k in trainers}
+    fns = {k: (lambda k=k: rows[k].append(trainers[k].timed_step())) for k in trainers}
+    times = timer.side_by_side(fns, warmup=warmup, rounds=rounds)
+    return {k: got[len(got) - len(times[k]):] for k, got in rows.items()}  # warm-up rounds first
+
+
+def part_medians(rows: list) -> dict:
+    """{part: median seconds} over timed_step dicts, for PARTS and "step" (the whole step)."""
+    return {p: float(np.median([r[p] for r in rows])) for p in PARTS + ("step",)}
+
+
+def breakdown(config, model: str, method: str, seq_len: int, mode: str, timer, rounds: int,
+              warmup: int, **trainer_kw) -> dict:
+    """Median seconds of forward (minus mask prediction), backward, optimizer and predictor,
+    and of the whole step, for one trainer (workload.trainer; `trainer_kw` goes to it)."""
+    t = wl.trainer(config, model, method, seq_len, mode=mode, device=timer.device, **trainer_kw)
+    return part_medians(timed_rows({mode: t}, timer, rounds, warmup)[mode])
+
+
+def measure_breakdown_all(case, config, timer, **trainer_kw) -> dict:
+    """Fig 10, one method (case.model, case.seq_len, case.method): the parts of a step, dense
+    SDPA and LE side by side -> dense_<part>, le_<part> (PARTS and step), predictor_share (LE's
+    predictor / LE's step), speedup (paired dense / LE step), densities of the LE run."""
+    with threads(config.threads) as n:
+        ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
+                            device=timer.device, **trainer_kw) for m in ("sdpa", "le")}
+        got = timed_rows(ts, timer, config.rounds, config.warmup)
+    out = {f"{'dense' if m == 'sdpa' else m}_{p}": v for m, rows in got.items()
+           for p, v in part_medians(rows).items()}
+    steps = {m: [r["step"] for r in rows] for m, rows in got.items()}
+    st = ts["le"].stats
+    return {"threads": n, **out, "predictor_share": out["le_predictor"] / out["le_step"],
+            "speedup": paired_ratio(steps["sdpa"], steps["le"]),
+            "density_attn": st.density("attn"), "density_mlp": st.density("mlp")}
+
+
+# ---- Fig 12: each kernel on its own --------------------------------------------------------------
+
+def _blocks(t: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, H, L, D) -> (B * H * nb, block, D), padded to whole blocks as the operator pads."""
+    pad = -t.shape[-2] % block
+    t = F.pad(t, (0, 0, 0, pad)) if pad else t
+    return t.contiguous().reshape(-1, block, t.shape[-1])
+
+
+def sdd(q, k, layout, block: int = A.BLOCK, *, causal: bool = True, scale=None) -> list:
+    """Sampled dense-dense: [(n, block, cap * block) scores of each layout bucket] (entries not
+    kept -inf), the operator's ops_attn._bucket_scores on q, k (B, H, L, D)."""
+    B, H, L, D = q.shape
+    nb = -(-L // block)
+    qb, kb = _blocks(q, block), _blocks(k, block)
+    limit = torch.full((B * H * nb,), L, dtype=torch.long, device=q.device)
+    scale = D ** -0.5 if scale is None else scale
+    return [A._bucket_scores(qb, kb, rows, cols, nb, block, causal, limit, scale, None, H)[0]
+            for rows, cols in layout]
+
+
+def dsd(probs: list, v, layout, block: int = A.BLOCK) -> torch.Tensor:
+    """Sparse-dense: (B, H, L, D) = the kept-block probabilities of each bucket (as `sdd` lays
+    them out; padded slots 0) times V; row-blocks without a kept block are 0."""
+    B, H, L, D = v.shape
+    nb = -(-L // block)
+    vb = _blocks(v, block)
+    out5 = v.new_zeros(B, H, nb, block, D)
+    for (rows, cols), p in zip(layout, probs, strict=True):
+        n, cap = cols.shape
+        vr = A._gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, D)
+        out5[A._bhi(rows, H, nb)] = torch.bmm(p, vr)
+    return out5.reshape(B, H, nb * block, D)[:, :, :L]
+
+
+def softmax_buckets(scores: list) -> list:
+    """Row softmax of each bucket's scores, rows without a kept entry 0 (the DSD's input)."""
+    return [torch.softmax(s, -1).nan_to_num_(0.0) for s in scores]
+
+
+def fc1(x, w1, b1, idx) -> torch.Tensor:
+    """relu(x @ w1[idx].T + b1[idx]): (N, K), the kept neurons' hidden activations."""
+    if idx.numel() == w1.shape[0]:
+        w1k, b1k = w1, b1
+    else:
+        w1k = w1.index_select(0, idx)
+        b1k = b1.index_select(0, idx) if b1 is not None else None
+    h = torch.addmm(b1k, x, w1k.t()) if b1k is not None else x @ w1k.t()
+    return h.relu_()
+
+
+def fc2(h, w2, b2, idx) -> torch.Tensor:
+    """h (N, K) @ w2[:, idx].T + b2: (N, d), the MLP output from the kept neurons."""
+    w2k = w2 if idx.numel() == w2.shape[1] else w2.index_select(1, idx)
+    return torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()
+
+
+def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
+    """({"<kernel>_sparse" | "<kernel>_dense": fn()}, densities) on random inputs of the case's
+    shapes: attention (batch, heads, tokens, head_dim) in 16-token blocks, MLP (batch * tokens,
+    d_model) x ffn_dim in `block`-neuron blocks, both at `sparsity`."""
+    c = case
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, s=1.0):
+        return (torch.randn(*shape, generator=gen) * s).to(device)
+
+    q, k, v = (rand(c.batch, c.heads, c.tokens, c.head_dim) for _ in range(3))
+    mask = A.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
+                               device=device)
+    layout = A.build_layout(mask)
+    probs = softmax_buckets(sdd(q, k, layout))
+    kept = A._element_mask(mask, c.tokens, True, None, A.BLOCK)  # the diagonal: no empty row
+    p_dense = torch.softmax((q @ k.transpose(-1, -2)).masked_fill(~kept, -torch.inf), -1)
+    N = c.batch * c.tokens
+    x, h = rand(N, c.d_model), rand(N, c.ffn_dim).relu_()
+    w1, w2 = rand(c.ffn_dim, c.d_model, s=c.d_model ** -0.5), rand(c.d_model, c.ffn_dim)
+    b1, b2 = rand(c.ffn_dim), rand(c.d_model)
+    keep = OM.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
+    idx = OM.keep_to_index(keep, c.block)
+    hk = h[:, idx].contiguous()
+    scale = c.head_dim ** -0.5
+    fns = {"sdd_sparse": lambda: sdd(q, k, layout), "dsd_sparse": lambda: dsd(probs, v, layout),
+           "fc1_sparse": lambda: fc1(x, w1, b1, idx), "fc2_sparse": lambda: fc2(hk, w2, b2, idx),
+           "sdd_dense": lambda: torch.matmul(q, k.transpose(-1, -2)).mul_(scale),
+           "dsd_dense": lambda: torch.matmul(p_dense, v),
+           "fc1_dense": lambda: F.linear(x, w1, b1).relu_(),  # in place, as fc1
+           "fc2_dense": lambda: F.linear(h, w2, b2)}
+    attn, mlp = A.block_density(mask), float(keep.float().mean())
+    return fns, {"density_attn": attn, "density_mlp": mlp, "density": 0.5 * (attn + mlp)}
+
+
+def measure_kernels(case, config, timer, seed: int = 0) -> dict:
+    """Fig 12, one sparsity: t_<kernel>_sparse, t_<kernel>_dense (median s, forward),
+    speedup_<kernel> (paired dense / sparse over rotated rounds) for KERNELS; densities."""
+    ops = config.ops
+    with threads(ops.threads) as n, torch.no_grad():
+        fns, dens = kernel_fns(case, timer.device, seed)
+        ts = timer.side_by_side(fns, warmup=ops.warmup, rounds=ops.rounds)
+    out = {f"t_{k}": v for k, v in medians(ts).items()}
+    out.update({f"speedup_{k}": paired_ratio(ts[f"{k}_dense"], ts[f"{k}_sparse"])
+                for k in KERNELS})
+    return {"threads": n, **out, **dens}
