@@ -36,7 +36,7 @@ def test_op_attn(case, config, timer, seed, record):
 
 @pytest.mark.cases.with_args(oc.kernel_cases)
 def test_kernels(case, config, timer, seed, record):
-    record(**M.measure_kernels(case, config, timer, seed))
+    record(**M.measure_kernel(case, config, timer, seed))
 
 
 @pytest.mark.cases.with_args(oc.exposer_cases)

@@ -71,7 +71,7 @@ class VersusMilp(Base):
 
     def setup_cache(self):
         _instances("opt_125m")  # skips when the shared data is absent
-        return measure_speed(speed_cases(self.config)[0], self.config, self.timer())["speedup"]
+        return measure_speed(speed_cases(self.config)[0], self.config, self.measurer())["speedup"]
 
     def track_speedup(self, speedup):
         return speedup

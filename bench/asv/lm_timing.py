@@ -51,7 +51,7 @@ class PeerRatio(Base):
 
     def setup_cache(self):
         case = next(c for c in pair_cases(self.config) if c.kind == "peer")
-        return measure_pair(case, self.config, self.timer())["ratio"]
+        return measure_pair(case, self.config, self.measurer())["ratio"]
 
     def track_ours_over_peer(self, ratio):
         return ratio

@@ -37,7 +37,7 @@ class LoraStepResults(Base):
         c = self.config  # measure_end2end sets the scale's threads itself
         L = c.seq_lens[0]
         case = next(k for k in end2end_cases(c) if k.method == "lora" and k.seq_len == L)
-        m = measure_end2end(case, c, self.timer())
+        m = measure_end2end(case, c, self.measurer())
         return {k: m[k] for k in ("speedup_sdpa", "speedup_eager", "density_attn", "density_mlp")}
 
     def track_speedup_sdpa(self, cache):

@@ -50,7 +50,7 @@ class SpeedRatios(Base):
     """The side-by-side ratios the benchmarks record (measure_router, measure_layer), tracked."""
 
     def setup_cache(self):
-        cfg, timer = self.config, self.timer()
+        cfg, timer = self.config, self.measurer()
         router = M.measure_router(mr.Case("router-bh_moderate", "router", "bh_moderate"), cfg,
                                   timer)
         layer = M.measure_layer(mr.layer_cases(cfg)[0], cfg, timer)

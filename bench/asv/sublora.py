@@ -22,7 +22,7 @@ class StepSuite(Base):
     def setup_cache(self):
         """Subspace step / plain LoRA step per projector: measure_step's paired ratio over
         rotated rounds (goal <= 1.5)."""
-        return {c.projector: M.measure_step(c, self.config, self.timer())["step_ratio"]
+        return {c.projector: M.measure_step(c, self.config, self.measurer())["step_ratio"]
                 for c in step_cases(self.config) if c.d == D}
 
     def setup(self, ratios, projector):
@@ -51,7 +51,7 @@ class SweepPoint(Base):
 
     def setup_cache(self):
         case = next(c for c in sweep_cases(self.config) if c.mode != "w0")
-        return M.measure_sweep(case, self.config, self.timer())
+        return M.measure_sweep(case, self.config, self.measurer())
 
     def track_bound_value(self, m):
         return m["bound_value"]

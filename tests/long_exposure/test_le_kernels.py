@@ -98,10 +98,10 @@ def test_fc1_fc2_equal_dense_at_kept_neurons(kept, bias):
                                torch.nn.functional.linear(masked, w2, b2))
 
 
-def test_measure_kernels_records_every_kernel():
-    case = OpCase("k", "kernels", 0.5, 64, 32, 256, 64, 2, 16, 1)
+def test_measure_kernel_records_every_kernel():
+    case = OpCase("k", "kernel", 0.5, 64, 32, 256, 64, 2, 16, 1)
     with threads(1):
-        m = K.measure_kernels(case, CONFIGS["tiny"], Timer())
+        m = K.measure_kernel(case, CONFIGS["tiny"], Timer())
     for k in K.KERNELS:
         assert m[f"t_{k}_sparse"] > 0 and m[f"t_{k}_dense"] > 0 and m[f"speedup_{k}"] > 0
     assert m["density_mlp"] == 0.5 and 0.5 < m["density_attn"] < 1

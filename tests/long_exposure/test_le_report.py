@@ -55,7 +55,7 @@ def synthetic_records():
         out.append(rec("breakdown", case, {f"{m}_{p}": 0.05 for m in ("dense", "le") for p in
                                            ("forward", "backward", "optimizer", "predictor")}))
     for case in kernel_cases(c):
-        out.append(rec("kernels", case, {f"speedup_{k}": 1 + case.sparsity
+        out.append(rec("kernel", case, {f"speedup_{k}": 1 + case.sparsity
                                          for k in ("sdd", "dsd", "fc1", "fc2")}))
     for j, case in enumerate(predictor_cases(c)):
         out.append(rec("predictor", case, {
@@ -90,7 +90,7 @@ def test_report_writes_every_figure_and_tables_deterministically(tmp_path):
     a = tmp_path / "a"
     assert set(FIGURES) <= {p.stem for p in a.glob("*.png")}
     for name in ("end2end", "memory", "op_mlp", "op_attn", "exposer", "predictor",
-                 "scale", "breakdown", "ablation", "predictor_quality", "kernels"):
+                 "scale", "breakdown", "ablation", "predictor_quality", "kernel"):
         assert (a / f"{name}.md").exists() and (a / f"{name}.csv").exists(), name
     header = (a / "end2end.csv").read_text().splitlines()[0]
     assert "speedup_sdpa" in header and "speedup_eager" in header

@@ -2,11 +2,11 @@
 the scale in $BENCHLAB_SCALE (default tiny), the device (auto, or $BENCHLAB_DEVICE, as
 --bench-device), the suite's torch threads ($BENCHLAB_THREADS; default 1 on CPU, as CI's
 --bench-threads 1; 0 keeps torch's default) and a Timer for the experiment's measuring
-functions, the ones its bench module calls.
+functions (`measurer()`), the ones its bench module calls.
 
     Base = Suite("moe_routing")          # in bench/asv/moe_routing.py
     class Routers(Base):
-        def setup(self, routing): ... self.config, self.device, self.timer() ...
+        def setup(self, routing): ... self.config, self.device, self.measurer() ...
 """
 
 import os
@@ -27,7 +27,8 @@ def apply_threads() -> int:
 
 def Suite(experiment: str) -> type:
     """A base class for one experiment's asv classes: `config`, `device`, `threads` as class
-    attributes (set when the benchmark module is imported, in each asv process) and `timer()`."""
+    attributes (set when the benchmark module is imported, in each asv process) and `measurer()`
+    (not `timer`: asv reads a `timer` attribute as its clock)."""
     threads = apply_threads()
     config = experiments.config(experiment)
     device = timing.resolve_device(os.environ.get("BENCHLAB_DEVICE", "auto"))
@@ -35,7 +36,7 @@ def Suite(experiment: str) -> type:
     class Base:
         timeout = 600
 
-        def timer(self) -> timing.Timer:
+        def measurer(self) -> timing.Timer:
             return timing.Timer(None, self.device)
 
     Base.experiment, Base.config, Base.device, Base.threads = experiment, config, device, threads

@@ -1,10 +1,10 @@
 """Fig 10 (the step breakdown of every PEFT method) and Fig 12 (each sparse kernel on its own):
-the measuring functions behind measure.measure_breakdown and measure.measure_kernels (figures:
+the measuring functions behind measure.measure_breakdown and measure.measure_kernel (figures:
 report.breakdown, report.kernels).
 
     python -c "from benchlab.core import Timer; from benchlab.long_exposure import CONFIGS; \
 from benchlab.long_exposure.kernels import *; from benchlab.long_exposure.opcases import OpCase; \
-print(measure_kernels(OpCase('k', 'kernels', 0.5, 256, 256, 1024, 64, 4, 64, 1), \
+print(measure_kernel(OpCase('k', 'kernel', 0.5, 256, 256, 1024, 64, 4, 64, 1), \
 CONFIGS['tiny'], Timer()))"
 
 Breakdown: `workload.Trainer.timed_step` times the parts of one step (forward minus mask
@@ -172,7 +172,7 @@ def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
     return fns, {"density_attn": attn, "density_mlp": mlp, "density": 0.5 * (attn + mlp)}
 
 
-def measure_kernels(case, config, timer, seed: int = 0) -> dict:
+def measure_kernel(case, config, timer, seed: int = 0) -> dict:
     """Fig 12, one sparsity: t_<kernel>_sparse, t_<kernel>_dense (median s, forward),
     speedup_<kernel> (paired dense / sparse over rotated rounds) for KERNELS; densities."""
     ops = config.ops

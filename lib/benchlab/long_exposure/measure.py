@@ -26,7 +26,7 @@ from . import ops_mlp as OM
 from . import predictors as pr
 from . import workload as wl
 from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
-from .kernels import measure_kernels  # noqa: F401 (Fig 12)
+from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
 
 

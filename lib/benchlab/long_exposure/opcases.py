@@ -16,6 +16,9 @@ Cases (frozen dataclasses, `id` first) and the metric names their benchmarks rec
     op_attn_cases     OpCase(kind="op_attn", sparsity, tokens=L, heads, head_dim, ...):
         t_sdpa, t_eager, t_sparse (forward + backward), speedup_sdpa, speedup_eager, density
         (kept / causal blocks), also t_sparse_fwd, t_sdpa_fwd, speedup_sdpa_fwd
+    kernel_cases      OpCase(kind="kernel", sparsity, tokens=L, heads, head_dim, d, ffn, block):
+        t_<k>_sparse, t_<k>_dense (median s, forward), speedup_<k> for k in sdd, dsd, fc1,
+        fc2 (kernels.py), density_attn, density_mlp, density
     exposer_cases     ExposerCase(kind="exposer", model, seq_len, batch, mass, mlp_rel, mlp_block):
         one list per layer of every exposer.METRICS name (densities), plus their means
         `<name>_mean`; the shadowy effect shows as *_token < *_seq_union < *_batch_union
@@ -144,7 +147,7 @@ def kernel_cases(config) -> list[OpCase]:
     """exp-ablation-kernels (Fig 12): SDD, DSD, fc1 and fc2 each on its own vs dense, at the
     attention shape of op_attn_cases and the MLP shape of op_mlp_cases, over block sparsity."""
     c = config.ops
-    return [OpCase(f"kernels-L{c.attn_seq_len}-sp{round(100 * s):02d}", "kernels", s,
+    return [OpCase(f"kernels-L{c.attn_seq_len}-sp{round(100 * s):02d}", "kernel", s,
                    c.attn_seq_len, c.d_model, c.ffn_dim, c.mlp_block, c.heads, c.head_dim,
                    c.attn_batch) for s in c.attn_sparsities]
 

@@ -150,7 +150,7 @@ def breakdown(frame, outdir):
 def kernels(frame, outdir):
     """Fig 12: each sparse kernel (SDD, DSD, fc1, fc2; kernels.py) over its dense counterpart."""
     name = "exp-ablation-kernels"
-    rows = of_kind(frame, "kernels")
+    rows = of_kind(frame, "kernel")
     if rows.empty:
         return _empty(outdir, name)
     rows = rows.sort_values("case.sparsity")
@@ -316,7 +316,7 @@ TABLE_COLUMNS = {
     "breakdown": ["case.method", "case.seq_len", "dense_forward", "dense_backward",
                   "dense_optimizer", "le_forward", "le_backward", "le_optimizer", "le_predictor",
                   "predictor_share", "speedup", "density_attn", "density_mlp"],
-    "kernels": ["case.sparsity", "density_attn", "density_mlp"] + [
+    "kernel": ["case.sparsity", "density_attn", "density_mlp"] + [
         f"{m}" for k in ("sdd", "dsd", "fc1", "fc2")
         for m in (f"speedup_{k}", f"t_{k}_dense", f"t_{k}_sparse")],
     "predictor": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
