@@ -115,7 +115,9 @@ def _threshold(scores: torch.Tensor, labels: torch.Tensor, target: float) -> flo
     pos, neg = scores[labels].float(), scores[~labels].float()
     if pos.numel() == 0:
         return 0.5
-    k = int(math.floor((1.0 - target) * pos.numel()))  # positives we may miss
+    # positives we may miss: the most k with (n - k) / n >= target; the 1e-9 absorbs the rounding
+    # of 1 - target (1 - 0.8 is 0.19999999999999996, so 5 positives would allow none to be missed)
+    k = min(int(math.floor((1.0 - target) * pos.numel() + 1e-9)), pos.numel() - 1)
     hi = float(pos.sort().values[k]) - 1e-6  # the highest t that reaches the target
     below = neg[neg <= hi]
     return float(below.max()) if below.numel() else 0.0
