@@ -9,6 +9,7 @@ test_op_attn   exp-ablation-operator-attn: block-sparse attention forward + back
 test_kernels   exp-ablation-kernels (Fig 12): SDD, DSD, fc1, fc2 each on its own vs dense
 test_exposer   exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs unions
 test_predictor_quality   predictor recall / precision on held-out rows
+test_patterns  exp-ablation-attn-patterns (Fig 9): exposer / predictor / Longformer / BigBird masks
 test_mlp_grain exp-ablation-mlp-grain: MLP density by block size / threshold, neurons reordered
 What each case measures is benchlab.long_exposure.measure's `measure_<kind>`. Implementations of
 one case are timed side by side (core.timing.interleave) and their speedups are medians of paired
@@ -42,6 +43,11 @@ def test_kernels(case, config, timer, seed, record):
 @pytest.mark.cases.with_args(oc.exposer_cases)
 def test_exposer(case, config, timer, record):
     record(**M.measure_exposer(case, config, timer))
+
+
+@pytest.mark.cases.with_args(oc.pattern_cases)
+def test_patterns(case, config, timer, record):
+    record(**M.measure_pattern(case, config, timer))
 
 
 @pytest.mark.cases.with_args(oc.mlp_grain_cases)

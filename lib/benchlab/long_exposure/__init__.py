@@ -148,10 +148,11 @@ class Case:
     seq_len: int
     method: str = "lora"
     part: str = "both"  # which layers' parts run sparse: attn | mlp | both
-    masks: str = "predicted"  # predicted | random | dense (loss curves)
+    masks: str = "predicted"  # predicted | random | random_attn | random_mlp | dense (curves)
     figure: str = ""  # artifact figure this case feeds (memory: exp-overall-memory-<suffix>)
     density: float = 1.0  # masks="synthetic": attention and MLP block density
     init: str = "trained"  # base model: trained | random
+    reorder: bool = False  # predictor curves: MLP neurons reordered first (workload.curve)
 
 
 def _short(model: str) -> str:
@@ -188,9 +189,17 @@ def breakdown_cases(config) -> list[Case]:
 
 
 def predictor_cases(config) -> list[Case]:
-    """exp-ablation-predictor: loss curves with dense, predicted and random (same density) masks."""
-    return [Case(f"{_short(config.model)}-{masks}", "predictor", config.model,
-                 config.curve_seq_len, masks=masks) for masks in ("dense", "predicted", "random")]
+    """exp-ablation-predictor (Fig 11 left): LoRA loss curves with dense, predicted and random
+    masks, random at the predicted curve's per-layer densities (random: both parts; random_attn:
+    attention only, the predicted MLP; random_mlp: MLP only, the predicted attention), on the
+    base model and (reorder) on its neuron-reordered copy: the same function, sparser MLP
+    blocks (workload.reorder_mlp)."""
+    m = config.model
+    return [Case(f"{_short(m)}-{masks}", "predictor", m, config.curve_seq_len, masks=masks)
+            for masks in ("dense", "predicted", "random", "random_attn", "random_mlp")] + \
+        [Case(f"{_short(m)}-{masks}-reordered", "predictor", m, config.curve_seq_len,
+              masks=masks, reorder=True)
+         for masks in ("predicted", "random", "random_attn", "random_mlp")]
 
 
 def scale_cases(config) -> list[Case]:

@@ -28,6 +28,7 @@ from . import workload as wl
 from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
 from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
+from .patterns import measure_pattern  # noqa: F401 (Fig 9)
 
 
 def densities(stats) -> dict:
@@ -131,32 +132,36 @@ def measure_model_step(case, config, timer) -> dict:
             "masks": case.masks}
 
 
-_CURVES: dict = {}  # (config, model, masks) -> wl.curve, per process
+_CURVES: dict = {}  # (config, model, masks, reorder) -> wl.curve, per process
 
 
-def _curve(config, model: str, masks: str) -> dict:
-    if (config, model, masks) not in _CURVES:
-        _CURVES[(config, model, masks)] = wl.curve(config, model, masks)
-    return _CURVES[(config, model, masks)]
+def _curve(config, model: str, masks: str, reorder: bool = False) -> dict:
+    key = (config, model, masks, reorder)
+    if key not in _CURVES:
+        _CURVES[key] = wl.curve(config, model, masks, reorder=reorder)
+    return _CURVES[key]
 
 
 def measure_predictor(case, config, timer) -> dict:
-    """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random at
-    the predicted curve's per-layer densities), one timed round, and its gaps to the dense one."""
+    """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random,
+    random_attn, random_mlp at the predicted curve's per-layer densities, on the same model:
+    reordered or not), one timed round, and its gaps to the dense one."""
+    reorder = case.reorder
     with threads(config.threads) as n:
         dens = None
-        if case.masks == "random":
-            pred = _curve(config, case.model, "predicted")
+        if case.masks.startswith("random"):
+            pred = _curve(config, case.model, "predicted", reorder)
             dens = (pred["layer_density_attn"], pred["layer_density_mlp"])
-        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, dens), warmup=0,
-                            rounds=1)
-        _CURVES[(config, case.model, case.masks)] = out
+        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, dens,
+                                             reorder=reorder), warmup=0, rounds=1)
+        _CURVES[(config, case.model, case.masks, reorder)] = out
         dense = _curve(config, case.model, "dense")["losses"]
     gaps = [abs(a - b) / b for a, b in zip(out["losses"], dense, strict=True)]
     d_attn, d_mlp = out.get("density_attn", 1.0), out.get("density_mlp", 1.0)
     return {"threads": n, "losses": out["losses"], "final_loss": out["losses"][-1],
             "max_gap_to_dense": max(gaps), "mean_gap_to_dense": sum(gaps) / len(gaps),
-            "density": 0.5 * (d_attn + d_mlp), "density_attn": d_attn, "density_mlp": d_mlp}
+            "density": 0.5 * (d_attn + d_mlp), "density_attn": d_attn, "density_mlp": d_mlp,
+            "density_doc": out.get("density_doc", 1.0)}
 
 
 def _fwd_bwd(fn, inputs, grad):

@@ -28,6 +28,9 @@ Cases (frozen dataclasses, `id` first) and the metric names their benchmarks rec
         and means `<name>_mean`, min recalls `attn_recall_min`, `mlp_recall_min`,
         `mlp_seq_recall_min`; thresholds `attn_threshold`, `mlp_threshold`; one case per MLP
         block size in `predictor_mlp_blocks`
+    pattern_cases     ExposerCase(kind="pattern", ...): per layer lists <p>_density, <p>_mass
+        (attention probability mass covered), <p>_speedup (operator vs SDPA) and their
+        `_mean`s for p in exposer, predictor, longformer, bigbird; doc_density (patterns.py)
     mlp_grain_cases   ExposerCase(kind="mlp_grain", ...): mlp_grain.grain_study's metrics (per
         token and per-sequence-union MLP densities at thresholds 0/1/3/5% and blocks 1..128,
         plain and with neurons reordered from `train_rows` calibration rows of the train split)
@@ -156,6 +159,14 @@ def exposer_cases(config) -> list[ExposerCase]:
     """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
     c = config.ops
     return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "exposer", c.model, c.seq_len,
+                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+
+
+def pattern_cases(config) -> list[ExposerCase]:
+    """exp-ablation-attn-patterns (Fig 9): the exposer's, the predictor's, Longformer's and
+    BigBird's attention masks per layer: mass covered, density, operator time (patterns.py)."""
+    c = config.ops
+    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "pattern", c.model, c.seq_len,
                         c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
 
 

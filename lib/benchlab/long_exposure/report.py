@@ -20,7 +20,8 @@ FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-me
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
            "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
            "exp-ablation-operator-attn", "exp-ablation-operator-mlp", "exp-scale-model",
-           "exp-ablation-mlp-grain", "exp-ablation-kernels", "exp-scale-gpt2")
+           "exp-ablation-mlp-grain", "exp-ablation-kernels", "exp-scale-gpt2",
+           "exp-ablation-attn-patterns")
 MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
 
 
@@ -169,20 +170,29 @@ def kernels(frame, outdir):
 
 
 def predictor_curves(frame, outdir):
+    """Fig 11 left: LoRA loss curves with dense, predicted and random masks (both parts, attention
+    only, MLP only), on the model as it is and on its neuron-reordered copy (the same function
+    with sparser MLP blocks), each line labelled with the densities it ran at."""
+    name = "exp-ablation-predictor"
     rows = of_kind(frame, "predictor")
     if rows.empty or "losses" not in rows:
-        return _empty(outdir, "exp-ablation-predictor")
-    fig, ax = new_figure()
-    for _, row in rows.iterrows():
-        losses = list(row["losses"])
-        ax.plot(np.arange(1, len(losses) + 1), losses,
-                label=f"{row['case.masks']} (attn {row.get('density_attn', np.nan):.2f}, "
-                f"mlp {row.get('density_mlp', np.nan):.2f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"exp-ablation-predictor: {rows['case.model'].iloc[0]}", fontsize=9)
-    ax.legend(fontsize=7)
-    return save_figure(fig, outdir, "exp-ablation-predictor")
+        return _empty(outdir, name)
+    reorder = _col(rows, "case.reorder", False).fillna(False).astype(bool)
+    dense = rows[rows["case.masks"] == "dense"]
+    fig, axes = new_figure(1, 2, size=(10.0, 3.8))
+    for ax, flag, title in zip(np.ravel(axes), (False, True), ("as trained", "MLP reordered"),
+                               strict=True):
+        sub = pd.concat([dense, rows[(reorder == flag) & (rows["case.masks"] != "dense")]])
+        for _, row in sub.iterrows():
+            losses = list(row["losses"])
+            ax.plot(np.arange(1, len(losses) + 1), losses, lw=1,
+                    label=f"{row['case.masks']} (attn {row.get('density_attn', np.nan):.2f}, "
+                    f"mlp {row.get('density_mlp', np.nan):.2f})")
+        ax.set_xlabel("step")
+        ax.set_title(f"{name}: {rows['case.model'].iloc[0]}, {title}", fontsize=8)
+        ax.legend(fontsize=6)
+    np.ravel(axes)[0].set_ylabel("training loss")
+    return save_figure(fig, outdir, name)
 
 
 def scale(frame, outdir):
@@ -212,6 +222,34 @@ def gpt2(frame, outdir):
         ax.tick_params(axis="x", labelsize=5)
         ax.set_title(f"{name}: {model}, L={int(sub['case.seq_len'].iloc[0])} (GELU MLP dense)",
                      fontsize=8)
+    return save_figure(fig, outdir, name)
+
+
+def patterns(frame, outdir):
+    """Fig 9 (exp-ablation-attn-patterns): per layer, the attention mass covered, the block
+    density and the operator speedup of the exposer's, the predictor's, Longformer's and
+    BigBird's masks (patterns.py), BigBird and Longformer at the exposer's density."""
+    from .patterns import PATTERNS
+
+    name = "exp-ablation-attn-patterns"
+    rows = of_kind(frame, "pattern")
+    if rows.empty:
+        return _empty(outdir, name)
+    row = rows.iloc[0]
+    fig, axes = new_figure(1, 3, size=(13.5, 3.4))
+    for ax, metric, label in zip(np.ravel(axes), ("mass", "density", "speedup"),
+                                 ("attention mass covered", "block density (kept / causal)",
+                                  "speedup vs SDPA (fwd + bwd)"), strict=True):
+        for p in PATTERNS:
+            v = list(row[f"{p}_{metric}"])
+            ax.plot(range(len(v)), v, marker="o", label=p)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(label)
+        if metric == "speedup":
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    np.ravel(axes)[0].legend(fontsize=7)
+    fig.suptitle(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])}, mass target "
+                 f"{row['case.mass']}", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
@@ -319,7 +357,8 @@ TABLE_COLUMNS = {
     "kernel": ["case.sparsity", "density_attn", "density_mlp"] + [
         f"{m}" for k in ("sdd", "dsd", "fc1", "fc2")
         for m in (f"speedup_{k}", f"t_{k}_dense", f"t_{k}_sparse")],
-    "predictor": ["case.masks", "density", "final_loss", "max_gap_to_dense"],
+    "predictor": ["case.masks", "case.reorder", "density_attn", "density_mlp", "density_doc",
+                  "final_loss", "max_gap_to_dense", "mean_gap_to_dense"],
     "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
                     "efficiency"],
     "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
@@ -334,6 +373,9 @@ TABLE_COLUMNS = {
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
                                "attn_density_pred_mean", "mlp_density_pred_mean"],
+    "pattern": ["case.model", "case.seq_len", "case.mass", "doc_density"] + [
+        f"{p}_{m}_mean" for p in ("exposer", "predictor", "longformer", "bigbird")
+        for m in ("density", "mass", "speedup")],
     "gpt2": ["case.model", "case.method", "case.seq_len", "t_sdpa", "t_eager", "t_le",
              "speedup_sdpa", "speedup_eager", "density_attn", "density_doc", "density_mlp"],
     "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
@@ -362,6 +404,7 @@ def report(records: list[dict], outdir) -> None:
     predictor_curves(frame, outdir)
     scale(frame, outdir)
     gpt2(frame, outdir)
+    patterns(frame, outdir)
     mlp_grain(frame, outdir)
     for kind in ("attn", "mlp"):
         operator(frame, outdir, kind)

@@ -117,18 +117,97 @@ def predictors(config, model: str, seq_len: int):
     return train_predictors(config, model, data[: config.predictor_rows])
 
 
-def mask_source(config, model: str, masks: str, seq_len: int, densities=None):
-    """`masks`: predicted | random (at `densities` = (attn, mlp) per layer) | all."""
+MASKS = ("predicted", "random", "random_attn", "random_mlp", "all")
+
+
+class Split:
+    """Attention masks from one source, MLP masks from another (the predictor ablation: random
+    attention with the predicted MLP, or the other way round)."""
+
+    def __init__(self, attn_source, mlp_source):
+        self.attn_source, self.mlp_source = attn_source, mlp_source
+
+    def attn(self, i, h, docs):
+        return self.attn_source.attn(i, h, docs)
+
+    def mlp(self, i, h, docs):
+        return self.mlp_source.mlp(i, h, docs)
+
+
+def mask_source(config, model: str, masks: str, seq_len: int, densities=None, *,
+                reorder: bool = False):
+    """`masks` in MASKS: predicted; random (attention and MLP at `densities` = (attn, mlp) per
+    layer); random_attn (random attention at the attn densities, the predicted MLP);
+    random_mlp (the predicted attention, random MLP at the mlp densities); all (KeepAll).
+    Random attention counts kept / causal blocks (patch.RandomMasks) and is AND-ed with the
+    documents in the layer, so it runs at most at the documents' density. `reorder`: the
+    predictors of the neuron-reordered model (reordered_model)."""
     cfg = base_model(model).config
-    if masks == "predicted":
-        return predictors(config, model, seq_len)
-    if masks == "random":
-        attn, mlp = densities
-        return P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, list(attn),
-                             list(mlp), seed=config.seed)
+    if masks not in MASKS:
+        raise ValueError(f"masks: unknown {masks!r}; choose {', '.join(MASKS)}")
     if masks == "all":
         return P.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
-    raise ValueError(f"masks: unknown {masks!r}")
+    predicted = reordered_predictors if reorder else predictors
+    if masks == "predicted":
+        return predicted(config, model, seq_len)
+    if densities is None:
+        raise ValueError(f"masks: {masks!r} needs densities (attn, mlp) per layer")
+    attn, mlp = densities
+    attn = list(attn) if masks in ("random", "random_attn") else 1.0
+    mlp = list(mlp) if masks in ("random", "random_mlp") else 1.0
+    rand = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, attn, mlp,
+                         seed=config.seed)
+    if masks == "random":
+        return rand
+    pred = predicted(config, model, seq_len)
+    return Split(rand, pred) if masks == "random_attn" else Split(pred, rand)
+
+
+@functools.cache
+def neuron_orders(config, model: str, seq_len: int) -> tuple:
+    """Per layer, the MLP neuron order of mlp_grain.neuron_order (neurons by the number of
+    calibration sequences they fire in, at config.ops.mlp_rel) on the predictors' training rows
+    of length `seq_len`."""
+    from .exposer import run_captured
+    from .mlp_grain import neuron_order
+
+    calib = rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
+    cap = run_captured(base_model(model), calib)
+    return tuple(neuron_order(cap.act[i], config.ops.mlp_rel) for i in sorted(cap.act))
+
+
+def reorder_mlp(model, orders) -> None:
+    """Permute every OPT layer's MLP neurons in place by `orders` (fc1 rows and bias, fc2
+    columns): the model computes the same function, its active neurons share fewer blocks."""
+    from .mlp_grain import permute_mlp
+    from .peft_methods import decoder_layers
+
+    layers = decoder_layers(model)
+    if len(layers) != len(orders):
+        raise ValueError(f"orders: {len(orders)} for {len(layers)} layers")
+    for layer, order in zip(layers, orders, strict=True):
+        permute_mlp(layer, order)
+
+
+@functools.cache
+def reordered_model(config, model: str, seq_len: int):
+    """A copy of base_model(model) with its MLP neurons reordered (neuron_orders)."""
+    m = copy.deepcopy(base_model(model))
+    reorder_mlp(m, neuron_orders(config, model, seq_len))
+    return m
+
+
+@functools.cache
+def reordered_predictors(config, model: str, seq_len: int):
+    """predictors(), trained on the neuron-reordered model (same rows and settings)."""
+    from . import predictors as pr
+
+    o = config.ops
+    cfg = pr.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
+                             steps=o.predictor_steps, seed=config.seed)
+    data = rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
+    return pr.train_predictors(reordered_model(config, model, seq_len), data,
+                               mlp_block=MLP_BLOCK, cfg=cfg)
 
 
 @dataclass
@@ -216,21 +295,30 @@ def speedups(times: dict) -> dict:
     return out
 
 
-def curve(config, model: str, masks: str, densities=None, *, progress=False) -> dict:
-    """LoRA fine-tuning loss curve over `curve_steps` packed batches, dense or LE."""
-    data = rows(model, config.n_records, config.curve_seq_len, config.seed)
-    t = trainer(config, model, "lora", config.curve_seq_len,
-                mode="sdpa" if masks == "dense" else "le", masks=masks, densities=densities)
+def curve(config, model: str, masks: str, densities=None, *, reorder: bool = False,
+          progress=False) -> dict:
+    """LoRA fine-tuning loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside
+    documents) or LE with mask_source's `masks` (random kinds at `densities`). `reorder`: the
+    base model's MLP neurons reordered first (reorder_mlp; the same function, sparser MLP
+    blocks) and the masks predicted on it. LoRA (attention only) starts the same either way."""
+    L = config.curve_seq_len
+    data = rows(model, config.n_records, L, config.seed)
+    source = None if masks == "dense" else mask_source(config, model, masks, L, densities,
+                                                       reorder=reorder)
+    t = trainer(config, model, "lora", L, mode="sdpa" if masks == "dense" else "le",
+                source=source)
+    if reorder:
+        reorder_mlp(t.model, neuron_orders(config, model, L))
     batches = ft.batches(data[config.predictor_rows:], config.batch_size, config.curve_steps)
     losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress)
     out = {"losses": losses}
     if t.stats is not None:
         out["density_attn"] = t.stats.density("attn")
         out["density_mlp"] = t.stats.density("mlp")
+        out["density_doc"] = t.stats.density("doc")
         out["layer_density_attn"] = t.stats.layer_densities("attn")
         out["layer_density_mlp"] = t.stats.layer_densities("mlp")
     return out
-
 
 
 def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.Fixed:
