@@ -87,6 +87,15 @@ def peak_memory(step, device) -> int:
     return int(max(peak[0], _rss_bytes()) - base)
 
 
+def forward_backward(fn: Callable, inputs, grad) -> Callable:
+    """A callable to time: fn() and the gradients of its output (against `grad`) for `inputs`."""
+    import torch
+
+    def run():
+        torch.autograd.grad(fn(), inputs, grad)
+    return run
+
+
 @contextlib.contextmanager
 def threads(n: int | None):
     """torch intra-op threads set to `n` inside the block (None or 0: unchanged). One thread keeps

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..core.stats import bootstrap_ci, paired_ttest
-from ..core.timing import interleave
+from ..core.timing import forward_backward, interleave
 from . import documents as D
 from . import ops_attn as A
 
@@ -79,10 +79,8 @@ def run(seq_len: int = 1024, heads: int = 12, head_dim: int = 64, rounds: int = 
     with torch.no_grad():
         err = {n: float((fns[n]().double() - r).abs().max()) for n, r in refs.items()}
 
-    def fwd_bwd(fn):
-        return lambda: torch.autograd.grad(fn(), (q, k, v), go)
-
-    ts = interleave({n: fwd_bwd(fn) for n, fn in fns.items()}, warmup=1, rounds=rounds)
+    ts = interleave({n: forward_backward(fn, (q, k, v), go) for n, fn in fns.items()}, warmup=1,
+                    rounds=rounds)
     fwd = dict(fns)
     if flex:
         qd, kd, vd = (t.detach() for t in (q, k, v))

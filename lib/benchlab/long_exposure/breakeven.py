@@ -17,7 +17,7 @@ patch.patch(dense_above=...) runs a layer part dense above it.
 import torch
 
 from ..core.stats import paired_ratio
-from ..core.timing import interleave
+from ..core.timing import forward_backward, interleave
 from . import ops_attn as A
 from . import ops_mlp as M
 
@@ -35,24 +35,18 @@ def crossing(curve: dict) -> float:
     return 1.0
 
 
-def _grad_fn(fn, inputs, g):
-    def run():
-        torch.autograd.grad(fn(), inputs, g)
-    return run
-
-
 def attention(B, H, L, D, *, grid=GRID, rounds=3, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(B, H, L, D, generator=gen).to(device).requires_grad_(True)
                for _ in range(3))
     g = torch.randn(B, H, L, D, generator=gen).to(device)
-    fns = {"dense": _grad_fn(lambda: A.sdpa_attention(q, k, v), (q, k, v), g)}
+    fns = {"dense": forward_backward(lambda: A.sdpa_attention(q, k, v), (q, k, v), g)}
     for d in grid:
         nb = L // A.BLOCK
         sparsity = 1.0 - max(0.0, (d * nb * (nb + 1) / 2 - nb) / max(1, nb * (nb - 1) / 2))
         mask = A.random_block_mask(B, H, L, min(1.0, sparsity), generator=gen, device=device)
-        fns[d] = _grad_fn(lambda m=mask: A.block_sparse_attention(q, k, v, m, shortcut=False),
-                          (q, k, v), g)
+        fns[d] = forward_backward(
+            lambda m=mask: A.block_sparse_attention(q, k, v, m, shortcut=False), (q, k, v), g)
     ts = interleave(fns, device, warmup=1, rounds=rounds)
     curve = {d: paired_ratio(ts["dense"], ts[d]) for d in grid}
     return crossing(curve), curve
@@ -65,10 +59,11 @@ def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
     w2 = (torch.randn(d, ffn, generator=gen) * ffn ** -0.5).to(device)
     b1, b2 = torch.zeros(ffn, device=device), torch.zeros(d, device=device)
     g = torch.randn(tokens, d, generator=gen).to(device)
-    fns = {"dense": _grad_fn(lambda: M.dense_mlp(x, w1, b1, w2, b2), x, g)}
+    fns = {"dense": forward_backward(lambda: M.dense_mlp(x, w1, b1, w2, b2), x, g)}
     for dens in grid:
         keep = M.random_keep(ffn // block, 1.0 - dens, generator=gen).to(device)
-        fns[dens] = _grad_fn(lambda k=keep: M.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
+        fns[dens] = forward_backward(
+            lambda k=keep: M.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
     ts = interleave(fns, device, warmup=1, rounds=rounds)
     curve = {dens: paired_ratio(ts["dense"], ts[dens]) for dens in grid}
     return crossing(curve), curve

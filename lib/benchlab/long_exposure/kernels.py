@@ -109,9 +109,7 @@ def dsd(probs: list, v, layout, block: int = A.BLOCK) -> torch.Tensor:
     vb = _blocks(v, block)
     out5 = v.new_zeros(B, H, nb, block, D)
     for (rows, cols), p in zip(layout, probs, strict=True):
-        n, cap = cols.shape
-        vr = A._gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, D)
-        out5[A._bhi(rows, H, nb)] = torch.bmm(p, vr)
+        out5[A._bhi(rows, H, nb)] = A._sparse_dense(p, vb, cols, block)
     return out5.reshape(B, H, nb * block, D)[:, :, :L]
 
 
@@ -120,21 +118,7 @@ def softmax_buckets(scores: list) -> list:
     return [torch.softmax(s, -1).nan_to_num_(0.0) for s in scores]
 
 
-def fc1(x, w1, b1, idx) -> torch.Tensor:
-    """relu(x @ w1[idx].T + b1[idx]): (N, K), the kept neurons' hidden activations."""
-    if idx.numel() == w1.shape[0]:
-        w1k, b1k = w1, b1
-    else:
-        w1k = w1.index_select(0, idx)
-        b1k = b1.index_select(0, idx) if b1 is not None else None
-    h = torch.addmm(b1k, x, w1k.t()) if b1k is not None else x @ w1k.t()
-    return h.relu_()
-
-
-def fc2(h, w2, b2, idx) -> torch.Tensor:
-    """h (N, K) @ w2[:, idx].T + b2: (N, d), the MLP output from the kept neurons."""
-    w2k = w2 if idx.numel() == w2.shape[1] else w2.index_select(1, idx)
-    return torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()
+fc1, fc2 = OM.sparse_fc1, OM.sparse_fc2  # the MLP operator's own two halves
 
 
 def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:

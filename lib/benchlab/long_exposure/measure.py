@@ -16,7 +16,7 @@ import torch
 
 from benchlab.core import interleave, threads
 from benchlab.core.stats import medians, paired_ratio
-from benchlab.core.timing import peak_memory
+from benchlab.core.timing import forward_backward, peak_memory
 
 from . import exposer as ex
 from . import finetune as ft
@@ -164,12 +164,6 @@ def measure_predictor(case, config, timer) -> dict:
             "density_doc": out.get("density_doc", 1.0)}
 
 
-def _fwd_bwd(fn, inputs, grad):
-    def run():
-        torch.autograd.grad(fn(), inputs, grad)
-    return run
-
-
 def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
     """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense."""
     c, ops, device = case, config.ops, timer.device
@@ -181,8 +175,8 @@ def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
     gy = torch.randn(c.tokens, c.d_model, generator=gen).to(device)
     keep = OM.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
     density = float(keep.float().mean())
-    dense = _fwd_bwd(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)
-    sparse = _fwd_bwd(lambda: OM.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
+    dense = forward_backward(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)
+    sparse = forward_backward(lambda: OM.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
     with threads(ops.threads) as n:
         ts = interleave({"dense": dense, "sparse": sparse}, device, warmup=ops.warmup,
                         rounds=ops.rounds)
@@ -206,7 +200,7 @@ def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
     fwd = {"sdpa": lambda: A.sdpa_attention(q, k, v),
            "eager": lambda: A.eager_attention(q, k, v),
            "sparse": lambda: A.block_sparse_attention(q, k, v, mask, shortcut=False)}
-    fns = {name: _fwd_bwd(f, (q, k, v), go) for name, f in fwd.items()}
+    fns = {name: forward_backward(f, (q, k, v), go) for name, f in fwd.items()}
     with threads(ops.threads) as n_threads:
         ts = interleave(fns, timer.device, warmup=ops.warmup, rounds=ops.rounds)
         with torch.no_grad():

@@ -245,6 +245,13 @@ def _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale, d
     return s, kr
 
 
+def _sparse_dense(p, vb, cols, block):
+    """(n, blk, D): a bucket's kept-block probabilities p (n, blk, cap*blk) times its gathered V."""
+    n, cap = cols.shape
+    vr = _gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, -1)
+    return torch.bmm(p, vr)
+
+
 def _bhi(rows, H, nb):
     """Flat row-block ids -> (b, h, i) index tensors."""
     return rows // (H * nb), (rows // nb) % H, rows % nb
@@ -272,14 +279,13 @@ class _BlockSparseAttention(torch.autograd.Function):
             n, cap = cols.shape
             s, _ = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale,
                                   docb, H)
-            vr = _gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, D)
             mx = s.amax(-1, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
             p = s.sub_(mx).exp_()  # masked entries: exp(-inf) = 0
             den = p.sum(-1, keepdim=True)
             empty = den == 0
             p = p.div_(torch.where(empty, torch.ones_like(den), den))  # sparse softmax
-            out5[_bhi(rows, H, nb)] = torch.bmm(p, vr)  # (n, blk, D) sparse-dense
+            out5[_bhi(rows, H, nb)] = _sparse_dense(p, vb, cols, block)  # (n, blk, D)
             # log-sum-exp per query row; +inf for rows with no kept key (p recomputes to 0)
             lse = torch.where(empty, torch.full_like(den, math.inf), mx + den.log())
             saved.append(lse)

@@ -41,23 +41,31 @@ def neuron_mask(keep: torch.Tensor, block: int) -> torch.Tensor:
     return keep.repeat_interleave(block, dim=-1)
 
 
+def sparse_fc1(x, w1, b1, idx) -> torch.Tensor:
+    """relu(x @ w1[idx].T + b1[idx]): (N, K), the kept neurons' activations (the operator's first
+    half; every block kept: idx is the identity, no copies)."""
+    if idx.numel() == w1.shape[0]:
+        w1k, b1k = w1, b1
+    else:
+        w1k = w1.index_select(0, idx)  # (K, d) contiguous
+        b1k = b1.index_select(0, idx) if b1 is not None else None
+    h = torch.addmm(b1k, x, w1k.t()) if b1k is not None else x @ w1k.t()
+    return h.relu_()
+
+
+def sparse_fc2(h, w2, b2, idx) -> torch.Tensor:
+    """h (N, K) @ w2[:, idx].T + b2: (N, d), the output from the kept neurons (second half)."""
+    w2k = w2 if idx.numel() == w2.shape[1] else w2.index_select(1, idx)  # (d, K) contiguous
+    return torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()
+
+
 class _BlockSparseMLP(torch.autograd.Function):
     """y = relu(x @ w1[idx].T + b1[idx]) @ w2[:, idx].T + b2 with x (N, d), idx (K,)."""
 
     @staticmethod
     def forward(ctx, x, idx, w1, b1, w2, b2):
-        if idx.numel() == w1.shape[0]:  # every block kept: idx is the identity, no copies
-            w1k, w2k, b1k = w1, w2, b1
-        else:
-            w1k = w1.index_select(0, idx)  # (K, d) contiguous
-            w2k = w2.index_select(1, idx)  # (d, K) contiguous
-            b1k = b1.index_select(0, idx) if b1 is not None else None
-        if b1 is not None:
-            h = torch.addmm(b1k, x, w1k.t())  # (N, K)
-        else:
-            h = x @ w1k.t()
-        h = h.relu_()
-        y = torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()  # (N, d)
+        h = sparse_fc1(x, w1, b1, idx)  # (N, K)
+        y = sparse_fc2(h, w2, b2, idx)  # (N, d)
         # the gathered w1k / w2k are not saved (they would count as activations): the
         # backward gathers them again from the weights, which are saved anyway
         # x is only needed for fc1's weight gradient (a frozen fc1 saves no input, as in F.linear)

@@ -30,6 +30,7 @@ import torch
 
 from benchlab.core import interleave, threads
 from benchlab.core.stats import paired_ratio
+from benchlab.core.timing import forward_backward
 
 from . import exposer as ex
 from . import ops_attn as A
@@ -135,21 +136,24 @@ def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK
     return base | (cand & (order < extra))
 
 
+def _kept_and_total(probs: torch.Tensor, mask: torch.Tensor, block: int):
+    """(kept, total) attention mass (B, H, L) of each query: inside the kept blocks, and all."""
+    tm = ex.token_block_mass(probs, block)  # (B, H, L, nb)
+    rows = mask.repeat_interleave(block, -2)[..., :probs.shape[-1], :].to(tm.dtype)
+    return (tm * rows).sum(-1), tm.sum(-1)
+
+
 def mass_covered(probs: torch.Tensor, mask: torch.Tensor, block: int = A.BLOCK) -> float:
     """Share of the attention probability mass (B, H, L, L) inside the kept blocks (B, H, nb,
     nb): sum over queries of their kept mass / their total mass."""
-    tm = ex.token_block_mass(probs, block)  # (B, H, L, nb)
-    L = probs.shape[-1]
-    rows = mask.repeat_interleave(block, -2)[..., :L, :].to(tm.dtype)
-    return float((tm * rows).sum() / tm.sum())
+    kept, total = _kept_and_total(probs, mask, block)
+    return float(kept.sum() / total.sum())
 
 
 def query_mass(probs: torch.Tensor, mask: torch.Tensor, block: int = A.BLOCK) -> torch.Tensor:
     """(B, H, L) kept share of each query's attention mass (0 for queries with none)."""
-    tm = ex.token_block_mass(probs, block)
-    L = probs.shape[-1]
-    rows = mask.repeat_interleave(block, -2)[..., :L, :].to(tm.dtype)
-    return (tm * rows).sum(-1) / tm.sum(-1).clamp_min(1e-30)
+    kept, total = _kept_and_total(probs, mask, block)
+    return kept / total.clamp_min(1e-30)
 
 
 @dataclass(frozen=True)
@@ -176,12 +180,6 @@ def layer_masks(cap, i: int, exposure, preds, cfg: PatternConfig) -> dict:
             "bigbird": bigbird_mask(B, H, L, d, seed=cfg.seed + i, docs=docs)}
 
 
-def _step(fn, inputs, grad):
-    def run():
-        torch.autograd.grad(fn(), inputs, grad)
-    return run
-
-
 def speedups(q, k, masks: dict, docs, cfg: PatternConfig) -> dict:
     """{pattern: SDPA / block-sparse forward + backward time}, timed side by side on cfg.device."""
     dev = cfg.device
@@ -190,10 +188,10 @@ def speedups(q, k, masks: dict, docs, cfg: PatternConfig) -> dict:
     v = torch.randn(q.shape, generator=gen).to(dev).requires_grad_(True)
     go = torch.randn(q.shape, generator=gen).to(dev)
     docs = docs.to(dev)
-    fns = {"sdpa": _step(lambda: A.sdpa_attention(q, k, v), (q, k, v), go)}
+    fns = {"sdpa": forward_backward(lambda: A.sdpa_attention(q, k, v), (q, k, v), go)}
     for name, m in masks.items():
         m = m.to(dev)
-        fns[name] = _step(lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs,
+        fns[name] = forward_backward(lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs,
                                                                shortcut=False), (q, k, v), go)
     ts = interleave(fns, dev, warmup=cfg.warmup, rounds=cfg.rounds)
     return {name: paired_ratio(ts["sdpa"], ts[name]) for name in masks}
