@@ -126,7 +126,9 @@ def patterns_metrics():
     ops = OpsConfig(train_rows=4, predictor_steps=10, rounds=1, warmup=0, threads=1)
     case = ExposerCase(id="t", kind="pattern", model="opt-tiny", seq_len=64, batch=2,
                        mass=0.95, mlp_rel=0.05, mlp_block=64)
-    return case, P.measure_pattern(case, SimpleNamespace(ops=ops), Timer())
+    from benchlab.long_exposure.measure import measure_pattern
+
+    return case, measure_pattern(case, SimpleNamespace(ops=ops), Timer())
 
 
 def test_small_study_lists(patterns_metrics):

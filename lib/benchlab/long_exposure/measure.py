@@ -28,7 +28,7 @@ from . import workload as wl
 from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
 from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
-from .patterns import measure_pattern  # noqa: F401 (Fig 9)
+from .patterns import PatternConfig, pattern_study
 
 
 def densities(stats) -> dict:
@@ -266,3 +266,19 @@ def measure_predictor_quality(case, config, timer) -> dict:
             "mlp_recall_min": min(m["mlp_recall"]),
             "mlp_seq_recall_min": min(m["mlp_seq_recall"]), "attn_threshold": preds.attn_thr,
             "mlp_threshold": preds.mlp_thr, "recall_target": cfg.recall_target}
+
+
+def measure_pattern(case, config, timer) -> dict:
+    """exp-ablation-attn-patterns (Fig 9, patterns.py): predictors trained on config.ops.train_rows
+    corpus rows, the study on the next case.batch rows, one timed round (operator rounds, warmup
+    and threads from config.ops)."""
+    ops = config.ops
+    model = _model(case.model)  # predictors and captures on CPU tensors
+    rows = corpus_rows(case.model, ops.train_rows + case.batch, case.seq_len)
+    cfg = PatternConfig(mass=case.mass, mlp_rel=case.mlp_rel, mlp_block=case.mlp_block,
+                        rank=ops.rank, steps=ops.predictor_steps, rounds=ops.rounds,
+                        warmup=ops.warmup, device=timer.device)
+    with threads(ops.threads) as n:
+        out = timer.measure(lambda: pattern_study(model, rows[ops.train_rows:], cfg,
+                                                  rows[:ops.train_rows]), warmup=0, rounds=1)
+    return {"threads": n, **out}

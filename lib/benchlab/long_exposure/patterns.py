@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchlab.core import interleave, threads
+from benchlab.core import interleave
 from benchlab.core.stats import paired_ratio
 from benchlab.core.timing import forward_backward
 
@@ -216,23 +216,3 @@ def pattern_study(model, ids: torch.Tensor, cfg: PatternConfig, train_ids: torch
             out[f"{p}_speedup"].append(sp[p])
     means = {f"{k}_mean": sum(v) / len(v) for k, v in out.items() if v}
     return {**out, **means, "layers": len(cap.q), "doc_density": cap.docs.density(A.BLOCK)}
-
-
-def measure_pattern(case, config, timer) -> dict:
-    """exp-ablation-attn-patterns (Fig 9) for an ExposerCase-like case: predictors trained on
-    config.ops.train_rows corpus rows, the study on the next case.batch rows, one timed round
-    (operator rounds, warmup and threads from config.ops)."""
-    from benchlab import zoo
-
-    from .opcases import corpus_rows
-
-    ops = config.ops
-    model = zoo.load(case.model).eval()  # predictors and captures on CPU tensors
-    rows = corpus_rows(case.model, ops.train_rows + case.batch, case.seq_len)
-    cfg = PatternConfig(mass=case.mass, mlp_rel=case.mlp_rel, mlp_block=case.mlp_block,
-                        rank=ops.rank, steps=ops.predictor_steps, rounds=ops.rounds,
-                        warmup=ops.warmup, device=timer.device)
-    with threads(ops.threads) as n:
-        out = timer.measure(lambda: pattern_study(model, rows[ops.train_rows:], cfg,
-                                                  rows[:ops.train_rows]), warmup=0, rounds=1)
-    return {"threads": n, **out}

@@ -98,15 +98,16 @@ def batch(config, model: str, seq_len: int, index: int = 0) -> torch.Tensor:
     return r[i * config.batch_size:(i + 1) * config.batch_size]
 
 
-def train_predictors(config, model: str, data: torch.Tensor):
-    """Attention and MLP predictors (predictors.py) of `model` trained on packed rows `data`,
-    with the scale's exposer / predictor settings (config.ops)."""
+def train_predictors(config, model: str, data: torch.Tensor, base=None):
+    """Attention and MLP predictors (predictors.py) of `model` (or of `base`, a modified copy of
+    it) trained on packed rows `data`, with the scale's exposer / predictor settings."""
     from . import predictors as pr
 
     o = config.ops
     cfg = pr.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
                              steps=o.predictor_steps, seed=config.seed)
-    return pr.train_predictors(base_model(model), data, mlp_block=MLP_BLOCK, cfg=cfg)
+    return pr.train_predictors(base if base is not None else base_model(model), data,
+                               mlp_block=MLP_BLOCK, cfg=cfg)
 
 
 @functools.cache
@@ -200,14 +201,8 @@ def reordered_model(config, model: str, seq_len: int):
 @functools.cache
 def reordered_predictors(config, model: str, seq_len: int):
     """predictors(), trained on the neuron-reordered model (same rows and settings)."""
-    from . import predictors as pr
-
-    o = config.ops
-    cfg = pr.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
-                             steps=o.predictor_steps, seed=config.seed)
     data = rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
-    return pr.train_predictors(reordered_model(config, model, seq_len), data,
-                               mlp_block=MLP_BLOCK, cfg=cfg)
+    return train_predictors(config, model, data, base=reordered_model(config, model, seq_len))
 
 
 @dataclass
