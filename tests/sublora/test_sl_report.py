@@ -9,7 +9,8 @@ import pytest
 from benchlab.core.errors import BenchlabError
 from benchlab.sublora import bounds as B
 from benchlab.sublora.analyze import analyze_main, collect
-from benchlab.sublora.claims import dominance, gate_tests, holm, mode_pairs, w0_claims
+from benchlab.sublora.claims import (dominance, gate_tests, holm, mode_pairs, share_trend,
+                                     w0_claims)
 from benchlab.sublora.report import plot_pareto, report, runs_frame, summarize
 
 TEN = ["pareto_frontier_d1000.png", "pareto_frontier_d2000.png",
@@ -144,6 +145,25 @@ def test_claims_match_scipy():
     assert g["pooled"][2] == pytest.approx(stats.ttest_1samp(pooled, 0.5).pvalue, rel=1e-12)
     text = " ".join(w0_claims(runs, 1000))
     assert text.count("goal >= 1 bit in every seed met") == 5
+
+
+def test_share_trend_is_the_least_squares_slope_of_the_gain_on_r():
+    rows = [{"d": 1, "mode": "w0", "seed": s, "ratio": np.nan, "bound_value": 12.0 + 0.1 * i}
+            for i, s in enumerate(SEEDS)]
+    pts = []
+    for i, s in enumerate(SEEDS):
+        for r, gain in ((0.2, 0.5), (0.5, 0.9), (0.8, 1.4)):
+            g = gain + 0.05 * (i - 1) * r
+            rows.append({"d": 1, "mode": "fixed", "seed": s, "ratio": r,
+                         "bound_value": 12.0 + 0.1 * i - g})
+            pts.append((r, g))
+    t = share_trend(pd.DataFrame(rows), 1)
+    x, y = np.array(pts).T
+    slope = np.polyfit(x, y, 1)[0]  # numpy's least squares, not scipy's
+    assert t["n"] == 9 and t["slope"] == pytest.approx(slope, rel=1e-9) and t["p"] < 1e-4
+    flat = pd.DataFrame([r if r["mode"] == "w0" else {**r, "bound_value": 11.0} for r in rows])
+    assert share_trend(flat[flat["ratio"].ne(0.8) | flat["mode"].eq("w0")], 1)["slope"] < 0.2
+    assert share_trend(flat[flat["ratio"].isna() | flat["ratio"].eq(0.2)], 1) is None
 
 
 def test_holm_by_hand():

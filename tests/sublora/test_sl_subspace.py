@@ -130,3 +130,21 @@ def test_learned_gates_get_gradients_and_split_coordinates(base):
     # the mask's soft edge (width ~ 1 / gating_scale) sits at gamma d_g = d_g: all else is B
     torch.testing.assert_close(x_b[:-5], w[:-5], atol=1e-3, rtol=0)
     assert x_a[:-5].abs().max() < 1e-3 and m.d_share_B()[0] > 0.99
+
+
+def test_at_w0_the_A_side_gets_no_gradient_because_B_starts_at_zero(base):
+    """Why an A-heavy fixed split learns least: at w = 0 every LoRA B is zero, so dL/dA = 0 and
+    the A-side coordinates of w get exactly no gradient; the B side does."""
+    m = SubspaceModel(copy.deepcopy(base), SubspaceConfig(intrinsic_dim=200,
+                      allocation_mode="fixed", allocation_ratio=0.2), seed=3)
+    params = dict(m.net.named_parameters())
+    assert all(params[n].abs().max() == 0 for n in m.names if ".lora_B" in n)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, base.config.vocab_size, (2, 16), generator=g)
+    m.loss(idx[:, :-1], idx[:, 1:]).backward()
+    for b in m.blocks:
+        g = m.w.grad[b.start:b.stop]
+        if b.side == "A":
+            assert g.abs().max() == 0, b.name
+        else:
+            assert g.abs().max() > 0, b.name

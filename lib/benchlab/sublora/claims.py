@@ -11,7 +11,11 @@ p >= ALPHA or n < 2):
 - learned gates vs 0.5 (the init): one-sample t-test per group over seeds, and pooled: the
   per-seed mean over groups (one value per run), per d and over all d;
 - Pareto dominance (KL, raw bpd; lower is better): A dominates B when both paired one-sided
-  t-tests say A < B; the intersection-union p-value is the larger of the two.
+  t-tests say A < B; the intersection-union p-value is the larger of the two;
+- the B share (fixed allocation): the gain over w = 0 against r = d_B / d over every fixed run
+  of that d (least-squares slope, scipy's linregress). LoRA's B starts at zero, so at w = 0 the
+  A-side coordinates get no gradient (tests/sublora/test_sl_subspace.py) and the update BA lives
+  in the span of B's r d coordinates: an A-heavy split starves the update.
 """
 
 from itertools import combinations
@@ -143,6 +147,21 @@ def dominance(runs: pd.DataFrame, d: int) -> list[dict]:
     return out
 
 
+def share_trend(runs: pd.DataFrame, d: int) -> dict | None:
+    """Fixed runs at d: slope of (w0 bound - run bound) on r, its p and n; None under 3 runs or
+    fewer than 2 distinct r."""
+    sub = runs[(runs["d"] == d) & (runs["mode"] == "fixed")]
+    w0 = runs[(runs["d"] == d) & (runs["mode"] == "w0")].set_index("seed")["bound_value"]
+    sub = sub[sub["seed"].isin(w0.index)]
+    if len(sub) < 3 or sub["ratio"].nunique() < 2:
+        return None
+    gap = w0[sub["seed"]].to_numpy(float) - sub["bound_value"].to_numpy(float)
+    fit = stats.linregress(sub["ratio"].to_numpy(float), gap)
+    return {"slope": float(fit.slope), "p": float(fit.pvalue), "n": len(sub),
+            "gap_at": {float(r): float(gap[sub["ratio"].to_numpy() == r].mean())
+                       for r in sorted(set(sub["ratio"]))}}
+
+
 def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str = "",
                  random_bpd: float | None = None) -> Path:
     """claims.md: one sentence per claim, with its p-value."""
@@ -184,6 +203,15 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
             lines.append(f"- pooled (per-run mean over groups, n = {n}): mean gamma {mean:.4f}, "
                          f"{_p(p)}: {'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}"
                          ".")
+        trend = share_trend(runs, d)
+        if trend:
+            at = ", ".join(f"r={r:g}: {g:.3f}" for r, g in trend["gap_at"].items())
+            lines += ["", "The B share (fixed allocation; LoRA's B starts at zero, so the A side "
+                      "learns only through B):", "",
+                      f"- gain over w = 0 against r = d_B / d: slope {trend['slope']:+.3f} "
+                      f"bits/token per unit r over {trend['n']} runs (mean gain {at}; "
+                      f"linear regression {_p(trend['p'])}): "
+                      f"{'a trend is shown' if _verdict(trend['p']) == 'shown' else NOT_SHOWN}."]
         dom = dominance(runs, d)
         lines += ["", "Pareto dominance on (KL, raw bpd), lower is better (pairs where the means "
                   "suggest it):", ""]
