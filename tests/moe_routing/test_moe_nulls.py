@@ -9,12 +9,15 @@ scores, counts against the calibration scores), before and after the min_k / max
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import softmax
 from statsmodels.stats.multitest import multipletests
 
 from benchlab.core.errors import BenchlabError
 from benchlab.moe_routing import NULLS, ROUTINGS, EmpiricalNull, Routing, make_null, route
 from benchlab.moe_routing import calibration as calibration_mod
+from benchlab.moe_routing.nulls import lower_median
 
 DEFS = [("per_expert", 1.0), ("pooled", 1.0), ("within_token", 1.0), ("prob", 2.0)]
 
@@ -171,3 +174,22 @@ def test_null_file_carries_metadata_and_rejects_mismatches(tmp_path, monkeypatch
 
 def test_registry_lists_every_definition():
     assert list(NULLS) == ["per_expert", "pooled", "within_token", "prob"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 70), st.integers(0, 2**31 - 1),
+       st.sampled_from(["normal", "ties", "nan"]), st.sampled_from([torch.float32, torch.float64]))
+def test_lower_median_is_torch_median(rows, cols, seed, kind, dtype):
+    """The numpy path (np.partition) equals torch.median, the lower median, NaN included."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=g, dtype=dtype)
+    if kind == "ties":
+        x = x.round()
+    if kind == "nan":
+        x[torch.rand(rows, cols, generator=g) < 0.1] = torch.nan
+    want = x.median(-1, keepdim=True).values
+    got = lower_median(x)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+    assert torch.equal(lower_median(x.T.contiguous().T).nan_to_num(), want.nan_to_num())  # strided

@@ -24,6 +24,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -118,34 +119,32 @@ class PooledLayer:
             self._cuts[alpha] = torch.where(mk > n, -torch.inf, c)  # every rank: always
         return self._cuts[alpha]
 
-    def kstar_scores(self, logits: torch.Tensor, alpha: float):
-        """(k* [T] of the BH step-up, scores [T, E]) without sorting: the cuts c_k are
-        nonincreasing in k, so s_e > c_k exactly for k >= j_e = E + 1 - #{k : c_k < s_e} (one
-        search among E cuts), and #{e : s_e > c_k} is the cumulative count of j <= k."""
-        s = self.scores(logits)
-        T, E = s.shape
-        rev = self.cuts(alpha, E).flip(0).contiguous()  # ascending
-        j = E + 1 - torch.searchsorted(rev, s.contiguous(), side="left")  # [T, E] in 1..E+1
-        hist = torch.zeros(T, E + 2, dtype=torch.int64, device=s.device)
-        cnt = hist.scatter_add_(1, j, torch.ones_like(j))[:, 1:E + 1].cumsum(1)  # [T, E]
-        ks = torch.arange(1, E + 1, device=s.device)
-        return torch.where(cnt >= ks, ks, 0).amax(-1), s
-
     def kstar(self, logits: torch.Tensor, alpha: float) -> torch.Tensor:
-        return self.kstar_scores(logits, alpha)[0]
+        """k* [T] of the BH step-up without p-values: #{e : s_e > c_k} >= k exactly when the
+        k-th largest score s_(k) > c_k, so k* = max{k : s_(k) > c_k} (0 when none) over the
+        scores sorted descending (numpy's sort on CPU, 4x faster there than torch's)."""
+        s = self.scores(logits).detach().nan_to_num(nan=-torch.inf)  # NaN passes no cut
+        c = self.cuts(alpha, logits.shape[-1])
+        if s.device.type == "cpu":
+            srt = torch.from_numpy(-np.sort(-s.numpy(), axis=-1))
+        else:
+            srt = s.sort(-1, descending=True).values
+        ks = torch.arange(1, s.shape[-1] + 1, device=s.device)
+        return torch.where(srt > c, ks, 0).amax(-1)
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
-        from .routers import check_bh_args, select_prefix
+        from .routers import check_bh_args, count_where, row_max, select_prefix
 
         E = logits.shape[-1]
         max_k = check_bh_args(alpha, E, min_k, max_k)
         s, c = self.scores(logits), self.cuts(alpha, E)
 
         def order(v, k):  # the k largest scores, descending
-            return v.max(-1, keepdim=True) if k == 1 else torch.topk(v, k, dim=-1, sorted=True)
+            return row_max(v) if k == 1 else torch.topk(v, k, dim=-1, sorted=True)
 
-        return select_prefix(s, order, lambda v: v > c[:v.shape[-1]], lambda k: s > c[k - 1],
+        return select_prefix(s, order, lambda v: v > c[:v.shape[-1]],
+                             lambda k: count_where(s, c[k - 1]),
                              min_k, max_k, lambda rows: self.kstar(logits[rows], alpha))
 
 
