@@ -9,8 +9,7 @@ import pytest
 from benchlab.core.errors import BenchlabError
 from benchlab.sublora import bounds as B
 from benchlab.sublora.analyze import analyze_main, collect
-from benchlab.sublora.claims import (dominance, gate_tests, holm, mode_pairs, share_trend,
-                                     w0_claims)
+from benchlab.sublora.claims import dominance, gate_tests, holm, mode_pairs, share_trend, w0_claims
 from benchlab.sublora.report import plot_pareto, report, runs_frame, summarize
 
 TEN = ["pareto_frontier_d1000.png", "pareto_frontier_d2000.png",
