@@ -89,7 +89,8 @@ def test_each_document_equals_hf_run_alone(model, mode):
         torch.testing.assert_close(out[:, s:e], ref.detach(), atol=2e-5, rtol=1e-4)
         (ref * g[:, s:e]).sum().backward()
     for n, p in ref_model.named_parameters():
-        torch.testing.assert_close(got[n], p.grad, atol=5e-5, rtol=1e-3, msg=n)
+        # float32 sums in another order: up to 5.3e-5 apart on AMD EPYC (1 of 262,400 entries)
+        torch.testing.assert_close(got[n], p.grad, atol=1e-4, rtol=1e-3, msg=n)
 
 
 def _leaks(m, ids):

@@ -172,7 +172,8 @@ def test_a_few_training_steps_reproduce_bit_for_bit():
     assert not same_weights(a, zoo.build("gpt2-tiny"))  # the steps did change the weights
 
 
-REBUILD_TOLERANCE = 0.05  # nats of validation loss, rebuilt vs shipped (other CPU models, BLAS)
+# nats of validation loss, rebuilt vs shipped (other CPU models, BLAS): 0.056 measured on AMD EPYC
+REBUILD_TOLERANCE = 0.1
 
 
 def test_rebuilt_model_loss_is_within_tolerance_of_the_shipped_one(capsys):
