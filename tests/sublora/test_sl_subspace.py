@@ -143,8 +143,8 @@ def test_at_w0_the_A_side_gets_no_gradient_because_B_starts_at_zero(base):
     idx = torch.randint(0, base.config.vocab_size, (2, 16), generator=g)
     m.loss(idx[:, :-1], idx[:, 1:]).backward()
     for b in m.blocks:
-        g = m.w.grad[b.start:b.stop]
+        grad = m.w.grad[b.start:b.stop]
         if b.side == "A":
-            assert g.abs().max() == 0, b.name
+            assert grad.abs().max() == 0, b.name
         else:
-            assert g.abs().max() > 0, b.name
+            assert grad.abs().max() > 0, b.name

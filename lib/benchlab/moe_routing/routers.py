@@ -22,7 +22,7 @@ import torch
 
 from ..core.errors import BenchlabError
 from ..core.registry import Registry
-from .nulls import NULLS
+from .nulls import NULLS, as_numpy
 
 
 @dataclass(frozen=True)
@@ -176,19 +176,22 @@ def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
 
 def row_max(v: torch.Tensor):
     """(values, indices) [..., 1] of each row's largest, as torch.max(-1, keepdim=True) gives
-    them (the first index on ties; NaN wins). On CPU via numpy's argmax: 2-3x faster there on
-    router-sized rows (4096 x 64), where this single reduction decides most tokens' routing."""
-    if v.device.type != "cpu" or v.requires_grad:
+    them (the first index on ties; NaN wins); numpy's argmax where nulls.as_numpy allows. This
+    single reduction decides most tokens' routing."""
+    vn = as_numpy(v)
+    if vn is None:
         return v.max(-1, keepdim=True)
-    i = torch.from_numpy(v.numpy().argmax(-1)[..., None])
+    i = torch.from_numpy(vn.argmax(-1)[..., None])
     return v.gather(-1, i), i
 
 
 def count_where(v: torch.Tensor, cut: torch.Tensor, above: bool = True) -> torch.Tensor:
-    """[...] int64: per row, how many of v are > cut (above) or <= cut; numpy's on CPU (1.5x)."""
-    if v.device.type != "cpu" or v.requires_grad:
+    """[...] int64: per row, how many of v are > cut (above) or <= cut (numpy's count where
+    nulls.as_numpy allows)."""
+    x = as_numpy(v)
+    if x is None:
         return ((v > cut) if above else (v <= cut)).sum(-1)
-    x, c = v.numpy(), float(cut)  # cut is one of v's dtype: exact as a Python float
+    c = float(cut)  # cut is one of v's dtype: exact as a Python float
     n = np.count_nonzero(x > c if above else x <= c, axis=-1)
     return torch.from_numpy(np.asarray(n, dtype=np.int64))
 
