@@ -77,3 +77,42 @@ def test_break_even_crossing_interpolates_and_feeds_the_dispatcher():
     with torch.no_grad():
         m(ids)
     assert seen == [64] * m.config.num_hidden_layers and stats.dense_runs == len(seen)
+
+
+def _step_result(**extra):
+    r = {"model": "opt-125m-shape", "init": "trained", "seq_len": 1024, "masks": "exposed",
+         "threads": 1, "rounds": 10, "keeps_everything": False, "density_attn": 0.153,
+         "density_doc": 0.165, "density_mlp": 1.0, "t_le": 0.55, "t_sdpa": 0.031,
+         "t_sdpa_docs": 0.062, "t_eager": 0.036, "t_le_dispatch": 0.042, "break_even_attn": 0.0,
+         "break_even_mlp": 0.0, "dispatch_speedup_sdpa": 0.75, "memory_ratio": 0.94,
+         "memory_ratio_sdpa_docs": 1.0, "memory_ratio_eager": 0.58}
+    for k, (v, lo, hi) in {"sdpa": (0.06, 0.057, 0.063), "sdpa_docs": (1.2, 1.1, 1.3),
+                           "eager": (1.0, 0.9, 1.1)}.items():
+        r.update({f"speedup_{k}": v, f"speedup_{k}_ci": [lo, hi], f"speedup_{k}_p": 1e-3})
+    return {**r, **extra}
+
+
+def test_model_step_md_reads_each_claim_from_its_interval_and_names_the_device():
+    from benchlab.long_exposure.cli import model_step_md
+
+    md = model_step_md(_step_result())
+    assert "shared 2-core machine" in md and "FlexAttention" not in md
+    assert "LE vs sdpa: 0.06x" in md
+    assert "LE slower (interval below 1) (goal >= 1.5x: not met)" in md
+    assert "LE vs sdpa_docs: 1.20x" in md and "a gain, shown" in md
+    assert "LE vs eager: 1.00x" in md and "not shown at this scale" in md
+    flex = {"flex_speedup_sdpa": 1.6, "flex_speedup_sdpa_ci": [1.52, 1.7],
+            "flex_speedup_sdpa_p": 1e-4, "flex_speedup_sdpa_docs": 0.29,
+            "flex_speedup_sdpa_docs_ci": [0.25, 0.36], "flex_speedup_sdpa_docs_p": 1e-3}
+    md = model_step_md(_step_result(device="cuda", machine={"gpu": "NVIDIA H200"}, **flex))
+    assert "Measured on cuda (NVIDIA H200)." in md and "shared 2-core" not in md
+    assert ("- LE through FlexAttention vs sdpa: 1.60x, 95% bootstrap interval of the median "
+            "per-round ratio [1.52, 1.70]") in md and "(goal >= 1.5x: met)" in md
+    assert "LE through FlexAttention slower (interval below 1)" in md  # vs sdpa_docs
+
+
+def test_flex_trainer_only_on_cuda():
+    """FlexAttention has no backward on CPU: the CPU model step times no le_flex trainer."""
+    cfg = CONFIGS["tiny"]
+    ts = wl.model_step_trainers(cfg, "opt-tiny", 64, "synthetic", 0.5, "random")
+    assert set(ts) == {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"}

@@ -26,12 +26,14 @@ equivalent lm_eval command line instead).
 
 import argparse
 import dataclasses
+import itertools
 import json
 import shlex
 from pathlib import Path
 
 import numpy as np
 
+from benchlab.core import machine
 from benchlab.core.errors import BenchlabError, first_line
 from benchlab.core.options import bounded
 from benchlab.core.timing import threads
@@ -250,16 +252,20 @@ def cmd_model_step(args) -> int:
     case = Case("cli", "model_step", model, args.seq_len, masks=args.masks, density=args.density,
                 init=init)
     with threads(args.threads):
-        be, ts, mem, times = model_step_run(case, cfg, Timer(None, "cpu"))
+        be, ts, mem, times = model_step_run(case, cfg, Timer(None, args.device))
     t = wl.speedups({k: v for k, v in times.items() if k != "le_dispatch"})
     st = ts["le"].stats
     tests = {}
-    for k in ("sdpa", "sdpa_docs", "eager"):  # per-round ratios: interval and paired test
-        ratios = [a / b for a, b in zip(times[k], times["le"], strict=True)]
+    les = ("le", "le_flex") if "le_flex" in times else ("le",)  # le_flex: CUDA only
+    for le, k in itertools.product(les, ("sdpa", "sdpa_docs", "eager")):  # per-round ratios:
+        ratios = [a / b for a, b in zip(times[k], times[le], strict=True)]  # interval, paired t
+        name = f"speedup_{k}" if le == "le" else f"flex_speedup_{k}"
         lo, hi = bootstrap_ci(ratios, statistic=np.median)
-        tests[f"speedup_{k}_ci"] = [lo, hi]
-        tests[f"speedup_{k}_p"] = paired_ttest(times[k], times["le"])[1]
+        tests[name] = float(np.median(ratios))
+        tests[f"{name}_ci"] = [lo, hi]
+        tests[f"{name}_p"] = paired_ttest(times[k], times[le])[1]
     result = {"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
+              "device": args.device, "machine": machine.facts(),
                       "density": args.density if args.masks == "synthetic" else None, **t,
                       **tests, "t_le_dispatch": float(np.median(times["le_dispatch"])),
                       "dispatch_speedup_sdpa": float(np.median(np.divide(
@@ -290,26 +296,33 @@ def cmd_model_step(args) -> int:
 
 def model_step_md(r: dict) -> str:
     """One sentence per claim of a model-step result, with its interval and p-value."""
-    def claim(name, goal=None):
-        lo, hi = r[f"speedup_{name}_ci"]
-        shown = "a gain, shown" if lo > 1.0 else ("LE slower (interval below 1)" if hi < 1.0
+    def claim(base, goal=None, le="LE"):
+        key = f"speedup_{base}" if le == "LE" else f"flex_speedup_{base}"
+        lo, hi = r[f"{key}_ci"]
+        shown = "a gain, shown" if lo > 1.0 else (f"{le} slower (interval below 1)" if hi < 1.0
                                                   else "a difference not shown at this scale")
         g = f" (goal >= {goal}x: {'met' if lo >= goal else 'not met'})" if goal else ""
-        return (f"- LE vs {name}: {r[f'speedup_{name}']:.2f}x, 95% bootstrap interval of the "
-                f"median per-round ratio [{lo:.2f}, {hi:.2f}], paired t-test p = "
-                f"{r[f'speedup_{name}_p']:.2g}: {shown}{g}.")
+        return (f"- {le} vs {base}: {r[key]:.2f}x, 95% bootstrap interval of the median "
+                f"per-round ratio [{lo:.2f}, {hi:.2f}], paired t-test p = {r[f'{key}_p']:.2g}: "
+                f"{shown}{g}.")
     keeps = " (the masks keep everything)" if r["keeps_everything"] else ""
+    gpu = r.get("machine", {}).get("gpu")
+    where = ("a shared 2-core machine under contention" if r.get("device", "cpu") == "cpu"
+             else f"{r['device']} ({gpu})" if gpu else r["device"])
     return "\n".join([
         f"LoRA step of {r['model']} (init {r['init']}) at L={r['seq_len']} on one packed row, "
         f"masks {r['masks']}, {r['threads']} thread, {r['rounds']} rotated rounds, attention "
-        "inside documents in every mode. Measured on a shared 2-core machine under contention.",
+        f"inside documents in every mode. Measured on {where}.",
         "",
         f"Densities LE ran at: attention {r['density_attn']:.3f} of causal blocks (documents "
         f"alone {r['density_doc']:.3f}), MLP {r['density_mlp']:.3f}{keeps}.",
         f"Step seconds (medians): LE {r['t_le']:.2f}, dense SDPA with document mask "
         f"{r['t_sdpa']:.2f}, per-document SDPA {r['t_sdpa_docs']:.2f}, eager {r['t_eager']:.2f}, "
         f"LE dispatched {r['t_le_dispatch']:.2f}.",
-        "", claim("sdpa", 1.5), claim("sdpa_docs"), claim("eager"), "",
+        "", claim("sdpa", 1.5), claim("sdpa_docs"), claim("eager"),
+        *([claim("sdpa", 1.5, "LE through FlexAttention"),
+           claim("sdpa_docs", le="LE through FlexAttention")] if "flex_speedup_sdpa" in r else []),
+        "",
         f"- Dispatched at the break-even densities measured in this run (attention "
         f"{r['break_even_attn']:.2f}, MLP {r['break_even_mlp']:.2f}): "
         f"{r['dispatch_speedup_sdpa']:.2f}x dense SDPA.",
@@ -400,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="(default: %(default)s)")
     ms.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
+    ms.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="(default: %(default)s)")
     ms.add_argument("--out", help="also write the result JSON here (atomically)")
     at = sub.add_parser("attn-study", help="attention on packed rows: SDPA (document mask), "
                         "per-document SDPA, eager, LE operator, FlexAttention")

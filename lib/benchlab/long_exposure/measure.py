@@ -101,7 +101,7 @@ def model_step_run(case, config, timer):
     be = wl.break_even(config, case.model, case.seq_len, case.init, timer.device)
     ts = wl.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
                                 case.init, timer.device, dense_above=be)
-    mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items()}
+    mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items() if k != "le_flex"}
     times = timer.side_by_side({k: t.step for k, t in ts.items()}, warmup=1,
                                rounds=config.step_rounds)
     return be, ts, mem, times
@@ -118,10 +118,15 @@ def measure_model_step(case, config, timer) -> dict:
         be, ts, mem, times = model_step_run(case, config, timer)
     dense = {k: times[k] for k in ("sdpa", "sdpa_docs", "eager")}
     dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
+    flex = {}  # CUDA: LE's masks through FlexAttention (flex_speedup_<dense>, t_le_flex)
+    if "le_flex" in times:
+        fs = wl.speedups({**dense, "le": times["le_flex"]})
+        flex = {f"flex_{k}": v for k, v in fs.items() if k.startswith("speedup")}
+        flex["t_le_flex"] = fs["t_le"]
     le, ld = ts["le"], ts["le_dispatch"]
     return {"threads": n, **wl.speedups({**dense, "le": times["le"]}),
             **{f"dispatch_{k}": v for k, v in dispatch.items() if k.startswith("speedup")},
-            "t_le_dispatch": dispatch["t_le"], "dispatch_dense_runs": ld.stats.dense_runs,
+            "t_le_dispatch": dispatch["t_le"], **flex, "dispatch_dense_runs": ld.stats.dense_runs,
             "break_even_attn": be["attn"], "break_even_mlp": be["mlp"],
             "memory_ratio": mem["le"] / mem["sdpa"], "memory_ratio_eager": mem["le"] / mem["eager"],
             "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],

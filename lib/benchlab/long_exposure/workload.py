@@ -344,7 +344,8 @@ def break_even(config, model: str, seq_len: int, init: str = "trained",
 
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
                         init: str, device: str = "cpu", dense_above: dict | None = None) -> dict:
-    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"} on one packed batch of
+    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"} (on CUDA also "le_flex":
+    the same masks through FlexAttention) on one packed batch of
     `model` (base `init`), attention inside documents in every one: LE masks are the exposer's
     on that batch (masks="exposed") or random at `density` for attention and MLP alike
     (masks="synthetic", AND-ed with the documents), fixed before timing (no predictor in the
@@ -359,9 +360,11 @@ def model_step_trainers(config, model: str, seq_len: int, masks: str, density: f
                             seed=config.seed)
     else:
         raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")
+    modes = ("le", "sdpa", "sdpa_docs", "eager") + (("le_flex",) if device.startswith("cuda")
+                                                    else ())  # no flex backward on CPU
     out = {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
-                         init=init, source=src if mode == "le" else None)
-           for mode in ("le", "sdpa", "sdpa_docs", "eager")}
+                         init=init, source=src if mode in LE_MODES else None)
+           for mode in modes}
     out["le_dispatch"] = trainer(config, model, "lora", seq_len, mode="le", device=device,
                                  data=data, init=init, source=src,
                                  dense_above=dense_above or {"attn": 1.0, "mlp": 1.0})
