@@ -10,6 +10,7 @@ import pytest
 
 from benchlab import lm_timing as lt
 from benchlab.core import config_hash, to_jsonable
+from benchlab.lm_timing import run as R
 
 
 @pytest.mark.parametrize("scale", ["tiny", "small", "paper"])
@@ -32,8 +33,16 @@ def test_tiny_scale_has_tiny_sweep_and_small_at_128():
     assert grid >= {(t, m, p) for t in (128, 256, 512, 1024) for m in ("forward",
                     "forward_backward") for p in ("fp32", "bf16")}
     assert {m for _, m, _ in grid} == set(lt.MODES)
-    small = [c for c in lt.pair_cases(cfg) if c.size == "small"]
-    assert {c.context for c in small} == {128} and {c.kind for c in small} == {"peer", "bf16"}
+    small = [c for c in lt.pair_cases(cfg) if c.size == "small"]  # fp32 only: bf16 is ~50x
+    assert {c.context for c in small} == {128} and {c.kind for c in small} == {"peer"}  # on AVX2
+    assert {c.a_precision for c in small} == {"fp32"}
+    assert {c.kind for c in lt.pair_cases(lt.CONFIGS["small"]) if c.size == "small"} == {
+        "peer", "bf16"}  # the small size's bf16 pairs are at small scale
+
+
+def test_cpu_matmul_peak_size_per_precision():
+    assert [R.peak_n("cpu", p) for p in ("fp32", "bf16")] == [2048, 1024]
+    assert R.peak_n("cuda:0", "bf16") == 8192
 
 
 def test_paper_scale_is_the_full_table():

@@ -168,7 +168,7 @@ def measure_attn(case, config, timer, seed: int = 0) -> dict:
 
 
 def measure_peak(case, config, timer, seed: int = 0) -> dict:
-    n = 8192 if str(timer.device).startswith("cuda") else 2048
+    n = R.peak_n(timer.device, case.precision)
     a = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
     b = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
     timer.measure(lambda: a @ b, warmup=1, rounds=3)

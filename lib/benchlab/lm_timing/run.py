@@ -127,13 +127,22 @@ def prepare(size: str | ModelConfig, context: int, mode: str, precision: str, *,
 
 # -- peak FLOP/s, memory, OOM -----------------------------------------------------------------
 
+def peak_n(device: str, precision: str) -> int:
+    """The matmul size of the peak: 8192 on CUDA; on CPU 2048, and 1024 in bf16, which a CPU
+    without native bf16 (AVX2 only, as some AMD EPYC here) runs at about 1 GFLOP/s (a 2048
+    matmul there takes about 20 s)."""
+    if str(device).startswith("cuda"):
+        return 8192
+    return 1024 if precision == "bf16" else 2048
+
+
 @functools.cache
 def matmul_peak(device: str, precision: str, n: int | None = None, reps: int = 3) -> float:
     """FLOP/s of the best of `reps` n x n matmuls in the precision's dtype on `device`, the
     denominator of MFU (measured in the same run, so MFU is against this machine's own best)."""
     from benchlab.core.timing import time_fn
 
-    n = n or (8192 if str(device).startswith("cuda") else 2048)
+    n = n or peak_n(device, precision)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision])
     b = torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision])
