@@ -147,10 +147,14 @@ def test_report_speed_section_puts_each_ratio_beside_its_goal():
                                              "ratio_vs_torch_topk": 1.4}},
              "forward_equal_count": {"bh_loose": {
                  "forward_ratio": 1.04, "forward_ratio_ci": [1.0, 1.1], "mean_experts": 3.2,
-                 "model_router_ratio": 1.3, "router_overhead": 0.026}},
+                 "model_router_ratio": 1.3, "router_overhead": 0.026,
+                 "bh_active_experts": 64.0, "topk_active_experts": 23.25, "topk_lo": 3,
+                 "bh_util_cv": 0.78, "topk_util_cv": 4.1}},
              "layer_scaling": {"ks": [1, 8], "relative_times": [0.2, 1.0],
                                "time_per_expert_slope": 0.9}}
     text = "\n".join(speed_lines(speed))
     assert "| bh_moderate | 1.2 | <= 1.5 | vs bare torch.topk 1.4 |" in text
     assert "| bh_loose | 1.04 | <= 1.05 | 95% CI 1-1.1;" in text and "adds 2.6% of" in text
+    assert ("experts with rows 64 (top-3: 23.2), rows-per-expert CV 0.78 (top-3: 4.1) |"
+            in text)
     assert "| 0.9 | >= 0.8 | relative times 0.20, 1.00 |" in text

@@ -130,7 +130,8 @@ METRICS = {
     "avg_experts": (0.01, 0.01), "heldout_avg_experts": (0.01, 0.01), "std_experts": (0.02, 0.01),
     "mean_experts": (0.01, 0.01), "mean_selected": (0.01, 0.01),
     "heldout_kl": (0.01, 1e-4), "prompt_kl": (0.01, 1e-4), "heldout_ppl": 1e-3,
-    "util_cv": (0.02, 1e-3), "util_max_min_ratio": None,
+    "util_cv": (0.02, 1e-3), "util_max_min_ratio": None, "*_util_cv": (0.02, 1e-3),
+    "*_active_experts": (0.02, 0.5),
     "heldout_fill_in*": (0.02, 0.01), "fill_in*": (0.02, 0.01), "p_below*": (0.02, 0.002),
     "experts_*": (0.01, 0.01), "kl_*": (0.01, 1e-4), "ppl_*": 1e-3,
 }

@@ -127,7 +127,8 @@ def speed_summary(frame: pd.DataFrame) -> dict:
         out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
             k: row[k] for k in ("forward_ratio", "forward_ratio_ci", "mean_experts",
                                 "bh_forward_time", "topk_forward_time", "model_router_ratio",
-                                "router_overhead") if k in row}
+                                "router_overhead", "bh_active_experts", "topk_active_experts",
+                                "bh_util_cv", "topk_util_cv", "topk_lo") if k in row}
     for _, row in frame[frame["case.kind"] == "layer"].iterrows():
         out["layer_scaling"] = {k: row[k] for k in ("ks", "layer_times", "relative_times",
                                                     "time_per_expert_slope") if k in row}
@@ -229,6 +230,16 @@ def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
     return made
 
 
+def load(r: dict) -> str:
+    """The expert load beside a forward ratio: experts with rows and the CV of rows per expert
+    (mean over layers), BH against top-k at floor(mean)."""
+    if "bh_util_cv" not in r:
+        return ""
+    return (f"; experts with rows {r['bh_active_experts']:.3g} (top-{r['topk_lo']:.0f}: "
+            f"{r['topk_active_experts']:.3g}), rows-per-expert CV {r['bh_util_cv']:.2g} "
+            f"(top-{r['topk_lo']:.0f}: {r['topk_util_cv']:.2g})")
+
+
 def speed_lines(speed: dict) -> list[str]:
     """REPORT.md's speed section: each ratio beside its goal (all of analysis_summary.json)."""
     lines = ["## Speed (ratios of rounds timed side by side in one run)", "",
@@ -243,7 +254,8 @@ def speed_lines(speed: dict) -> list[str]:
         lines.append(f"| forward vs top-k at {r['mean_experts']:.3g} experts/token | {name} | "
                      f"{r['forward_ratio']:.3g} | <= 1.05 | {ci}router on the model's logits "
                      f"{r.get('model_router_ratio', float('nan')):.3g}x top-k, adds "
-                     f"{100 * r.get('router_overhead', float('nan')):.2g}% of the forward |")
+                     f"{100 * r.get('router_overhead', float('nan')):.2g}% of the forward"
+                     f"{load(r)} |")
     if "layer_scaling" in speed:
         ls = speed["layer_scaling"]
         lines.append(f"| MoE-layer time slope vs experts used | top-k {ls['ks']} | "

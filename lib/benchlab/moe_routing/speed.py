@@ -27,6 +27,7 @@ from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 from ..core.stats import bootstrap_ci, medians, paired_ratio
 from ..core.timing import interleave
 from .calibration import make_null
+from .experiment import utilization
 from .model import RoutedMoeBlock, apply_routing, collect_stats
 from .routers import ROUTINGS, Routing, route, topk_route
 
@@ -109,6 +110,11 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
         "bh": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
         "topk": lambda: [topk_route(x, 8) for x in logits]}, setup.device, rounds=5 * rounds)
     lo, hi = max(1, math.floor(mean_k)), min(8, math.ceil(mean_k))
+    load = {"bh": st.usage}  # per-expert rows: the grouped matmuls' shapes
+    apply_routing(m, Routing(f"topk_{lo}", "topk", k=lo))
+    with collect_stats(m) as st_lo:
+        m(input_ids=ids, use_cache=False)
+    load["topk"] = st_lo.usage
     fns = {}
     for k in sorted({lo, hi}):
         r = Routing(f"topk_{k}", "topk", k=k)
@@ -127,6 +133,11 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
             "topk_lo": lo, "topk_hi": hi,
             "model_router_time": t_router, "model_topk_router_time": t_topk_router,
             "model_router_ratio": paired_ratio(routers["bh"], routers["topk"]),
+            # expert load of BH and of top-k at floor(mean): experts with rows (mean over
+            # layers) and the CV of rows per expert
+            **{f"{k}_active_experts": float((u > 0).sum(1).float().mean())
+               for k, u in load.items()},
+            **{f"{k}_util_cv": utilization(u)[0] for k, u in load.items()},
             # what the router alone adds to the forward, as a fraction of the top-k forward
             "router_overhead": (t_router - t_topk_router) / float(np.median(topk))}
 
