@@ -195,3 +195,34 @@ def test_prefix_and_lora_on_the_mlp_are_refused(model):
     with pytest.raises(BenchlabError, match="no LoRA on the MLP"):
         P.patch(m, P.KeepAll(4, _ffn(model.config), 64), sparse_mlp=True)
     P.patch(m, P.KeepAll(4, _ffn(model.config), 64))  # the dense GELU MLP takes LoRA
+
+
+def test_paper_gpt2_path_runs_from_a_local_directory(tmp_path):
+    """Fig 13 at paper scale loads gpt2-large / gpt2-xl through zoo.load and the checkpoint's own
+    tokenizer; the same code path runs here on a GPT-2 saved with save_pretrained (gpt2-large's
+    GELU and layout at a reduced width): every method, LE and the dense modes, one step each."""
+    import dataclasses
+
+    import transformers
+
+    from benchlab.core import Timer
+    from benchlab.long_exposure import CONFIGS, Case, gpt2_cases
+    from benchlab.long_exposure.measure import measure_gpt2
+
+    path = tmp_path / "gpt2-large-narrow"
+    cfg = transformers.GPT2Config(vocab_size=zoo.VOCAB_SIZE, n_positions=256, n_embd=64,
+                                  n_layer=2, n_head=4, activation_function="gelu_new",
+                                  eos_token_id=EOS, bos_token_id=EOS)
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(path)
+    zoo.tokenizer().to_transformers().save_pretrained(path)
+    config = dataclasses.replace(CONFIGS["tiny"], gpt2_models=(str(path),), scale_seq_len=128,
+                                 rounds=1, warmup=0, n_records=200)
+    paper = gpt2_cases(CONFIGS["paper"])
+    assert {c.model for c in paper} == {"gpt2-large", "gpt2-xl"}
+    assert {c.method for c in paper} == set(CONFIGS["paper"].methods)
+    for case in gpt2_cases(config):
+        assert isinstance(case, Case) and case.model == str(path)
+        r = measure_gpt2(case, config, Timer(None, "cpu"))
+        assert r["tokens"] == 128 and r["t_le"] > 0 and r["t_sdpa"] > 0 and r["t_eager"] > 0
+        assert 0 < r["density_attn"] < 1  # packed documents: off-document blocks are skipped
