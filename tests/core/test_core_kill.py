@@ -57,7 +57,7 @@ def pytest_cmd(store, reports):
             "--bench-resume", "--bench-store", store, "--bench-reports", reports]
 
 
-KILLS = 12
+KILLS = 6  # each kill is one inner pytest run (about 15 s on 2 busy cores)
 
 
 def test_sigkill_at_chosen_points_then_resume(pytester, monkeypatch):

@@ -89,3 +89,43 @@ def test_global_batch_not_divisible_is_one_line_error(tmp_path):
     assert lines and set(lines) == {"benchlab: error: --batch-size: global batch 3 does not "
                                     "divide by the 2 processes; choose a multiple of 2"}
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_ddp_scaling_summary_pairs_repeats_and_checks_losses(tmp_path):
+    """summarize: per repeat t_1 / t_N of the median step time (first step left out), the median
+    over repeats, efficiency = speedup / N, and the largest loss gap; write renders all of it."""
+    import numpy as np
+    from scipy import stats
+
+    from benchlab.long_exposure import ddp_scaling as ds
+
+    def log(secs, losses=(6.5, 6.4, 6.3)):
+        return {"step_seconds": list(secs), "losses": list(losses)}
+
+    one = [log([9.0, 1.0, 1.2, 1.1]), log([5.0, 2.0, 2.2, 2.4]), log([1.0, 1.5, 1.5, 1.5])]
+    one[0].update(density_attn=0.25, density_doc=0.3, density_mlp=1.0)
+    two = [log([9.0, 0.6, 0.5, 0.7]), log([5.0, 1.2, 1.0, 1.1]), log([1.0, 1.0, 0.9, 0.8],
+                                                                    (6.5, 6.4, 6.3 + 2e-6))]
+    out = ds.summarize({("le", 1): one, ("le", 2): two}, (1, 2))
+    (row,) = out["le"]["rows"]
+    t1, t2 = np.array([1.1, 2.2, 1.5]), np.array([0.6, 1.1, 0.9])
+    assert row["speedup"] == pytest.approx(np.median(t1 / t2))
+    assert row["efficiency"] == pytest.approx(np.median(t1 / t2) / 2)
+    assert row["p"] == pytest.approx(stats.ttest_rel(np.log(t1), np.log(t2)).pvalue)
+    assert row["max_loss_diff"] == pytest.approx(2e-6)
+    assert row["ci"][0] <= row["speedup"] <= row["ci"][1]
+    result = {"model": "opt-tiny", "seq_len": 64, "global_batch": 4, "steps": 4, "repeats": 3,
+              "procs": [1, 2], "machine": {"cpu": "test cpu"}, "dense": out["le"], **out}
+    paths = ds.write(result, tmp_path)
+    assert [p.name for p in paths] == ["ddp_scaling.json", "ddp_scaling.md", "exp-scale-ddp.png"]
+    md = paths[1].read_text()
+    assert "on test cpu" in md and f"| le | 2 | {row['speedup']:.2f} |" in md
+    assert "LE ran at attention 0.250 of the causal blocks (documents alone 0.300), MLP 1.000" in md
+
+
+@pytest.mark.parametrize("procs", [(2, 4), (1, 3)])
+def test_ddp_scaling_process_counts_are_checked_first(procs):
+    from benchlab.long_exposure import ddp_scaling as ds
+
+    with pytest.raises(BenchlabError, match=r"^--procs: need 1 first"):
+        ds.run(procs, batch=4)

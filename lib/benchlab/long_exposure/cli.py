@@ -428,7 +428,34 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--flex-block", type=bounded(int, lo=1),
                     help="FlexAttention BlockMask tile (default: 32 on CPU, 128 on CUDA)")
     at.add_argument("--out", required=True, help="directory for attn_study.{json,md}")
+    dd = sub.add_parser("ddp-scaling", help="Fig 14 on CPU: LoRA fine-tuning under torchrun "
+                        "with 1 and N gloo processes, same global batch, dense and LE")
+    dd.add_argument("--procs", type=bounded(int, lo=1), nargs="+", default=[1, 2],
+                    help="process counts, 1 first (default: %(default)s)")
+    dd.add_argument("--repeats", type=bounded(int, lo=1), default=4,
+                    help="(default: %(default)s)")
+    dd.add_argument("--model", default="opt-tiny", help="(default: %(default)s)")
+    dd.add_argument("--seq-len", type=bounded(int, lo=16), default=256,
+                    help="(default: %(default)s)")
+    dd.add_argument("--steps", type=bounded(int, lo=2), default=8, help="(default: %(default)s)")
+    dd.add_argument("--batch-size", type=bounded(int, lo=1), default=4,
+                    help="global batch (default: %(default)s)")
+    dd.add_argument("--records", type=bounded(int, lo=1), default=400,
+                    help="(default: %(default)s)")
+    dd.add_argument("--out", required=True,
+                    help="directory for ddp_scaling.{json,md} and exp-scale-ddp.png")
     return parser
+
+
+def cmd_ddp_scaling(args) -> int:
+    """Fig 14 on CPU (ddp_scaling.py): writes ddp_scaling.{json,md}, exp-scale-ddp.png."""
+    from . import ddp_scaling
+
+    result = ddp_scaling.run(tuple(args.procs), args.repeats, args.model, args.seq_len,
+                             args.steps, args.batch_size, args.records)
+    for path in ddp_scaling.write(result, args.out):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -436,5 +463,6 @@ def main(argv: list[str]) -> int:
     if getattr(args, "seq_len", 16) % 16:
         raise BenchlabError(f"--seq-len: {args.seq_len} is not a multiple of 16")
     return {"records": cmd_records, "finetune": cmd_finetune, "lm-eval": cmd_lm_eval,
-            "model-step": cmd_model_step, "attn-study": cmd_attn_study}[
+            "model-step": cmd_model_step, "attn-study": cmd_attn_study,
+            "ddp-scaling": cmd_ddp_scaling}[
         args.command](args)
