@@ -116,3 +116,20 @@ def test_flex_trainer_only_on_cuda():
     cfg = CONFIGS["tiny"]
     ts = wl.model_step_trainers(cfg, "opt-tiny", 64, "synthetic", 0.5, "random")
     assert set(ts) == {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"}
+
+
+def test_flex_speedups_are_paired_ratios_of_the_flex_rounds():
+    import numpy as np
+
+    from benchlab.long_exposure.measure import flex_speedups
+
+    times = {"sdpa": [1.0, 2.0, 3.0], "sdpa_docs": [2.0, 2.0, 2.0], "eager": [3.0, 1.0, 2.0],
+             "le": [9.0, 9.0, 9.0]}
+    assert flex_speedups(times) == {}  # CPU: no FlexAttention trainer
+    times["le_flex"] = [0.5, 4.0, 1.0]
+    out = flex_speedups(times)
+    assert set(out) == {"flex_speedup_sdpa", "flex_speedup_sdpa_docs", "flex_speedup_eager",
+                        "t_le_flex"}
+    for k in ("sdpa", "sdpa_docs", "eager"):
+        assert out[f"flex_speedup_{k}"] == np.median(np.divide(times[k], times["le_flex"]))
+    assert out["t_le_flex"] == 1.0

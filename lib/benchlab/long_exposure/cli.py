@@ -239,7 +239,7 @@ def cmd_model_step(args) -> int:
     from ..core.timing import Timer
     from . import CONFIGS, Case
     from . import workload as wl
-    from .measure import model_step_run
+    from .measure import STEP_DENSE, flex_speedups, model_step_run
 
     cfg = CONFIGS[args.scale]
     if cfg.step_model is None and args.model is None:
@@ -253,16 +253,14 @@ def cmd_model_step(args) -> int:
                 init=init)
     with threads(args.threads):
         be, ts, mem, times = model_step_run(case, cfg, Timer(None, args.device))
-    t = wl.speedups({k: v for k, v in times.items() if k != "le_dispatch"})
+    t = {**wl.speedups({k: times[k] for k in ("le", *STEP_DENSE)}), **flex_speedups(times)}
     st = ts["le"].stats
     tests = {}
     les = ("le", "le_flex") if "le_flex" in times else ("le",)  # le_flex: CUDA only
-    for le, k in itertools.product(les, ("sdpa", "sdpa_docs", "eager")):  # per-round ratios:
-        ratios = [a / b for a, b in zip(times[k], times[le], strict=True)]  # interval, paired t
+    for le, k in itertools.product(les, STEP_DENSE):  # per-round ratios: interval, paired t
+        ratios = [a / b for a, b in zip(times[k], times[le], strict=True)]
         name = f"speedup_{k}" if le == "le" else f"flex_speedup_{k}"
-        lo, hi = bootstrap_ci(ratios, statistic=np.median)
-        tests[name] = float(np.median(ratios))
-        tests[f"{name}_ci"] = [lo, hi]
+        tests[f"{name}_ci"] = list(bootstrap_ci(ratios, statistic=np.median))
         tests[f"{name}_p"] = paired_ttest(times[k], times[le])[1]
     result = {"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
               "device": args.device, "machine": machine.facts(),

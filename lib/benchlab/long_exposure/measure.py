@@ -107,6 +107,19 @@ def model_step_run(case, config, timer):
     return be, ts, mem, times
 
 
+STEP_DENSE = ("sdpa", "sdpa_docs", "eager")  # the model step's dense baselines
+
+
+def flex_speedups(times: dict) -> dict:
+    """CUDA: LE's masks through FlexAttention ("le_flex") against each dense baseline ->
+    flex_speedup_<dense> and t_le_flex, as wl.speedups has them for LE ({} without le_flex)."""
+    if "le_flex" not in times:
+        return {}
+    fs = wl.speedups({**{k: times[k] for k in STEP_DENSE}, "le": times["le_flex"]})
+    return {**{f"flex_{k}": v for k, v in fs.items() if k.startswith("speedup")},
+            "t_le_flex": fs["t_le"]}
+
+
 def measure_model_step(case, config, timer) -> dict:
     """LoRA step on packed rows, attention inside documents everywhere: LE vs dense SDPA with the
     document mask (goal >= 1.5x), per-document SDPA (speedup_sdpa_docs: LE's gain from shadowy
@@ -116,17 +129,13 @@ def measure_model_step(case, config, timer) -> dict:
     (masks=exposed) or random blocks at a "synthetic density" (masks=synthetic)."""
     with threads(config.threads) as n:
         be, ts, mem, times = model_step_run(case, config, timer)
-    dense = {k: times[k] for k in ("sdpa", "sdpa_docs", "eager")}
+    dense = {k: times[k] for k in STEP_DENSE}
     dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
-    flex = {}  # CUDA: LE's masks through FlexAttention (flex_speedup_<dense>, t_le_flex)
-    if "le_flex" in times:
-        fs = wl.speedups({**dense, "le": times["le_flex"]})
-        flex = {f"flex_{k}": v for k, v in fs.items() if k.startswith("speedup")}
-        flex["t_le_flex"] = fs["t_le"]
     le, ld = ts["le"], ts["le_dispatch"]
     return {"threads": n, **wl.speedups({**dense, "le": times["le"]}),
             **{f"dispatch_{k}": v for k, v in dispatch.items() if k.startswith("speedup")},
-            "t_le_dispatch": dispatch["t_le"], **flex, "dispatch_dense_runs": ld.stats.dense_runs,
+            "t_le_dispatch": dispatch["t_le"], **flex_speedups(times),
+            "dispatch_dense_runs": ld.stats.dense_runs,
             "break_even_attn": be["attn"], "break_even_mlp": be["mlp"],
             "memory_ratio": mem["le"] / mem["sdpa"], "memory_ratio_eager": mem["le"] / mem["eager"],
             "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],
