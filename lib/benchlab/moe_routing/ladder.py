@@ -22,12 +22,19 @@ smallest (rank, expert) are kept: ties go to the lower expert, as in routers.bh_
 equals bh_select(pvalues(logits), alpha, min_k, max_k) on every input
 (tests/moe_routing/test_moe_fastbh.py).
 
+Most rows need no histogram (with min_k <= 1): from a row's two smallest levels l1 <= l2, a row
+with l2 above the level of M_{max_k} and at most max_k levels within M_E has k* <= 1 (the
+argument of routers.select_prefix), so it keeps its one smallest rank (k* = 1 when l1 is within
+M_1, or the min_k = 1 fill-in) or nothing; when l2 > l1 that is the one entry at level l1. Only
+rows with l2 == l1 (a tie that exact ranks break) or with more under the cuts go the long way.
+
     python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
 n = EmpiricalNull(torch.randn(1, 8192, 64)).layer(0); print(n.bh_select(torch.randn(3, 64), .05))"
 """
 
 import math
 
+import numpy as np
 import torch
 
 FMAX = torch.finfo(torch.float32).max
@@ -71,6 +78,7 @@ class Ladder:
         R = R[R > 0]  # m <= 0 admits nothing: not a level
         J = len(R)
         bh_pos = torch.where(mk > 0, torch.searchsorted(R, mk) + 1, 0)  # cum column of M_k
+        pos = bh_pos.int()  # level <= pos[k - 1]  <=>  m <= M_k (pos 0: no rank qualifies)
         if torch.equal(bh_pos, torch.arange(1, E + 1, device=dev)):
             bh_pos = slice(1, E + 1)  # the usual case (N + 1 > E / alpha): a view, no gather
         cuts = z[:, N - R[:-1]]  # [E, J - 1], nonincreasing; R_J = N + 1 admits every logit
@@ -90,7 +98,8 @@ class Ladder:
         win[slot, torch.arange(E, device=dev)[:, None], cell] = cuts
         return cls(E=E, N=N, R=R, J=J, G=G, S=S, lo=lo, s=s, base=(1 + S + above).view(-1).int(),
                    win=win.view(S, E * G), offs=offs,
-                   bh_pos=bh_pos, ks=torch.arange(1, E + 1, device=dev, dtype=torch.int32),
+                   bh_pos=bh_pos, pos=pos,
+                   ks=torch.arange(1, E + 1, device=dev, dtype=torch.int32),
                    alpha=alpha)
 
     @classmethod
@@ -115,12 +124,19 @@ class Ladder:
 
     def levels(self, x: torch.Tensor) -> torch.Tensor:
         """Levels [T, E] (int64, 1..J) of canonical logits [T, E]."""
+        return self._levels(x).long()
+
+    def _levels(self, x: torch.Tensor) -> torch.Tensor:
+        """Levels [T, E] as int32; each window pass reuses one buffer (no allocations)."""
+        xf = x.reshape(-1)
         idx = self._cell(x, self.lo, self.s, self.offs, self.G).view(-1)
         level = self.base.index_select(0, idx)  # 1 + #{cuts in higher cells} + S, int32
+        cut = torch.empty_like(xf)
         for w in self.win:  # minus [cut < x], the sign bit of cut - x: arithmetic is cheaper
             # than a comparison here, and exact (cut - x is +0.0 only when cut == x)
-            level += (w.index_select(0, idx) - x.view(-1)).view(torch.int32) >> 31
-        return level.view(x.shape).long()
+            torch.index_select(w, 0, idx, out=cut)
+            level.add_(cut.sub_(xf).view(torch.int32).bitwise_right_shift_(31))
+        return level.view(x.shape)
 
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
         """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k); `ranks(x, experts)`
@@ -130,8 +146,32 @@ class Ladder:
         E = self.E
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
         x = canonical(logits.to(self.lo.device))
-        T = x.shape[0]
-        level = self.levels(x)
+        level = self._levels(x)
+        if max_k == 0:
+            return torch.zeros_like(level, dtype=torch.bool)
+        if min_k > 1 or E < 2:
+            return self._select_rows(level.long(), x, min_k, max_k, ranks)
+        l1, l2 = two_smallest(level)  # [T] each
+        pos = self.pos
+        wide = l2 <= pos[max_k - 1]  # two or more ranks within M_{max_k}
+        maybe = (l2 <= pos[E - 1]) & ~wide  # more than max_k within M_E needs a count
+        n_maybe = int(maybe.sum())
+        if 4 * n_maybe > len(maybe):  # many rows: count them all (numpy on CPU)
+            wide |= count_le(level, int(pos[E - 1])) > max_k
+        elif n_maybe:
+            rows = maybe.nonzero().squeeze(1)
+            wide[rows] = count_le(level[rows], int(pos[E - 1])) > max_k
+        one = (l1 <= pos[0]) | (min_k == 1)  # k = 1 (k* = 1 or the fill-in), else k = 0
+        slow = wide | (one & (l2 == l1))
+        mask = level == torch.where(one & ~slow, l1, 0)[:, None]  # levels are >= 1
+        rows = slow.nonzero().squeeze(1)
+        if rows.numel():
+            mask[rows] = self._select_rows(level[rows].long(), x[rows], min_k, max_k, ranks)
+        return mask
+
+    def _select_rows(self, level, x, min_k, max_k, ranks):
+        """The mask of rows with levels [T, E] (int64) from their cumulative level histogram."""
+        E, T = self.E, x.shape[0]
         hist = torch.zeros(T, self.J + 1, dtype=torch.int32, device=x.device)
         ones = torch.ones(1, 1, dtype=torch.int32, device=x.device).expand_as(level)
         cum = hist.scatter_add_(1, level, ones).cumsum_(1)  # [T, J + 1]: #{level <= j}
@@ -152,3 +192,20 @@ class Ladder:
             kth = key.topk(int(need.max()), 1, largest=False).values.gather(1, need[:, None] - 1)
             mask[rows] = (lv < br[:, None]) | (key <= kth)
         return mask
+
+
+def two_smallest(level: torch.Tensor):
+    """The two smallest values of each row of level [T, E] (E >= 2), with multiplicity: numpy's
+    introselect on CPU (about 10x a torch.topk of 2 on 64-wide rows), torch.topk elsewhere."""
+    if level.device.type == "cpu":
+        two = torch.from_numpy(np.partition(level.numpy(), 1, axis=-1)[:, :2])
+    else:
+        two = level.topk(2, dim=-1, largest=False).values
+    return two[:, 0], two[:, 1]
+
+
+def count_le(level: torch.Tensor, cut: int) -> torch.Tensor:
+    """[T]: per row of level [T, E], how many are <= cut (numpy's count on CPU)."""
+    if level.device.type == "cpu":
+        return torch.from_numpy(np.count_nonzero(level.numpy() <= cut, axis=-1))
+    return (level <= cut).sum(-1)
