@@ -95,9 +95,10 @@ def generate_cases(config: Config) -> list[Case]:
 
 
 def router_cases(config: Config) -> list[Case]:
-    """Every router variant but the top-k baseline itself: each BH alpha (its own ladder, so its
-    own cost), each null definition, naive BH, top-p (goal <= 1.5x the top-k router)."""
-    return [Case(f"router-{r}", "router", r) for r in config.routings if r != "topk_8"]
+    """Every router variant but the top-k baseline itself, at every scale (the router cost is
+    timed on Gaussian logits, not the model): each BH alpha (its own ladder, so its own cost),
+    each null definition, naive BH, top-p (goal <= 1.5x the top-k router)."""
+    return [Case(f"router-{r}", "router", r) for r in ALL_ROUTINGS if r != "topk_8"]
 
 
 def frontier_cases(config: Config) -> list[Case]:
