@@ -1,6 +1,7 @@
-"""Predictor-ablation loss curves: the random_attn / random_mlp mask sources keep the densities
-asked, random attention stays inside documents, the neuron-reordered model is the same function,
-and a short curve runs for every mask kind.
+"""Predictor-ablation loss curves: the random mask sources keep exactly the predicted masks'
+block counts, drawn uniformly inside the documents (diagonal kept), random attention stays
+inside documents, the neuron-reordered model is the same function, a short curve runs for every
+mask kind, and no configured curve repeats another.
 
     pytest tests/long_exposure/test_le_curves.py -q
 """
@@ -12,17 +13,16 @@ import math
 import pytest
 import torch
 
-from benchlab.long_exposure import CONFIGS
+from benchlab.long_exposure import CONFIGS, predictor_cases
 from benchlab.long_exposure import exposer as ex
 from benchlab.long_exposure import patch as P
 from benchlab.long_exposure import workload as wl
-from benchlab.long_exposure.documents import Docs
+from benchlab.long_exposure.documents import Docs, doc_ids, element_mask
 
 CONFIG = CONFIGS["tiny"]
 MODEL = "opt-tiny"
 L = CONFIG.curve_seq_len
-ATTN = [0.3, 0.5, 0.7, 0.9]  # one density per layer of opt-tiny
-MLP = [0.25, 0.5, 0.75, 1.0]
+NB = L // P.ATTN_BLOCK
 
 
 def _h(B=2, seed=0):
@@ -34,32 +34,88 @@ def _one_doc(B=2):
     return Docs(torch.full((B, L), 5), wl.base_model(MODEL).config.eos_token_id)
 
 
-def test_random_attn_keeps_the_attention_density_asked_and_the_predicted_mlp():
-    src = wl.mask_source(CONFIG, MODEL, "random_attn", L, (ATTN, MLP))
-    pred = wl.predictors(CONFIG, MODEL, L)
-    h, docs = _h(), _one_doc()
-    nb = L // P.ATTN_BLOCK
-    causal = nb * (nb + 1) // 2
-    for i, d in enumerate(ATTN):
-        keep = src.attn(i, h, docs)
-        assert keep.shape == (2, 4, nb, nb)
-        assert not keep.triu(1).any()
-        assert keep.diagonal(dim1=-2, dim2=-1).all()
-        kept = keep.sum((-1, -2)).float()  # per (row, head), against the causal blocks
-        assert (kept - d * causal).abs().max() <= 1
-        assert torch.equal(src.mlp(i, h, docs), pred.mlp(i, h, docs))
+def _packed_docs(ends=((40, 90, 200), (130,))):
+    """Docs of two packed rows whose documents end at `ends` (the end-of-text positions)."""
+    eos = wl.base_model(MODEL).config.eos_token_id
+    ids = torch.full((len(ends), L), 5)
+    for b, row in enumerate(ends):
+        ids[b, list(row)] = eos
+    return Docs(ids, eos), ids, eos
 
 
-def test_random_mlp_keeps_the_mlp_density_asked_and_the_predicted_attention():
-    src = wl.mask_source(CONFIG, MODEL, "random_mlp", L, (ATTN, MLP))
+def _doc_blocks(ids, eos):
+    """(B, nb, nb) blocks holding a same-document causal pair, from the element mask (not
+    documents.block_mask's first/last-document shortcut)."""
+    em = element_mask(doc_ids(ids, eos))
+    B = em.shape[0]
+    return em.view(B, NB, P.ATTN_BLOCK, NB, P.ATTN_BLOCK).any(-1).any(-2)
+
+
+class _Like:
+    """A stub source: fixed attention and MLP masks (what RandomLike matches)."""
+
+    def __init__(self, attn, mlp):
+        self.a, self.m = attn, mlp
+
+    def attn(self, i, h, docs):
+        return self.a
+
+    def mlp(self, i, h, docs):
+        return self.m
+
+
+def test_random_like_matches_counts_and_draws_uniformly_inside_documents():
+    docs, ids, eos = _packed_docs()
+    allowed = _doc_blocks(ids, eos)[:, None].expand(2, 3, NB, NB)
+    eye = torch.eye(NB, dtype=torch.bool)
+    off = allowed & ~eye
+    # the stub keeps the diagonal and the k_bh earliest allowed off-diagonal blocks
+    rank = off.flatten(-2).cumsum(-1).view_as(off)
+    k = torch.tensor([[0, 3, 10], [1, 5, 200]])  # 200: more than the row has
+    like_attn = (off & (rank <= k[..., None, None])) | eye
+    like_mlp = torch.zeros(2, 8, dtype=torch.bool)
+    like_mlp[0, :3] = True
+    like_mlp[1, :] = True
+    src = wl.RandomLike(_Like(like_attn, like_mlp), seed=1)
+    h = _h()
+    n_draws = 400
+    freq_a, freq_m = torch.zeros(2, 3, NB, NB), torch.zeros(2, 8)
+    for _ in range(n_draws):
+        a, m = src.attn(0, h, docs), src.mlp(0, h, docs)
+        assert torch.equal(a.sum((-1, -2)), like_attn.sum((-1, -2)))  # equal density
+        assert not (a & ~allowed).any()  # never an off-document block
+        assert a.diagonal(dim1=-2, dim2=-1).all()  # every query block row keeps a block
+        assert torch.equal(m.sum(-1), like_mlp.sum(-1))
+        freq_a += a.float()
+        freq_m += m.float()
+    # uniform over the allowed off-diagonal blocks: each kept with probability k / allowed
+    expect = (like_attn & ~eye).sum((-1, -2)).float() / off.sum((-1, -2)).float()
+    got = freq_a / n_draws
+    assert ((got - expect[..., None, None]).abs() * off).max() < 0.15
+    assert (expect[0, 1:] < 1).all()  # the draws chose among more blocks than they kept
+    assert (freq_m[0] / n_draws - 3 / 8).abs().max() < 0.15 and (freq_m[1] == n_draws).all()
+
+
+@pytest.mark.parametrize("masks", ["random", "random_attn", "random_mlp"])
+def test_random_masks_keep_the_predicted_counts(masks):
+    """On the same input, every layer's random masks keep as many blocks as the predicted ones
+    (per row and head; per row for the MLP), inside the documents; the other part is the
+    predicted mask itself."""
+    src = wl.mask_source(CONFIG, MODEL, masks, L)
     pred = wl.predictors(CONFIG, MODEL, L)
-    h, docs = _h(), _one_doc()
-    n = wl.base_model(MODEL).config.ffn_dim // wl.MLP_BLOCK
-    for i, d in enumerate(MLP):
-        keep = src.mlp(i, h, docs)
-        assert keep.shape == (2, n)
-        assert keep.sum(-1).tolist() == [round(d * n)] * 2
-        assert torch.equal(src.attn(i, h, docs), pred.attn(i, h, docs))
+    docs, ids, eos = _packed_docs()
+    allowed = _doc_blocks(ids, eos)[:, None]
+    h = _h()
+    for i in range(wl.base_model(MODEL).config.num_hidden_layers):
+        a, pa = src.attn(i, h, docs), pred.attn(i, h, docs)
+        m, pm = src.mlp(i, h, docs), pred.mlp(i, h, docs)
+        assert torch.equal(a.sum((-1, -2)), pa.sum((-1, -2)))
+        assert not (a & ~allowed).any() and a.diagonal(dim1=-2, dim2=-1).all()
+        assert torch.equal(m.sum(-1), pm.sum(-1))
+        if masks == "random_attn":
+            assert torch.equal(m, pm)
+        if masks == "random_mlp":
+            assert torch.equal(a, pa)
 
 
 def test_density_one_keeps_everything():
@@ -73,8 +129,8 @@ def test_density_one_keeps_everything():
 
 
 def test_random_attn_stays_inside_documents():
-    """Document 2's logits do not depend on document 1's tokens, though the random draw keeps
-    blocks across them (the layer ANDs them away) and drops blocks inside them."""
+    """Document 2's logits do not depend on document 1's tokens: the random draw keeps no block
+    across them (and the layer would AND one away)."""
     base = wl.base_model(MODEL)
     eos = base.config.eos_token_id
     g = torch.Generator().manual_seed(0)
@@ -84,14 +140,12 @@ def test_random_attn_stays_inside_documents():
     other = ids.clone()
     other[0, :cut - 1] = torch.randint(3, 1000, (cut - 1,), generator=g)
     docs = Docs(ids, eos)
-    dens = ([0.9] * 4, [1.0] * 4)
-    raw = wl.mask_source(CONFIG, MODEL, "random_attn", L, dens).attn(0, _h(1), docs)
-    assert (raw & ~docs.blocks(P.ATTN_BLOCK)[:, None]).any()  # the draw crosses documents
-    assert (~raw & docs.blocks(P.ATTN_BLOCK)[:, None]).any()  # and drops document blocks
+    raw = wl.mask_source(CONFIG, MODEL, "random_attn", L).attn(0, _h(1), docs)
+    assert not (raw & ~_doc_blocks(ids, eos)[:, None]).any()
 
     def logits(x):
         m = copy.deepcopy(base).eval()
-        src = wl.mask_source(CONFIG, MODEL, "random_attn", L, dens)  # same seed: same draws
+        src = wl.mask_source(CONFIG, MODEL, "random_attn", L)  # same seed: same draws
         P.patch(m, P.Parts(src, "attn"), attn="sparse", mlp_block=wl.MLP_BLOCK)
         with torch.no_grad():
             return m(input_ids=x).logits[0]
@@ -99,11 +153,6 @@ def test_random_attn_stays_inside_documents():
     a, b = logits(ids), logits(other)
     torch.testing.assert_close(a[cut:], b[cut:], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(a[:cut], b[:cut])
-    dense = copy.deepcopy(base).eval()
-    P.patch(dense, None, attn="sdpa")
-    with torch.no_grad():
-        ref = dense(input_ids=ids).logits[0]
-    assert (a[cut:] - ref[cut:]).abs().max() > 1e-3  # the dropped blocks change the function
 
 
 def test_reordered_model_same_logits_sparser_mlp_blocks():
@@ -155,27 +204,39 @@ SHORT = dataclasses.replace(CONFIG, curve_steps=2)
                                            ("dense", True), ("predicted", True),
                                            ("random_mlp", True)])
 def test_short_curve_runs_for_every_mask_kind(masks, reorder):
-    dens = (ATTN, MLP) if masks.startswith("random") else None
-    out = wl.curve(SHORT, MODEL, masks, dens, reorder=reorder)
+    out = wl.curve(SHORT, MODEL, masks, reorder=reorder)
     assert len(out["losses"]) == 2 and all(math.isfinite(x) for x in out["losses"])
     dense = wl.curve(SHORT, MODEL, "dense")["losses"]
     if masks in ("dense", "all"):  # the dense function (reordered or not, sparse code path)
         assert out["losses"] == pytest.approx(dense, rel=1e-5)
     if masks == "dense":
+        assert "density_attn" not in out
         return
-    n = wl.base_model(MODEL).config.ffn_dim // wl.MLP_BLOCK
-    if masks in ("random", "random_mlp"):  # exact count per row
-        assert out["layer_density_mlp"] == [round(d * n) / n for d in MLP]
-    if masks in ("random", "random_attn"):  # random blocks AND-ed with the documents
-        assert all(a <= d + 1 / 136 for a, d in zip(out["layer_density_attn"], ATTN,
-                                                     strict=True))
-        assert out["density_attn"] <= out["density_doc"]
+    assert out["density_attn"] <= out["density_doc"]
+    assert out["keeps_everything"] == (out["density_attn"] == out["density_doc"]
+                                       and out["density_mlp"] == 1.0)
     if masks == "all":
-        assert out["density_attn"] == out["density_doc"] and out["density_mlp"] == 1.0
+        assert out["keeps_everything"]
 
 
-def test_unknown_masks_and_missing_densities():
+def test_no_configured_curve_repeats_another():
+    """A random part is configured only where the predicted masks of that model (as trained, or
+    reordered) drop blocks of that part on the curve's batches: else it is the predicted curve
+    again. Tiny: the MLP as trained keeps every block, so no random MLP there."""
+    drops = {}
+    for reorder in (False, True):
+        out = wl.curve(SHORT, MODEL, "predicted", reorder=reorder)
+        drops[reorder] = {"attn": out["density_attn"] < out["density_doc"],
+                          "mlp": out["density_mlp"] < 1.0}
+    assert not drops[False]["mlp"] and drops[True]["mlp"]
+    cases = predictor_cases(CONFIG)
+    assert len({(c.masks, c.reorder) for c in cases}) == len(cases)
+    for c in cases:
+        parts = {"random": ("attn", "mlp"), "random_attn": ("attn",),
+                 "random_mlp": ("mlp",)}.get(c.masks, ())
+        assert all(drops[c.reorder][p] for p in parts), c.id
+
+
+def test_unknown_masks():
     with pytest.raises(ValueError, match="unknown"):
         wl.mask_source(CONFIG, MODEL, "nope", L)
-    with pytest.raises(ValueError, match="densities"):
-        wl.mask_source(CONFIG, MODEL, "random_attn", L)

@@ -181,6 +181,43 @@ def test_exposer_measures_the_gelu_mlp_as_it_is():
     assert 0 < s["mlp_token"] <= 1 and 0 < s["attn_block"] <= s["attn_doc"] <= 1
 
 
+def test_mlp_activity_of_the_gpt2_records():
+    """What measure_gpt2 records about the dense GELU MLP (workload.mlp_activity) is the
+    activity of the trained model on the step's batch, recomputed here from c_proj's input
+    (the GELU output) of a document-masked forward: per-token neuron density, per-sequence union
+    per neuron and per 64-neuron block, per layer and as the mean over layers."""
+    from benchlab.long_exposure import CONFIGS
+    from benchlab.long_exposure import workload as wl
+
+    config, name = CONFIGS["tiny"], "gpt2-tiny"
+    L = config.scale_seq_len
+    got = wl.mlp_activity(config, name, L)
+    m = copy.deepcopy(wl.base_model(name)).eval()
+    P.patch(m, None, attn="sdpa")
+    acts = []
+    hooks = [blk.mlp.c_proj.register_forward_hook(lambda mod, inp, out: acts.append(inp[0]))
+             for blk in m.transformer.h]
+    with torch.no_grad():
+        m(input_ids=wl.batch(config, name, L))
+    for h in hooks:
+        h.remove()
+    rel = config.ops.mlp_rel
+    want = {k: [] for k in wl.MLP_ACTIVITY}
+    for a in acts:  # (B, L, F)
+        on = a.abs() > rel * a.abs().amax(-1, keepdim=True)
+        blocks = on.view(*on.shape[:2], -1, wl.MLP_BLOCK).any(-1)
+        want["mlp_neuron_token"].append(on.float().mean().item())
+        want["mlp_neuron_seq_union"].append(on.any(1).float().mean().item())
+        want["mlp_token"].append(blocks.float().mean().item())
+        want["mlp_seq_union"].append(blocks.any(1).float().mean().item())
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-6), k
+        assert got[f"{k}_mean"] == pytest.approx(sum(v) / len(v), abs=1e-6), k
+    assert 0.05 < got["mlp_neuron_token_mean"] < got["mlp_neuron_seq_union_mean"] <= 1
+    assert got["mlp_neuron_seq_union_mean"] <= got["mlp_seq_union_mean"]
+    assert wl.mlp_activity(config, name, L) is got  # once per model: cached
+
+
 @pytest.mark.parametrize("method", ("full", "lora", "adapter", "bitfit"))
 def test_peft_counts_on_gpt2(model, method):
     m = pm.apply_method(copy.deepcopy(model), method)
@@ -226,3 +263,4 @@ def test_paper_gpt2_path_runs_from_a_local_directory(tmp_path):
         r = measure_gpt2(case, config, Timer(None, "cpu"))
         assert r["tokens"] == 128 and r["t_le"] > 0 and r["t_sdpa"] > 0 and r["t_eager"] > 0
         assert 0 < r["density_attn"] < 1  # packed documents: off-document blocks are skipped
+        assert 0 < r["mlp_neuron_token_mean"] <= r["mlp_seq_union_mean"] <= 1

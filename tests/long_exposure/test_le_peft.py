@@ -176,3 +176,24 @@ def test_patch_refuses_a_prefix_model(base):
     model = pm.apply_method(copy.deepcopy(base), "prefix")
     with pytest.raises(BenchlabError, match="prefix tuning runs on Hugging Face's attention"):
         P.patch(model, None, attn="sdpa")
+
+
+def test_prefix_end2end_and_breakdown_are_dense_only():
+    """Prefix tuning has no LE mode: its end-to-end case times eager and SDPA only (no t_le,
+    no speedups, no densities) and its breakdown dense SDPA only; every scale runs it."""
+    import dataclasses
+
+    from benchlab.core import Timer
+    from benchlab.long_exposure import CONFIGS, Case, breakdown_cases, end2end_cases
+    from benchlab.long_exposure.measure import measure_breakdown, measure_end2end
+
+    for config in CONFIGS.values():
+        for cases in (end2end_cases(config), breakdown_cases(config)):
+            assert {c.seq_len for c in cases if c.method == "prefix"} == set(config.seq_lens)
+    config = dataclasses.replace(CONFIGS["tiny"], rounds=1, warmup=0)
+    r = measure_end2end(Case("p", "end2end", "opt-tiny", 128, "prefix"), config, Timer())
+    assert r["t_sdpa"] > 0 and r["t_eager"] > 0 and r["tokens"] == 128
+    assert not [k for k in r if k == "t_le" or k.startswith(("speedup", "density", "keeps"))]
+    b = measure_breakdown(Case("p", "breakdown", "opt-tiny", 128, "prefix"), config, Timer())
+    assert b["dense_step"] > 0 and b["dense_predictor"] == 0
+    assert not [k for k in b if k.startswith("le_") or k in ("speedup", "predictor_share")]

@@ -65,6 +65,10 @@ METRICS = {
     "*_speedup*": None, "predictor_density*": (0, 0.05), "predictor_mass*": (0, 0.05),
     "exposer_*": (0, 0.02), "longformer_*": (0, 0.02), "bigbird_*": (0, 0.02),
     "doc_density": (0, 0.02),
+    # Fig 13 (gpt2 records, workload.mlp_activity): the GELU MLP's activity on the step's rows,
+    # per layer and _mean, from float32 activations against a relative threshold
+    "mlp_neuron_token*": (0, 0.02), "mlp_neuron_seq_union*": (0, 0.02), "mlp_token*": (0, 0.02),
+    "mlp_seq_union*": (0, 0.02),
     "attn_*": (0, 0.02), "mlp_*": (0, 0.02), "density*": (0, 0.02), "ideal": (0.05, 0.02),
     "final_loss": 1e-3, "losses": 1e-3, "*_gap_to_dense": (0.05, 1e-3),
 }
@@ -81,6 +85,18 @@ __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", 
            "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases", "gpt2_cases",
            "model_step_cases", "OPS_CONFIGS", "OpsConfig", "exposer_cases", "kernel_cases",
            "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
+
+
+# exp-ablation-predictor curves, (masks, reorder): random masks on a part only where that part's
+# predicted masks can drop blocks, else the curve repeats another one. The tiny and small OPTs as
+# trained keep every 64-neuron MLP block (MLP density 1.0: random_mlp would be the predicted
+# curve and random the random_attn one), so their random masks run on the neuron-reordered copy
+# only (MLP 0.93 at tiny; its attention is the base model's, so one random_attn curve covers
+# both); a pretrained OPT's ReLU MLP is sparse as it is (paper: every curve).
+CURVES_ALL = (("dense", False), *((m, r) for r in (False, True) for m in
+                                  ("predicted", "random", "random_attn", "random_mlp")))
+CURVES_DENSE_MLP = (("dense", False), ("predicted", False), ("predicted", True),
+                    ("random", True), ("random_attn", True), ("random_mlp", True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,11 +116,15 @@ class Config:
     ablation_seq_lens: tuple[int, ...]
     curve_steps: int  # fine-tuning steps of the loss-curve experiments (exp-ablation-predictor)
     curve_seq_len: int
+    curves: tuple[tuple[str, bool], ...]  # (masks, reorder) of those curves (CURVES_*)
     lr: float
     n_records: int  # seeded E2E-style records generated for training
     predictor_rows: int  # packed rows (of each L) used to train the predictors
     ops: OpsConfig  # operator / exposer / predictor benchmarks (opcases.py)
     threads: int | None = None  # torch intra-op threads while timing (None: torch's default)
+    # PEFT methods of exp-overall-end2end and exp-ablation-breakdown that run dense only (prefix
+    # tuning: patch.py's layers have no prefix keys, workload.runs): eager and SDPA, no LE
+    dense_methods: tuple[str, ...] = ("prefix",)
     seed: int = 0
     # test_model_step: LoRA step of one model, LE (exposer / synthetic-density masks) vs dense
     step_model: str | None = None  # None: no such case at this scale
@@ -120,7 +140,8 @@ CONFIGS = {
                    memory_models=(("opt-350m", "opt-tiny"),),
                    memory_seq_lens=(128, 256, 512, 1024, 2048), scale_models=("opt-tiny",),
                    scale_seq_len=512, gpt2_models=("gpt2-tiny",),
-                   ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256, lr=1e-3,
+                   ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256,
+                   curves=CURVES_DENSE_MLP, lr=1e-3,
                    n_records=1500, predictor_rows=8, ops=OPS_CONFIGS["tiny"],
                    threads=1),
     "small": Config(model="opt-125m-shape", seq_lens=(512, 1024), methods=("full", "lora",
@@ -130,7 +151,8 @@ CONFIGS = {
                     scale_models=("opt-tiny", "opt-125m-shape"),
                     scale_seq_len=1024, gpt2_models=("gpt2-small-shape",),
                     ablation_seq_lens=(512, 1024), curve_steps=100,
-                    curve_seq_len=512, lr=3e-4, n_records=20000, predictor_rows=32,
+                    curve_seq_len=512, curves=CURVES_DENSE_MLP, lr=3e-4, n_records=20000,
+                    predictor_rows=32,
                     ops=OPS_CONFIGS["small"], threads=1, step_model="opt-125m-shape",
                     step_densities=(0.25,)),
     "paper": Config(model="opt-1.3b", seq_lens=(512, 1024), methods=("full", "lora", "adapter",
@@ -140,7 +162,8 @@ CONFIGS = {
                     scale_models=("opt-350m", "opt-1.3b", "opt-2.7b"),
                     scale_seq_len=1024, gpt2_models=("gpt2-large", "gpt2-xl"),
                     ablation_seq_lens=(512, 1024, 2048), curve_steps=500,
-                    curve_seq_len=1024, lr=1e-4, n_records=42000, predictor_rows=256,
+                    curve_seq_len=1024, curves=CURVES_ALL, lr=1e-4, n_records=42000,
+                    predictor_rows=256,
                     ops=OPS_CONFIGS["paper"], step_model="opt-1.3b", step_densities=(0.25,)),
 }
 
@@ -165,9 +188,10 @@ def _short(model: str) -> str:
 
 
 def end2end_cases(config) -> list[Case]:
-    """exp-overall-end2end: step time per PEFT method, dense (SDPA, eager) vs LE, per L."""
+    """exp-overall-end2end: step time per PEFT method, dense (SDPA, eager) vs LE, per L; the
+    dense-only methods (config.dense_methods) with their dense modes alone."""
     return [Case(f"{_short(config.model)}-{m}-L{L}", "end2end", config.model, L, m)
-            for L in config.seq_lens for m in config.methods]
+            for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
 def memory_cases(config) -> list[Case]:
@@ -188,23 +212,23 @@ def ablation_cases(config) -> list[Case]:
 
 def breakdown_cases(config) -> list[Case]:
     """exp-ablation-breakdown (Fig 10): forward / backward / optimizer / predictor time of a step
-    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown_all)."""
+    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown_all); the dense-only
+    methods (config.dense_methods) dense SDPA alone."""
     return [Case(f"{_short(config.model)}-{m}-L{L}", "breakdown", config.model, L, m)
-            for L in config.seq_lens for m in config.methods]
+            for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
 def predictor_cases(config) -> list[Case]:
     """exp-ablation-predictor (Fig 11 left): LoRA loss curves with dense, predicted and random
-    masks, random at the predicted curve's per-layer densities (random: both parts; random_attn:
-    attention only, the predicted MLP; random_mlp: MLP only, the predicted attention), on the
-    base model and (reorder) on its neuron-reordered copy: the same function, sparser MLP
-    blocks (workload.reorder_mlp)."""
+    masks (random: both parts; random_attn: attention only, the predicted MLP; random_mlp: MLP
+    only, the predicted attention; random blocks in the numbers the predicted masks keep, inside
+    the documents: workload.mask_source), on the base model and (reorder) on its
+    neuron-reordered copy: the same function, sparser MLP blocks (workload.reorder_mlp). Which
+    curves run is config.curves (data per scale: no curve that repeats another)."""
     m = config.model
-    return [Case(f"{_short(m)}-{masks}", "predictor", m, config.curve_seq_len, masks=masks)
-            for masks in ("dense", "predicted", "random", "random_attn", "random_mlp")] + \
-        [Case(f"{_short(m)}-{masks}-reordered", "predictor", m, config.curve_seq_len,
-              masks=masks, reorder=True)
-         for masks in ("predicted", "random", "random_attn", "random_mlp")]
+    return [Case(f"{_short(m)}-{masks}{'-reordered' if reorder else ''}", "predictor", m,
+                 config.curve_seq_len, masks=masks, reorder=reorder)
+            for masks, reorder in config.curves]
 
 
 def scale_cases(config) -> list[Case]:

@@ -66,13 +66,17 @@ def breakdown(config, model: str, method: str, seq_len: int, mode: str, timer, r
 def measure_breakdown_all(case, config, timer, **trainer_kw) -> dict:
     """Fig 10, one method (case.model, case.seq_len, case.method): the parts of a step, dense
     SDPA and LE side by side -> dense_<part>, le_<part> (PARTS and step), predictor_share (LE's
-    predictor / LE's step), speedup (paired dense / LE step), densities of the LE run."""
+    predictor / LE's step), speedup (paired dense / LE step), densities of the LE run. A method
+    that cannot run LE (prefix tuning: workload.runs) gets dense_<part> only."""
+    modes = [m for m in ("sdpa", "le") if wl.runs(case.method, m)]
     with threads(config.threads) as n:
         ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
-                            device=timer.device, **trainer_kw) for m in ("sdpa", "le")}
+                            device=timer.device, **trainer_kw) for m in modes}
         got = timed_rows(ts, timer, config.rounds, config.warmup)
     out = {f"{'dense' if m == 'sdpa' else m}_{p}": v for m, rows in got.items()
            for p, v in part_medians(rows).items()}
+    if "le" not in ts:
+        return {"threads": n, **out}
     steps = {m: [r["step"] for r in rows] for m, rows in got.items()}
     st = ts["le"].stats
     return {"threads": n, **out, "predictor_share": out["le_predictor"] / out["le_step"],

@@ -30,30 +30,36 @@ from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
 from .patterns import PatternConfig, pattern_study
 
-
-def densities(stats) -> dict:
-    """The densities an LE run ran at: attention kept / causal blocks, document blocks / causal
-    blocks (the free structure), MLP kept neuron blocks, and whether it kept everything."""
-    return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
-            "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything()}
+densities = wl.densities  # the densities an LE run ran at
 
 
 def measure_end2end(case, config, timer) -> dict:
-    """exp-overall-end2end (also scale and ablation: LoRA; gpt2, Fig 13): one training step of
-    the case's PEFT method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager,
-    side by side -> wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens,
-    threads."""
+    """exp-overall-end2end (also scale and ablation: LoRA): one training step of the case's PEFT
+    method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager, side by side ->
+    wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens, threads. A method
+    that cannot run LE (prefix tuning: wl.runs) times its dense modes only: no t_le, no
+    speedups, no densities."""
     with threads(config.threads) as n:
         modes = ("le", "sdpa") if case.kind == "ablation" else ("le", "sdpa", "eager")
         ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
-                            part=case.part, device=timer.device) for m in modes}
+                            part=case.part, device=timer.device)
+              for m in modes if wl.runs(case.method, m)}
         t = wl.speedups(timer.side_by_side({k: v.step for k, v in ts.items()},
                                            warmup=config.warmup, rounds=config.rounds))
-        return {"threads": n, **t, **densities(ts["le"].stats),
-                "tokens": int(ts["le"].batch.numel())}
+        dens = densities(ts["le"].stats) if "le" in ts else {}
+        return {"threads": n, **t, **dens, "tokens": int(ts["sdpa"].batch.numel())}
 
 
-measure_scale = measure_ablation = measure_gpt2 = measure_end2end
+def measure_gpt2(case, config, timer) -> dict:
+    """exp-scale-gpt2 (Fig 13): measure_end2end on GPT-2 (its GELU MLP runs dense in LE mode,
+    so density_mlp is 1.0), plus the MLP activity the exposer measures on the step's batch
+    (wl.mlp_activity, once per model: per-token neuron density, per-sequence unions per neuron
+    and per block), which says how sparse that dense MLP is."""
+    return {**measure_end2end(case, config, timer),
+            **wl.mlp_activity(config, case.model, case.seq_len)}
+
+
+measure_scale = measure_ablation = measure_end2end
 
 
 MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eager, LE, LE-optimal
@@ -158,16 +164,13 @@ def _curve(config, model: str, masks: str, reorder: bool = False) -> dict:
 
 def measure_predictor(case, config, timer) -> dict:
     """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random,
-    random_attn, random_mlp at the predicted curve's per-layer densities, on the same model:
-    reordered or not), one timed round, and its gaps to the dense one."""
+    random_attn, random_mlp: random blocks in the numbers the predicted masks keep, inside the
+    documents, wl.mask_source), one timed round, its gaps to the dense curve and the densities
+    it ran at (dense: 1.0 and keeps_everything)."""
     reorder = case.reorder
     with threads(config.threads) as n:
-        dens = None
-        if case.masks.startswith("random"):
-            pred = _curve(config, case.model, "predicted", reorder)
-            dens = (pred["layer_density_attn"], pred["layer_density_mlp"])
-        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, dens,
-                                             reorder=reorder), warmup=0, rounds=1)
+        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, reorder=reorder),
+                            warmup=0, rounds=1)
         _CURVES[(config, case.model, case.masks, reorder)] = out
         dense = _curve(config, case.model, "dense")["losses"]
     gaps = [abs(a - b) / b for a, b in zip(out["losses"], dense, strict=True)]
@@ -175,7 +178,8 @@ def measure_predictor(case, config, timer) -> dict:
     return {"threads": n, "losses": out["losses"], "final_loss": out["losses"][-1],
             "max_gap_to_dense": max(gaps), "mean_gap_to_dense": sum(gaps) / len(gaps),
             "density": 0.5 * (d_attn + d_mlp), "density_attn": d_attn, "density_mlp": d_mlp,
-            "density_doc": out.get("density_doc", 1.0)}
+            "density_doc": out.get("density_doc", 1.0),
+            "keeps_everything": out.get("keeps_everything", True)}
 
 
 def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:

@@ -121,6 +121,40 @@ def predictors(config, model: str, seq_len: int):
 MASKS = ("predicted", "random", "random_attn", "random_mlp", "all")
 
 
+def random_subset(allowed: torch.Tensor, k: torch.Tensor, generator) -> torch.Tensor:
+    """bool like `allowed` (..., n): for each leading index, k[...] of its allowed entries drawn
+    uniformly at random (all of them where k is larger)."""
+    r = torch.rand(allowed.shape, generator=generator).to(allowed.device)
+    rank = r.masked_fill(~allowed, 2.0).argsort(-1).argsort(-1)  # allowed entries rank first
+    return (rank < k[..., None]) & allowed
+
+
+class RandomLike:
+    """Random masks with the block counts of another source's masks on the same input (the
+    predictor ablation at equal density): attention keeps as many blocks per (row, head) as
+    `like` does, every diagonal block (as the predictors do: each query block attends to
+    itself, and a diagonal block always holds a same-document pair) and the rest drawn among
+    the off-diagonal blocks the documents allow (never across documents); the MLP keeps as many
+    neuron blocks per row as `like` does, drawn among all. Seeded; a fresh draw per call."""
+
+    def __init__(self, like, seed: int = 0):
+        self.like = like
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def attn(self, i, h, docs):
+        keep = self.like.attn(i, h, docs)  # (B, H, nb, nb), every diagonal block kept
+        B, H, nb, _ = keep.shape
+        eye = torch.eye(nb, dtype=torch.bool, device=keep.device)
+        allowed = (docs.blocks(P.ATTN_BLOCK)[:, None] & ~eye).expand(B, H, nb, nb)
+        k = keep.sum((-1, -2)) - nb
+        off = random_subset(allowed.reshape(B, H, nb * nb), k, self.gen)
+        return off.view(B, H, nb, nb) | eye
+
+    def mlp(self, i, h, docs):
+        keep = self.like.mlp(i, h, docs)  # (B, F / block)
+        return random_subset(torch.ones_like(keep), keep.sum(-1), self.gen)
+
+
 class Split:
     """Attention masks from one source, MLP masks from another (the predictor ablation: random
     attention with the predicted MLP, or the other way round)."""
@@ -135,33 +169,23 @@ class Split:
         return self.mlp_source.mlp(i, h, docs)
 
 
-def mask_source(config, model: str, masks: str, seq_len: int, densities=None, *,
-                reorder: bool = False):
-    """`masks` in MASKS: predicted; random (attention and MLP at `densities` = (attn, mlp) per
-    layer); random_attn (random attention at the attn densities, the predicted MLP);
-    random_mlp (the predicted attention, random MLP at the mlp densities); all (KeepAll).
-    Random attention counts kept / causal blocks (patch.RandomMasks) and is AND-ed with the
-    documents in the layer, so it runs at most at the documents' density. `reorder`: the
-    predictors of the neuron-reordered model (reordered_model)."""
+def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool = False):
+    """`masks` in MASKS: predicted (the trained predictors); random (attention and MLP),
+    random_attn (random attention, the predicted MLP), random_mlp (the predicted attention,
+    random MLP): random blocks in the numbers the predicted masks keep on the same input,
+    inside the documents (RandomLike), so each is at the predicted density; all (KeepAll).
+    `reorder`: the predictors of the neuron-reordered model (reordered_model)."""
     cfg = base_model(model).config
     if masks not in MASKS:
         raise ValueError(f"masks: unknown {masks!r}; choose {', '.join(MASKS)}")
     if masks == "all":
         return P.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
-    predicted = reordered_predictors if reorder else predictors
+    pred = (reordered_predictors if reorder else predictors)(config, model, seq_len)
     if masks == "predicted":
-        return predicted(config, model, seq_len)
-    if densities is None:
-        raise ValueError(f"masks: {masks!r} needs densities (attn, mlp) per layer")
-    attn, mlp = densities
-    attn = list(attn) if masks in ("random", "random_attn") else 1.0
-    mlp = list(mlp) if masks in ("random", "random_mlp") else 1.0
-    rand = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, attn, mlp,
-                         seed=config.seed)
-    if masks == "random":
-        return rand
-    pred = predicted(config, model, seq_len)
-    return Split(rand, pred) if masks == "random_attn" else Split(pred, rand)
+        return pred
+    rand = RandomLike(pred, seed=config.seed)
+    return {"random": rand, "random_attn": Split(rand, pred),
+            "random_mlp": Split(pred, rand)}[masks]
 
 
 @functools.cache
@@ -241,10 +265,15 @@ class Trainer:
                 "predictor": pred, "step": t3 - t0}
 
 
+def runs(method: str, mode: str) -> bool:
+    """Whether `method` can run in `mode`: prefix tuning runs on Hugging Face's attention only
+    (eager or sdpa): patch.py's layers, dense or Long Exposure, have no prefix keys."""
+    return method != "prefix" or mode in pm.ATTN_IMPLS
+
+
 def check_method_mode(method: str, mode: str) -> None:
-    """Prefix tuning runs on Hugging Face's attention only (eager or sdpa): patch.py's layers,
-    dense or Long Exposure, have no prefix keys. A one-line error for any other pairing."""
-    if method == "prefix" and mode not in pm.ATTN_IMPLS:
+    """A one-line error where `method` cannot run in `mode` (runs)."""
+    if not runs(method, mode):
         raise BenchlabError(f"mode: {mode!r} cannot run prefix tuning (patch.py's layers, dense "
                             f"or Long Exposure, have no prefix keys); choose "
                             f"{' or '.join(pm.ATTN_IMPLS)}")
@@ -252,7 +281,7 @@ def check_method_mode(method: str, mode: str) -> None:
 
 def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
             masks: str = "predicted", part: str = "both", device: str = "cpu",
-            densities=None, source=None, data: torch.Tensor | None = None,
+            source=None, data: torch.Tensor | None = None,
             init: str = "trained", dense_above: dict | None = None,
             bf16: bool = False) -> Trainer:
     """A fresh trainable copy of `model` with `method`; mode in DENSE_MODES or LE_MODES
@@ -268,7 +297,7 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     if method == "prefix":  # Hugging Face attention over prefix + documents (peft_methods)
         pm.attend_in_documents(pm.set_attention(m, mode))
     elif mode in LE_MODES:
-        source = source or mask_source(config, model, masks, seq_len, densities)
+        source = source or mask_source(config, model, masks, seq_len)
         stats = P.patch(m, P.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
                         dense_above=dense_above)
     elif mode in DENSE_MODES:
@@ -282,24 +311,32 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
 
 
 def speedups(times: dict) -> dict:
-    """From per-round step seconds with an "le" entry: t_<name> (medians) and, for every dense
-    baseline, speedup_<name> = the median over rounds of t_<name> / t_le (paired rounds)."""
+    """From per-round step seconds: t_<name> (medians) and, when there is an "le" entry, for
+    every dense baseline speedup_<name> = the median over rounds of t_<name> / t_le (paired
+    rounds). Without "le" (a dense-only method) there is no t_le and no speedup."""
     out = {f"t_{k}": v for k, v in medians(times).items()}
-    out.update({f"speedup_{k}": paired_ratio(v, times["le"])
-                for k, v in times.items() if k != "le"})
+    if "le" in times:
+        out.update({f"speedup_{k}": paired_ratio(v, times["le"])
+                    for k, v in times.items() if k != "le"})
     return out
 
 
-def curve(config, model: str, masks: str, densities=None, *, reorder: bool = False,
-          progress=False) -> dict:
+def densities(stats: P.Stats) -> dict:
+    """The densities an LE run ran at: attention kept / causal blocks, document blocks / causal
+    blocks (the free structure), MLP kept neuron blocks, and whether it kept everything."""
+    return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
+            "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything()}
+
+
+def curve(config, model: str, masks: str, *, reorder: bool = False, progress=False) -> dict:
     """LoRA fine-tuning loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside
-    documents) or LE with mask_source's `masks` (random kinds at `densities`). `reorder`: the
-    base model's MLP neurons reordered first (reorder_mlp; the same function, sparser MLP
-    blocks) and the masks predicted on it. LoRA (attention only) starts the same either way."""
+    documents) or LE with mask_source's `masks` -> losses and, for LE, the densities it ran at
+    (densities(): over all steps; layer_density_*: per layer). `reorder`: the base model's MLP
+    neurons reordered first (reorder_mlp; the same function, sparser MLP blocks) and the masks
+    predicted on it. LoRA (attention only) starts the same either way."""
     L = config.curve_seq_len
     data = rows(model, config.n_records, L, config.seed)
-    source = None if masks == "dense" else mask_source(config, model, masks, L, densities,
-                                                       reorder=reorder)
+    source = None if masks == "dense" else mask_source(config, model, masks, L, reorder=reorder)
     t = trainer(config, model, "lora", L, mode="sdpa" if masks == "dense" else "le",
                 source=source)
     if reorder:
@@ -308,12 +345,32 @@ def curve(config, model: str, masks: str, densities=None, *, reorder: bool = Fal
     losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress)
     out = {"losses": losses}
     if t.stats is not None:
-        out["density_attn"] = t.stats.density("attn")
-        out["density_mlp"] = t.stats.density("mlp")
-        out["density_doc"] = t.stats.density("doc")
-        out["layer_density_attn"] = t.stats.layer_densities("attn")
-        out["layer_density_mlp"] = t.stats.layer_densities("mlp")
+        out.update(densities(t.stats), layer_density_attn=t.stats.layer_densities("attn"),
+                   layer_density_mlp=t.stats.layer_densities("mlp"))
     return out
+
+
+MLP_ACTIVITY = ("mlp_neuron_token", "mlp_neuron_seq_union", "mlp_token", "mlp_seq_union")
+
+
+@functools.cache
+def mlp_activity(config, model: str, seq_len: int) -> dict:
+    """The MLP activity of `model` (as loaded, before any fine-tuning) on the step's batch
+    (batch()), as the exposer measures it (exposer.mlp_sparsity: a neuron is active where
+    |act| > config.ops.mlp_rel of its token's max; GELU is never exactly zero): MLP_ACTIVITY
+    per layer (per-token neuron density, per-sequence union per neuron, per-token and
+    per-sequence-union density of MLP_BLOCK-neuron blocks) and <name>_mean over layers.
+    Cached per (config, model, seq_len): the PEFT methods of one model share it."""
+    from .exposer import ExposerConfig, mlp_sparsity, run_captured
+
+    ids = batch(config, model, seq_len)
+    cfg = ExposerConfig(mlp_block=MLP_BLOCK, mlp_rel=config.ops.mlp_rel)
+    valid = torch.ones(ids.shape, dtype=torch.bool)
+    with torch.no_grad():
+        cap = run_captured(base_model(model), ids)
+    layers = [mlp_sparsity(cap.act[i].float(), cfg, valid) for i in sorted(cap.act)]
+    out = {k: [la[k] for la in layers] for k in MLP_ACTIVITY}
+    return {**out, **{f"{k}_mean": sum(v) / len(v) for k, v in out.items()}}
 
 
 def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.Fixed:
