@@ -265,8 +265,12 @@ def measure_mlp_grain(case, config, timer) -> dict:
     model = _model(case.model)
     calib = corpus_rows(case.model, config.ops.train_rows, case.seq_len, "train")
     held = corpus_rows(case.model, case.batch, case.seq_len)
-    with threads(config.ops.threads):
-        return timer.measure(lambda: G.grain_study(model, calib, held), warmup=0, rounds=1)
+    c = config.ops
+    time_blocks = tuple(dict.fromkeys((c.mlp_block, 128))) if c.grain_time_rounds else ()
+    with threads(c.threads):
+        return timer.measure(lambda: G.grain_study(model, calib, held, time_blocks=time_blocks,
+                                                   rounds=c.grain_time_rounds,
+                                                   device=timer.device), warmup=0, rounds=1)
 
 
 def measure_predictor_quality(case, config, timer) -> dict:

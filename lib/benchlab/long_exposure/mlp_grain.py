@@ -18,17 +18,37 @@ activation (exposer.ExposerConfig.mlp_rel).
     neuron_order(acts, rel) -> LongTensor (F,)        from calibration activations (B, L, F)
     permute_mlp(layer, order)                          in place, on an OPTDecoderLayer
     seq_union(act, rel, block, order=None) -> float    kept blocks / blocks, per-sequence union
-    grain_study(model, calib_rows, eval_rows, rels, blocks) -> {metric: value}, names
+    seq_keep(act, rel, block, order=None) -> bool (B, F // block), that union as a mask
+    grain_study(model, calib_rows, eval_rows, rels, blocks, time_blocks, ...) -> {metric: value},
         mlp_token_t{pct}, mlp_seq_union_t{pct}_b{block}, mlp_seq_union_t{pct}_b{block}_reordered
-        (means over layers; the order is fit on calib_rows, judged on eval_rows)
+        (means over layers; the order is fit on calib_rows, judged on eval_rows), and
+        mlp_time_study's times
+    mlp_time_study(model, captured, rels, blocks, orders, ...) -> per-layer MLP operator times
+
+The time study (the artifact's Fig 9 MLP panel): per layer, on that layer's captured MLP inputs
+and weights and its per-sequence union masks of eval_rows, forward + input gradient (as
+measure.measure_op_mlp) of the dense MLP (ops_mlp.dense_mlp) vs column-sparse (every active
+neuron gathered on its own: ops_mlp.block_sparse_mlp at block 1, the neuron union) vs
+block-sparse (blocks of `time_blocks`: the operator's 64 and the artifact's 128, their block
+unions; also with neurons reordered, weights permuted to match), all interleaved in rotated
+rounds. Metrics, each a list over layers and its mean `<name>_mean`:
+    t_mlp_dense, t_mlp_column_t{pct}, t_mlp_block_t{pct}_b{block}[_reordered]  (median s)
+    speedup_column_t{pct}, speedup_block_t{pct}_b{block}[_reordered]   (paired dense / sparse)
 """
 
 import torch
 
+from benchlab.core.stats import medians, paired_ratio
+from benchlab.core.timing import forward_backward, interleave
+
 from . import exposer as ex
+from . import ops_mlp as OM
 
 RELS = (0.0, 0.01, 0.03, 0.05)
 BLOCKS = (1, 16, 32, 64, 128)
+TIME_BLOCKS = (64, 128)  # the operator's block (OpsConfig.mlp_block) and the artifact's
+TIME_ROUNDS = 15  # opt-tiny: ~3 ms a call, ~4 s in all. On a shared 2-core machine the mean
+# ratios of three runs spanned 0.55-1.34 with 5 rounds, and 0.05 with 15
 
 
 def _active(act: torch.Tensor, rel: float) -> torch.Tensor:
@@ -50,30 +70,88 @@ def permute_mlp(layer, order: torch.Tensor) -> None:
         layer.fc2.weight.copy_(layer.fc2.weight[:, order])
 
 
-def seq_union(act: torch.Tensor, rel: float, block: int, order=None) -> float:
-    """Kept / all neuron blocks of the per-sequence union at `block` grain."""
+def seq_keep(act: torch.Tensor, rel: float, block: int, order=None) -> torch.Tensor:
+    """(B, F // block) bool: the blocks (of neurons in `order`) active for any token of each
+    sequence of act (B, L, F)."""
     a = _active(act, rel)  # (B, L, F)
     if order is not None:
         a = a[..., order]
-    return float(ex.block_sum(a.float(), block, -1).gt(0).any(1).float().mean())
+    return ex.block_sum(a.float(), block, -1).gt(0).any(1)
 
 
-def grain_study(model, calib_rows, eval_rows, rels=RELS, blocks=BLOCKS) -> dict:
-    """See the module docstring."""
+def seq_union(act: torch.Tensor, rel: float, block: int, order=None) -> float:
+    """Kept / all neuron blocks of the per-sequence union at `block` grain."""
+    return float(seq_keep(act, rel, block, order).float().mean())
+
+
+def _tag(rel: float) -> str:
+    return f"t{round(100 * rel)}"
+
+
+def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> dict:
+    """{"dense" | "column_t{pct}" | "block_t{pct}_b{block}[_reordered]": fn()} for one OPT
+    layer: forward + input gradient of its MLP on x (B, L, d) with the per-sequence union masks
+    of act (B, L, F); `orders` (one neuron order per rel, or None) adds the reordered blocks.
+    Weights are copied to x's device (the layer itself is not moved)."""
+    w1, b1, w2, b2 = (None if t is None else t.detach().to(x.device)
+                      for t in (layer.fc1.weight, layer.fc1.bias, layer.fc2.weight,
+                                layer.fc2.bias))
+    x = x.detach().requires_grad_(True)
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+
+    def sparse(keep, block, w=(w1, b1, w2)):
+        a, b, c = w
+        return forward_backward(lambda: OM.block_sparse_mlp(x, a, b, c, b2, keep, block), x, gy)
+
+    fns = {"dense": forward_backward(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)}
+    for j, rel in enumerate(rels):
+        fns[f"column_{_tag(rel)}"] = sparse(seq_keep(act, rel, 1).to(x.device), 1)
+        if orders is not None:  # the permuted layer (permute_mlp): the same function
+            o = orders[j].to(x.device)
+            w = (w1[o], b1[o] if b1 is not None else None, w2[:, o].contiguous())
+        for b in blocks:
+            fns[f"block_{_tag(rel)}_b{b}"] = sparse(seq_keep(act, rel, b).to(x.device), b)
+            if orders is not None:
+                fns[f"block_{_tag(rel)}_b{b}_reordered"] = sparse(
+                    seq_keep(act, rel, b, orders[j]).to(x.device), b, w)
+    return fns
+
+
+def mlp_time_study(model, held, rels=RELS, blocks=TIME_BLOCKS, orders=None, *,
+                   rounds: int = TIME_ROUNDS, warmup: int = 1, device: str = "cpu") -> dict:
+    """Per-layer MLP operator times on captured inputs `held` (exposer.run_captured), see the
+    module docstring; `orders[layer][rel index]` neuron orders for the reordered blocks."""
+    per: dict = {}
+    for n, layer in enumerate(ex.opt_layers(model)):
+        fns = layer_mlp_fns(layer, held.mlp_in[n].to(device), held.act[n], rels,
+                            blocks, orders[n] if orders is not None else None)
+        ts = interleave(fns, device, warmup=warmup, rounds=rounds)
+        for k, t in medians(ts).items():
+            per.setdefault(f"t_mlp_{k}", []).append(t)
+            if k != "dense":
+                per.setdefault(f"speedup_{k}", []).append(paired_ratio(ts["dense"], ts[k]))
+    return {**per, **{f"{k}_mean": sum(v) / len(v) for k, v in per.items()}}
+
+
+def grain_study(model, calib_rows, eval_rows, rels=RELS, blocks=BLOCKS, time_blocks=TIME_BLOCKS,
+                *, rounds: int = TIME_ROUNDS, warmup: int = 1, device: str = "cpu") -> dict:
+    """See the module docstring (time_blocks empty: no time study)."""
     calib = ex.run_captured(model, calib_rows)
     held = ex.run_captured(model, eval_rows)
     out: dict = {}
     layers = sorted(held.act)
-    for rel in rels:
-        tag = f"t{round(100 * rel)}"
+    orders = {i: [neuron_order(calib.act[i], rel) for rel in rels] for i in layers}
+    for j, rel in enumerate(rels):
+        tag = _tag(rel)
         tok = [float(_active(held.act[i], rel).float().mean()) for i in layers]
         out[f"mlp_token_{tag}"] = sum(tok) / len(tok)
-        orders = [neuron_order(calib.act[i], rel) for i in layers]
         for b in blocks:
             plain = [seq_union(held.act[i], rel, b) for i in layers]
             out[f"mlp_seq_union_{tag}_b{b}"] = sum(plain) / len(plain)
             if b > 1:
-                re = [seq_union(held.act[i], rel, b, o) for i, o in zip(layers, orders,
-                                                                         strict=True)]
+                re = [seq_union(held.act[i], rel, b, orders[i][j]) for i in layers]
                 out[f"mlp_seq_union_{tag}_b{b}_reordered"] = sum(re) / len(re)
+    if time_blocks:
+        out.update(mlp_time_study(model, held, rels, time_blocks, [orders[i] for i in layers],
+                                  rounds=rounds, warmup=warmup, device=device))
     return out

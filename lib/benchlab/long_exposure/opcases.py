@@ -70,13 +70,15 @@ class OpsConfig:
     test_rows: int = 8  # held-out rows for recall / precision
     predictor_steps: int = 300
     rank: int = 16  # attention predictor rank per head
+    grain_time_rounds: int = 15  # mlp_grain's per-layer MLP operator times (0: not timed);
+    # opt-tiny: ~3 ms a call, ~4 s in all
 
 
 OPS_CONFIGS = {
     "tiny": OpsConfig(),
     "small": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=1024, attn_seq_len=1024,
                        rounds=7, threads=None, model="opt-125m-shape", seq_len=512, train_rows=48,
-                       test_rows=16, predictor_steps=600, rank=32),
+                       test_rows=16, predictor_steps=600, rank=32, grain_time_rounds=3),
     "paper": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=4096, d_model=2048,
                        ffn_dim=8192, attn_seq_len=2048, heads=32, head_dim=64, rounds=10,
                        threads=None, warmup=2, model="opt-1.3b", seq_len=1024, expose_batch=8,

@@ -6,7 +6,8 @@ Each figure and table picks its records by case kind (the package's `<kind>_case
 memory, ablation, breakdown, predictor, scale, model_step; and opcases' op_mlp, op_attn,
 exposer, predictor_quality), never by test name; metric names are the package's `METRICS`.
 A figure without records is still written, saying so, so the set of files is the same whatever
-ran.
+ran. Every other figure's title names the scale and the model(s) (or, for the operator and kernel
+figures, the shape) that ran (`run_label`) and the densities LE ran at (`density_label`).
 """
 
 from pathlib import Path
@@ -27,6 +28,34 @@ MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Ex
 
 def _col(frame, name, default=np.nan):
     return frame[name] if name in frame else pd.Series(default, index=frame.index)
+
+
+def _unique(rows, col: str) -> list[str]:
+    return [str(v) for v in dict.fromkeys(rows[col].dropna())] if col in rows else []
+
+
+def run_label(rows, shape: str = "") -> str:
+    """What ran, for every figure's title: '<scale> scale, <model(s)>[, <shape>]' (the records'
+    `scale` and case.model)."""
+    scale = "/".join(_unique(rows, "scale")) or "unknown"
+    what = ", ".join(x for x in (", ".join(_unique(rows, "case.model")), shape) if x)
+    return f"{scale} scale, {what}" if what else f"{scale} scale"
+
+
+def _span(values) -> str:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if v.empty:
+        return "n/a"
+    lo, hi = f"{v.min():.2f}", f"{v.max():.2f}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def density_label(rows, who: str = "LE", prefix: str = "density_") -> str:
+    """'<who> kept attn a, doc d, mlp m' over `rows` (min-max where they differ; attention and
+    documents as fractions of the causal blocks, MLP of the neuron blocks)."""
+    parts = [f"{p} {_span(rows[f'{prefix}{p}'])}" for p in ("attn", "doc", "mlp")
+             if f"{prefix}{p}" in rows]
+    return f"{who} kept " + ", ".join(parts) if parts else f"{who} densities not recorded"
 
 
 def _empty(outdir, name: str, why: str = "no records for this figure in this run"):
@@ -58,7 +87,8 @@ def end2end(frame, outdir):
         sub = rows[rows["case.seq_len"] == L]
         _bars(ax, list(sub["case.method"]),
               {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
-        ax.set_title(f"{sub['case.model'].iloc[0]}, L={int(L)}")
+        ax.set_title(f"L={int(L)}: {density_label(sub)}", fontsize=8)
+    fig.suptitle(f"exp-overall-end2end: {run_label(rows)}", fontsize=9)
     return save_figure(fig, outdir, "exp-overall-end2end")
 
 
@@ -68,7 +98,8 @@ MEMORY_LINES = (("dense", "dense SDPA"), ("eager", "dense eager"), ("le", "LE (p
 
 def memory(frame, outdir):
     """Fig 8: training memory against sequence length, one panel per PEFT method, one figure
-    per model (the artifact's OPT-350M and OPT-1.3B; the title names the model that ran)."""
+    per model (the artifact's OPT-350M and OPT-1.3B; the title names the model that ran):
+    tensors counted, solid; on CUDA the allocator's peak over a step, dashed, same colour."""
     rows = of_kind(frame, "memory")
     paths = []
     for name in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
@@ -81,19 +112,23 @@ def memory(frame, outdir):
         for ax, method in zip(np.ravel(axes), methods, strict=True):
             m = sub[sub["case.method"] == method].sort_values("case.seq_len")
             for prefix, label in MEMORY_LINES:
-                ax.plot(m["case.seq_len"], _col(m, f"{prefix}_total") / 2**20, marker="o",
-                        label=label)
+                line = ax.plot(m["case.seq_len"], _col(m, f"{prefix}_total") / 2**20,
+                               marker="o", label=label)[0]
+                peak = _col(m, f"{prefix}_cuda_peak")
+                if peak.notna().any():
+                    ax.plot(m["case.seq_len"], peak / 2**20, ls="--", marker=".",
+                            color=line.get_color())
             ax.set_xscale("log", base=2)
             ax.set_xlabel("sequence length")
-            last = m.iloc[-1]
-            a, d = (last.get(f"le_density_{p}", np.nan) for p in ("attn", "mlp"))
-            ax.set_title(f"{method}: LE kept attn {a:.2f}, mlp {d:.2f} at "
-                         f"L={int(last['case.seq_len'])}", fontsize=7)
+            ax.set_title(f"{method}: {density_label(m, 'LE (predicted)', 'le_density_')}\n"
+                         f"{density_label(m, 'LE-optimal (oracle)', 'oracle_density_')}",
+                         fontsize=7)
         np.ravel(axes)[0].set_ylabel("training memory (MiB)")
         np.ravel(axes)[0].legend(fontsize=6)
-        model = sub["case.model"].iloc[0]
-        fig.suptitle(f"{name}: {model}, tensors counted (weights, grads + AdamW, saved "
-                     "activations)", fontsize=8)
+        peaks = any(_col(sub, f"{p}_cuda_peak").notna().any() for p, _ in MEMORY_LINES)
+        fig.suptitle(f"{name}: {run_label(sub)}; tensors counted (weights, grads + AdamW, saved "
+                     "activations)" + ("; dashed: CUDA allocator peak" if peaks else ""),
+                     fontsize=8)
         paths.append(save_figure(fig, outdir, name))
     return paths
 
@@ -121,7 +156,7 @@ def part_time(frame, outdir, part: str):
                        "Long Exposure": 1e3 * _col(rows, "t_le").to_numpy()},
           "LoRA step time (ms)")
     ax.tick_params(axis="x", labelsize=5)
-    ax.set_title(f"{name}: {rows['case.model'].iloc[0]}", fontsize=9)
+    ax.set_title(f"{name}: {run_label(rows)}\n{density_label(rows)}", fontsize=8)
     return save_figure(fig, outdir, name)
 
 
@@ -133,17 +168,19 @@ def breakdown(frame, outdir):
     if rows.empty:
         return _empty(outdir, name)
     fig, ax = new_figure(size=(max(4.5, 1.1 * len(rows)), 3.4))
-    labels = [f"{m} L={int(L)}\n{mode}" for m, L in zip(rows["case.method"], rows["case.seq_len"],
-                                                       strict=True) for mode in ("dense", "LE")]
-    x, bottom = np.arange(len(labels)), np.zeros(len(labels))
+    bars = [(f"{r['case.method']} L={int(r['case.seq_len'])}\n{label}", r, mode)
+            for _, r in rows.iterrows() for mode, label in (("dense", "dense"), ("le", "LE"))
+            if mode == "dense" or pd.notna(r.get("le_forward", np.nan))]  # prefix: dense only
+    x, bottom = np.arange(len(bars)), np.zeros(len(bars))
     for part in ("forward", "backward", "optimizer", "predictor"):
-        v = np.ravel(np.column_stack([_col(rows, f"{mode}_{part}", 0.0).fillna(0.0)
-                                      for mode in ("dense", "le")])) * 1e3
+        v = np.nan_to_num(np.array([r.get(f"{mode}_{part}", np.nan) for _, r, mode in bars],
+                                   float)) * 1e3
         ax.bar(x, v, bottom=bottom, label=part)
         bottom += v
+    labels = [label for label, _, _ in bars]
     ax.set_xticks(x, labels, fontsize=5)
     ax.set_ylabel("time per step (ms)")
-    ax.set_title(f"{name}: {rows['case.model'].iloc[0]}", fontsize=9)
+    ax.set_title(f"{name}: {run_label(rows)}\n{density_label(rows)}", fontsize=8)
     ax.legend(fontsize=7)
     return save_figure(fig, outdir, name)
 
@@ -159,12 +196,13 @@ def kernels(frame, outdir):
     for k in ("sdd", "dsd", "fc1", "fc2"):
         ax.plot(rows["case.sparsity"], _col(rows, f"speedup_{k}"), marker="o", label=k.upper())
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("block sparsity (attention: of the causal blocks; MLP: of the neuron blocks)")
+    ax.set_xlabel("block sparsity (attention: of the causal blocks; MLP: of the neuron blocks)",
+                  fontsize=7)
     ax.set_ylabel("dense / sparse time (forward)")
     r = rows.iloc[0]
-    ax.set_title(f"{name}: L={int(r['case.tokens'])}, {int(r['case.heads'])} heads of "
-                 f"{int(r['case.head_dim'])}, d={int(r['case.d_model'])}, "
-                 f"F={int(r['case.ffn_dim'])}", fontsize=8)
+    shape = (f"L={int(r['case.tokens'])}, {int(r['case.heads'])} heads of "
+             f"{int(r['case.head_dim'])}, d={int(r['case.d_model'])}, F={int(r['case.ffn_dim'])}")
+    ax.set_title(f"{name}: {run_label(rows, shape)}", fontsize=8)
     ax.legend(fontsize=7)
     return save_figure(fig, outdir, name)
 
@@ -179,7 +217,7 @@ def predictor_curves(frame, outdir):
         return _empty(outdir, name)
     reorder = _col(rows, "case.reorder", False).fillna(False).astype(bool)
     dense = rows[rows["case.masks"] == "dense"]
-    fig, axes = new_figure(1, 2, size=(10.0, 3.8))
+    fig, axes = new_figure(1, 2, size=(10.0, 4.0))
     for ax, flag, title in zip(np.ravel(axes), (False, True), ("as trained", "MLP reordered"),
                                strict=True):
         sub = pd.concat([dense, rows[(reorder == flag) & (rows["case.masks"] != "dense")]])
@@ -189,9 +227,11 @@ def predictor_curves(frame, outdir):
                     label=f"{row['case.masks']} (attn {row.get('density_attn', np.nan):.2f}, "
                     f"mlp {row.get('density_mlp', np.nan):.2f})")
         ax.set_xlabel("step")
-        ax.set_title(f"{name}: {rows['case.model'].iloc[0]}, {title}", fontsize=8)
+        ax.set_title(title, fontsize=8)
         ax.legend(fontsize=6)
     np.ravel(axes)[0].set_ylabel("training loss")
+    fig.suptitle(f"{name}: {run_label(rows)}; {density_label(rows[rows['case.masks'] != 'dense'])}"
+                 " (each line: its own)", fontsize=8)
     return save_figure(fig, outdir, name)
 
 
@@ -202,7 +242,8 @@ def scale(frame, outdir):
     fig, ax = new_figure()
     _bars(ax, list(rows["case.model"]), {label: 1e3 * _col(rows, key).to_numpy()
                                          for key, label in MODES}, "LoRA step time (ms)")
-    ax.set_title(f"exp-scale-model (L={int(rows['case.seq_len'].iloc[0])})", fontsize=9)
+    ax.set_title(f"exp-scale-model: {run_label(rows)}, L={int(rows['case.seq_len'].iloc[0])}\n"
+                 f"{density_label(rows)}", fontsize=8)
     return save_figure(fig, outdir, "exp-scale-model")
 
 
@@ -220,8 +261,12 @@ def gpt2(frame, outdir):
                                                                 strict=True)],
               {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
         ax.tick_params(axis="x", labelsize=5)
-        ax.set_title(f"{name}: {model}, L={int(sub['case.seq_len'].iloc[0])} (GELU MLP dense)",
-                     fontsize=8)
+        act = sub.iloc[0]
+        ax.set_title(f"{model}, L={int(sub['case.seq_len'].iloc[0])}: {density_label(sub)}\n"
+                     f"GELU MLP runs dense: active per token "
+                     f"{act.get('mlp_neuron_token_mean', np.nan):.2f} of neurons, sequence "
+                     f"union {act.get('mlp_seq_union_mean', np.nan):.2f} of blocks", fontsize=7)
+    fig.suptitle(f"{name}: {run_label(rows)}", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
@@ -248,8 +293,9 @@ def patterns(frame, outdir):
         if metric == "speedup":
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     np.ravel(axes)[0].legend(fontsize=7)
-    fig.suptitle(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])}, mass target "
-                 f"{row['case.mass']}", fontsize=9)
+    fig.suptitle(f"{name}: {run_label(rows)}, L={int(row['case.seq_len'])}, mass target "
+                 f"{row['case.mass']}; documents keep {_span([row.get('doc_density')])} of the "
+                 "causal blocks", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
@@ -280,7 +326,13 @@ def operator(frame, outdir, kind: str):
     ax_s.set_xlabel("block sparsity")
     ax_s.set_ylabel("speedup")
     ax_s.legend(fontsize=7)
-    fig.suptitle(f"{name} ({int(rows['case.tokens'].iloc[0])} tokens)", fontsize=9)
+    r = rows.iloc[0]
+    shape = (f"{int(r['case.tokens'])} tokens, d={int(r['case.d_model'])}, "
+             f"F={int(r['case.ffn_dim'])}, blocks of {int(r['case.block'])} neurons"
+             if kind == "mlp" else
+             f"L={int(r['case.tokens'])}, {int(r['case.heads'])} heads of "
+             f"{int(r['case.head_dim'])}, batch {int(r['case.batch'])}")
+    fig.suptitle(f"{name}: {run_label(rows, shape)}", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
@@ -308,21 +360,18 @@ def sparsity(frame, outdir, kind: str):
     n = len(next(iter(series.values())))
     _bars(ax, [f"layer {i}" for i in range(n)], series, "sparsity (1 - density)")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])}", fontsize=9)
+    ax.set_title(f"{name}: {run_label(rows)}, L={int(row['case.seq_len'])}", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
-def mlp_grain(frame, outdir):
-    """exp-ablation-mlp-grain: per-sequence MLP density against block size, neurons plain and
-    reordered, one line pair per threshold; per-token neuron density for reference."""
-    name = "exp-ablation-mlp-grain"
-    rows = of_kind(frame, "mlp_grain")
-    if rows.empty:
-        return _empty(outdir, name)
-    row = rows.iloc[0]
-    fig, ax = new_figure(size=(6.0, 3.6))
-    for t in (0, 1, 3, 5):
-        blocks = [b for b in (1, 16, 32, 64, 128) if f"mlp_seq_union_t{t}_b{b}" in rows]
+GRAIN_RELS, GRAIN_BLOCKS = (0, 1, 3, 5), (1, 16, 32, 64, 128)  # mlp_grain.RELS (in %), BLOCKS
+
+
+def _grain_density(ax, row, rows):
+    """Per-sequence union density against block size, plain (solid) and reordered (dashed),
+    one colour per threshold; dotted: the per-token neuron density."""
+    for t in GRAIN_RELS:
+        blocks = [b for b in GRAIN_BLOCKS if f"mlp_seq_union_t{t}_b{b}" in rows]
         if not blocks:
             continue
         line = ax.plot(blocks, [row[f"mlp_seq_union_t{t}_b{b}"] for b in blocks], marker="o",
@@ -336,8 +385,78 @@ def mlp_grain(frame, outdir):
     ax.set_ylabel("kept blocks / blocks (sequence union)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=6)
-    ax.set_title(f"{name}: {row['case.model']}, L={int(row['case.seq_len'])} "
-                 "(dotted: per token)", fontsize=8)
+    ax.set_title("density (dotted: per token)", fontsize=8)
+
+
+def _grain_time(ax, row, t: int, blocks: list):
+    """Per-layer MLP forward + input grad (ms) at one threshold: dense, column-sparse (block 1)
+    and block-sparse (plain solid, reordered dashed), each labelled with its mean density."""
+    def dens(key):
+        return f"{row.get(key, np.nan):.2f}"
+
+    n = len(row["t_mlp_dense"])
+    ax.plot(range(n), 1e3 * np.asarray(row["t_mlp_dense"]), "k-o", ms=3, label="dense")
+    ax.plot(range(n), 1e3 * np.asarray(row[f"t_mlp_column_t{t}"]), marker="o", ms=3,
+            color="C0", label=f"column-sparse (block 1, {dens(f'mlp_seq_union_t{t}_b1')})")
+    for i, b in enumerate(blocks):
+        ax.plot(range(n), 1e3 * np.asarray(row[f"t_mlp_block_t{t}_b{b}"]), marker="o", ms=3,
+                color=f"C{i + 1}", label=f"block {b} ({dens(f'mlp_seq_union_t{t}_b{b}')})")
+        re = row.get(f"t_mlp_block_t{t}_b{b}_reordered")
+        if isinstance(re, list | tuple | np.ndarray):
+            ax.plot(range(n), 1e3 * np.asarray(re), ls="--", marker="s", ms=3,
+                    color=f"C{i + 1}",
+                    label=f"block {b} reordered ({dens(f'mlp_seq_union_t{t}_b{b}_reordered')})")
+    ax.set_xticks(range(n))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("MLP fwd + input grad (ms)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=5)
+    ax.set_title(f"threshold {t}% (legend: mean kept density)", fontsize=8)
+
+
+def _grain_speedup(ax, row, rels: list, blocks: list):
+    """Mean over layers of the paired dense / sparse ratio, against the threshold."""
+    series = [("column_t{t}", "column-sparse (block 1)", "-", "C0")] + [
+        (f"block_t{{t}}_b{b}{r}", f"block {b}{' reordered' if r else ''}", "--" if r else "-",
+         f"C{i + 1}") for i, b in enumerate(blocks) for r in ("", "_reordered")]
+    for key, label, ls, color in series:  # the colours of _grain_time's lines
+        v = [row.get(f"speedup_{key.format(t=t)}_mean", np.nan) for t in rels]
+        ax.plot(rels, v, marker="o", ls=ls, color=color, label=label)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("threshold (% of the token's top activation)")
+    ax.set_ylabel("dense / sparse (mean over layers)")
+    ax.legend(fontsize=6)
+    ax.set_title("speedup over dense", fontsize=8)
+
+
+def mlp_grain(frame, outdir):
+    """exp-ablation-mlp-grain: per-sequence MLP density against block size, neurons plain and
+    reordered, one line pair per threshold (per-token neuron density for reference); where the
+    records carry mlp_grain's time study (the artifact's Fig 9 MLP panel), per-layer MLP time of
+    dense vs column-sparse vs block-sparse, one panel per threshold, and the mean speedups."""
+    name = "exp-ablation-mlp-grain"
+    rows = of_kind(frame, "mlp_grain")
+    if rows.empty:
+        return _empty(outdir, name)
+    row = rows.iloc[0]
+    rels = [t for t in GRAIN_RELS if isinstance(row.get(f"t_mlp_column_t{t}"), list | tuple)]
+    title = f"{name}: {run_label(rows)}, L={int(row['case.seq_len'])}"
+    if not rels or not isinstance(row.get("t_mlp_dense"), list | tuple):
+        fig, ax = new_figure(size=(6.0, 3.6))
+        _grain_density(ax, row, rows)
+        ax.set_title(f"{title} (dotted: per token)", fontsize=8)
+        return save_figure(fig, outdir, name)
+    blocks = [b for b in GRAIN_BLOCKS if f"t_mlp_block_t{rels[0]}_b{b}" in rows]
+    fig, axes = new_figure(2, 3, size=(14.0, 7.4))
+    ax = np.ravel(axes)
+    _grain_density(ax[0], row, rows)
+    for a, t in zip(ax[1:5], rels, strict=False):
+        _grain_time(a, row, t, blocks)
+    _grain_speedup(ax[5], row, rels, blocks)
+    for a in ax[1 + len(rels):5]:
+        a.set_axis_off()
+    fig.suptitle(f"{title}; MLP time on each layer's own inputs and per-sequence union masks "
+                 "of the held-out rows", fontsize=9)
     return save_figure(fig, outdir, name)
 
 
@@ -348,7 +467,8 @@ TABLE_COLUMNS = {
     "memory": ["case.figure", "case.model", "case.method", "case.seq_len", "eager_total",
                "dense_total", "le_total", "oracle_total", "memory_ratio", "memory_ratio_eager",
                "memory_ratio_oracle", "activation_ratio", "le_density_attn", "le_density_mlp",
-               "oracle_density_attn", "oracle_density_mlp"],
+               "oracle_density_attn", "oracle_density_mlp", "dense_cuda_peak", "eager_cuda_peak",
+               "le_cuda_peak", "oracle_cuda_peak"],
     "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa", "density_attn",
                  "density_doc", "density_mlp", "keeps_everything"],
     "breakdown": ["case.method", "case.seq_len", "dense_forward", "dense_backward",
@@ -358,7 +478,7 @@ TABLE_COLUMNS = {
         f"{m}" for k in ("sdd", "dsd", "fc1", "fc2")
         for m in (f"speedup_{k}", f"t_{k}_dense", f"t_{k}_sparse")],
     "predictor": ["case.masks", "case.reorder", "density_attn", "density_mlp", "density_doc",
-                  "final_loss", "max_gap_to_dense", "mean_gap_to_dense"],
+                  "keeps_everything", "final_loss", "max_gap_to_dense", "mean_gap_to_dense"],
     "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
                     "efficiency"],
     "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
@@ -368,7 +488,10 @@ TABLE_COLUMNS = {
                                                       SPARSITY_METRICS["mlp"]],
     "mlp_grain": ["case.model", "case.seq_len"] + [
         f"mlp_seq_union_t{t}_b{b}{r}" for t in (0, 5) for b in (1, 16, 64, 128)
-        for r in ("", "_reordered") if b > 1 or not r] + ["mlp_token_t0", "mlp_token_t5"],
+        for r in ("", "_reordered") if b > 1 or not r] + ["mlp_token_t0", "mlp_token_t5",
+                                                          "t_mlp_dense_mean"] + [
+        f"{m}_mean" for t in (0, 5) for m in (f"t_mlp_column_t{t}", f"speedup_column_t{t}")
+        + tuple(f"speedup_block_t{t}_b{b}{r}" for b in (64, 128) for r in ("", "_reordered"))],
     "predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
@@ -377,7 +500,9 @@ TABLE_COLUMNS = {
         f"{p}_{m}_mean" for p in ("exposer", "predictor", "longformer", "bigbird")
         for m in ("density", "mass", "speedup")],
     "gpt2": ["case.model", "case.method", "case.seq_len", "t_sdpa", "t_eager", "t_le",
-             "speedup_sdpa", "speedup_eager", "density_attn", "density_doc", "density_mlp"],
+             "speedup_sdpa", "speedup_eager", "density_attn", "density_doc", "density_mlp",
+             "mlp_neuron_token_mean", "mlp_neuron_seq_union_mean", "mlp_token_mean",
+             "mlp_seq_union_mean"],
     "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
                    "speedup_eager", "density_attn", "density_doc", "density_mlp",
                    "keeps_everything"],
@@ -392,9 +517,15 @@ TABLE_COLUMNS = {
 }
 
 
+def _frame(records: list[dict]):
+    """records_frame with each record's `scale` as the column `scale` (for run_label)."""
+    return records_frame([{**r, "config": {**(r.get("config") or {}), "scale": r.get("scale")}}
+                          for r in records])
+
+
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
-    frame = records_frame(records)
+    frame = _frame(records)
     end2end(frame, outdir)
     memory(frame, outdir)
     part_time(frame, outdir, "attn")
