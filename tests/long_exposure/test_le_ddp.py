@@ -33,7 +33,7 @@ LOSS_ATOL, WEIGHT_ATOL = 1e-5, 2e-5
 def _finetune(out, mode: str, nproc: int, batch: int = 4) -> subprocess.CompletedProcess:
     args = ["long-exposure", "finetune", "--model", "opt-tiny", "--method", "lora", "--mode",
             mode, "--seq-len", "64", "--steps", "3", "--batch-size", str(batch), "--records",
-            "150", "--out", str(out)]
+            "150", "--device", "cpu", "--out", str(out)]
     launch = [sys.executable, "-m", "benchlab"] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={nproc}", "-m", "benchlab"]
@@ -64,6 +64,7 @@ def test_two_gloo_processes_match_one_process(runs):
     mode, (one, two) = runs
     (log1, w1), (log2, w2) = _read(one), _read(two)
     assert (log1["processes"], log2["processes"]) == (1, 2)
+    assert log1["device"] == log2["device"] == "cpu"
     assert len(log1["losses"]) == len(log2["losses"]) == 3
     torch.testing.assert_close(torch.tensor(log2["losses"]), torch.tensor(log1["losses"]),
                                rtol=0, atol=LOSS_ATOL)
@@ -129,3 +130,11 @@ def test_ddp_scaling_process_counts_are_checked_first(procs):
 
     with pytest.raises(BenchlabError, match=r"^--procs: need 1 first"):
         ds.run(procs, batch=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_ddp_scaling_cuda_without_cuda_is_one_line_error():
+    from benchlab.long_exposure import ddp_scaling as ds
+
+    with pytest.raises(BenchlabError, match=r"^--device: cuda requested but torch sees no CUDA"):
+        ds.run((1, 2), batch=4, device="cuda")

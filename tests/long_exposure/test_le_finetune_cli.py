@@ -88,6 +88,13 @@ def test_bad_input_is_one_line_error(tmp_path):
                   str(tmp_path / "y")])
     with pytest.raises(SystemExit):
         cli.main(["finetune", "--method", "prompt", "--out", str(tmp_path / "z")])
+    if not torch.cuda.is_available():  # before torchrun's process group or any output
+        with pytest.raises(BenchlabError, match=r"^--device: cuda requested but torch sees no "
+                                                r"CUDA device; use --device cpu \(or auto\)$"):
+            cli.main(["finetune", "--device", "cuda", "--out", str(tmp_path / "c")])
+        assert not (tmp_path / "c").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--device", "tpu", "--out", str(tmp_path / "t")])
     with pytest.raises(BenchlabError, match="'le' cannot run prefix tuning"):  # checked first
         cli.main(["finetune", "--method", "prefix", "--mode", "le", "--out", str(tmp_path / "p")])
     assert not (tmp_path / "p").exists()

@@ -3,12 +3,14 @@
     torchrun --standalone --nproc_per_node=2 -m benchlab long-exposure finetune ...
     torchrun --standalone --nproc_per_node=2 -m benchlab.sublora.cli train --config-file c.yaml
 
-Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set) `setup()` joins the process group: nccl when
-CUDA is there, gloo otherwise (the CPU tests use gloo with 2 processes). Without torchrun it is
-a single process and every helper is a no-op.
+`placement()` picks the device and backend from --device: under torchrun on CUDA nccl with one
+GPU per process (cuda:LOCAL_RANK), on CPU gloo (the CPU tests use gloo with 2 processes).
+Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set) `setup()` joins the process group with that
+backend. Without torchrun it is a single process and every helper is a no-op.
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -32,13 +34,36 @@ class Dist:
         return self.rank == 0
 
 
+def backend(device: str) -> str:
+    """The process-group backend for `device`: nccl on CUDA, gloo on CPU."""
+    return "nccl" if str(device).startswith("cuda") else "gloo"
+
+
+def placement(requested: str, env: Mapping[str, str], cuda: bool,
+              field: str = "--device") -> tuple[str, str]:
+    """(backend, device) of this process for `requested` in auto / cpu / cuda, from the
+    environment `env` (torchrun's LOCAL_RANK) and whether CUDA is available (`cuda`): auto is
+    cuda when available; on CUDA nccl and cuda:LOCAL_RANK (one GPU per process, cuda:0 without
+    torchrun), on CPU gloo and cpu. cuda without CUDA, or an unknown name: a BenchlabError
+    naming `field`."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise BenchlabError(f"{field}: unknown device {requested!r}; choose auto, cpu or cuda")
+    if requested == "cuda" and not cuda:
+        raise BenchlabError(f"{field}: cuda requested but torch sees no CUDA device; use "
+                            f"{field} cpu (or auto)")
+    if requested == "cpu" or not cuda:
+        return backend("cpu"), "cpu"
+    device = f"cuda:{int(env.get('LOCAL_RANK', '0'))}"
+    return backend(device), device
+
+
 def setup(device: str = "cpu") -> Dist:
-    """Join the torchrun process group if there is one (idempotent)."""
+    """Join the torchrun process group if there is one (idempotent), with backend(device); on
+    CUDA this process's GPU is cuda:LOCAL_RANK."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
         return Dist()
     if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend(device))
     info = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if device.startswith("cuda"):
         torch.cuda.set_device(info.local_rank)
@@ -79,9 +104,15 @@ def mean(value: torch.Tensor, info: Dist) -> torch.Tensor:
 
 
 def total(value: torch.Tensor, info: Dist) -> torch.Tensor:
-    """The sum of `value` over all processes (a copy; the input is left alone)."""
+    """The sum of `value` over all processes (a copy on value's device; the input is left
+    alone). Under nccl the reduction runs on this process's GPU (nccl reduces CUDA tensors
+    only), so callers may pass CPU tensors on any backend."""
     out = value.detach().clone()
     if info.active:
+        if dist.get_backend() == "nccl" and out.device.type != "cuda":
+            moved = out.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            return moved.to(out.device)
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
 

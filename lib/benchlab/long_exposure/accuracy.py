@@ -123,7 +123,8 @@ def evaluate(checkpoint_dir, tasks, *, limit=None, batch_size: int = 8, device: 
     """Accuracy of a saved checkpoint on `tasks` through lm_eval.simple_evaluate (hf model).
 
     Returns {"tasks": {name: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n",
-    "predictions" (argmax choice per document, in document order), "targets"}}, "checkpoint",
+    "predictions" (argmax choice per document, in document order), "targets", "correct" (lm_eval's
+    per-document acc, 0 or 1)}}, "checkpoint",
     "provenance", "lm_eval_version", "limit"}. `zoo_cloze` (n_docs items, seeded) is written into
     `task_dir` (default: a temporary directory).
     """
@@ -138,7 +139,9 @@ def evaluate(checkpoint_dir, tasks, *, limit=None, batch_size: int = 8, device: 
 
     with tempfile.TemporaryDirectory() as tmp:
         include = write_cloze_task(task_dir or tmp, n_docs, seed) if ZOO_TASK in tasks else None
-        manager = TaskManager(include_path=str(include) if include else None)
+        # lm_eval's own tasks are indexed only when asked for (indexing them takes ~5-10 s)
+        manager = TaskManager(include_path=str(include) if include else None,
+                              include_defaults=any(t != ZOO_TASK for t in tasks))
         unknown = [t for t in tasks if t not in manager.all_tasks]
         if unknown:
             raise BenchlabError(f"--tasks: unknown task {unknown[0]!r} (zoo task: {ZOO_TASK}; "
@@ -161,6 +164,164 @@ def evaluate(checkpoint_dir, tasks, *, limit=None, batch_size: int = 8, device: 
             "acc": r["acc,none"], "acc_stderr": r["acc_stderr,none"],
             "acc_norm": r.get("acc_norm,none"), "acc_norm_stderr": r.get("acc_norm_stderr,none"),
             "n": len(samples), "predictions": preds,
-            "targets": [int(s["target"]) for s in samples]}
+            "targets": [int(s["target"]) for s in samples],
+            "correct": [int(s["acc"]) for s in samples]}
     return {"tasks": results, "checkpoint": str(checkpoint_dir), "provenance": meta,
             "lm_eval_version": lm_eval.__version__, "limit": limit}
+
+
+# -- Table IV: base, dense and LE checkpoints side by side (`benchlab long-exposure accuracy`) --
+DENSITIES = ("density_attn", "density_doc", "density_mlp", "keeps_everything", "density_steps",
+             "layer_density_attn", "layer_density_doc", "layer_density_mlp")
+
+
+def checkpoint_sha256(directory) -> str:
+    """sha256 of a checkpoint's weights: of its one *.safetensors file, or of the names and
+    sha256s of its shards in name order."""
+    import hashlib
+
+    from benchlab.core.provenance import sha256_file
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise BenchlabError(f"{directory}: checkpoint: no *.safetensors weights")
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(f.name + sha256_file(f) for f in files).encode()).hexdigest()
+
+
+def save_base(model: str, directory) -> Path:
+    """The base model as a checkpoint lm_eval's hf model loads: a local directory as it is; a
+    zoo name's weights (what fine-tuning starts from) and tokenizer saved once into
+    `directory`, written under a temporary name and renamed, so a finished save is reused."""
+    import shutil
+
+    from . import finetune as ft
+    from . import workload as wl
+
+    if Path(model).is_dir():
+        return Path(model)
+    directory = Path(directory)
+    if (directory / "config.json").is_file():
+        return directory
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    wl.base_model(model).save_pretrained(tmp, safe_serialization=True)
+    ft.hf_tokenizer(model).save_pretrained(tmp)
+    tmp.replace(directory)
+    return directory
+
+
+def evaluate_once(checkpoint, path, tasks, **kwargs) -> dict:
+    """evaluate(checkpoint, tasks, **kwargs) kept as JSON at `path`: an earlier result is reused
+    when its settings (the keyword arguments and the checkpoint's weights sha256) are these."""
+    from benchlab.core.errors import read_json
+
+    path = Path(path)
+    settings = {"tasks": list(tasks), **kwargs, "sha256": checkpoint_sha256(checkpoint)}
+    if path.is_file():
+        old = read_json(path)
+        if old.get("settings") == settings:
+            return old
+    result = {**evaluate(checkpoint, tasks, **kwargs), "settings": settings}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
+    return result
+
+
+def mcnemar(a, b) -> dict:
+    """McNemar's exact test of paired per-item correctness (0/1 per item, the same items in
+    the same order): counts of items both / only a / only b / neither got right, and the
+    two-sided p of the exact binomial test on the discordant items (statsmodels)."""
+    from statsmodels.stats.contingency_tables import mcnemar as exact_test
+
+    if len(a) != len(b):
+        raise BenchlabError(f"mcnemar: {len(a)} items against {len(b)}; need the same items")
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    cells = {"both": int(np.sum(a & b)), "a_only": int(np.sum(a & ~b)),
+             "b_only": int(np.sum(~a & b)), "neither": int(np.sum(~a & ~b))}
+    table = [[cells["both"], cells["a_only"]], [cells["b_only"], cells["neither"]]]
+    p = min(1.0, float(exact_test(table, exact=True).pvalue))
+    return {"n": int(len(a)), **cells, "p": p}
+
+
+PAIRS = (("dense", "base"), ("le", "dense"))  # (a, b): does a's accuracy differ from b's?
+
+
+def table(evals: dict, run: dict) -> dict:
+    """The Table IV result: {mode: evaluate_once result} for base, dense and le, and the run's
+    settings -> every number (per task and model: acc, stderr, per-item correctness), the
+    checkpoints' sha256 and provenance, the LE run's densities, McNemar tests of PAIRS."""
+    from benchlab.core import machine
+    from benchlab.core.provenance import git_commit
+
+    models = {}
+    for mode, ev in evals.items():
+        meta = ev["provenance"]
+        models[mode] = {"checkpoint": ev["checkpoint"], "sha256": ev["settings"]["sha256"],
+                        "steps": meta.get("steps", 0), "provenance": meta,
+                        "densities": {k: meta[k] for k in DENSITIES if k in meta},
+                        "tasks": {name: {**r, "correct": [int(c) for c in r["correct"]]}
+                                  for name, r in ev["tasks"].items()}}
+    tests = {name: {f"{a}_vs_{b}": mcnemar(models[a]["tasks"][name]["correct"],
+                                           models[b]["tasks"][name]["correct"])
+                    for a, b in PAIRS}
+             for name in run["tasks"]}
+    first = next(iter(evals.values()))
+    return {**run, "lm_eval_version": first["lm_eval_version"], "machine": machine.facts(),
+            "commit": git_commit(), "models": models, "tests": tests}
+
+
+def table_md(r: dict) -> str:
+    """accuracy.md: one row per task and model, the LE densities, the paired tests."""
+    le = r["models"]["le"]["densities"]
+    dens = (f"{le['density_attn']:.3f} / {le['density_doc']:.3f} / {le['density_mlp']:.3f}"
+            + (" (keeps everything)" if le.get("keeps_everything") else "")
+            if "density_attn" in le else "not recorded")
+    m = r["machine"]
+    where = r["device"] if r["device"] == "cpu" else f"{r['device']} ({m.get('gpu')})"
+    n_items = {name: r["models"]["base"]["tasks"][name]["n"] for name in r["tasks"]}
+    lines = [
+        f"Table IV: {r['method']} fine-tuning of {r['model']} ({r['steps']} steps, L="
+        f"{r['seq_len']}, global batch {r['batch_size']}, lr {r['lr']}, seed {r['seed']}) in "
+        "dense mode and in Long Exposure mode on the same packed rows, evaluated with "
+        f"lm-evaluation-harness {r['lm_eval_version']} (Python API, per-sample logging) on "
+        + ", ".join(f"{name} ({n} items)" for name, n in n_items.items())
+        + f"; {where}, {m.get('cpu')}. acc +- stderr as lm_eval reports them. LE densities: "
+        "attention kept / causal blocks, documents alone / causal blocks, MLP kept neuron "
+        "blocks, over the LE run's steps.",
+        "",
+        "| task | model | mode | steps | acc +- stderr | LE densities (attention / documents / "
+        "MLP) |",
+        "|---|---|---|---|---|---|"]
+    for name in r["tasks"]:
+        for mode, x in r["models"].items():
+            t = x["tasks"][name]
+            label = r["model"] if mode == "base" else f"{r['model']} + {r['method']}"
+            lines.append(f"| {name} | {label} | {mode} | {x['steps']} | {t['acc']:.3f} +- "
+                         f"{t['acc_stderr']:.3f} | {dens if mode == 'le' else '-'} |")
+    lines += ["", "Paired tests on per-item correctness (McNemar's exact test, two-sided):"]
+    for name, tests in r["tests"].items():
+        for pair, t in tests.items():
+            a, b = pair.split("_vs_")
+            higher = "higher" if t["a_only"] > t["b_only"] else "lower"
+            verdict = ("no accuracy change shown at this scale" if t["p"] >= 0.05
+                       else f"an accuracy change shown ({a} {higher})")
+            lines.append(f"- {name}, {a} vs {b}: right only in {a} {t['a_only']}, only in {b} "
+                         f"{t['b_only']} (of {t['n']} items), p = {t['p']:.3g}: {verdict}.")
+    lines += ["", "Weights sha256: " + ", ".join(
+        f"{mode} {x['sha256'][:16]}" for mode, x in r["models"].items())
+        + f"; commit {r['commit'] or 'unknown'}.", ""]
+    return "\n".join(lines)
+
+
+def write(result: dict, outdir) -> list[Path]:
+    """accuracy.json and accuracy.md under `outdir`."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    js, md = outdir / "accuracy.json", outdir / "accuracy.md"
+    js.write_text(json.dumps(result, indent=1) + "\n")
+    md.write_text(table_md(result))
+    return [js, md]

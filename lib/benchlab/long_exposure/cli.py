@@ -4,6 +4,7 @@ r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --seq-len 512 \
         --steps 20 --out runs/lora-le
     benchlab long-exposure lm-eval --checkpoint runs/lora-le/checkpoint
+    benchlab long-exposure accuracy --out runs/table4       # Table IV at tiny: base, dense, LE
     benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 2
     benchlab long-exposure attn-study --seq-len 1024 --rounds 7 --out reports/long_exposure
 
@@ -16,12 +17,17 @@ packed rows of the scale are held out of BOTH modes (LE trains its predictors on
 and LE train on the same rows in the same order and their losses compare step by step;
 losses.json records the rows used and, per layer, the densities the run ran at (attention kept /
 causal blocks, document blocks / causal blocks, MLP kept neuron blocks) and whether the masks
-kept everything. Under `torchrun --nproc_per_node=N -m benchlab long-exposure finetune ...` it
-trains data-parallel (core.ddp: --batch-size is the global batch). `lm-eval` evaluates a saved
-checkpoint through lm-evaluation-harness's Python API (accuracy.py): offline on `zoo_cloze`, a
-4-way cloze task built from the zoo's held-out text, or on the artifact's piqa, winogrande, rte,
-copa and hellaswag where the hub or a local datasets cache has them (`--print-command` prints the
-equivalent lm_eval command line instead).
+kept everything. --device auto runs on CUDA when there is one. Under `torchrun
+--nproc_per_node=N -m benchlab long-exposure finetune ...` it trains data-parallel (core.ddp:
+--batch-size is the global batch; nccl with one GPU per process on CUDA, gloo on CPU).
+`lm-eval` evaluates a saved checkpoint through lm-evaluation-harness's Python API (accuracy.py):
+offline on `zoo_cloze`, a 4-way cloze task built from the zoo's held-out text, or on the
+artifact's piqa, winogrande, rte, copa and hellaswag where the hub or a local datasets cache has
+them (`--print-command` prints the equivalent lm_eval command line instead). `accuracy` is
+Table IV in one resumable command: dense and LE fine-tuning on the same rows, lm_eval on the base
+model and both checkpoints, and accuracy.{json,md} with McNemar's exact test of dense vs base
+and LE vs dense (paper scale: --model opt-1.3b --scale paper --seq-len 1024 --steps 500
+--tasks piqa,winogrande,rte,copa,hellaswag --device cuda).
 """
 
 import argparse
@@ -63,7 +69,7 @@ def _read_state(path: Path) -> dict:
     import torch
 
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
         raise BenchlabError(f"{path}: train_state: unreadable ({first_line(e)[:120]})") from None
     want = {"trainable": dict, "optimizer": dict, "step": int, "losses": list, "run": dict}
@@ -79,16 +85,21 @@ def cmd_finetune(args) -> int:
     gradients, LE predictors are trained on rank 0 and broadcast (the masks are per row, so every
     process masks its rows as one process would), losses and densities are global, and only
     rank 0 writes."""
+    import os
+
+    import torch
+
     from benchlab.core import ddp
 
-    info = ddp.setup("cpu")
+    _, device = ddp.placement(args.device, os.environ, torch.cuda.is_available())
+    info = ddp.setup(device)
     try:
-        return _finetune(args, info)
+        return _finetune(args, info, device)
     finally:
         ddp.teardown()
 
 
-def _finetune(args, info) -> int:
+def _finetune(args, info, device: str = "cpu") -> int:
     import time
 
     import torch
@@ -135,8 +146,9 @@ def _finetune(args, info) -> int:
     if le:  # one set of predictors for every process
         source = wl.train_predictors(config, args.model, rows[:n_pred]) if info.main else None
         source = ddp.broadcast(source, info)
+        source = source.to(device) if source is not None else None
     t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
-                   mode="le" if le else args.attn, data=rows[n_pred:][:1])
+                   mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
     batches = ft.batches(rows[n_pred:], args.batch_size, args.steps)
     step, losses = 0, []
     run = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
@@ -158,13 +170,14 @@ def _finetune(args, info) -> int:
             print(f"resuming {out} at step {step}")
     from tqdm import tqdm
 
-    net = ddp.wrap(t.model, info)  # averages the trainable gradients over processes
+    net = ddp.wrap(t.model, info, device)  # averages the trainable gradients over processes
     net.train()
     secs = []
     for i in tqdm(range(step, args.steps), desc=f"finetune {args.method} {args.mode}",
                   initial=step, total=args.steps, disable=not info.main):
         t0 = time.perf_counter()
-        loss = ft.train_step(net, t.opt, ddp.shard(batches[i], info, "--batch-size"))
+        batch = ddp.shard(batches[i], info, "--batch-size").to(device)
+        loss = ft.train_step(net, t.opt, batch)
         losses.append(float(ddp.mean(torch.tensor(loss, dtype=torch.float64), info)))
         secs.append(time.perf_counter() - t0)
         if info.main and ((i + 1) % args.save_every == 0 or i + 1 == args.steps):
@@ -184,18 +197,17 @@ def _finetune(args, info) -> int:
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
     if le:  # densities over this run's steps (a resumed run: the steps after resuming)
-        dens.update(density_attn=st.density("attn"), density_mlp=st.density("mlp"),
+        dens.update(density_steps=args.steps - step,
+                    density_attn=st.density("attn"), density_mlp=st.density("mlp"),
                     density_doc=st.density("doc"), keeps_everything=st.keeps_everything(),
                     layer_density_attn=st.layer_densities("attn"),
                     layer_density_doc=st.layer_densities("doc"),
                     layer_density_mlp=st.layer_densities("mlp"))
     meta = {**run, "steps": args.steps, "lr": args.lr, "data": str(data),
             "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order",
-            "processes": info.world, **dens}
+            "processes": info.world, "device": device, **dens}
     ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
-    tok = ft.tokenizer_for(args.model)
-    tok = tok.to_transformers() if hasattr(tok, "to_transformers") else tok
-    tok.save_pretrained(ckpt)
+    ft.hf_tokenizer(args.model).save_pretrained(ckpt)
     (out / "losses.json").write_text(json.dumps({"losses": losses, **meta,
                                                  "step_seconds": secs}, indent=1) + "\n")
     print(f"final loss {losses[-1]:.4f}; checkpoint {ckpt}")
@@ -229,6 +241,75 @@ def cmd_lm_eval(args) -> int:
     for name, r in result["tasks"].items():
         print(f"{name}: acc {r['acc']:.4f} +- {r['acc_stderr']:.4f} (n={r['n']})")
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_accuracy(args) -> int:
+    """Table IV (accuracy.table): LoRA (or --method) fine-tuning in dense and in LE mode on the
+    same packed rows (finetune's pairing), then lm_eval on the base model and both checkpoints
+    with per-sample logging; writes OUT/accuracy.{json,md} and nothing else there. The runs and
+    evaluations go to --work (default: the benchlab cache, keyed by the training settings and
+    the code version). Resumable: a finished checkpoint (WORK/<mode>/checkpoint) or evaluation
+    (WORK/eval/<mode>.json with the same settings and weights) is kept; an interrupted
+    fine-tuning run resumes from its train_state.pt."""
+    import os
+    import shutil
+
+    import torch
+    from tqdm import tqdm
+
+    from benchlab import zoo
+    from benchlab.core import ddp
+    from benchlab.core.provenance import code_version, config_hash
+
+    from . import accuracy
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise BenchlabError("--tasks: no task given")
+    _, device = ddp.placement(args.device, os.environ, torch.cuda.is_available())
+    train = {k: getattr(args, k) for k in ("model", "method", "steps", "seq_len", "batch_size",
+                                           "lr", "records", "data", "scale", "seed")}
+    code = code_version(__file__)
+    work = Path(args.work) if args.work else (zoo.cache_dir() / "long_exposure" / "accuracy"
+                                              / config_hash({**train, "code": code}))
+    print(f"runs and evaluations in {work}")
+    stages = ["finetune dense", "finetune le", "eval base", "eval dense", "eval le"]
+    bar = tqdm(stages, desc="accuracy")
+    ckpts = {}
+    for mode in ("dense", "le"):
+        bar.set_description(f"accuracy: finetune {mode}")
+        run = work / mode
+        ckpts[mode] = run / "checkpoint"
+        if not (ckpts[mode] / "config.json").is_file():
+            if run.is_dir() and {p.name for p in run.iterdir()} <= {"e2e.jsonl"}:
+                shutil.rmtree(run)  # stopped before its first state: nothing to resume
+            ns = argparse.Namespace(**{**vars(args), "command": "finetune", "mode": mode,
+                                       "attn": "sdpa", "save_every": max(1, args.steps // 5),
+                                       "resume": (run / "train_state.pt").is_file(),
+                                       "out": str(run)})
+            cmd_finetune(ns)
+        bar.update()
+    ckpts = {"base": accuracy.save_base(args.model, work / "base"), **ckpts}
+    evals = {}
+    for mode, ckpt in ckpts.items():
+        bar.set_description(f"accuracy: eval {mode}")
+        evals[mode] = accuracy.evaluate_once(
+            ckpt, work / "eval" / f"{mode}.json", tasks, limit=args.limit,
+            batch_size=args.eval_batch_size, device=device, n_docs=args.n_docs)
+        bar.update()
+    bar.close()
+    result = accuracy.table(evals, {**train, "tasks": tasks, "limit": args.limit,
+                                    "n_docs": args.n_docs, "device": device,
+                                    "code_version": code, "work": str(work)})
+    for name in tasks:
+        for mode, x in result["models"].items():
+            t = x["tasks"][name]
+            print(f"{name} {mode}: acc {t['acc']:.4f} +- {t['acc_stderr']:.4f} (n={t['n']})")
+        for pair, t in result["tests"][name].items():
+            print(f"{name} {pair}: McNemar p = {t['p']:.3g}")
+    for path in accuracy.write(result, args.out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -342,7 +423,35 @@ def cmd_attn_study(args) -> int:
     return 0
 
 
+EVAL_METHODS = ("full", "lora", "bitfit")  # checkpoints lm_eval's hf model loads
+
+
+def training_args(p, methods) -> None:
+    """The fine-tuning options `finetune` and `accuracy` share."""
+    p.add_argument("--model", default="opt-tiny", help="zoo name or local directory "
+                   "(default: %(default)s; paper: opt-350m, opt-1.3b, opt-2.7b)")
+    p.add_argument("--method", choices=methods, default="lora", help="(default: %(default)s)")
+    p.add_argument("--seq-len", type=bounded(int, lo=1), default=512,
+                   help="packed row length, a multiple of 16 (default: %(default)s)")
+    p.add_argument("--steps", type=bounded(int, lo=1), default=100,
+                   help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=bounded(int, lo=1), default=1,
+                   help="global batch; under torchrun split over the processes, a multiple "
+                   "of their number (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    p.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
+    p.add_argument("--records", type=bounded(int, lo=1), default=5000,
+                   help="generated records when --data is not given (default: %(default)s)")
+    p.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
+                   help="predictor settings of this scale's config (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: cuda when available; under torchrun on CUDA one GPU per process "
+                   "(cuda:LOCAL_RANK, nccl), on CPU gloo (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .accuracy import ZOO_TASK
     from .peft_methods import ATTN_IMPLS, METHODS
 
     parser = argparse.ArgumentParser(prog="benchlab long-exposure", description=__doc__.split(
@@ -354,31 +463,30 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     rec.add_argument("--out", required=True, help="JSONL path (must not exist)")
     ft = sub.add_parser("finetune", help="fine-tune OPT with a PEFT method, dense or LE")
-    ft.add_argument("--model", default="opt-tiny", help="zoo name or local directory "
-                    "(default: %(default)s; paper: opt-350m, opt-1.3b, opt-2.7b)")
-    ft.add_argument("--method", choices=METHODS, default="lora", help="(default: %(default)s)")
+    training_args(ft, METHODS)
     ft.add_argument("--mode", choices=("dense", "le"), default="le",
                     help="dense or Long Exposure (default: %(default)s)")
     ft.add_argument("--attn", choices=ATTN_IMPLS, default="sdpa",
                     help="dense attention implementation (default: %(default)s)")
-    ft.add_argument("--seq-len", type=bounded(int, lo=1), default=512,
-                    help="packed row length, a multiple of 16 (default: %(default)s)")
-    ft.add_argument("--steps", type=bounded(int, lo=1), default=100,
-                    help="(default: %(default)s)")
-    ft.add_argument("--batch-size", type=bounded(int, lo=1), default=1,
-                    help="global batch; under torchrun split over the processes, a multiple "
-                    "of their number (default: %(default)s)")
-    ft.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
-    ft.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
-    ft.add_argument("--records", type=bounded(int, lo=1), default=5000,
-                    help="generated records when --data is not given (default: %(default)s)")
-    ft.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
-                    help="predictor settings of this scale's config (default: %(default)s)")
-    ft.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     ft.add_argument("--save-every", type=bounded(int, lo=1), default=50,
                     help="steps between resumable states (default: %(default)s)")
     ft.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt")
     ft.add_argument("--out", required=True, help="new output directory")
+    ac = sub.add_parser("accuracy", help="Table IV: fine-tune dense and LE on the same rows, "
+                        "evaluate base, dense and LE with lm_eval, write accuracy.{json,md}")
+    training_args(ac, EVAL_METHODS)
+    ac.add_argument("--tasks", default=ZOO_TASK,
+                    help="comma-separated lm_eval tasks (default: %(default)s, offline; paper: "
+                    + ",".join(TASKS) + ")")
+    ac.add_argument("--limit", type=bounded(int, lo=1), help="documents per task (default: all)")
+    ac.add_argument("--n-docs", type=bounded(int, lo=1), default=200,
+                    help="zoo_cloze documents (default: %(default)s)")
+    ac.add_argument("--eval-batch-size", type=bounded(int, lo=1), default=8,
+                    help="lm_eval batch size (default: %(default)s)")
+    ac.add_argument("--work", help="directory for the fine-tuning runs and evaluations; an "
+                    "existing one resumes, finished parts kept (default: under the benchlab "
+                    "cache, keyed by the training settings and the code version)")
+    ac.add_argument("--out", required=True, help="directory for accuracy.{json,md}")
     ev = sub.add_parser("lm-eval", help="evaluate a saved checkpoint with lm-evaluation-harness")
     ev.add_argument("--checkpoint", required=True, help="OUT/checkpoint of a finetune run")
     ev.add_argument("--tasks", help="comma-separated: zoo_cloze (offline, built from zoo text) "
@@ -440,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="global batch (default: %(default)s)")
     dd.add_argument("--records", type=bounded(int, lo=1), default=400,
                     help="(default: %(default)s)")
+    dd.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: gloo, one thread per process; cuda: nccl, one GPU per process "
+                    "(default: %(default)s)")
     dd.add_argument("--out", required=True,
                     help="directory for ddp_scaling.{json,md} and exp-scale-ddp.png")
     return parser
@@ -450,7 +561,7 @@ def cmd_ddp_scaling(args) -> int:
     from . import ddp_scaling
 
     result = ddp_scaling.run(tuple(args.procs), args.repeats, args.model, args.seq_len,
-                             args.steps, args.batch_size, args.records)
+                             args.steps, args.batch_size, args.records, device=args.device)
     for path in ddp_scaling.write(result, args.out):
         print(f"wrote {path}")
     return 0
@@ -461,6 +572,7 @@ def main(argv: list[str]) -> int:
     if getattr(args, "seq_len", 16) % 16:
         raise BenchlabError(f"--seq-len: {args.seq_len} is not a multiple of 16")
     return {"records": cmd_records, "finetune": cmd_finetune, "lm-eval": cmd_lm_eval,
+            "accuracy": cmd_accuracy,
             "model-step": cmd_model_step, "attn-study": cmd_attn_study,
             "ddp-scaling": cmd_ddp_scaling}[
         args.command](args)

@@ -8,8 +8,8 @@ Per repeat, the speedup of N processes is t_1 / t_N of the median step time (the
 a warm-up, left out); the result has its median over repeats with a 95% bootstrap interval, a
 paired t-test of log step times, the efficiency speedup / N, and the largest loss difference
 from one process (data parallelism must not change what is trained). Writes ddp_scaling.json,
-ddp_scaling.md and exp-scale-ddp.png (the artifact's Fig 14 on GPUs: the same command with
-more processes on a multi-core machine; multi-GPU runs use `torchrun` with --nproc_per_node).
+ddp_scaling.md and exp-scale-ddp.png. The artifact's Fig 14 on GPUs is the same command with
+`--device cuda` (nccl, one GPU per process: --procs up to the number of GPUs).
 """
 
 import json
@@ -30,11 +30,13 @@ MODES = ("dense", "le")
 
 
 def launch(out: Path, mode: str, nproc: int, *, model: str, seq_len: int, steps: int,
-           batch: int, records: int) -> dict:
-    """One finetune run under torchrun (`nproc` processes, one thread each) -> its losses.json."""
+           batch: int, records: int, device: str = "cpu") -> dict:
+    """One finetune run under torchrun (`nproc` processes, one thread each; on `device` cuda one
+    GPU each) -> its losses.json."""
     args = ["long-exposure", "finetune", "--model", model, "--method", "lora", "--mode", mode,
             "--seq-len", str(seq_len), "--steps", str(steps), "--batch-size", str(batch),
-            "--records", str(records), "--save-every", str(steps), "--out", str(out)]
+            "--records", str(records), "--save-every", str(steps), "--device", device,
+            "--out", str(out)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "benchlab", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
@@ -69,10 +71,19 @@ def summarize(runs: dict, procs: tuple[int, ...]) -> dict:
 
 
 def run(procs=(1, 2), repeats: int = 4, model: str = "opt-tiny", seq_len: int = 256,
-        steps: int = 8, batch: int = 4, records: int = 400, progress: bool = True) -> dict:
+        steps: int = 8, batch: int = 4, records: int = 400, progress: bool = True,
+        device: str = "cpu") -> dict:
+    import torch
+
+    from benchlab.core import ddp
+
     if procs[0] != 1 or any(batch % n for n in procs):
         raise BenchlabError(f"--procs: need 1 first and counts that divide the global batch "
                             f"{batch}, got {list(procs)}")
+    ddp.placement(device, {}, torch.cuda.is_available())  # cuda without CUDA: one line
+    if device == "cuda" and max(procs) > torch.cuda.device_count():
+        raise BenchlabError(f"--procs: {max(procs)} processes need as many GPUs; torch sees "
+                            f"{torch.cuda.device_count()}")
     runs: dict = {}
     todo = [(mode, n) for r in range(repeats) for mode in MODES
             for n in (procs if r % 2 == 0 else procs[::-1])]  # rotated order per repeat
@@ -80,9 +91,9 @@ def run(procs=(1, 2), repeats: int = 4, model: str = "opt-tiny", seq_len: int = 
         for i, (mode, n) in enumerate(tqdm(todo, desc="ddp-scaling", disable=not progress)):
             runs.setdefault((mode, n), []).append(launch(
                 Path(tmp) / f"run{i}", mode, n, model=model, seq_len=seq_len, steps=steps,
-                batch=batch, records=records))
+                batch=batch, records=records, device=device))
     return {"model": model, "method": "lora", "seq_len": seq_len, "steps": steps,
-            "global_batch": batch, "repeats": repeats, "procs": list(procs),
+            "global_batch": batch, "repeats": repeats, "procs": list(procs), "device": device,
             "threads_per_process": 1, "machine": machine.facts(), **summarize(runs, procs)}
 
 
@@ -98,9 +109,12 @@ def write(result: dict, outdir) -> list[Path]:
     dens = (f"attention {le['density_attn']:.3f} of the causal blocks (documents alone "
             f"{le['density_doc']:.3f}), MLP {le['density_mlp']:.3f}" if "density_attn" in le
             else "densities not recorded")
+    gpu = result.get("device") == "cuda"
+    on = (f"nccl, one GPU per process, on {m.get('gpu')}" if gpu
+          else f"gloo, one thread per process, on {m.get('cpu')}")
     lines = [f"Data-parallel LoRA fine-tuning of {result['model']} (L={result['seq_len']}, global "
-             f"batch {result['global_batch']}, {result['steps']} steps) under torchrun with gloo, "
-             f"one thread per process, on {m.get('cpu')} ({result['repeats']} repeats, process "
+             f"batch {result['global_batch']}, {result['steps']} steps) under torchrun with "
+             f"{on} ({result['repeats']} repeats, process "
              "counts rotated). Speedup: t(1 process) / t(N) of the median step time, median over "
              f"repeats [95% bootstrap interval], paired t-test of log times. LE ran at {dens}.",
              "",
@@ -117,8 +131,10 @@ def write(result: dict, outdir) -> list[Path]:
         ax.plot([1] + [r["procs"] for r in rows], [1.0] + [r["speedup"] for r in rows], "o-",
                 label="LoRA + LE" if mode == "le" else "LoRA dense")
     ax.plot(result["procs"], result["procs"], "k:", label="ideal")
-    ax.set(xlabel="processes (one thread each)", ylabel="speedup vs one process",
-           title=f"Fig 14 on CPU: {result['model']}, L={result['seq_len']}, global batch "
+    ax.set(xlabel=f"processes (one {'GPU' if gpu else 'thread'} each)",
+           ylabel="speedup vs one process",
+           title=f"Fig 14 on {'GPU' if gpu else 'CPU'}: {result['model']}, L={result['seq_len']}, "
+                 "global batch "
                  f"{result['global_batch']}\nLE at attention "
                  f"{le.get('density_attn', float('nan')):.2f}, MLP "
                  f"{le.get('density_mlp', float('nan')):.2f}")

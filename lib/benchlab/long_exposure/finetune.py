@@ -33,6 +33,12 @@ def tokenizer_for(model_name: str):
     return AutoTokenizer.from_pretrained(spec.hub_id)
 
 
+def hf_tokenizer(model_name: str):
+    """tokenizer_for(model_name) as a transformers tokenizer (save_pretrained-able)."""
+    tok = tokenizer_for(model_name)
+    return tok.to_transformers() if hasattr(tok, "to_transformers") else tok
+
+
 def encode(tokenizer, text: str) -> list[int]:
     """Token ids of `text` (works for HF tokenizers and raw `tokenizers.Tokenizer`)."""
     out = tokenizer.encode(text)

@@ -213,6 +213,12 @@ class Predictors:
         self.cfg, self.mlp_block = cfg, mlp_block
         self.losses: dict = {}
 
+    def to(self, device) -> "Predictors":
+        """The per-layer predictor modules moved to `device` in place (thresholds are floats)."""
+        for module in (*self.attn_pred, *self.mlp_pred):
+            module.to(device)
+        return self
+
     # -- scores -----------------------------------------------------------------------------
     @torch.no_grad()
     def attn_scores(self, i: int, h: torch.Tensor) -> torch.Tensor:
