@@ -301,7 +301,8 @@ def cmd_accuracy(args) -> int:
     bar.close()
     result = accuracy.table(evals, {**train, "tasks": tasks, "limit": args.limit,
                                     "n_docs": args.n_docs, "device": device,
-                                    "code_version": code, "work": str(work)})
+                                    "code_version": code, "work": str(work),
+                                    "inputs": zoo.artifact_inputs(args.model)})
     for name in tasks:
         for mode, x in result["models"].items():
             t = x["tasks"][name]
