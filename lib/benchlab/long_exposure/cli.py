@@ -145,8 +145,7 @@ def _finetune(args, info, device: str = "cpu") -> int:
     source = None
     if le:  # one set of predictors for every process
         source = wl.train_predictors(config, args.model, rows[:n_pred]) if info.main else None
-        source = ddp.broadcast(source, info)
-        source = source.to(device) if source is not None else None
+        source = ddp.broadcast(source, info)  # wl.trainer moves it to the device
     t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
                    mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
     batches = ft.batches(rows[n_pred:], args.batch_size, args.steps)

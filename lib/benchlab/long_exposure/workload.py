@@ -154,6 +154,10 @@ class RandomLike:
         keep = self.like.mlp(i, h, docs)  # (B, F / block)
         return random_subset(torch.ones_like(keep), keep.sum(-1), self.gen)
 
+    def to(self, device) -> "RandomLike":
+        to_device(self.like, device)
+        return self
+
 
 class Split:
     """Attention masks from one source, MLP masks from another (the predictor ablation: random
@@ -167,6 +171,19 @@ class Split:
 
     def mlp(self, i, h, docs):
         return self.mlp_source.mlp(i, h, docs)
+
+    def to(self, device) -> "Split":
+        to_device(self.attn_source, device)
+        to_device(self.mlp_source, device)
+        return self
+
+
+def to_device(source, device):
+    """`source` with the trained predictors it holds moved to `device` (in place: the cached
+    predictors follow the trainer that uses them); sources without weights are left alone."""
+    if hasattr(source, "to"):
+        source.to(device)
+    return source
 
 
 def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool = False):
@@ -297,7 +314,7 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     if method == "prefix":  # Hugging Face attention over prefix + documents (peft_methods)
         pm.attend_in_documents(pm.set_attention(m, mode))
     elif mode in LE_MODES:
-        source = source or mask_source(config, model, masks, seq_len)
+        source = to_device(source or mask_source(config, model, masks, seq_len), device)
         stats = P.patch(m, P.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
                         dense_above=dense_above)
     elif mode in DENSE_MODES:
