@@ -253,7 +253,8 @@ def speed_lines(speed: dict) -> list[str]:
         ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""
         lines.append(f"| forward vs top-k at {r['mean_experts']:.3g} experts/token | {name} | "
                      f"{r['forward_ratio']:.3g} | <= 1.05 | {ci}router on the model's logits "
-                     f"{r.get('model_router_ratio', float('nan')):.3g}x top-k, adds "
+                     f"{r.get('model_router_ratio', float('nan')):.3g}x the top-8 router; "
+                     "against the routers of the compared top-k forwards it adds "
                      f"{100 * r.get('router_overhead', float('nan')):.2g}% of the forward"
                      f"{load(r)} |")
     if "layer_scaling" in speed:
