@@ -326,7 +326,10 @@ def pytest_runtest_makereport(item, call):
     rec = item.stash.get(RECORDER, None)
     if call.when == "call" and report.passed and rec is not None:
         session = item.config.stash[STASH]
-        bench = item.funcargs.get("benchmark")
+        # the benchmark a test asked for, or the one its `timer` fixture took (getfixturevalue:
+        # not in funcargs, so bench modules that time through `timer` lost their extra_info)
+        bench = item.funcargs.get("benchmark") or getattr(item.funcargs.get("timer"),
+                                                          "benchmark", None)
         stats = getattr(getattr(bench, "stats", None), "stats", None)
         time = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS} if stats else None
         record = session.record_of(item, rec.metrics, time)

@@ -92,6 +92,33 @@ def test_record_lands_in_extra_info_and_store(suite):
     assert (suite.path / "reports/dummy_exp/summary.md").exists()
 
 
+TIMER_BENCH = '''
+import pytest
+
+pytestmark = pytest.mark.experiment("dummy_exp")
+
+
+@pytest.mark.cases("square_cases")
+def test_square(case, timer, record):  # as the bench modules time: through `timer`
+    record(square=timer.measure(lambda: case["x"] ** 2, warmup=1, rounds=3))
+'''
+
+
+def test_record_lands_in_extra_info_through_the_timer_fixture(pytester, monkeypatch):
+    """`timer` takes the benchmark by getfixturevalue, which is not in the item's funcargs:
+    without looking through the timer, every bench module's benchmark JSON had an empty
+    extra_info and `benchlab report/publish out.json` found no records."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.setenv("BENCHLAB_EXPERIMENTS", "dummy_exp=dummy_exp")
+    pytester.makepyfile(dummy_exp=DUMMY_EXP, test_timer=TIMER_BENCH)
+    pytester.syspathinsert()
+    run(pytester, "--benchmark-json", "out.json").assert_outcomes(passed=4)
+    benches = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    assert sorted(b["extra_info"]["square"] for b in benches) == [0, 1, 4, 9]
+    assert {b["extra_info"]["benchlab"]["experiment"] for b in benches} == {"dummy_exp"}
+    assert all(b["extra_info"]["benchlab"]["time"]["rounds"] == 3 for b in benches)
+
+
 def test_benchmark_disable_still_records_and_reports(suite):
     run(suite, "--benchmark-disable").assert_outcomes(passed=4)
     records = [json.loads(line) for line in store_lines(suite)]
