@@ -11,6 +11,8 @@ the same functions):
 - test_router_cost[router-X]: router X vs softmax+torch.topk on 4096 x 64 logits (goal <= 1.5x).
 - test_forward_equal_count[forward-X]: model forward with BH vs top-k at BH's mean expert count
   (goal <= 1.05x).
+- test_layer_equal_count[layer_equal-X-h-i-t]: one MoE layer of the tiny model's and of
+  OLMoE-1B-7B's shape, BH vs top-k at BH's mean expert count (goal <= 1.05x).
 - test_layer_scaling: MoE-layer time vs experts used (goal: slope >= 0.8).
 - test_frontier_slice: a few rules of the frontier study (KL, perplexity, experts, fill-in).
 Ratios come from side-by-side rounds (moe_routing.speed, core.stats.paired_ratio).
@@ -41,6 +43,11 @@ def test_forward_equal_count(case, config, timer, seed, record):
 @pytest.mark.cases("layer_cases")
 def test_layer_scaling(case, config, timer, seed, record):
     record(**M.measure_layer(case, config, timer))
+
+
+@pytest.mark.cases("layer_equal_cases")
+def test_layer_equal_count(case, config, timer, seed, record):
+    record(**M.measure_layer_equal(case, config, timer))
 
 
 @pytest.mark.cases("frontier_cases")

@@ -36,6 +36,10 @@ class Config:
     layer_intermediate: int = 512
     layer_tokens: int = 512
     layer_ks: tuple[int, ...] = (1, 2, 4, 8)
+    # BH vs top-k at equal expert count on one random MoE layer per (hidden, intermediate,
+    # tokens) (layer_equal_cases): the tiny model's experts and wider ones (OLMoE-1B-7B's are
+    # 2048 x 1024: 400M parameters a layer, at small and paper scale)
+    equal_count_layers: tuple[tuple[int, int, int], ...] = ((128, 32, 4096), (1024, 512, 1024))
     speed_rounds: int = 5
     # the frontier study (`benchlab moe-routing frontier`) and its tiny-bench slice
     frontier_topk: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -66,11 +70,13 @@ CONFIGS = {
     "small": Config(model="olmoe-small", source="trained", routings=ALL_ROUTINGS,
                     prompts_per_category=3, max_new_tokens=32, gen_rounds=3, calib_tokens=32768,
                     heldout_tokens=4096, seq_len=256, fp16=False, layer_hidden=1024,
-                    layer_intermediate=512, layer_tokens=2048),
+                    layer_intermediate=512, layer_tokens=2048,
+                    equal_count_layers=((256, 128, 4096), (2048, 1024, 1024))),
     "paper": Config(model="olmoe-1b-7b", source="load", routings=ALL_ROUTINGS,
                     prompts_per_category=3, max_new_tokens=100, gen_rounds=3, calib_tokens=32768,
                     heldout_tokens=8192, seq_len=512, fp16=True, layer_hidden=2048,
-                    layer_intermediate=1024, layer_tokens=4096, speed_rounds=10),
+                    layer_intermediate=1024, layer_tokens=4096, speed_rounds=10,
+                    equal_count_layers=((2048, 1024, 4096),)),
 }
 
 
@@ -118,11 +124,28 @@ def layer_cases(config: Config) -> list[Case]:
     return [Case("layer-scaling", "layer")]
 
 
+@dataclass(frozen=True)
+class LayerCase:
+    id: str
+    kind: str  # layer_equal
+    routing: str
+    hidden: int
+    intermediate: int
+    tokens: int
+
+
+def layer_equal_cases(config: Config) -> list[LayerCase]:
+    """BH (per-expert and pooled nulls) vs top-k at equal expert count on one MoE layer of each
+    shape in config.equal_count_layers (goal <= 1.05x, as for the whole forward)."""
+    return [LayerCase(f"layer_equal-{r}-h{h}-i{i}-t{t}", "layer_equal", r, h, i, t)
+            for r in ("bh_moderate", "bh_pooled") for h, i, t in config.equal_count_layers]
+
+
 # Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
 # (rel, abs); None for times and speed ratios, which are not results. Expert counts and held-out
 # quality come from thresholded float32 compute, so they get a little room across CPU models.
 METRICS = {
-    "*time*": None, "*_ratio": None, "forward_ratio_ci": None, "router_overhead": None,
+    "*time*": None, "*_ratio": None, "*_ratio_ci": None, "router_overhead": None,
     "ratio_vs_*": None, "relative_times": None, "tokens_per_second": None,
     "null_digest": None,  # a digest of float32 quantiles: provenance, not a result
     "calib_tokens": 0, "heldout_tokens": 0, "input_tokens": 0, "output_tokens": 0, "tokens": 0,
@@ -147,7 +170,8 @@ def inputs(case, config) -> dict[str, str]:
 
 __all__ = [
     "METRICS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
-    "forward_cases", "layer_cases", "frontier_cases", "report", "NULLS", "NullDef", "PooledNull",
+    "forward_cases", "layer_cases", "layer_equal_cases", "frontier_cases", "report", "NULLS",
+    "NullDef", "PooledNull",
     "make_null", "bh_select", "naive_pvalues", "route",
     "topk_route", "topp_route", "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing",
     "calibrate", "collect_stats", "grouped_experts", "PROMPTS", "Prompt", "prompts",

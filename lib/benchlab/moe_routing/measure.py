@@ -67,6 +67,14 @@ def measure_layer(case, config, timer) -> dict:
                                rounds=3 * config.speed_rounds)
 
 
+def measure_layer_equal(case, config, timer) -> dict:
+    """One MoE layer of the case's shape: BH vs top-k at BH's mean expert count (<= 1.05x)."""
+    routing = ROUTINGS.get(case.routing)
+    return timer.measure(lambda: speed.layer_equal_count(
+        routing, case.hidden, case.intermediate, case.tokens, device=timer.device,
+        rounds=3 * config.speed_rounds), warmup=0, rounds=1)
+
+
 def measure_frontier(case, config, timer) -> dict:
     """A small slice of `benchlab moe-routing frontier`: config.slice_rules on the held-out
     text, timed once; experts, KL, perplexity, fill-in per rule and the KL difference to top-k."""

@@ -129,6 +129,11 @@ def speed_summary(frame: pd.DataFrame) -> dict:
                                 "bh_forward_time", "topk_forward_time", "model_router_ratio",
                                 "router_overhead", "bh_active_experts", "topk_active_experts",
                                 "bh_util_cv", "topk_util_cv", "topk_lo") if k in row}
+    for _, row in frame[frame["case.kind"] == "layer_equal"].iterrows():
+        key = (row["case.routing"], *(int(row[f"case.{k}"]) for k in ("hidden", "intermediate",
+                                                                      "tokens")))
+        out.setdefault("layer_equal_count", {})[key] = {
+            k: row[k] for k in ("layer_ratio", "layer_ratio_ci", "mean_experts") if k in row}
     for _, row in frame[frame["case.kind"] == "layer"].iterrows():
         out["layer_scaling"] = {k: row[k] for k in ("ks", "layer_times", "relative_times",
                                                     "time_per_expert_slope") if k in row}
@@ -257,6 +262,11 @@ def speed_lines(speed: dict) -> list[str]:
                      "against the routers of the compared top-k forwards it adds "
                      f"{100 * r.get('router_overhead', float('nan')):.2g}% of the forward"
                      f"{load(r)} |")
+    for (name, h, i, t), r in speed.get("layer_equal_count", {}).items():
+        lo, hi = r["layer_ratio_ci"]
+        lines.append(f"| one MoE layer ({h} x {i} experts, {t} tokens) vs top-k at "
+                     f"{r['mean_experts']:.3g} experts/token | {name} | {r['layer_ratio']:.3g} | "
+                     f"<= 1.05 | 95% CI {lo:.3g}-{hi:.3g} |")
     if "layer_scaling" in speed:
         ls = speed["layer_scaling"]
         lines.append(f"| MoE-layer time slope vs experts used | top-k {ls['ks']} | "

@@ -9,6 +9,8 @@ rounds (core.stats.paired_ratio).
   (softmax + torch.topk) and vs a bare torch.topk on the same logits.
 - layer_scaling: one MoE layer (router + grouped dispatch) with top-k for k in ks; the slope of
   t(k)/t(8) against k/8 says how much of the expert saving shows up as time (goal >= 0.8).
+- layer_equal_count: one random MoE layer of a given shape, BH vs top-k at BH's mean expert
+  count (the same goal, <= 1.05x): the router's cost against the experts' as the layer widens.
 - forward_equal_count: a whole-model forward under BH vs top-k at the same mean expert count
   (top-k timed at floor and ceil of BH's mean and interpolated; goal <= 1.05; with a bootstrap
   interval of the paired ratio, as this machine's noise is of the goal's size), with the router
@@ -22,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
@@ -96,6 +99,58 @@ def layer_scaling(hidden: int, intermediate: int, tokens: int, ks=(1, 2, 4, 8), 
             "intermediate": intermediate}
 
 
+def floor_ceil(mean_k: float, max_k: int = 8) -> tuple[int, int]:
+    """The top-k counts around BH's mean expert count (at least 1, at most max_k)."""
+    return min(max_k, max(1, math.floor(mean_k))), min(max_k, max(1, math.ceil(mean_k)))
+
+
+def at_equal_count(times: dict, mean_k: float, lo: int, hi: int):
+    """From rotated rounds of "bh" and "topk_<lo>", "topk_<hi>": the weight of hi, top-k's time
+    per round interpolated to BH's mean count, and {"ratio": BH / top-k (median of paired
+    rounds), "ratio_ci": its 95% bootstrap interval}."""
+    w = mean_k - lo if hi > lo else 0.0
+    topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
+    ratios = np.array(times["bh"]) / topk
+    return w, topk, {"ratio": paired_ratio(times["bh"], topk),
+                     "ratio_ci": bootstrap_ci(ratios, np.median, n_resamples=2000)}
+
+
+@torch.no_grad()
+def layer_equal_count(routing: Routing, hidden: int, intermediate: int, tokens: int,
+                      experts: int = 64, calib: int = 8192, device="cpu", rounds: int = 5,
+                      seed: int = 0) -> dict:
+    """One random OLMoE MoE layer of the given shape routed by BH vs top-k interpolated to BH's
+    mean expert count, on Gaussian hidden states, the null calibrated on `calib` more through
+    the same router: how the router's fixed cost weighs against the experts' work as the layer
+    widens (the tiny model's 128 x 32 experts vs OLMoE-1B-7B's 2048 x 1024)."""
+    block = moe_layer(hidden, intermediate, experts, seed=seed, device=device)
+    g = torch.Generator().manual_seed(seed + 1)
+    z = torch.randn(calib, hidden, generator=g).to(device)
+    x = torch.randn(1, tokens, hidden, generator=g).to(device)
+    null = make_null(routing.null, F.linear(z, block.gate.weight)[None].cpu(),
+                     routing.temperature).to(device)
+    block.gate.set_routing(routing, null)
+    mask = block.gate(x.view(-1, hidden))[1]
+    mean_k = float(mask.sum(-1).float().mean())
+    lo, hi = floor_ceil(mean_k, routing.max_k)
+
+    def run(r, n=None):
+        def fn():
+            block.gate.set_routing(r, n)
+            return block(x)
+        return fn
+
+    fns = {f"topk_{k}": run(Routing(f"topk_{k}", "topk", k=k)) for k in sorted({lo, hi})}
+    fns["bh"] = run(routing, null)
+    times = interleave(fns, device, rounds=rounds)
+    _, topk, ratio = at_equal_count(times, mean_k, lo, hi)
+    return {"mean_experts": mean_k, "topk_lo": lo, "topk_hi": hi, "hidden": hidden,
+            "intermediate": intermediate, "tokens": tokens,
+            "bh_layer_time": float(np.median(times["bh"])),
+            "topk_layer_time": float(np.median(topk)),
+            "layer_ratio": ratio["ratio"], "layer_ratio_ci": ratio["ratio_ci"]}
+
+
 @torch.no_grad()
 def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     """Forward on the held-out batch: BH vs top-k interpolated to BH's mean expert count; and
@@ -108,7 +163,7 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     mean_k = float(st.per_token().mean())
     logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
     rt, nulls = ROUTINGS.get(routing), [null.layer(i) for i in range(len(logits))]
-    lo, hi = max(1, math.floor(mean_k)), min(8, math.ceil(mean_k))
+    lo, hi = floor_ceil(mean_k)
     routers = interleave({
         "bh": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
         "topk": lambda: [topk_route(x, 8) for x in logits],
@@ -126,17 +181,14 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
                                         m(input_ids=ids, use_cache=False))
     fns["bh"] = lambda: (apply_routing(m, routing, null), m(input_ids=ids, use_cache=False))
     times = interleave(fns, setup.device, rounds=rounds)
-    w = mean_k - lo if hi > lo else 0.0
-    topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
-    ratios = np.array(times["bh"]) / topk
+    w, topk, ratio = at_equal_count(times, mean_k, lo, hi)
     t_router, t_topk_router = (float(np.median(routers[n])) for n in ("bh", "topk"))
     # the routers the compared forwards run: top-k at floor and ceil of BH's mean, interpolated
     t_k_router = float(np.median((1 - w) * np.array(routers[f"topk_{lo}"])
                                  + w * np.array(routers[f"topk_{hi}"])))
     return {"mean_experts": mean_k, "bh_forward_time": float(np.median(times["bh"])),
             "topk_forward_time": float(np.median(topk)),
-            "forward_ratio": paired_ratio(times["bh"], topk),
-            "forward_ratio_ci": bootstrap_ci(ratios, np.median, n_resamples=2000),
+            "forward_ratio": ratio["ratio"], "forward_ratio_ci": ratio["ratio_ci"],
             "topk_lo": lo, "topk_hi": hi,
             "model_router_time": t_router, "model_topk_router_time": t_topk_router,
             "model_router_ratio": paired_ratio(routers["bh"], routers["topk"]),
