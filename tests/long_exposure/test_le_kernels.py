@@ -91,11 +91,12 @@ def test_fc1_fc2_equal_dense_at_kept_neurons(kept, bias):
     keep = {"partial": torch.tensor([True, False, True]), "all": torch.ones(3, dtype=bool),
             "none": torch.zeros(3, dtype=bool)}[kept]
     idx = OM.keep_to_index(keep, blk)
-    torch.testing.assert_close(K.fc1(x, w1, b1, idx),
-                               torch.relu(torch.nn.functional.linear(x, w1, b1))[:, idx])
     masked = h * OM.neuron_mask(keep, blk).double()
-    torch.testing.assert_close(K.fc2(h[:, idx], w2, b2, idx),
-                               torch.nn.functional.linear(masked, w2, b2))
+    for block in (1, blk):  # neuron by neuron, and in runs of the block (what the operator runs)
+        torch.testing.assert_close(K.fc1(x, w1, b1, idx, block),
+                                   torch.relu(torch.nn.functional.linear(x, w1, b1))[:, idx])
+        torch.testing.assert_close(K.fc2(h[:, idx], w2, b2, idx, block),
+                                   torch.nn.functional.linear(masked, w2, b2))
 
 
 def test_measure_kernel_records_every_kernel():

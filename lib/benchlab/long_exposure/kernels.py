@@ -151,7 +151,8 @@ def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
     hk = h[:, idx].contiguous()
     scale = c.head_dim ** -0.5
     fns = {"sdd_sparse": lambda: sdd(q, k, layout), "dsd_sparse": lambda: dsd(probs, v, layout),
-           "fc1_sparse": lambda: fc1(x, w1, b1, idx), "fc2_sparse": lambda: fc2(hk, w2, b2, idx),
+           "fc1_sparse": lambda: fc1(x, w1, b1, idx, c.block),
+           "fc2_sparse": lambda: fc2(hk, w2, b2, idx, c.block),
            "sdd_dense": lambda: torch.matmul(q, k.transpose(-1, -2)).mul_(scale),
            "dsd_dense": lambda: torch.matmul(p_dense, v),
            "fc1_dense": lambda: F.linear(x, w1, b1).relu_(),  # in place, as fc1

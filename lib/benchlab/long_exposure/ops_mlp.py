@@ -41,43 +41,58 @@ def neuron_mask(keep: torch.Tensor, block: int) -> torch.Tensor:
     return keep.repeat_interleave(block, dim=-1)
 
 
-def sparse_fc1(x, w1, b1, idx) -> torch.Tensor:
+def gather(w: torch.Tensor, idx: torch.Tensor, dim: int, block: int = 1) -> torch.Tensor:
+    """w's slices idx along dim (0 or 1) as a contiguous tensor. With idx from keep_to_index at
+    `block` > 1 the kept blocks are copied as runs of `block` (one index_select over a
+    (.., blocks, block) view): an fc2 column gather then copies 64-float runs instead of single
+    floats, 1.1-1.2x the operator at densities 0.1-0.3 on CPU. Every slice kept: w itself."""
+    if idx.numel() == w.shape[dim]:
+        return w
+    if block == 1 or idx.numel() == 0:
+        return w.index_select(dim, idx)
+    blocks = idx[::block] // block
+    shape = list(w.shape)
+    view = shape[:dim] + [shape[dim] // block, block] + shape[dim + 1:]
+    shape[dim] = idx.numel()
+    return w.reshape(view).index_select(dim, blocks).reshape(shape)
+
+
+def sparse_fc1(x, w1, b1, idx, block: int = 1) -> torch.Tensor:
     """relu(x @ w1[idx].T + b1[idx]): (N, K), the kept neurons' activations (the operator's first
     half; every block kept: idx is the identity, no copies)."""
-    if idx.numel() == w1.shape[0]:
-        w1k, b1k = w1, b1
-    else:
-        w1k = w1.index_select(0, idx)  # (K, d) contiguous
-        b1k = b1.index_select(0, idx) if b1 is not None else None
+    w1k = gather(w1, idx, 0, block)  # (K, d) contiguous
+    b1k = gather(b1, idx, 0, block) if b1 is not None else None
     h = torch.addmm(b1k, x, w1k.t()) if b1k is not None else x @ w1k.t()
     return h.relu_()
 
 
-def sparse_fc2(h, w2, b2, idx) -> torch.Tensor:
+def sparse_fc2(h, w2, b2, idx, block: int = 1) -> torch.Tensor:
     """h (N, K) @ w2[:, idx].T + b2: (N, d), the output from the kept neurons (second half)."""
-    w2k = w2 if idx.numel() == w2.shape[1] else w2.index_select(1, idx)  # (d, K) contiguous
+    w2k = gather(w2, idx, 1, block)  # (d, K) contiguous
     return torch.addmm(b2, h, w2k.t()) if b2 is not None else h @ w2k.t()
 
 
 class _BlockSparseMLP(torch.autograd.Function):
-    """y = relu(x @ w1[idx].T + b1[idx]) @ w2[:, idx].T + b2 with x (N, d), idx (K,)."""
+    """y = relu(x @ w1[idx].T + b1[idx]) @ w2[:, idx].T + b2 with x (N, d), idx (K,) in runs of
+    `block` neurons (keep_to_index)."""
 
     @staticmethod
-    def forward(ctx, x, idx, w1, b1, w2, b2):
-        h = sparse_fc1(x, w1, b1, idx)  # (N, K)
-        y = sparse_fc2(h, w2, b2, idx)  # (N, d)
+    def forward(ctx, x, idx, block, w1, b1, w2, b2):
+        h = sparse_fc1(x, w1, b1, idx, block)  # (N, K)
+        y = sparse_fc2(h, w2, b2, idx, block)  # (N, d)
         # the gathered w1k / w2k are not saved (they would count as activations): the
         # backward gathers them again from the weights, which are saved anyway
         # x is only needed for fc1's weight gradient (a frozen fc1 saves no input, as in F.linear)
-        ctx.save_for_backward(x if ctx.needs_input_grad[2] else None, idx, h, w1, w2)
+        ctx.save_for_backward(x if ctx.needs_input_grad[3] else None, idx, h, w1, w2)
         ctx.shapes = (w1.shape, w2.shape, b1 is not None, b2 is not None)
+        ctx.block = block
         return y
 
     @staticmethod
     def backward(ctx, gy):
         x, idx, h, w1, w2 = ctx.saved_tensors
         (w1_shape, w2_shape, _, _) = ctx.shapes
-        need_x, _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
+        need_x, _, _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
         gx = gw1 = gb1 = gw2 = gb2 = None
         gy = gy.contiguous()
         if need_w2:  # (d, F), only the kept columns are non-zero
@@ -86,22 +101,21 @@ class _BlockSparseMLP(torch.autograd.Function):
         if need_b2:
             gb2 = gy.sum(0)
         if need_x or need_w1 or need_b1:
-            full = idx.numel() == w1.shape[0]
-            gh = gy @ (w2 if full else w2.index_select(1, idx))  # (N, K)
+            gh = gy @ gather(w2, idx, 1, ctx.block)  # (N, K)
             gh = torch.ops.aten.threshold_backward(gh, h, 0.0)  # ReLU's backward, one pass
             if need_x:
-                gx = gh @ (w1 if full else w1.index_select(0, idx))  # (N, d)
+                gx = gh @ gather(w1, idx, 0, ctx.block)  # (N, d)
             if need_w1:
                 gw1 = gy.new_zeros(w1_shape)
                 gw1.index_copy_(0, idx, gh.t() @ x)
             if need_b1:
                 gb1 = gy.new_zeros(w1_shape[0])
                 gb1.index_copy_(0, idx, gh.sum(0))
-        return gx, None, gw1, gb1, gw2, gb2
+        return gx, None, None, gw1, gb1, gw2, gb2
 
 
-def _sparse_2d(x2, w1, b1, w2, b2, idx):
-    return _BlockSparseMLP.apply(x2, idx, w1, b1, w2, b2)
+def _sparse_2d(x2, w1, b1, w2, b2, idx, block):
+    return _BlockSparseMLP.apply(x2, idx, block, w1, b1, w2, b2)
 
 
 def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
@@ -115,12 +129,12 @@ def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
     d = x.shape[-1]
     if keep.dim() == 1:
         idx = keep_to_index(keep, block)
-        y = _sparse_2d(x.reshape(-1, d).contiguous(), w1, b1, w2, b2, idx)
+        y = _sparse_2d(x.reshape(-1, d).contiguous(), w1, b1, w2, b2, idx, block)
         return y.reshape(*x.shape[:-1], w2.shape[0])
     if x.dim() != 3 or keep.shape[0] != x.shape[0]:
         raise ValueError(f"per-sequence keep {tuple(keep.shape)} needs x (B, L, d), got "
                          f"{tuple(x.shape)}")
-    outs = [_sparse_2d(x[b].contiguous(), w1, b1, w2, b2, keep_to_index(keep[b], block))
+    outs = [_sparse_2d(x[b].contiguous(), w1, b1, w2, b2, keep_to_index(keep[b], block), block)
             for b in range(x.shape[0])]  # one pair of GEMMs per sequence
     return torch.stack(outs)
 
