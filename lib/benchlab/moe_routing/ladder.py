@@ -141,7 +141,7 @@ class Ladder:
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
         """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k); `ranks(x, experts)`
         gives exact ranks m of a few canonical logits (NullLayer.ranks)."""
-        from .routers import check_bh_args
+        from .routers import check_bh_args, count_where
 
         E = self.E
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
@@ -157,10 +157,10 @@ class Ladder:
         maybe = (l2 <= pos[E - 1]) & ~wide  # more than max_k within M_E needs a count
         n_maybe = int(maybe.sum())
         if 4 * n_maybe > len(maybe):  # many rows: count them all (numpy on CPU)
-            wide |= count_le(level, int(pos[E - 1])) > max_k
+            wide |= count_where(level, int(pos[E - 1]), above=False) > max_k
         elif n_maybe:
             rows = maybe.nonzero().squeeze(1)
-            wide[rows] = count_le(level[rows], int(pos[E - 1])) > max_k
+            wide[rows] = count_where(level[rows], int(pos[E - 1]), above=False) > max_k
         one = (l1 <= pos[0]) | (min_k == 1)  # k = 1 (k* = 1 or the fill-in), else k = 0
         slow = wide | (one & (l2 == l1))
         mask = level == torch.where(one & ~slow, l1, 0)[:, None]  # levels are >= 1
@@ -196,16 +196,12 @@ class Ladder:
 
 def two_smallest(level: torch.Tensor):
     """The two smallest values of each row of level [T, E] (E >= 2), with multiplicity: numpy's
-    introselect on CPU (about 10x a torch.topk of 2 on 64-wide rows), torch.topk elsewhere."""
-    if level.device.type == "cpu":
-        two = torch.from_numpy(np.partition(level.numpy(), 1, axis=-1)[:, :2])
+    introselect where nulls.as_numpy allows (about 10x a torch.topk of 2 on 64-wide rows)."""
+    from .nulls import as_numpy
+
+    ln = as_numpy(level)
+    if ln is not None:
+        two = torch.from_numpy(np.partition(ln, 1, axis=-1)[:, :2])
     else:
         two = level.topk(2, dim=-1, largest=False).values
     return two[:, 0], two[:, 1]
-
-
-def count_le(level: torch.Tensor, cut: int) -> torch.Tensor:
-    """[T]: per row of level [T, E], how many are <= cut (numpy's count on CPU)."""
-    if level.device.type == "cpu":
-        return torch.from_numpy(np.count_nonzero(level.numpy() <= cut, axis=-1))
-    return (level <= cut).sum(-1)

@@ -185,13 +185,13 @@ def row_max(v: torch.Tensor):
     return v.gather(-1, i), i
 
 
-def count_where(v: torch.Tensor, cut: torch.Tensor, above: bool = True) -> torch.Tensor:
+def count_where(v: torch.Tensor, cut, above: bool = True) -> torch.Tensor:
     """[...] int64: per row, how many of v are > cut (above) or <= cut (numpy's count where
-    nulls.as_numpy allows)."""
+    nulls.as_numpy allows); cut a 0-d tensor or a number of v's kind."""
     x = as_numpy(v)
     if x is None:
         return ((v > cut) if above else (v <= cut)).sum(-1)
-    c = float(cut)  # cut is one of v's dtype: exact as a Python float
+    c = cut.item() if isinstance(cut, torch.Tensor) else cut  # a Python number: exact
     n = np.count_nonzero(x > c if above else x <= c, axis=-1)
     return torch.from_numpy(np.asarray(n, dtype=np.int64))
 

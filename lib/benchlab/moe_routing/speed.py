@@ -104,12 +104,17 @@ def floor_ceil(mean_k: float, max_k: int = 8) -> tuple[int, int]:
     return min(max_k, max(1, math.floor(mean_k))), min(max_k, max(1, math.ceil(mean_k)))
 
 
+def interpolate(times: dict, w: float, lo: int, hi: int) -> np.ndarray:
+    """Per round, top-k's time at a count w of the way from lo to hi experts."""
+    return (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
+
+
 def at_equal_count(times: dict, mean_k: float, lo: int, hi: int):
     """From rotated rounds of "bh" and "topk_<lo>", "topk_<hi>": the weight of hi, top-k's time
     per round interpolated to BH's mean count, and {"ratio": BH / top-k (median of paired
     rounds), "ratio_ci": its 95% bootstrap interval}."""
     w = mean_k - lo if hi > lo else 0.0
-    topk = (1 - w) * np.array(times[f"topk_{lo}"]) + w * np.array(times[f"topk_{hi}"])
+    topk = interpolate(times, w, lo, hi)
     ratios = np.array(times["bh"]) / topk
     return w, topk, {"ratio": paired_ratio(times["bh"], topk),
                      "ratio_ci": bootstrap_ci(ratios, np.median, n_resamples=2000)}
@@ -184,8 +189,7 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     w, topk, ratio = at_equal_count(times, mean_k, lo, hi)
     t_router, t_topk_router = (float(np.median(routers[n])) for n in ("bh", "topk"))
     # the routers the compared forwards run: top-k at floor and ceil of BH's mean, interpolated
-    t_k_router = float(np.median((1 - w) * np.array(routers[f"topk_{lo}"])
-                                 + w * np.array(routers[f"topk_{hi}"])))
+    t_k_router = float(np.median(interpolate(routers, w, lo, hi)))
     return {"mean_experts": mean_k, "bh_forward_time": float(np.median(times["bh"])),
             "topk_forward_time": float(np.median(topk)),
             "forward_ratio": ratio["ratio"], "forward_ratio_ci": ratio["ratio_ci"],
