@@ -223,11 +223,11 @@ def evaluate_once(checkpoint, path, tasks, **kwargs) -> dict:
         old = read_json(path)
         if old.get("settings") == settings:
             return old
+    from benchlab.core.store import atomic_path
+
     result = {**evaluate(checkpoint, tasks, **kwargs), "settings": settings}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -30,8 +30,6 @@ from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
 from .patterns import PatternConfig, pattern_study
 
-densities = wl.densities  # the densities an LE run ran at
-
 
 def measure_end2end(case, config, timer) -> dict:
     """exp-overall-end2end (also scale and ablation: LoRA): one training step of the case's PEFT
@@ -46,7 +44,7 @@ def measure_end2end(case, config, timer) -> dict:
               for m in modes if wl.runs(case.method, m)}
         t = wl.speedups(timer.side_by_side({k: v.step for k, v in ts.items()},
                                            warmup=config.warmup, rounds=config.rounds))
-        dens = densities(ts["le"].stats) if "le" in ts else {}
+        dens = wl.densities(ts["le"].stats) if "le" in ts else {}
         return {"threads": n, **t, **dens, "tokens": int(ts["sdpa"].batch.numel())}
 
 
@@ -147,7 +145,7 @@ def measure_model_step(case, config, timer) -> dict:
             "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],
             "dispatch_memory_ratio": mem["le_dispatch"] / mem["sdpa"],
             "le_total": mem["le"], "dense_total": mem["sdpa"], "eager_total": mem["eager"],
-            **densities(le.stats), "layer_density_attn": le.stats.layer_densities("attn"),
+            **wl.densities(le.stats), "layer_density_attn": le.stats.layer_densities("attn"),
             "layer_density_mlp": le.stats.layer_densities("mlp"), "init": case.init,
             "masks": case.masks}
 

@@ -17,6 +17,8 @@ import pandas as pd
 
 from benchlab.core.report import new_figure, of_kind, records_frame, save_figure, write_table
 
+from . import mlp_grain as mlp_grain_study
+
 FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b",
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
            "exp-ablation-mlp-time", "exp-ablation-breakdown", "exp-ablation-predictor",
@@ -364,14 +366,14 @@ def sparsity(frame, outdir, kind: str):
     return save_figure(fig, outdir, name)
 
 
-GRAIN_RELS, GRAIN_BLOCKS = (0, 1, 3, 5), (1, 16, 32, 64, 128)  # mlp_grain.RELS (in %), BLOCKS
+GRAIN_RELS = tuple(round(100 * r) for r in mlp_grain_study.RELS)  # thresholds in % (t{pct})
 
 
 def _grain_density(ax, row, rows):
     """Per-sequence union density against block size, plain (solid) and reordered (dashed),
     one colour per threshold; dotted: the per-token neuron density."""
     for t in GRAIN_RELS:
-        blocks = [b for b in GRAIN_BLOCKS if f"mlp_seq_union_t{t}_b{b}" in rows]
+        blocks = [b for b in mlp_grain_study.BLOCKS if f"mlp_seq_union_t{t}_b{b}" in rows]
         if not blocks:
             continue
         line = ax.plot(blocks, [row[f"mlp_seq_union_t{t}_b{b}"] for b in blocks], marker="o",
@@ -446,7 +448,7 @@ def mlp_grain(frame, outdir):
         _grain_density(ax, row, rows)
         ax.set_title(f"{title} (dotted: per token)", fontsize=8)
         return save_figure(fig, outdir, name)
-    blocks = [b for b in GRAIN_BLOCKS if f"t_mlp_block_t{rels[0]}_b{b}" in rows]
+    blocks = [b for b in mlp_grain_study.BLOCKS if f"t_mlp_block_t{rels[0]}_b{b}" in rows]
     fig, axes = new_figure(2, 3, size=(14.0, 7.4))
     ax = np.ravel(axes)
     _grain_density(ax[0], row, rows)
