@@ -196,9 +196,7 @@ def _finetune(args, info, device: str = "cpu") -> int:
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
     if le:  # densities over this run's steps (a resumed run: the steps after resuming)
-        dens.update(density_steps=args.steps - step,
-                    density_attn=st.density("attn"), density_mlp=st.density("mlp"),
-                    density_doc=st.density("doc"), keeps_everything=st.keeps_everything(),
+        dens.update(density_steps=args.steps - step, **wl.densities(st),
                     layer_density_attn=st.layer_densities("attn"),
                     layer_density_doc=st.layer_densities("doc"),
                     layer_density_mlp=st.layer_densities("mlp"))
