@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         near = difflib.get_close_matches(argv[0], commands, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        print(f"benchlab: error: unknown command {argv[0]!r} (commands: {', '.join(commands)})"
-              f"{hint}", file=sys.stderr)
-        return 2
+        return error(f"unknown command {argv[0]!r} (commands: {', '.join(commands)}){hint}")
     parser = argparse.ArgumentParser(prog="benchlab", description=__doc__.splitlines()[0],
                                      epilog="commands: " + ", ".join(commands))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -110,12 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     return _guard(lambda: run(args))
 
 
+def error(message: str) -> int:
+    """Write 'benchlab: error: <message>' to stderr in one write (print's separate newline let
+    the lines of two torchrun ranks, unbuffered under PYTHONUNBUFFERED, run into one) -> 2."""
+    sys.stderr.write(f"benchlab: error: {message}\n")
+    sys.stderr.flush()
+    return 2
+
+
 def _guard(run) -> int:
     try:
         return run() or 0
     except BenchlabError as e:
-        print(f"benchlab: error: {e}", file=sys.stderr)
-        return 2
+        return error(str(e))
 
 
 if __name__ == "__main__":
