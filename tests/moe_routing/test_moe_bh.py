@@ -198,3 +198,39 @@ def test_null_roundtrips_through_safetensors(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(BenchlabError, match="bad.safetensors"):
         EmpiricalNull.load(tmp_path / "bad.safetensors")
+
+
+@st.composite
+def router_rows(draw):
+    """float32 rows [T, E] with ties, signed zeros, infinities and (sometimes) NaN."""
+    T, E = draw(st.integers(1, 6)), draw(st.sampled_from([1, 3, 8, 16, 64, 72, 256, 264]))
+    pool = st.one_of(st.floats(-3, 3, width=32), st.sampled_from([0.0, -0.0, 1.0, 1.0, 2.5]),
+                     st.sampled_from([np.inf, -np.inf]))
+    if draw(st.booleans()):
+        pool = st.one_of(pool, st.just(np.nan))
+    x = draw(st.lists(pool, min_size=T * E, max_size=T * E))
+    return np.array(x, dtype=np.float32).reshape(T, E)
+
+
+@settings(max_examples=300, deadline=None)
+@given(router_rows(), st.sampled_from([-0.5, 0.0, 1.0, 2.5]), st.booleans())
+def test_count_where_counts_like_a_python_loop(x, cut, above):
+    from benchlab.moe_routing.routers import count_where
+
+    want = [sum((v > cut) if above else (v <= cut) for v in row) for row in x.tolist()]
+    assert count_where(torch.from_numpy(x), cut, above).tolist() == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(router_rows(), st.integers(1, 8))
+def test_largest_ranks_like_a_stable_sort_and_topk(x, k):
+    from benchlab.moe_routing.routers import largest
+
+    k = min(k, x.shape[1])
+    xt = torch.from_numpy(x)
+    v, i = largest(xt, k)
+    np.testing.assert_array_equal(v, torch.topk(xt, k, dim=-1).values)  # NaN equals NaN
+    np.testing.assert_array_equal(xt.gather(-1, i), v)
+    if not np.isnan(x).any():  # descending, ties to the lower index (-0.0 == +0.0)
+        order = sorted(range(x.shape[1]), key=lambda e: -x[0, e] + 0.0)  # stable on ties
+        assert i[0].tolist() == order[:k]

@@ -134,18 +134,20 @@ class PooledLayer:
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
-        from .routers import check_bh_args, count_where, row_max, select_prefix
+        from .routers import check_bh_args, count_where, largest, row_max, select_prefix
 
         E = logits.shape[-1]
         max_k = check_bh_args(alpha, E, min_k, max_k)
-        s, c = self.scores(logits), self.cuts(alpha, E)
+        x = logits.reshape(-1, E)
+        s, c = self.scores(x), self.cuts(alpha, E)
 
         def order(v, k):  # the k largest scores, descending
-            return row_max(v) if k == 1 else torch.topk(v, k, dim=-1, sorted=True)
+            return row_max(v) if k == 1 else largest(v, k)
 
         return select_prefix(s, order, lambda v: v > c[:v.shape[-1]],
                              lambda k: count_where(s, c[k - 1]),
-                             min_k, max_k, lambda rows: self.kstar(logits[rows], alpha))
+                             min_k, max_k, lambda rows: self.kstar(x[rows], alpha)
+                             ).view(logits.shape)
 
 
 class EmpiricalNull:

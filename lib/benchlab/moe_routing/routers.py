@@ -122,6 +122,7 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
         kstar = bh_threshold_index(pvalues, alpha)
         return pvalues <= (kstar.unsqueeze(-1).to(pvalues.dtype) / E) * alpha
     thr = (torch.arange(1, E + 1, device=pvalues.device).to(pvalues.dtype) / E) * alpha
+    shape, pvalues = pvalues.shape, pvalues.reshape(-1, E)  # rows of E hypotheses
 
     def order(v, k):  # the k smallest, ascending, ties to the lower index (min: the first)
         if k == 1:
@@ -132,20 +133,21 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
 
     return select_prefix(pvalues, order, lambda v: v <= thr[:v.shape[-1]],
                          lambda k: count_where(pvalues, thr[k - 1], above=False), min_k, max_k,
-                         lambda rows: bh_threshold_index(pvalues[rows], alpha))
+                         lambda rows: bh_threshold_index(pvalues[rows], alpha)).view(shape)
 
 
 def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
-    """The mask of BH with caps when the hypotheses of a row can be ranked, most significant
-    first, by `order(key, k) -> (values, indices)` [..., k]: the first clip(k*, min_k, max_k).
+    """The mask of BH with caps when the hypotheses of a row of key [T, E] can be ranked, most
+    significant first, by `order(key, k) -> (values, indices)` [T, k]: the first
+    clip(k*, min_k, max_k).
 
     `passes(values)` says whether the j-th ranked passes its threshold (p_(j) <= (j / E) alpha),
-    and `under(k)` [...] how many hypotheses pass threshold k. k* = max{j <= max_k : passes} as
+    and `under(k)` [T] how many hypotheses pass threshold k. k* = max{j <= max_k : passes} as
     long as no k > max_k passes too, which needs #under(E) > max_k; only such rows take
-    `full(rows)`, the uncapped step-up. A row with fewer than 2 under threshold max_k and at
-    most max_k under E has k* <= 1 (count_j < j for every j >= 2), so it keeps its first
-    hypothesis (or none) and needs only order(key, 1), far cheaper than ranking max_k; at small
-    alpha that is almost every row. The other rows are ranked on their own."""
+    `full(rows)` (row indices), the uncapped step-up. A row with fewer than 2 under threshold
+    max_k and at most max_k under E has k* <= 1 (count_j < j for every j >= 2), so it keeps its
+    first hypothesis (or none) and needs only order(key, 1), far cheaper than ranking max_k; at
+    small alpha that is almost every row. The other rows are ranked on their own."""
     mask = torch.zeros_like(key, dtype=torch.bool)
     if max_k == 0:
         return mask
@@ -156,22 +158,20 @@ def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
         k1 = passes(v1)[..., 0].long().clamp(min_k, max_k)
         mask.scatter_(-1, i1, (k1 >= 1).unsqueeze(-1))
         wide |= under(max_k) >= 2
-        if not bool(wide.any()):
-            return mask
     else:
         wide[...] = True
-    v, idx = order(key[wide], max_k)
+    rows = wide.nonzero().squeeze(1)  # one index for every gather below
+    if not rows.numel():
+        return mask
+    v, idx = order(key.index_select(0, rows), max_k)
     ks = torch.arange(1, max_k + 1, device=key.device)
     kstar = torch.where(passes(v), ks, 0).amax(-1)
-    over = n_alpha[wide] > max_k
-    if bool(over.any()):
-        rows = torch.zeros_like(wide)
-        rows[wide] = over
-        kstar[over] = full(rows)
+    over = (n_alpha.index_select(0, rows) > max_k).nonzero().squeeze(1)
+    if over.numel():
+        kstar[over] = full(rows[over])
     keep = torch.arange(max_k, device=key.device) < kstar.clamp(min_k, max_k).unsqueeze(-1)
-    rows = torch.zeros(v.shape[0], key.shape[-1], dtype=torch.bool, device=key.device)
-    mask[wide] = rows.scatter_(-1, idx, keep)
-    return mask
+    sub = torch.zeros(len(rows), key.shape[-1], dtype=torch.bool, device=key.device)
+    return mask.index_copy_(0, rows, sub.scatter_(-1, idx, keep))
 
 
 def row_max(v: torch.Tensor):
@@ -192,8 +192,25 @@ def count_where(v: torch.Tensor, cut, above: bool = True) -> torch.Tensor:
     if x is None:
         return ((v > cut) if above else (v <= cut)).sum(-1)
     c = cut.item() if isinstance(cut, torch.Tensor) else cut  # a Python number: exact
-    n = np.count_nonzero(x > c if above else x <= c, axis=-1)
-    return torch.from_numpy(np.asarray(n, dtype=np.int64))
+    return torch.from_numpy(count_rows(x > c if above else x <= c))
+
+
+BYTE_SUM = np.uint64(0x0101010101010101)  # times a word of bytes: their sum in the top byte
+
+
+def count_rows(b: np.ndarray) -> np.ndarray:
+    """int64 [...]: the True entries of each row of a bool array [..., E]. Rows of 8-byte words
+    (E a multiple of 8, below 256) are summed as words, each byte one entry (E / 8 adds; no byte
+    exceeds E / 8, so no carries), then the 8 bytes of the sum folded by one multiply: on 64-wide
+    router rows about 4x np.count_nonzero(axis=-1), which reduces byte by byte."""
+    E = b.shape[-1] if b.ndim else 0
+    if E == 0 or E % 8 or E > 255:
+        return np.asarray(np.count_nonzero(b, axis=-1), dtype=np.int64)
+    w = np.ascontiguousarray(b).view(np.uint64)  # [..., E // 8]
+    acc = w[..., 0].copy()
+    for j in range(1, E // 8):
+        acc += w[..., j]
+    return ((acc * BYTE_SUM) >> np.uint64(56)).astype(np.int64)
 
 
 def smallest(values: torch.Tensor, k: int) -> torch.Tensor:
@@ -209,6 +226,23 @@ def smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     if bool(tied.any()):
         order[tied] = torch.sort(values[tied], dim=-1, stable=True).indices[..., :k]
     return order
+
+
+def largest(values: torch.Tensor, k: int):
+    """(values, indices) [..., k]: the k largest along the last dim, descending, ties to the
+    lower index. Where nulls.as_numpy allows, values are float32 and none is NaN, one numpy sort
+    of int64 keys (the float's bits made monotone, times E, plus E - 1 - index: distinct, so the
+    order is the same on every machine) ranks them; on 64-wide router rows that is about 5x
+    torch.topk. Otherwise torch.topk (which ranks NaN first)."""
+    vn = as_numpy(values)
+    if vn is None or vn.dtype != np.float32 or np.isnan(vn).any():
+        return torch.topk(values, k, dim=-1, sorted=True)
+    E = vn.shape[-1]
+    b = (vn + np.float32(0)).view(np.int32).astype(np.int64)  # -0.0 + 0.0 = +0.0
+    key = (b ^ ((b >> 31) & 0x7FFFFFFF)) * E + np.arange(E - 1, -1, -1)
+    top = np.sort(key, axis=-1)[..., :-k - 1:-1]  # the k largest keys, descending
+    i = torch.from_numpy(np.ascontiguousarray((E - 1) - top % E))
+    return values.gather(-1, i), i
 
 
 def naive_pvalues(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
