@@ -87,8 +87,9 @@ class PooledLayer:
     The score is monotone in the logit within a token, so BH's set is a prefix of the router's
     ranking: with c_k the score cut of BH's k-th threshold (p(s) <= (k / E) alpha  <=>  s > c_k),
     k* = max{k : #{e : s_e > c_k} >= k}, and the selection is the top clip(k*, min_k, max_k)
-    scores (torch.topk). The top max_k scores decide k* themselves (the j-th largest passes iff
-    s_(j) > c_j; routers.select_prefix), so no search over all E scores. Without caps that is
+    scores (routers.largest). The top max_k scores decide k* themselves (the j-th largest passes
+    iff s_(j) > c_j; routers.select_prefix) unless more than max_k pass c_E, so no search over
+    the calibration scores. Without caps that is
     exactly BH on `pvalues`; with caps it keeps the same count and the same p-values, breaking
     ties in p by score rather than by index (tests/moe_routing/test_moe_nulls.py)."""
 
@@ -145,8 +146,7 @@ class PooledLayer:
             return row_max(v) if k == 1 else largest(v, k)
 
         return select_prefix(s, order, lambda v: v > c[:v.shape[-1]],
-                             lambda k: count_where(s, c[k - 1]),
-                             min_k, max_k, lambda rows: self.kstar(x[rows], alpha)
+                             lambda k: count_where(s, c[k - 1]), min_k, max_k
                              ).view(logits.shape)
 
 

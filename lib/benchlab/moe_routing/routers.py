@@ -132,27 +132,28 @@ def bh_select(pvalues: torch.Tensor, alpha: float, min_k: int = 1,
         return v.gather(-1, o), o
 
     return select_prefix(pvalues, order, lambda v: v <= thr[:v.shape[-1]],
-                         lambda k: count_where(pvalues, thr[k - 1], above=False), min_k, max_k,
-                         lambda rows: bh_threshold_index(pvalues[rows], alpha)).view(shape)
+                         lambda k: count_where(pvalues, thr[k - 1], above=False), min_k,
+                         max_k).view(shape)
 
 
-def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
+def select_prefix(key, order, passes, under, min_k: int, max_k: int):
     """The mask of BH with caps when the hypotheses of a row of key [T, E] can be ranked, most
     significant first, by `order(key, k) -> (values, indices)` [T, k]: the first
     clip(k*, min_k, max_k).
 
     `passes(values)` says whether the j-th ranked passes its threshold (p_(j) <= (j / E) alpha),
-    and `under(k)` [T] how many hypotheses pass threshold k. k* = max{j <= max_k : passes} as
-    long as no k > max_k passes too, which needs #under(E) > max_k; only such rows take
-    `full(rows)` (row indices), the uncapped step-up. A row with fewer than 2 under threshold
-    max_k and at most max_k under E has k* <= 1 (count_j < j for every j >= 2), so it keeps its
-    first hypothesis (or none) and needs only order(key, 1), far cheaper than ranking max_k; at
-    small alpha that is almost every row. The other rows are ranked on their own."""
+    and `under(k)` [T] how many hypotheses pass threshold k. k* = max{j : passes}; the max_k
+    first decide it unless a k > max_k passes too, which needs #under(E) > max_k: when a row has
+    that, the rows ranked are ranked in full. A row with fewer than 2 under threshold max_k and
+    at most max_k under E has k* <= 1 (count_j < j for every j >= 2), so it keeps its first
+    hypothesis (or none) and needs only order(key, 1), far cheaper than ranking max_k; at small
+    alpha that is almost every row. The other rows are ranked on their own."""
     mask = torch.zeros_like(key, dtype=torch.bool)
     if max_k == 0:
         return mask
     n_alpha = under(key.shape[-1])
     wide = n_alpha > max_k
+    full = bool(wide.any())
     if min_k <= 1:
         v1, i1 = order(key, 1)
         k1 = passes(v1)[..., 0].long().clamp(min_k, max_k)
@@ -163,13 +164,10 @@ def select_prefix(key, order, passes, under, min_k: int, max_k: int, full):
     rows = wide.nonzero().squeeze(1)  # one index for every gather below
     if not rows.numel():
         return mask
-    v, idx = order(key.index_select(0, rows), max_k)
-    ks = torch.arange(1, max_k + 1, device=key.device)
+    v, idx = order(key.index_select(0, rows), key.shape[-1] if full else max_k)
+    ks = torch.arange(1, v.shape[-1] + 1, device=key.device)
     kstar = torch.where(passes(v), ks, 0).amax(-1)
-    over = (n_alpha.index_select(0, rows) > max_k).nonzero().squeeze(1)
-    if over.numel():
-        kstar[over] = full(rows[over])
-    keep = torch.arange(max_k, device=key.device) < kstar.clamp(min_k, max_k).unsqueeze(-1)
+    keep = torch.arange(v.shape[-1], device=key.device) < kstar.clamp(min_k, max_k)[:, None]
     sub = torch.zeros(len(rows), key.shape[-1], dtype=torch.bool, device=key.device)
     return mask.index_copy_(0, rows, sub.scatter_(-1, idx, keep))
 
@@ -231,17 +229,18 @@ def smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 def largest(values: torch.Tensor, k: int):
     """(values, indices) [..., k]: the k largest along the last dim, descending, ties to the
     lower index. Where nulls.as_numpy allows, values are float32 and none is NaN, one numpy sort
-    of int64 keys (the float's bits made monotone, times E, plus E - 1 - index: distinct, so the
-    order is the same on every machine) ranks them; on 64-wide router rows that is about 5x
-    torch.topk. Otherwise torch.topk (which ranks NaN first)."""
+    of int64 keys (the float's bits made monotone, shifted left, with E - 1 - index in the low
+    bits: distinct, so the order is the same on every machine) ranks them; on 64-wide router
+    rows that is several times torch.topk. Otherwise torch.topk (which ranks NaN first)."""
     vn = as_numpy(values)
     if vn is None or vn.dtype != np.float32 or np.isnan(vn).any():
         return torch.topk(values, k, dim=-1, sorted=True)
     E = vn.shape[-1]
+    shift, low = (E - 1).bit_length(), np.int64((1 << (E - 1).bit_length()) - 1)
     b = (vn + np.float32(0)).view(np.int32).astype(np.int64)  # -0.0 + 0.0 = +0.0
-    key = (b ^ ((b >> 31) & 0x7FFFFFFF)) * E + np.arange(E - 1, -1, -1)
+    key = ((b ^ ((b >> 31) & 0x7FFFFFFF)) << shift) | np.arange(E - 1, -1, -1)
     top = np.sort(key, axis=-1)[..., :-k - 1:-1]  # the k largest keys, descending
-    i = torch.from_numpy(np.ascontiguousarray((E - 1) - top % E))
+    i = torch.from_numpy((E - 1) - (top & low))
     return values.gather(-1, i), i
 
 
