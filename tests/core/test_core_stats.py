@@ -60,6 +60,19 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
         paired_ratio([1.0], [1.0, 2.0])
 
 
+def test_paired_ratio_ci_resamples_pairs_close_to_scipy():
+    g = np.random.default_rng(4)
+    drift = g.lognormal(0, 0.5, 60)  # a machine state shared by both timings of a round
+    a, b = 1.3 * drift * g.lognormal(0, 0.02, 60), drift * g.lognormal(0, 0.02, 60)
+    lo, hi = stats.paired_ratio_ci(a, b, n_resamples=4000, seed=2)
+    ref = sps.bootstrap((a, b), lambda x, y: np.median(x / y), paired=True, n_resamples=4000,
+                        method="percentile", random_state=2).confidence_interval
+    assert lo == pytest.approx(ref.low, rel=0.01) and hi == pytest.approx(ref.high, rel=0.01)
+    assert lo < paired_ratio(a, b) < hi and hi - lo < 0.05  # pairs kept: the drift cancels
+    with pytest.raises(ValueError, match="equal"):
+        stats.paired_ratio_ci([1.0, 2.0], [1.0])
+
+
 def test_interleave_rotates_the_order_and_times_every_round():
     calls = []
     fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}

@@ -34,6 +34,17 @@ def paired_ratio(a, b) -> float:
     return float(np.median(a / b))
 
 
+def paired_ratio_ci(a, b, *, level: float = 0.95, n_resamples: int = 10_000,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of paired_ratio(a, b): the median over rounds of a_i / b_i,
+    resampling the rounds (pairs stay together)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired_ratio_ci: need two equal, non-empty samples, got {a.size}, "
+                         f"{b.size}")
+    return bootstrap_ci(a / b, np.median, level=level, n_resamples=n_resamples, seed=seed)
+
+
 def paired_ttest(a, b) -> tuple[float, float]:
     """Paired t statistic and two-sided p-value of a - b (scipy.stats.ttest_rel)."""
     res = sps.ttest_rel(np.asarray(a, float), np.asarray(b, float))

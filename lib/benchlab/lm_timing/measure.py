@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchlab.core.stats import bootstrap_ci, describe, paired_ratio
+from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import peak_memory, time_fn
 
 from . import run as R
@@ -93,12 +93,9 @@ def measure_step(case, config, timer, seed: int = 0) -> dict:
 def ratio_ci(name: str, a, b) -> dict:
     """{name_lo, name_hi}: 95% bootstrap interval of the median paired ratio a_i / b_i; empty
     with fewer than 3 rounds (records hold no NaN)."""
-    import numpy as np
-
-    r = [x / y for x, y in zip(a, b, strict=True)]
-    if len(r) < 3:
+    if len(a) < 3:
         return {}
-    lo, hi = bootstrap_ci(r, np.median, seed=0)
+    lo, hi = paired_ratio_ci(a, b)
     return {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
 
 

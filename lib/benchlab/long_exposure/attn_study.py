@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.stats import bootstrap_ci, paired_ttest
+from ..core.stats import paired_ratio_ci, paired_ttest
 from ..core.timing import forward_backward, interleave
 from . import documents as D
 from . import ops_attn as A
@@ -53,7 +53,7 @@ def _keep(docs, H, frac, gen):
 
 def _paired(ts, base, name):
     ratios = np.asarray(ts[base]) / np.asarray(ts[name])
-    lo, hi = bootstrap_ci(ratios, statistic=np.median)
+    lo, hi = paired_ratio_ci(ts[base], ts[name])
     p = paired_ttest(ts[base], ts[name])[1] if len(ratios) > 1 else float("nan")
     return {"speedup": float(np.median(ratios)), "ci_low": lo, "ci_high": hi, "p": p}
 

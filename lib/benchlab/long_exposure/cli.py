@@ -325,7 +325,7 @@ def cmd_model_step(args) -> int:
         raise BenchlabError(f"--scale: {args.scale} has no step_model; pass --model")
     model = args.model or cfg.step_model
     init = args.init or cfg.step_init
-    from ..core.stats import bootstrap_ci, paired_ttest
+    from ..core.stats import paired_ratio_ci, paired_ttest
 
     cfg = dataclasses.replace(cfg, step_rounds=args.rounds)
     case = Case("cli", "model_step", model, args.seq_len, masks=args.masks, density=args.density,
@@ -337,9 +337,8 @@ def cmd_model_step(args) -> int:
     tests = {}
     les = ("le", "le_flex") if "le_flex" in times else ("le",)  # le_flex: CUDA only
     for le, k in itertools.product(les, STEP_DENSE):  # per-round ratios: interval, paired t
-        ratios = [a / b for a, b in zip(times[k], times[le], strict=True)]
         name = f"speedup_{k}" if le == "le" else f"flex_speedup_{k}"
-        tests[f"{name}_ci"] = list(bootstrap_ci(ratios, statistic=np.median))
+        tests[f"{name}_ci"] = list(paired_ratio_ci(times[k], times[le]))
         tests[f"{name}_p"] = paired_ttest(times[k], times[le])[1]
     result = {"model": model, "init": init, "seq_len": args.seq_len, "masks": args.masks,
               "device": args.device, "machine": machine.facts(),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchlab.core import machine
 from benchlab.core.errors import BenchlabError
-from benchlab.core.stats import bootstrap_ci, paired_ttest
+from benchlab.core.stats import paired_ratio_ci, paired_ttest
 
 MODES = ("dense", "le")
 
@@ -56,7 +56,7 @@ def summarize(runs: dict, procs: tuple[int, ...]) -> dict:
         rows = []
         for n in procs[1:]:
             ratios = t[procs[0]] / t[n]
-            lo, hi = bootstrap_ci(ratios, statistic=np.median, n_resamples=2000)
+            lo, hi = paired_ratio_ci(t[procs[0]], t[n], n_resamples=2000)
             p = paired_ttest(np.log(t[procs[0]]), np.log(t[n]))[1] if len(ratios) > 1 else None
             loss_gap = max(float(np.max(np.abs(np.subtract(a["losses"], b["losses"]))))
                            for a, b in zip(runs[mode, procs[0]], runs[mode, n], strict=True))

@@ -121,8 +121,9 @@ def speed_summary(frame: pd.DataFrame) -> dict:
         return out
     for _, row in frame[frame["case.kind"] == "router"].iterrows():
         out.setdefault("router_cost", {})[row["case.routing"]] = {
-            k: row[k] for k in ("ratio_vs_topk_router", "ratio_vs_torch_topk", "router_time",
-                                "mean_selected") if k in row}
+            k: row[k] for k in ("ratio_vs_topk_router", "ratio_vs_topk_router_ci",
+                                "ratio_vs_torch_topk", "router_time", "mean_selected")
+            if k in row}
     for _, row in frame[frame["case.kind"] == "forward"].iterrows():
         out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
             k: row[k] for k in ("forward_ratio", "forward_ratio_ci", "mean_experts",
@@ -250,9 +251,11 @@ def speed_lines(speed: dict) -> list[str]:
     lines = ["## Speed (ratios of rounds timed side by side in one run)", "",
              "| measure | config | ratio | goal | detail |", "|---|---|---|---|---|"]
     for name, r in speed.get("router_cost", {}).items():
+        ci = r.get("ratio_vs_topk_router_ci")
+        ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""
         lines.append(f"| router vs top-k router, Gaussian logits | {name} | "
                      f"{r['ratio_vs_topk_router']:.3g} | <= 1.5 | "
-                     f"vs bare torch.topk {r['ratio_vs_torch_topk']:.3g} |")
+                     f"{ci}vs bare torch.topk {r['ratio_vs_torch_topk']:.3g} |")
     for name, r in speed.get("forward_equal_count", {}).items():
         ci = r.get("forward_ratio_ci")
         ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""

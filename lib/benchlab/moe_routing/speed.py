@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from transformers import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 
-from ..core.stats import bootstrap_ci, medians, paired_ratio
+from ..core.stats import medians, paired_ratio, paired_ratio_ci
 from ..core.timing import interleave
 from .calibration import make_null
 from .experiment import utilization
@@ -61,6 +61,8 @@ def router_cost(routing: Routing, tokens=4096, experts=64, device="cpu", rounds=
     return {"router_time": t["bh"], "topk_router_time": t["topk_router"],
             "torch_topk_time": t["torch_topk"],
             "ratio_vs_topk_router": paired_ratio(times["bh"], times["topk_router"]),
+            "ratio_vs_topk_router_ci": paired_ratio_ci(times["bh"], times["topk_router"],
+                                                       n_resamples=2000),
             "ratio_vs_torch_topk": paired_ratio(times["bh"], times["torch_topk"]),
             "mean_selected": float(route(logits, routing, null)[0].sum(-1).float().mean())}
 
@@ -115,9 +117,8 @@ def at_equal_count(times: dict, mean_k: float, lo: int, hi: int):
     rounds), "ratio_ci": its 95% bootstrap interval}."""
     w = mean_k - lo if hi > lo else 0.0
     topk = interpolate(times, w, lo, hi)
-    ratios = np.array(times["bh"]) / topk
     return w, topk, {"ratio": paired_ratio(times["bh"], topk),
-                     "ratio_ci": bootstrap_ci(ratios, np.median, n_resamples=2000)}
+                     "ratio_ci": paired_ratio_ci(times["bh"], topk, n_resamples=2000)}
 
 
 @torch.no_grad()
