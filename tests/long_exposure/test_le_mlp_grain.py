@@ -73,7 +73,7 @@ def test_time_study_gives_one_time_per_layer():
     g = torch.Generator().manual_seed(0)
     calib, held = (torch.randint(2, zoo.VOCAB_SIZE, (2, 32), generator=g) for _ in range(2))
     out = G.grain_study(model, calib, held, rels=(0.0, 0.05), blocks=(1, 64),
-                        time_blocks=(64,), rounds=2, warmup=0)
+                        time_blocks=(64,), rounds=3, warmup=0)
     n = len(ex.opt_layers(model))
     names = ["dense", "column_t0", "column_t5", "block_t0_b64", "block_t5_b64_reordered"]
     for k in names:
@@ -82,3 +82,6 @@ def test_time_study_gives_one_time_per_layer():
         assert abs(out[f"t_mlp_{k}_mean"] - sum(v) / n) < 1e-12
     assert len(out["speedup_column_t5"]) == n and out["speedup_block_t5_b64_mean"] > 0
     assert "t_mlp_block_t0_b128" not in out and "mlp_seq_union_t5_b64_reordered" in out
+    for k in names[1:]:  # each layer's speedup inside its bootstrap bounds
+        lo, s, hi = (out[f"speedup_{k}{x}"] for x in ("_lo", "", "_hi"))
+        assert all(a <= b <= c for a, b, c in zip(lo, s, hi, strict=True)), k

@@ -24,13 +24,13 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: `id` (the record's case, "<kind>[<case id>]"), `kind`, the flattened
-    parametrization (`case.model`, ...), the metrics under their own names, and `time_mean`,
+    """One row per record: `id` (the record's case, "<kind>[<case id>]"), `kind`, `scale`, the
+    flattened parametrization (`case.model`, ...), the metrics under their own names, `time_mean`,
     `time_stddev`, ... (NaN when the run had --benchmark-disable, so reports can always name
     these columns)."""
     rows = []
     for rec in records:
-        row = {"id": rec["case"], "kind": rec.get("kind")}
+        row = {"id": rec["case"], "kind": rec.get("kind"), "scale": rec.get("scale")}
         row.update(flatten(rec.get("config") or {}))
         row.update(rec.get("metrics") or {})
         time = rec.get("time") or {}  # None when benchmarks were disabled

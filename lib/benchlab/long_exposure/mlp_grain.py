@@ -17,6 +17,7 @@ activation (exposer.ExposerConfig.mlp_rel).
 
     neuron_order(acts, rel) -> LongTensor (F,)        from calibration activations (B, L, F)
     permute_mlp(layer, order)                          in place, on an OPTDecoderLayer
+    permuted(w1, b1, w2, order) -> (w1, b1, w2)        the same, as new tensors
     seq_union(act, rel, block, order=None) -> float    kept blocks / blocks, per-sequence union
     seq_keep(act, rel, block, order=None) -> bool (B, F // block), that union as a mask
     grain_study(model, calib_rows, eval_rows, rels, blocks, time_blocks, ...) -> {metric: value},
@@ -34,11 +35,14 @@ unions; also with neurons reordered, weights permuted to match), all interleaved
 rounds. Metrics, each a list over layers and its mean `<name>_mean`:
     t_mlp_dense, t_mlp_column_t{pct}, t_mlp_block_t{pct}_b{block}[_reordered]  (median s)
     speedup_column_t{pct}, speedup_block_t{pct}_b{block}[_reordered]   (paired dense / sparse)
+    speedup_..._lo, speedup_..._hi     (their 95% bootstrap bounds over rounds, from 3 rounds)
+    speedup_..._hi_max                 (the highest upper bound over layers: below 1, sparsity
+                                        costs time in every layer)
 """
 
 import torch
 
-from benchlab.core.stats import medians, paired_ratio
+from benchlab.core.stats import medians, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import forward_backward, interleave
 
 from . import exposer as ex
@@ -46,9 +50,6 @@ from . import ops_mlp as OM
 
 RELS = (0.0, 0.01, 0.03, 0.05)
 BLOCKS = (1, 16, 32, 64, 128)
-TIME_BLOCKS = (64, 128)  # the operator's block (OpsConfig.mlp_block) and the artifact's
-TIME_ROUNDS = 15  # opt-tiny: ~3 ms a call, ~4 s in all. On a shared 2-core machine the mean
-# ratios of three runs spanned 0.55-1.34 with 5 rounds, and 0.05 with 15
 
 
 def _active(act: torch.Tensor, rel: float) -> torch.Tensor:
@@ -61,13 +62,20 @@ def neuron_order(acts: torch.Tensor, rel: float) -> torch.Tensor:
     return torch.sort(-counts, stable=True).indices
 
 
+def permuted(w1, b1, w2, order: torch.Tensor) -> tuple:
+    """MLP weights with neurons in `order`: fc1's rows (and bias) and fc2's columns, so the MLP
+    computes the same function."""
+    return w1[order], b1[order] if b1 is not None else None, w2[:, order].contiguous()
+
+
 def permute_mlp(layer, order: torch.Tensor) -> None:
     """Reorder the neurons of one OPT layer's MLP in place (the function is unchanged)."""
+    fc1, fc2 = layer.fc1, layer.fc2
     with torch.no_grad():
-        layer.fc1.weight.copy_(layer.fc1.weight[order])
-        if layer.fc1.bias is not None:
-            layer.fc1.bias.copy_(layer.fc1.bias[order])
-        layer.fc2.weight.copy_(layer.fc2.weight[:, order])
+        for p, v in zip((fc1.weight, fc1.bias, fc2.weight),
+                        permuted(fc1.weight, fc1.bias, fc2.weight, order), strict=True):
+            if p is not None:
+                p.copy_(v)
 
 
 def seq_keep(act: torch.Tensor, rel: float, block: int, order=None) -> torch.Tensor:
@@ -107,8 +115,7 @@ def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> di
     for j, rel in enumerate(rels):
         fns[f"column_{_tag(rel)}"] = sparse(seq_keep(act, rel, 1).to(x.device), 1)
         if orders is not None:  # the permuted layer (permute_mlp): the same function
-            o = orders[j].to(x.device)
-            w = (w1[o], b1[o] if b1 is not None else None, w2[:, o].contiguous())
+            w = permuted(w1, b1, w2, orders[j].to(x.device))
         for b in blocks:
             fns[f"block_{_tag(rel)}_b{b}"] = sparse(seq_keep(act, rel, b).to(x.device), b)
             if orders is not None:
@@ -117,10 +124,12 @@ def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> di
     return fns
 
 
-def mlp_time_study(model, held, rels=RELS, blocks=TIME_BLOCKS, orders=None, *,
-                   rounds: int = TIME_ROUNDS, warmup: int = 1, device: str = "cpu") -> dict:
+def mlp_time_study(model, held, rels, blocks, orders=None, *, rounds: int, warmup: int = 1,
+                   device: str = "cpu") -> dict:
     """Per-layer MLP operator times on captured inputs `held` (exposer.run_captured), see the
-    module docstring; `orders[layer][rel index]` neuron orders for the reordered blocks."""
+    module docstring; `orders[layer][rel index]` neuron orders for the reordered blocks. Each
+    speedup (dense / sparse, the median of paired rounds) has per-layer 95% bootstrap bounds
+    `speedup_<k>_lo` / `_hi` (from 3 rounds up)."""
     per: dict = {}
     for n, layer in enumerate(ex.opt_layers(model)):
         fns = layer_mlp_fns(layer, held.mlp_in[n].to(device), held.act[n], rels,
@@ -130,12 +139,18 @@ def mlp_time_study(model, held, rels=RELS, blocks=TIME_BLOCKS, orders=None, *,
             per.setdefault(f"t_mlp_{k}", []).append(t)
             if k != "dense":
                 per.setdefault(f"speedup_{k}", []).append(paired_ratio(ts["dense"], ts[k]))
-    return {**per, **{f"{k}_mean": sum(v) / len(v) for k, v in per.items()}}
+                if rounds >= 3:
+                    lo, hi = paired_ratio_ci(ts["dense"], ts[k])
+                    per.setdefault(f"speedup_{k}_lo", []).append(lo)
+                    per.setdefault(f"speedup_{k}_hi", []).append(hi)
+    highest = {f"{k}_max": max(v) for k, v in per.items() if k.endswith("_hi")}
+    return {**per, **{f"{k}_mean": sum(v) / len(v) for k, v in per.items()}, **highest}
 
 
-def grain_study(model, calib_rows, eval_rows, rels=RELS, blocks=BLOCKS, time_blocks=TIME_BLOCKS,
-                *, rounds: int = TIME_ROUNDS, warmup: int = 1, device: str = "cpu") -> dict:
-    """See the module docstring (time_blocks empty: no time study)."""
+def grain_study(model, calib_rows, eval_rows, rels=RELS, blocks=BLOCKS, time_blocks=(), *,
+                rounds: int = 0, warmup: int = 1, device: str = "cpu") -> dict:
+    """See the module docstring (time_blocks empty: no time study; it times `rounds` rounds,
+    OpsConfig.grain_time_rounds in the measure)."""
     calib = ex.run_captured(model, calib_rows)
     held = ex.run_captured(model, eval_rows)
     out: dict = {}

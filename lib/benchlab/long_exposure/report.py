@@ -493,7 +493,9 @@ TABLE_COLUMNS = {
         for r in ("", "_reordered") if b > 1 or not r] + ["mlp_token_t0", "mlp_token_t5",
                                                           "t_mlp_dense_mean"] + [
         f"{m}_mean" for t in (0, 5) for m in (f"t_mlp_column_t{t}", f"speedup_column_t{t}")
-        + tuple(f"speedup_block_t{t}_b{b}{r}" for b in (64, 128) for r in ("", "_reordered"))],
+        + tuple(f"speedup_block_t{t}_b{b}{r}" for b in (64, 128) for r in ("", "_reordered"))]
+    + [f"speedup_{k}_hi_max" for t in (0, 5) for k in (f"column_t{t}", *(
+        f"block_t{t}_b{b}{r}" for b in (64, 128) for r in ("", "_reordered")))],
     "predictor_quality": ["case.model", "case.seq_len", "attn_recall_mean",
                                "attn_recall_min", "attn_precision_mean", "mlp_recall_mean",
                                "mlp_recall_min", "mlp_seq_recall_mean", "mlp_precision_mean",
@@ -519,15 +521,9 @@ TABLE_COLUMNS = {
 }
 
 
-def _frame(records: list[dict]):
-    """records_frame with each record's `scale` as the column `scale` (for run_label)."""
-    return records_frame([{**r, "config": {**(r.get("config") or {}), "scale": r.get("scale")}}
-                          for r in records])
-
-
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
-    frame = _frame(records)
+    frame = records_frame(records)
     end2end(frame, outdir)
     memory(frame, outdir)
     part_time(frame, outdir, "attn")
