@@ -22,11 +22,12 @@ smallest (rank, expert) are kept: ties go to the lower expert, as in routers.bh_
 equals bh_select(pvalues(logits), alpha, min_k, max_k) on every input
 (tests/moe_routing/test_moe_fastbh.py).
 
-Most rows need no histogram (with min_k <= 1): from a row's two smallest levels l1 <= l2, a row
-with l2 above the level of M_{max_k} and at most max_k levels within M_E has k* <= 1 (the
-argument of routers.select_prefix), so it keeps its one smallest rank (k* = 1 when l1 is within
-M_1, or the min_k = 1 fill-in) or nothing; when l2 > l1 that is the one entry at level l1. Only
-rows with l2 == l1 (a tie that exact ranks break) or with more under the cuts go the long way.
+Most rows need no histogram (with min_k <= 1): a row with fewer than two levels within the level
+of M_{max_k} and at most max_k within M_E has k* <= 1 (the argument of routers.select_prefix),
+so it keeps its one smallest rank (k* = 1 when its smallest level l1 is within M_1, or the
+min_k = 1 fill-in) or nothing; when one entry alone sits at level l1, that is the entry. Only
+rows with two at l1 (a tie that exact ranks break) or with more under the cuts go the long way:
+three counts and a compare per row, no sort.
 
     python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
 n = EmpiricalNull(torch.randn(1, 8192, 64)).layer(0); print(n.bh_select(torch.randn(3, 64), .05))"
@@ -34,16 +35,22 @@ n = EmpiricalNull(torch.randn(1, 8192, 64)).layer(0); print(n.bh_select(torch.ra
 
 import math
 
-import numpy as np
 import torch
 
 FMAX = torch.finfo(torch.float32).max
 
 
+def finite(x: torch.Tensor) -> torch.Tensor:
+    """float32 logits with NaN as +inf and -inf as the lowest finite value (both have the same
+    rank): what the levels' arithmetic needs (a -0.0 there acts as +0.0: cut - x is never -0.0
+    for a canonical cut)."""
+    return torch.nan_to_num(x.float(), nan=math.inf, posinf=math.inf, neginf=-FMAX)
+
+
 def canonical(x: torch.Tensor) -> torch.Tensor:
-    """float32 logits ranked as the binary search ranks them: NaN as +inf, -inf as the lowest
-    finite value (both have the same rank), -0.0 as +0.0 (equal values, equal keys)."""
-    return torch.nan_to_num(x.float(), nan=math.inf, posinf=math.inf, neginf=-FMAX) + 0.0
+    """float32 logits ranked as the binary search ranks them: finite(x), and -0.0 as +0.0
+    (equal values, equal keys)."""
+    return finite(x) + 0.0
 
 
 def order_keys(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
@@ -145,25 +152,21 @@ class Ladder:
 
         E = self.E
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
-        x = canonical(logits.to(self.lo.device))
+        x = finite(logits.to(self.lo.device))
         level = self._levels(x)
         if max_k == 0:
             return torch.zeros_like(level, dtype=torch.bool)
         if min_k > 1 or E < 2:
             return self._select_rows(level.long(), x, min_k, max_k, ranks)
-        l1, l2 = two_smallest(level)  # [T] each
         pos = self.pos
-        wide = l2 <= pos[max_k - 1]  # two or more ranks within M_{max_k}
-        maybe = (l2 <= pos[E - 1]) & ~wide  # more than max_k within M_E needs a count
-        n_maybe = int(maybe.sum())
-        if 4 * n_maybe > len(maybe):  # many rows: count them all (numpy on CPU)
-            wide |= count_where(level, int(pos[E - 1]), above=False) > max_k
-        elif n_maybe:
-            rows = maybe.nonzero().squeeze(1)
-            wide[rows] = count_where(level[rows], int(pos[E - 1]), above=False) > max_k
+        # two or more ranks within M_{max_k}, or more than max_k within M_E: the long way
+        wide = ((count_where(level, int(pos[max_k - 1]), above=False) >= 2)
+                | (count_where(level, int(pos[E - 1]), above=False) > max_k))
+        l1 = level.amin(1)
+        first = at_level(level, l1)  # [T, E]: the entries at the row's smallest level
         one = (l1 <= pos[0]) | (min_k == 1)  # k = 1 (k* = 1 or the fill-in), else k = 0
-        slow = wide | (one & (l2 == l1))
-        mask = level == torch.where(one & ~slow, l1, 0)[:, None]  # levels are >= 1
+        slow = wide | (one & (count_where(first, 0) >= 2))  # a tie at l1: exact ranks break it
+        mask = first & (one & ~slow)[:, None]
         rows = slow.nonzero().squeeze(1)
         if rows.numel():
             mask[rows] = self._select_rows(level[rows].long(), x[rows], min_k, max_k, ranks)
@@ -186,7 +189,7 @@ class Ladder:
             lv, br = level[rows], b[rows]
             need = k[rows] - cum[rows, br - 1]  # taken from level b, >= 1
             r, e = (lv == br[:, None]).nonzero().unbind(1)
-            m = ranks(x[rows[r], e], e)
+            m = ranks(x[rows[r], e] + 0.0, e)  # canonical: -0.0 keyed as +0.0
             key = torch.full(lv.shape, (self.N + 2) * E, dtype=torch.int64, device=x.device)
             key[r, e] = m * E + e
             kth = key.topk(int(need.max()), 1, largest=False).values.gather(1, need[:, None] - 1)
@@ -194,14 +197,12 @@ class Ladder:
         return mask
 
 
-def two_smallest(level: torch.Tensor):
-    """The two smallest values of each row of level [T, E] (E >= 2), with multiplicity: numpy's
-    introselect where nulls.as_numpy allows (about 10x a torch.topk of 2 on 64-wide rows)."""
+def at_level(level: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+    """bool [T, E]: level == lv[:, None] (numpy's broadcast compare where nulls.as_numpy allows,
+    about 0.4x torch's on 4096 x 64)."""
     from .nulls import as_numpy
 
-    ln = as_numpy(level)
-    if ln is not None:
-        two = torch.from_numpy(np.partition(ln, 1, axis=-1)[:, :2])
-    else:
-        two = level.topk(2, dim=-1, largest=False).values
-    return two[:, 0], two[:, 1]
+    ln, vn = as_numpy(level), as_numpy(lv)
+    if ln is None or vn is None:
+        return level == lv[:, None]
+    return torch.from_numpy(ln == vn[:, None])
