@@ -153,3 +153,20 @@ def test_fast_bh_equals_exact_path_property(N, E, seed, kind, alpha, mn, mx):
     mn = min(mn, mx)
     null = EmpiricalNull(calib).layer(0)
     assert torch.equal(null.bh_select(x, alpha, mn, mx), bh_select(null.pvalues(x), alpha, mn, mx))
+
+
+def test_coarse_ladder_rows_equal_the_exact_path():
+    """At small alpha the common rows go through a coarse ladder (only M_1, M_max_k and M_E of
+    the BH cuts); its ties and wide rows take the full levels. Router-sized: N = 8192, E = 64."""
+    g = torch.Generator().manual_seed(0)
+    calib = torch.randn(1, 8192, 64, generator=g)
+    null = EmpiricalNull(calib).layer(0)
+    x = torch.randn(3000, 64, generator=g)
+    x[:300] = calib[0, torch.randint(0, 8192, (300,), generator=g)]  # ties with calibration
+    x[300:400, :4] += 3.0  # several significant experts: the full histogram
+    x[400:450] = x[400:450, :1]  # every expert the same logit
+    for alpha, mn, mx in ((0.01, 1, 8), (0.01, 0, 8), (0.01, 1, 2), (0.005, 1, 8)):
+        want = bh_select(null.pvalues(x), alpha, mn, mx)
+        assert torch.equal(null.bh_select(x, alpha, mn, mx), want), (alpha, mn, mx)
+        ladder = null._bh[alpha]
+        assert ladder.coarse_for(mx) is not ladder and ladder.coarse_for(mx).S < ladder.S, alpha
