@@ -183,10 +183,10 @@ class Ladder:
         wide = ((count_where(level, int(pos[max_k - 1]), above=False) >= 2)
                 | (count_where(level, int(pos[E - 1]), above=False) > max_k))
         l1 = level.amin(1)
-        first = at_level(level, l1)  # [T, E]: the entries at the row's smallest level
         one = (l1 <= pos[0]) | (min_k == 1)  # k = 1 (k* = 1 or the fill-in), else k = 0
+        first = at_level(level, l1)  # [T, E]: the entries at the row's smallest level
         slow = wide | (one & (count_where(first, 0) >= 2))  # a tie at l1: exact ranks break it
-        mask = first & (one & ~slow)[:, None]
+        mask = first.logical_and_((one & ~slow)[:, None])
         rows = slow.nonzero().squeeze(1)
         if rows.numel():
             xr = x[rows]
