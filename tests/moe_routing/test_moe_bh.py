@@ -234,3 +234,26 @@ def test_largest_ranks_like_a_stable_sort_and_topk(x, k):
     if not np.isnan(x).any():  # descending, ties to the lower index (-0.0 == +0.0)
         order = sorted(range(x.shape[1]), key=lambda e: -x[0, e] + 0.0)  # stable on ties
         assert i[0].tolist() == order[:k]
+
+
+@settings(max_examples=300, deadline=None)
+@given(router_rows(), st.integers(0, 2**31 - 1), st.sampled_from([0.01, 0.05, 0.3, 1.0]),
+       st.sampled_from([(1, 8), (0, None), (2, 4), (0, 3), (1, 1), (3, None), (0, 0)]))
+def test_pooled_numpy_path_equals_select_prefix(x, seed, alpha, caps):
+    """PooledLayer.bh_select's numpy path (routers.select_over_cuts) keeps the same experts as
+    its torch path (routers.select_prefix) on rows with ties, signed zeros and infinities, with
+    calibration scores that tie with them, under every cap."""
+    from unittest import mock
+
+    from benchlab.moe_routing import calibration, make_null
+
+    T, E = x.shape
+    g = np.random.default_rng(seed)
+    calib = np.concatenate([g.normal(0, 1.5, (40, E)).round(1), x[:1]]).astype(np.float32)
+    layer = make_null("pooled", torch.from_numpy(calib)[None]).layer(0)
+    mn, mx = min(caps[0], E), min(E if caps[1] is None else caps[1], E)
+    xt = torch.from_numpy(x)
+    got = layer.bh_select(xt, alpha, mn, mx)
+    with mock.patch.object(calibration, "as_numpy", lambda t: None):  # the torch path
+        want = layer.bh_select(xt, alpha, mn, mx)
+    assert torch.equal(got, want)

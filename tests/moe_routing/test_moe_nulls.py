@@ -193,3 +193,24 @@ def test_lower_median_is_torch_median(rows, cols, seed, kind, dtype):
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(got.nan_to_num(), want.nan_to_num())
     assert torch.equal(lower_median(x.T.contiguous().T).nan_to_num(), want.nan_to_num())  # strided
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 70), st.integers(0, 2**31 - 1),
+       st.sampled_from(["normal", "ties", "zeros", "inf", "nan"]))
+def test_robust_z_is_the_two_median_formula(rows, cols, seed, kind):
+    """nulls.robust_z (one sort, MAD from windows of the sorted row) equals
+    (x - median) / max(median |x - median|, 1e-6) with torch.median, bit for bit, NaN included."""
+    from benchlab.moe_routing.nulls import robust_z
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=g)
+    if kind in ("ties", "zeros"):
+        x = x.round()
+    if kind == "zeros":
+        x = torch.where(torch.rand(rows, cols, generator=g) < 0.5, -0.0, x)
+    if kind in ("inf", "nan"):
+        x[torch.rand(rows, cols, generator=g) < 0.2] = torch.inf if kind == "inf" else torch.nan
+    dev = x - x.median(-1, keepdim=True).values
+    want = dev / dev.abs().median(-1, keepdim=True).values.clamp(min=1e-6)
+    np.testing.assert_array_equal(robust_z(x).numpy(), want.numpy())  # NaN equals NaN

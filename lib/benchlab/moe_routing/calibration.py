@@ -89,7 +89,8 @@ class PooledLayer:
     k* = max{k : #{e : s_e > c_k} >= k}, and the selection is the top clip(k*, min_k, max_k)
     scores (routers.largest). The top max_k scores decide k* themselves (the j-th largest passes
     iff s_(j) > c_j; routers.select_prefix) unless more than max_k pass c_E, so no search over
-    the calibration scores. Without caps that is
+    the calibration scores; on CPU rows without NaN numpy does it all (routers.select_over_cuts,
+    tested equal to select_prefix). Without caps that is
     exactly BH on `pvalues`; with caps it keeps the same count and the same p-values, breaking
     ties in p by score rather than by index (tests/moe_routing/test_moe_nulls.py)."""
 
@@ -135,12 +136,22 @@ class PooledLayer:
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
-        from .routers import check_bh_args, count_where, largest, row_max, select_prefix
+        from .routers import (
+            check_bh_args,
+            count_where,
+            largest,
+            row_max,
+            select_over_cuts,
+            select_prefix,
+        )
 
         E = logits.shape[-1]
         max_k = check_bh_args(alpha, E, min_k, max_k)
         x = logits.reshape(-1, E)
         s, c = self.scores(x), self.cuts(alpha, E)
+        sn, cn = as_numpy(s), as_numpy(c)
+        if sn is not None and cn is not None and not np.isnan(sn).any():
+            return torch.from_numpy(select_over_cuts(sn, cn, min_k, max_k)).view(logits.shape)
 
         def order(v, k):  # the k largest scores, descending
             return row_max(v) if k == 1 else largest(v, k)
