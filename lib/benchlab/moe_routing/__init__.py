@@ -115,7 +115,7 @@ def frontier_cases(config: Config) -> list[Case]:
 def forward_cases(config: Config) -> list[Case]:
     """Calibrated BH: the per-expert null at two levels (their mean counts differ; the naive one
     is always 1), the pooled null, whose router ranks only the rows that may keep more than
-    one expert (routers.select_prefix), and the within-token null, the frontier study's best BH
+    one expert (routers.select_over_cuts), and the within-token null, the frontier study's best BH
     variant (its router standardizes every row by its median and MAD first)."""
     keep = ("bh_moderate", "bh_loose", "bh_pooled", "bh_within")
     return [Case(f"forward-{r}", "forward", r) for r in config.routings if r in keep]
