@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchlab.core import machine
 from benchlab.core.errors import BenchlabError
-from benchlab.core.stats import paired_ratio_ci, paired_ttest
+from benchlab.core.stats import paired_ratio, paired_ratio_ci, paired_ttest
 
 MODES = ("dense", "le")
 
@@ -55,14 +55,13 @@ def summarize(runs: dict, procs: tuple[int, ...]) -> dict:
              for n in procs}
         rows = []
         for n in procs[1:]:
-            ratios = t[procs[0]] / t[n]
+            speedup = paired_ratio(t[procs[0]], t[n])
             lo, hi = paired_ratio_ci(t[procs[0]], t[n], n_resamples=2000)
-            p = paired_ttest(np.log(t[procs[0]]), np.log(t[n]))[1] if len(ratios) > 1 else None
+            p = paired_ttest(np.log(t[procs[0]]), np.log(t[n]))[1] if len(t[n]) > 1 else None
             loss_gap = max(float(np.max(np.abs(np.subtract(a["losses"], b["losses"]))))
                            for a, b in zip(runs[mode, procs[0]], runs[mode, n], strict=True))
-            rows.append({"procs": n, "speedup": float(np.median(ratios)), "ci": [lo, hi],
-                         "p": p, "efficiency": float(np.median(ratios)) / (n / procs[0]),
-                         "max_loss_diff": loss_gap})
+            rows.append({"procs": n, "speedup": speedup, "ci": [lo, hi], "p": p,
+                         "efficiency": speedup / (n / procs[0]), "max_loss_diff": loss_gap})
         first = runs[mode, procs[0]][0]  # LE: the densities it ran at (equal in every run)
         dens = {k: first[k] for k in ("density_attn", "density_doc", "density_mlp") if k in first}
         out[mode] = {"step_seconds": {str(n): t[n].tolist() for n in procs}, "rows": rows,

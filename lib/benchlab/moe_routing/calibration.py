@@ -125,12 +125,14 @@ class PooledLayer:
         """k* [T] of the BH step-up without p-values: #{e : s_e > c_k} >= k exactly when the
         k-th largest score s_(k) > c_k, so k* = max{k : s_(k) > c_k} (0 when none) over the
         scores sorted descending (numpy's sort where nulls.as_numpy allows)."""
+        from .routers import sorted_kstar
+
         s = self.scores(logits).detach().nan_to_num(nan=-torch.inf)  # NaN passes no cut
-        c, sn = self.cuts(alpha, logits.shape[-1]), as_numpy(s)
-        if sn is None:
-            srt = s.sort(-1, descending=True).values
-        else:
-            srt = torch.from_numpy(-np.sort(-sn, axis=-1))
+        c = self.cuts(alpha, logits.shape[-1])
+        sn, cn = as_numpy(s), as_numpy(c)
+        if sn is not None and cn is not None:
+            return torch.from_numpy(sorted_kstar(np.sort(sn, axis=-1)[..., ::-1], cn))
+        srt = s.sort(-1, descending=True).values
         ks = torch.arange(1, s.shape[-1] + 1, device=s.device)
         return torch.where(srt > c, ks, 0).amax(-1)
 

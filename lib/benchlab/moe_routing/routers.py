@@ -191,13 +191,12 @@ def select_over_cuts(s: np.ndarray, c: np.ndarray, min_k: int, max_k: int) -> np
                               | (count_rows(s > c[E - 1]) > max_k))
     else:
         rows = np.arange(T)
-    srt = np.sort(s[rows], axis=-1)[:, ::-1]  # descending
-    passed = srt > c
-    kk = np.where(passed.any(-1), E - passed[:, ::-1].argmax(-1), 0).clip(min_k, max_k)
+    sub = s[rows]
+    srt = np.sort(sub, axis=-1)[:, ::-1]  # descending
+    kk = sorted_kstar(srt, c).clip(min_k, max_k)
     more = kk >= 2  # rows keeping at most one are already right (min_k <= 1)
-    rows, srt, kk = rows[more], srt[more], kk[more]
+    rows, sub, srt, kk = rows[more], sub[more], srt[more], kk[more]
     if rows.size:
-        sub = s[rows]
         m = sub >= np.take_along_axis(srt, kk[:, None] - 1, -1)
         tie = count_rows(m) != kk
         if tie.any():
@@ -207,6 +206,14 @@ def select_over_cuts(s: np.ndarray, c: np.ndarray, min_k: int, max_k: int) -> np
             m[tie] = exact
         mask[rows] = m
     return mask
+
+
+def sorted_kstar(srt: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """int64 [...]: k* = max{j : srt[..., j - 1] > c[j - 1]} (0 when none) for scores sorted
+    descending along the last dim, c [E] a pooled null's cuts: BH's step-up, as the j-th
+    largest score passes threshold j exactly when it exceeds c_j."""
+    passed = srt > c
+    return np.where(passed.any(-1), srt.shape[-1] - passed[..., ::-1].argmax(-1), 0)
 
 
 def row_max(v: torch.Tensor):
