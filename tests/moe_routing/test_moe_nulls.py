@@ -214,3 +214,17 @@ def test_robust_z_is_the_two_median_formula(rows, cols, seed, kind):
     dev = x - x.median(-1, keepdim=True).values
     want = dev / dev.abs().median(-1, keepdim=True).values.clamp(min=1e-6)
     np.testing.assert_array_equal(robust_z(x).numpy(), want.numpy())  # NaN equals NaN
+
+
+@pytest.mark.parametrize("definition,T", [d for d in DEFS if d[0] != "per_expert"])
+def test_pooled_kstar_is_the_step_up_count_of_statsmodels(definition, T):
+    """PooledLayer.kstar (the fill-in share's k*: routers.sorted_kstar on CPU) equals the
+    number of hypotheses statsmodels' BH rejects on the brute-force p-values."""
+    calib, x = inputs(11)
+    null = make_null(definition, torch.from_numpy(calib)[None], T).layer(0)
+    p = brute_pvalues(calib, x, definition, T)
+    for alpha in (0.05, 0.3):
+        want = [multipletests(row.astype(float), alpha=alpha, method="fdr_bh")[0].sum()
+                for row in p]
+        got = null.kstar(torch.from_numpy(x), alpha)
+        assert got.tolist() == want and 0 < np.mean(want) < 16
