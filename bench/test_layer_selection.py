@@ -2,8 +2,8 @@
 
     pytest bench/test_layer_selection.py --bench-scale=tiny --bench-reports /tmp/ls/reports
 
-What each case measures is benchlab.layer_selection.measure's `measure_<kind>` (the CLI and asv
-call the same functions): every solve is timed; the AlphaPrun benefit, the seed's ratio, the
+What each case measures is benchlab.layer_selection.measure's KINDS (the CLI and asv go through
+the same core.session.Run): every solve is timed; the AlphaPrun benefit, the seed's ratio, the
 ratio to the best achievable benefit and the shortfall of heuristic solvers against the exact
 optimum are recorded; exact vs MILP runs side by side in rotated rounds, both warm.
 """
@@ -11,7 +11,6 @@ optimum are recorded; exact vs MILP runs side by side in rotated rounds, both wa
 import pytest
 
 from benchlab.layer_selection import data
-from benchlab.layer_selection import measure as M
 
 pytestmark = pytest.mark.experiment("layer_selection")
 
@@ -22,26 +21,26 @@ def shared_data():
         pytest.skip(f"shared layer-selection data not found under {data.shared_dir()}")
 
 
-@pytest.mark.cases("solve_cases")
-def test_solve(case, config, timer, record):
-    record(**M.measure_solve(case, config, timer))
+@pytest.mark.cases("solve")
+def test_solve(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("scalability_cases")
-def test_scalability(case, config, timer, record):
-    record(**M.measure_scalability(case, config, timer))
+@pytest.mark.cases("scalability")
+def test_scalability(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("length_cases")
-def test_scaling_L(case, config, timer, record):
-    record(**M.measure_length(case, config, timer))
+@pytest.mark.cases("length")
+def test_scaling_L(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("speed_cases")
-def test_exact_vs_milp(case, config, timer, record):
-    record(**M.measure_speed(case, config, timer))
+@pytest.mark.cases("speed")
+def test_exact_vs_milp(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("all_shared_cases")
-def test_all_shared(case, config, timer, record):
-    record(**M.measure_all_shared(case, config, timer))
+@pytest.mark.cases("all_shared")
+def test_all_shared(case, measure):
+    measure(case)

@@ -12,53 +12,51 @@ test_breakdown        exp-ablation-breakdown: forward / backward / optimizer / p
 test_model_step       the issue's goal: LoRA step at L=1024 on packed rows, LE (exposed or
                       synthetic masks, also dispatched at in-run break-even) vs dense
 test_predictor_curve  exp-ablation-predictor: loss curves, dense / predicted / random masks
-What each case measures is benchlab.long_exposure.measure's `measure_<kind>` (asv calls the
-same functions). Every timed comparison is side by side in one run: each pytest-benchmark round
+What each case measures is benchlab.long_exposure.measure's KINDS (asv goes through the same
+core.session.Run). Every timed comparison is side by side in one run: each pytest-benchmark round
 runs the LE step and the dense steps once each, in an order rotated by round.
 """
 
 import pytest
 
-from benchlab.long_exposure import measure as M
-
 pytestmark = pytest.mark.experiment("long_exposure")
 
 
-@pytest.mark.cases("end2end_cases")
-def test_end2end(case, config, timer, seed, record):
-    record(**M.measure_end2end(case, config, timer))
+@pytest.mark.cases("end2end")
+def test_end2end(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("scale_cases")
-def test_scale(case, config, timer, seed, record):
-    record(**M.measure_scale(case, config, timer))
+@pytest.mark.cases("scale")
+def test_scale(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("ablation_cases")
-def test_ablation(case, config, timer, seed, record):
-    record(**M.measure_ablation(case, config, timer))
+@pytest.mark.cases("ablation")
+def test_ablation(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("gpt2_cases")
-def test_gpt2(case, config, timer, seed, record):
-    record(**M.measure_gpt2(case, config, timer))
+@pytest.mark.cases("gpt2")
+def test_gpt2(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("memory_cases")
-def test_memory(case, config, timer, seed, record):
-    record(**M.measure_memory(case, config, timer))
+@pytest.mark.cases("memory")
+def test_memory(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("breakdown_cases")
-def test_breakdown(case, config, timer, seed, record):
-    record(**M.measure_breakdown(case, config, timer))
+@pytest.mark.cases("breakdown")
+def test_breakdown(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("model_step_cases")
-def test_model_step(case, config, timer, seed, record):
-    record(**M.measure_model_step(case, config, timer))
+@pytest.mark.cases("model_step")
+def test_model_step(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("predictor_cases")
-def test_predictor_curve(case, config, timer, seed, record):
-    record(**M.measure_predictor(case, config, timer))
+@pytest.mark.cases("predictor")
+def test_predictor_curve(case, measure):
+    measure(case)

@@ -3,8 +3,8 @@
     pytest bench/test_moe_routing.py --bench-store /tmp/moe/store.jsonl \
         --bench-reports /tmp/moe/reports --benchmark-json /tmp/moe/out.json
 
-What each case measures is benchlab.moe_routing.measure's `measure_<kind>` (the CLI and asv call
-the same functions):
+What each case measures is benchlab.moe_routing.measure's KINDS (the CLI and asv go
+through the same core.session.Run):
 - test_generate[routing-prompt]: the seed's grid (routings x prompts, prompt by prompt, the
   routing order rotated per prompt): experts per token, generation time (fastest round),
   utilization, held-out KL / perplexity vs topk_8, min_k fill-in share.
@@ -20,36 +20,34 @@ Ratios come from side-by-side rounds (moe_routing.speed, core.stats.paired_ratio
 
 import pytest
 
-from benchlab.moe_routing import measure as M
-
 pytestmark = pytest.mark.experiment("moe_routing")
 
 
-@pytest.mark.cases("generate_cases")
-def test_generate(case, config, timer, seed, record):
-    record(**M.measure_generate(case, config, timer))
+@pytest.mark.cases("generate")
+def test_generate(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("router_cases")
-def test_router_cost(case, config, timer, seed, record):
-    record(**M.measure_router(case, config, timer))
+@pytest.mark.cases("router")
+def test_router_cost(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("forward_cases")
-def test_forward_equal_count(case, config, timer, seed, record):
-    record(**M.measure_forward(case, config, timer))
+@pytest.mark.cases("forward")
+def test_forward_equal_count(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("layer_cases")
-def test_layer_scaling(case, config, timer, seed, record):
-    record(**M.measure_layer(case, config, timer))
+@pytest.mark.cases("layer")
+def test_layer_scaling(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("layer_equal_cases")
-def test_layer_equal_count(case, config, timer, seed, record):
-    record(**M.measure_layer_equal(case, config, timer))
+@pytest.mark.cases("layer_equal")
+def test_layer_equal_count(case, measure):
+    measure(case)
 
 
-@pytest.mark.cases("frontier_cases")
-def test_frontier_slice(case, config, timer, seed, record):
-    record(**M.measure_frontier(case, config, timer))
+@pytest.mark.cases("frontier")
+def test_frontier_slice(case, measure):
+    measure(case)

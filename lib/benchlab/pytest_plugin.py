@@ -1,23 +1,21 @@
 """benchlab's pytest plugin: options, fixtures and hooks (registered through `pytest11`).
 
-A benchmark module marks its experiment and lets the plugin parametrize its cases; the measuring
-function lives in the experiment package, so the test is marker, call, record:
+A benchmark module marks its experiment and names a kind of the package's `KINDS`; the plugin
+parametrizes its cases, and the `measure` fixture measures one case through the experiment's
+core.session.Run (the object every front end uses), so each test is one line:
 
     pytestmark = pytest.mark.experiment("layer_selection")
 
-    @pytest.mark.cases("solve_cases")   # cases: layer_selection.solve_cases(config); kind "solve"
-    def test_solve(case, config, timer, record):
-        record(**ex.measure_solve(case, config, timer))
+    @pytest.mark.cases("solve")          # KINDS["solve"] = (solve_cases, measure_solve)
+    def test_solve(case, measure):
+        measure(case)
 
-(`@pytest.mark.cases(fn)` with a bare callable would be taken by pytest as a decorator; pass a
-name, or `pytest.mark.cases.with_args(fn)`.)
-
-`record` puts the case's metrics into `benchmark.extra_info` and, once the test has passed,
-appends the record (core.records.make_record) to the result store. At session end each
+Once the test has passed its record goes into `benchmark.extra_info` and the result store. Tests
+that compute their own metrics use `record(name=value, ...)` instead of `measure`, with
+`@pytest.mark.cases(NAME)` naming a function `NAME(config)` of the package. At session end each
 experiment that ran gets `report(records, outdir)` with the records this session made or resumed.
 """
 
-import random
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,8 @@ from .core import experiments
 from .core.errors import BenchlabError
 from .core.options import bounded
 from .core.provenance import to_jsonable
-from .core.records import TIME_FIELDS, make_record, run_settings
 from .core.scale import DEFAULT_SCALE, SCALES
+from .core.session import Run, case_id_of, kinds_of, seed_everything, time_of
 from .core.store import ResultStore, record_key
 from .core.timing import steady_heap
 
@@ -64,7 +62,8 @@ def pytest_addoption(parser):
 
 
 class Session:
-    """Run-wide state, registered as a plugin: options, the store, the cases made or resumed."""
+    """Run-wide state, registered as a plugin: options, one core.session.Run per experiment (its
+    config, keys, records and store), the cases this session made or resumed."""
 
     def __init__(self, config):
         opt = config.option
@@ -79,6 +78,7 @@ class Session:
         self.steady_heap = opt.bench_heap == "steady" and steady_heap()
         self.ran: set[tuple] = set()  # keys of the records this session made or resumed
         self.resumed: set[tuple] = set()
+        self._runs: dict[tuple, Run] = {}
         self._done: set[tuple] | None = None
 
     @property
@@ -91,24 +91,22 @@ class Session:
         except BenchlabError:
             return self.device_name
 
-    def record_of(self, item, metrics=None, time=None) -> dict:
-        """The record of `item` (core.records.make_record) with `metrics`; without them, its key.
-        The key covers the case, the config, the digests of the case's inputs (the package's
-        `inputs(case, config)`), the seed, device and threads, the package and the bench module."""
-        exp = experiment_of(item)
-        module = experiments.load(exp)
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        config = experiments.config(exp, self.scale)
-        case = params.get("case")
-        inputs_of = getattr(module, "inputs", None)
-        inputs = inputs_of(case, config) if inputs_of and case is not None else {}
-        import torch  # the thread count matters to every CPU result, so it is always known
+    def run_of(self, item) -> Run:
+        """The Run of the item's experiment (one per experiment and bench module, whose source
+        is part of the records' code version)."""
+        exp, module = experiment_of(item), str(item.path)
+        if (exp, module) not in self._runs:
+            self._runs[exp, module] = Run(exp, self.scale, device=self.device, seed=self.seed,
+                                          store=self.store.path, extra_code=(module,),
+                                          steady_heap=self.steady_heap)
+        return self._runs[exp, module]
 
-        run = run_settings(seed=self.seed, device=self.device, threads=torch.get_num_threads(),
-                           steady_heap=self.steady_heap)
-        return make_record(exp, kind_of(item), case_id_of(item), metrics or {}, scale=self.scale,
-                           params=params, config=config, inputs=inputs, run=run,
-                           module_file=module.__file__, extra_code=(str(item.path),), time=time)
+    def record_of(self, item, metrics=None, time=None) -> dict:
+        """The record of `item` with `metrics` (Run.record); without them, its key."""
+        params = dict(getattr(getattr(item, "callspec", None), "params", {}))
+        case = params.pop("case", None)
+        return self.run_of(item).record(kind_of(item), case, metrics, time, params=params,
+                                        case_id=item_case_id(item))
 
     def done(self, key: tuple) -> bool:
         """Is this case already in the store? (The store is read once per session.)"""
@@ -143,7 +141,7 @@ def kind_of(item) -> str:
     return (getattr(item, "originalname", None) or item.name).removeprefix("test_")
 
 
-def case_id_of(item) -> str:
+def item_case_id(item) -> str:
     callspec = getattr(item, "callspec", None)
     return callspec.id if callspec is not None else item.name
 
@@ -182,18 +180,16 @@ def pytest_generate_tests(metafunc):
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: @cases needs an experiment marker")
     try:
         source = mark.args[0]
-        if isinstance(source, str):  # the name of a function in the experiment package
-            source = getattr(experiments.load(exp), source)
+        module = experiments.load(exp)
+        kinds = kinds_of(module, required=False)
+        if isinstance(source, str) and source in kinds:
+            source = kinds[source][0]
+        elif isinstance(source, str):  # the name of a function in the experiment package
+            source = getattr(module, source)
         cases = list(source(experiments.config(exp, metafunc.config.stash[STASH].scale)))
-    except BenchlabError as e:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: {e}") from None
-    metafunc.parametrize("case", cases, ids=[case_id(c) for c in cases])
-
-
-def case_id(case) -> str:
-    if isinstance(case, dict) and "id" in case:
-        return str(case["id"])
-    return str(getattr(case, "id", case))
+    except (BenchlabError, AttributeError) as e:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: @cases: {e}") from None
+    metafunc.parametrize("case", cases, ids=[case_id_of(c) for c in cases])
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -256,16 +252,7 @@ def timer(request, device):
 def seed(request) -> int:
     """The base seed; python, numpy and torch are seeded with it before the test."""
     value = request.config.stash[STASH].seed
-    random.seed(value)
-    try:
-        import numpy as np
-
-        np.random.seed(value)
-    except ImportError:
-        pass
-    import torch
-
-    torch.manual_seed(value)
+    seed_everything(value)
     return value
 
 
@@ -285,6 +272,9 @@ class Recorder:
         self.metrics: dict = {}
 
     def __call__(self, **metrics) -> None:
+        self.update(metrics)
+
+    def update(self, metrics: dict) -> None:
         self.metrics.update(to_jsonable(metrics))
 
 
@@ -299,6 +289,24 @@ def record(request) -> Recorder:
     rec = Recorder()
     request.node.stash[RECORDER] = rec
     return rec
+
+
+@pytest.fixture
+def measure(request, timer):
+    """`measure(case)`: measure the case through the experiment's Run (its KINDS entry for the
+    `cases` marker's kind) and keep its record, stored once the test has passed."""
+    session = request.config.stash[STASH]
+    run = session.run_of(request.node)
+    kind = kind_of(request.node)
+    kinds_of(run.module)  # a package without KINDS fails here with one line
+    rec = Recorder()
+    request.node.stash[RECORDER] = rec
+
+    def measure_case(case):
+        rec.update(run.metrics(kind, case, timer))
+        return rec.metrics
+
+    return measure_case
 
 
 # -- hooks ----------------------------------------------------------------------------------
@@ -330,9 +338,7 @@ def pytest_runtest_makereport(item, call):
         # not in funcargs, so bench modules that time through `timer` lost their extra_info)
         bench = item.funcargs.get("benchmark") or getattr(item.funcargs.get("timer"),
                                                           "benchmark", None)
-        stats = getattr(getattr(bench, "stats", None), "stats", None)
-        time = {k: to_jsonable(getattr(stats, k)) for k in TIME_FIELDS} if stats else None
-        record = session.record_of(item, rec.metrics, time)
+        record = session.record_of(item, rec.metrics, time_of(bench))
         if bench is not None:
             bench.extra_info.update(rec.metrics)
             bench.extra_info["benchlab"] = record

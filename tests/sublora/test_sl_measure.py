@@ -1,12 +1,17 @@
-"""The measuring functions the bench module and asv share (sublora.measure)."""
+"""The measuring functions every front end shares (sublora.measure, through core.session.Run)."""
 
-from benchlab.sublora import CONFIGS, sweep_cases
-from benchlab.sublora import measure as M
+from benchlab.core.session import Run
 
 
-def test_gain_over_w0_reads_the_w0_bound_of_the_same_d_and_seed(monkeypatch):
-    cfg = CONFIGS["tiny"]
-    w0, trained = sorted(sweep_cases(cfg), key=lambda c: c.mode != "w0")
-    monkeypatch.setattr(M, "_W0", {(w0.d, w0.seed): 12.0})
-    assert M.gain_over_w0(cfg, trained, {"bound_value": 10.5}, "cpu") == 1.5
-    assert M.gain_over_w0(cfg, w0, {"bound_value": 12.0}, "cpu") is None
+def test_a_trained_run_records_its_gain_over_the_w0_case_of_its_d_and_seed():
+    """The gain a trained sweep point records is the w = 0 sweep point's own bound (measured as
+    its own case) minus the trained bound, and `gain_met` says whether it meets the config's goal;
+    the w = 0 point records no gain."""
+    run = Run("sublora", "tiny", threads=1)
+    w0, trained = sorted(run.cases("sweep"), key=lambda c: c.mode != "w0")
+    assert (w0.d, w0.seed) == (trained.d, trained.seed)
+    base = run.measure("sweep", w0)["metrics"]
+    got = run.measure("sweep", trained)["metrics"]
+    assert "gain_over_w0" not in base
+    assert got["gain_over_w0"] == base["bound_value"] - got["bound_value"]
+    assert got["gain_met"] == (got["gain_over_w0"] >= run.config.min_gain_over_w0 > 0)

@@ -9,7 +9,7 @@ CLI and asv call these). Timing is core.timing's Timer; exact vs MILP runs side 
 import numpy as np
 
 from ..core.stats import paired_ratio, paired_ratio_ci
-from . import data
+from . import all_shared_cases, data, length_cases, scalability_cases, solve_cases, speed_cases
 from . import experiment as ex
 from .solver import check_selection, solve
 
@@ -118,3 +118,13 @@ def measure_all_shared(case, config, timer) -> dict:
     assert all(check_selection(m.costs, b, s.intervals)[0]
                for (m, _, b), s in zip(work, out, strict=True))
     return {"instances": len(work), "total_s": max(seconds)}
+
+
+# kind -> (its cases at a scale, what one case measures): what core.session.Run reads
+KINDS = {
+    "solve": (solve_cases, measure_solve),
+    "scalability": (scalability_cases, measure_scalability),
+    "length": (length_cases, measure_length),
+    "speed": (speed_cases, measure_speed),
+    "all_shared": (all_shared_cases, measure_all_shared),
+}

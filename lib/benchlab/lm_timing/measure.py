@@ -19,6 +19,7 @@ import torch
 from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import peak_memory, time_fn
 
+from . import attn_cases, modes_cases, pair_cases, peak_cases, step_cases, warmup_cases
 from . import run as R
 from .model import ATTENTION
 
@@ -215,3 +216,14 @@ def measure_warmup(case, config, timer, seed: int = 0) -> dict:
                 f"w{w}_first_step_ms": describe([x["first_step_ms"] for x in ok])["median"],
                 "num_params": ok[0]["num_params"]}
     return out
+
+
+# kind -> (its cases at a scale, what one case measures): what core.session.Run reads
+KINDS = {
+    "peak": (peak_cases, measure_peak),
+    "step": (step_cases, measure_step),
+    "modes": (modes_cases, measure_modes),
+    "pair": (pair_cases, measure_pair),
+    "warmup": (warmup_cases, measure_warmup),
+    "attn": (attn_cases, measure_attn),
+}

@@ -18,9 +18,20 @@ from benchlab.core import interleave, threads
 from benchlab.core.stats import medians, paired_ratio
 from benchlab.core.timing import forward_backward, peak_memory
 
+from . import (
+    ablation_cases,
+    breakdown_cases,
+    end2end_cases,
+    gpt2_cases,
+    memory_cases,
+    model_step_cases,
+    predictor_cases,
+    scale_cases,
+)
 from . import exposer as ex
 from . import finetune as ft
 from . import mlp_grain as G
+from . import opcases as oc
 from . import ops_attn as A
 from . import ops_mlp as OM
 from . import predictors as pr
@@ -302,3 +313,23 @@ def measure_pattern(case, config, timer) -> dict:
         out = timer.measure(lambda: pattern_study(model, rows[ops.train_rows:], cfg,
                                                   rows[:ops.train_rows]), warmup=0, rounds=1)
     return {"threads": n, **out}
+
+
+# kind -> (its cases at a scale, what one case measures): what core.session.Run reads
+KINDS = {
+    "end2end": (end2end_cases, measure_end2end),
+    "scale": (scale_cases, measure_end2end),
+    "ablation": (ablation_cases, measure_end2end),
+    "gpt2": (gpt2_cases, measure_gpt2),
+    "memory": (memory_cases, measure_memory),
+    "breakdown": (breakdown_cases, measure_breakdown),
+    "model_step": (model_step_cases, measure_model_step),
+    "predictor": (predictor_cases, measure_predictor),
+    "op_mlp": (oc.op_mlp_cases, measure_op_mlp),
+    "op_attn": (oc.op_attn_cases, measure_op_attn),
+    "kernel": (oc.kernel_cases, measure_kernel),
+    "exposer": (oc.exposer_cases, measure_exposer),
+    "pattern": (oc.pattern_cases, measure_pattern),
+    "mlp_grain": (oc.mlp_grain_cases, measure_mlp_grain),
+    "predictor_quality": (oc.predictor_quality_cases, measure_predictor_quality),
+}

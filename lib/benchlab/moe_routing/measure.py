@@ -9,8 +9,16 @@ pytest, plain rounds elsewhere); the speed ratios come from speed.py's side-by-s
 
 import torch
 
+from . import (
+    forward_cases,
+    frontier_cases,
+    generate_cases,
+    layer_cases,
+    layer_equal_cases,
+    router_cases,
+    speed,
+)
 from . import frontier as fr
-from . import speed
 from .experiment import load_setup, prompt, run_prompt
 from .model import apply_routing
 from .routers import ROUTINGS, route
@@ -93,3 +101,14 @@ def measure_frontier(case, config, timer) -> dict:
     for t in fr.versus_topk(points, rs, 200):
         metrics[f"kl_diff_{t['rule']}"] = t["kl_diff"]
     return metrics
+
+
+# kind -> (its cases at a scale, what one case measures): what core.session.Run reads
+KINDS = {
+    "generate": (generate_cases, measure_generate),
+    "router": (router_cases, measure_router),
+    "forward": (forward_cases, measure_forward),
+    "layer": (layer_cases, measure_layer),
+    "layer_equal": (layer_equal_cases, measure_layer_equal),
+    "frontier": (frontier_cases, measure_frontier),
+}

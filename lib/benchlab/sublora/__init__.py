@@ -125,6 +125,7 @@ METRICS = {
     "compressed_size_bits": (0.01, 0), "message_bits": (0.01, 0), "extra_bits": 1e-9,
     "*bound*": 1e-3, "*bpd": 1e-3, "*loss": 1e-3, "kl_divergence": 0.01, "best_alpha": (0, 0.1),
     "top*_error": (0, 0.01), "gamma_B": (0.01, 0.01),
+    "gain_over_w0": (0, 2e-3), "gain_goal": 0, "gain_met": 0,  # trained vs w = 0 bound (bits)
 }
 
 
