@@ -132,7 +132,7 @@ def test_a_new_spec_leaves_code_versions_and_other_records_inputs_alone(tmp_path
     import shutil
 
     from benchlab.core import provenance
-    from benchlab.zoo import pin, specs
+    from benchlab.zoo import models, specs
 
     root = tmp_path / "benchlab"
     shutil.copytree(provenance.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
@@ -155,12 +155,12 @@ def test_a_new_spec_leaves_code_versions_and_other_records_inputs_alone(tmp_path
         provenance.PACKAGE_ROOT = old
         provenance._hash_sources.cache_clear()
 
-    inputs = pin.inputs("opt-tiny")
+    inputs = models.artifact_inputs("opt-tiny")
     assert inputs["spec:opt-tiny"] == provenance.config_hash(specs.MODELS.get("opt-tiny"))
     assert set(inputs) == {"spec:opt-tiny", "model:opt-tiny", "tokenizer", "corpus"}
     specs.MODELS.add("opt-new", specs.ModelSpec("opt-new", "opt", {"hidden_size": 64}))
     try:
-        assert pin.inputs("opt-tiny") == inputs
-        assert pin.inputs("opt-new")["spec:opt-new"] != inputs["spec:opt-tiny"]
+        assert models.artifact_inputs("opt-tiny") == inputs
+        assert models.artifact_inputs("opt-new")["spec:opt-new"] != inputs["spec:opt-tiny"]
     finally:
         specs.MODELS._items.pop("opt-new", None)

@@ -72,9 +72,9 @@ def test_bpe_tokenizer_round_trips_and_has_the_spec_vocab():
 
 
 def test_bpe_training_rebuilds_the_pinned_tokenizer():
-    from benchlab.zoo import pin
+    from benchlab.zoo import manifest
 
-    cached = json.loads(pin.path(pin.TOKENIZER).read_text())
+    cached = json.loads(manifest.path(manifest.TOKENIZER).read_text())
     fresh = json.loads(tokenize._train_bpe().to_str())
     assert fresh["model"]["merges"] == cached["model"]["merges"]
     assert fresh["model"]["vocab"] == cached["model"]["vocab"]

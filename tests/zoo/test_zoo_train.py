@@ -186,10 +186,10 @@ def test_rebuilt_model_learns_as_much_as_the_shipped_one(capsys):
     """`benchlab zoo pin --models` on another machine trains another model of the same recipe:
     its validation-loss drop from the untrained model is within REBUILD_SHARE of the shipped
     one's; the shipped weights evaluated here give the manifest's loss (the same bytes)."""
-    from benchlab.zoo import pin, probes
+    from benchlab.zoo import manifest, probes
 
     name = "gpt2-tiny"  # the quickest of the four (about a minute on one thread)
-    entry = pin.manifest()["training"][name]
+    entry = manifest.manifest()["training"][name]
     before, shipped = entry["before"]["val_loss"], entry["after"]["val_loss"]
     here = probes.summary(zoo.trained(name))["val_loss"]
     rebuilt, stats = train.train_model(name, train.train_config(name), seed=0, threads=1)

@@ -42,7 +42,7 @@ def config_hash(config) -> str:
 
 SHARED_CODE = ("core", "zoo", "pytest_plugin.py")
 # data files inside SHARED_CODE that are not code: a record names the part it used in its inputs
-# (zoo.pin.inputs: "spec:<name>"), so adding a model spec makes no other result stale
+# (zoo.models.artifact_inputs: "spec:<name>"), so adding a model spec makes no other result stale
 NOT_CODE = ("zoo/specs.py",)
 
 

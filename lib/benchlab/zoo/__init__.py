@@ -33,10 +33,11 @@ Text (benchlab.zoo.text, benchlab.zoo.tokenize)
                                        cached, .to_transformers(); "byte": bytes, EOT 256, PAD 257)
     encode_documents(docs, kind)       one uint16 stream, EOT after each document
     corpus_tokens(split)               the corpus split as that stream (cached .npy)
-Pinned artifacts (benchlab.zoo.pin): the corpus, the BPE and the default-schedule tiny models are
-    shipped files checked by sha256; digest(name) -> sha256 of one ("opt-tiny", pin.TOKENIZER,
-    pin.CORPUS); artifact_inputs(*models) -> {"spec:<name>", "model:<name>", "tokenizer",
-    "corpus"} for records (spec: the hash of the model's spec; model: its pinned weights)
+Pinned artifacts (benchlab.zoo.manifest; built by benchlab.zoo.pin): the corpus, the BPE and the
+    default-schedule tiny models are shipped files checked by sha256; digest(name) -> sha256 of
+    one ("opt-tiny", manifest.TOKENIZER, manifest.CORPUS); artifact_inputs(*models) ->
+    {"spec:<name>", "model:<name>", "tokenizer", "corpus"} for records (spec: the hash of the
+    model's spec; model: its pinned weights)
 Probes (benchlab.zoo.probes): val_loss(model, batches), router_entropy(model, ids),
     relu_sparsity(model, ids), summary(model)
 Data (benchlab.zoo.data)
@@ -52,9 +53,8 @@ Data (benchlab.zoo.data)
 
 from .cache import cache_dir, zoo_version
 from .hub import load, offline
-from .models import build, hf_config, names, spec
-from .pin import digest
-from .pin import inputs as artifact_inputs
+from .manifest import digest
+from .models import artifact_inputs, build, hf_config, names, spec
 from .specs import MODELS, ModelSpec
 from .text import (
     corpus_documents,

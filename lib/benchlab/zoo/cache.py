@@ -31,15 +31,15 @@ def zoo_version() -> str:
     """Cache key of models trained here (non-default schedules; the default tiny ones are pinned):
     the sources in VERSIONED and the digests of the pinned tokenizer and corpus. A new model spec
     or an edit to the zoo's loaders, CLI or probes invalidates nothing."""
-    from . import pin
+    from . import manifest
 
     digest = hashlib.sha256()
     for name in VERSIONED:
         path = ZOO_ROOT / name
         digest.update(name.encode())
         digest.update(path.read_bytes())
-    digest.update(pin.digest(pin.TOKENIZER).encode())
-    digest.update(pin.digest(pin.CORPUS).encode())
+    digest.update(manifest.digest(manifest.TOKENIZER).encode())
+    digest.update(manifest.digest(manifest.CORPUS).encode())
     return digest.hexdigest()[:12]
 
 

@@ -9,6 +9,9 @@ real weights.
 import torch
 import transformers
 
+from ..core.provenance import config_hash
+from .manifest import CORPUS, TOKENIZER, digest, is_pinned
+from .manifest import MODELS as PINNED
 from .specs import FAMILIES, MODELS, ModelSpec
 
 
@@ -46,3 +49,11 @@ def build(name: str, seed: int = 0) -> transformers.PreTrainedModel:
     return model.to(torch.float32).eval()
 
 
+def artifact_inputs(*names: str) -> dict[str, str]:
+    """{"spec:<name>": hash, "model:<name>": sha, "tokenizer": sha, "corpus": sha} for records'
+    `inputs`: the hash of each named zoo spec (zoo.specs is outside the code version, so a record
+    depends on its own model's spec only) and the sha256 of each pinned model."""
+    out = {f"spec:{n}": config_hash(MODELS.get(n)) for n in names if n in MODELS}
+    out.update({f"model:{n}": digest(n) for n in names if n in PINNED and is_pinned(n)})
+    out.update(tokenizer=digest(TOKENIZER), corpus=digest(CORPUS))
+    return out

@@ -5,8 +5,8 @@
 tiny and small specs are transformers configs with the zoo BPE vocabulary (VOCAB_SIZE, token ids
 in zoo.tokenize); paper specs carry the published hub id and the published shape. This file is
 outside every code version (core.provenance.NOT_CODE): a record depends on the one spec it ran on
-through its inputs (`spec:<name>`, zoo.pin.inputs), so adding or editing a spec reruns only the
-cases of that model, and the zoo cache keys trained models per spec (zoo.train.cache_path).
+through its inputs (`spec:<name>`, zoo.models.artifact_inputs), so adding or editing a spec reruns
+only the cases of that model, and the zoo cache keys trained models per spec (zoo.train.cache_path).
 """
 
 from dataclasses import dataclass, field

@@ -46,7 +46,7 @@ def pydoc_text() -> str:
 
 def pydoc_documents() -> list[str]:
     """One document per pydoc topic, sorted by topic name: CPython 3.11.7's, frozen in the pinned
-    corpus (zoo.pin) so that the text does not change with the Python version."""
+    corpus (zoo.manifest) so that the text does not change with the Python version."""
     return list(_pinned()["pydoc"])
 
 
@@ -62,9 +62,9 @@ def _pinned() -> dict:
     import json
     import lzma
 
-    from . import pin
+    from . import manifest
 
-    path = pin.path(pin.CORPUS)
+    path = manifest.path(manifest.CORPUS)
     return json.loads(lzma.decompress(path.read_bytes()))
 
 
@@ -222,7 +222,7 @@ def build_corpus() -> dict:
 
 
 def corpus_documents(split: str = "train") -> list[str]:
-    """The zoo corpus, read from the pinned artifact (zoo.pin): pydoc topics (every 8th topic
+    """The zoo corpus, read from the pinned artifact (zoo.manifest): pydoc topics (every 8th topic
     held out for "val") + synthetic documents (train: 6000 with seed 0, val: 600 with seed 1).
     Tiny models and the BPE are trained on it."""
     if split not in CORPUS_SYNTHETIC:

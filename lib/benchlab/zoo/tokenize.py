@@ -3,7 +3,7 @@
     python -c "from benchlab import zoo; print(zoo.tokenizer().encode('def f(x): return x'))"
 
 The BPE (4096 tokens: <|endoftext|> = 0, <|pad|> = 1, 256 byte symbols, merges) was trained with
-the `tokenizers` library on the pinned corpus and is shipped as a pinned artifact (zoo.pin).
+the `tokenizers` library on the pinned corpus and is shipped as a pinned artifact (zoo.manifest).
 """
 
 import functools
@@ -85,9 +85,9 @@ def _train_bpe():
 def _bpe() -> BPETokenizer:
     from tokenizers import Tokenizer
 
-    from . import pin
+    from . import manifest
 
-    path = pin.path(pin.TOKENIZER)
+    path = manifest.path(manifest.TOKENIZER)
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on a malformed file
@@ -129,9 +129,9 @@ def vocab_json(kind: str = "bpe") -> str:
 
 def corpus_tokens(split: str = "train") -> np.ndarray:
     """The zoo corpus split as one BPE token stream (uint16, EOT after each document), cached."""
-    from . import pin
+    from . import manifest
 
-    key = pin.digest(pin.TOKENIZER)[:12] + pin.digest(pin.CORPUS)[:12]
+    key = manifest.digest(manifest.TOKENIZER)[:12] + manifest.digest(manifest.CORPUS)[:12]
     path = cache_dir() / "zoo" / f"corpus-{split}-{key}.npy"
     with locked(path):
         if path.exists():

@@ -4,7 +4,7 @@
 
 Random init is not what the experiments measure (near-uniform routers, ~50% ReLU sparsity, no
 heavy-tailed spectra), so `trained` runs a short AdamW schedule on the zoo corpus. The default
-schedule of each tiny spec (seed 0) is a pinned artifact shipped with the package (zoo.pin: the
+schedule of each tiny spec (seed 0) is a pinned artifact shipped with the package (zoo.manifest: the
 same bytes on every machine); any other schedule or seed is trained here (CPU, about a minute for
 a tiny spec) and cached under cache_dir()/zoo/models/ with a JSON sidecar holding the file's
 sha256 and the training statistics. A file whose hash, size or header does not
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..core.errors import BenchlabError
 from ..core.provenance import config_hash, sha256_file
-from . import pin
+from . import manifest
 from .batches import token_batches
 from .cache import atomic_path, cache_dir, locked, zoo_version
 from .models import build, spec
@@ -176,12 +176,12 @@ def _read_cached(path: Path, name: str, seed: int):
 
 def pinned(name: str, steps: int | None = None, seed: int = 0) -> bool:
     """Is this the shipped artifact (a tiny spec, its default schedule, seed 0)?"""
-    return (seed == 0 and pin.is_pinned(name)
+    return (seed == 0 and manifest.is_pinned(name)
             and train_config(name, steps) == train_config(name))
 
 
 def _read_pinned(name: str):
-    path = pin.path(name)  # sha256-checked: a mismatch is a BenchlabError naming the file
+    path = manifest.path(name)  # sha256-checked: a mismatch is a BenchlabError naming the file
     try:
         return _load_state(build(name), load_file(path))
     except (OSError, ValueError, SafetensorError) as e:
@@ -215,7 +215,7 @@ def train_stats(name: str, *, steps: int | None = None, seed: int = 0) -> dict:
     """The training statistics of a trained model: the manifest's for a pinned one, else the
     sidecar of the cached one (trained first if needed)."""
     if pinned(name, steps, seed):
-        return pin.manifest()["training"][name]
+        return manifest.manifest()["training"][name]
     path = cache_path(name, steps, seed)
     if not path.with_suffix(".json").exists():
         trained(name, steps=steps, seed=seed)
