@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from .core import experiments
-from .core.errors import BenchlabError
-from .core.results import load_records, write_baseline
+from .core.errors import BenchlabError, fail
+from .core.options import output_dir, output_file
+from .core.results import check_experiments, load_records, write_baseline
 
 BASELINE = "reports/baseline/tiny.json"
 BASELINE_COMMAND = ("pytest bench -n 2 --bench-threads 1 --benchmark-disable --no-bench-report "
@@ -28,7 +29,8 @@ BASELINE_COMMAND = ("pytest bench -n 2 --bench-threads 1 --benchmark-disable --n
 def cmd_report(args) -> int:
     records = load_records(args.path)
     if not records:
-        raise BenchlabError(f"{args.path}: no benchlab records found")
+        raise BenchlabError(f"{args.path}: no benchlab records")
+    check_experiments(records, args.path)
     done = experiments.report_all(records, Path(args.outdir))
     print(f"wrote reports for {', '.join(done)} under {args.outdir}")
     return 0
@@ -40,9 +42,10 @@ def cmd_publish(args) -> int:
     records = [r for r in load_records(args.path) if r.get("scale") == args.scale]
     if not records:
         raise BenchlabError(f"{args.path}: no records at scale {args.scale!r}")
+    modules = check_experiments(records, args.path)
     chosen, skipped = [], set()
     for rec in records:
-        scales = getattr(experiments.load(rec["experiment"]), "PUBLISH_SCALES", ("tiny",))
+        scales = getattr(modules[rec["experiment"]], "PUBLISH_SCALES", ("tiny",))
         (chosen.append(rec) if args.scale in scales else skipped.add(rec["experiment"]))
     for exp in sorted(skipped):
         print(f"benchlab publish: {exp}: its committed reports are not {args.scale} scale; "
@@ -60,10 +63,26 @@ def cmd_compare(args) -> int:
 
 
 def cmd_baseline(args) -> int:
+    """Rewrite the baseline from a run, only once the run is known good: every record valid and
+    declared, and every case the current baseline has present (or dropped by name)."""
+    import fnmatch
+
     records = [r for r in load_records(args.path) if r.get("scale") == "tiny"]
     if not records:
         raise BenchlabError(f"{args.path}: no tiny-scale records")
-    path = write_baseline(records, args.output, command=BASELINE_COMMAND)
+    check_experiments(records, args.path)
+    out = Path(args.output)
+    if out.exists():
+        old = load_records(out)
+        have = {(r["experiment"], r["case"]) for r in records}
+        lost = sorted(f"{e}/{c}" for e, c in {(r["experiment"], r["case"]) for r in old} - have
+                      if not any(fnmatch.fnmatchcase(f"{e}/{c}", p) for p in args.drop))
+        if lost:
+            raise fail(str(args.path), "records",
+                       f"lacks {len(lost)} of the {len(old)} cases in {out} (first: {lost[0]}); "
+                       "run them, or drop them by name with --drop EXPERIMENT/CASE (patterns "
+                       "allowed); the baseline is unchanged")
+    path = write_baseline(records, out, command=BASELINE_COMMAND)
     print(f"wrote {len(records)} records to {path}; commit it with the reason it moved")
     return 0
 
@@ -88,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rep = sub.add_parser("report", help="rebuild reports from a benchmark JSON or result store")
     rep.add_argument("path", help="--benchmark-json output, a .jsonl result store or a baseline")
-    rep.add_argument("--outdir", default=".benchlab/reports", help="(default: %(default)s)")
+    rep.add_argument("--outdir", default=".benchlab/reports", type=output_dir,
+                     help="(default: %(default)s)")
     pub = sub.add_parser("publish", help="refresh the committed reports/ from saved results")
     pub.add_argument("path", help="--benchmark-json output or a .jsonl result store")
     pub.add_argument("--scale", required=True, choices=("tiny", "small", "paper"),
                      help="the scale whose records are published")
-    pub.add_argument("--outdir", default="reports", help="(default: %(default)s)")
+    pub.add_argument("--outdir", default="reports", type=output_dir,
+                     help="(default: %(default)s)")
     cmp_ = sub.add_parser("compare", help="result metrics of two runs, case by case")
     cmp_.add_argument("base", help="baseline: benchmark JSON, result store or baseline file")
     cmp_.add_argument("new", help="the run to check, in any of those forms")
@@ -101,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="every result metric bit for bit (two runs on one machine)")
     base = sub.add_parser("baseline", help=f"rewrite {BASELINE} from a run's results")
     base.add_argument("path", help="a .jsonl result store or benchmark JSON of a tiny run")
-    base.add_argument("--output", default=BASELINE, help="(default: %(default)s)")
+    base.add_argument("--output", default=BASELINE, type=output_file,
+                      help="(default: %(default)s)")
+    base.add_argument("--drop", nargs="+", default=[], metavar="EXPERIMENT/CASE",
+                      help="cases of the current baseline that the new one may lack (fnmatch "
+                           "patterns), e.g. 'moe_routing/forward[*]'")
     args = parser.parse_args(argv)
     run = {"report": cmd_report, "publish": cmd_publish, "compare": cmd_compare,
            "baseline": cmd_baseline}[args.command]

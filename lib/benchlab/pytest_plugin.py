@@ -22,7 +22,7 @@ import pytest
 
 from .core import experiments
 from .core.errors import BenchlabError
-from .core.options import bounded
+from .core.options import bounded, output_dir
 from .core.provenance import to_jsonable
 from .core.scale import DEFAULT_SCALE, SCALES
 from .core.session import Run, case_id_of, kinds_of, seed_everything, time_of
@@ -39,7 +39,7 @@ def pytest_addoption(parser):
                     help="experiment scale (default: %(default)s)")
     group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="where models run (default: %(default)s)")
-    group.addoption("--bench-reports", default=".benchlab/reports", metavar="DIR",
+    group.addoption("--bench-reports", default=".benchlab/reports", metavar="DIR", type=output_dir,
                     help="where experiment reports are written; the committed reports/ are "
                          "refreshed only by `benchlab publish` (default: %(default)s)")
     group.addoption("--bench-store", default=".benchlab/store.jsonl", metavar="PATH",
@@ -48,9 +48,11 @@ def pytest_addoption(parser):
                     help="skip cases already in the result store and report their stored record")
     group.addoption("--no-bench-resume", dest="bench_resume", action="store_false",
                     help="run every case again (default)")
-    group.addoption("--bench-seed", type=bounded(int, lo=0), default=0, metavar="N",
+    group.addoption("--bench-seed", type=bounded(int, lo=0, hi=2**32 - 1), default=0,
+                    metavar="N",
                     help="base seed handed to the `seed` fixture (default: %(default)s)")
-    group.addoption("--bench-threads", type=bounded(int, lo=0), default=0, metavar="N",
+    group.addoption("--bench-threads", type=bounded(int, lo=0, hi=1024), default=0,
+                    metavar="N",
                     help="torch intra-op threads for every process, 0 keeps torch's default "
                          "(default: %(default)s); use 1 per xdist worker on a small machine")
     group.addoption("--bench-heap", default="steady", choices=("steady", "default"),
@@ -165,6 +167,13 @@ def pytest_configure(config):
         session.store.check_writable()  # before any case runs, not after the first result
     except BenchlabError as e:
         raise pytest.UsageError(f"--bench-store: {e}") from None
+    if session.device_name == "cuda":
+        from .core.timing import resolve_device
+
+        try:
+            resolve_device("cuda")  # every case would be skipped: an error, not a green run
+        except BenchlabError as e:
+            raise pytest.UsageError(str(e)) from None
     config.stash[STASH] = session
     config.pluginmanager.register(session, "benchlab-session")
     if not config.pluginmanager.has_plugin("benchmark"):

@@ -184,7 +184,11 @@ def test_machine_info_has_torch_and_device_facts(suite):
 @pytest.mark.parametrize("args, needle", [
     (["--bench-scale", "huge"], "argument --bench-scale: invalid choice: 'huge'"),
     (["--bench-device", "tpu"], "argument --bench-device: invalid choice: 'tpu'"),
-    (["--bench-threads", "-3"], "argument --bench-threads: must be >= 0, got -3"),
+    (["--bench-threads", "-3"], "argument --bench-threads: must be in [0, 1024], got -3"),
+    (["--bench-threads", "100000"], "argument --bench-threads: must be in [0, 1024], got 100000"),
+    (["--bench-seed", str(2**70)], "argument --bench-seed: must be in [0, 4294967295]"),
+    (["--bench-reports", "dummy_exp.py"], "argument --bench-reports: dummy_exp.py: exists and is "
+                                           "not a folder"),
 ])
 def test_bad_options_give_one_line_errors(suite, args, needle):
     result = run(suite, *args)
@@ -192,6 +196,26 @@ def test_bad_options_give_one_line_errors(suite, args, needle):
     errors = [ln for ln in result.stderr.lines if ": error: " in ln]
     assert len(errors) == 1 and needle in errors[0], result.stderr.lines
     assert not (suite.path / "store.jsonl").exists()
+
+
+def test_a_store_that_is_no_regular_file_is_refused_before_any_case_runs(suite):
+    (suite.path / "store.jsonl").symlink_to("/dev/null")
+    result = run(suite)
+    assert result.ret != 0
+    assert any("store.jsonl: result store is not a regular file" in ln
+               for ln in result.stderr.lines), result.stderr.lines
+    assert "passed" not in result.stdout.str()
+
+
+def test_cuda_without_a_gpu_is_an_error_not_a_skipped_run(suite):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run(suite, "--bench-device", "cuda")
+    assert result.ret != 0
+    assert any("cuda requested but torch sees no CUDA device" in ln
+               for ln in result.stderr.lines), result.stderr.lines
 
 
 def test_report_bad_input_errors_and_overwrites_nothing(suite):

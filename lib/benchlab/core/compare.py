@@ -102,11 +102,13 @@ def main(base_path, new_path, *, exact: bool = False) -> int:
     """Print what moved; 1 if anything moved, went missing or changed config, else 0."""
     from tabulate import tabulate
 
-    from .results import load_records
+    from .results import check_experiments, load_records
 
     base, new = load_records(base_path), load_records(new_path)
     if not new:
         raise BenchlabError(f"{new_path}: no benchlab records")
+    check_experiments(base, base_path)
+    check_experiments(new, new_path)
     rows, compared = compare(base, new, exact=exact)
     bad = [r for r in rows if r.status in FAILING]
     if rows:

@@ -28,6 +28,10 @@ def read_json(path, field: str = "top level") -> dict:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise BenchlabError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise BenchlabError(f"{path}: JSON nested too deeply to read") from None
+    except OSError as e:
+        raise BenchlabError(f"{path}: cannot read ({e.strerror})") from None
     if not isinstance(data, dict):
         raise fail(str(path), field, "expected a JSON object")
     return data

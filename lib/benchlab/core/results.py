@@ -34,8 +34,7 @@ def load_records(path) -> list[dict]:
     if isinstance(data.get("records"), list):
         items = [(f"records[{i}]", r) for i, r in enumerate(data["records"])]
     elif isinstance(data.get("benchmarks"), list):
-        items = [(f"benchmarks[{i}].extra_info.benchlab",
-                  (b.get("extra_info") or {}).get("benchlab") if isinstance(b, dict) else b)
+        items = [(f"benchmarks[{i}].extra_info.benchlab", _extra_info(b).get("benchlab"))
                  for i, b in enumerate(data["benchmarks"])]
         items = [(where, r) for where, r in items if r is not None]
         resumed = data.get("benchlab_resumed") or []  # cases skipped under --bench-resume
@@ -50,6 +49,37 @@ def load_records(path) -> list[dict]:
         except ValueError as e:
             raise fail(str(path), where, f"malformed record ({e})") from None
     return records
+
+
+def _extra_info(benchmark) -> dict:
+    """A benchmark entry's extra_info, or {} where the entry or its extra_info is no mapping."""
+    info = benchmark.get("extra_info") if isinstance(benchmark, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
+def check_experiments(records: list[dict], path) -> dict:
+    """Each record's experiment is registered and declares every metric it carries in METRICS
+    (core.compare.tolerance), else a one-line BenchlabError naming `path` and the record; the
+    loaded experiment modules by name."""
+    from .compare import tolerance
+    from .experiments import known, load
+
+    modules, names = {}, known()
+    for i, rec in enumerate(records):
+        exp = rec["experiment"]
+        if exp not in names:
+            raise fail(str(path), f"records[{i}].experiment",
+                       f"unknown experiment {exp!r} (known: {', '.join(sorted(names))})")
+        modules.setdefault(exp, load(exp))
+        declared = getattr(modules[exp], "METRICS", None)
+        if not isinstance(declared, dict):
+            raise fail(str(path), f"records[{i}]", f"experiment {exp!r} declares no METRICS")
+        for name in rec.get("metrics") or {}:
+            try:
+                tolerance(declared, name, exp)
+            except BenchlabError as e:
+                raise fail(str(path), f"records[{i}] ({rec['case']})", str(e)) from None
+    return modules
 
 
 def write_baseline(records: list[dict], path, *, command: str) -> Path:

@@ -11,6 +11,7 @@ that is not a string, metrics that are not a mapping).
 import contextlib
 import fcntl
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -38,10 +39,29 @@ def check_record(rec) -> dict:
             raise ValueError(f"{field}: expected a string, got {type(rec.get(field)).__name__}")
     if not isinstance(rec.get("metrics", {}), dict):
         raise ValueError("metrics: expected a mapping")
+    for name, value in (rec.get("metrics") or {}).items():
+        problem = _bad_value(value)
+        if problem:
+            raise ValueError(f"metrics.{name}: {problem}")
     for field in ("scale", "kind"):
         if rec.get(field) is not None and not isinstance(rec[field], str):
             raise ValueError(f"{field}: expected a string")
     return rec
+
+
+def _bad_value(value, depth: int = 0) -> str | None:
+    """Why a metric value is not one our writer makes (finite numbers, strings, booleans, null,
+    lists of these; NaN and infinities are written as strings by provenance.to_jsonable), or
+    None when it is fine."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, list):
+        if depth > 8:
+            return "lists nested more than 8 deep"
+        return next(filter(None, (_bad_value(v, depth + 1) for v in value)), None)
+    if value is None or isinstance(value, bool | int | float | str):
+        return None
+    return f"expected a number, string, boolean or list, got {type(value).__name__}"
 
 
 class ResultStore:
@@ -55,6 +75,8 @@ class ResultStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
         except OSError as e:
             raise BenchlabError(f"{self.path}: result store not writable ({e.strerror})") from None
+        if not self.path.is_file():  # a link to /dev/null would swallow every result
+            raise BenchlabError(f"{self.path}: result store is not a regular file")
 
     def append(self, record: dict) -> None:
         check_record(record)
@@ -85,7 +107,7 @@ class ResultStore:
                     continue
                 try:
                     rec = check_record(json.loads(raw))
-                except (ValueError, UnicodeDecodeError) as e:
+                except (ValueError, UnicodeDecodeError, RecursionError) as e:
                     warnings.warn(f"{self.path}:{lineno}: skipped a corrupt line ({e})",
                                   StoreWarning, stacklevel=2)
                     continue
