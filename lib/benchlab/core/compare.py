@@ -6,15 +6,19 @@ Each experiment declares in `METRICS` which metrics are results and how far they
 `None` (not a result: times, speed ratios; never compared), `0` (exact), a float (relative
 tolerance) or `(rel, abs)`. Keys are metric names or fnmatch patterns; the first match wins, and
 a recorded metric that matches none is an error, so nothing goes unchecked by accident. Times
-are pytest-benchmark's business (`pytest-benchmark compare`).
+are pytest-benchmark's business (`pytest-benchmark compare`). Cases are matched on experiment,
+case and `result_hash` (what is computed); runs that differ only in threads, heap mode or device
+(core.records.NOTE_SETTINGS) are compared, with the difference printed as a note.
 """
 
 import fnmatch
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from .errors import BenchlabError
 from .experiments import load
+from .records import NOTE_SETTINGS
 from .store import record_key
 
 MISSING = object()
@@ -75,9 +79,13 @@ def compare(base: list[dict], new: list[dict], *, exact: bool = False) -> tuple[
             continue
         a, b = old[key], cur[key]
         if a["config_hash"] != b["config_hash"]:
-            rows.append(Row(exp, case, "config_hash", a["config_hash"], b["config_hash"],
-                            "config"))
-            continue
+            if a.get("result_hash") is None or a.get("result_hash") != b.get("result_hash"):
+                rows.append(Row(exp, case, "config_hash", a["config_hash"], b["config_hash"],
+                                "config"))
+                continue
+            # the same computation under other run settings (threads, heap, device): compared
+            ra, rb = a.get("run") or {}, b.get("run") or {}
+            rows.append(Row(exp, case, "run", settings(ra, rb), settings(rb, ra), "settings"))
         ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
         for name in sorted(ma.keys() | mb.keys()):
             tol = tolerance(declared[exp], name, exp)
@@ -93,6 +101,11 @@ def compare(base: list[dict], new: list[dict], *, exact: bool = False) -> tuple[
 
 def _show(v):
     return "absent" if v is MISSING else v
+
+
+def settings(run: dict, other: dict) -> str:
+    """The run settings of `run` that differ from `other`'s, as 'threads=1 device=cpu'."""
+    return " ".join(f"{k}={run.get(k)}" for k in NOTE_SETTINGS if run.get(k) != other.get(k))
 
 
 FAILING = ("moved", "missing", "config")
@@ -111,10 +124,15 @@ def main(base_path, new_path, *, exact: bool = False) -> int:
     check_experiments(new, new_path)
     rows, compared = compare(base, new, exact=exact)
     bad = [r for r in rows if r.status in FAILING]
-    if rows:
+    notes = [r for r in rows if r.status == "settings"]
+    shown = [r for r in rows if r.status != "settings"]
+    if shown:
         print(tabulate([(r.status, r.experiment, r.case, r.metric, _short(r.base), _short(r.new))
-                        for r in rows], headers=("status", "experiment", "case", "metric",
-                                                  str(base_path), str(new_path))))
+                        for r in shown], headers=("status", "experiment", "case", "metric",
+                                                   str(base_path), str(new_path))))
+    for (was, now), n in sorted(Counter((r.base, r.new) for r in notes).items()):
+        print(f"note: {n} cases ran with other settings ({was} in {base_path}, {now} in "
+              f"{new_path}); their results are compared within tolerance")
     cases = len({record_key(r) for r in new})
     print(f"benchlab compare: {cases} cases, {compared} result values compared: "
           f"{sum(r.status == 'moved' for r in rows)} moved, "

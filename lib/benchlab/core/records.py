@@ -6,6 +6,9 @@ A record is a plain dict:
     config_hash                        hash of the case parameters, the experiment config, the
                                        digests of every input and the run settings (seed, device,
                                        dtype, threads): change any of them and the case reruns
+    result_hash                        the same without the settings that do not choose what is
+                                       computed (NOTE_SETTINGS: threads, heap, device): what
+                                       `benchlab compare` matches cases on, noting the others
     code_version                       hash of the core, the zoo and the experiment's package
                                        (and, under pytest, the bench module that measured it)
     package_version                    the same without the bench module
@@ -19,6 +22,9 @@ Together experiment, case, config_hash and code_version are the key (core.store.
 from .provenance import code_version, config_hash, git_commit, to_jsonable
 
 TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")  # record["time"]
+# Run settings that change how a case runs, not what it computes: two runs that differ only in
+# these are compared (each metric within its tolerance), with the difference shown as a note.
+NOTE_SETTINGS = ("threads", "steady_heap", "device")
 
 
 def case_name(kind: str, case_id: str) -> str:
@@ -44,9 +50,10 @@ def make_record(experiment: str, kind: str, case_id: str, metrics: dict, *, scal
 
     params, inputs, run = to_jsonable(params or {}), dict(inputs or {}), dict(run or {})
     key = {"params": params, "config": to_jsonable(config), "inputs": inputs, "run": run}
+    what = dict(key, run={k: v for k, v in run.items() if k not in NOTE_SETTINGS})
     return {
         "experiment": experiment, "case": case_name(kind, case_id), "kind": kind,
-        "scale": scale, "config_hash": config_hash(key),
+        "scale": scale, "config_hash": config_hash(key), "result_hash": config_hash(what),
         "code_version": code_version(module_file, *extra_code),
         "package_version": code_version(module_file),
         "metrics": to_jsonable(metrics), "config": params, "inputs": inputs, "run": run,
