@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .core import experiments
 from .core.errors import BenchlabError, fail
-from .core.options import output_dir, output_file
+from .core.options import bounded, output_dir, output_file
+from .core.ratios import DEFAULT_MARGIN
 from .core.results import check_experiments, load_records, write_baseline
 
 BASELINE = "reports/baseline/tiny.json"
@@ -59,7 +60,7 @@ def cmd_publish(args) -> int:
 def cmd_compare(args) -> int:
     from .core.compare import main as compare
 
-    return compare(args.base, args.new, exact=args.exact)
+    return compare(args.base, args.new, exact=args.exact, margin=args.margin, only=args.ratios)
 
 
 def cmd_baseline(args) -> int:
@@ -120,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("new", help="the run to check, in any of those forms")
     cmp_.add_argument("--exact", action="store_true",
                       help="every result metric bit for bit (two runs on one machine)")
+    cmp_.add_argument("--margin", type=bounded(float, lo=1e-9, hi=1 - 1e-9),
+                      default=DEFAULT_MARGIN,
+                      help="a speed ratio regressed when its interval lies beyond the base's by "
+                           "more than this fraction (default: %(default)s)")
+    cmp_.add_argument("--ratios", nargs="+", metavar="NAME",
+                      help="check only these declared ratios (EXPERIMENT.NAME or NAME)")
     base = sub.add_parser("baseline", help=f"rewrite {BASELINE} from a run's results")
     base.add_argument("path", help="a .jsonl result store or benchmark JSON of a tiny run")
     base.add_argument("--output", default=BASELINE, type=output_file,

@@ -16,6 +16,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from . import ratios
 from .errors import BenchlabError
 from .experiments import load
 from .records import NOTE_SETTINGS
@@ -111,8 +112,22 @@ def settings(run: dict, other: dict) -> str:
 FAILING = ("moved", "missing", "config")
 
 
-def main(base_path, new_path, *, exact: bool = False) -> int:
-    """Print what moved; 1 if anything moved, went missing or changed config, else 0."""
+def matched(base: list[dict], new: list[dict]) -> list[tuple[dict, dict]]:
+    """(base, new) record pairs of one case computing the same thing (config or result hash)."""
+    old = {(r["experiment"], r["case"]): r for r in base}
+    out = []
+    for b in new:
+        a = old.get((b["experiment"], b["case"]))
+        if a is not None and (a["config_hash"] == b["config_hash"] or (
+                a.get("result_hash") is not None and a.get("result_hash") == b.get("result_hash"))):
+            out.append((a, b))
+    return out
+
+
+def main(base_path, new_path, *, exact: bool = False, margin: float = ratios.DEFAULT_MARGIN,
+         only=None) -> int:
+    """Print what moved and the tracked speed ratios (core.ratios); 1 if a result moved, went
+    missing or changed config, or a gated ratio regressed or broke its goal, else 0."""
     from tabulate import tabulate
 
     from .results import check_experiments, load_records
@@ -121,7 +136,9 @@ def main(base_path, new_path, *, exact: bool = False) -> int:
     if not new:
         raise BenchlabError(f"{new_path}: no benchlab records")
     check_experiments(base, base_path)
-    check_experiments(new, new_path)
+    modules = check_experiments(new, new_path)
+    speed = ratios.check(matched(base, new), modules, margin=margin, only=only,
+                         base_path=str(base_path), new_path=str(new_path))
     rows, compared = compare(base, new, exact=exact)
     bad = [r for r in rows if r.status in FAILING]
     notes = [r for r in rows if r.status == "settings"]
@@ -139,7 +156,14 @@ def main(base_path, new_path, *, exact: bool = False) -> int:
           f"{sum(r.status == 'missing' for r in rows)} missing, "
           f"{sum(r.status == 'config' for r in rows)} with another config, "
           f"{sum(r.status == 'new' for r in rows)} new")
-    return 1 if bad else 0
+    if speed:
+        print(ratios.show(speed))
+    slow = [r for r in speed if r.status in ("regressed", "goal")]
+    print(f"benchlab compare: {len(speed)} speed ratios checked (margin {margin}): "
+          f"{sum(r.status == 'regressed' for r in speed)} regressed, "
+          f"{sum(r.status == 'goal' for r in speed)} off their goal, "
+          f"{sum(r.status == 'info' for r in speed)} off but not gated")
+    return 1 if bad or slow else 0
 
 
 def _short(v, width: int = 40) -> str:
