@@ -1,77 +1,131 @@
 """asv benchmarks for layer selection: solve time per solver, result metrics as track_*.
 
     asv run --quick --bench layer_selection      # BENCHLAB_SCALE=tiny|small|paper
+
+The cases are the bench's (core.session.Run's cases of a kind at the scale) and every track_*
+value is a metric of a record that `Run.measure(kind, case)` made, read as it is: this module
+computes nothing from results. A class whose case is not at the scale (or without the shared
+data) is skipped (NotImplementedError in setup).
 """
 
-import numpy as np
+import os
 
 from benchlab.core.asv_suite import Suite
-from benchlab.layer_selection import data, solve, speed_cases
-from benchlab.layer_selection import experiment as ex
-from benchlab.layer_selection.measure import measure_speed
+from benchlab.layer_selection.data import SHARED_MODELS
 
 Base = Suite("layer_selection")
+MODELS = list(SHARED_MODELS)
 
 
-def _instances(model: str, method: str = "alphaprun"):
-    if not (data.shared_dir() / "cases").exists():
-        raise NotImplementedError("shared layer-selection data not found")  # asv: skipped
-    m = ex.model_data(model)
-    ids = Base.config.case_ids or tuple(range(1, 131))
-    return m, [(data.values_for(m, method, cid), ex.case_budgets(m, cid)) for cid in ids]
+def _run():
+    """The bench's Run at $BENCHLAB_SCALE (the Suite's config), records kept in memory."""
+    from benchlab.core.session import Run
+
+    return Run("layer_selection", os.environ.get("BENCHLAB_SCALE", "tiny"), device=Base.device,
+               config=Base.config)
+
+
+def _case(run, kind: str, **fields):
+    """The first case of `kind` at the scale whose fields match, or None."""
+    return next((c for c in run.cases(kind)
+                 if all(getattr(c, k) == v for k, v in fields.items())), None)
+
+
+def _metrics(kind: str, wanted: dict) -> dict:
+    """param -> the metrics of the record `Run.measure` made of its case (absent cases left
+    out): what setup_cache hands to the track_* methods."""
+    run = _run()
+    out = {}
+    for param, fields in wanted.items():
+        case = _case(run, kind, **fields)
+        if case is not None:
+            out[param] = run.measure(kind, case)["metrics"]
+    return out
+
+
+def _skip_unless(cache: dict, param) -> None:
+    if param not in cache:
+        raise NotImplementedError(f"no such case at this scale (or no shared data): {param}")
 
 
 class Solve(Base):
-    """Experiment cases (3 verifiers, unequal budgets) of one model through one solver."""
+    """The scale's experiment cases of one model (alphaprun values, 3 verifiers, unequal
+    budgets) through one solver; tracked: the first case's record."""
 
-    params = (list(data.SHARED_MODELS), ["exact", "ordered"])
+    params = (MODELS, ["exact", "ordered"])
     param_names = ["model", "solver"]
 
-    def setup(self, model, solver):
-        self.m, self.inst = _instances(model)
+    def setup_cache(self):
+        return _metrics("solve", {(m, s): {"model": m, "solver": s, "method": "alphaprun"}
+                                  for m in MODELS for s in ("exact", "ordered")})
 
-    def time_solve(self, model, solver):
-        for v, b in self.inst:
-            solve(self.m.costs, v, b, solver)
+    def setup(self, cache, model, solver):
+        from benchlab.layer_selection import experiment as ex
 
-    def track_ratio(self, model, solver):
-        total = self.m.total_significance
-        return float(np.mean([solve(self.m.costs, v, b, solver).value / total
-                              for v, b in self.inst]))
+        _skip_unless(cache, (model, solver))
+        cases = [c for c in _run().cases("solve") if (c.model, c.solver, c.method)
+                 == (model, solver, "alphaprun")]
+        self.instances = [ex.instance(c) for c in cases]
 
-    def track_shortfall_rate(self, model, solver):
-        return float(np.mean([solve(self.m.costs, v, b, solver).value
-                              < solve(self.m.costs, v, b).value * (1 - 1e-9)
-                              for v, b in self.inst]))
+    def time_solve(self, cache, model, solver):
+        from benchlab.layer_selection import solve
+
+        for m, values, budgets in self.instances:
+            solve(m.costs, values, budgets, solver)
+
+    def track_ratio(self, cache, model, solver):
+        return cache[model, solver]["ratio"]
+
+    def track_gap(self, cache, model, solver):
+        return cache[model, solver]["gap"]
 
 
 class Scalability(Base):
-    """Equal budgets of 1% of llama2_70b each, M verifiers."""
+    """The bench's scalability cases of the scale's largest scalability model (llama2_70b;
+    llama2_7b at tiny): M equal budgets of 1% of the model each, from the shared scalability
+    case file, through one solver."""
 
     params = ([1, 46, 96], ["exact", "ordered"])
     param_names = ["M", "solver"]
 
-    def setup(self, M, solver):
-        if not (data.shared_dir() / "cases").exists():
-            raise NotImplementedError("shared layer-selection data not found")
-        self.m = ex.model_data("llama2_70b")
-        self.b = np.full(M, 0.01 * self.m.total_cost)
+    def setup_cache(self):
+        model = Base.config.scal_models[-1]
+        return _metrics("scalability", {(M, s): {"model": model, "M": M, "solver": s}
+                                        for M in (1, 46, 96) for s in ("exact", "ordered")})
 
-    def time_solve(self, M, solver):
-        solve(self.m.costs, self.m.significance, self.b, solver)
+    def setup(self, cache, M, solver):
+        from benchlab.layer_selection import experiment as ex
 
-    def track_ratio(self, M, solver):
-        return solve(self.m.costs, self.m.significance, self.b, solver).value / \
-            self.m.total_significance
+        _skip_unless(cache, (M, solver))
+        self.m, self.values, self.budgets = ex.instance(_case(
+            _run(), "scalability", model=Base.config.scal_models[-1], M=M, solver=solver))
+
+    def time_solve(self, cache, M, solver):
+        from benchlab.layer_selection import solve
+
+        solve(self.m.costs, self.values, self.budgets, solver)
+
+    def track_objective(self, cache, M, solver):
+        return cache[M, solver]["objective"]
+
+    def track_gap(self, cache, M, solver):
+        return cache[M, solver]["gap"]
 
 
 class VersusMilp(Base):
     """Speed-up of the exact DP over scipy's MILP on the same instances, both warm, rotated
-    rounds (layer_selection.measure.measure_speed), the scale's first speed case."""
+    rounds (layer_selection.measure.measure_speed): the scale's first speed case's record."""
 
     def setup_cache(self):
-        _instances("opt_125m")  # skips when the shared data is absent
-        return measure_speed(speed_cases(self.config)[0], self.config, self.measurer())["speedup"]
+        run = _run()
+        cases = run.cases("speed")
+        return run.measure("speed", cases[0])["metrics"] if cases else {}
 
-    def track_speedup(self, speedup):
-        return speedup
+    def setup(self, cache):
+        _skip_unless(cache, "speedup")
+
+    def track_speedup(self, cache):
+        return cache["speedup"]
+
+    def track_max_rel_diff(self, cache):
+        return cache["max_rel_diff"]

@@ -44,8 +44,13 @@ def test_run_writes_seed_results(tmp_path):
             got = sum(model.significance[s:e + 1].sum() for s, e in filter(None, ivs))
             assert r["alphaprun_benefit"] == pytest.approx(got)
             assert r["alphaprun_ratio"] == pytest.approx(got / model.significance.sum())
-    # never overwrite saved results; milp gives the same optima
-    assert top_main(["layer-selection"] + argv) == 2
+    # a rerun resumes from out/store.jsonl (same files); other results are never overwritten
+    before = (out / "opt_125m_all_results.json").read_bytes()
+    assert top_main(["layer-selection"] + argv) == 0
+    assert (out / "opt_125m_all_results.json").read_bytes() == before
+    assert len((out / "store.jsonl").read_text().splitlines()) == 3
+    assert top_main(["layer-selection"] + argv + ["--solver", "ordered"]) == 2
+    # milp gives the same optima
     assert main(argv[:-1] + [str(tmp_path / "milp"), "--solver", "milp"]) == 0
     milp = json.loads((tmp_path / "milp" / "opt_125m_all_results.json").read_text())
     for a, b in zip(res["results"], milp["results"], strict=True):

@@ -74,9 +74,13 @@ def test_multi_model_run_writes_seed_files(tmp_path):
     row = next(line for line in txt.splitlines() if line.startswith("norm_2"))
     assert row.split()[1:3] == ["3", f"{np.mean(ratios):.4f}"]
     assert f"{np.mean(ratios):.4f}" in (out / "combined_comparison.txt").read_text()
-    # saved results are never overwritten; --skip_existing resumes and plots from the files
+    # a rerun resumes from the store (nothing measured, the same files); results of other
+    # inputs are never overwritten; --skip_existing keeps the files and plots from them
     before = (out / "opt_125m_all_results.json").read_bytes()
-    assert ls(*argv) == 2
+    lines = (out / "store.jsonl").read_text()
+    assert ls(*argv) == 0
+    assert (out / "store.jsonl").read_text() == lines
+    assert ls(*argv, "--solver", "ordered") == 2
     assert ls(*argv, "--skip_existing") == 0
     assert (out / "opt_125m_all_results.json").read_bytes() == before
     # the plot command redraws from the CLI's own outputs alone

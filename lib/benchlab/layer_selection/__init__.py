@@ -2,6 +2,7 @@
 
     pytest bench/test_layer_selection.py --bench-scale=tiny
     benchlab layer-selection run --scores S.json --norms N.json --cases C.json --output-dir out/
+    benchlab compare out/store.jsonl out2/store.jsonl    # the CLI's records (kind `files`)
 
 Five value methods (random, norm_1, norm_2, norm_inf, alphaprun) choose layers for M verifiers;
 every selection is scored by its AlphaPrun benefit (summed significance). Solvers: `exact` (any
@@ -107,15 +108,21 @@ METRICS = {
     # forced (ATEN_CPU_CAPABILITY, MKL_CBWR) against AVX-512; the shared files' cases are exact
     "benefit": 1e-5, "objective": 1e-5, "exact_objective": 1e-5, "ratio*": 1e-5,
     "gap": (0, 1e-6), "max_rel_diff": (0, 1e-6),  # against HiGHS's MILP optimum
+    # the CLI's `files` records: per value method (seed_format.method_metrics)
+    "benefit_*": 1e-5, "objective_*": 1e-5, "valid_*": 0, "assignments_*": 0,
 }
 
 
 def inputs(case, config) -> dict[str, str]:
     """sha256 of every file the case reads: the shared case files and score/norm files (its
-    model's, or all four for the all-shared case) and, for zoo models, the pinned artifacts."""
+    model's, or all four for the all-shared case), for zoo models the pinned artifacts, for the
+    CLI's `files` cases the files it was given."""
     from ..core.provenance import file_digest
     from .data import shared_dir
+    from .seed_format import FileCase, file_inputs
 
+    if isinstance(case, FileCase):  # the CLI's run: its own score, norm and case files
+        return file_inputs(config)
     model = getattr(case, "model", None)
     if isinstance(case, LengthCase) or not _available():
         return {}

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import data
-from .solver import check_selection, solve
+from .selection import benefit, check_selection
+from .solver import solve
 
 
 @functools.cache
@@ -56,6 +57,18 @@ def scalability_case(case_id: int) -> dict:
     return next(c for c in data.scalability_cases() if c["case_id"] == case_id)
 
 
+def instance(case) -> tuple[data.ModelData, np.ndarray, np.ndarray]:
+    """(model, values, budgets) of a solve case (its method's values, the experiment case's
+    rescaled budgets) or a scalability case (significance, the shared file's budgets): what the
+    benchmarks and asv solve."""
+    if hasattr(case, "method"):
+        m = model_data(case.model, case.source)
+        return m, data.values_for(m, case.method, case.case_id), case_budgets(m, case.case_id)
+    m = model_data(case.model)
+    return m, m.significance, np.asarray(scalability_case(case.case_id)["budgets"],
+                                         dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Outcome:
     objective: float  # the method's own objective, as optimized
@@ -70,9 +83,9 @@ def evaluate(model: data.ModelData, budgets, method: str, solver: str,
     values = data.values_for(model, method, case_id)
     sel = solve(model.costs, values, budgets, solver)
     ok, _ = check_selection(model.costs, budgets, sel.intervals)
-    benefit = float(np.sum(model.significance[sel.layers])) if sel.layers else 0.0
+    got = benefit(model.significance, sel)
     total = model.total_significance
-    return Outcome(sel.value, benefit, benefit / total if total > 0 else 0.0, sel.intervals, ok)
+    return Outcome(sel.value, got, got / total if total > 0 else 0.0, sel.intervals, ok)
 
 
 @functools.cache

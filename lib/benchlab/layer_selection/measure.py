@@ -1,5 +1,6 @@
-"""What each case kind measures: `measure_<kind>(case, config, timer) -> metrics` (bench module,
-CLI and asv call these). Timing is core.timing's Timer; exact vs MILP runs side by side.
+"""What each case kind measures: `measure_<kind>(case, config, timer) -> metrics`, read by
+core.session.Run (the bench module, the CLI's `files` kind and asv measure through it). Timing
+is core.timing's Timer; exact vs MILP runs side by side.
 
     python -c "from benchlab.core import Timer; from benchlab.layer_selection import *; \
         from benchlab.layer_selection.measure import measure_speed; \
@@ -11,7 +12,9 @@ import numpy as np
 from ..core.stats import paired_ratio, paired_ratio_ci
 from . import all_shared_cases, data, length_cases, scalability_cases, solve_cases, speed_cases
 from . import experiment as ex
-from .solver import check_selection, solve
+from . import seed_format as sf
+from .selection import benefit, check_selection
+from .solver import solve
 
 REL = 1e-9  # float tolerance when comparing optima computed by different solvers
 
@@ -25,29 +28,26 @@ def _warmup(solver: str) -> int:
 
 
 def measure_solve(case, config, timer) -> dict:
-    m = ex.model_data(case.model, case.source)
-    b = ex.case_budgets(m, case.case_id)
-    values = data.values_for(m, case.method, case.case_id)
+    m, values, b = ex.instance(case)
     sel = timer.measure(lambda: solve(m.costs, values, b, case.solver), warmup=1,
                         rounds=_rounds(case.solver, config))
     ok, why = check_selection(m.costs, b, sel.intervals)
     assert ok, why
-    benefit = float(np.sum(m.significance[sel.layers])) if sel.layers else 0.0
+    got = benefit(m.significance, sel)
     best = ex.best_benefit(m, tuple(b))
     exact = ex.exact_objective(m, tuple(b), case.method, case.case_id)
     assert sel.value <= exact + REL * abs(exact), "a heuristic beat the exact optimum"
-    assert benefit <= best + REL * best, "a selection beat the best achievable benefit"
+    assert got <= best + REL * best, "a selection beat the best achievable benefit"
     gap = (exact - sel.value) / abs(exact) if exact else 0.0
-    return {"benefit": benefit, "ratio": benefit / m.total_significance,
-            "ratio_to_best": benefit / best if best > 0 else 1.0, "objective": sel.value,
+    return {"benefit": got, "ratio": got / m.total_significance,
+            "ratio_to_best": got / best if best > 0 else 1.0, "objective": sel.value,
             "exact_objective": exact, "gap": gap, "short": int(gap > REL), "valid": ok,
             "used": sum(iv is not None for iv in sel.intervals)}
 
 
 def measure_scalability(case, config, timer) -> dict:
-    m = ex.model_data(case.model)
-    b = np.asarray(ex.scalability_case(case.case_id)["budgets"], dtype=np.float64)
-    sel = timer.measure(lambda: solve(m.costs, m.significance, b, case.solver),
+    m, values, b = ex.instance(case)
+    sel = timer.measure(lambda: solve(m.costs, values, b, case.solver),
                         warmup=_warmup(case.solver), rounds=_rounds(case.solver, config))
     ok, why = check_selection(m.costs, b, sel.intervals)
     assert ok, why
@@ -120,6 +120,18 @@ def measure_all_shared(case, config, timer) -> dict:
     return {"instances": len(work), "total_s": max(seconds)}
 
 
+def measure_files(case, config, timer) -> dict:
+    """One budget case of a model given as seed files (`benchlab layer-selection run`): each
+    value method's selection by the case's solver, scored by its AlphaPrun benefit (untimed)."""
+    model, cases, scal = sf.load_files(config)
+    b = sf.budgets_of(model, cases, scal, case.case_id)
+    out = {}
+    for method in sf.methods_of(model):
+        out |= sf.method_metrics(method, ex.evaluate(model, b, method, case.solver,
+                                                     case.case_id))
+    return out
+
+
 # kind -> (its cases at a scale, what one case measures): what core.session.Run reads
 KINDS = {
     "solve": (solve_cases, measure_solve),
@@ -127,4 +139,5 @@ KINDS = {
     "length": (length_cases, measure_length),
     "speed": (speed_cases, measure_speed),
     "all_shared": (all_shared_cases, measure_all_shared),
+    sf.KIND: (sf.file_cases, measure_files),  # the CLI's run: cases only under a Files config
 }

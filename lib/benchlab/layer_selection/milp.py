@@ -17,7 +17,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..core.errors import BenchlabError
-from .solver import Selection, check_inputs, furthest_end, prefix, total_value
+from .selection import Selection, check_inputs, furthest_end, prefix, total_value
 
 OPTIONS = {"mip_rel_gap": 0.0, "presolve": True}
 

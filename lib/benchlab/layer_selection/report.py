@@ -1,6 +1,9 @@
-"""Layer-selection report from benchmark records only: boxplots, scalability, tables, notes.
+"""Layer-selection report from benchmark records only: boxplots, scalability, tables, notes; and
+every figure of the seed's command set (`{model}_comparison`, `combined_comparison`,
+`scalability_plot`), drawn here for the CLI (`run --plot`, `plot`) and for `files` records.
 
     benchlab report /tmp/ls/out.json --outdir reports
+    benchlab report exp/store.jsonl          # a `benchlab layer-selection run` output folder's
 """
 
 from pathlib import Path
@@ -44,18 +47,13 @@ def _boxplots(df: pd.DataFrame, outdir: Path) -> list[str]:
             ax.tick_params(axis="x", labelrotation=30)
         names.append(save_figure(fig, outdir, f"boxplot_{model}").name)
     shared = [m for m in models if not m.endswith("-tiny")] or models
-    if shared:
-        fig, axes = new_figure(1, len(shared), size=(3.6 * len(shared), 3.8))
-        axes = np.atleast_1d(axes).ravel()
-        for ax, model in zip(axes, shared, strict=True):
-            sub = ex[ex["case.model"] == model]
-            methods = _methods(sub)
-            ax.boxplot([sub.loc[sub["case.method"] == m, "ratio"].to_numpy() for m in methods],
-                       tick_labels=methods)
-            ax.set_title(model + (" (65B shapes)" if model == "llama2_70b" else ""))
-            ax.tick_params(axis="x", labelrotation=45)
-        axes[0].set_ylabel("AlphaPrun ratio")
-        names.append(save_figure(fig, outdir, "combined").name)
+    per_model = {}
+    for model in shared:
+        sub = ex[ex["case.model"] == model]
+        per_model[model] = {m: sub.loc[sub["case.method"] == m, "ratio"].to_numpy()
+                            for m in _methods(sub)}
+    if per_model:
+        names.append(_combined_figure(per_model, outdir, "combined").name)
     return names
 
 
@@ -110,21 +108,20 @@ def _speed_lines(tab: pd.DataFrame) -> list[str]:
 def _scalability(sc: pd.DataFrame, ln: pd.DataFrame, outdir: Path) -> list[str]:
     names = []
     if len(sc):
-        models = sorted(sc["case.model"].unique())
+        models = model_order(sc["case.model"].unique())
         fig, axes = new_figure(len(models), 2, size=(10, 3.2 * len(models)))
         axes = np.atleast_2d(axes)
         for row, model in zip(axes, models, strict=True):
             sub = sc[sc["case.model"] == model]
-            ex = sub[sub["case.solver"] == "exact"].groupby("case.M").mean(numeric_only=True)
-            for m in METHOD_ORDER:
-                if f"ratio_{m}" in ex:
-                    row[0].plot(ex.index, ex[f"ratio_{m}"], marker="o", label=m)
+            ex = sub[sub["case.solver"] == "exact"]
+            _ratio_vs_M(row[0], ex["case.M"].to_numpy(),
+                        {m: ex[f"ratio_{m}"].to_numpy() for m in METHOD_ORDER
+                         if f"ratio_{m}" in ex})
             row[0].set_title(f"{model}: ratio vs M (exact)")
             row[0].set_xlabel("verifiers M")
             row[0].set_ylabel("AlphaPrun ratio")
             row[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
-            for ax in row:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            row[1].xaxis.set_major_locator(MaxNLocator(integer=True))
             _time_lines(row[1], sub, "case.M")
             row[1].set_title(f"{model}: solve time vs M")
             row[1].set_xlabel("verifiers M")
@@ -200,4 +197,138 @@ def report(records: list[dict], outdir) -> None:
         row = alls.iloc[0]
         lines += [f"All shared cases solved exactly: {int(row['instances'])} instances in "
                   f"{row['total_s']:.2f} s.", ""]
+    files = [r for r in records if r.get("kind") == "files"]
+    if files:
+        figs = files_figures(files, outdir)
+        lines += ["`benchlab layer-selection run` records (the seed's figures and summaries): "
+                  + ", ".join(p.name for p in figs), ""]
     (outdir / "README.md").write_text("\n".join(lines))
+
+
+# -- the seed's figures and text summaries ------------------------------------------------------
+
+def model_order(names) -> list[str]:
+    """Shared models in their size order (opt_125m ... llama2_70b), others after by name."""
+    known = ("opt_125m", "llama2_7b", "llama2_13b", "llama2_70b")
+    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
+def _ratio_boxes(ax, ratios: dict[str, np.ndarray]) -> None:
+    ax.boxplot(list(ratios.values()), tick_labels=list(ratios))
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def _ratio_vs_M(ax, Ms: np.ndarray, ratios: dict[str, np.ndarray]) -> None:
+    """Mean ratio against the verifier count M, one line per method, integer M ticks."""
+    xs = sorted(set(np.asarray(Ms).tolist()))
+    for m, x in ratios.items():
+        x = np.asarray(x, dtype=np.float64)
+        ax.plot(xs, [x[Ms == k].mean() for k in xs], marker="o", ms=3, label=m)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _png(png, outdir, name: str) -> tuple[Path, str]:
+    """(folder, file stem) of a figure: `png` (plot --output) or outdir/name.png."""
+    return (Path(png).parent, Path(png).stem) if png else (Path(outdir), name)
+
+
+def _combined_figure(per_model: dict[str, dict], outdir, name: str) -> Path:
+    models = model_order(per_model)
+    fig, axes = new_figure(1, len(models), size=(3.8 * len(models), 3.8), sharey=True)
+    axes = np.atleast_1d(axes).ravel()
+    for ax, model in zip(axes, models, strict=True):
+        _ratio_boxes(ax, per_model[model])
+        ax.set_title(model + (" (65B shapes)" if model == "llama2_70b" else ""))
+    axes[0].set_ylabel("AlphaPrun ratio")
+    return save_figure(fig, outdir, name)
+
+
+def comparison_text(name: str, ratios: dict[str, np.ndarray], solver: str = "?") -> str:
+    n = max((x.size for x in ratios.values()), default=0)
+    lines = [f"AlphaPrun ratio by value method: {name} ({n} cases, solver {solver})", "",
+             f"{'method':<10} {'n':>5} {'mean':>8} {'median':>8} {'std':>8} {'min':>8} "
+             f"{'max':>8}"]
+    for m, x in ratios.items():
+        lines.append(f"{m:<10} {x.size:>5d} {x.mean():>8.4f} {np.median(x):>8.4f} "
+                     f"{x.std(ddof=1) if x.size > 1 else 0.0:>8.4f} {x.min():>8.4f} "
+                     f"{x.max():>8.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def combined_text(per_model: dict[str, dict]) -> str:
+    models = model_order(per_model)
+    methods = list(dict.fromkeys(m for d in models for m in per_model[d]))
+    lines = ["Mean AlphaPrun ratio by model and value method", "",
+             f"{'model':<12}" + "".join(f" {m:>10}" for m in methods)]
+    for d in models:
+        r = per_model[d]
+        lines.append(f"{d:<12}" + "".join(
+            f" {r[m].mean():>10.4f}" if m in r else f" {'-':>10}" for m in methods))
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(name: str, ratios: dict[str, np.ndarray], outdir=None, *,
+                    solver: str = "?", png=None) -> list[Path]:
+    """`{name}_comparison.png` and `.txt` under outdir (or `png` and its .txt): ratio by method."""
+    folder, stem = _png(png, outdir, f"{name}_comparison")
+    fig, ax = new_figure(size=(5.5, 3.8))
+    _ratio_boxes(ax, ratios)
+    ax.set_ylabel("AlphaPrun ratio")
+    n = max((np.size(x) for x in ratios.values()), default=0)
+    ax.set_title(f"{name}: AlphaPrun ratio by method ({n} cases)")
+    path = save_figure(fig, folder, stem)
+    txt = path.with_suffix(".txt")
+    txt.write_text(comparison_text(name, ratios, solver))
+    return [path, txt]
+
+
+def plot_combined(per_model: dict[str, dict], outdir=None, *, png=None) -> list[Path]:
+    """`combined_comparison.png` and `.txt` (or `png` and its .txt): every model side by side."""
+    folder, stem = _png(png, outdir, "combined_comparison")
+    path = _combined_figure(per_model, folder, stem)
+    txt = path.with_suffix(".txt")
+    txt.write_text(combined_text(per_model))
+    return [path, txt]
+
+
+def plot_scalability(per_model: dict[str, tuple], outdir=None, *, png=None) -> Path:
+    """`scalability_plot.png` (or `png`): mean ratio vs M per method, one panel per model,
+    from model -> (M per case, method -> ratio per case)."""
+    folder, stem = _png(png, outdir, "scalability_plot")
+    models = model_order(per_model)
+    fig, axes = new_figure(1, len(models), size=(4.2 * len(models) + 1.4, 3.6))
+    axes = np.atleast_1d(axes).ravel()
+    for ax, model in zip(axes, models, strict=True):
+        _ratio_vs_M(ax, *per_model[model])
+        ax.set(title=model, xlabel="verifiers M", ylabel="mean AlphaPrun ratio")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    return save_figure(fig, folder, stem)
+
+
+def files_figures(records: list[dict], outdir, *, each: bool = True,
+                  combined: bool = True) -> list[Path]:
+    """The seed's figures and summaries from `files` records (benchlab layer-selection run):
+    per model `{model}_comparison` (`each`), `combined_comparison` (`combined`, with more than
+    one model) and `scalability_plot` (scalability case files)."""
+    exp, scal, solver = {}, {}, {}
+    for rec in sorted(records, key=lambda r: r["config"]["case"]["case_id"]):
+        case, metrics = rec["config"]["case"], rec["metrics"]
+        into = scal if case["scalability"] else exp
+        row = into.setdefault(case["model"], {"M": [], "ratios": {}})
+        row["M"].append(case["M"])
+        for m in [m for m in METHOD_ORDER if f"ratio_{m}" in metrics]:
+            row["ratios"].setdefault(m, []).append(metrics[f"ratio_{m}"])
+        solver[case["model"]] = case["solver"]
+    as_arrays = {model: {m: np.asarray(x, dtype=np.float64) for m, x in row["ratios"].items()}
+                 for model, row in exp.items()}
+    paths = []
+    for model in model_order(as_arrays) if each else []:
+        paths += plot_comparison(model, as_arrays[model], outdir, solver=solver[model])
+    if combined and len(as_arrays) > 1:
+        paths += plot_combined(as_arrays, outdir)
+    if scal:
+        paths.append(plot_scalability({
+            model: (np.asarray(row["M"]), {m: np.asarray(x, dtype=np.float64)
+                                           for m, x in row["ratios"].items()})
+            for model, row in scal.items()}, outdir))
+    return paths

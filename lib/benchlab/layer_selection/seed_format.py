@@ -1,28 +1,37 @@
-"""The seed's layer-selection workflow: case generation, per-model runs, result files and plots.
+"""The seed repository's file formats (an adapter: the results are core.session.Run records).
 
     D=../shared/data/layer_selection
+    benchlab layer-selection generate-cases --num_cases 100 --num_verifiers 3 --output_dir cases
     benchlab layer-selection generate-cases --base $D/cases/experiment_cases.json --output-dir g
     benchlab layer-selection run --models opt_125m llama2_7b --scores_dir $D/scores \
         --norms_dir $D/norms --cases $D/cases/experiment_cases.json \
         --scalability_cases $D/cases/scalability_cases.json --output-dir exp --plot --combined
     benchlab layer-selection plot --results-dir exp
 
+The CLI's `run` measures one record per (model, budget case) of kind `files`: `Files` is its Run
+config (one model's score/norm files and one case file), `FileCase` a case, and the metrics are
+`ratio_<method>`, `benefit_<method>`, `objective_<method>`, `valid_<method>` and
+`assignments_<method>`. `results_doc` writes the seed's results document from those records.
+
 Files (seed names, seed short model names such as opt_125m): `{model}_all_results.json`,
-`{model}/case_001_results.json` ..., `{model}_scalability_results.json`,
-`{model}_comparison.png/.txt`, `combined_comparison.png/.txt`, `scalability_plot.png`.
-Every problem with an input is a one-line BenchlabError naming the file and the field, raised
-before anything is written.
+`{model}/case_001_results.json` ..., `{model}_scalability_results.json`; the figures
+(`{model}_comparison.png/.txt`, `combined_comparison.png/.txt`, `scalability_plot.png`) are
+layer_selection.report's. Every problem with an input is a one-line BenchlabError naming the
+file and the field, raised before anything is written.
 """
 
+import functools
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import BenchlabError, fail, read_json
 from . import data
-from .experiment import evaluate
+
+KIND = "files"  # the Run kind of the CLI's records (measure.KINDS)
 
 METHOD_ORDER = data.VALUE_METHODS
 
@@ -71,35 +80,115 @@ def model_cases(path, model: str) -> tuple[list[dict], bool]:
     return mine, True
 
 
-def _method_result(model, budgets, method, solver, case_id) -> dict:
-    o = evaluate(model, budgets, method, solver, case_id)
-    return {"optimal_benefit": o.objective, "alphaprun_benefit": o.benefit,
-            "alphaprun_ratio": o.ratio, "assignments": [list(iv) if iv else None
-                                                        for iv in o.intervals],
-            "is_valid": o.valid}
+@dataclass(frozen=True)
+class Files:
+    """The CLI run's config (core.session.Run's `config`): one model's seed score and norm files,
+    one case file, the solver. The file contents are the records' inputs (their sha256)."""
+
+    model: str  # seed short name (file names and case filtering)
+    scores: str
+    norms: str | None
+    cases: str
+    solver: str = "exact"
 
 
-def run_model(model: data.ModelData, name: str, cases: list[dict], scal: bool, solver: str,
-              cases_path, scores_path, norms_path, progress=None) -> dict:
-    """The seed's results document of one model over its cases (experiment cases rescaled to
-    the model as the seed runner does; scalability budgets as given)."""
-    factor = 1.0 if scal else data.scale_factor(cases, model)
-    methods = list(METHOD_ORDER) if model.norms is not None else ["random", "alphaprun"]
+@dataclass(frozen=True)
+class FileCase:
+    id: str
+    model: str
+    case_id: int
+    M: int  # verifiers
+    scalability: bool  # a scalability case file (budgets as given) or experiment cases (rescaled)
+    solver: str
+
+
+def _stamp(path) -> tuple | None:
+    st = Path(path).stat() if path is not None else None
+    return (str(path), st.st_mtime_ns, st.st_size) if st else None
+
+
+@functools.lru_cache(maxsize=16)
+def _load(config: Files, *stamps) -> tuple[data.ModelData, list[dict], bool]:
+    model = data.load(config.scores, config.norms, name=config.model)
+    return (model, *model_cases(config.cases, config.model))
+
+
+def load_files(config: Files) -> tuple[data.ModelData, list[dict], bool]:
+    """(model, its cases, is_scalability), read and checked once per file version."""
+    return _load(config, *(_stamp(p) for p in (config.scores, config.norms, config.cases)))
+
+
+def file_inputs(config: Files) -> dict[str, str]:
+    """The records' inputs: sha256 of the score, norm and case files."""
+    from ..core.provenance import file_digest
+
+    files = {"scores": config.scores, "norms": config.norms, "cases": config.cases}
+    return {k: file_digest(p) for k, p in files.items() if p is not None}
+
+
+def file_cases(config) -> list[FileCase]:
+    """The `files` kind's cases: the case file's cases for the config's model (none unless the
+    config is a `Files`, so the benchmark scales have no such cases)."""
+    if not isinstance(config, Files):
+        return []
+    _, cases, scal = load_files(config)
+    tag = "scal" if scal else "exp"
+    return [FileCase(f"{config.model}-{tag}{c['case_id']:03d}-{config.solver}", config.model,
+                     c["case_id"], len(c["budgets"]), scal, config.solver) for c in cases]
+
+
+def methods_of(model: data.ModelData) -> list[str]:
+    """Every value method, or random and alphaprun only when the model has no norms file."""
+    return list(METHOD_ORDER) if model.norms is not None else ["random", "alphaprun"]
+
+
+def scale_of(model: data.ModelData, cases: list[dict], scal: bool) -> float:
+    """Experiment cases are rescaled to the model as the seed runner does; scalability budgets
+    are used as given."""
+    return 1.0 if scal else data.scale_factor(cases, model)
+
+
+def budgets_of(model: data.ModelData, cases: list[dict], scal: bool, case_id: int) -> np.ndarray:
+    case = next(c for c in cases if c["case_id"] == case_id)
+    return np.asarray(case["budgets"], dtype=np.float64) * scale_of(model, cases, scal)
+
+
+def method_metrics(method: str, outcome) -> dict:
+    """One value method's metrics of a `files` record (experiment.Outcome -> names)."""
+    return {f"objective_{method}": outcome.objective, f"benefit_{method}": outcome.benefit,
+            f"ratio_{method}": outcome.ratio, f"valid_{method}": outcome.valid,
+            f"assignments_{method}": [list(iv) if iv else None for iv in outcome.intervals]}
+
+
+def _method_result(metrics: dict, method: str) -> dict:
+    return {"optimal_benefit": metrics[f"objective_{method}"],
+            "alphaprun_benefit": metrics[f"benefit_{method}"],
+            "alphaprun_ratio": metrics[f"ratio_{method}"],
+            "assignments": metrics[f"assignments_{method}"],
+            "is_valid": metrics[f"valid_{method}"]}
+
+
+def results_doc(config: Files, records: list[dict]) -> dict:
+    """The seed's results document of one model over its case file, from the `files` records
+    of its cases (Run.run's, stored ones included)."""
+    model, cases, scal = load_files(config)
+    by_id = {r["config"]["case"]["case_id"]: r["metrics"] for r in records}
+    factor = scale_of(model, cases, scal)
     results = []
-    for case in progress(cases) if progress else cases:
-        budgets = np.asarray(case["budgets"], dtype=np.float64) * factor
-        per = {m: _method_result(model, budgets, m, solver, case["case_id"]) for m in methods}
+    for case in cases:
+        metrics = by_id[case["case_id"]]
+        budgets = budgets_of(model, cases, scal, case["case_id"])
         row = {"case_id": case["case_id"], "budgets": budgets.tolist()}
         if scal:
             row |= {"num_verifiers": len(budgets), "total_budget": float(budgets.sum())}
         else:
             row |= {"original_budgets": [float(b) for b in case["budgets"]],
                     "scale_factor": factor}
+        per = {m: _method_result(metrics, m) for m in methods_of(model)}
         results.append(row | {"results": per})
-    doc = {"model_name": name, "scores_file": str(scores_path),
-           "norms_file": str(norms_path) if norms_path else None, "solver": solver,
-           "source_cases_file": str(cases_path), "num_cases": len(results),
-           "total_alphaprun_score": model.total_significance,
+    doc = {"model_name": config.model, "scores_file": config.scores, "norms_file": config.norms,
+           "solver": config.solver, "source_cases_file": config.cases,
+           "num_cases": len(results), "total_alphaprun_score": model.total_significance,
            "total_model_cost": model.total_cost, "results": results}
     if scal:
         doc["verifier_counts"] = sorted({r["num_verifiers"] for r in results})
@@ -213,105 +302,57 @@ def ratios(doc: dict) -> dict[str, np.ndarray]:
     return {m: np.asarray(found[m], dtype=np.float64) for m in order}
 
 
-def comparison_text(doc: dict) -> str:
-    lines = [f"AlphaPrun ratio by value method: {doc['model_name']} "
-             f"({len(doc['results'])} cases, solver {doc.get('solver', '?')})", "",
-             f"{'method':<10} {'n':>5} {'mean':>8} {'median':>8} {'std':>8} {'min':>8} "
-             f"{'max':>8}"]
-    for m, x in ratios(doc).items():
-        lines.append(f"{m:<10} {x.size:>5d} {x.mean():>8.4f} {np.median(x):>8.4f} "
-                     f"{x.std(ddof=1) if x.size > 1 else 0.0:>8.4f} {x.min():>8.4f} "
-                     f"{x.max():>8.4f}")
-    return "\n".join(lines) + "\n"
+def scal_series(doc: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(verifier count M per case, method -> ratios) of a scalability results document."""
+    Ms = np.array([r.get("num_verifiers", len(r["budgets"])) for r in doc["results"]])
+    return Ms, ratios(doc)
 
 
-def model_order(docs: list[dict]) -> list[dict]:
-    """Shared models in their size order (opt_125m ... llama2_70b), others after by name."""
-    known = list(data.SHARED_MODELS)
-    return sorted(docs, key=lambda d: (known.index(d["model_name"]) if d["model_name"] in known
-                                       else len(known), d["model_name"]))
+# -- the seed's budget cases (generate_cases.py): a quarter of the models' mean cost ------------
+
+COST_ORDER = ("llama2_70b", "llama2_13b", "llama2_7b", "opt_125m")  # the seed's order (its mean)
 
 
-def combined_text(docs: list[dict]) -> str:
-    methods = list(dict.fromkeys(m for d in docs for m in ratios(d)))
-    lines = ["Mean AlphaPrun ratio by model and value method", "",
-             f"{'model':<12}" + "".join(f" {m:>10}" for m in methods)]
-    for d in docs:
-        r = ratios(d)
-        lines.append(f"{d['model_name']:<12}" + "".join(
-            f" {r[m].mean():>10.4f}" if m in r else f" {'-':>10}" for m in methods))
-    return "\n".join(lines) + "\n"
+def model_costs(scores_dir) -> dict[str, float]:
+    """Total parameter count of each shared model whose score file is in `scores_dir`."""
+    out = {}
+    for name in COST_ORDER:
+        path = Path(scores_dir) / data.SHARED_MODELS[name][0]
+        if path.is_file():
+            out[name] = data.read_scores(path).total_cost
+    return out
 
 
-def _boxes(ax, doc):
-    r = ratios(doc)
-    ax.boxplot(list(r.values()), tick_labels=list(r))
-    ax.set_ylabel("AlphaPrun ratio")
-    ax.tick_params(axis="x", labelrotation=30)
+def budget_cases(target: float, *, num_cases: int = 100, num_verifiers: int = 3,
+                 seed: int = 42) -> list[dict]:
+    """The seed's budget cases: a total of target x U(0.15, 0.35) / 0.25 per case, split five
+    ways in fifths of the cases (random shares, one verifier at 70%, decreasing and increasing
+    exp(-+linspace(0, 2)) shares, equal shares), rounded to cents; numpy's legacy generator
+    seeded with `seed`, drawn in the seed's order."""
+    rng = np.random.RandomState(seed)
+    M = num_verifiers
+    out = []
+    for case_id in range(1, num_cases + 1):
+        total = target * (rng.uniform(0.15, 0.35) / 0.25)
+        if case_id <= num_cases * 0.2:
+            b = rng.uniform(0.1 * total / M, 2.0 * total / M, M)
+            b = b / b.sum() * total
+        elif case_id <= num_cases * 0.4:
+            b = np.ones(M) * total / M
+            b[rng.randint(0, M)] = total * 0.7
+            b = b / b.sum() * total
+        elif case_id <= num_cases * 0.8:
+            sign = -1.0 if case_id <= num_cases * 0.6 else 1.0
+            shares = np.exp(sign * np.linspace(0, 2, M))
+            b = shares / shares.sum() * total
+        else:
+            b = np.ones(M) * total / M
+        b = np.round(b, 2)
+        out.append({"case_id": case_id, "num_verifiers": M, "budgets": b.tolist(),
+                    "total_budget": float(b.sum())})
+    return out
 
 
-def plot_comparison(doc: dict, outdir) -> list[Path]:
-    from ..core.report import new_figure, save_figure
-
-    name = doc["model_name"]
-    fig, ax = new_figure(size=(5.5, 3.8))
-    _boxes(ax, doc)
-    ax.set_title(f"{name}: AlphaPrun ratio by method ({len(doc['results'])} cases)")
-    png = save_figure(fig, outdir, f"{name}_comparison")
-    txt = Path(outdir) / f"{name}_comparison.txt"
-    txt.write_text(comparison_text(doc))
-    return [png, txt]
-
-
-def plot_combined(docs: list[dict], outdir) -> list[Path]:
-    from ..core.report import new_figure, save_figure
-
-    docs = model_order(docs)
-    fig, axes = new_figure(1, len(docs), size=(3.8 * len(docs), 3.8), sharey=True)
-    for ax, doc in zip(np.atleast_1d(axes).ravel(), docs, strict=True):
-        _boxes(ax, doc)
-        ax.set_title(doc["model_name"] + (" (65B shapes)" if doc["model_name"] == "llama2_70b"
-                                          else ""))
-    png = save_figure(fig, outdir, "combined_comparison")
-    txt = Path(outdir) / "combined_comparison.txt"
-    txt.write_text(combined_text(docs))
-    return [png, txt]
-
-
-def plot_scalability(docs: list[dict], outdir) -> Path:
-    """Mean ratio vs number of verifiers M per method, one panel per model; integer M ticks,
-    the legend beside the panels."""
-    from matplotlib.ticker import MaxNLocator
-
-    from ..core.report import new_figure, save_figure
-
-    docs = model_order(docs)
-    fig, axes = new_figure(1, len(docs), size=(4.2 * len(docs) + 1.4, 3.6))
-    axes = np.atleast_1d(axes).ravel()
-    for ax, doc in zip(axes, docs, strict=True):
-        Ms = np.array([r.get("num_verifiers", len(r["budgets"])) for r in doc["results"]])
-        for m, x in ratios(doc).items():
-            xs = sorted(set(Ms.tolist()))
-            ax.plot(xs, [x[Ms == k].mean() for k in xs], marker="o", ms=3, label=m)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(title=doc["model_name"], xlabel="verifiers M", ylabel="mean AlphaPrun ratio")
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
-    return save_figure(fig, outdir, "scalability_plot")
-
-
-def plot_dir(folder, outdir=None) -> list[Path]:
-    """Every seed figure and text summary from a results folder's own files."""
-    exp, scal = read_results_dir(folder)
-    outdir = Path(outdir or folder)
-    paths = []
-    for doc in exp:
-        paths += plot_comparison(doc, outdir)
-    if len(exp) > 1:
-        paths += plot_combined(exp, outdir)
-    if scal:
-        paths.append(plot_scalability(scal, outdir))
-    return paths
-
-
-__all__ = ["BenchlabError", "find_file", "generate_cases", "model_cases", "plot_dir",
-           "read_results", "run_model", "short_name", "write_run"]
+__all__ = ["BenchlabError", "FileCase", "Files", "budget_cases", "file_cases", "find_file",
+           "generate_cases", "model_cases", "read_results", "results_doc", "short_name",
+           "write_run"]

@@ -21,71 +21,20 @@ budgets; the state count, not L or M, is what grows (2^M for M pairwise differen
 `upstream` keeps the upstream recurrence as published (no unused transition), to show its loss.
 """
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..core.errors import BenchlabError
+from .selection import (  # noqa: F401  (re-exported: check_selection, interval_cost)
+    Selection,
+    check_inputs,
+    check_selection,
+    furthest_end,
+    interval_cost,
+    prefix,
+    total_value,
+)
 
 MAX_STATES = 2_000_000  # prod(m_j + 1) * (L + 1) floats held at once
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A solver's answer: total value of the chosen layers and one interval per verifier."""
-
-    value: float
-    intervals: tuple  # per verifier: (start, end) inclusive, or None if unused
-    method: str
-
-    @property
-    def layers(self) -> list[int]:
-        return sorted(i for iv in self.intervals if iv is not None for i in range(iv[0], iv[1] + 1))
-
-
-def check_inputs(costs, values, budgets, where: str = "solve") -> tuple:
-    costs = np.asarray(costs, dtype=np.float64).ravel()
-    values = np.asarray(values, dtype=np.float64).ravel()
-    budgets = np.asarray(budgets, dtype=np.float64).ravel()
-    if costs.size == 0:
-        raise BenchlabError(f"{where}: costs: empty")
-    if values.size != costs.size:
-        raise BenchlabError(f"{where}: values: length {values.size} != {costs.size} costs")
-    for name, arr in (("costs", costs), ("values", values), ("budgets", budgets)):
-        if not np.all(np.isfinite(arr)):
-            raise BenchlabError(f"{where}: {name}: not finite")
-    if np.any(costs < 0):
-        raise BenchlabError(f"{where}: costs: negative at index {int(np.argmax(costs < 0))}")
-    if np.any(budgets < 0):
-        raise BenchlabError(f"{where}: budgets: negative at index {int(np.argmax(budgets < 0))}")
-    return costs, values, budgets
-
-
-def prefix(x: np.ndarray) -> np.ndarray:
-    out = np.zeros(x.size + 1)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
-def interval_cost(C: np.ndarray, s: int, e: int) -> float:
-    """Cost of layers s..e from prefix sums C: the one definition every solver and check uses."""
-    return float(C[e + 1] - C[s])
-
-
-def furthest_end(C: np.ndarray, budget: float) -> np.ndarray:
-    """q_max[p] for p in 0..L-1: the largest q with C[q] - C[p] <= budget (q = p: nothing fits)."""
-    L = C.size - 1
-    p = np.arange(L)
-    q = np.searchsorted(C, C[:L] + budget, side="right") - 1
-    q = np.clip(q, p, L)
-    while True:  # rounding of C[p] + budget: step until C[q] - C[p] <= budget < C[q+1] - C[p]
-        over = (C[q] - C[:L] > budget) & (q > p)
-        nxt = np.minimum(q + 1, L)
-        under = (q < L) & (C[nxt] - C[:L] <= budget)
-        if not over.any() and not under.any():
-            return q
-        q = q - over + under
 
 
 def sparse_table(h: np.ndarray, levels: int) -> np.ndarray:
@@ -265,33 +214,6 @@ def solve_upstream(costs, values, budgets) -> Selection:
     return Selection(total_value(values, intervals), tuple(intervals), "upstream")
 
 
-def total_value(values, intervals) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return math.fsum(float(v) for iv in intervals if iv is not None
-                     for v in values[iv[0]: iv[1] + 1])
-
-
-def check_selection(costs, budgets, intervals) -> tuple[bool, str]:
-    """Is the selection valid: contiguous, in range, disjoint, each within its budget?"""
-    costs = np.asarray(costs, dtype=np.float64)
-    C = prefix(costs)
-    if len(intervals) != len(budgets):
-        return False, f"{len(intervals)} intervals for {len(budgets)} verifiers"
-    used = np.zeros(costs.size, dtype=bool)
-    for k, iv in enumerate(intervals):
-        if iv is None:
-            continue
-        s, e = int(iv[0]), int(iv[1])
-        if not 0 <= s <= e < costs.size:
-            return False, f"verifier {k}: interval {iv} out of range"
-        if used[s: e + 1].any():
-            return False, f"verifier {k}: interval {iv} overlaps another"
-        used[s: e + 1] = True
-        if interval_cost(C, s, e) > budgets[k]:
-            return False, f"verifier {k}: cost {interval_cost(C, s, e)} > budget {budgets[k]}"
-    return True, "valid"
-
-
 def solve(costs, values, budgets, method: str = "exact") -> Selection:
     """Best selection by `method`: exact | ordered | upstream | milp | milp_assign."""
     if method == "exact":
@@ -301,7 +223,7 @@ def solve(costs, values, budgets, method: str = "exact") -> Selection:
     if method == "upstream":
         return solve_upstream(costs, values, budgets)
     if method in ("milp", "milp_assign"):
-        from .milp import solve_milp
+        from .milp import solve_milp  # scipy.optimize loads only when a MILP is asked for
 
         return solve_milp(costs, values, budgets,
                           formulation="intervals" if method == "milp" else "assign")

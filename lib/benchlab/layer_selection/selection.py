@@ -1,0 +1,107 @@
+"""What every solver shares: the answer (Selection), input checks, prefix sums, interval
+costs and ends, and the scoring of a selection (its value, its validity, its AlphaPrun benefit).
+
+    python -c "from benchlab.layer_selection.selection import check_selection; \
+        print(check_selection([3, 1, 2], [4], [(0, 1)]))"
+
+solver.py (the DPs) and milp.py (the HiGHS references) both import from here, never from each
+other's modules the other way round (solver dispatches to milp).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import BenchlabError
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A solver's answer: total value of the chosen layers and one interval per verifier."""
+
+    value: float
+    intervals: tuple  # per verifier: (start, end) inclusive, or None if unused
+    method: str
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(i for iv in self.intervals if iv is not None for i in range(iv[0], iv[1] + 1))
+
+
+def check_inputs(costs, values, budgets, where: str = "solve") -> tuple:
+    costs = np.asarray(costs, dtype=np.float64).ravel()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    budgets = np.asarray(budgets, dtype=np.float64).ravel()
+    if costs.size == 0:
+        raise BenchlabError(f"{where}: costs: empty")
+    if values.size != costs.size:
+        raise BenchlabError(f"{where}: values: length {values.size} != {costs.size} costs")
+    for name, arr in (("costs", costs), ("values", values), ("budgets", budgets)):
+        if not np.all(np.isfinite(arr)):
+            raise BenchlabError(f"{where}: {name}: not finite")
+    if np.any(costs < 0):
+        raise BenchlabError(f"{where}: costs: negative at index {int(np.argmax(costs < 0))}")
+    if np.any(budgets < 0):
+        raise BenchlabError(f"{where}: budgets: negative at index {int(np.argmax(budgets < 0))}")
+    return costs, values, budgets
+
+
+def prefix(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(x.size + 1)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def interval_cost(C: np.ndarray, s: int, e: int) -> float:
+    """Cost of layers s..e from prefix sums C: the one definition every solver and check uses."""
+    return float(C[e + 1] - C[s])
+
+
+def furthest_end(C: np.ndarray, budget: float) -> np.ndarray:
+    """q_max[p] for p in 0..L-1: the largest q with C[q] - C[p] <= budget (q = p: nothing fits)."""
+    L = C.size - 1
+    p = np.arange(L)
+    q = np.searchsorted(C, C[:L] + budget, side="right") - 1
+    q = np.clip(q, p, L)
+    while True:  # rounding of C[p] + budget: step until C[q] - C[p] <= budget < C[q+1] - C[p]
+        over = (C[q] - C[:L] > budget) & (q > p)
+        nxt = np.minimum(q + 1, L)
+        under = (q < L) & (C[nxt] - C[:L] <= budget)
+        if not over.any() and not under.any():
+            return q
+        q = q - over + under
+
+
+def total_value(values, intervals) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return math.fsum(float(v) for iv in intervals if iv is not None
+                     for v in values[iv[0]: iv[1] + 1])
+
+
+def check_selection(costs, budgets, intervals) -> tuple[bool, str]:
+    """Is the selection valid: contiguous, in range, disjoint, each within its budget?"""
+    costs = np.asarray(costs, dtype=np.float64)
+    C = prefix(costs)
+    if len(intervals) != len(budgets):
+        return False, f"{len(intervals)} intervals for {len(budgets)} verifiers"
+    used = np.zeros(costs.size, dtype=bool)
+    for k, iv in enumerate(intervals):
+        if iv is None:
+            continue
+        s, e = int(iv[0]), int(iv[1])
+        if not 0 <= s <= e < costs.size:
+            return False, f"verifier {k}: interval {iv} out of range"
+        if used[s: e + 1].any():
+            return False, f"verifier {k}: interval {iv} overlaps another"
+        used[s: e + 1] = True
+        if interval_cost(C, s, e) > budgets[k]:
+            return False, f"verifier {k}: cost {interval_cost(C, s, e)} > budget {budgets[k]}"
+    return True, "valid"
+
+
+def benefit(significance, selection) -> float:
+    """The AlphaPrun benefit of a selection: the summed significance of its layers (0 when it
+    selects none). Every benchmark, the CLI and asv score selections with this one function."""
+    layers = selection.layers
+    return float(np.sum(np.asarray(significance)[layers])) if layers else 0.0
