@@ -5,6 +5,8 @@
     benchlab publish out.json --scale tiny   # refresh the committed reports/ of that scale
     benchlab compare BASE NEW             # result metrics of two runs, within METRICS tolerances
     benchlab baseline STORE               # rewrite reports/baseline/tiny.json (say why in git)
+    benchlab submit --executor slurm --shards 4 --results DIR -- bench/   # one job per shard
+    benchlab status DIR                   # per-shard progress of a submitted sweep
     benchlab zoo verify | pin             # the pinned tiny-scale artifacts (benchlab.zoo.pin)
     benchlab prepare ...                  # local text/JSONL -> token files (benchlab.zoo.cli)
     benchlab layer-selection run ...      # experiment commands: benchlab.<experiment>.cli.main
@@ -88,8 +90,59 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_submit(args, rest: list[str]) -> int:
+    from .core.submit import submit
+
+    if not rest:
+        raise BenchlabError("submit: give the pytest arguments after `--` (e.g. -- bench/)")
+    return submit(args, rest)
+
+
+def cmd_status(args) -> int:
+    from .core.submit import status_table
+
+    print(status_table(Path(args.results)))
+    return 0
+
+
+def submit_parser(sub) -> None:
+    p = sub.add_parser("submit", help="a sweep as one job per shard (submitit: slurm or local)")
+    p.add_argument("--executor", required=True, choices=("slurm", "local"))
+    p.add_argument("--shards", type=bounded(int, lo=1, hi=10000), default=1)
+    p.add_argument("--results", required=True, type=output_dir, metavar="DIR",
+                   help="shared results folder: stores/, logs/, jobs/, reports/")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and show their status")
+    p.add_argument("--gpus-per-job", type=bounded(int, lo=0, hi=64), default=0)
+    p.add_argument("--cpus-per-job", type=bounded(int, lo=1, hi=1024), default=None)
+    p.add_argument("--partition", default=None, help="Slurm partition")
+    p.add_argument("--time", type=bounded(int, lo=1), default=60, metavar="MIN",
+                   help="time limit of each job in minutes (default: %(default)s)")
+    p.add_argument("--name", default="benchlab", help="job name (default: %(default)s)")
+    p.add_argument("--slurm-option", nargs="+", default=[], metavar="K=V", type=key_value,
+                   help="more sbatch options, e.g. account=lab qos=high")
+    p.add_argument("--train", action="store_true",
+                   help="run a benchlab command (after --) in every task of one job, with "
+                        "torch.distributed's environment from Slurm's")
+    p.add_argument("--nodes", type=bounded(int, lo=1, hi=4096), default=1)
+    p.add_argument("--tasks-per-node", type=bounded(int, lo=1, hi=64), default=1)
+    st = sub.add_parser("status", help="per-shard progress of a `benchlab submit` results folder")
+    st.add_argument("results", metavar="DIR")
+
+
+def key_value(text: str) -> str:
+    import argparse
+
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    rest: list[str] = []
+    if argv and argv[0] == "submit" and "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1:]
     if argv and argv[0] in ("prepare", "zoo"):
         module = importlib.import_module("benchlab.zoo." + {"prepare": "cli"}.get(argv[0], "pin"))
         return _guard(lambda: module.main(argv[1:]))
@@ -97,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         name = argv[0].replace("-", "_")
         module = importlib.import_module(f"{experiments.known()[name]}.cli")
         return _guard(lambda: module.main(argv[1:]))
-    commands = ["report", "publish", "compare", "baseline", "zoo", "prepare",
+    commands = ["report", "publish", "compare", "baseline", "submit", "status", "zoo", "prepare",
                 *(n.replace("_", "-") for n in experiments.known())]
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         near = difflib.get_close_matches(argv[0], commands, n=1)
@@ -134,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--drop", nargs="+", default=[], metavar="EXPERIMENT/CASE",
                       help="cases of the current baseline that the new one may lack (fnmatch "
                            "patterns), e.g. 'moe_routing/forward[*]'")
+    submit_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "submit":
+        return _guard(lambda: cmd_submit(args, rest))
     run = {"report": cmd_report, "publish": cmd_publish, "compare": cmd_compare,
-           "baseline": cmd_baseline}[args.command]
+           "baseline": cmd_baseline, "status": cmd_status}[args.command]
     return _guard(lambda: run(args))
 
 

@@ -16,21 +16,28 @@ that compute their own metrics use `record(name=value, ...)` instead of `measure
 experiment that ran gets `report(records, outdir)` with the records this session made or resumed.
 """
 
+import os
 from pathlib import Path
 
 import pytest
 
-from .core import experiments
+from .core import experiments, shard
 from .core.errors import BenchlabError
 from .core.options import bounded, output_dir
-from .core.provenance import to_jsonable
 from .core.scale import DEFAULT_SCALE, SCALES
-from .core.session import Run, case_id_of, kinds_of, seed_everything, time_of
-from .core.store import ResultStore, record_key
-from .core.timing import steady_heap
+from .core.session import case_id_of, kinds_of, seed_everything, time_of
+from .core.store import record_key
+from .pytest_session import (
+    KEY,
+    RESUMED,
+    Recorder,
+    Session,
+    WithoutBenchmark,
+    experiment_of,
+    kind_of,
+)
 
-STASH = pytest.StashKey["Session"]()
-RESUMED, KEY = "benchlab_resumed", "benchlab_key"  # user_properties: carried back from xdist
+STASH = pytest.StashKey[Session]()
 
 
 def pytest_addoption(parser):
@@ -61,96 +68,12 @@ def pytest_addoption(parser):
                          "behaviour (default: %(default)s)")
     group.addoption("--no-bench-report", dest="bench_report", action="store_false", default=True,
                     help="do not build the experiment reports at session end")
-
-
-class Session:
-    """Run-wide state, registered as a plugin: options, one core.session.Run per experiment (its
-    config, keys, records and store), the cases this session made or resumed."""
-
-    def __init__(self, config):
-        opt = config.option
-        self.scale = opt.bench_scale
-        self.device_name = opt.bench_device
-        self.reports = Path(opt.bench_reports)
-        self.store = ResultStore(opt.bench_store)
-        self.resume = opt.bench_resume
-        self.seed = opt.bench_seed
-        self.build_reports = opt.bench_report
-        self.is_worker = hasattr(config, "workerinput")
-        self.steady_heap = opt.bench_heap == "steady" and steady_heap()
-        self.ran: set[tuple] = set()  # keys of the records this session made or resumed
-        self.resumed: set[tuple] = set()
-        self._runs: dict[tuple, Run] = {}
-        self._done: set[tuple] | None = None
-
-    @property
-    def device(self) -> str:
-        """The resolved device ('cpu' or 'cuda'); the option's value where it cannot resolve."""
-        from .core.timing import resolve_device
-
-        try:
-            return resolve_device(self.device_name)
-        except BenchlabError:
-            return self.device_name
-
-    def run_of(self, item) -> Run:
-        """The Run of the item's experiment (one per experiment and bench module, whose source
-        is part of the records' code version)."""
-        exp, module = experiment_of(item), str(item.path)
-        if (exp, module) not in self._runs:
-            self._runs[exp, module] = Run(exp, self.scale, device=self.device, seed=self.seed,
-                                          store=self.store.path, extra_code=(module,),
-                                          steady_heap=self.steady_heap)
-        return self._runs[exp, module]
-
-    def record_of(self, item, metrics=None, time=None) -> dict:
-        """The record of `item` with `metrics` (Run.record); without them, its key."""
-        params = dict(getattr(getattr(item, "callspec", None), "params", {}))
-        case = params.pop("case", None)
-        return self.run_of(item).record(kind_of(item), case, metrics, time, params=params,
-                                        case_id=item_case_id(item))
-
-    def done(self, key: tuple) -> bool:
-        """Is this case already in the store? (The store is read once per session.)"""
-        if self._done is None:
-            self._done = set(self.store.latest())
-        return key in self._done
-
-    def pytest_runtest_logreport(self, report):
-        """Collect the keys of finished and resumed cases (from xdist workers too)."""
-        for name, value in report.user_properties:
-            if name in (KEY, RESUMED):
-                self.ran.add(tuple(value))
-            if name == RESUMED:
-                self.resumed.add(tuple(value))
-
-    def pytest_terminal_summary(self, terminalreporter):
-        if self.resume and not self.is_worker:
-            terminalreporter.write_line(
-                f"benchlab: {len(self.resumed)} cases resumed from {self.store.path}, "
-                f"{len(self.ran - self.resumed)} run")
-
-    def records(self) -> list[dict]:
-        return [r for k, r in self.store.latest().items() if k in self.ran]
-
-
-def kind_of(item) -> str:
-    """The case kind: the `cases` marker's name less `_cases`, else the test name less `test_`."""
-    mark = item.get_closest_marker("cases")
-    if mark is not None:
-        name = mark.args[0] if isinstance(mark.args[0], str) else mark.args[0].__name__
-        return name.removesuffix("_cases")
-    return (getattr(item, "originalname", None) or item.name).removeprefix("test_")
-
-
-def item_case_id(item) -> str:
-    callspec = getattr(item, "callspec", None)
-    return callspec.id if callspec is not None else item.name
-
-
-def experiment_of(item) -> str | None:
-    mark = item.get_closest_marker("experiment")
-    return mark.args[0] if mark else None
+    group.addoption("--bench-shard", default=None, metavar="I/N",
+                    help="run only shard I of N of the collected cases, balanced by each case's "
+                         "cost (core.shard); every job of a sweep computes the same split")
+    group.addoption("--bench-gpus", default=None, metavar="0,1,...",
+                    help="under xdist, worker k takes GPU k mod len(list) (CUDA_VISIBLE_DEVICES, "
+                         "recorded with each result); 'all' takes every visible GPU")
 
 
 def pytest_configure(config):
@@ -162,7 +85,13 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(config.option.bench_threads)
-    session = Session(config)
+    try:
+        config.stash[SHARD] = shard.parse(config.option.bench_shard) \
+            if config.option.bench_shard is not None else None
+        gpu = pin_gpu(config.option.bench_gpus, getattr(config, "workerinput", {}))
+    except BenchlabError as e:
+        raise pytest.UsageError(str(e)) from None
+    session = Session(config, gpu=gpu)
     try:
         session.store.check_writable()  # before any case runs, not after the first result
     except BenchlabError as e:
@@ -178,6 +107,59 @@ def pytest_configure(config):
     config.pluginmanager.register(session, "benchlab-session")
     if not config.pluginmanager.has_plugin("benchmark"):
         config.pluginmanager.register(WithoutBenchmark(), "benchlab-without-benchmark")
+
+
+SHARD = pytest.StashKey[tuple | None]()
+
+
+def pin_gpu(spec: str | None, workerinput: dict) -> str | None:
+    """The GPU this process takes from --bench-gpus: xdist worker k (gw<k>) takes entry k mod n,
+    set as CUDA_VISIBLE_DEVICES before CUDA starts; None without the option."""
+    if not spec:
+        return None
+    if spec == "all":
+        import torch
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())]
+        if not gpus:
+            raise BenchlabError("--bench-gpus all: torch sees no CUDA device")
+    else:
+        gpus = [g.strip() for g in spec.split(",")]
+        if not all(g.isdigit() for g in gpus):
+            raise BenchlabError(f"--bench-gpus: expected GPU indices like 0,1,2, got {spec!r}")
+    worker = workerinput.get("workerid", "gw0")
+    gpu = gpus[int(worker.removeprefix("gw") or 0) % len(gpus)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    return gpu
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: shard what will run
+def pytest_collection_modifyitems(config, items):
+    """--bench-shard i/n: keep this shard's cases (core.shard.assign over the benchlab items,
+    costed by their package's `cost(case, config)` where it has one) and deselect the rest."""
+    spec = config.stash.get(SHARD, None)
+    if spec is None:
+        return
+    index, n = spec
+    costs = {item.nodeid: cost_of(item, config) for item in items}
+    where = shard.assign(costs, n)
+    keep = [item for item in items if where[item.nodeid] == index]
+    dropped = [item for item in items if where[item.nodeid] != index]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
+    total = os.environ.get("BENCHLAB_SHARD_TOTAL")  # set by `benchlab submit`'s jobs
+    if total and not hasattr(config, "workerinput"):
+        Path(total).write_text(f"{len(keep)}\n")
+
+
+def cost_of(item, config) -> float:
+    exp = experiment_of(item)
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+    cost = getattr(experiments.load(exp), "cost", None) if exp and case is not None else None
+    if cost is None:
+        return 1.0
+    return float(cost(case, experiments.config(exp, config.stash[STASH].scale)))
 
 
 def pytest_generate_tests(metafunc):
@@ -220,33 +202,6 @@ def device(request) -> str:
         pytest.skip(str(e))
 
 
-class UntimedBenchmark:
-    """The `benchmark` fixture under `-p no:benchmark`: as with --benchmark-disable, every call
-    runs its function once and no time is recorded."""
-
-    enabled = False
-
-    def __init__(self):
-        self.extra_info = {}
-
-    def pedantic(self, fn, args=(), kwargs=None, setup=None, rounds=1, warmup_rounds=0,
-                 iterations=1):
-        if setup is not None:
-            args, kwargs = setup() or (args, kwargs)
-        return fn(*args, **(kwargs or {}))
-
-    def __call__(self, fn, *args, **kwargs):
-        return fn(*args, **kwargs)
-
-
-class WithoutBenchmark:
-    """Registered only when pytest-benchmark is not loaded, so bench modules still run."""
-
-    @pytest.fixture
-    def benchmark(self):
-        return UntimedBenchmark()
-
-
 @pytest.fixture
 def timer(request, device):
     """core.timing.Timer over pytest-benchmark's fixture: what `measure_<kind>` functions take.
@@ -272,19 +227,6 @@ def config(request):
     if exp is None:
         pytest.fail("the `config` fixture needs pytest.mark.experiment(NAME)")
     return experiments.config(exp, request.config.stash[STASH].scale)
-
-
-class Recorder:
-    """Callable that collects the current case's result metrics."""
-
-    def __init__(self):
-        self.metrics: dict = {}
-
-    def __call__(self, **metrics) -> None:
-        self.update(metrics)
-
-    def update(self, metrics: dict) -> None:
-        self.metrics.update(to_jsonable(metrics))
 
 
 RECORDER = pytest.StashKey[Recorder]()
@@ -330,7 +272,7 @@ def pytest_runtest_setup(item):
     except BenchlabError as e:
         pytest.fail(f"{item.nodeid}: pytest.mark.experiment: {e}", pytrace=False)
     session = item.config.stash[STASH]
-    if session.resume and "record" in getattr(item, "fixturenames", ()):
+    if session.resume and {"record", "measure"} & set(getattr(item, "fixturenames", ())):
         key = record_key(session.record_of(item))
         if session.done(key):
             item.user_properties.append((RESUMED, list(key)))

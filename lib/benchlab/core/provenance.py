@@ -40,7 +40,7 @@ def config_hash(config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-SHARED_CODE = ("core", "zoo", "pytest_plugin.py")
+SHARED_CODE = ("core", "zoo", "pytest_plugin.py", "pytest_session.py")
 # data files inside SHARED_CODE that are not code: a record names the part it used in its inputs
 # (zoo.models.artifact_inputs: "spec:<name>"), so adding a model spec makes no other result stale
 NOT_CODE = ("zoo/specs.py",)

@@ -24,7 +24,7 @@ from .provenance import code_version, config_hash, git_commit, to_jsonable
 TIME_FIELDS = ("mean", "stddev", "median", "min", "max", "iqr", "rounds")  # record["time"]
 # Run settings that change how a case runs, not what it computes: two runs that differ only in
 # these are compared (each metric within its tolerance), with the difference shown as a note.
-NOTE_SETTINGS = ("threads", "steady_heap", "device")
+NOTE_SETTINGS = ("threads", "steady_heap", "device", "gpu")
 
 
 def case_name(kind: str, case_id: str) -> str:

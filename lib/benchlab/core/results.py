@@ -24,8 +24,14 @@ def newest(records: list[dict]) -> list[dict]:
 
 def load_records(path) -> list[dict]:
     """Records from a result store (.jsonl: see `newest`), a pytest-benchmark JSON (each
-    benchmark's extra_info.benchlab) or a baseline JSON ({"records": [...]})."""
+    benchmark's extra_info.benchlab), a baseline JSON ({"records": [...]}), or a folder of
+    stores (every *.jsonl under it, as the jobs of a sharded sweep leave them: see `merge`)."""
     path = Path(path)
+    if path.is_dir():
+        stores = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+        if not stores:
+            raise BenchlabError(f"{path}: no result stores (*.jsonl) in this folder")
+        return merge([(p, newest(ResultStore(p).read(must_exist=True))) for p in stores])
     if not path.is_file():
         raise BenchlabError(f"{path}: no such file")
     if path.suffix == ".jsonl":
@@ -49,6 +55,32 @@ def load_records(path) -> list[dict]:
         except ValueError as e:
             raise fail(str(path), where, f"malformed record ({e})") from None
     return records
+
+
+def merge(sources: list[tuple[Path, list[dict]]]) -> list[dict]:
+    """The records of several stores as one run: a case stored by two of them (same experiment,
+    case and config hash) is kept once if their result metrics agree within the experiment's
+    METRICS tolerances, else a one-line BenchlabError names both files."""
+    from .compare import MISSING, tolerance, within
+    from .experiments import load
+
+    seen: dict[tuple, tuple[Path, dict]] = {}
+    for path, records in sources:
+        for rec in records:
+            key = (rec["experiment"], rec["case"], rec["config_hash"])
+            if key in seen:
+                other_path, other = seen[key]
+                declared = getattr(load(rec["experiment"]), "METRICS", {})
+                a, b = other.get("metrics") or {}, rec.get("metrics") or {}
+                for name in sorted(a.keys() | b.keys()):
+                    tol = tolerance(declared, name, rec["experiment"])
+                    if tol is not None and not within(a.get(name, MISSING),
+                                                      b.get(name, MISSING), tol):
+                        raise fail(str(path), rec["case"],
+                                   f"stored in {other_path} too, with another {name} "
+                                   f"({a.get(name)!r} vs {b.get(name)!r}); remove one")
+            seen[key] = (path, rec)
+    return [rec for _, rec in seen.values()]
 
 
 def _extra_info(benchmark) -> dict:
