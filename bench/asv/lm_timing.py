@@ -1,59 +1,104 @@
-"""Transformer timing in asv: one training step of the tiny LM per mode and precision, plus the
-result metrics (parameter count, FLOPs, ours/peer time ratio) as track_* benchmarks.
+"""Transformer timing in asv: one step of each of the scale's step cases (time_*, peakmem_*), and
+result metrics (parameter count, FLOPs, loss, ours/peer and bf16/fp32 time ratios) as track_*.
 
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench lm_timing
+
+The cases are the bench's own (step_cases, pair_cases at the scale). Every track_* value is a
+metric of a record made by core.session.Run.measure (lm_timing.measure's functions, as the bench
+module records them), measured once per class in setup_cache.
 """
 
+import os
+
 from benchlab.core.asv_suite import Suite
-from benchlab.lm_timing import pair_cases
-from benchlab.lm_timing import run as R
-from benchlab.lm_timing.measure import measure_pair
-from benchlab.lm_timing.model import SIZES, num_params, step_flops
+from benchlab.lm_timing import pair_cases, step_cases
 
 Base = Suite("lm_timing")
-SIZE, CONTEXT = "tiny", 128  # a few seconds per benchmark at every scale
+STEP_CASES = [c.id for c in step_cases(Base.config)]  # data: the scale's case ids
+PAIR_CASES = [c.id for c in pair_cases(Base.config)]
+
+
+def run_of(base):
+    """The Run of this suite's experiment, scale, config and device (records kept in memory)."""
+    from benchlab.core.session import Run
+
+    return Run(base.experiment, os.environ.get("BENCHLAB_SCALE", "tiny"), device=base.device,
+               config=base.config)
+
+
+def measured(base, kind: str) -> dict:
+    """{case id: metrics} of the records of every `kind` case of the scale."""
+    run = run_of(base)
+    return {c.id: run.measure(kind, c)["metrics"] for c in run.cases(kind)}
+
+
+def ok(metrics: dict) -> dict:
+    if metrics.get("status", "ok") != "ok":
+        raise NotImplementedError(metrics.get("reason", "did not run"))  # asv: skipped
+    return metrics
 
 
 class StepSuite(Base):
-    params = [["forward", "forward_backward", "train_step"], ["fp32", "bf16"]]
-    param_names = ["mode", "precision"]
+    """One step of a step case (model, batch and mode built as measure_step builds them)."""
 
-    def setup(self, mode, precision):
-        self.prep = R.prepare(SIZE, CONTEXT, mode, precision, device=self.device,
-                              batch=self.config.batch, vocab=self.config.vocab)
+    params = STEP_CASES
+    param_names = ["case"]
+
+    def setup(self, case):
+        from benchlab.lm_timing import measure as M
+
+        c = next(c for c in step_cases(self.config) if c.id == case)
+        try:
+            self.prep = M.build(self.device, c.size, c.context, c.mode, c.precision,
+                                attn=c.attn, batch=c.batch, vocab=c.vocab, compile=c.compile,
+                                compile_backend=self.config.compile_backend)
+        except M.OOM as e:
+            raise NotImplementedError(str(e)) from None  # asv: skipped
         self.prep.step()  # warm-up outside the timing
 
-    def time_step(self, mode, precision):
+    def time_step(self, case):
         self.prep.step()
 
-    def peakmem_step(self, mode, precision):
+    def peakmem_step(self, case):
         self.prep.step()
 
 
-class ModelFacts(Base):
-    def track_small_num_params(self):
-        return num_params(SIZES["small"])
+class StepResults(Base):
+    """The step cases' records (measure_step): what the model counts and computes."""
 
-
-class StepFlops(Base):
-    """Analytic FLOPs of the timed step (no model built)."""
-
-    params = [["forward", "forward_backward", "train_step"]]
-    param_names = ["mode"]
-
-    def track_step_gflop(self, mode):
-        return step_flops(SIZES[SIZE], self.config.batch, CONTEXT, mode) / 1e9
-
-
-class PeerRatio(Base):
-    """Paired median time ours / transformers LLaMA (lm_timing.measure.measure_pair: rotated
-    rounds), the first peer case of the scale."""
+    params = STEP_CASES
+    param_names = ["case"]
+    timeout = 1200
 
     def setup_cache(self):
-        case = next(c for c in pair_cases(self.config) if c.kind == "peer")
-        return measure_pair(case, self.config, self.measurer())["ratio"]
+        return measured(self, "step")
 
-    def track_ours_over_peer(self, ratio):
-        return ratio
+    def track_num_params(self, records, case):
+        return ok(records[case])["num_params"]
 
-    track_ours_over_peer.unit = "ratio"
+    def track_flops(self, records, case):
+        return ok(records[case])["flops"]
+
+    def track_loss(self, records, case):
+        return ok(records[case])["loss"]
+
+    track_num_params.unit = "parameters"
+    track_flops.unit = "FLOP per step"
+    track_loss.unit = "nats/token"
+
+
+class PairRatio(Base):
+    """The pair cases' records (measure_pair: rotated rounds): ours / transformers LLaMA and
+    bf16 / fp32 step time, the median of the per-round ratios."""
+
+    params = PAIR_CASES
+    param_names = ["case"]
+    timeout = 1200
+
+    def setup_cache(self):
+        return measured(self, "pair")
+
+    def track_ratio(self, records, case):
+        return ok(records[case])["ratio"]
+
+    track_ratio.unit = "ratio"

@@ -2,27 +2,46 @@
 
     cd bench/asv && asv run --quick --bench moe_routing
 
-The tracked ratios are moe_routing.measure's (the bench module's): side-by-side rounds, paired
-ratios (core.stats.paired_ratio).
+The routers timed and tracked are the bench's own router cases at the scale (router_cases: every
+router variant; time_route adds the top-k baseline). Every track_* value is a metric of a record
+made by core.session.Run.measure (moe_routing.measure's functions, as the bench module records
+them: side-by-side rounds, paired ratios), measured once per class in setup_cache.
 """
 
-import torch
+import os
 
 from benchlab import moe_routing as mr
 from benchlab.core import timing
 from benchlab.core.asv_suite import Suite
-from benchlab.moe_routing import measure as M
-from benchlab.moe_routing import speed
+from benchlab.moe_routing.report import BASELINE
 
 Base = Suite("moe_routing")
+ROUTER_CASES = [c.id for c in mr.router_cases(Base.config)]  # data: the scale's case ids
+
+
+def run_of(base):
+    """The Run of this suite's experiment, scale, config and device (records kept in memory)."""
+    from benchlab.core.session import Run
+
+    return Run(base.experiment, os.environ.get("BENCHLAB_SCALE", "tiny"), device=base.device,
+               config=base.config)
+
+
+def measured(base, kind: str) -> dict:
+    """{case id: metrics} of the records of every `kind` case of the scale."""
+    run = run_of(base)
+    return {c.id: run.measure(kind, c)["metrics"] for c in run.cases(kind)}
 
 
 class Routers(Base):
-    params = ["topk_8", "topp_0.4", "bh_strict", "bh_moderate", "bh_loose", "bh_naive",
-              "bh_pooled", "bh_within", "bh_adaptive"]
+    """One routing call on the router cases' Gaussian logits, per router case and top-k."""
+
+    params = [BASELINE] + [c.routing for c in mr.router_cases(Base.config)]
     param_names = ["routing"]
 
     def setup(self, routing):
+        from benchlab.moe_routing import speed
+
         cfg = self.config
         self.routing = mr.ROUTINGS.get(routing)
         self.logits, self.null = speed.router_inputs(cfg.router_tokens, cfg.router_experts,
@@ -33,32 +52,46 @@ class Routers(Base):
         mr.route(self.logits, self.routing, self.null)
         timing.synchronize(self.device)
 
-    def track_mean_experts(self, routing):
-        return float(mr.route(self.logits, self.routing, self.null)[0].sum(-1).float().mean())
+
+class RouterResults(Base):
+    """The router cases' records (measure_router): experts selected per token and the cost
+    relative to the top-k router, timed side by side."""
+
+    params = ROUTER_CASES
+    param_names = ["case"]
+
+    def setup_cache(self):
+        return measured(self, "router")
+
+    def track_mean_selected(self, records, case):
+        return records[case]["mean_selected"]
+
+    def track_ratio_vs_topk_router(self, records, case):
+        return records[case]["ratio_vs_topk_router"]
+
+    track_mean_selected.unit = "experts per token"
+    track_ratio_vs_topk_router.unit = "ratio"
 
 
 class BHSelect(Base):
     def setup(self):
-        self.p = torch.rand(4096, 64, device=self.device)
+        import torch
+
+        self.p = torch.rand(self.config.router_tokens, self.config.router_experts,
+                            device=self.device)
 
     def time_bh_select(self):
         mr.bh_select(self.p, 0.05, 1, 8)
         timing.synchronize(self.device)
 
 
-class SpeedRatios(Base):
-    """The side-by-side ratios the benchmarks record (measure_router, measure_layer), tracked."""
+class LayerResults(Base):
+    """The layer case's record (measure_layer): MoE-layer time against experts used."""
 
     def setup_cache(self):
-        cfg, timer = self.config, self.measurer()
-        router = M.measure_router(mr.Case("router-bh_moderate", "router", "bh_moderate"), cfg,
-                                  timer)
-        layer = M.measure_layer(mr.layer_cases(cfg)[0], cfg, timer)
-        return {"router": router["ratio_vs_topk_router"],
-                "slope": layer["time_per_expert_slope"]}
+        return next(iter(measured(self, "layer").values()))
 
-    def track_router_ratio_vs_topk(self, cache):
-        return cache["router"]
+    def track_layer_time_per_expert_slope(self, metrics):
+        return metrics["time_per_expert_slope"]
 
-    def track_layer_time_per_expert_slope(self, cache):
-        return cache["slope"]
+    track_layer_time_per_expert_slope.unit = "slope"

@@ -10,6 +10,7 @@ import pytest
 
 from benchlab.cli import main as top_main
 from benchlab.core import BenchlabError
+from benchlab.core.results import load_records
 from benchlab.lm_timing.cli import SEED_FIELDS, main
 
 TINY = ["--model_size", "mini", "--vocab", "64", "--context_length", "16", "--d_model", "32",
@@ -34,6 +35,28 @@ def test_run_writes_the_seed_fields(tmp_path):
     assert res["mean_step_time_ms"] == pytest.approx(res["mean_time_ms"] / 2)
     assert res["num_params"] == 2 * 64 * 32 + (4 * 32 * 32 + 3 * 32 * 64 + 2 * 32) + 32
     assert res["device"] == "cpu" and res["status"] == "ok" and 0 < res["mfu"]
+
+
+def test_run_leaves_a_store_that_compare_reads(tmp_path):
+    """Each run appends its record (Run.record) to store.jsonl beside its JSON; the JSON is a view
+    of the record; two runs of one configuration compare case by case, nothing moved."""
+    from benchlab.core.compare import compare
+
+    stores = []
+    for name in ("a", "b"):
+        res = run_json(tmp_path / name)
+        stores.append(load_records(tmp_path / name / "store.jsonl"))
+        (record,) = stores[-1]
+        m = record["metrics"]
+        assert record["case"] == "step[mini-ctx16-fwd_bwd-fp32]" and record["kind"] == "step"
+        assert record["config"]["dims"] == {"d_model": 32, "d_ff": 64, "num_layers": 1,
+                                            "num_heads": 4}
+        assert record["config"]["num_steps"] == 2 and record["run"]["device"] == "cpu"
+        assert (res["num_params"], res["flops_per_step"]) == (m["num_params"], m["flops"])
+        assert res["trial_times_ms"] == m["per_trial_times_ms"]
+        assert res["mean_step_time_ms"] == m["mean_ms"] and m["rounds_timed"] == 3
+    rows, compared = compare(*stores)
+    assert rows == [] and compared >= 5  # status, num_params, flops, loss, rounds_timed
 
 
 def test_forward_only_and_known_size_defaults(tmp_path):
@@ -205,12 +228,28 @@ def test_sweep_writes_seed_files_and_resumes(tmp_path):
             "--results-dir", str(d)]
     assert top_main(argv) == 0
     names = sorted(p.name for p in d.iterdir())
-    assert names == ["bench_mini_16.json", "bench_mini_8.json"]
+    assert names == ["bench_mini_16.json", "bench_mini_8.json", "store.jsonl"]
     first = json.loads((d / "bench_mini_8.json").read_text())
     assert first["forward_only"] is True and first["num_trials"] == 2 and first["d_model"] == 16
+    records = load_records(d / "store.jsonl")  # one record per run, in the results dir's store
+    assert sorted(r["case"] for r in records) == ["step[mini-ctx16-fwd-fp32]",
+                                                  "step[mini-ctx8-fwd-fp32]"]
     before = {n: (d / n).read_text() for n in names}
     assert top_main(argv) == 0  # resumed: nothing rerun
     assert {n: (d / n).read_text() for n in names} == before
+    # aggregate reads the records: the same tables without the JSON files
+    out = tmp_path / "s.md"
+    assert top_main(["lm-timing", "aggregate", "--results-dir", str(d), "--output",
+                     str(out)]) == 0
+    for n in names[:2]:
+        (d / n).unlink()
+    assert top_main(["lm-timing", "aggregate", "--results-dir", str(d), "--output",
+                     str(tmp_path / "t.md")]) == 0
+    assert (tmp_path / "t.md").read_text() == out.read_text()
+    (d / "seed.json").write_text(json.dumps(fake("small", 128, True, 100.0)))  # no record
+    assert top_main(["lm-timing", "aggregate", "--results-dir", str(d), "--output",
+                     str(tmp_path / "u.md")]) == 0
+    assert "### Model: small" in (tmp_path / "u.md").read_text()
 
 
 @pytest.mark.parametrize("code, oom", [(-9, True), (137, True), (-2, False), (1, False)])
@@ -223,11 +262,15 @@ def test_sweep_records_only_a_killed_run_as_oom(tmp_path, monkeypatch, code, oom
     argv = ["lm-timing", "sweep", "--sizes", "small", "--contexts", "128", "--results-dir",
             str(d)]
     assert (top_main(argv) == 0) is oom
-    files = list(d.iterdir())
+    files = sorted(d.iterdir())
     if oom:  # the OOM record: no times, and the parameter count (no model needed)
+        assert [f.name for f in files] == ["bench_small_128.json", "store.jsonl"]
         doc = json.loads(files[0].read_text())
         assert doc["status"] == "oom" and doc["mean_time_ms"] is None
         assert doc["num_params"] == num_params_small() and isinstance(doc["num_params"], int)
+        (record,) = load_records(files[1])
+        assert record["metrics"]["status"] == "oom"
+        assert record["metrics"]["num_params"] == doc["num_params"]
     else:
         assert files == []  # an interrupted or failed run writes nothing
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchlab import lm_timing as lt
 from benchlab.core import config_hash, to_jsonable
-from benchlab.lm_timing import run as R
+from benchlab.lm_timing import builders as R
 
 
 @pytest.mark.parametrize("scale", ["tiny", "small", "paper"])

@@ -56,7 +56,7 @@ def test_kill_mid_run_then_resume(model_dir, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(command(model_dir, out), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    store = out / "results.jsonl"
+    store = out / "store.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if store.exists() and len(store.read_bytes().splitlines()) >= 2:
@@ -91,15 +91,15 @@ def test_kill_mid_run_then_resume(model_dir, tmp_path):
     assert set(summary["configs"]) == {"topk_8", "bh_loose"}
     assert "p" in summary["configs"]["bh_loose"]["vs_topk_8"]["avg_experts_per_token"]
     text = (out / "REPORT.md").read_text()
-    for name in ("avg_experts", "inference_time", "utilization_cv", "experts_by_category",
-                 "experts_vs_latency"):  # the seed's five plots, under plots/
+    for name in ("avg_experts_comparison", "inference_time_comparison", "expert_utilization_cv",
+                 "experts_by_category", "experts_vs_latency"):  # the seed's five plots, by name
         assert (out / "plots" / f"{name}.png").exists() and f"(plots/{name}.png)" in text
     assert (out / "experts_vs_quality.png").exists()
     log = (out / "experiment_log.txt").read_text()  # the console output of both runs
     assert log.count("results already in") == 2
     assert log.count(" experts/token, ") >= N_CASES - len(first)
     pointer = json.loads((out / "checkpoints" / "latest_checkpoint.json").read_text())
-    assert pointer["store"] == "results.jsonl"
+    assert pointer["store"] == "store.jsonl"
 
     # the run folder's null, rerun with another model: one-line error naming the null file and
     # field, exit 2, the store untouched
@@ -122,6 +122,26 @@ def test_kill_mid_run_then_resume(model_dir, tmp_path):
     match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names,
                                                shallow=False)
     assert not mismatch and not errors and len(match) >= 10
+
+
+def test_run_leaves_a_store_that_compare_reads(model_dir, tmp_path, capsys):
+    """Two runs of the fastest grid (one routing, one prompt per category, one new token) leave
+    stores of core records: `benchlab compare` matches them case by case, nothing moved."""
+    from benchlab.core.compare import compare
+    from benchlab.core.results import load_records
+
+    stores = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert cli.main(["run", "--model", str(model_dir), "--output", str(out), "--max-tokens",
+                         "1", "--device", "cpu", "--no-fp16", "--configs", "topk_8",
+                         "--prompts-per-category", "1"]) == 0
+        stores.append(load_records(out / "store.jsonl"))
+    assert len(stores[0]) == 4 and {r["kind"] for r in stores[0]} == {"generate"}
+    assert [r["config_hash"] for r in stores[0]] == [r["config_hash"] for r in stores[1]]
+    rows, compared = compare(*stores)
+    assert rows == [] and compared > 0
+    assert "0 of 4 results already" in capsys.readouterr().out
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys):

@@ -13,9 +13,9 @@ into tables and figures.
 
 from dataclasses import dataclass, field
 
+from .builders import MODES
 from .model import SIZES
 from .report import report
-from .run import MODES
 
 __all__ = ["METRICS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
            "WarmupCase", "ModesCase", "modes_cases", "AttnCase", "PeakCase", "step_cases",

@@ -1,6 +1,9 @@
-"""`benchlab lm-timing aggregate`: the seed's summary of a directory of run JSON files.
+"""`benchlab lm-timing aggregate`: the seed's summary of a directory of runs.
 
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
+
+Rows are the records in the directory's store.jsonl (each `lm-timing run` and `sweep` appends its
+record there), and the seed JSON files whose configuration no record has (the seed's own files).
 
 Rows pair forward with forward+backward only when every other config field agrees (size label,
 dimensions, vocab, context, batch, steps per trial, precision, attention, impl, compile, device).
@@ -15,6 +18,7 @@ from benchlab.core.errors import fail, read_json
 
 from .model import SIZES, ModelConfig, num_params
 
+STORE = "store.jsonl"  # what `lm-timing run` leaves beside its JSON (cli.STORE)
 SIZE_ORDER = {name: i for i, name in enumerate(SIZES)}
 # every field that defines a configuration; mode is what the fwd / fwd+bwd table compares
 KEYS = ("model_size", "d_model", "d_ff", "num_layers", "num_heads", "vocab", "context_length",
@@ -67,11 +71,47 @@ def _row(path: Path, data: dict) -> dict:
     return row
 
 
+def record_row(record: dict) -> dict:
+    """The row of an `lm-timing run` record (kind "step", with the run's dims as params): its
+    configuration from the case and params, its times and counts as recorded (per trial: the
+    seed's mean_time_ms, std_time_ms; per step: the record's mean_ms)."""
+    p, m = record["config"], record["metrics"]
+    c = p["case"]
+    return {**DEFAULTS, "model_size": c["size"], **p["dims"], "vocab": c["vocab"],
+            "context_length": c["context"], "batch_size": c["batch"],
+            "num_steps": p["num_steps"], "num_warmups": c["warmup"], "num_trials": c["rounds"],
+            "forward_only": c["mode"] == "forward", "mode": c["mode"],
+            "precision": c["precision"], "attn": c["attn"], "impl": p["impl"],
+            "compile": c["compile"], "device": record["run"]["device"], "status": m["status"],
+            "mean_time_ms": m.get("mean_time_ms"), "std_time_ms": m.get("std_time_ms"),
+            "mean_step_ms": m.get("mean_ms"), "num_params": m["num_params"],
+            "tokens_per_s": m.get("tokens_per_s"), "mfu": m.get("mfu"),
+            "file": f"{STORE}: {record['case']}"}
+
+
+def config_key(row: dict) -> tuple:
+    from .model import canonical_size
+
+    return (canonical_size(str(row["model_size"])),
+            *(str(row.get(k)) for k in KEYS[1:] + ("mode",)))
+
+
 def load_results(results_dir: Path) -> list[dict]:
+    """Rows of the records in the results dir's store.jsonl (what `lm-timing run` and `sweep`
+    leave), then of the seed JSON files whose configuration no record has (the seed's own
+    results, or runs of an older package version)."""
+    from benchlab.core.results import load_records
+
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise fail(str(results_dir), "--results-dir", "no such directory")
-    rows = [_row(p, read_json(p)) for p in sorted(results_dir.glob("*.json"))]
+    store = results_dir / STORE
+    records = load_records(store) if store.is_file() else []
+    rows = [record_row(r) for r in records if r["experiment"] == "lm_timing"
+            and r["kind"] == "step" and "dims" in (r.get("config") or {})]
+    seen = {config_key(r) for r in rows}
+    files = [_row(p, read_json(p)) for p in sorted(results_dir.glob("*.json"))]
+    rows += [r for r in files if config_key(r) not in seen]
     if not rows:
         raise fail(str(results_dir), "--results-dir", "no *.json results")
     return rows

@@ -11,27 +11,30 @@
 warm-up step is timed too, in `warmup_times_ms`, so the first step's cost is visible) and writes
 the seed's JSON fields plus num_params, FLOPs, tokens/s, MFU and peak memory. Model dimensions
 default to the --model_size's row when it names a known size (2_7B is 2.7B). The measuring is
-lm_timing.measure's, the bench module's step cases' own. `sweep` runs each size x context in a
-fresh process; `aggregate` is lm_timing/aggregate.py.
+lm_timing.measure's, the bench module's step cases' own.
+
+A run is a core.session.Run (`session`): its record (kind "step") is appended to store.jsonl in
+the output's folder, and the seed's JSON is a view of that record (`seed_json`), so `benchlab
+compare` and `benchlab report` read a CLI run as they read the bench's. `sweep` runs each
+size x context in a fresh process (one store, the results dir's); `aggregate` is
+lm_timing/aggregate.py, over the store's records (and any seed JSON without one).
 """
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from benchlab.core.errors import BenchlabError, fail
 from benchlab.core.options import bounded
 
-from .model import SIZES
+from .model import SIZES, canonical_size
 
+EXPERIMENT, STORE = "lm_timing", "store.jsonl"
+DIMS = ("d_model", "d_ff", "num_layers", "num_heads")
 SEED_FIELDS = ("model_size", "vocab", "context_length", "d_model", "d_ff", "num_layers",
                "num_heads", "batch_size", "num_steps", "num_warmups", "num_trials",
                "forward_only", "trial_times_ms", "mean_time_ms", "std_time_ms", "device")
-
-
-def canonical_size(size: str) -> str:
-    """The seed's sweep spells 2.7B as 2_7B; both name the same size."""
-    return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size
 
 
 COUNT = bounded(int, lo=1)
@@ -43,7 +46,7 @@ def _config(args):
 
     base = SIZES.get(canonical_size(args.model_size))
     dims = {k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k, None)
-            for k in ("d_model", "d_ff", "num_layers", "num_heads")}
+            for k in DIMS}
     for k, v in dims.items():
         if v is None:
             raise fail("--" + k, k, f"required when --model_size {args.model_size!r} is not one "
@@ -61,55 +64,106 @@ def _config(args):
     return ModelConfig(**dims, vocab_size=args.vocab), fields, mode
 
 
-def oom_result(args, reason: str) -> dict:
-    """The JSON of a run that did not fit: no times, but num_params and FLOPs (no model needed)."""
-    import torch
+def session(args):
+    """(the Run of one configuration, its step case, the record's other params). The Run's config
+    is the tiny scale's with this configuration as its one step sweep (size, context, mode,
+    precision, attention, compile, warm-ups, trials, batch, vocab), so its case is a step case as
+    the bench module's; the dimensions, steps per trial, impl and data path are params. Its store
+    is store.jsonl in the output's folder (a sweep's results dir)."""
+    from benchlab.core.session import Run
 
+    from . import CONFIGS, Sweep
+
+    _, fields, mode = _config(args)
+    sweep = Sweep((canonical_size(args.model_size),), (args.context_length,), modes=(mode,),
+                  precisions=(args.precision,), attns=(args.attn,), compile=(args.compile,),
+                  warmup=args.num_warmups, rounds=args.num_trials)
+    config = dataclasses.replace(CONFIGS["tiny"], steps=(sweep,), pairs=(),
+                                 batch=args.batch_size, vocab=args.vocab)
+    run = Run(EXPERIMENT, "tiny", device=args.device, seed=args.seed, config=config,
+              store=Path(args.output).parent / STORE)
+    params = {"dims": {k: fields[k] for k in DIMS}, "num_steps": args.num_steps,
+              "impl": args.impl, "data_path": args.data_path}
+    return run, run.cases("step")[0], params
+
+
+def save(args, metrics: dict) -> dict:
+    """The record of this configuration's `metrics` (Run.record), appended to the store."""
+    run, case, params = session(args)
+    case_id = case.id + ("-peer" if args.impl == "peer" else "")
+    return run.save(run.record("step", case, metrics, params=params, case_id=case_id))
+
+
+def oom_metrics(args, reason: str) -> dict:
+    """A configuration that did not fit: no times, but num_params and FLOPs (no model needed)."""
     from .model import num_params, step_flops
 
-    cfg, fields, mode = _config(args)
-    return {**fields, "device": args.device, "torch": torch.__version__, "status": "oom",
-            "reason": reason, "trial_times_ms": [], "mean_time_ms": None, "std_time_ms": None,
-            "num_params": num_params(cfg),
-            "flops_per_step": step_flops(cfg, args.batch_size, args.context_length, mode)}
+    cfg, _, mode = _config(args)
+    return {"status": "oom", "reason": reason, "num_params": num_params(cfg),
+            "flops": step_flops(cfg, args.batch_size, args.context_length, mode)}
 
 
-def run(args) -> dict:
-    """One configuration, measured as the bench module's step cases are (lm_timing.measure)."""
-    import torch
-
+def measure(args) -> dict:
+    """The record's metrics of one configuration, measured as the bench module's step cases are
+    (lm_timing.measure): per step (step_metrics), plus the seed's per-trial times."""
     from benchlab.core.stats import describe
-    from benchlab.core.timing import Timer, resolve_device
+    from benchlab.core.timing import Timer
 
     from . import measure as M
 
-    device = resolve_device(args.device)
-    args.device = device
-    cfg, fields, mode = _config(args)
+    cfg, _, mode = _config(args)
     tokens = None
     if args.data_path:
         from benchlab.zoo.data import read_npy
 
         tokens = read_npy(args.data_path)
     try:
-        prep = M.build(device, cfg, args.context_length, mode, args.precision, impl=args.impl,
-                       attn=args.attn, batch=args.batch_size, vocab=args.vocab,
+        prep = M.build(args.device, cfg, args.context_length, mode, args.precision,
+                       impl=args.impl, attn=args.attn, batch=args.batch_size, vocab=args.vocab,
                        compile=args.compile, seed=args.seed, tokens=tokens)
-        timed = M.time_steps(prep, Timer(None, device), warmups=args.num_warmups,
+        timed = M.time_steps(prep, Timer(None, args.device), warmups=args.num_warmups,
                              trials=args.num_trials, steps=args.num_steps)
     except M.OOM as e:
-        return oom_result(args, str(e))
-    m = M.step_metrics(prep, timed)
-    trial = describe([1000 * t for t in timed["trials"]])
-    return {**fields, "device": device, "torch": torch.__version__, "status": "ok",
-            "trial_times_ms": [1000 * t for t in timed["trials"]], "mean_time_ms": trial["mean"],
-            "std_time_ms": trial["std"] if len(timed["trials"]) > 1 else 0.0,
-            "warmup_times_ms": m["warmup_times_ms"], "first_step_ms": m["first_step_ms"],
-            "mean_step_time_ms": m["mean_ms"], "median_step_time_ms": m["median_ms"],
-            "num_params": m["num_params"], "flops_per_step": m["flops"],
-            "tokens_per_s": m["tokens_per_s"], "tflops": m["tflops"],
-            "peak_tflops": m["peak_tflops"], "mfu": m["mfu"],
-            "peak_memory_mb": m["peak_memory_mb"]}
+        return oom_metrics(args, str(e))
+    trials = [1000 * t for t in timed["trials"]]
+    trial = describe(trials)
+    return {**M.step_metrics(prep, timed), "loss": timed["loss"], "rounds_timed": len(trials),
+            "per_trial_times_ms": trials, "mean_time_ms": trial["mean"],
+            "std_time_ms": trial["std"] if len(trials) > 1 else 0.0}
+
+
+def seed_json(args, record: dict) -> dict:
+    """The seed's JSON of a run (its config fields and times per trial of num_steps steps) plus
+    num_params, FLOPs, tokens/s, MFU and peak memory: a view of the record, nothing measured."""
+    _, fields, _ = _config(args)
+    m = record["metrics"]
+    head = {**fields, "device": record["run"]["device"], "torch": record["machine"]["torch"],
+            "status": m["status"]}
+    if m["status"] != "ok":
+        return {**head, "reason": m["reason"], "trial_times_ms": [], "mean_time_ms": None,
+                "std_time_ms": None, "num_params": m["num_params"], "flops_per_step": m["flops"]}
+    optional = {k: m[k] for k in ("peak_tflops", "mfu", "peak_memory_mb") if k in m}
+    return {**head, "trial_times_ms": m["per_trial_times_ms"], "mean_time_ms": m["mean_time_ms"],
+            "std_time_ms": m["std_time_ms"], "warmup_times_ms": m["warmup_times_ms"],
+            "first_step_ms": m["first_step_ms"], "mean_step_time_ms": m["mean_ms"],
+            "median_step_time_ms": m["median_ms"], "num_params": m["num_params"],
+            "flops_per_step": m["flops"], "tokens_per_s": m["tokens_per_s"],
+            "tflops": m["tflops"], **optional}
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run(args) -> dict:
+    """Measure one configuration, save its record in the store, and return the seed's JSON."""
+    from benchlab.core.timing import resolve_device
+
+    args.device = resolve_device(args.device)
+    return seed_json(args, save(args, measure(args)))
 
 
 def cmd_run(args) -> int:
@@ -122,14 +176,11 @@ def cmd_run(args) -> int:
     if args.num_warmups < 0:
         raise fail("command line", "--num_warmups", "must be >= 0")
     result = run(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.rename(out)
+    write_json(out, result)
     shown = (f"{result['mean_time_ms']:.2f} +- {result['std_time_ms']:.2f} ms"
              if result["status"] == "ok" else result["reason"])
     print(f"{args.model_size} ctx {args.context_length} {result['mode']} {args.precision}: "
-          f"{shown} -> {out}")
+          f"{shown} -> {out} (record: {out.parent / STORE})")
     return 0
 
 
@@ -166,11 +217,9 @@ def cmd_sweep(args, passthrough: list[str]) -> int:
                "--context_length", str(ctx), *passthrough, "--output", str(path)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode in (-9, 137):  # SIGKILL: the kernel's OOM killer
-            doc = oom_result(run_parser().parse_args(cmd[5:-2] + ["--output", str(path)]),
-                             "OOM (process killed by SIGKILL)")
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(doc, indent=2) + "\n")
-            tmp.replace(path)
+            run_args = run_parser().parse_args(cmd[5:-2] + ["--output", str(path)])
+            record = save(run_args, oom_metrics(run_args, "OOM (process killed by SIGKILL)"))
+            write_json(path, seed_json(run_args, record))
         elif proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise fail(str(path), f"{size} ctx {ctx}", tail)
@@ -189,7 +238,7 @@ def run_options(r, grid: bool = False) -> None:
                        help=f"label; known: {', '.join(SIZES)} (2_7B = 2.7B)")
         r.add_argument("--context_length", type=COUNT, required=True)
     r.add_argument("--vocab", type=COUNT, default=10_000, help="(default: %(default)s)")
-    for k in ("d_model", "d_ff", "num_layers", "num_heads"):
+    for k in DIMS:
         r.add_argument("--" + k, type=COUNT, default=None, help="(default: the size's value)")
     r.add_argument("--batch_size", type=COUNT, default=4, help="(default: %(default)s)")
     r.add_argument("--num_steps", type=COUNT, default=1, help="steps per trial (default: 1)")
@@ -255,4 +304,5 @@ def main(argv: list[str]) -> int:
     return cmd_aggregate(args)
 
 
-__all__ = ["main", "run", "oom_result", "canonical_size", "SEED_FIELDS", "BenchlabError"]
+__all__ = ["main", "run", "session", "measure", "seed_json", "oom_metrics", "canonical_size",
+           "SEED_FIELDS", "BenchlabError"]

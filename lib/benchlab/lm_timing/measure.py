@@ -20,7 +20,7 @@ from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_rat
 from benchlab.core.timing import peak_memory, time_fn
 
 from . import attn_cases, modes_cases, pair_cases, peak_cases, step_cases, warmup_cases
-from . import run as R
+from . import builders as R
 from .model import ATTENTION
 
 

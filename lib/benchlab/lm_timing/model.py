@@ -44,6 +44,11 @@ SIZES = {
 }
 
 
+def canonical_size(size: str) -> str:
+    """The seed's sweep spells 2.7B as 2_7B; both name the same size."""
+    return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size
+
+
 def size_config(size: str, **overrides) -> ModelConfig:
     from benchlab.core.errors import BenchlabError
 

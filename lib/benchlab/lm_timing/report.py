@@ -275,12 +275,14 @@ def plot_mfu(table, outdir):
     ok = table[(table["status"] == "ok") & table["mfu"].notna() & (table["attn"] == "sdpa")]
     if ok.empty:
         return
+    extra = sorted(set(ok["size"]) - set(ORDER))  # a CLI run's own size label, after the known
+    order = {**ORDER, **{s: len(ORDER) + i for i, s in enumerate(extra)}}
     fig, ax = new_figure(size=(7.5, 3.8))
     for (mode, prec, ctx), g in ok.groupby(["mode", "precision", "context"], sort=True):
-        g = g.assign(o=g["size"].map(ORDER)).sort_values("o").drop_duplicates("size")
+        g = g.assign(o=g["size"].map(order)).sort_values("o").drop_duplicates("size")
         ax.plot(g["o"], g["mfu"], marker="o", label=f"{mode} {prec} ctx{int(ctx)}")
-    sizes = sorted(set(ok["size"]), key=lambda s: ORDER.get(s, 99))
-    ax.set_xticks([ORDER[s] for s in sizes], sizes)
+    sizes = sorted(set(ok["size"]), key=order.get)
+    ax.set_xticks([order[s] for s in sizes], sizes)
     ax.set(xlabel="model size", ylabel="MFU (vs same-run matmul peak)", title="MFU by size")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     save_figure(fig, outdir, "mfu_by_size")

@@ -2,7 +2,7 @@
 
     pytest bench/test_moe_routing.py --bench-store /tmp/moe/store.jsonl --bench-reports /tmp/moe/r
     benchlab moe-routing run --output /tmp/moe_run --max-tokens 16      # the seed's runner
-    benchlab moe-routing report /tmp/moe_run/results.jsonl --output /tmp/moe_run
+    benchlab moe-routing report /tmp/moe_run/store.jsonl --output /tmp/moe_run
     benchlab moe-routing frontier --output /tmp/moe_frontier   # quality/compute frontier study
 
 Configs are data per scale; the code reads their fields, never the scale name.

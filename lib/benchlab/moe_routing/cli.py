@@ -3,12 +3,14 @@
     benchlab moe-routing run --output /tmp/moe_run --max-tokens 16 --checkpoint-interval 5
     benchlab moe-routing run --model allenai/OLMoE-1B-7B-0924 --scale paper --device cuda \
         --output runs/olmoe --max-tokens 100
-    benchlab moe-routing report /tmp/moe_run/results.jsonl --output /tmp/moe_run
+    benchlab moe-routing report /tmp/moe_run/store.jsonl --output /tmp/moe_run
     benchlab moe-routing frontier --output runs/moe_frontier --report reports/moe_routing/frontier
 
-Every finished (config, prompt) result is appended at once to OUTPUT/results.jsonl (the core
-result store, atomic lines), so a killed run loses nothing that finished; a rerun skips those
-(resume is the default, --no-resume runs everything again and appends). Every
+`run` is a core.session.Run of the "generate" cases (the scale's config with the command line's
+options applied) plus the seed's output formats. Every finished (config, prompt) record is
+appended at once to OUTPUT/store.jsonl (the core result store, atomic lines), so a killed run
+loses nothing that finished; a rerun skips those (resume is the default, --no-resume runs
+everything again and appends); `benchlab compare` and `benchlab report` read the store. Every
 --checkpoint-interval results the report files (bh_routing_results.csv, analysis_summary.json,
 REPORT.md, plots/) are rebuilt from the store and checkpoints/latest_checkpoint.json points
 at the store (the seed's checkpoint: the store is the checkpoint). The calibration nulls (one per
@@ -26,12 +28,12 @@ from pathlib import Path
 
 from ..core.errors import BenchlabError
 from ..core.options import bounded
-from ..core.records import make_record, run_settings
 from ..core.scale import SCALES, config_for
-from ..core.store import ResultStore, record_key
+from ..core.store import ResultStore
 from ..core.timing import Timer, resolve_device
 
-EXPERIMENT = "moe_routing"
+EXPERIMENT, KIND = "moe_routing", "generate"
+STORE = "store.jsonl"  # OUTPUT/store.jsonl: the core result store of the run's records
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
                     help="(default: %(default)s)")
     fr.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU")
     fr.add_argument("--rules", default=None, help="comma-separated rule names (default: all)")
-    rep = sub.add_parser("report", help="rebuild the report from a results.jsonl")
+    rep = sub.add_parser("report", help="rebuild the report from a run's store.jsonl")
     rep.add_argument("store")
     rep.add_argument("--output", default=None, help="(default: the store's folder)")
     return p
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> int:
         from . import report
 
         if not Path(args.store).is_file():
-            raise BenchlabError(f"{args.store}: no such file (a result store: results.jsonl)")
+            raise BenchlabError(f"{args.store}: no such file (a result store: store.jsonl)")
         store = ResultStore(args.store)
         records = list(store.latest(experiment=EXPERIMENT).values())
         if not records:
@@ -147,17 +149,15 @@ def frontier(args) -> int:
     return 0
 
 
-def run(args) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from . import CONFIGS, generate_cases, inputs, report
-    from .experiment import load_setup
-    from .measure import measure_generate
+def run_of(args):
+    """The `Run` of `benchlab moe-routing run`: the scale's config with the command line's
+    routings, prompts, new tokens, precision and model applied; the store OUTPUT/store.jsonl."""
+    from ..core.session import Run
+    from . import CONFIGS
     from .routers import ROUTINGS
 
     config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
-    changes = {}
+    changes = {"fp16": not args.no_fp16}
     if args.max_tokens is not None:
         changes["max_new_tokens"] = args.max_tokens
     if args.configs:
@@ -167,45 +167,48 @@ def run(args) -> int:
         changes["routings"] = names
     if args.prompts_per_category is not None:
         changes["prompts_per_category"] = args.prompts_per_category
+    if args.model is not None and args.model != config.model:
+        changes.update(model=args.model, source="load")  # a hub id or local directory
     config = dataclasses.replace(config, **changes)
     device = resolve_device(args.device)
-    fp16 = not args.no_fp16
+    dtype = "bf16" if config.fp16 and device == "cuda" else "float32"
+    return Run(EXPERIMENT, args.scale, device=device, store=Path(args.output) / STORE,
+               config=config, dtype=dtype)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..core.session import seed_everything
+    from . import report
+    from .experiment import load_setup
+    from .measure import measure_generate
+
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out / "results.jsonl")
-    model = args.model or config.model
-    run_info = run_settings(seed=0, device=device, dtype="bf16" if fp16 and device == "cuda"
-                            else "float32", threads=torch.get_num_threads(), model=model)
-    cases = generate_cases(config)
-
-    def record_of(case, metrics=None) -> dict:
-        """make_record, the plugin's record builder: kind "generate", the case, the config, the
-        zoo inputs, the run settings; the code version covers moe_routing/."""
-        return make_record(EXPERIMENT, "generate", case.id, metrics or {}, scale=args.scale,
-                           params={"case": case}, config=config,
-                           inputs=inputs(case, config) if model == config.model else {},
-                           run=run_info, module_file=str(Path(__file__).with_name("__init__.py")))
-
+    run = run_of(args)
+    cases = run.cases(KIND)
+    todo = run.all_cases([KIND]) if args.no_resume else run.pending([KIND])
     say = Console(out / "experiment_log.txt")
-    done = set() if args.no_resume else set(store.latest(experiment=EXPERIMENT))
-    todo = [c for c in cases if record_key(record_of(c)) not in done]
-    say(f"{len(cases) - len(todo)} of {len(cases)} results already in {store.path}; "
+    say(f"{len(cases) - len(todo)} of {len(cases)} results already in {run.store.path}; "
         f"running {len(todo)}")
     if todo:
-        setup = load_setup(config, device, fp16, args.model, str(out / "nulls"))
-        for name in dict.fromkeys(c.routing for c in todo):  # every null checked (or made)
+        config = run.config
+        setup = load_setup(config, run.device, config.fp16, None, str(out / "nulls"))
+        for name in dict.fromkeys(c.routing for _, c in todo):  # every null checked (or made)
             setup.null_for(name)  # before any case runs: a null of another model stops here
-        for i, case in enumerate(tqdm(todo, desc="moe-routing", unit="run"), 1):
-            metrics = measure_generate(case, config, Timer(None, device), setup)
-            store.append(record_of(case, metrics))
+        for i, (kind, case) in enumerate(tqdm(todo, desc="moe-routing", unit="run"), 1):
+            seed_everything(run.seed)  # as Run.metrics does before a kind's measure
+            metrics = measure_generate(case, config, Timer(None, run.device), setup)
+            run.save(run.record(kind, case, metrics))
             say(f"[{i}/{len(todo)}] {case.routing} {case.prompt}: "
                 f"{metrics['avg_experts']:.2f} experts/token, {metrics['inference_time']:.3f} s, "
                 f"held-out KL {metrics['heldout_kl']:.4f}")
             if i % args.checkpoint_interval == 0:
-                report(_current(store, cases, record_of), out)
-                checkpoint(out, store, i, len(todo), case)
-    report(_current(store, cases, record_of), out)
-    checkpoint(out, store, len(todo), len(todo), None)
+                report(run.stored([KIND]), out)
+                checkpoint(out, run.store, i, len(todo), case)
+    report(run.stored([KIND]), out)
+    checkpoint(out, run.store, len(todo), len(todo), None)
     say(f"wrote {out}/REPORT.md, bh_routing_results.csv, analysis_summary.json, plots/")
     return 0
 
@@ -223,9 +226,3 @@ def checkpoint(out: Path, store: ResultStore, done: int, total: int, case) -> No
                                    "note": "the store holds every finished result; rerun "
                                            "`benchlab moe-routing run` with the same --output "
                                            "to resume"}, indent=1) + "\n")
-
-
-def _current(store: ResultStore, cases, record_of) -> list[dict]:
-    latest = store.latest(experiment=EXPERIMENT)
-    keys = [record_key(record_of(c)) for c in cases]
-    return [latest[k] for k in keys if k in latest]

@@ -142,7 +142,8 @@ def speed_summary(frame: pd.DataFrame) -> dict:
 
 
 def _seed_plot(fig, outdir: Path, name: str) -> str:
-    """The seed's five plots go under plots/ by their names."""
+    """The seed's five plots go under plots/ by the seed's names: avg_experts_comparison,
+    inference_time_comparison, expert_utilization_cv, experts_by_category, experts_vs_latency."""
     save_figure(fig, outdir / "plots", name)
     return f"plots/{name}.png"
 
@@ -190,9 +191,9 @@ def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
         ax.set_ylabel(ylabel)
         made.append(_seed_plot(fig, outdir, fname))
 
-    bar("avg_experts_per_token", "experts per token (mean)", "avg_experts")
-    bar("inference_time_sec", "generation time (s)", "inference_time")
-    bar("expert_utilization_cv", "expert utilization CV", "utilization_cv")
+    bar("avg_experts_per_token", "experts per token (mean)", "avg_experts_comparison")
+    bar("inference_time_sec", "generation time (s)", "inference_time_comparison")
+    bar("expert_utilization_cv", "expert utilization CV", "expert_utilization_cv")
     fig, ax = new_figure(size=(7, 3.6))
     width = 0.8 / len(CATEGORIES)
     for i, c in enumerate(CATEGORIES):

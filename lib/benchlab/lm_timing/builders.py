@@ -1,12 +1,14 @@
-"""One timed step of a language model, and the numbers around it: FLOPs, MFU, memory, OOM.
+"""Builders and estimates for one timed step of a language model (not a run: runs are
+core.session.Run's, through lm_timing.measure): the model, batch and step closure, and the numbers
+around the step: FLOPs, MFU, the matmul peak, memory estimates, OOM.
 
 `prepare(...)` builds a model (ours or the LLaMA peer), a batch and a step closure for a mode
 (forward, forward_backward, train_step = forward + backward + AdamW) and a precision (fp32, or
 bf16/fp16 autocast). Timing is benchlab.core's Timer, through lm_timing.measure (bench, CLI and
 asv alike); it synchronizes CUDA after every call. `summarize` turns trial times into the metrics.
 
-    python -c "from benchlab.lm_timing.run import *; p = prepare('tiny', 128, 'forward', 'fp32');
-    from benchlab.core import time_fn; print(summarize(time_fn(p.step, trials=3), p))"
+    python -c "from benchlab.lm_timing.builders import *; from benchlab.core import time_fn;
+    p = prepare('tiny', 128, 'forward', 'fp32'); print(summarize(time_fn(p.step, trials=3), p))"
 """
 
 import functools

@@ -1,6 +1,6 @@
-"""Step closures, metrics, memory and OOM handling of benchlab.lm_timing.run.
+"""Step closures, metrics, memory and OOM handling of benchlab.lm_timing.builders.
 
-    pytest tests/lm_timing/test_lmt_run.py -q
+    pytest tests/lm_timing/test_lmt_builders.py -q
 """
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 
 from benchlab.core import BenchlabError, time_fn
 from benchlab.core.timing import peak_memory
-from benchlab.lm_timing import run as R
+from benchlab.lm_timing import builders as R
 from benchlab.lm_timing.model import ModelConfig, forward_flops
 
 CFG = ModelConfig(32, 64, 2, 4, vocab_size=64)
