@@ -1,15 +1,27 @@
 """asv benchmarks for Long Exposure: one LoRA training step dense (eager, SDPA) vs Long Exposure,
-and the measured end-to-end ratios and densities as track_*.
+and the measured end-to-end ratios and densities as track_*, read from the record that
+core.session.Run measures in setup_cache (the bench's end2end case: Run.cases("end2end")).
 
     asv run --quick --bench long_exposure        # BENCHLAB_SCALE=tiny|small|paper
 """
 
+import os
+
 from benchlab.core.asv_suite import Suite
-from benchlab.long_exposure import end2end_cases
-from benchlab.long_exposure import workload as wl
-from benchlab.long_exposure.measure import measure_end2end
+from benchlab.core.session import Run
 
 Base = Suite("long_exposure")
+
+
+def _run(suite) -> Run:
+    """The suite's run: its scale's config, device and threads (no store)."""
+    return Run("long_exposure", os.environ.get("BENCHLAB_SCALE", "tiny"), device=suite.device,
+               config=suite.config)
+
+
+def _lora_case(run: Run):
+    """The bench's first end-to-end LoRA case (the scale's shortest length)."""
+    return next(c for c in run.cases("end2end") if c.method == "lora")
 
 
 class LoraStepSuite(Base):
@@ -17,9 +29,13 @@ class LoraStepSuite(Base):
 
     params = ["eager", "sdpa", "le"]
     param_names = ["mode"]
+
     def setup(self, mode):
-        c = self.config
-        self.trainer = wl.trainer(c, c.model, "lora", c.seq_lens[0], mode=mode, device=self.device)
+        from benchlab.long_exposure import workload as wl
+
+        case = _lora_case(_run(self))
+        self.trainer = wl.trainer(self.config, case.model, case.method, case.seq_len, mode=mode,
+                                  device=self.device)
         self.trainer.step()  # warm-up
 
     def time_step(self, mode):
@@ -30,27 +46,24 @@ class LoraStepSuite(Base):
 
 
 class LoraStepResults(Base):
-    """The same step's side-by-side speedups and Long Exposure's densities, measured once by
-    the end-to-end LoRA case at the shortest length (long_exposure.measure.measure_end2end)."""
+    """The same step's side-by-side speedups and Long Exposure's densities: the record of the
+    end-to-end LoRA case at the shortest length (measure_end2end sets the scale's threads)."""
 
     def setup_cache(self):
-        c = self.config  # measure_end2end sets the scale's threads itself
-        L = c.seq_lens[0]
-        case = next(k for k in end2end_cases(c) if k.method == "lora" and k.seq_len == L)
-        m = measure_end2end(case, c, self.measurer())
-        return {k: m[k] for k in ("speedup_sdpa", "speedup_eager", "density_attn", "density_mlp")}
+        run = _run(self)
+        return run.measure("end2end", _lora_case(run))
 
-    def track_speedup_sdpa(self, cache):
-        return cache["speedup_sdpa"]
+    def track_speedup_sdpa(self, record):
+        return record["metrics"]["speedup_sdpa"]
 
-    def track_speedup_eager(self, cache):
-        return cache["speedup_eager"]
+    def track_speedup_eager(self, record):
+        return record["metrics"]["speedup_eager"]
 
-    def track_density_attn(self, cache):
-        return cache["density_attn"]
+    def track_density_attn(self, record):
+        return record["metrics"]["density_attn"]
 
-    def track_density_mlp(self, cache):
-        return cache["density_mlp"]
+    def track_density_mlp(self, record):
+        return record["metrics"]["density_mlp"]
 
     track_speedup_sdpa.unit = track_speedup_eager.unit = "ratio"
     track_density_attn.unit = track_density_mlp.unit = "fraction of blocks kept"

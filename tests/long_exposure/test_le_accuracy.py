@@ -15,7 +15,7 @@ import transformers
 
 from benchlab import zoo
 from benchlab.core.errors import BenchlabError
-from benchlab.long_exposure import accuracy, cli
+from benchlab.long_exposure import accuracy, cli, trainer
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_accuracy_command_evaluates_base_dense_and_le(tmp_path, monkeypatch):
         raise AssertionError("a finished step was redone")
 
     monkeypatch.setattr(accuracy, "evaluate", redo)
-    monkeypatch.setattr(cli, "cmd_finetune", redo)
+    monkeypatch.setattr(trainer, "run", redo)
     monkeypatch.setattr(accuracy, "save_base", lambda model, d: d)  # must exist already
     assert cli.main(argv) == 0
     again = json.loads((out / "accuracy.json").read_text())

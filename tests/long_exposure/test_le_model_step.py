@@ -93,7 +93,7 @@ def _step_result(**extra):
 
 
 def test_model_step_md_reads_each_claim_from_its_interval_and_names_the_device():
-    from benchlab.long_exposure.cli import model_step_md
+    from benchlab.long_exposure.model_step import model_step_md
 
     md = model_step_md(_step_result())
     assert "shared 2-core machine" in md and "FlexAttention" not in md
@@ -133,3 +133,32 @@ def test_flex_speedups_are_paired_ratios_of_the_flex_rounds():
     for k in ("sdpa", "sdpa_docs", "eager"):
         assert out[f"flex_speedup_{k}"] == np.median(np.divide(times[k], times["le_flex"]))
     assert out["t_le_flex"] == 1.0
+
+
+def test_model_step_cli_records_through_run_and_two_stores_compare(tmp_path, monkeypatch, capsys):
+    """`model-step` leaves store.jsonl (the folder of --out; without it .benchlab/long_exposure/
+    model_step/) with the record of the config's model_step case, made through core.session.Run
+    with the bench's metrics; two such stores compare value by value."""
+    import json
+
+    from benchlab.core.compare import compare
+    from benchlab.core.store import ResultStore
+    from benchlab.long_exposure.cli import main as le_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["model-step", "--scale", "tiny", "--model", "opt-tiny", "--seq-len", "64",
+            "--rounds", "1", "--masks", "synthetic", "--density", "0.5"]
+    assert le_main(args) == 0
+    assert le_main([*args, "--out", str(tmp_path / "b" / "step.json")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out[-1])["masks"] == "synthetic"
+    assert (tmp_path / "b" / "step.md").exists()
+    a = ResultStore(tmp_path / ".benchlab/long_exposure/model_step/store.jsonl").read()
+    b = ResultStore(tmp_path / "b" / "store.jsonl").read()
+    (rec,) = a
+    assert rec["case"] == "model_step[opttiny-trained-synthetic0.5-L64]"
+    assert rec["kind"] == "model_step" and rec["scale"] == "tiny" and rec["code_version"]
+    assert rec["config"]["case"]["density"] == 0.5 and rec["run"]["threads"] == 1
+    assert {"memory_ratio", "density_attn", "layer_density_mlp", "t_le"} <= set(rec["metrics"])
+    rows, compared = compare(a, b)
+    assert compared > 0 and not [r for r in rows if r.status in ("moved", "config")]

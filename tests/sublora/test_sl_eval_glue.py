@@ -162,6 +162,42 @@ def test_eval_bounds_truncated_or_foreign_checkpoint(trained_dir, tmp_path, caps
     assert ok == 0 and (tmp_path / "ok" / "bounds_metrics.json").exists()
 
 
+def test_eval_bounds_accepts_the_seed_data_file_flags(trained_dir, tmp_path, capsys):
+    """The seed's --data.openwebtext_train_eot_indices_file and
+    --data.empirical_document_length_distribution_file: an existing file is accepted (unused by
+    a synthetic-corpus run: a note on stderr says so), a missing one is a one-line error."""
+    eots, lengths = tmp_path / "eot_indices.npy", tmp_path / "lengths.npy"
+    np.save(eots, np.arange(3))
+    np.save(lengths, np.ones(4))
+    flags = [f"--data.openwebtext_train_eot_indices_file={eots}",
+             f"--data.empirical_document_length_distribution_file={lengths}"]
+    assert top_main(["sublora", "eval-bounds", f"--model.best_checkpoint_path={trained_dir}",
+                     *flags, f"--output_dir={tmp_path / 'out'}"]) == 0
+    err = capsys.readouterr().err
+    assert "openwebtext_train_eot_indices_file: not used" in err
+    assert "empirical_document_length_distribution_file: not used" in err
+    assert (tmp_path / "out" / "bounds_metrics.json").exists()
+    assert top_main(["sublora", "eval-bounds", "--checkpoint", str(trained_dir),
+                     f"--data.empirical_document_length_distribution_file={tmp_path / 'no'}",
+                     f"--output_dir={tmp_path / 'out2'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empirical_document_length_distribution_file" in err[0]
+    assert "no such file" in err[0] and not (tmp_path / "out2").exists()
+
+
+def test_huge_intrinsic_dim_and_binary_yaml_are_one_line_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert top_main(["sublora", "train", "--model.init_from=scratch",
+                     "--sublora.intrinsic_dim=1e30", f"--login.out_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sublora.intrinsic_dim" in err[0] and "exceeds" in err[0]
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes([0, 1, 0xFF, 0xFE]))
+    assert top_main(["sublora", "train", "--config-file", str(binary)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bin.yaml: config-file: not a text file" in err[0]
+
+
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"

@@ -237,7 +237,7 @@ def test_analyze_reads_run_folders(tmp_path):
     assert table["mode"].iloc[0] == "w=0 (untrained)"
     got = collect(tmp_path / "runs")
     assert len(got) == 36 and sum(r["config"]["case"]["mode"] == "w0" for r in got) == 6
-    want = [B.load_bounds_metrics(tmp_path / "runs" / r["case"][8:-1] / "bounds_metrics.json")
+    want = [B.load_bounds_metrics(tmp_path / "runs" / r["case"][6:-1] / "bounds_metrics.json")
             ["bound_value"] for r in got if r["config"]["case"]["d"] == 1000
             and r["config"]["case"]["mode"] == "learned"
             and r["config"]["case"]["seed"] in (42, 123)]
@@ -256,12 +256,13 @@ def test_analyze_fork_folder_names_and_errors(tmp_path):
     bm = B.bounds_metrics(msg, [6.0] * 8, vocab_size=4096, m=300_000, s=200, extra_bits=5)
     B.save_bounds_metrics(bm, tmp_path / "r" / "sublora-d1000-fixed_bheavy-seed42")
     (rec,) = collect(tmp_path / "r")
-    assert rec["config"]["case"] == {"kind": "sweep", "d": 1000, "mode": "fixed", "ratio": 0.8,
-                                     "seed": 42}
+    assert rec["config"]["case"] == {"id": "d1000-fixed_bheavy-s42", "kind": "sweep", "d": 1000,
+                                     "mode": "fixed", "ratio": 0.8, "seed": 42}
+    assert rec["case"] == "sweep[sublora-d1000-fixed_bheavy-seed42]" and rec["config_hash"]
     B.save_bounds_metrics(bm, tmp_path / "w" / "d2000_w0_s7")  # run-all's folder name
     (rec,) = collect(tmp_path / "w")
-    assert rec["config"]["case"] == {"kind": "sweep", "d": 2000, "mode": "w0", "ratio": 0.5,
-                                     "seed": 7}
+    assert rec["config"]["case"] == {"id": "d2000-w0-s7", "kind": "sweep", "d": 2000,
+                                     "mode": "w0", "ratio": 0.5, "seed": 7}
     with pytest.raises(BenchlabError, match="no bounds_metrics.json"):
         collect(tmp_path / "r", seeds=[7])
     with pytest.raises(BenchlabError, match="no such directory"):
@@ -281,7 +282,8 @@ def test_analyze_reads_eval_bounds_inputs(tmp_path):
                           inputs=info)
     B.save_bounds_metrics(bm, tmp_path / "r" / "out")
     (rec,) = collect(tmp_path / "r")
-    assert rec["config"]["case"] == {"kind": "sweep", "d": 2000, "mode": "learned", "ratio": 0.5,
+    assert rec["config"]["case"] == {"id": "d2000-learned-s123", "kind": "sweep", "d": 2000,
+                                     "mode": "learned", "ratio": 0.5,
                                      "seed": 123}
     assert rec["metrics"]["gamma_B"] == [0.2, 0.6, 0.9]
     assert rec["metrics"]["bound_value"] == bm["bound_value"]

@@ -19,7 +19,7 @@ def test_run_all_writes_seed_folders_resumes_and_analyze_reads_them(tmp_path, ca
     args = ["sublora", "run-all", "--results_dir", str(root), "--dims", "40", "--seeds", "3",
             "--modes", "w0", "fixed_bheavy", "learned", "--no-progress", *FAST]
     assert top_main(args) == 0
-    names = sorted(p.name for p in root.iterdir())
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert names == ["d40_fixed_bheavy_s3", "d40_learned_s3", "d40_w0_s3"]
     for name in names:
         assert {"best_ckpt.safetensors", "best_ckpt.json", "bounds_metrics.json",
@@ -36,6 +36,57 @@ def test_run_all_writes_seed_folders_resumes_and_analyze_reads_them(tmp_path, ca
     assert top_main(["sublora", "analyze", "--results_dir", str(root), "--output_dir",
                      str(out)]) == 0
     assert "w=0 (untrained)" in (out / "summary_table.md").read_text()
+
+
+def _store(path):
+    from benchlab.core.store import ResultStore
+
+    return ResultStore(path).read()
+
+
+def test_run_all_records_each_point_through_run_and_two_sweeps_compare(tmp_path):
+    """OUT/store.jsonl: one record per sweep point (kind "sweep", the ids and case shape of
+    sweep_cases), through core.session.Run; a second sweep with the same arguments compares
+    value by value with the first; a store lost after the runs is rebuilt from the folders
+    without rerunning anything, with the same metrics."""
+    from benchlab.core.compare import compare
+    from benchlab.sublora import Config, sweep_cases
+    from benchlab.sublora.study import STORE_NAME
+
+    args = ["--dims", "40", "--seeds", "3", "--modes", "w0", "uniform", "--no-progress", *FAST]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        assert top_main(["sublora", "run-all", "--results_dir", str(root), *args]) == 0
+    ra, rb = _store(a / STORE_NAME), _store(b / STORE_NAME)
+    want = sweep_cases(Config(dims=(40,), modes=(("w0", 0.5), ("uniform", 0.5)), seeds=(3,)))
+    assert [r["case"] for r in ra] == [f"sweep[{c.id}]" for c in want]
+    for rec, case in zip(ra, want, strict=True):
+        assert rec["kind"] == "sweep" and rec["scale"] == "custom"
+        assert rec["config"]["case"] == {"id": case.id, "d": 40, "mode": case.mode,
+                                         "ratio": 0.5, "seed": 3, "kind": "sweep"}
+        assert rec["config_hash"] and rec["code_version"]
+        assert rec["metrics"]["bound_value"] > 0
+    rows, compared = compare(ra, rb)
+    assert compared > 0 and not [r for r in rows if r.status in ("moved", "config")]
+    assert top_main(["compare", str(a / STORE_NAME), str(b / STORE_NAME)]) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in a.rglob("*") if p.name != STORE_NAME}
+    (a / STORE_NAME).unlink()
+    assert top_main(["sublora", "run-all", "--results_dir", str(a), *args]) == 0
+    assert stamps == {p: p.stat().st_mtime_ns for p in a.rglob("*") if p.name != STORE_NAME}
+    rebuilt = _store(a / STORE_NAME)
+    assert [r["config_hash"] for r in rebuilt] == [r["config_hash"] for r in ra]
+    for old, new in zip(ra, rebuilt, strict=True):
+        assert new["metrics"] == {k: v for k, v in old["metrics"].items() if k != "train_seconds"}
+
+
+def test_analyze_records_are_made_by_run(tmp_path):
+    root = tmp_path / "runs"
+    assert top_main(["sublora", "run-all", "--results_dir", str(root), "--dims", "40",
+                     "--seeds", "3", "--modes", "w0", "--no-progress", *FAST]) == 0
+    (rec,) = collect(root)
+    assert rec["case"] == "sweep[d40_w0_s3]" and rec["kind"] == "sweep"
+    assert rec["scale"] == "custom" and rec["config_hash"] and rec["code_version"]
+    assert rec["config"]["case"]["mode"] == "w0" and rec["config"]["case"]["id"] == "d40-w0-s3"
 
 
 def test_modes_and_bad_input():

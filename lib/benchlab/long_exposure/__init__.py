@@ -26,7 +26,7 @@ record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_
 from dataclasses import dataclass
 
 from .opcases import (
-    OPS_CONFIGS,
+    SPARSITIES,
     OpsConfig,
     exposer_cases,
     kernel_cases,
@@ -45,6 +45,7 @@ METRICS = {
     "le_backward": None, "le_predictor": None, "dispatch_*": None, "dense_optimizer": None,
     "le_optimizer": None, "dense_step": None, "le_step": None,
     "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0, "keeps_everything": 0,
+    "init": 0, "masks": 0,  # model_step: the base model's init and where the masks came from
     "documents_per_row": 1e-9, "break_even_*": None,
     "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
     "memory_ratio*": 1e-9, "activation_ratio*": 1e-9, "*_cuda_peak": None,
@@ -71,6 +72,7 @@ METRICS = {
     "mlp_seq_union*": (0, 0.02),
     "attn_*": (0, 0.02), "mlp_*": (0, 0.02), "density*": (0, 0.02), "ideal": (0.05, 0.02),
     "final_loss": 1e-3, "losses": 1e-3, "*_gap_to_dense": (0.05, 1e-3),
+    "layer_density_*": (0, 0.02),  # model_step: per layer, as the densities
 }
 
 
@@ -83,7 +85,7 @@ def inputs(case, config) -> dict[str, str]:
 
 __all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", "memory_cases",
            "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases", "gpt2_cases",
-           "model_step_cases", "OPS_CONFIGS", "OpsConfig", "exposer_cases", "kernel_cases",
+           "model_step_cases", "OpsConfig", "exposer_cases", "kernel_cases",
            "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
 
 
@@ -142,7 +144,7 @@ CONFIGS = {
                    scale_seq_len=512, gpt2_models=("gpt2-tiny",),
                    ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256,
                    curves=CURVES_DENSE_MLP, lr=1e-3,
-                   n_records=1500, predictor_rows=8, ops=OPS_CONFIGS["tiny"],
+                   n_records=1500, predictor_rows=8, ops=OpsConfig(),
                    threads=1),
     "small": Config(model="opt-125m-shape", seq_lens=(512, 1024), methods=("full", "lora",
                     "adapter", "bitfit"), batch_size=1, rounds=5, warmup=1,
@@ -153,7 +155,12 @@ CONFIGS = {
                     ablation_seq_lens=(512, 1024), curve_steps=100,
                     curve_seq_len=512, curves=CURVES_DENSE_MLP, lr=3e-4, n_records=20000,
                     predictor_rows=32,
-                    ops=OPS_CONFIGS["small"], threads=1, step_model="opt-125m-shape",
+                    ops=OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=1024,
+                                  attn_seq_len=1024, rounds=7, threads=None,
+                                  model="opt-125m-shape", seq_len=512, train_rows=48,
+                                  test_rows=16, predictor_steps=600, rank=32,
+                                  grain_time_rounds=3),
+                    threads=1, step_model="opt-125m-shape",
                     step_densities=(0.25,)),
     "paper": Config(model="opt-1.3b", seq_lens=(512, 1024), methods=("full", "lora", "adapter",
                     "bitfit"), batch_size=4, rounds=10, warmup=2,
@@ -164,7 +171,12 @@ CONFIGS = {
                     ablation_seq_lens=(512, 1024, 2048), curve_steps=500,
                     curve_seq_len=1024, curves=CURVES_ALL, lr=1e-4, n_records=42000,
                     predictor_rows=256,
-                    ops=OPS_CONFIGS["paper"], step_model="opt-1.3b", step_densities=(0.25,)),
+                    ops=OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=4096, d_model=2048,
+                                  ffn_dim=8192, attn_seq_len=2048, heads=32, head_dim=64,
+                                  rounds=10, threads=None, warmup=2, model="opt-1.3b",
+                                  seq_len=1024, expose_batch=8, train_rows=256, test_rows=64,
+                                  predictor_steps=2000, rank=64),
+                    step_model="opt-1.3b", step_densities=(0.25,)),
 }
 
 

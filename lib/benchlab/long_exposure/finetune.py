@@ -1,13 +1,16 @@
 """Fine-tuning loop on packed variable-length E2E-style records, dense or Long Exposure.
 
-Records are tokenized, each followed by the end-of-text token, concatenated and cut into rows of
-`seq_len` tokens (nanoGPT-style packing): no padding anywhere, so every position is a real token
-(the artifact's inputs were mostly padding, which inflates sparsity and speedups).
+`run` is the `finetune` command (data parallel under torchrun through core.ddp), `train` its
+loop with resumable states and the checkpoint. Records are tokenized, each followed by the
+end-of-text token, concatenated and cut into rows of `seq_len` tokens (nanoGPT-style packing):
+no padding anywhere, so every position is a real token (the artifact's inputs were mostly
+padding, which inflates sparsity and speedups).
 
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --steps 20 \
         --out runs/demo
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -179,7 +182,6 @@ def save_checkpoint(model, outdir, *, method: str, meta: dict | None = None) -> 
     Face directories that `lm_eval --model hf --model_args pretrained=DIR` reads. The adapter
     method keeps its extra modules (model.safetensors of the whole state dict plus config.json).
     """
-    import json
 
     from safetensors.torch import save_file
 

@@ -68,9 +68,6 @@ def measure_gpt2(case, config, timer) -> dict:
             **wl.mlp_activity(config, case.model, case.seq_len)}
 
 
-measure_scale = measure_ablation = measure_end2end
-
-
 MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eager, LE, LE-optimal
 
 
@@ -144,6 +141,12 @@ def measure_model_step(case, config, timer) -> dict:
     (masks=exposed) or random blocks at a "synthetic density" (masks=synthetic)."""
     with threads(config.threads) as n:
         be, ts, mem, times = model_step_run(case, config, timer)
+    return model_step_metrics(case, n, be, ts, mem, times)
+
+
+def model_step_metrics(case, n: int, be: dict, ts: dict, mem: dict, times: dict) -> dict:
+    """A model_step case's metrics from model_step_run's (break-even densities, trainers, step
+    memory, step seconds) at `n` torch threads (the bench's record and the CLI's alike)."""
     dense = {k: times[k] for k in STEP_DENSE}
     dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
     le, ld = ts["le"], ts["le_dispatch"]

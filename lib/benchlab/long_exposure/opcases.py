@@ -4,7 +4,7 @@
     python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.opcases \
 import *; print([c.id for c in op_mlp_cases(CONFIGS['tiny'])])"
 
-The experiment's Config carries one `OpsConfig` in its field `ops` (OPS_CONFIGS[scale]); the case
+The experiment's Config carries one `OpsConfig` in its field `ops` (set in CONFIGS[scale]); the case
 functions (and long_exposure.measure) take that Config and read its `ops`. Operator shapes are
 the 125m shape (d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny
 128-wide model is all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
@@ -74,17 +74,6 @@ class OpsConfig:
     # opt-tiny: ~3 ms a call, ~4 s in all; on a shared 2-core machine the mean ratios of three
     # runs spanned 0.55-1.34 with 5 rounds, and 0.05 with 15
 
-
-OPS_CONFIGS = {
-    "tiny": OpsConfig(),
-    "small": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=1024, attn_seq_len=1024,
-                       rounds=7, threads=None, model="opt-125m-shape", seq_len=512, train_rows=48,
-                       test_rows=16, predictor_steps=600, rank=32, grain_time_rounds=3),
-    "paper": OpsConfig(attn_sparsities=SPARSITIES, mlp_tokens=4096, d_model=2048,
-                       ffn_dim=8192, attn_seq_len=2048, heads=32, head_dim=64, rounds=10,
-                       threads=None, warmup=2, model="opt-1.3b", seq_len=1024, expose_batch=8,
-                       train_rows=256, test_rows=64, predictor_steps=2000, rank=64),
-}
 
 
 @dataclass(frozen=True)

@@ -130,11 +130,17 @@ METRICS = {
 
 
 def inputs(case, config) -> dict[str, str]:
-    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus."""
+    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus.
+    `config` is a scale's Config, or (records of finished run folders, `analyze`) the run's
+    saved YAML sections as a dict."""
     from .. import zoo
     from ..core.provenance import sha256_file
     from .config import load, resolve
 
+    if not isinstance(config, Config):
+        model = config.get("model") if isinstance(config, dict) else None
+        model = model.get("name") if isinstance(model, dict) else None
+        return zoo.artifact_inputs(*([model] if isinstance(model, str) else []))
     run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
     return {"train_config": sha256_file(resolve(config.train_config)),
             **zoo.artifact_inputs(run.model.name)}

@@ -11,8 +11,9 @@ seed = config.system.seed; plus "val_loss", "step" (0: the untrained w = 0 basel
 "gamma_B", the per-group share of B). Missing facts fall back to the `inputs` saved in
 bounds_metrics.json (evaluate.py stores d, mode, ratio, seed, gamma_B, baseline there), then to
 the folder name (`d1000_fixed_bheavy_s42`, the fork's `sublora-d1000-learned-seed42`). Each run
-becomes a record shaped like the benchmark's (case.d, case.mode, case.ratio, case.seed), and the
-same `report()` writes the files.
+becomes a record made by core.session.Run (kind "sweep", a SweepCase like the benchmark's, the
+folder's path under --results_dir as its case id, the run's saved RunConfig as its config, scale
+"custom"), and the same `report()` writes the files.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from ..core.errors import BenchlabError, fail, read_json
 from ..core.report import flatten
+from . import SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
 from .report import report
 
@@ -89,15 +91,29 @@ def run_record(metrics_path: Path, root: Path) -> dict:
         case["mode"] = "w0"  # the untrained baseline: w = 0
     if case["mode"] != "fixed":
         case["ratio"] = 0.5
+    elif case["ratio"] is None:
+        raise fail(where, "ratio", "fixed mode, but no allocation ratio in the metadata, the "
+                   "bounds inputs or the folder name")
     out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     out["val_loss"] = meta.get("val_loss")
     out["init_from"] = flat_meta.get("model.init_from")
     gates = meta.get("gamma_B") or inputs.get("gamma_B")
     if case["mode"] == "learned" and gates:
         out["gamma_B"] = [float(g) for g in gates]
-    rel = folder.relative_to(root).as_posix()
-    return {"experiment": "sublora", "case": f"analyze[{rel}]", "config": {"case": case},
-            "metrics": out, "time": None}
+    config = meta.get("config") or {"bounds_inputs": inputs}
+    return _record(folder.relative_to(root).as_posix(), case, out, config)
+
+
+def _record(rel: str, case: dict, metrics: dict, config: dict) -> dict:
+    """The record of one run folder, made by a core.session.Run whose config is the run's saved
+    config (its YAML sections; without metadata, the bounds inputs)."""
+    from ..core.session import Run
+
+    seed = int(case["seed"]) if case["seed"] is not None else None
+    point = SweepCase(f"d{case['d']}-{mode_id(case['mode'], case['ratio'])}-s{seed}",
+                      int(case["d"]), case["mode"], float(case["ratio"]), seed)
+    run = Run("sublora", "custom", device="cpu", config=config)
+    return run.record("sweep", point, metrics, case_id=rel)
 
 
 def collect(results_dir, seeds=None) -> list[dict]:
@@ -108,8 +124,7 @@ def collect(results_dir, seeds=None) -> list[dict]:
     records = [run_record(p, root) for p in sorted(root.rglob(JSON_NAME))]
     if seeds:
         wanted = {int(s) for s in seeds}
-        records = [r for r in records if r["config"]["case"]["seed"] is not None
-                   and int(r["config"]["case"]["seed"]) in wanted]
+        records = [r for r in records if r["config"]["case"]["seed"] in wanted]
     if not records:
         raise BenchlabError(f"{root}: --results_dir: no {JSON_NAME} found"
                             + (f" for seeds {sorted(seeds)}" if seeds else ""))

@@ -232,3 +232,25 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
+
+
+TIMING = {  # case.kind -> (table name, columns), from bench/test_sublora.py's other benchmarks
+    "step": ("step_time", ["case.d", "case.projector", "subspace_step_ms", "lora_step_ms",
+                           "step_ratio", "ratio_goal"]),
+    "bound": ("bound_eval_time", ["case.d", "case.mode", "s", "doc_tokens", "bound_eval_seconds",
+                                  "train_seconds", "bound_over_train", "eval_bound_value"]),
+}
+
+
+def timing_tables(records: list[dict], outdir) -> None:
+    """report.py's tables of the other benchmarks: step_time.* (subspace vs plain LoRA step)
+    and bound_eval_time.*, when such records exist."""
+    from ..core.report import flatten, write_table
+
+    rows = [{"id": r.get("case"), **flatten(r.get("config") or {}), **(r.get("metrics") or {})}
+            for r in records]
+    for kind, (name, cols) in TIMING.items():
+        sub = [r for r in rows if r.get("case.kind") == kind]
+        if sub:
+            frame = pd.DataFrame([{c.removeprefix("case."): r.get(c) for c in cols} for r in sub])
+            write_table(frame.sort_values(list(frame.columns[:2]), kind="stable"), outdir, name)

@@ -11,6 +11,11 @@ r"""`benchlab sublora ...`: the seed's commands (YAML configs ship in benchlab/s
         --budgets 1000 2000 --seeds 42 123 999
 
 `train` and `eval-bounds` take any `--section.field=value` override of the YAML config.
+`eval-bounds` also takes the seed's --data.openwebtext_train_eot_indices_file (the documents of
+a nanoGPT-bins corpus; unused, with a note, for the synthetic corpus) and
+--data.empirical_document_length_distribution_file (unused, with a note: each sampled document
+is evaluated at its own length); a file given must exist. `run-all` also records each point in
+RESULTS_DIR/store.jsonl (core.session.Run), for `benchlab compare`.
 """
 
 import argparse
@@ -67,6 +72,7 @@ def _eval_bounds(argv: list[str]) -> int:
     ckpt = args.checkpoint or over.get("model", {}).pop("best_checkpoint_path", None)
     if not ckpt:
         raise fail("command line", "--checkpoint", "missing: the training out_dir to bound")
+    files = _data_files(over)
     from .bounds import JSON_NAME, PT_NAME
     from .data import load_corpus
     from .evaluate import eval_bounds
@@ -80,10 +86,11 @@ def _eval_bounds(argv: list[str]) -> int:
         extra = C.load(args.config_file)
         cfg = C.apply(cfg, {"bounds": C.to_dict(extra)["bounds"]}, args.config_file)
     cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
+    cfg = _apply_data_files(cfg, files)
     C.check(cfg, "command line")
     for sec in ("model", "data", "sublora"):  # the model is the checkpoint's: only bounds change
         for key, old in C.to_dict(saved)[sec].items():
-            if C.to_dict(cfg)[sec][key] != old:
+            if C.to_dict(cfg)[sec][key] != old and key not in DATA_FILES:
                 raise fail("command line", f"{sec}.{key}",
                            f"{ckpt} was trained with {old!r}; only bounds and system may change")
     out_dir = Path(args.output_dir or ckpt)
@@ -110,6 +117,38 @@ def _eval_bounds(argv: list[str]) -> int:
             "non_vacuous")
     print(json.dumps({k: metrics[k] for k in keys}))
     return 0
+
+
+# the seed's data-file flags of eval_bounds: they name files, not the trained model
+DATA_FILES = ("openwebtext_train_eot_indices_file", "empirical_document_length_distribution_file")
+
+
+def _data_files(over: dict) -> dict:
+    """The seed's --data.<file> flags taken out of the overrides, each checked to exist."""
+    data = over.get("data", {})
+    files = {k: data.pop(k) for k in DATA_FILES if k in data}
+    for key, path in files.items():
+        if path and not Path(path).is_file():
+            raise fail("command line", f"--data.{key}", f"{path}: no such file")
+    return {k: v for k, v in files.items() if v}
+
+
+def _apply_data_files(cfg, files: dict):
+    """The EOT indices define the documents of a nanoGPT-bins corpus (the ones the bound samples);
+    the synthetic corpus generates its documents, and the document-level bound evaluates each at
+    its own length, so the other files are accepted and not used (said on stderr)."""
+    eot = files.get("openwebtext_train_eot_indices_file")
+    if eot and cfg.data.dataset_dir:
+        cfg = C.apply(cfg, {"data": {"openwebtext_train_eot_indices_file": eot}}, "command line")
+    elif eot:
+        print("note: --data.openwebtext_train_eot_indices_file: not used: the run trained on the "
+              "zoo synthetic corpus (data.dataset_dir empty), whose document ends are known",
+              file=sys.stderr)
+    if files.get("empirical_document_length_distribution_file"):
+        print("note: --data.empirical_document_length_distribution_file: not used: the "
+              "document-level bound evaluates each sampled training document at its own length "
+              "(cut to bounds.max_doc_tokens)", file=sys.stderr)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

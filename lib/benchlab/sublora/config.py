@@ -260,6 +260,9 @@ def load(path: str | Path | None = None, overrides: list[str] | dict | None = No
                        f"no such file (shipped configs: {', '.join(packaged())})")
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except UnicodeDecodeError:
+            raise fail(str(path), "config-file", "not a text file (binary?); expected YAML") \
+                from None
         except yaml.YAMLError as e:
             raise fail(str(path), "config-file", f"not valid YAML ({str(e).splitlines()[0]})") \
                 from None

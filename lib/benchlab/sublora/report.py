@@ -31,8 +31,8 @@ import pandas as pd
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
 
-from ..core.report import flatten, new_figure, save_figure, write_table
-from .claims import write_claims
+from ..core.report import new_figure, save_figure, write_table
+from .claims import timing_tables, write_claims
 
 METRICS = ("bound_value", "raw_bpd", "empirical_bpd", "best_alpha", "kl_divergence",
            "compressed_size_bits", "val_loss", "top1_error", "top1_error_bound")
@@ -352,25 +352,6 @@ def plot_trend(runs: pd.DataFrame, budgets, outdir) -> None:
         _note(ax, "no learned-mode runs with gates")
     ax.set_title("learned allocation across groups (mean ± std over seeds)", fontsize=9)
     save_figure(fig, outdir, "learned_gating_trend")
-
-
-TIMING = {  # case.kind -> (table name, columns), from bench/test_sublora.py's other benchmarks
-    "step": ("step_time", ["case.d", "case.projector", "subspace_step_ms", "lora_step_ms",
-                           "step_ratio", "ratio_goal"]),
-    "bound": ("bound_eval_time", ["case.d", "case.mode", "s", "doc_tokens", "bound_eval_seconds",
-                                  "train_seconds", "bound_over_train", "eval_bound_value"]),
-}
-
-
-def timing_tables(records: list[dict], outdir) -> None:
-    """step_time.* (subspace vs plain LoRA step) and bound_eval_time.* when such records exist."""
-    rows = [{"id": r.get("case"), **flatten(r.get("config") or {}), **(r.get("metrics") or {})}
-            for r in records]
-    for kind, (name, cols) in TIMING.items():
-        sub = [r for r in rows if r.get("case.kind") == kind]
-        if sub:
-            frame = pd.DataFrame([{c.removeprefix("case."): r.get(c) for c in cols} for r in sub])
-            write_table(frame.sort_values(list(frame.columns[:2]), kind="stable"), outdir, name)
 
 
 def study_title(runs: pd.DataFrame) -> str:

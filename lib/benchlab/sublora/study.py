@@ -8,6 +8,12 @@ fixed_equal (0.5), fixed_bheavy (0.8), learned), holding the checkpoint (best_ck
 best_ckpt.json, last_ckpt.pt) and bounds_metrics.json / .pt. `w0` is the untrained baseline
 (w = 0, the prior itself), bounded like every run. A folder with bounds_metrics is done and
 skipped; a killed run resumes from its last eval; nothing saved is overwritten.
+
+Each finished point is also a record in RESULTS_DIR/store.jsonl, made through core.session.Run
+(kind "sweep", the case ids of `sublora.sweep_cases`, the sweep's Config as the record's config),
+so two sweeps, or a sweep and the bench, compare with `benchlab compare A/store.jsonl
+B/store.jsonl`. A finished folder without its record (a sweep stopped between the bound and the
+record, or one from before the store) gets it from its saved files (`folder_metrics`).
 """
 
 import argparse
@@ -17,10 +23,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..core.errors import BenchlabError
-from . import MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id, sweep_cases
-from .bounds import JSON_NAME
+from ..core.errors import BenchlabError, read_json
+from . import CONFIGS, MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id
+from .bounds import JSON_NAME, load_bounds_metrics
 from .config import load, parse_overrides
+
+STORE_NAME = "store.jsonl"
 
 
 def parse_mode(name: str) -> tuple[str, float]:
@@ -43,23 +51,55 @@ def folder(case: SweepCase) -> str:
     return f"d{case.d}_{mode_id(case.mode, case.ratio)}_s{case.seed}"
 
 
+def scale_of(config: Config) -> str:
+    """The name of the bench scale whose Config this is, else "custom" (the records' scale)."""
+    return next((name for name, c in CONFIGS.items() if c == config), "custom")
+
+
+def folder_metrics(out: Path, config: Config, case: SweepCase) -> dict:
+    """run_point's metrics of a finished run folder, read from its bounds_metrics.json, its best
+    checkpoint's metadata and last_ckpt.pt (the training time is not saved: no train_seconds)."""
+    from .sweep import METRIC_KEYS, run_config
+    from .train import BEST_META, LAST
+
+    bounds = load_bounds_metrics(out / JSON_NAME)
+    meta = read_json(out / BEST_META, "checkpoint metadata")
+    layout, gamma = meta.get("layout") or {}, meta.get("gamma_B") or []
+    losses = torch.load(out / LAST, weights_only=True)["losses"] if (out / LAST).exists() else []
+    m = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
+         "D": layout.get("D"), "n_groups": len(layout.get("groups") or []) or len(gamma),
+         "gamma_B": gamma, "val_loss": meta.get("val_loss"), "best_step": meta.get("step"),
+         "final_train_loss": losses[-1] if losses else meta.get("val_loss"),
+         "init_from": run_config(config, case).model.init_from}
+    m.update({k: bounds[k] for k in METRIC_KEYS if k in bounds})
+    m.update({k: v for k, v in bounds.items() if k.startswith("top") and "error" in k})
+    return m
+
+
 def run_all(config: Config, results_dir, *, progress: bool = True, device: str = "cpu") -> list:
-    """Run every case of `config` not yet done under results_dir; returns the folders."""
+    """Run every case of `config` not yet done under results_dir, each recorded in
+    results_dir/store.jsonl through a core.session.Run; returns the folders."""
+    from ..core.session import Run
     from .sweep import run_point
 
     root = Path(results_dir)
-    cases = sweep_cases(config)
-    done = [c for c in cases if (root / folder(c) / JSON_NAME).exists()]
+    run = Run("sublora", scale_of(config), device=device, config=config,
+              store=root / STORE_NAME)
+    cases = run.cases("sweep")
     bar = tqdm(cases, desc="sublora run-all", disable=not progress, initial=0)
     for case in bar:
         out = root / folder(case)
         bar.set_postfix_str(folder(case))
-        if case in done:
+        if run.done("sweep", case):
             continue
-        t0 = time.perf_counter()
-        m = run_point(config, case, device=device, out_dir=out)
-        tqdm.write(f"{folder(case)}: bound {m['bound_value']:.3f} bits/token, raw bpd "
-                   f"{m['raw_bpd']:.3f}, {time.perf_counter() - t0:.0f} s")
+        if (out / JSON_NAME).exists():  # bounded, but its record is missing
+            m = folder_metrics(out, config, case)
+        else:
+            t0 = time.perf_counter()
+            m = run_point(config, case, device=run.device, out_dir=out)
+            tqdm.write(f"{folder(case)}: bound {m['bound_value']:.3f} bits/token, raw bpd "
+                       f"{m['raw_bpd']:.3f}, {time.perf_counter() - t0:.0f} s")
+        run.save(run.record("sweep", case, m))
     return [root / folder(c) for c in cases]
 
 
@@ -96,7 +136,9 @@ def run_all_main(argv: list[str]) -> int:
         seeds=tuple(s for g in args.seeds for s in g) if args.seeds else STUDY_SEEDS)
     if cfg.system.threads:
         torch.set_num_threads(cfg.system.threads)
-    folders = run_all(config, args.results_dir, progress=not args.no_progress)
-    print(f"{len(folders)} run folders under {args.results_dir}; next: benchlab sublora analyze "
-          f"--results_dir {args.results_dir}")
+    folders = run_all(config, args.results_dir, progress=not args.no_progress,
+                      device=cfg.system.device)
+    print(f"{len(folders)} run folders and their records ({Path(args.results_dir) / STORE_NAME})"
+          f" under {args.results_dir}; next: benchlab sublora analyze --results_dir "
+          f"{args.results_dir}")
     return 0

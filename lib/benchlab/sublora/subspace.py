@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..core.errors import fail
 from .lora import LoRALinear, LoRAQV, add_lora
 from .projectors import derive_seed, make_projector
 
@@ -117,6 +118,9 @@ class SubspaceModel(nn.Module):
         for n in self.names:  # theta0 is fixed: LoRA tensors become plain (frozen) data
             params[n].requires_grad_(False)
         self.D = sum(params[n].numel() for n in self.names)
+        if cfg.intrinsic_dim > self.D:  # w and P would be larger than the LoRA tensors
+            raise fail("config", "sublora.intrinsic_dim", f"{cfg.intrinsic_dim} exceeds the "
+                       f"{self.D} LoRA parameters it spans (D); choose d <= {self.D}")
         self.w = nn.Parameter(torch.zeros(cfg.intrinsic_dim))
         self.gates = nn.Parameter(torch.full((len(self.groups),), float(cfg.gating_init)),
                                   requires_grad=bool(self.groups))
