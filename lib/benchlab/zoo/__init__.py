@@ -10,10 +10,21 @@ Models (benchlab.zoo.specs: the specs, data outside every code version; zoo.mode
     names(scale=None)           spec names, optionally of one scale
     hf_config(name)             the transformers config object of a spec
     build(name, seed=0)         random init, float32, eval(); any spec (paper specs in real shape)
-    load(name_or_dir, *, dtype=None, device="cpu")      (zoo.hub)
+    load(name_or_dir, *, dtype=None, device="cpu", models_dir=None)      (zoo.hub)
                                 local save_pretrained directory, paper spec (hub id, HF_TOKEN), or a
-                                raw hub id; a tiny/small spec gives trained(name). Offline
-                                (HF_HUB_OFFLINE=1) without a local copy: one-line BenchlabError.
+                                raw hub id, through resolve(); a tiny/small spec gives
+                                trained(name). Offline (HF_HUB_OFFLINE=1) without a local copy:
+                                one-line BenchlabError naming the hub id and the folder expected.
+    resolve(name_or_hub_id, models_dir=None) -> str     a local folder or the hub id: the models
+                                folder (argument, else $BENCHLAB_MODELS) holds DIR/<org>--<name>/
+                                (save_pretrained model + tokenizer; checked: model_type, published
+                                shapes except the number of layers, tokenizer files)
+    load_tokenizer(name_or_dir, models_dir=None)        the transformers tokenizer, through resolve
+    weights_identity(name_or_dir, models_dir=None)      {"weights:<hub id>": sha256 of the weight
+                                files (or the HF cache snapshot's commit), "tokenizer:<hub id>":
+                                ...} for records' inputs (zoo.identity); cheap to call repeatedly
+    `benchlab zoo paper-shapes DIR [--layers N]`        random-weight models of every paper spec in
+                                that layout, with tokenizers of the published vocab (zoo.paper)
     offline()                   context manager forcing offline hub access (tests)
     VOCAB_SIZE, EOT_ID, PAD_ID  the zoo BPE vocabulary that tiny/small specs use (4096, 0, 1)
 Trained models (benchlab.zoo.train)
@@ -52,7 +63,8 @@ Data (benchlab.zoo.data)
 """
 
 from .cache import cache_dir, zoo_version
-from .hub import load, offline
+from .hub import load, load_tokenizer, offline, resolve
+from .identity import weights_identity
 from .manifest import digest
 from .models import artifact_inputs, build, hf_config, names, spec
 from .specs import MODELS, ModelSpec
@@ -68,7 +80,8 @@ from .train import TrainConfig, train_stats, trained
 
 __all__ = [
     "EOT_ID", "MODELS", "PAD_ID", "VOCAB_SIZE", "ModelSpec", "build", "hf_config", "load",
-    "names", "offline", "spec", "cache_dir", "zoo_version",
+    "names", "offline", "spec", "resolve", "load_tokenizer", "weights_identity", "cache_dir",
+    "zoo_version",
     "corpus_documents", "length_stats", "pydoc_documents", "pydoc_text", "synthetic_documents",
     "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs", "TrainConfig",
     "train_stats", "trained",

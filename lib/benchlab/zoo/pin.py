@@ -2,6 +2,7 @@
 
     benchlab zoo verify          # check every shipped artifact against MANIFEST.json
     benchlab zoo pin             # rebuild tokenizer + tiny models from the shipped corpus (minutes)
+    benchlab zoo paper-shapes DIR [--layers N]   # random paper-shaped models (zoo.paper)
 
 Every machine uses these bytes, so a tiny-scale result does not depend on the CPU that trained
 the model (AMD and Intel kernels round differently, and training amplifies it). The corpus root,
@@ -49,8 +50,11 @@ def pin(models=MODELS) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`benchlab zoo verify` | `benchlab zoo pin [--corpus] [--models NAME ...]`."""
+    """`benchlab zoo verify` | `benchlab zoo pin [--corpus] [--models NAME ...]` |
+    `benchlab zoo paper-shapes DIR [--layers N] [--dtype D] [--models NAME ...]`."""
     import argparse
+
+    from . import paper
 
     parser = argparse.ArgumentParser(prog="benchlab zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="first re-freeze the corpus from this Python's pydoc_data (changes it)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                    help="(default: all)")
+    paper.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "paper-shapes":
+        return paper.run(args)
     if args.command == "verify":
         for fname in manifest()["files"]:
             print(f"ok {path(fname.removesuffix('.safetensors'))}")
