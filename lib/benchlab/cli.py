@@ -95,7 +95,7 @@ def cmd_submit(args, rest: list[str]) -> int:
 
     if not rest:
         raise BenchlabError("submit: give the pytest arguments after `--` (e.g. -- bench/)")
-    return submit(args, rest)
+    return submit(args, rest, entry=main)
 
 
 def cmd_status(args) -> int:

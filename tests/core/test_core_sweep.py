@@ -219,3 +219,26 @@ def test_slurm_sweep_with_a_job_cancelled_part_way_loses_and_duplicates_nothing(
     assert sorted(cases) == sorted(f"square[c{i:02d}]" for i in range(16))  # each exactly once
     assert {r["case"]: r["metrics"] for r in load_records(results / "stores")} == \
         one_process(project, "paper")
+
+
+@pytest.mark.skipif(not slurm_up(), reason="no Slurm controller answers here (CI starts one "
+                                            "with .ci/slurm.sh)")
+def test_a_two_task_gloo_training_job_under_slurm_matches_one_process(tmp_path, monkeypatch,
+                                                                       capsys):
+    """`benchlab submit --train`: torch.distributed's environment from Slurm's, gloo on CPU,
+    two tasks training one run; its losses equal a one-process run's (as under torchrun)."""
+    for k, v in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}.items():
+        monkeypatch.setenv(k, v)
+    args = ["long-exposure", "finetune", "--model", "opt-tiny", "--method", "lora", "--mode",
+            "dense", "--seq-len", "64", "--steps", "3", "--batch-size", "4", "--records", "150",
+            "--device", "cpu"]
+    assert main(["submit", "--executor", "slurm", "--train", "--tasks-per-node", "2",
+                 "--cpus-per-job", "1", "--time", "10", "--results", str(tmp_path / "job"),
+                 "--wait", "--", *args, "--out", str(tmp_path / "two")]) == 0
+    assert "2 tasks: job" in capsys.readouterr().out
+    one = subprocess.run([sys.executable, "-m", "benchlab", *args, "--out",
+                          str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    log1, log2 = (json.loads((tmp_path / d / "losses.json").read_text()) for d in ("one", "two"))
+    assert (log1["processes"], log2["processes"]) == (1, 2)
+    assert max(abs(a - b) for a, b in zip(log1["losses"], log2["losses"], strict=True)) < 1e-5

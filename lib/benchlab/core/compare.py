@@ -11,8 +11,6 @@ case and `result_hash` (what is computed); runs that differ only in threads, hea
 (core.records.NOTE_SETTINGS) are compared, with the difference printed as a note.
 """
 
-import fnmatch
-import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -21,31 +19,7 @@ from .errors import BenchlabError
 from .experiments import load
 from .records import NOTE_SETTINGS
 from .store import record_key
-
-MISSING = object()
-
-
-def tolerance(metrics: dict, name: str, experiment: str):
-    if name in metrics:
-        return metrics[name]
-    for pattern, tol in metrics.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            return tol
-    raise BenchlabError(f"{experiment}.METRICS: metric {name!r} is not declared "
-                        "(give it a tolerance, or None if it is not a result)")
-
-
-def within(a, b, tol) -> bool:
-    """Is `b` within `tol` of `a`? Numbers by tolerance, lists element-wise, the rest by ==."""
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(within(x, y, tol) for x, y in zip(a, b, strict=True))
-    num = (int, float)
-    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool | str):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        rel, abs_ = (tol, 0.0) if isinstance(tol, int | float) else tol
-        return abs(a - b) <= abs_ + rel * max(abs(a), abs(b))
-    return a == b
+from .tolerance import MISSING, tolerance, within
 
 
 @dataclass

@@ -61,8 +61,8 @@ def merge(sources: list[tuple[Path, list[dict]]]) -> list[dict]:
     """The records of several stores as one run: a case stored by two of them (same experiment,
     case and config hash) is kept once if their result metrics agree within the experiment's
     METRICS tolerances, else a one-line BenchlabError names both files."""
-    from .compare import MISSING, tolerance, within
     from .experiments import load
+    from .tolerance import MISSING, tolerance, within
 
     seen: dict[tuple, tuple[Path, dict]] = {}
     for path, records in sources:
@@ -91,10 +91,10 @@ def _extra_info(benchmark) -> dict:
 
 def check_experiments(records: list[dict], path) -> dict:
     """Each record's experiment is registered and declares every metric it carries in METRICS
-    (core.compare.tolerance), else a one-line BenchlabError naming `path` and the record; the
+    (core.tolerance.tolerance), else a one-line BenchlabError naming `path` and the record; the
     loaded experiment modules by name."""
-    from .compare import tolerance
     from .experiments import known, load
+    from .tolerance import tolerance
 
     modules, names = {}, known()
     for i, rec in enumerate(records):

@@ -30,19 +30,24 @@ class ShardJob:
     """What one job runs (picklable for submitit): pytest on shard i of n, or a benchlab command
     under torch.distributed. `checkpoint` requeues it unchanged: resume does the rest."""
 
-    def __init__(self, results: str, argv: list[str], shards: int, cwd: str, train: bool = False):
-        self.results, self.argv, self.shards = results, argv, shards
-        self.cwd, self.train = cwd, train
+    def __init__(self, results: str, argv: list[str], shards: int, cwd: str, entry=None):
+        self.results, self.argv, self.shards, self.cwd = results, argv, shards, cwd
+        self.entry = entry  # --train: the benchlab command line's main (pickled by reference)
 
     def __call__(self, i: int) -> int:
         results = Path(self.results)
-        if self.train:
+        if self.entry is not None:
             import submitit
 
-            submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
-            from ..cli import main
-
-            return main(self.argv)
+            env = submitit.helpers.TorchDistributedEnvironment()
+            env.export(overwrite=True)
+            os.chdir(self.cwd)
+            rc = self.entry(self.argv)
+            if env.rank == 0:
+                write_json(results / "jobs" / STATE.format(i=i), {"shard": i, "exit": rc})
+            if rc:
+                raise RuntimeError(f"rank {env.rank}: benchlab exited {rc}")
+            return rc
         import pytest
 
         state = results / "jobs" / STATE.format(i=i)
@@ -106,8 +111,9 @@ def alive(job: dict) -> bool:
         return False
 
 
-def submit(args, pytest_args: list[str]) -> int:
-    """Submit the shards of RESULTS that are not finished (see the module docstring)."""
+def submit(args, pytest_args: list[str], entry=None) -> int:
+    """Submit the shards of RESULTS that are not finished (see the module docstring); with
+    `args.train`, one job running `entry(pytest_args)` (benchlab.cli.main) in every task."""
     import submitit
 
     results = Path(args.results).resolve()
@@ -141,7 +147,8 @@ def submit(args, pytest_args: list[str]) -> int:
         params["slurm_partition"] = args.partition
         params["slurm_additional_parameters"] = dict(kv.split("=", 1) for kv in args.slurm_option)
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    job_fn = ShardJob(str(results), pytest_args, args.shards, os.getcwd(), train=args.train)
+    job_fn = ShardJob(str(results), pytest_args, args.shards, os.getcwd(),
+                      entry=entry if args.train else None)
     with executor.batch():
         jobs = [executor.submit(job_fn, i) for i in todo]
     for i, job in zip(todo, jobs, strict=True):
@@ -150,7 +157,9 @@ def submit(args, pytest_args: list[str]) -> int:
         (results / "jobs" / STATE.format(i=i)).unlink(missing_ok=True)
         write_json(results / "jobs" / f"job-{i}.json",
                    {"job_id": job.job_id, "executor": args.executor, "shard": i})
-        print(f"shard {i}/{args.shards}: job {job.job_id}, log {job.paths.stdout}")
+        what = f"{args.nodes * args.tasks_per_node} tasks" if args.train else \
+            f"shard {i}/{args.shards}"
+        print(f"{what}: job {job.job_id}, log {job.paths.stdout}")
     print(f"benchlab submit: {len(jobs)} jobs; follow with `benchlab status {results}`, merge "
           f"with `benchlab report {results / 'stores'}`")
     if not args.wait:
@@ -158,7 +167,7 @@ def submit(args, pytest_args: list[str]) -> int:
     failed = 0
     for i, job in zip(todo, jobs, strict=True):
         try:
-            job.result()
+            job.results()  # every task's (a --train job has several)
         except Exception as e:  # submitit re-raises the job's error; report it per shard
             failed += 1
             print(f"shard {i}: failed ({str(e).strip().splitlines()[-1][:200]})")
