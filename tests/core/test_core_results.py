@@ -75,8 +75,11 @@ def test_compare_reports_moved_missing_new_and_config(toy):
     assert got == {("step[b]", "loss", "moved"), ("step[c]", "*", "missing"),
                    ("step[d]", "*", "new")}
     assert compared == 3  # a.loss, a.count, b.loss; ms_step is a time
-    changed = dict(rec("a", loss=1.0), config_hash="other")
+    changed = dict(rec("a", loss=1.0), config_hash="other", result_hash="other")
     assert [r.status for r in compare([rec("a", loss=1.0)], [changed])[0]] == ["config"]
+    # another run setting only (threads): compared, with a note
+    threads = dict(rec("a", loss=1.0), config_hash="other")
+    assert [r.status for r in compare([rec("a", loss=1.0)], [threads])[0]] == ["settings"]
 
 
 def test_compare_command_exit_codes_and_table(toy, tmp_path, capsys):
@@ -96,7 +99,8 @@ def test_compare_unknown_experiment_is_one_line(tmp_path, capsys):
     ResultStore(store).append(dict(rec("a", loss=1.0), experiment="tyop"))
     assert main(["compare", str(store), str(store)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("benchlab: error: unknown experiment 'tyop'")
+    assert len(err) == 1 and err[0].startswith(f"benchlab: error: {store}: records[0]")
+    assert "unknown experiment 'tyop'" in err[0]
 
 
 @pytest.mark.parametrize("line, why", [
@@ -150,7 +154,8 @@ def test_report_refuses_unregistered_module_names(tmp_path, capsys):
     assert main(["report", str(store), "--outdir", str(tmp_path / "r")]) == 2
     captured = capsys.readouterr()
     assert "Beautiful is better" not in captured.out
-    assert captured.err.startswith("benchlab: error: unknown experiment 'this'")
+    assert captured.err.startswith(f"benchlab: error: {store}: records[0]")
+    assert "unknown experiment 'this'" in captured.err
 
 
 def test_every_report_says_what_its_records_ran_on(toy, tmp_path):

@@ -114,8 +114,8 @@ def check(pairs, modules: dict, *, margin: float = DEFAULT_MARGIN, only=None, ba
         for name, ratio in table.get(exp, {}).items():
             if only and name not in only and f"{exp}.{name}" not in only:
                 continue
-            if not ratio.applies(b):
-                continue
+            if not ratio.applies(b) or not _number((b.get("metrics") or {}).get(ratio.metric)):
+                continue  # a case of the kind that does not measure this ratio
             base, new = ratio.bounds(a, base_path), ratio.bounds(b, new_path)
             bad = "regressed" if ratio.regressed(base, new, margin) else \
                 "goal" if ratio.breaks_goal(new) else "ok"

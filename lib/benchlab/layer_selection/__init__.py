@@ -12,12 +12,13 @@ M, any budgets), `ordered` (upstream's order-fixed DP with the unused transition
 
 from dataclasses import dataclass
 
+from ..core.ratios import Ratio
 from .data import SHARED_MODELS, VALUE_METHODS, ModelData, load, load_model, values_for
 from .report import report
 from .scores import fit_alpha, significance_from_alphas
 from .solver import SOLVERS, Selection, check_selection, solve
 
-__all__ = ["CONFIGS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
+__all__ = ["CONFIGS", "RATIOS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
            "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
            "significance_from_alphas", "solve", "solve_cases", "scalability_cases",
            "length_cases", "speed_cases", "all_shared_cases", "values_for", "inputs", "METRICS",
@@ -110,6 +111,15 @@ METRICS = {
     "gap": (0, 1e-6), "max_rel_diff": (0, 1e-6),  # against HiGHS's MILP optimum
     # the CLI's `files` records: per value method (seed_format.method_metrics)
     "benefit_*": 1e-5, "objective_*": 1e-5, "valid_*": 0, "assignments_*": 0,
+}
+
+
+# Speed ratios tracked across commits (core.ratios; `benchlab compare` gates them): the exact DP's
+# speed-up over scipy's HiGHS MILP on the same instances, side by side (measure_speed). Seen: 22.6
+# (opt_125m) on AMD and Intel alike, 138-159 (llama2_7b); a 2x slower exact solver halves it.
+RATIOS = {
+    "exact_vs_milp": Ratio("speed", "speedup", direction="higher", contender="exact DP",
+                           reference="HiGHS MILP (scipy)"),
 }
 
 

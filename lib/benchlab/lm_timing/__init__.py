@@ -13,11 +13,12 @@ into tables and figures.
 
 from dataclasses import dataclass, field
 
+from ..core.ratios import Ratio
 from .builders import MODES
 from .model import SIZES
 from .report import report
 
-__all__ = ["METRICS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
+__all__ = ["METRICS", "RATIOS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
            "WarmupCase", "ModesCase", "modes_cases", "AttnCase", "PeakCase", "step_cases",
            "pair_cases", "warmup_cases",
            "attn_cases", "peak_cases", "report", "SIZES", "MODES"]
@@ -127,6 +128,14 @@ CONFIGS = {
         modes_sizes=PAPER_SIZES, modes_contexts=CONTEXTS, modes_warmup=5, modes_rounds=10,
         attn_contexts=(128, 256, 512, 1024, 2048, 4096), attn_rounds=10,
     ),
+}
+
+
+# Speed ratios tracked across commits (core.ratios). Shown, not gated: TransformerLM against HF
+# Llama and bf16 against fp32 on CPU moved by up to 0.4 between CPU models (bf16 kernels differ).
+RATIOS = {
+    "pairs": Ratio("pair", "ratio", gate=False, contender="first of each pair",
+                   reference="second of each pair (HF Llama, fp32)"),
 }
 
 

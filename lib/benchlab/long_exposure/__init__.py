@@ -25,6 +25,7 @@ record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_
 
 from dataclasses import dataclass
 
+from ..core.ratios import Ratio
 from .opcases import (
     SPARSITIES,
     OpsConfig,
@@ -76,6 +77,17 @@ METRICS = {
 }
 
 
+# Speed ratios tracked across commits (core.ratios). Shown, not gated: the block-sparse MLP's
+# efficiency against its ideal 1/density moves from 0.72 to 0.92 between CPU models at 90%
+# sparsity, and the LE step against dense SDPA from 0.6 to 1.4 (a drift as large as a regression).
+RATIOS = {
+    "mlp_vs_ideal": Ratio("op_mlp", "efficiency", direction="higher", gate=False,
+                          contender="block-sparse MLP", reference="dense MLP / density"),
+    "step_vs_sdpa": Ratio("end2end", "speedup_sdpa", direction="higher", gate=False,
+                          contender="LE fine-tuning step", reference="dense step, SDPA"),
+}
+
+
 def inputs(case, config) -> dict[str, str]:
     """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus."""
     from .. import zoo
@@ -83,9 +95,9 @@ def inputs(case, config) -> dict[str, str]:
     return zoo.artifact_inputs(getattr(case, "model", None) or getattr(config, "model", None))
 
 
-__all__ = ["METRICS", "inputs", "CONFIGS", "Config", "report", "end2end_cases", "memory_cases",
-           "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases", "gpt2_cases",
-           "model_step_cases", "OpsConfig", "exposer_cases", "kernel_cases",
+__all__ = ["METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "report", "end2end_cases",
+           "memory_cases", "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases",
+           "gpt2_cases", "model_step_cases", "OpsConfig", "exposer_cases", "kernel_cases",
            "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
 
 

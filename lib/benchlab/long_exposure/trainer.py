@@ -13,15 +13,7 @@ import torch
 
 from benchlab.core.errors import BenchlabError, first_line
 
-from .finetune import (
-    batches,
-    eos_id,
-    hf_tokenizer,
-    reduce_stats,
-    save_checkpoint,
-    tokenizer_for,
-    train_step,
-)
+from . import finetune as ft  # by module: tests patch ft.train_step
 
 
 def read_state(path: Path) -> dict:
@@ -104,7 +96,7 @@ def train(args, info, device: str = "cpu") -> int:
         source = ddp.broadcast(source, info)  # wl.trainer moves it to the device
     t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
                    mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
-    chunks = batches(rows[n_pred:], args.batch_size, args.steps)
+    chunks = ft.batches(rows[n_pred:], args.batch_size, args.steps)
     step, losses = 0, []
     settings = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
            "seq_len": args.seq_len, "batch_size": args.batch_size, "seed": args.seed}
@@ -132,7 +124,7 @@ def train(args, info, device: str = "cpu") -> int:
                   initial=step, total=args.steps, disable=not info.main):
         t0 = time.perf_counter()
         batch = ddp.shard(chunks[i], info, "--batch-size").to(device)
-        loss = train_step(net, t.opt, batch)
+        loss = ft.train_step(net, t.opt, batch)
         losses.append(float(ddp.mean(torch.tensor(loss, dtype=torch.float64), info)))
         secs.append(time.perf_counter() - t0)
         if info.main and ((i + 1) % args.save_every == 0 or i + 1 == args.steps):
@@ -140,14 +132,14 @@ def train(args, info, device: str = "cpu") -> int:
             torch.save({"trainable": trainable, "optimizer": t.opt.state_dict(), "step": i + 1,
                         "losses": losses, "run": settings}, str(state_path) + ".tmp")
             Path(str(state_path) + ".tmp").replace(state_path)
-    st = reduce_stats(t.stats, info) if le else None  # every process takes part
+    st = ft.reduce_stats(t.stats, info) if le else None  # every process takes part
     if not info.main:
         return 0
     from . import patch
     from .documents import Docs
 
     patch.unpatch(t.model)  # the checkpoint is a plain dense model
-    eos = eos_id(tokenizer_for(args.model))
+    eos = ft.eos_id(ft.tokenizer_for(args.model))
     docs = [Docs(b, eos) for b in chunks[:args.steps]]
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
@@ -159,8 +151,8 @@ def train(args, info, device: str = "cpu") -> int:
     meta = {**settings, "steps": args.steps, "lr": args.lr, "data": str(data),
             "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order",
             "processes": info.world, "device": device, **dens}
-    ckpt = save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
-    hf_tokenizer(args.model).save_pretrained(ckpt)
+    ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
+    ft.hf_tokenizer(args.model).save_pretrained(ckpt)
     (out / "losses.json").write_text(json.dumps({"losses": losses, **meta,
                                                  "step_seconds": secs}, indent=1) + "\n")
     print(f"final loss {losses[-1]:.4f}; checkpoint {ckpt}")

@@ -10,6 +10,7 @@ Configs are data per scale; the code reads their fields, never the scale name.
 
 from dataclasses import dataclass
 
+from ..core.ratios import Ratio
 from .calibration import EmpiricalNull, PooledNull, make_null
 from .experiment import PROMPTS, Prompt, prompts
 from .model import apply_routing, calibrate, collect_stats, grouped_experts
@@ -162,6 +163,27 @@ METRICS = {
 }
 
 
+# Speed ratios tracked across commits (core.ratios; `benchlab compare` gates them): each router
+# against softmax + top-8 on the same logits, and the model's forward with BH against top-k at
+# equal mean expert count, both timed side by side in rotated rounds with bootstrap intervals.
+# Spread seen on this machine kind: the router ratios move by up to 0.2 between runs and CPU
+# models, well inside the 0.5 margin; a 2x slower router clears it.
+RATIOS = {
+    "router_vs_topk8": Ratio("router", "ratio_vs_topk_router", goal=1.5,
+                             interval="ratio_vs_topk_router_ci", contender="each router",
+                             reference="softmax + top-8 (torch.topk)"),
+    "forward_pooled_vs_topk": Ratio("forward", "forward_ratio", goal=1.05,
+                                    interval="forward_ratio_ci", cases="forward-bh_pooled",
+                                    contender="forward with pooled-null BH",
+                                    reference="forward with top-k at equal mean expert count"),
+    "forward_vs_topk": Ratio("forward", "forward_ratio", interval="forward_ratio_ci",
+                             contender="forward with each BH null",
+                             reference="forward with top-k at equal mean expert count"),
+    "layer_vs_topk": Ratio("layer_equal", "layer_ratio", interval="layer_ratio_ci",
+                           contender="one MoE layer with BH", reference="top-k at equal count"),
+}
+
+
 def inputs(case, config) -> dict[str, str]:
     """sha256 of the pinned zoo model, tokenizer and corpus the case runs on."""
     from .. import zoo
@@ -170,7 +192,7 @@ def inputs(case, config) -> dict[str, str]:
 
 
 __all__ = [
-    "METRICS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
+    "METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
     "forward_cases", "layer_cases", "layer_equal_cases", "frontier_cases", "report", "NULLS",
     "NullDef", "PooledNull",
     "make_null", "bh_select", "naive_pvalues", "route",

@@ -19,6 +19,7 @@ bounds, report, analyze.
 
 from dataclasses import dataclass
 
+from ..core.ratios import Ratio
 from .report import report
 from .sweep import run_config, run_point
 
@@ -129,6 +130,14 @@ METRICS = {
 }
 
 
+# Speed ratios tracked across commits (core.ratios): the subspace training step against a plain
+# LoRA step, side by side (goal 1.5, as the study states it). Seen 0.99-1.23 across projectors.
+RATIOS = {
+    "subspace_step_vs_lora": Ratio("step", "step_ratio", goal=1.5, contender="SubLoRA step",
+                                   reference="plain LoRA step"),
+}
+
+
 def inputs(case, config) -> dict[str, str]:
     """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus.
     `config` is a scale's Config, or (records of finished run folders, `analyze`) the run's
@@ -146,6 +155,6 @@ def inputs(case, config) -> dict[str, str]:
             **zoo.artifact_inputs(run.model.name)}
 
 
-__all__ = ["METRICS", "inputs", "CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase",
+__all__ = ["METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase",
            "sweep_cases", "step_cases", "bound_cases", "report", "run_config", "run_point", "MODES",
            "W0", "mode_id"]
