@@ -24,7 +24,7 @@ import pytest
 from .core import experiments, shard
 from .core.errors import BenchlabError
 from .core.options import bounded, output_dir
-from .core.scale import DEFAULT_SCALE, SCALES
+from .core.scale import BUDGETS, DEFAULT_SCALE, SCALES
 from .core.session import case_id_of, kinds_of, seed_everything, time_of
 from .core.store import record_key
 from .pytest_session import (
@@ -46,6 +46,12 @@ def pytest_addoption(parser):
                     help="experiment scale (default: %(default)s)")
     group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="where models run (default: %(default)s)")
+    group.addoption("--bench-budget", default="full", choices=BUDGETS,
+                    help="full: the scale's settings; smoke: every case kind's code path with the "
+                         "least work that runs it (default: %(default)s)")
+    group.addoption("--bench-models", default=None, metavar="DIR", type=models_dir,
+                    help="local weights: DIR/<org>--<name>/ is a save_pretrained folder for hub "
+                         "id <org>/<name> (default: $BENCHLAB_MODELS; else the HF cache)")
     group.addoption("--bench-reports", default=".benchlab/reports", metavar="DIR", type=output_dir,
                     help="where experiment reports are written; the committed reports/ are "
                          "refreshed only by `benchlab publish` (default: %(default)s)")
@@ -112,6 +118,17 @@ def pytest_configure(config):
 SHARD = pytest.StashKey[tuple | None]()
 
 
+def models_dir(text: str) -> str:
+    """argparse type of --bench-models: an existing folder; exported as $BENCHLAB_MODELS, which
+    zoo.resolve reads in this process, its xdist workers and its subprocesses."""
+    import argparse
+
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    os.environ["BENCHLAB_MODELS"] = str(Path(text).resolve())
+    return text
+
+
 def pin_gpu(spec: str | None, workerinput: dict) -> str | None:
     """The GPU this process takes from --bench-gpus: xdist worker k (gw<k>) takes entry k mod n,
     set as CUDA_VISIBLE_DEVICES before CUDA starts; None without the option."""
@@ -159,7 +176,8 @@ def cost_of(item, config) -> float:
     cost = getattr(experiments.load(exp), "cost", None) if exp and case is not None else None
     if cost is None:
         return 1.0
-    return float(cost(case, experiments.config(exp, config.stash[STASH].scale)))
+    state = config.stash[STASH]
+    return float(cost(case, experiments.config(exp, state.scale, state.budget)))
 
 
 def pytest_generate_tests(metafunc):
@@ -177,7 +195,8 @@ def pytest_generate_tests(metafunc):
             source = kinds[source][0]
         elif isinstance(source, str):  # the name of a function in the experiment package
             source = getattr(module, source)
-        cases = list(source(experiments.config(exp, metafunc.config.stash[STASH].scale)))
+        state = metafunc.config.stash[STASH]
+        cases = list(source(experiments.config(exp, state.scale, state.budget)))
     except (BenchlabError, AttributeError) as e:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: @cases: {e}") from None
     metafunc.parametrize("case", cases, ids=[case_id_of(c) for c in cases])
@@ -226,7 +245,8 @@ def config(request):
     exp = experiment_of(request.node)
     if exp is None:
         pytest.fail("the `config` fixture needs pytest.mark.experiment(NAME)")
-    return experiments.config(exp, request.config.stash[STASH].scale)
+    state = request.config.stash[STASH]
+    return experiments.config(exp, state.scale, state.budget)
 
 
 RECORDER = pytest.StashKey[Recorder]()

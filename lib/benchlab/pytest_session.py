@@ -22,6 +22,7 @@ class Session:
     def __init__(self, config, gpu: str | None = None):
         opt = config.option
         self.scale = opt.bench_scale
+        self.budget = opt.bench_budget
         self.device_name = opt.bench_device
         self.reports = Path(opt.bench_reports)
         self.store = ResultStore(opt.bench_store)
@@ -51,7 +52,8 @@ class Session:
         is part of the records' code version)."""
         exp, module = experiment_of(item), str(item.path)
         if (exp, module) not in self._runs:
-            self._runs[exp, module] = Run(exp, self.scale, device=self.device, seed=self.seed,
+            self._runs[exp, module] = Run(exp, self.scale, budget=self.budget,
+                                          device=self.device, seed=self.seed,
                                           store=self.store.path, extra_code=(module,),
                                           steady_heap=self.steady_heap,
                                           **({"gpu": self.gpu} if self.gpu else {}))

@@ -13,8 +13,9 @@ import importlib.metadata as md
 import os
 from types import ModuleType
 
+from .errors import BenchlabError
 from .registry import Registry
-from .scale import config_for
+from .scale import check_budget, config_for
 
 GROUP = "benchlab.experiments"
 
@@ -43,11 +44,19 @@ def load(name: str) -> ModuleType:
     return _load(name, _registry().get(name))
 
 
-def config(name: str, scale: str | None = None):
-    """The experiment's config at `scale` (default: $BENCHLAB_SCALE, else tiny; asv reads it so)."""
+def config(name: str, scale: str | None = None, budget: str = "full"):
+    """The experiment's config at `scale` (default: $BENCHLAB_SCALE, else tiny; asv reads it so)
+    and budget: "smoke" is the package's `smoke(config)`, the same code paths cut to the least
+    work that runs them; a package without one has no smoke budget (a BenchlabError)."""
     scale = scale or os.environ.get("BENCHLAB_SCALE", "tiny")
     module = load(name)
-    return config_for(getattr(module, "CONFIGS", {}), scale, where=f"{module.__name__}.CONFIGS")
+    cfg = config_for(getattr(module, "CONFIGS", {}), scale, where=f"{module.__name__}.CONFIGS")
+    if check_budget(budget) == "full":
+        return cfg
+    smoke = getattr(module, "smoke", None)
+    if smoke is None:
+        raise BenchlabError(f"{module.__name__}: no smoke budget (define smoke(config))")
+    return smoke(cfg)
 
 
 def report_all(records: list[dict], outdir) -> list[str]:

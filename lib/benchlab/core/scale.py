@@ -4,6 +4,9 @@ from .errors import BenchlabError
 
 SCALES = ("tiny", "small", "paper")
 DEFAULT_SCALE = "tiny"
+# full: the scale's own settings; smoke: every case kind's exact code path with the fewest cases,
+# steps, rounds, lengths and calibration tokens that still run it (each package's `smoke(config)`)
+BUDGETS = ("full", "smoke")
 
 
 def check_scale(name: str) -> str:
@@ -20,3 +23,10 @@ def config_for(configs: dict, scale: str, where: str = "CONFIGS"):
         return configs[scale]
     except KeyError:
         raise BenchlabError(f"{where}: no config for scale {scale!r}") from None
+
+
+def check_budget(name: str) -> str:
+    if name not in BUDGETS:
+        raise BenchlabError(
+            f"--bench-budget: unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
+    return name

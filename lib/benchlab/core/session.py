@@ -69,18 +69,22 @@ class Run:
     `device` is "auto", "cpu" or "cuda" (resolved here: "cuda" without CUDA is a BenchlabError);
     `threads` sets torch's intra-op threads when > 0 (None or 0 keep the current count, which is
     recorded either way); `store` is a result store path, or None for records kept in memory
-    only; `config` replaces the scale's config (a CLI's options applied to it); `extra_code` are
+    only; `config` replaces the scale's config (a CLI's options applied to it); `budget` is
+    "full" or "smoke" (core.scale.BUDGETS, the package's `smoke(config)`); `extra_code` are
     source files whose version the records carry (the bench module under pytest); `settings`
     are more run settings that belong to the key (steady_heap)."""
 
     def __init__(self, experiment: str, scale: str = "tiny", *, device: str = "auto",
                  seed: int = 0, threads: int | None = None, store=None, config=None,
-                 extra_code: Iterable[str] = (), **settings):
+                 budget: str = "full", extra_code: Iterable[str] = (), **settings):
         self.experiment = experiment
         self.module = experiments.load(experiment)
         self.scale = scale
+        self.budget = budget
         # a CLI passes the scale's config with its options applied (dataclasses.replace)
-        self.config = experiments.config(experiment, scale) if config is None else config
+        self.config = experiments.config(experiment, scale, budget) if config is None else config
+        if budget != "full":  # records say which budget made them: never compared across
+            settings = {"budget": budget, **settings}
         self.device = resolve_device(device)
         self.seed = seed
         if threads:
