@@ -274,6 +274,9 @@ def measure(request, timer):
     request.node.stash[RECORDER] = rec
 
     def measure_case(case):
+        reason = run.missing(case)
+        if reason:
+            pytest.skip(reason)
         rec.update(run.metrics(kind, case, timer))
         return rec.metrics
 

@@ -12,7 +12,9 @@ report`), whichever front end made it. A package declares its kinds as data:
     KINDS = {"solve": (solve_cases, measure_solve), ...}   # kind -> (cases(config), measure)
 
 where `measure(case, config, timer)` (or `(case, config, timer, seed)`) returns the case's
-result metrics. The record (core.records.make_record) is built here and nowhere else.
+result metrics, and optionally `requires(case, config) -> reason | None` says why a case cannot
+run here (paper weights absent offline): it is skipped with that reason, never faked. The record
+(core.records.make_record) is built here and nowhere else.
 """
 
 import importlib
@@ -142,6 +144,12 @@ class Run:
         """What identifies the case's result in the store (core.store.KEY_FIELDS)."""
         return record_key(self.record(kind, case, params=params))
 
+    def missing(self, case) -> str | None:
+        """Why `case` cannot run here (the package's `requires(case, config)`: weights absent
+        offline, say), or None. Front ends skip such a case with that reason."""
+        requires = getattr(self.module, "requires", None)
+        return requires(case, self.config) if requires is not None else None
+
     def metrics(self, kind: str, case, timer: Timer | None = None) -> dict:
         """The case's result metrics: the kind's measuring function, RNGs seeded first."""
         measure = self._kind(kind)[1]
@@ -197,6 +205,10 @@ class Run:
         todo = self.pending(kinds) if resume else self.all_cases(kinds)
         for kind, case in tqdm(todo, desc=f"{self.experiment} ({self.scale})", unit="case",
                                disable=not progress or not todo):
+            reason = self.missing(case)
+            if reason:
+                tqdm.write(f"{self.experiment}: {kind}[{case_id_of(case)}] skipped: {reason}")
+                continue
             self.save(self.measure(kind, case))
         return self.stored(kinds) if self.store is not None else list(self.made)
 
