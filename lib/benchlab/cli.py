@@ -56,6 +56,12 @@ def cmd_publish(args) -> int:
     if chosen:
         done = experiments.report_all(chosen, Path(args.outdir))
         print(f"published {args.scale}-scale reports of {', '.join(done)} under {args.outdir}")
+    if args.asv:  # this commit's asv results join the kept history (core.asv_history)
+        from .core.asv_history import keep
+        from .core.provenance import git_commit
+
+        kept = keep(args.asv, Path(args.outdir) / "asv", commit=git_commit())
+        print(f"kept {len(kept)} asv result files of this commit under {args.outdir}/asv")
     return 0
 
 
@@ -169,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="the scale whose records are published")
     pub.add_argument("--outdir", default="reports", type=output_dir,
                      help="(default: %(default)s)")
+    pub.add_argument("--asv", metavar="RESULTS", default=None,
+                     help="also keep this commit's asv results from RESULTS (.asv/results) "
+                          "under OUTDIR/asv, the history asv publish draws")
     cmp_ = sub.add_parser("compare", help="result metrics of two runs, case by case")
     cmp_.add_argument("base", help="baseline: benchmark JSON, result store or baseline file")
     cmp_.add_argument("new", help="the run to check, in any of those forms")

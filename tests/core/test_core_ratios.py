@@ -97,3 +97,14 @@ def test_bad_input_is_one_line(tmp_path, capsys, dummy):
         main(["compare", str(a), str(a), "--margin", "1.5"])
     with pytest.raises(BenchlabError, match="must be in"):
         check([], {}, margin=0)
+
+
+def test_ratios_timed_under_other_threads_are_shown_not_gated(tmp_path, capsys, dummy):
+    base = [dict(r, run={"threads": 1}) for r in BASE[:2]]
+    slow = [dict(rec("router", "bh", ratio=0.80, ratio_ci=[0.76, 0.84], loss=1.0),
+                 run={"threads": 2}),
+            dict(rec("speed", "exact", speedup=11.0), run={"threads": 2})]
+    code = main(["compare", str(store(tmp_path / "a.jsonl", base)),
+                 str(store(tmp_path / "b.jsonl", slow))])
+    out = capsys.readouterr().out
+    assert code == 0 and "2 off but not gated" in out, out

@@ -12,7 +12,9 @@ the machine. An experiment declares the ratios it tracks:
 
 Each record of the kind (and case pattern) carries the median paired ratio (`metric`) and, where
 the measure computes one, its 95% bootstrap interval over rounds (`interval`, [lo, hi]; without it
-the point counts as the interval). A ratio has *regressed* when the new interval lies entirely
+the point counts as the interval). Ratios are compared between runs of the same run settings
+(threads, device: core.records.NOTE_SETTINGS); across them they are shown, not gated. A ratio
+has *regressed* when the new interval lies entirely
 beyond the baseline's by more than the margin (direction "lower": new lo > base hi x (1 + margin);
 "higher": new hi < base lo / (1 + margin)), and it *breaks its goal* when the whole new interval
 is on the wrong side of the goal. `gate=False` ratios are shown, never failed: their spread across
@@ -23,6 +25,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from .errors import BenchlabError
+from .records import NOTE_SETTINGS
 
 DEFAULT_MARGIN = 0.5  # a 2x slowdown of a contender clears it; CPU-model drift (<= 1.3x) does not
 
@@ -44,8 +47,9 @@ class Ratio:
             raise BenchlabError(f"Ratio {self.metric}: direction must be 'lower' or 'higher'")
 
     def applies(self, record: dict) -> bool:
-        case_id = record["case"].removeprefix(f"{record.get('kind')}[").removesuffix("]")
-        return record.get("kind") == self.kind and fnmatch.fnmatchcase(case_id, self.cases)
+        kind = record.get("kind")
+        case_id = record["case"].removeprefix(f"{kind}[").removesuffix("]")
+        return kind == self.kind and fnmatch.fnmatchcase(case_id, self.cases)
 
     def bounds(self, record: dict, where: str) -> tuple[float, float, float]:
         """(value, lo, hi) of this ratio in `record`; a one-line error if it is not there."""
@@ -119,7 +123,11 @@ def check(pairs, modules: dict, *, margin: float = DEFAULT_MARGIN, only=None, ba
             base, new = ratio.bounds(a, base_path), ratio.bounds(b, new_path)
             bad = "regressed" if ratio.regressed(base, new, margin) else \
                 "goal" if ratio.breaks_goal(new) else "ok"
-            status = bad if ratio.gate or bad == "ok" else "info"
+            # timed under other threads or on another device, a ratio is another measurement
+            # (the BH ladder and top-k scale differently with threads): shown, not gated
+            same = all((a.get("run") or {}).get(k) == (b.get("run") or {}).get(k)
+                       for k in NOTE_SETTINGS)
+            status = bad if (ratio.gate and same) or bad == "ok" else "info"
             rows.append(RatioRow(exp, name, b["case"], base, new, status, ratio.goal))
     return rows
 
