@@ -47,3 +47,27 @@ def test_unknown_experiment_or_scale_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("BENCHLAB_SCALE", "huge")
     with pytest.raises(BenchlabError, match="huge"):
         Suite("moe_routing")
+
+
+def test_every_gated_ratio_has_an_asv_history(monkeypatch):
+    """bench/asv/ratios.py tracks each gated ratio's (experiment, kind, metric), each class with
+    its own setup_cache (asv keys the cache by source line), over the ratio's cases."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench" / "asv"))
+    monkeypatch.delenv("BENCHLAB_SCALE", raising=False)
+    ratios = importlib.import_module("ratios")
+    classes = [c for c in vars(ratios).values()
+               if inspect.isclass(c) and hasattr(c, "ratio") and hasattr(c, "setup_cache")]
+    lines = {inspect.getsourcelines(c.setup_cache)[1] for c in classes}
+    assert len(lines) == len(classes)
+    tracked = {}
+    for c in classes:
+        r = ratios.declared(*c.ratio)
+        tracked[(c.ratio[0], r.kind, r.metric)] = set(c.params)
+    for exp in experiments.known():
+        for name, r in getattr(experiments.load(exp), "RATIOS", {}).items():
+            if r.gate:
+                assert set(ratios.case_ids(exp, name)) <= tracked[(exp, r.kind, r.metric)], name
