@@ -16,8 +16,17 @@ reordering), attn_study (attention implementations side by side), workload (what
 benchmarks run), measure (`measure_<kind>(case, config, timer)`: what each case kind measures,
 for the bench modules, CLI and asv), cli, report (every figure of the artifact by name); ops_attn /
 ops_mlp / exposer / predictors / opcases (the operators, sparsity measurement, predictors and the
-operator cases). Every case function takes this module's Config (the operator cases read its
-`ops`, an opcases.OpsConfig).
+operator cases), masks (random and split mask sources of the predictor ablation). Every case
+function takes this module's Config (the operator cases read its `ops`, an opcases.OpsConfig).
+
+Paper cases run on the published weights and tokenizers through zoo.load / zoo.load_tokenizer
+(the models folder first: --bench-models DIR, $BENCHLAB_MODELS); `inputs` names the weights'
+identity and `requires` skips a case whose weights are absent. `smoke(config)` is the
+--bench-budget smoke: every kind's code path, one case per kind and model, 64-token rows:
+
+    benchlab zoo paper-shapes /tmp/paper-models --layers 1
+    pytest bench/test_long_exposure.py bench/test_long_exposure_ops.py --bench-scale paper \
+        --bench-budget smoke --bench-models /tmp/paper-models --bench-threads 1
 
 Records of this experiment come from two bench modules; `report` tells them apart by the
 record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality).
@@ -88,15 +97,51 @@ RATIOS = {
 }
 
 
-def inputs(case, config) -> dict[str, str]:
-    """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus."""
+def _hub_model(case) -> str | None:
+    """The paper spec (hub weights and tokenizer) a case runs on, else None (zoo tiny/small
+    specs, and the operator cases, which run on random tensors)."""
     from .. import zoo
 
-    return zoo.artifact_inputs(getattr(case, "model", None) or getattr(config, "model", None))
+    name = getattr(case, "model", None)
+    return name if name in zoo.MODELS and zoo.spec(name).hub_id is not None else None
 
 
-__all__ = ["METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "report", "end2end_cases",
-           "memory_cases", "ablation_cases", "breakdown_cases", "predictor_cases", "scale_cases",
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus; for a
+    paper spec also the identity of the weights and tokenizer zoo.load reads
+    (zoo.weights_identity: other weights, e.g. paper-shaped ones, rerun exactly its cases)."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    out = zoo.artifact_inputs(getattr(case, "model", None) or getattr(config, "model", None))
+    hub = _hub_model(case)
+    if hub is not None:
+        try:
+            out.update(zoo.weights_identity(hub))
+        except BenchlabError:  # absent offline: `requires` skips the case; the key says so
+            out[f"weights:{zoo.spec(hub).hub_id}"] = "absent"
+    return out
+
+
+def requires(case, config) -> str | None:
+    """Why `case` cannot run here: its paper model's weights or tokenizer are not available
+    (zoo.resolve's one-line reason, naming the hub id), else None."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    hub = _hub_model(case)
+    if hub is None:
+        return None
+    try:
+        zoo.resolve(hub)
+    except BenchlabError as e:
+        return str(e)
+    return None
+
+
+__all__ = ["METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "report",
+           "end2end_cases", "memory_cases", "ablation_cases", "breakdown_cases",
+           "predictor_cases", "scale_cases",
            "gpt2_cases", "model_step_cases", "OpsConfig", "exposer_cases", "kernel_cases",
            "op_attn_cases", "op_mlp_cases", "predictor_quality_cases"]
 
@@ -279,3 +324,40 @@ def model_step_cases(config) -> list[Case]:
                 init=init)]
     return out + [Case(f"{_short(m)}-{init}-synthetic{d:g}-L{L}", "model_step", m, L,
                        masks="synthetic", density=d, init=init) for d in config.step_densities]
+
+
+# -- the smoke budget ---------------------------------------------------------------------------
+SMOKE_LEN = 64  # tokens per row: 4 attention blocks of 16 (off-diagonal blocks to drop), 1 cell
+# of the predictors' pooling; 1 row a batch; predictors on 2 rows (1 to fit, 1 for thresholds)
+
+
+def _smoke_curve(curves: tuple) -> tuple:
+    """The one loss curve that runs the most of exp-ablation-predictor: random masks (RandomLike,
+    sized by the predicted ones) on the neuron-reordered model, whose measure also runs the
+    dense curve; else the first reordered, else the first masked curve."""
+    masked = [c for c in curves if c[0] != "dense"] or list(curves)
+    pick = next((c for c in masked if c == ("random", True)), None) or \
+        next((c for c in masked if c[1]), masked[0])
+    return (pick,)
+
+
+def smoke(config: Config) -> Config:
+    """The scale's config cut to the least work that runs every case kind's code path (the
+    --bench-budget smoke): one case per kind and model (every model of the scale kept: memory,
+    scale and gpt2 panels; one PEFT method, LoRA; one length, one sparsity, one curve, one
+    predictor MLP block, one synthetic density), rows of SMOKE_LEN tokens, one row a batch,
+    one timed round without warm-up, one fine-tuning step, predictors of 2 steps on 2 rows."""
+    from dataclasses import replace
+
+    L = SMOKE_LEN
+    o = config.ops
+    ops = replace(o, sparsities=(0.5,), attn_sparsities=(0.5,), mlp_tokens=L, attn_seq_len=L,
+                  rounds=1, warmup=0, seq_len=L, expose_batch=1,
+                  predictor_mlp_blocks=o.predictor_mlp_blocks[:1], train_rows=2, test_rows=1,
+                  predictor_steps=2, grain_time_rounds=min(o.grain_time_rounds, 1))
+    return replace(config, seq_lens=(L,), methods=("lora",), dense_methods=(), batch_size=1,
+                   rounds=1, warmup=0, memory_seq_lens=(L,), scale_seq_len=L,
+                   ablation_seq_lens=(L,), curve_steps=1, curve_seq_len=L,
+                   curves=_smoke_curve(config.curves), n_records=min(config.n_records, 60),
+                   predictor_rows=2, ops=ops, step_seq_len=L,
+                   step_densities=config.step_densities[:1], step_rounds=1)

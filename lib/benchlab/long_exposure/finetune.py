@@ -23,17 +23,16 @@ from .e2e import record_text
 
 def tokenizer_for(model_name: str):
     """The tokenizer that matches the model's vocabulary: the zoo BPE for tiny/small specs, the
-    published tokenizer (local cache, offline-safe) for paper specs."""
-    from transformers import AutoTokenizer
-
+    published tokenizer for paper specs through zoo.load_tokenizer (the models folder,
+    $BENCHLAB_MODELS, first; else the HF cache; offline: a BenchlabError naming the hub id)."""
     from benchlab import zoo
 
     if Path(model_name).is_dir():  # a saved checkpoint carries its tokenizer
-        return AutoTokenizer.from_pretrained(model_name)
+        return zoo.load_tokenizer(model_name)
     spec = zoo.spec(model_name)
     if spec.hub_id is None:
         return zoo.tokenizer("bpe")
-    return AutoTokenizer.from_pretrained(spec.hub_id)
+    return zoo.load_tokenizer(model_name)
 
 
 def hf_tokenizer(model_name: str):
@@ -133,14 +132,17 @@ def reduce_stats(stats, info):
     return out
 
 
-def finetune(model, data: list[torch.Tensor], *, lr: float = 1e-3, progress: bool = False):
-    """Train on each batch of `data` once; returns (losses, seconds per step)."""
-    from tqdm import tqdm
+def finetune(model, data: list[torch.Tensor], *, lr: float = 1e-3, progress: bool | None = False,
+             desc: str = "finetune"):
+    """Train on each batch of `data` once; returns (losses, seconds per step). `progress`: a
+    tqdm bar; None: one once the loop has run a second."""
+    from tqdm.auto import tqdm
 
     model.train()
     opt = make_optimizer(model, lr)
     losses, secs = [], []
-    for batch in tqdm(data, desc="finetune", disable=not progress):
+    for batch in tqdm(data, desc=desc, disable=progress is False, leave=progress is not None,
+                      delay=1.0 if progress is None else 0.0):
         t0 = time.perf_counter()
         losses.append(train_step(model, opt, batch))
         secs.append(time.perf_counter() - t0)

@@ -248,9 +248,7 @@ def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
 
 @functools.cache
 def _model(name: str):
-    from benchlab import zoo
-
-    return zoo.load(name).eval()
+    return wl.load(name).eval()
 
 
 def _means(metrics: dict) -> dict:
@@ -282,6 +280,7 @@ def measure_mlp_grain(case, config, timer) -> dict:
     with threads(c.threads):
         return timer.measure(lambda: G.grain_study(model, calib, held, time_blocks=time_blocks,
                                                    rounds=c.grain_time_rounds,
+                                                   warmup=min(1, c.warmup),  # smoke: 0
                                                    device=timer.device), warmup=0, rounds=1)
 
 

@@ -130,8 +130,12 @@ def mlp_time_study(model, held, rels, blocks, orders=None, *, rounds: int, warmu
     module docstring; `orders[layer][rel index]` neuron orders for the reordered blocks. Each
     speedup (dense / sparse, the median of paired rounds) has per-layer 95% bootstrap bounds
     `speedup_<k>_lo` / `_hi` (from 3 rounds up)."""
+    from .predictors import bar
+
     per: dict = {}
-    for n, layer in enumerate(ex.opt_layers(model)):
+    layers = ex.opt_layers(model)
+    for n, layer in bar(enumerate(layers), "MLP operator times per layer", total=len(layers),
+                        unit="layer"):
         fns = layer_mlp_fns(layer, held.mlp_in[n].to(device), held.act[n], rels,
                             blocks, orders[n] if orders is not None else None)
         ts = interleave(fns, device, warmup=warmup, rounds=rounds)

@@ -133,8 +133,16 @@ class LayerData:
     cells: torch.Tensor  # (N, n, n) bool causal cells inside documents (the only ones scored)
 
 
+def bar(iterable, desc: str, delay: float = 1.0, **kw):
+    """A tqdm bar over `iterable` that appears only once its loop has run a second (calibration
+    and predictor training of a paper model run for minutes; a tiny one's for milliseconds)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, delay=delay, **kw)
+
+
 def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
-            subsample: bool = True) -> list[LayerData]:
+            subsample: bool = True, desc: str = "predictor calibration") -> list[LayerData]:
     """Predictor inputs and targets of every layer, from chunked captured forwards (MLP tokens
     subsampled to cfg.max_mlp_tokens per layer when `subsample`)."""
     ecfg = ex.ExposerConfig(mass=cfg.mass, mlp_block=mlp_block, mlp_rel=cfg.mlp_rel,
@@ -142,7 +150,9 @@ def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
     L = rows.shape[1]
     p = pool_size(L)
     parts: dict[int, list] = {}
-    for s in range(0, rows.shape[0], cfg.chunk):
+    chunks = range(0, rows.shape[0], cfg.chunk)
+    for s in bar(chunks, f"{desc}: captured forwards of {rows.shape[0]} rows x {L}",
+                      unit="chunk"):
         cap = ex.run_captured(model, rows[s:s + cfg.chunk])
         for i in sorted(cap.q):
             A = ex.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
@@ -173,10 +183,11 @@ def cell_docs(docs, p: int) -> torch.Tensor:
     return block_mask(docs.ids, p)
 
 
-def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
+def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig, desc: str = "predictor") -> list[float]:
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses = []
-    for _ in range(cfg.steps):
+    for _ in bar(range(cfg.steps), f"train {desc} ({cfg.steps} full-batch steps)",
+                      unit="step"):
         loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,7 +196,8 @@ def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig) -> list[float]:
     return losses
 
 
-def train_attn(data: LayerData, heads: int, cfg: PredictorConfig) -> tuple[AttnPredictor, list]:
+def train_attn(data: LayerData, heads: int, cfg: PredictorConfig, desc: str = "attention"
+               ) -> tuple[AttnPredictor, list]:
     """BCE on causal cells between sigmoid(q k^T) and the pooled true map (soft targets)."""
     pred = AttnPredictor(data.pooled_h.shape[-1], heads, cfg.rank)
     w = data.cells[:, None].float().expand_as(data.attn_target)  # document cells only
@@ -194,14 +206,16 @@ def train_attn(data: LayerData, heads: int, cfg: PredictorConfig) -> tuple[AttnP
         z = pred.logits(data.pooled_h)
         return F.binary_cross_entropy_with_logits(z, data.attn_target, w, reduction="sum") / w.sum()
 
-    return pred, _fit(pred, loss_fn, cfg)
+    return pred, _fit(pred, loss_fn, cfg, desc)
 
 
-def train_mlp(data: LayerData, cfg: PredictorConfig) -> tuple[nn.Linear, list]:
+def train_mlp(data: LayerData, cfg: PredictorConfig, desc: str = "MLP"
+              ) -> tuple[nn.Linear, list]:
     """BCE of sigmoid(linear(x)) against per-token block activity."""
     pred = nn.Linear(data.mlp_x.shape[-1], data.mlp_y.shape[-1])
     y = data.mlp_y.float()
-    return pred, _fit(pred, lambda: F.binary_cross_entropy_with_logits(pred(data.mlp_x), y), cfg)
+    return pred, _fit(pred, lambda: F.binary_cross_entropy_with_logits(pred(data.mlp_x), y), cfg,
+                      desc)
 
 
 class Predictors:
@@ -257,7 +271,8 @@ class Predictors:
     # -- judged on held-out rows ------------------------------------------------------------
     def evaluate(self, model, rows: torch.Tensor) -> dict:
         """Recall / precision / densities per layer on `rows` (module docstring names)."""
-        data = collect(model, rows, self.cfg, self.mlp_block, subsample=False)
+        data = collect(model, rows, self.cfg, self.mlp_block, subsample=False,
+                       desc="predictor evaluation")
         out: dict = {k: [] for k in ("attn_recall", "attn_precision", "attn_density_true",
                                      "attn_density_pred", "mlp_recall", "mlp_precision",
                                      "mlp_seq_recall", "mlp_seq_precision", "mlp_density_true",
@@ -305,22 +320,19 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data = collect(model, train_rows, cfg, mlp_block)
-        layers = range(len(data))
-        if progress:
-            from tqdm import tqdm
-
-            layers = tqdm(layers, desc="predictors", unit="layer")
         attn, mlp, losses = [], [], {}
-        for i in layers:
-            a, la = train_attn(data[i], heads[i], cfg)
-            m, lm = train_mlp(data[i], cfg)
+        for i in bar(range(len(data)), "predictors", unit="layer",
+                          delay=0 if progress else 1.0):
+            a, la = train_attn(data[i], heads[i], cfg, f"layer {i} attention predictor")
+            m, lm = train_mlp(data[i], cfg, f"layer {i} MLP predictor")
             attn.append(a.eval())
             mlp.append(m.eval())
             losses[i] = {"attn": la, "mlp": lm}
     pr = Predictors(attn, mlp, [0.5] * len(attn), [0.5] * len(mlp), cfg, mlp_block)
     pr.losses = losses
     if n_val:
-        val = collect(model, val_rows, cfg, mlp_block, subsample=False)
+        val = collect(model, val_rows, cfg, mlp_block, subsample=False,
+                      desc="predictor thresholds")
         for i, d in enumerate(val):
             n = d.pooled_h.shape[1]
             with torch.no_grad():

@@ -25,6 +25,7 @@ from . import finetune as ft
 from . import patch as P
 from . import peft_methods as pm
 from .e2e import write_e2e_jsonl
+from .masks import RandomLike, Split, random_subset, to_device  # noqa: F401 (workload's API)
 
 MLP_BLOCK = 64  # neurons per MLP block (the artifact's fc1 tile width)
 # trainer modes: dense attention implementations (all inside documents, patch.py; sdpa_causal is
@@ -43,7 +44,21 @@ def base_model(name: str, init: str = "trained"):
 
     if init not in ("trained", "random"):
         raise ValueError(f"init: unknown {init!r}; choose trained or random")
-    return pm.disable_dropout(zoo.load(name) if init == "trained" else zoo.build(name))
+    return pm.disable_dropout(load(name) if init == "trained" else zoo.build(name))
+
+
+def load(name: str):
+    """zoo.load(name), with a progress line for a paper spec's weights (minutes for a real one)."""
+    from tqdm.auto import tqdm
+
+    from benchlab import zoo
+
+    if Path(name).is_dir() or name in zoo.MODELS and zoo.spec(name).hub_id is None:
+        return zoo.load(name)
+    with tqdm(total=1, desc=f"loading {name} from {zoo.resolve(name)}", leave=False) as bar:
+        model = zoo.load(name)
+        bar.update()
+    return model
 
 
 @functools.cache
@@ -119,71 +134,6 @@ def predictors(config, model: str, seq_len: int):
 
 
 MASKS = ("predicted", "random", "random_attn", "random_mlp", "all")
-
-
-def random_subset(allowed: torch.Tensor, k: torch.Tensor, generator) -> torch.Tensor:
-    """bool like `allowed` (..., n): for each leading index, k[...] of its allowed entries drawn
-    uniformly at random (all of them where k is larger)."""
-    r = torch.rand(allowed.shape, generator=generator).to(allowed.device)
-    rank = r.masked_fill(~allowed, 2.0).argsort(-1).argsort(-1)  # allowed entries rank first
-    return (rank < k[..., None]) & allowed
-
-
-class RandomLike:
-    """Random masks with the block counts of another source's masks on the same input (the
-    predictor ablation at equal density): attention keeps as many blocks per (row, head) as
-    `like` does, every diagonal block (as the predictors do: each query block attends to
-    itself, and a diagonal block always holds a same-document pair) and the rest drawn among
-    the off-diagonal blocks the documents allow (never across documents); the MLP keeps as many
-    neuron blocks per row as `like` does, drawn among all. Seeded; a fresh draw per call."""
-
-    def __init__(self, like, seed: int = 0):
-        self.like = like
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def attn(self, i, h, docs):
-        keep = self.like.attn(i, h, docs)  # (B, H, nb, nb), every diagonal block kept
-        B, H, nb, _ = keep.shape
-        eye = torch.eye(nb, dtype=torch.bool, device=keep.device)
-        allowed = (docs.blocks(P.ATTN_BLOCK)[:, None] & ~eye).expand(B, H, nb, nb)
-        k = keep.sum((-1, -2)) - nb
-        off = random_subset(allowed.reshape(B, H, nb * nb), k, self.gen)
-        return off.view(B, H, nb, nb) | eye
-
-    def mlp(self, i, h, docs):
-        keep = self.like.mlp(i, h, docs)  # (B, F / block)
-        return random_subset(torch.ones_like(keep), keep.sum(-1), self.gen)
-
-    def to(self, device) -> "RandomLike":
-        to_device(self.like, device)
-        return self
-
-
-class Split:
-    """Attention masks from one source, MLP masks from another (the predictor ablation: random
-    attention with the predicted MLP, or the other way round)."""
-
-    def __init__(self, attn_source, mlp_source):
-        self.attn_source, self.mlp_source = attn_source, mlp_source
-
-    def attn(self, i, h, docs):
-        return self.attn_source.attn(i, h, docs)
-
-    def mlp(self, i, h, docs):
-        return self.mlp_source.mlp(i, h, docs)
-
-    def to(self, device) -> "Split":
-        to_device(self.attn_source, device)
-        to_device(self.mlp_source, device)
-        return self
-
-
-def to_device(source, device):
-    """`source` with the trained predictors it holds moved to `device` (in place: the cached
-    predictors follow the trainer that uses them); sources without weights are left alone."""
-    if hasattr(source, "to"):
-        source.to(device)
-    return source
 
 
 def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool = False):
@@ -345,7 +295,7 @@ def densities(stats: P.Stats) -> dict:
             "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything()}
 
 
-def curve(config, model: str, masks: str, *, reorder: bool = False, progress=False) -> dict:
+def curve(config, model: str, masks: str, *, reorder: bool = False, progress=None) -> dict:
     """LoRA fine-tuning loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside
     documents) or LE with mask_source's `masks` -> losses and, for LE, the densities it ran at
     (densities(): over all steps; layer_density_*: per layer). `reorder`: the base model's MLP
@@ -359,7 +309,8 @@ def curve(config, model: str, masks: str, *, reorder: bool = False, progress=Fal
     if reorder:
         reorder_mlp(t.model, neuron_orders(config, model, L))
     batches = ft.batches(data[config.predictor_rows:], config.batch_size, config.curve_steps)
-    losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress)
+    losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress,
+                            desc=f"loss curve, {masks} masks{' (reordered)' if reorder else ''}")
     out = {"losses": losses}
     if t.stats is not None:
         out.update(densities(t.stats), layer_density_attn=t.stats.layer_densities("attn"),

@@ -15,6 +15,15 @@ subspace (theta = theta0 + P w and the allocation modes), config (YAML + dotted 
 data (documents and batches), train (AdamW loop, DDP, checkpoints), evaluate (quantize, code,
 evaluate documents, bound), sweep (one sweep point), and the bounds helper's quantize, coding,
 bounds, report, analyze.
+
+The data: a YAML's data.dataset_dir, a nanoGPT bins folder (train.bin, val.bin; the paper YAML's
+data/openwebtext, relative to the working directory), or '' for the zoo synthetic corpus; set it
+with `--data-dir DIR` (train, run-all), the override --data.dataset_dir=DIR, or a Config's
+`overrides`. A case whose bins are absent is skipped (`requires`). `smoke(config)` is the
+--bench-budget smoke: every kind, mode and projector once, on the scale's own model (paper: the
+GPT-2 124M paper spec, from scratch), 2 steps of 16 tokens, the zoo corpus without bins:
+
+    pytest bench/test_sublora.py --bench-scale paper --bench-budget smoke --bench-threads 1
 """
 
 from dataclasses import dataclass
@@ -139,9 +148,10 @@ RATIOS = {
 
 
 def inputs(case, config) -> dict[str, str]:
-    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus.
-    `config` is a scale's Config, or (records of finished run folders, `analyze`) the run's
-    saved YAML sections as a dict."""
+    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus;
+    where theta0's base is loaded weights (model.init_from a hub id, paper spec or folder), also
+    their identity (zoo.weights_identity). `config` is a scale's Config, or (records of finished
+    run folders, `analyze`) the run's saved YAML sections as a dict."""
     from .. import zoo
     from ..core.provenance import sha256_file
     from .config import load, resolve
@@ -151,10 +161,73 @@ def inputs(case, config) -> dict[str, str]:
         model = model.get("name") if isinstance(model, dict) else None
         return zoo.artifact_inputs(*([model] if isinstance(model, str) else []))
     run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
-    return {"train_config": sha256_file(resolve(config.train_config)),
-            **zoo.artifact_inputs(run.model.name)}
+    out = {"train_config": sha256_file(resolve(config.train_config)),
+           **zoo.artifact_inputs(run.model.name)}
+    if run.model.init_from not in ("scratch", "zoo-trained"):
+        from ..core.errors import BenchlabError
+
+        try:
+            out.update(zoo.weights_identity(run.model.init_from))
+        except BenchlabError:  # absent offline: `requires` skips the case
+            out[f"weights:{run.model.init_from}"] = "absent"
+    return out
 
 
-__all__ = ["METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "SweepCase", "StepCase", "BoundCase",
-           "sweep_cases", "step_cases", "bound_cases", "report", "run_config", "run_point", "MODES",
-           "W0", "mode_id"]
+def requires(case, config) -> str | None:
+    """Why `case` cannot run here, else None: the data folder (data.dataset_dir) holds no
+    nanoGPT bins, or theta0's base weights (model.init_from) are not available offline."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+    from .config import load
+    from .data import bins_missing
+
+    if not isinstance(config, Config):
+        return None
+    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    reason = bins_missing(run.data.dataset_dir)
+    if reason is None and run.model.init_from not in ("scratch", "zoo-trained"):
+        try:
+            zoo.resolve(run.model.init_from)
+        except BenchlabError as e:
+            reason = str(e)
+    return reason
+
+
+# -- the smoke budget ---------------------------------------------------------------------------
+SMOKE_DIM = 128  # d: every group of GPT-2's 13 (12 blocks + lm_head) gets coordinates on both
+# its A and B sides at r = 0.2, and a dense P of the 124M shape stays ~180 MB
+SMOKE_RUN = ("training.max_iters=2", "learning_rate.warmup_iters=1",
+             "learning_rate.lr_decay_iters=2", "training.eval_interval=1",
+             "training.eval_iters=1", "training.log_interval=1", "data.batch_size=1",
+             "data.block_size=16", "bounds.bound_samples=2", "bounds.max_doc_tokens=16")
+
+
+def smoke(config: Config) -> Config:
+    """The scale's config cut to the least work that runs every code path (the --bench-budget
+    smoke), on the scale's own model (paper: GPT-2 124M from the paper spec): the sweep runs
+    the w = 0 row and one trained mode (fixed where the scale has it: step runs uniform with
+    every projector, bound learned), one d (<= SMOKE_DIM), one seed; 2 training steps of one
+    16-token row, evaluated after each, a bound over 2 documents; one timed round. Without
+    the scale's nanoGPT bins (data.dataset_dir) it trains on the zoo corpus, as tiny does."""
+    from dataclasses import replace
+
+    from .config import load
+    from .data import bins_missing
+
+    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    extra = list(SMOKE_RUN)
+    if run.bounds.qat_iters > 1:
+        extra.append("bounds.qat_iters=1")
+    if bins_missing(run.data.dataset_dir):
+        extra.append("data.dataset_dir=")
+    w0 = [m for m in config.modes if m[0] == "w0"][:1]
+    trained = [m for m in config.modes if m[0] != "w0"]
+    trained = [next((m for m in trained if m[0] == "fixed"), trained[0])] if trained else []
+    return replace(config, overrides=(*config.overrides, *extra),
+                   dims=(min(min(config.dims), SMOKE_DIM),), modes=(*w0, *trained),
+                   seeds=config.seeds[:1], step_rounds=1, bound_rounds=1, min_gain_over_w0=0.0)
+
+
+__all__ = ["METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "SweepCase",
+           "StepCase", "BoundCase", "sweep_cases", "step_cases", "bound_cases", "report",
+           "run_config", "run_point", "MODES", "W0", "mode_id"]

@@ -35,8 +35,12 @@ def _train(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="benchlab sublora train",
                                 description="train a SubLoRA model (dotted overrides allowed)")
     p.add_argument("--config-file", "--config_file", default=None, help="YAML config")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="nanoGPT bins folder: the override --data.dataset_dir=DIR")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args, rest = p.parse_known_args(argv)
+    if args.data_dir is not None:
+        rest = [*rest, f"--data.dataset_dir={args.data_dir}"]
     cfg = C.load(args.config_file, rest)
     from .train import train
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import fail
+from ..core.errors import BenchlabError, fail
 from .projectors import derive_seed
 
 
@@ -96,6 +96,8 @@ def _load(dataset_dir: str, eot_file: str, n_docs: int, n_val: int, seed: int,
                       VOCAB_SIZE, EOT_ID, f"zoo-synthetic(m={n_docs}, seed={seed})")
     from ..zoo.data import read_nanogpt
 
+    if bins_missing(dataset_dir):
+        raise BenchlabError(bins_missing(dataset_dir))
     root = Path(dataset_dir)
     bins = read_nanogpt(root)  # train.bin, val.bin (+ meta.json from `benchlab prepare`)
     eot = eot_token if eot_token >= 0 else bins["meta"].get("eot_id", EOT_ID)
@@ -106,6 +108,20 @@ def _load(dataset_dir: str, eot_file: str, n_docs: int, n_val: int, seed: int,
     if train.m == 0:
         raise fail(str(root / "train.bin"), "data.dataset_dir", "no EOT: no documents to bound")
     return Corpus(train, BinSplit(bins["val"], eot), vocab, eot, f"nanogpt-bins({root})")
+
+
+def bins_missing(dataset_dir: str) -> str | None:
+    """Why `dataset_dir` (data.dataset_dir: a nanoGPT bins folder, relative to the working
+    directory; "" = the zoo synthetic corpus) cannot be read, else None."""
+    if not dataset_dir:
+        return None
+    root = Path(dataset_dir)
+    absent = [n for n in ("train.bin", "val.bin") if not (root / n).is_file()]
+    if not absent:
+        return None
+    return (f"{root}: data.dataset_dir: no {' or '.join(absent)} (nanoGPT bins: `benchlab "
+            "prepare`; point the study at them with --data.dataset_dir=DIR or the override "
+            "data.dataset_dir=DIR, or '' for the zoo synthetic corpus)")
 
 
 def load_corpus(cfg) -> Corpus:

@@ -46,7 +46,10 @@ def quantize_w(model: SubspaceModel, cfg: RunConfig, corpus: Corpus | None = Non
     centroids = torch.tensor(q.codebook, device=w.device, requires_grad=True)
     opt = torch.optim.Adam([w, centroids], lr=b.qat_lr)
     seed = derive_seed(cfg.system.seed, "qat")
-    for it in range(b.qat_iters):
+    from tqdm.auto import tqdm
+
+    for it in tqdm(range(b.qat_iters), desc="bound: quantization-aware fine-tuning", leave=False,
+                   delay=1.0):
         x, y = get_batch(corpus.train, seed=seed, step=it, batch=cfg.data.batch_size,
                          block=cfg.data.block_size, device=device)
         loss = model.loss(x, y, w=quantize_ste(w, centroids), gates=model.gates.detach())
@@ -73,7 +76,10 @@ def document_risks(model: SubspaceModel, corpus: Corpus, docs: np.ndarray, cfg: 
             cur = []
         cur.append(j)
     groups += [cur] if cur else []
-    for group in groups:
+    from tqdm.auto import tqdm
+
+    for group in tqdm(groups, desc=f"bound: evaluating {len(seqs)} documents", unit="batch",
+                      leave=False, delay=1.0):
         longest = len(seqs[group[-1]])
         x = torch.full((len(group), longest), corpus.eot, dtype=torch.long)
         for r, j in enumerate(group):

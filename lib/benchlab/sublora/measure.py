@@ -76,7 +76,7 @@ def measure_bound(case, config, timer) -> dict:
     cfg = run_config(config, case)
     corpus = load_corpus(cfg)
     model, res = train(cfg, corpus=corpus, model=build_model(cfg, cached_base(cfg)),
-                       device=timer.device, progress=False)
+                       device=timer.device, progress=None)
     m = timer.measure(lambda: eval_bounds(model, corpus, cfg, device=timer.device), warmup=0,
                       rounds=config.bound_rounds)
     return {"d": case.d, "mode": case.mode, "bound_eval_seconds": m["eval_seconds"],

@@ -96,7 +96,8 @@ def run_all(config: Config, results_dir, *, progress: bool = True, device: str =
             m = folder_metrics(out, config, case)
         else:
             t0 = time.perf_counter()
-            m = run_point(config, case, device=run.device, out_dir=out)
+            m = run_point(config, case, device=run.device, out_dir=out,
+                          progress=None if progress else False)
             tqdm.write(f"{folder(case)}: bound {m['bound_value']:.3f} bits/token, raw bpd "
                        f"{m['raw_bpd']:.3f}, {time.perf_counter() - t0:.0f} s")
         run.save(run.record("sweep", case, m))
@@ -124,8 +125,14 @@ def run_all_main(argv: list[str]) -> int:
                    help="w0 uniform fixed_aheavy fixed_equal fixed_bheavy learned (default: all)")
     p.add_argument("--seeds", nargs="+", type=_ints, default=None,
                    help=f"run seeds (default: {' '.join(map(str, STUDY_SEEDS))})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="nanoGPT bins folder (train.bin, val.bin): the override "
+                        "--data.dataset_dir=DIR ('' = the zoo synthetic corpus; default: the "
+                        "YAML's)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args, rest = p.parse_known_args(argv)
+    if args.data_dir is not None:
+        rest = [*rest, f"--data.dataset_dir={args.data_dir}"]
     over = parse_overrides(rest)  # bad override syntax fails before any run
     cfg = load(args.config_file, rest)  # and bad fields or values too
     config = Config(

@@ -55,9 +55,11 @@ def cached_base(cfg: RunConfig):
     return copy.deepcopy(_BASES[key])
 
 
-def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool = False) -> dict:
+def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool | None = None
+              ) -> dict:
     """Train (unless case.mode is "w0", the untrained baseline) and bound one case. With out_dir,
-    the run folder gets the checkpoint files and bounds_metrics; a killed run resumes there."""
+    the run folder gets the checkpoint files and bounds_metrics; a killed run resumes there.
+    `progress`: train's bar (None: once training has run a second)."""
     cfg = run_config(config, case)
     corpus = load_corpus(cfg)
     model = build_model(cfg, cached_base(cfg))

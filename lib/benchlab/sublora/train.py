@@ -119,10 +119,11 @@ def evaluate(model: SubspaceModel, corpus: Corpus, cfg: RunConfig, device,
 
 
 def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel | None = None,
-          out_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
+          out_dir: str | Path | None = None, device: str = "cpu", progress: bool | None = True,
           dist: ddp.Dist | None = None, reuse_finished: bool = False
           ) -> tuple[SubspaceModel, TrainResult]:
     """Train cfg's model; returns the model (with the best w and gates loaded) and the history.
+    `progress`: a tqdm bar (None: one once training has run a second; False: none).
     With `reuse_finished`, an out_dir holding this config's finished run is loaded, not refused
     (run-all resumes a sweep killed between training and the bound)."""
     dist = dist or ddp.Dist()
@@ -139,8 +140,9 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
     t, o, seed = cfg.training, cfg.optimizer, derive_seed(cfg.system.seed, "train")
     params = [p for p in (model.w, model.gates) if p.requires_grad]
     t0 = time.perf_counter()
-    bar = tqdm(range(start, t.max_iters), desc="sublora train", leave=False,
-               disable=not (progress and dist.main))
+    bar = tqdm(range(start, t.max_iters), desc=f"sublora train d={cfg.sublora.intrinsic_dim} "
+               f"{cfg.sublora.allocation_mode}", leave=False, delay=1.0 if progress is None else 0,
+               disable=progress is False or not dist.main)
     for it in bar:
         scale = lr_at(it, cfg) / o.learning_rate
         for g in opt.param_groups:
