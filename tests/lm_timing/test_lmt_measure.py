@@ -27,7 +27,7 @@ def test_warmup_counts_rotate_and_get_intervals(monkeypatch):
     order = []
     fake = {0: [30.0, 32.0, 31.0], 1: [20.0, 21.0, 22.0], 5: [10.0, 10.5, 11.0]}
 
-    def run_fresh(case, w, device, seed):
+    def run_fresh(case, w, device, seed, size=None):
         order.append(w)
         return {"status": "ok", "mean_step_time_ms": fake[w][order.count(w) - 1],
                 "first_step_ms": 100.0 + w, "num_params": 7}

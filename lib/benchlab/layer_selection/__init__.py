@@ -10,7 +10,7 @@ M, any budgets), `ordered` (upstream's order-fixed DP with the unused transition
 `upstream` (the published recurrence), `milp` / `milp_assign` (scipy HiGHS references).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.ratios import Ratio
 from .data import SHARED_MODELS, VALUE_METHODS, ModelData, load, load_model, values_for
@@ -21,8 +21,8 @@ from .solver import SOLVERS, Selection, check_selection, solve
 __all__ = ["CONFIGS", "RATIOS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
            "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
            "significance_from_alphas", "solve", "solve_cases", "scalability_cases",
-           "length_cases", "speed_cases", "all_shared_cases", "values_for", "inputs", "METRICS",
-           "PUBLISH_SCALES"]
+           "length_cases", "speed_cases", "all_shared_cases", "values_for", "inputs",
+           "requires", "smoke", "METRICS", "PUBLISH_SCALES"]
 
 PUBLISH_SCALES = ("paper",)  # reports/layer_selection/ holds the paper-scale run (130 cases x 4)
 
@@ -119,7 +119,7 @@ METRICS = {
 # (opt_125m) on AMD and Intel alike, 138-159 (llama2_7b); a 2x slower exact solver halves it.
 RATIOS = {
     "exact_vs_milp": Ratio("speed", "speedup", direction="higher", contender="exact DP",
-                           reference="HiGHS MILP (scipy)"),
+                           reference="HiGHS MILP (scipy)", interval=("speedup_lo", "speedup_hi")),
 }
 
 
@@ -139,13 +139,50 @@ def inputs(case, config) -> dict[str, str]:
     if getattr(case, "source", "shared") == "zoo":
         from .. import zoo
 
-        return zoo.artifact_inputs(model)
+        return {**zoo.artifact_inputs(model), **_weights(model)}
     root = shared_dir()
     files = ["cases/experiment_cases.json", "cases/scalability_cases.json"]
     for name in [model] if model else list(SHARED_MODELS):
         scores, norms = SHARED_MODELS[name]
         files += [f"scores/{scores}", f"norms/{norms}"]
     return {f: file_digest(root / f) for f in files}
+
+
+def _hub_id(model: str) -> str | None:
+    from .. import zoo
+
+    return zoo.spec(model).hub_id if model in zoo.MODELS else None
+
+
+def _weights(model: str) -> dict[str, str]:
+    """The identity of a paper spec's weights (zoo.weights_identity: a changed model reruns its
+    own cases); {} for the pinned tiny/small specs; "absent" when they are not here (the case
+    is then skipped by `requires`, so the key is never stored)."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    hub = _hub_id(model)
+    if hub is None:
+        return {}
+    try:
+        return zoo.weights_identity(model)
+    except BenchlabError:
+        return {f"weights:{hub}": "absent"}
+
+
+def requires(case, config) -> str | None:
+    """Why `case` cannot run here: a zoo case of a paper spec whose weights are not local (offline,
+    no models folder entry, not in the HF cache: zoo.resolve's message names the hub id)."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    if getattr(case, "source", None) != "zoo" or _hub_id(case.model) is None:
+        return None
+    try:
+        zoo.resolve(case.model)
+    except BenchlabError as e:
+        return str(e)
+    return None
 
 
 def _case_ids(config) -> list[int]:
@@ -199,3 +236,29 @@ def speed_cases(config) -> list[SpeedCase]:
 
 def all_shared_cases(config) -> list[dict]:
     return [{"id": "all-shared"}] if config.all_shared else []
+
+
+# -- the smoke budget ---------------------------------------------------------------------------
+
+def _smoke_count(config) -> tuple | None:
+    """The fewest verifiers of the scalability cases that still split a budget among several
+    (the smallest M > 1 the config keeps; the smallest M when it keeps only M = 1)."""
+    from .data import scalability_cases as read
+
+    counts = sorted({c["num_verifiers"] for c in (read() if _available() else [])
+                     if not config.scal_counts or c["num_verifiers"] in config.scal_counts})
+    several = [m for m in counts if m > 1] or counts
+    return tuple(several[:1]) or config.scal_counts
+
+
+def smoke(config: Config) -> Config:
+    """The config's code paths at the least work (`--bench-budget smoke`): every model (shared
+    files, zoo weights) on its first budget case with every value method and solver; one verifier
+    count per model at every scalability solver (MILP included); the shortest synthetic length;
+    exact vs MILP on one case and method per model, in 3 rounds (the fewest with an interval when
+    timed); the all-shared solve as it is (one case, ~2 s)."""
+    ids = _case_ids(config)
+    return replace(config, case_ids=tuple(ids[:1]), scal_counts=_smoke_count(config),
+                   scal_reps=min(config.scal_reps, 1), lengths=(min(config.lengths),),
+                   speed_cases=1, speed_methods=config.speed_methods[:1],
+                   rounds=min(config.rounds, 3))

@@ -11,7 +11,7 @@ measures one (bench module, CLI and asv call the same functions) and `report` tu
 into tables and figures.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.ratios import Ratio
 from .builders import MODES
@@ -21,7 +21,7 @@ from .report import report
 __all__ = ["METRICS", "RATIOS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
            "WarmupCase", "ModesCase", "modes_cases", "AttnCase", "PeakCase", "step_cases",
            "pair_cases", "warmup_cases",
-           "attn_cases", "peak_cases", "report", "SIZES", "MODES"]
+           "attn_cases", "peak_cases", "report", "smoke", "SIZES", "MODES"]
 
 SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
 
@@ -287,3 +287,38 @@ def attn_cases(config: Config) -> list[AttnCase]:
 
 def peak_cases(config: Config) -> list[PeakCase]:
     return [PeakCase(f"matmul-peak-{p}", p) for p in config.peak_precisions]
+
+
+# -- the smoke budget ---------------------------------------------------------------------------
+SMOKE_BATCH = 1
+
+
+def _first(sweep, rounds: int):
+    """A sweep (Sweep or PairSweep) cut to its first size and shortest context, every mode,
+    precision, attention and compile setting kept, one warm-up step and `rounds` rounds."""
+    return replace(sweep, sizes=sweep.sizes[:1], contexts=(min(sweep.contexts),),
+                   warmup=min(sweep.warmup, 1), rounds=min(sweep.rounds, rounds))
+
+
+def smoke(config: Config) -> Config:
+    """The config's code paths at the least work (`--bench-budget smoke`): every size cut to one
+    layer (config.sizes; its widths, heads and vocabulary kept, as `benchlab zoo paper-shapes
+    --layers 1` cuts the hub models) and a batch of one; each step sweep at its first size and
+    shortest context with all its modes, precisions, attention and compile settings, one warm-up
+    and one round; each pair sweep likewise in 3 rotated rounds (the fewest with an interval);
+    modes at the first size and shortest context in 3 rounds; attention at the shortest context;
+    the warm-up study with no and one warm-up step, one trial each, one round of fresh processes.
+    """
+    sizes = {name: replace(cfg, num_layers=1) for name, cfg in config.sizes.items()}
+    shortest = min(c for sw in config.steps + config.pairs for c in sw.contexts)
+    counts = sorted(config.warmup_counts)
+    return replace(
+        config, sizes=sizes, batch=min(config.batch, SMOKE_BATCH),
+        steps=tuple(_first(sw, 1) for sw in config.steps),
+        pairs=tuple(_first(sw, 3) for sw in config.pairs),
+        warmup_context=min(config.warmup_context, shortest),
+        warmup_counts=tuple(counts[:1] + [w for w in counts if w > 0][:1]), warmup_trials=1,
+        warmup_repeats=1, modes_sizes=config.modes_sizes[:1],
+        modes_contexts=(min(config.modes_contexts),), modes_warmup=min(config.modes_warmup, 1),
+        modes_rounds=min(config.modes_rounds, 3), attn_contexts=(min(config.attn_contexts),),
+        attn_rounds=min(config.attn_rounds, 2))

@@ -21,7 +21,8 @@ from benchlab.core.timing import peak_memory, time_fn
 
 from . import attn_cases, modes_cases, pair_cases, peak_cases, step_cases, warmup_cases
 from . import builders as R
-from .model import ATTENTION
+from .cli import DIMS
+from .model import ATTENTION, ModelConfig, size_config
 
 
 class OOM(Exception):
@@ -54,15 +55,27 @@ def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int
     """`warmups` single steps timed one by one (so the first step's cost shows; skipped when
     timing is off), then `trials` timed trials of `steps` steps each through the timer.
     Seconds: warm (per warm-up step), trials (per trial), per_step (trial / steps)."""
+    from tqdm.auto import tqdm
+
     warm = time_fn(prep.step, prep.device, warmup=0, trials=warmups) if timer.enabled else []
     out, times = [], []
+    # a paper size's rounds (or a compiled first step) take minutes on a CPU: the bar counts
+    # finished rounds, updated between them (untimed), shown only once a step is slow
+    bar = tqdm(total=trials, desc=f"{prep.mode} {prep.precision} ctx{prep.context}",
+               unit="round", delay=10, leave=False)
 
     def trial():
         for _ in range(steps):
             out.append(prep.step())
 
-    guard(lambda: timer.measure(trial, warmup=0, rounds=trials, times=times), prep.device,
-          "running")
+    def between():
+        bar.update(len(out) // steps - bar.n)
+
+    try:
+        guard(lambda: timer.measure(trial, warmup=0, rounds=trials, times=times,
+                                    setup=between), prep.device, "running")
+    finally:
+        bar.close()
     return {"warm": warm, "trials": times, "per_step": [t / steps for t in times],
             "loss": float(out[-1])}
 
@@ -78,10 +91,17 @@ def step_metrics(prep: R.Prepared, timed: dict) -> dict:
             "warmup_times_ms": [1000 * t for t in timed["warm"]]}
 
 
+def dims(config, size: str):
+    """The ModelConfig of `size` in this config (config.sizes: the smoke budget's are cut to one
+    layer), else the size name itself (builders resolve it from model.SIZES)."""
+    return config.sizes.get(size, size)
+
+
 def measure_step(case, config, timer, seed: int = 0) -> dict:
     try:
-        prep = build(timer.device, case.size, case.context, case.mode, case.precision, seed=seed,
-                     attn=case.attn, batch=case.batch, vocab=case.vocab, compile=case.compile,
+        prep = build(timer.device, dims(config, case.size), case.context, case.mode,
+                     case.precision, seed=seed, attn=case.attn, batch=case.batch,
+                     vocab=case.vocab, compile=case.compile,
                      compile_backend=config.compile_backend)
         timed = time_steps(prep, timer, warmups=case.warmup, trials=case.rounds)
     except OOM as e:
@@ -104,7 +124,8 @@ def measure_modes(case, config, timer, seed: int = 0) -> dict:
     """forward, forward+backward and the full AdamW train step of one size, timed side by side
     in rotated rounds; ratios are medians of the per-round ratios with bootstrap intervals."""
     try:
-        preps = {m: build(timer.device, case.size, case.context, m, case.precision, seed=seed,
+        size = dims(config, case.size)
+        preps = {m: build(timer.device, size, case.context, m, case.precision, seed=seed,
                           batch=case.batch, vocab=case.vocab) for m in case.modes}
         t = guard(lambda: timer.side_by_side({m: p.step for m, p in preps.items()},
                                              warmup=case.warmup, rounds=case.rounds),
@@ -126,9 +147,10 @@ def measure_modes(case, config, timer, seed: int = 0) -> dict:
 def measure_pair(case, config, timer, seed: int = 0) -> dict:
     common = dict(seed=seed, batch=case.batch, vocab=case.vocab)
     try:
-        a = build(timer.device, case.size, case.context, case.mode, case.a_precision,
+        size = dims(config, case.size)
+        a = build(timer.device, size, case.context, case.mode, case.a_precision,
                   impl=case.a_impl, **common)
-        b = build(timer.device, case.size, case.context, case.mode, case.b_precision,
+        b = build(timer.device, size, case.context, case.mode, case.b_precision,
                   impl=case.b_impl, **common)
         assert a.num_params == sum(p.numel() for p in b.model.parameters()), "sizes differ"
         t = guard(lambda: timer.side_by_side({"a": a.step, "b": b.step}, warmup=case.warmup,
@@ -173,15 +195,17 @@ def measure_peak(case, config, timer, seed: int = 0) -> dict:
     return {"peak_tflops": R.matmul_peak(timer.device, case.precision) / 1e12, "n": n}
 
 
-def run_fresh(case, warmups: int, device: str, seed: int) -> dict:
-    """`benchlab lm-timing run` of the warm-up case in a fresh process (a cold first step)."""
+def run_fresh(case, warmups: int, device: str, seed: int, size=None) -> dict:
+    """`benchlab lm-timing run` of the warm-up case in a fresh process (a cold first step);
+    `size`: the ModelConfig whose dimensions it runs (default: the case's size's own)."""
+    size = size if isinstance(size, ModelConfig) else size_config(case.size)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
         cmd = [sys.executable, "-m", "benchlab.cli", "lm-timing", "run", "--model_size",
                case.size, "--vocab", str(case.vocab), "--context_length", str(case.context),
                "--batch_size", str(case.batch), "--num_warmups", str(warmups), "--num_trials",
                str(case.trials), "--mode", case.mode, "--device", device, "--seed", str(seed),
-               "--output", str(out)]
+               "--output", str(out)] + [f"--{k}={getattr(size, k)}" for k in DIMS]
         n = str(torch.get_num_threads())  # the session's --bench-threads, in the child too
         env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
@@ -193,13 +217,16 @@ def measure_warmup(case, config, timer, seed: int = 0) -> dict:
     """The seed's warm-up study: each count in a fresh process, `repeats` rounds with the order
     of the counts rotated every round; per count the mean of the timed steps' means with a 95%
     bootstrap interval over rounds (left out with < 3 rounds), and the cold first step."""
+    from tqdm.auto import tqdm
+
     counts = list(case.counts)
     res = {w: [] for w in counts}
+    order = [w for r in range(case.repeats)
+             for w in counts[r % len(counts):] + counts[:r % len(counts)]]
 
-    def study():
-        for r in range(case.repeats):
-            for w in counts[r % len(counts):] + counts[:r % len(counts)]:
-                res[w].append(run_fresh(case, w, timer.device, seed))
+    def study():  # one fresh process per run: seconds each, minutes at the paper's repeats
+        for w in tqdm(order, desc=f"warm-up study {case.id}", unit="process", leave=False):
+            res[w].append(run_fresh(case, w, timer.device, seed, dims(config, case.size)))
 
     timer.measure(study, warmup=0, rounds=1)
     out = {"status": "ok", "fresh_process": True}

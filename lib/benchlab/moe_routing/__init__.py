@@ -8,7 +8,8 @@
 Configs are data per scale; the code reads their fields, never the scale name.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from ..core.ratios import Ratio
 from .calibration import EmpiricalNull, PooledNull, make_null
@@ -184,15 +185,116 @@ RATIOS = {
 }
 
 
-def inputs(case, config) -> dict[str, str]:
-    """sha256 of the pinned zoo model, tokenizer and corpus the case runs on."""
-    from .. import zoo
+MODEL_KINDS = ("generate", "forward", "frontier")  # the kinds that run the config's model
 
-    return zoo.artifact_inputs(config.model)
+
+def _loads_weights(case, config) -> bool:
+    """Does the case run the config's model from hub weights (source "load": the paper's)?"""
+    return config.source == "load" and getattr(case, "kind", None) in MODEL_KINDS
+
+
+def inputs(case, config) -> dict[str, str]:
+    """sha256 of the pinned zoo model, tokenizer and corpus the case runs on; for cases that run
+    hub weights also their identity (zoo.weights_identity: another model reruns exactly its own
+    cases), "absent" when they are not here (`requires` skips the case then)."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    out = zoo.artifact_inputs(config.model)
+    if _loads_weights(case, config):
+        try:
+            out |= zoo.weights_identity(config.model)
+        except BenchlabError:
+            out[f"weights:{zoo.hub.hub_id_of(config.model)}"] = "absent"
+    return out
+
+
+def requires(case, config) -> str | None:
+    """Why `case` cannot run here: it runs hub weights that are not local (offline, no models
+    folder entry, not in the HF cache; zoo.resolve's message names the hub id)."""
+    from .. import zoo
+    from ..core.errors import BenchlabError
+
+    if not _loads_weights(case, config):
+        return None
+    try:
+        zoo.resolve(config.model)
+    except BenchlabError as e:
+        return str(e)
+    return None
+
+
+# -- the smoke budget ---------------------------------------------------------------------------
+SMOKE_SEQ_LEN = 64  # calibration and held-out rows; prompts and generation do not use it
+SMOKE_TOKENS = 64  # tokens of the MoE-layer timings (their shapes stay the config's)
+
+
+def _signature(routing: Routing) -> tuple:
+    """What chooses a routing's code path: method, null, temperature, renormalization, caps (not
+    k, p or alpha, which only move thresholds)."""
+    return (routing.method, routing.null, routing.temperature, routing.renorm, routing.min_k,
+            routing.max_k)
+
+
+def _smoke_routings(routings: tuple) -> tuple:
+    """One routing per code path, in the config's order: topk_8 (every comparison's reference),
+    then per signature the largest alpha (the fewest calibration tokens for BH to select)."""
+    best: dict[tuple, Routing] = {}
+    for r in map(ROUTINGS.get, routings):
+        key = _signature(r)
+        if r.name == "topk_8" or key not in best or (best[key].name != "topk_8"
+                                                     and r.alpha > best[key].alpha):
+            best[key] = r
+    keep = {r.name for r in best.values()}
+    return tuple(r for r in routings if r in keep)
+
+
+def _smoke_calib(config, routings: tuple, rules: tuple, seq_len: int) -> int:
+    """The fewest calibration tokens (whole rows) with which every kept BH rule can select an
+    expert: N + 1 > E / alpha for the smallest alpha (the per-expert null's smallest p-value is
+    1 / (N + 1)); never more than the config's."""
+    from .. import zoo
+    from .frontier import rule
+
+    experts = zoo.hf_config(config.model).num_experts
+    alphas = [r.alpha for r in map(ROUTINGS.get, routings) if r.method == "bh"]
+    alphas += [r.alpha for r in (rule(config, n) for n in rules) if r.method == "bh"]
+    need = math.floor(experts / min(alphas, default=1.0)) + 1
+    return min(config.calib_tokens, seq_len * math.ceil(need / seq_len))
+
+
+def smoke(config: Config) -> Config:
+    """The config's code paths at the least work (`--bench-budget smoke`): one routing per code
+    path (_smoke_routings) on one prompt per category (the fewest the grid allows), 2 new tokens
+    (prefill and one cached decode step) in one timed round, 64-token rows, held-out text of one
+    row, the fewest calibration tokens that let BH select, one rule per frontier family, the
+    MoE-layer timings at their shapes on 64 tokens with the fewest and most experts, and one
+    speed round (3, 6 and 10 rotated rounds in the side-by-side ratios)."""
+    from .frontier import family, rule
+
+    seq_len = min(config.seq_len, SMOKE_SEQ_LEN)
+    routings = _smoke_routings(config.routings)
+    families: dict[str, str] = {}
+    for name in config.slice_rules:
+        families.setdefault(family(rule(config, name)), name)
+    rules = tuple(families.values())
+    ks = sorted(config.layer_ks)
+    return replace(
+        config, routings=routings, prompts_per_category=1,
+        max_new_tokens=min(config.max_new_tokens, 2), gen_rounds=1, seq_len=seq_len,
+        calib_tokens=_smoke_calib(config, routings, rules, seq_len),
+        heldout_tokens=min(config.heldout_tokens, seq_len),
+        router_tokens=min(config.router_tokens, 256), layer_tokens=min(config.layer_tokens,
+                                                                       SMOKE_TOKENS),
+        layer_ks=(ks[0], ks[-1]) if len(ks) > 1 else tuple(ks),
+        equal_count_layers=tuple((h, i, min(t, SMOKE_TOKENS))
+                                 for h, i, t in config.equal_count_layers),
+        speed_rounds=1, slice_rules=rules)
 
 
 __all__ = [
-    "METRICS", "RATIOS", "inputs", "CONFIGS", "Config", "Case", "generate_cases", "router_cases",
+    "METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "Case",
+    "generate_cases", "router_cases",
     "forward_cases", "layer_cases", "layer_equal_cases", "frontier_cases", "report", "NULLS",
     "NullDef", "PooledNull",
     "make_null", "bh_select", "naive_pvalues", "route",

@@ -157,10 +157,8 @@ def load_model(config, device: str, fp16: bool, model: str | None = None):
         hub = name  # a local directory or hub id carries its own tokenizer
     if hub is None or (Path(hub).is_dir() and not (Path(hub) / "tokenizer.json").exists()):
         tok = zoo.tokenizer("bpe")
-    else:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(hub)
+    else:  # the models folder ($BENCHLAB_MODELS) first, as zoo.load read the weights
+        tok = zoo.load_tokenizer(name)
     return m.eval(), tok
 
 

@@ -195,20 +195,28 @@ def calibrate(model, ids: torch.Tensor, definition: str = "per_expert", *,
     if under.calibrated and not self_routed:
         raise BenchlabError(f"calibrate: under: routing {under.name} uses null {under.null} at "
                             f"temperature {under.temperature}, not {definition} at {temperature}")
+    from tqdm.auto import tqdm
+
     built: dict[int, torch.Tensor] = {}
+    apply_routing(model, under)
+    gates = [block.gate for block in moe_blocks(model)]
+    # one forward of every calibration token: a paper-scale one takes minutes on a CPU, so its
+    # layers show as they are reached (the bar appears only after a few seconds)
+    bar = tqdm(total=len(gates), desc=f"calibrating {definition} under {under.name}",
+               unit="layer", delay=5, leave=False)
 
     def on_logits(router, logits):
         built[router.layer_idx] = logits.float()
         if self_routed:
             router.null = make_null(definition, logits.float()[None], temperature).layer(0)
+        bar.update(1)
 
-    apply_routing(model, under)
-    gates = [block.gate for block in moe_blocks(model)]
     for g in gates:
         g.on_logits = on_logits
     try:
         model.model(input_ids=ids.to(model.device), use_cache=False)  # no lm_head needed
     finally:
+        bar.close()
         for g in gates:
             g.on_logits = None
         apply_routing(model, "topk_8")
