@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("keep", help="normalize and copy asv results into a kept folder")
     k.add_argument("results"), k.add_argument("dest")
     k.add_argument("--commit", default=None), k.add_argument("--kind", default=KIND)
+    p = sub.add_parser("previous", help="the newest kept commit other than --not (for asv compare)")
+    p.add_argument("results"), p.add_argument("--not", dest="exclude", default="")
+    p.add_argument("--kind", default=KIND)
     c = sub.add_parser("check", help="the ratio graphs of asv's html show more than one commit")
     c.add_argument("html"), c.add_argument("--pattern", default="ratios.")
     c.add_argument("--min-commits", type=int, default=2)
@@ -93,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keep":
             written = keep(args.results, args.dest, kind=args.kind, commit=args.commit)
             print(f"kept {len(written)} asv result files under {Path(args.dest) / args.kind}")
+            return 0
+        if args.command == "previous":
+            kept = sorted((json.loads(p.read_text()).get("date", 0), json.loads(
+                p.read_text())["commit_hash"]) for p in (Path(args.results) / args.kind).glob(
+                "*.json") if p.name != "machine.json")
+            kept = [c for _, c in kept if not (args.exclude and c.startswith(args.exclude))]
+            if not kept:
+                raise BenchlabError(f"{args.results}: no kept asv results of another commit")
+            print(kept[-1])
             return 0
         graphs = {g: n for g, n in commits_per_graph(args.html).items() if args.pattern in g}
         if not graphs:

@@ -36,7 +36,7 @@ class Ratio:
     metric: str  # the median paired ratio in the record's metrics
     goal: float | None = None  # the bound the ratio must not cross (by its whole interval)
     direction: str = "lower"  # "lower": contender / reference time; "higher": a speedup
-    interval: str | None = None  # metric holding the [lo, hi] bootstrap interval
+    interval: str | tuple | None = None  # metric holding [lo, hi], or the (lo, hi) metrics
     cases: str = "*"  # fnmatch pattern over the case ids it applies to
     contender: str = ""
     reference: str = ""
@@ -59,7 +59,10 @@ class Ratio:
             raise BenchlabError(f"{where}: {record['case']}: no ratio {self.metric!r} (a baseline "
                                 "from before ratios were tracked? rebuild it with `benchlab "
                                 "baseline`)")
-        ci = metrics.get(self.interval) if self.interval else None
+        if isinstance(self.interval, tuple):
+            ci = [metrics.get(name) for name in self.interval]
+        else:
+            ci = metrics.get(self.interval) if self.interval else None
         if isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)):
             return float(value), float(min(ci)), float(max(ci))
         return float(value), float(value), float(value)
