@@ -7,6 +7,8 @@
     benchlab baseline STORE               # rewrite reports/baseline/tiny.json (say why in git)
     benchlab submit --executor slurm --shards 4 --results DIR -- bench/   # one job per shard
     benchlab status DIR                   # per-shard progress of a submitted sweep
+    benchlab plan --scale paper           # cases, weights, data, memory, GPU time (core.plan)
+    benchlab gpu-check --out DIR          # the paper smoke suite on a GPU + summary.md
     benchlab zoo verify | pin             # the pinned tiny-scale artifacts (benchlab.zoo.pin)
     benchlab prepare ...                  # local text/JSONL -> token files (benchlab.zoo.cli)
     benchlab layer-selection run ...      # experiment commands: benchlab.<experiment>.cli.main
@@ -149,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "submit" and "--" in argv:
         cut = argv.index("--")
         argv, rest = argv[:cut], argv[cut + 1:]
+    if argv and argv[0] in ("plan", "gpu-check"):  # benchlab.core.plan, benchlab.gpu_check
+        module = importlib.import_module(
+            {"plan": "benchlab.core.plan", "gpu-check": "benchlab.gpu_check"}[argv[0]])
+        return _guard(lambda: module.main(argv[1:]))
     if argv and argv[0] in ("prepare", "zoo"):
         module = importlib.import_module("benchlab.zoo." + {"prepare": "cli"}.get(argv[0], "pin"))
         return _guard(lambda: module.main(argv[1:]))
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"{experiments.known()[name]}.cli")
         return _guard(lambda: module.main(argv[1:]))
     commands = ["report", "publish", "compare", "baseline", "submit", "status", "zoo", "prepare",
+                "plan", "gpu-check",
                 *(n.replace("_", "-") for n in experiments.known())]
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         near = difflib.get_close_matches(argv[0], commands, n=1)

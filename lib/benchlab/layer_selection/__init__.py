@@ -262,3 +262,20 @@ def smoke(config: Config) -> Config:
                    scal_reps=min(config.scal_reps, 1), lengths=(min(config.lengths),),
                    speed_cases=1, speed_methods=config.speed_methods[:1],
                    rounds=min(config.rounds, 3))
+
+
+def needs(case, config) -> dict:
+    """What `case` needs (core.plan, `benchlab plan`): a zoo case the weights of its model (a
+    paper spec's hub weights; its layers' spectra: no tokens run), a shared case the shared case,
+    score and norm files it reads; the synthetic length cases nothing."""
+    from .data import shared_dir
+
+    model = getattr(case, "model", None)
+    if isinstance(case, LengthCase) or not hasattr(case, "id"):
+        return {}
+    if getattr(case, "source", "shared") == "zoo":
+        return {"models" if _hub_id(model) else "shapes": [model]}
+    files = ["cases/experiment_cases.json", "cases/scalability_cases.json"]
+    for name in [model] if model in SHARED_MODELS else list(SHARED_MODELS):
+        files += [f"scores/{SHARED_MODELS[name][0]}", f"norms/{SHARED_MODELS[name][1]}"]
+    return {"data": [str(shared_dir() / f) for f in files]}

@@ -322,3 +322,23 @@ def smoke(config: Config) -> Config:
         modes_contexts=(min(config.modes_contexts),), modes_warmup=min(config.modes_warmup, 1),
         modes_rounds=min(config.modes_rounds, 3), attn_contexts=(min(config.attn_contexts),),
         attn_rounds=min(config.attn_rounds, 2))
+
+
+def needs(case, config) -> dict:
+    """What `case` needs (core.plan, `benchlab plan`): no weights or data (random-init models);
+    the parameters of its size's TransformerLM (the HF Llama peer has the same shape), the
+    tokens of all its timed and warm-up steps and whether they train (backward, AdamW)."""
+    from .model import num_params
+
+    size = getattr(case, "size", None)
+    if size is None:  # attention and matmul-peak kernels on random tensors
+        return {}
+    dims = replace(config.sizes[size], vocab_size=getattr(case, "vocab", config.vocab))
+    row = case.batch * case.context
+    if isinstance(case, WarmupCase):
+        steps = sum(c + 1 for c in case.counts) * case.trials * case.repeats
+    else:
+        steps = (case.warmup + case.rounds) * (len(case.modes) if isinstance(case, ModesCase)
+                                               else 2 if isinstance(case, PairCase) else 1)
+    return {"params": {f"TransformerLM {size}": num_params(dims)}, "tokens": row * steps,
+            "train": getattr(case, "mode", "train_step") != "forward"}

@@ -28,10 +28,9 @@ from pathlib import Path
 from benchlab.core.errors import BenchlabError, fail
 from benchlab.core.options import bounded
 
-from .model import SIZES, canonical_size
+from .model import DIMS, SIZES, canonical_size
 
 EXPERIMENT, STORE = "lm_timing", "store.jsonl"
-DIMS = ("d_model", "d_ff", "num_layers", "num_heads")
 SEED_FIELDS = ("model_size", "vocab", "context_length", "d_model", "d_ff", "num_layers",
                "num_heads", "batch_size", "num_steps", "num_warmups", "num_trials",
                "forward_only", "trial_times_ms", "mean_time_ms", "std_time_ms", "device")

@@ -21,8 +21,7 @@ from benchlab.core.timing import peak_memory, time_fn
 
 from . import attn_cases, modes_cases, pair_cases, peak_cases, step_cases, warmup_cases
 from . import builders as R
-from .cli import DIMS
-from .model import ATTENTION, ModelConfig, size_config
+from .model import ATTENTION, DIMS, ModelConfig, size_config
 
 
 class OOM(Exception):

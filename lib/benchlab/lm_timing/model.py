@@ -44,6 +44,9 @@ SIZES = {
 }
 
 
+DIMS = ("d_model", "d_ff", "num_layers", "num_heads")  # a size's dimensions, as the seed's flags
+
+
 def canonical_size(size: str) -> str:
     """The seed's sweep spells 2.7B as 2_7B; both name the same size."""
     return "2.7B" if size in ("2_7B", "2_7b", "2.7b") else size

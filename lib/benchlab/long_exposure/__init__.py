@@ -361,3 +361,19 @@ def smoke(config: Config) -> Config:
                    curves=_smoke_curve(config.curves), n_records=min(config.n_records, 60),
                    predictor_rows=2, ops=ops, step_seq_len=L,
                    step_densities=config.step_densities[:1], step_rounds=1)
+
+
+def needs(case, config) -> dict:
+    """What `case` needs (core.plan, `benchlab plan`): its model's weights (a paper spec's hub
+    weights, else a zoo spec) and the tokens of its training steps: rows x length x steps x 3
+    modes (dense SDPA, dense eager, LE); the operator cases run random tensors (none)."""
+    if not isinstance(case, Case):
+        model = getattr(case, "model", None)  # exposer / predictor cases: rows through the model
+        rows = getattr(case, "batch", 0) + getattr(case, "train_rows", 0)
+        return {("models" if _hub_model(case) else "shapes"): [model],
+                "tokens": rows * case.seq_len, "train": False} if model else {}
+    steps = {"predictor": config.curve_steps, "model_step": config.step_rounds,
+             "memory": 1}.get(case.kind, config.warmup + config.rounds)
+    return {("models" if _hub_model(case) else "shapes"): [case.model],
+            "train": True if case.method == "full" else "peft",
+            "tokens": config.batch_size * case.seq_len * steps * 3}

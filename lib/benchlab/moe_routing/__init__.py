@@ -301,3 +301,18 @@ __all__ = [
     "topk_route", "topp_route", "ROUTINGS", "Routing", "EmpiricalNull", "apply_routing",
     "calibrate", "collect_stats", "grouped_experts", "PROMPTS", "Prompt", "prompts",
 ]
+
+
+def needs(case, config) -> dict:
+    """What `case` needs (core.plan, `benchlab plan`): the config's model for the kinds that run
+    it (hub weights under source "load", else a zoo spec) and the tokens it runs: calibration
+    (counted per case: an upper bound) plus prompts and generation (prompts ~64 tokens), the
+    held-out rows of the side-by-side forwards, or of each frontier rule; inference only."""
+    kind = getattr(case, "kind", None)
+    if kind not in MODEL_KINDS:
+        return {}
+    tokens = {"generate": (64 + config.max_new_tokens) * config.gen_rounds,
+              "forward": 2 * config.heldout_tokens * config.speed_rounds,
+              "frontier": config.heldout_tokens * len(config.slice_rules)}[kind]
+    return {"models" if config.source == "load" else "shapes": [config.model],
+            "tokens": tokens + config.calib_tokens, "train": False}

@@ -231,3 +231,28 @@ def smoke(config: Config) -> Config:
 __all__ = ["METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "SweepCase",
            "StepCase", "BoundCase", "sweep_cases", "step_cases", "bound_cases", "report",
            "run_config", "run_point", "MODES", "W0", "mode_id"]
+
+
+def needs(case, config) -> dict:
+    """What `case` needs (core.plan, `benchlab plan`): the study's nanoGPT bins (data.dataset_dir;
+    '' is the zoo corpus), theta0's base weights (model.init_from a hub id or paper spec) or its
+    shape trained from scratch, and the tokens it trains (sweep: every iteration; step: the
+    subspace and the plain LoRA step of each round) or bounds (s documents per round)."""
+    from pathlib import Path
+
+    from .config import load
+
+    if not isinstance(config, Config):
+        return {}
+    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    d, b = run.data, run.bounds
+    data = [str(Path(d.dataset_dir) / f) for f in ("train.bin", "val.bin")] if d.dataset_dir else []
+    own = run.model.init_from in ("scratch", "zoo-trained")
+    row = d.batch_size * d.block_size * run.training.gradient_accumulation_steps
+    bound = b.bound_samples * b.max_doc_tokens
+    train = getattr(case, "kind", "") != "bound" and getattr(case, "mode", "") != "w0"
+    tokens = {"sweep": row * run.training.max_iters * train + bound,
+              "step": 2 * row * config.step_rounds,
+              "bound": bound * config.bound_rounds}.get(getattr(case, "kind", ""), 0)
+    return {"shapes" if own else "models": [run.model.name if own else run.model.init_from],
+            "data": data, "tokens": tokens, "train": train}
