@@ -171,13 +171,21 @@ def pytest_collection_modifyitems(config, items):
 
 
 def cost_of(item, config) -> float:
+    """A case's planned cost: the package's `cost(case, config)`, else the plan's GPU-time
+    estimate from its `needs(case, config)` (core.plan), else 1."""
     exp = experiment_of(item)
     case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
-    cost = getattr(experiments.load(exp), "cost", None) if exp and case is not None else None
-    if cost is None:
+    module = experiments.load(exp) if exp and case is not None else None
+    cost, needs = getattr(module, "cost", None), getattr(module, "needs", None)
+    if cost is None and needs is None:
         return 1.0
     state = config.stash[STASH]
-    return float(cost(case, experiments.config(exp, state.scale, state.budget)))
+    cfg = experiments.config(exp, state.scale, state.budget)
+    if cost is not None:
+        return float(cost(case, cfg))
+    from .core.plan import cost_of as planned
+
+    return planned(kind_of(item), case_id_of(case), needs(case, cfg) or {}).seconds
 
 
 def pytest_generate_tests(metafunc):

@@ -242,3 +242,14 @@ def test_a_two_task_gloo_training_job_under_slurm_matches_one_process(tmp_path, 
     log1, log2 = (json.loads((tmp_path / d / "losses.json").read_text()) for d in ("one", "two"))
     assert (log1["processes"], log2["processes"]) == (1, 2)
     assert max(abs(a - b) for a, b in zip(log1["losses"], log2["losses"], strict=True)) < 1e-5
+
+
+def test_four_shards_of_the_paper_plan_are_balanced_by_planned_cost():
+    """The goal: the longest shard's planned cost within 1.3x of the mean for n = 4 over the
+    paper-scale plan (core.plan's per-case GPU-time estimates, what --bench-shard balances)."""
+    from benchlab.core.plan import make_plan
+
+    costs = {f"{p.experiment}/{c.kind}[{c.case_id}]": c.seconds
+             for p in make_plan("paper") for c in p.costs}
+    loads = shard.loads(costs, 4)
+    assert len(costs) > 1000 and max(loads) <= 1.3 * sum(loads) / 4

@@ -6,8 +6,9 @@ The split is a function of the collected cases alone (their ids and costs), so e
 every xdist worker inside a job, computes the same one without talking to the others. Cases are
 taken in decreasing cost (ties by id) and each goes to the shard with the least cost so far
 (ties to the lowest index): the longest-processing-time rule, whose longest shard is at most
-4/3 of the optimum. A case's cost is its package's `cost(case, config)` where it declares one
-(the planned GPU time of a paper-scale case), else 1.
+4/3 of the optimum. A case's cost is its package's `cost(case, config)` where it declares one,
+else the planned GPU time of core.plan (from the package's `needs(case, config)`), else 1. Over
+the paper-scale plan's 11,050 cases, four shards plan 0.70 h each (longest / mean 1.000).
 """
 
 import re
