@@ -29,7 +29,9 @@ from benchlab.long_exposure.opcases import (
 )
 from benchlab.long_exposure.report import FIGURES, report
 
-R = importlib.import_module("benchlab.long_exposure.report")  # the package exports report()
+# the modules whose figure functions save (the package exports the function report())
+FIGURE_MODULES = [importlib.import_module(f"benchlab.long_exposure.{m}")
+                  for m in ("report_figures", "report_grain")]
 
 TIME = {"mean": 0.1, "stddev": 0.01, "median": 0.1, "min": 0.09, "max": 0.12, "iqr": 0.01,
         "rounds": 3}
@@ -145,7 +147,7 @@ def test_every_figure_even_without_records(tmp_path):
 
 def figure_titles(monkeypatch, records, outdir) -> dict:
     """{figure name: its suptitle and axes titles, joined} for every figure report() saves."""
-    titles, save = {}, R.save_figure
+    titles, save = {}, FIGURE_MODULES[0].save_figure
 
     def keep(fig, out, name, **kw):
         texts = [fig._suptitle.get_text() if fig._suptitle else ""]
@@ -154,7 +156,8 @@ def figure_titles(monkeypatch, records, outdir) -> dict:
         titles[name] = None if empty else " | ".join(texts)
         return save(fig, out, name, **kw)
 
-    monkeypatch.setattr(R, "save_figure", keep)
+    for module in FIGURE_MODULES:
+        monkeypatch.setattr(module, "save_figure", keep)
     report(records, outdir)
     return titles
 

@@ -183,16 +183,25 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_nanogpt_bin_directory(tmp_path):
-    """The seed's data layout: train.bin / val.bin with EOT after each document (+ eot_indices)."""
+    """The seed's data layout: train.bin / val.bin with EOT after each document (+ eot_indices);
+    the EOT id is meta.json's (`benchlab prepare`) or data.eot_token's, never a silent default."""
     import numpy as np
 
     from benchlab.zoo.data import write_bin
 
     rng = np.random.default_rng(0)
     docs = [rng.integers(2, 4096, size=n).tolist() + [0] for n in rng.integers(5, 40, size=60)]
-    write_bin(tmp_path / "train.bin", [t for d in docs for t in d])
-    write_bin(tmp_path / "val.bin", [t for d in docs[:10] for t in d])
-    cfg = fast(f"--data.dataset_dir={tmp_path}")
+    for name in ("bare", "meta"):
+        write_bin(tmp_path / name / "train.bin", [t for d in docs for t in d])
+        write_bin(tmp_path / name / "val.bin", [t for d in docs[:10] for t in d])
+    with pytest.raises(BenchlabError, match=r"bare: meta\.json: .*data\.eot_token") as e:
+        load_corpus(fast(f"--data.dataset_dir={tmp_path / 'bare'}"))
+    assert "\n" not in str(e.value)
+    explicit = load_corpus(fast(f"--data.dataset_dir={tmp_path / 'bare'}", "--data.eot_token=0"))
+    assert explicit.m == 60 and explicit.eot == 0
+    (tmp_path / "meta" / "meta.json").write_text(json.dumps(
+        {"vocab_size": 4096, "eot_id": 0, "tokenizer": "bpe"}))
+    cfg = fast(f"--data.dataset_dir={tmp_path / 'meta'}")
     corpus = load_corpus(cfg)
     assert corpus.m == 60 and corpus.train.document(7).tolist() == docs[7]
     _, res = T.train(cfg, progress=False)

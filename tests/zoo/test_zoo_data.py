@@ -44,9 +44,9 @@ def test_nanogpt_bins_round_trip_as_memmaps(tmp_path):
     tokens = np.array([5, 6, 0, 7, 0, 65535, 9, 0], dtype=np.uint16)
     data.write_bin(tmp_path / "train.bin", tokens)
     data.write_bin(tmp_path / "val.bin", tokens[:3])
-    ds = data.read_nanogpt(tmp_path)
+    ds = data.read_nanogpt(tmp_path, eot_id=0)  # no meta.json: the id given explicitly
     assert isinstance(ds["train"], np.memmap) and ds["train"].dtype == np.uint16
-    assert ds["train"].tolist() == tokens.tolist() and ds["meta"] == {}
+    assert ds["train"].tolist() == tokens.tolist() and ds["meta"] == {} and ds["eot_id"] == 0
     assert data.document_lengths(ds["train"], 0).tolist() == [2, 1, 2]
     with pytest.raises(BenchlabError, match="tokens"):
         data.write_bin(tmp_path / "bad.bin", [70000])
@@ -127,6 +127,7 @@ def test_prepare_nanogpt_from_text_round_trips_documents(tmp_path, capsys):
     ds = data.read_nanogpt(tmp_path / "out")
     meta = ds["meta"]
     assert meta["vocab_size"] == zoo.VOCAB_SIZE and meta["tokenizer"] == "bpe"
+    assert meta["eot_id"] == ds["eot_id"] == zoo.EOT_ID
     tok = zoo.tokenizer("bpe")
     got = []
     for split in ("train", "val"):

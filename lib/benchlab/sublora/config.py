@@ -42,7 +42,7 @@ class Data:
     block_size: int = 128
     perturb_word_order_window_size: int = 0  # seed field; only 0 is supported
     openwebtext_train_eot_indices_file: str = ""
-    eot_token: int = -1               # bins: -1 = meta.json's eot_id, else the zoo's (0)
+    eot_token: int = -1               # bins: -1 = meta.json's eot_id (required), else this id
     empirical_document_length_distribution_file: str = ""
 
 

@@ -99,8 +99,10 @@ def _load(dataset_dir: str, eot_file: str, n_docs: int, n_val: int, seed: int,
     if bins_missing(dataset_dir):
         raise BenchlabError(bins_missing(dataset_dir))
     root = Path(dataset_dir)
-    bins = read_nanogpt(root)  # train.bin, val.bin (+ meta.json from `benchlab prepare`)
-    eot = eot_token if eot_token >= 0 else bins["meta"].get("eot_id", EOT_ID)
+    # train.bin, val.bin + meta.json from `benchlab prepare` (its eot_id unless data.eot_token)
+    bins = read_nanogpt(root, eot_token if eot_token >= 0 else None,
+                        explicit="set data.eot_token=ID")
+    eot = bins["eot_id"]
     vocab = bins["meta"].get("vocab_size", VOCAB_SIZE)
     eot_path = Path(eot_file) if eot_file else root / "eot_indices.npy"
     eots = np.load(eot_path, allow_pickle=False) if eot_path.exists() else None

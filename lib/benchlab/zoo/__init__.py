@@ -42,7 +42,10 @@ Text (benchlab.zoo.text, benchlab.zoo.tokenize)
     tokenizer(kind="bpe")              .encode/.encode_batch/.decode/.vocab_size/.eot_id/.pad_id
                                        ("bpe": 4096-token byte-level BPE trained on the corpus,
                                        cached, .to_transformers(); "byte": bytes, EOT 256, PAD 257)
-    encode_documents(docs, kind)       one uint16 stream, EOT after each document
+    any_tokenizer(name_or_dir)         a zoo kind, else a hub id / folder (load_tokenizer) with
+                                       the same interface, its eos as eot_id (tokenize.HFTokenizer)
+    encode_documents(docs, kind)       one uint16 stream, EOT after each document (kind: a zoo
+                                       kind or a tokenizer object)
     corpus_tokens(split)               the corpus split as that stream (cached .npy)
 Pinned artifacts (benchlab.zoo.manifest; built by benchlab.zoo.pin): the corpus, the BPE and the
     default-schedule tiny models are shipped files checked by sha256; digest(name) -> sha256 of
@@ -53,7 +56,8 @@ Probes (benchlab.zoo.probes): val_loss(model, batches), router_entropy(model, id
     relu_sparsity(model, ids), summary(model)
 Data (benchlab.zoo.data)
     random_batch(tokens, B, T, seed=|rng=) -> (B, T+1) int64; fixed_batches(...); token_batches(...)
-    nanoGPT: write_bin, read_bin (uint16 memmap), read_nanogpt(dir) -> {"train","val","meta"},
+    nanoGPT: write_bin, read_bin (uint16 memmap), read_nanogpt(dir, eot_id=None) -> {"train",
+             "val","meta","eot_id"} (eot_id: given, else meta.json's; neither: an error),
              eot_indices(tokens, eot_id), document_bounds(...), document_lengths(...)
     CS336:   write_npy, read_npy (np.load(mmap_mode="r"), 1-D integer check)
     JSONL:   read_jsonl, write_jsonl, read_records(path) -> [Record(prompt, target)] for
@@ -75,7 +79,15 @@ from .text import (
     pydoc_text,
     synthetic_documents,
 )
-from .tokenize import EOT_ID, PAD_ID, VOCAB_SIZE, corpus_tokens, encode_documents, tokenizer
+from .tokenize import (
+    EOT_ID,
+    PAD_ID,
+    VOCAB_SIZE,
+    any_tokenizer,
+    corpus_tokens,
+    encode_documents,
+    tokenizer,
+)
 from .train import TrainConfig, train_stats, trained
 
 __all__ = [
@@ -83,6 +95,6 @@ __all__ = [
     "names", "offline", "spec", "resolve", "load_tokenizer", "weights_identity", "cache_dir",
     "zoo_version",
     "corpus_documents", "length_stats", "pydoc_documents", "pydoc_text", "synthetic_documents",
-    "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs", "TrainConfig",
-    "train_stats", "trained",
+    "any_tokenizer", "corpus_tokens", "encode_documents", "tokenizer", "digest", "artifact_inputs",
+    "TrainConfig", "train_stats", "trained",
 ]

@@ -2,6 +2,7 @@
 
     benchlab prepare nanogpt corpus.txt data/mycorpus          # train.bin, val.bin, meta.json
     benchlab prepare nanogpt --synthetic 200000 data/synth     # the zoo grammar, no input file
+    benchlab prepare nanogpt corpus.txt data/owt --tokenizer gpt2   # GPT-2's BPE, eos after docs
     benchlab prepare npy corpus.txt data/tokens.npy            # CS336 .npy token array
     benchlab prepare jsonl e2e.jsonl data/records.jsonl        # normalized {"prompt", "target"}
 
@@ -9,6 +10,11 @@ Text input: documents are separated by "<|endoftext|>" when the file contains it
 lines (--split blank|line|eot|none overrides). JSONL input: each row's prompt and target (see
 benchlab.zoo.data.to_record) joined by a newline is one document. Outputs are never overwritten
 unless --force is given.
+
+nanogpt's --tokenizer is a zoo tokenizer ("bpe", the default, or "byte") or a hub id / local
+tokenizer folder loaded through zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE): each
+document's ids are followed by that tokenizer's eos id. meta.json records vocab_size, eot_id (the
+id after every document) and the tokenizer; a vocabulary over 65536 ids is an error (uint16).
 """
 
 import argparse
@@ -21,7 +27,7 @@ from ..core.errors import BenchlabError, fail
 from ..core.options import bounded
 from . import data
 from .text import length_stats, synthetic_documents
-from .tokenize import encode_documents, tokenizer
+from .tokenize import any_tokenizer, encode_documents
 
 EOT_TEXT = "<|endoftext|>"
 
@@ -72,6 +78,10 @@ def cmd_nanogpt(args) -> int:
     out = Path(args.output)
     for name in ("train.bin", "val.bin", "meta.json"):
         _check_new(out / name, args.force)
+    tok = any_tokenizer(args.tokenizer)
+    if tok.vocab_size > 2**16:
+        raise fail(args.tokenizer, "vocab_size", f"{tok.vocab_size}: ids over 65535 do not fit "
+                   "nanoGPT's uint16 bins")
     if args.synthetic:
         docs = synthetic_documents(args.synthetic, seed=args.seed)
     elif args.input:
@@ -79,11 +89,10 @@ def cmd_nanogpt(args) -> int:
     else:
         raise BenchlabError("prepare nanogpt: input: give an input file or --synthetic N")
     is_val = _split(len(docs), args.val_fraction, args.seed)
-    tok = tokenizer(args.tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     for name, mask in (("train", ~is_val), ("val", is_val)):
         chosen = [d for d, keep in zip(docs, mask, strict=True) if keep]
-        data.write_bin(out / f"{name}.bin", encode_documents(chosen, args.tokenizer))
+        data.write_bin(out / f"{name}.bin", encode_documents(chosen, tok))
     meta = {"vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "tokenizer": tok.kind,
             "documents": {"train": int((~is_val).sum()), "val": int(is_val.sum())},
             "source": str(args.input) if args.input else f"synthetic({args.synthetic}, "
@@ -124,13 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchlab prepare", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="format", required=True)
 
-    def common(p, tokens=True):
+    def common(p, tokens: str | None = "zoo"):
         p.add_argument("--split", choices=["auto", "eot", "blank", "line", "none"],
                        default="auto", help="how a text file splits into documents (auto)")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-        if tokens:
+        if tokens == "zoo":
             p.add_argument("--tokenizer", choices=["bpe", "byte"], default="bpe",
                            help="zoo tokenizer (bpe)")
+        elif tokens == "any":
+            p.add_argument("--tokenizer", default="bpe", metavar="NAME_OR_DIR",
+                           help="zoo tokenizer (bpe, byte), or a hub id (gpt2) or local "
+                           "tokenizer folder through zoo.load_tokenizer (bpe)")
 
     p = sub.add_parser("nanogpt", help="train.bin/val.bin uint16 + meta.json (SubLoRA)")
     p.add_argument("input", nargs="?", help="a .txt or .jsonl file")
@@ -141,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="documents held out (0.1)")
     p.add_argument("--seed", type=bounded(int, lo=0), default=0,
                    help="split and synthetic seed (0)")
-    common(p)
+    common(p, tokens="any")
     p.set_defaults(func=cmd_nanogpt)
     p = sub.add_parser("npy", help="one .npy token array (CS336 timing)")
     p.add_argument("input")
@@ -153,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jsonl", help="normalized {prompt, target} JSON lines (Long Exposure)")
     p.add_argument("input")
     p.add_argument("output")
-    common(p, tokens=False)
+    common(p, tokens=None)
     p.set_defaults(func=cmd_jsonl)
     return parser
 

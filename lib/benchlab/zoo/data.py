@@ -51,9 +51,13 @@ def read_bin(path) -> np.memmap:
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
-def read_nanogpt(directory) -> dict:
-    """{"train": memmap, "val": memmap, "meta": dict} from a directory with train.bin, val.bin and
-    optionally meta.json ({"vocab_size", "eot_id", "tokenizer"}, written by `benchlab prepare`)."""
+def read_nanogpt(directory, eot_id: int | None = None,
+                 explicit: str = "pass the id explicitly") -> dict:
+    """{"train": memmap, "val": memmap, "meta": dict, "eot_id": int} from a directory with
+    train.bin, val.bin and meta.json ({"vocab_size", "eot_id", "tokenizer"}, written by
+    `benchlab prepare nanogpt`). The end-of-text id is `eot_id` when given (then meta.json may be
+    absent: meta is {}), else meta.json's: never a guess. Without either, one BenchlabError
+    naming the folder and meta.json (`explicit` says how the caller takes the id instead)."""
     directory = Path(directory)
     meta_path = directory / "meta.json"
     meta = {}
@@ -62,8 +66,20 @@ def read_nanogpt(directory) -> dict:
             meta = json.loads(meta_path.read_text())
         except ValueError as e:
             raise fail(str(meta_path), "json", str(e)) from None
-    return {"train": read_bin(directory / "train.bin"), "val": read_bin(directory / "val.bin"),
+        if not isinstance(meta, dict):
+            raise fail(str(meta_path), "top level", f"expected an object, got "
+                       f"{type(meta).__name__}")
+    bins = {"train": read_bin(directory / "train.bin"), "val": read_bin(directory / "val.bin"),
             "meta": meta}
+    if eot_id is None:
+        if not meta_path.exists():
+            raise fail(str(directory), "meta.json", "no such file, so no end-of-text id (write "
+                       f"the bins with `benchlab prepare nanogpt`, or {explicit})")
+        eot_id = meta.get("eot_id")
+        if type(eot_id) is not int or not 0 <= eot_id < 2**16:
+            raise fail(str(meta_path), "eot_id",
+                       f"{eot_id!r} is not a uint16 token id ({explicit})")
+    return {**bins, "eot_id": int(eot_id)}
 
 
 def eot_indices(tokens, eot_id: int, chunk: int = 1 << 24) -> np.ndarray:

@@ -111,14 +111,54 @@ def tokenizer(kind: str = "bpe"):
     raise BenchlabError(f"tokenizer kind {kind!r}: expected 'bpe' or 'byte'")
 
 
-def encode_documents(documents: list[str], kind: str = "bpe") -> np.ndarray:
-    """One uint16 token stream: each document's tokens followed by EOT (nanoGPT layout)."""
-    tok = tokenizer(kind)
+class HFTokenizer:
+    """A transformers tokenizer with the zoo tokenizers' small interface: its eos token ends a
+    document (eot_id); `kind` is the name or folder it was loaded from."""
+
+    def __init__(self, tok, name: str):
+        if tok.eos_token_id is None:
+            raise BenchlabError(f"{name}: tokenizer: no eos token (the end-of-text id a token "
+                                "stream puts after every document)")
+        self.tok, self.kind = tok, str(name)
+        self.vocab_size = len(tok)  # added tokens included: every id is below it
+        self.eot_id = int(tok.eos_token_id)
+        self.pad_id = self.eot_id if tok.pad_token_id is None else int(tok.pad_token_id)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids), clean_up_tokenization_spaces=False)
+
+
+def any_tokenizer(name_or_dir: str = "bpe"):
+    """A zoo tokenizer kind ("bpe", "byte"), else a hub id or local folder loaded through
+    zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE) as an HFTokenizer."""
+    if name_or_dir in ("bpe", "byte"):
+        return tokenizer(name_or_dir)
+    from .hub import load_tokenizer
+
+    return HFTokenizer(load_tokenizer(name_or_dir), name_or_dir)
+
+
+def encode_documents(documents: list[str], kind="bpe") -> np.ndarray:
+    """One uint16 token stream: each document's tokens followed by EOT (nanoGPT layout). `kind`:
+    a zoo tokenizer kind or a tokenizer object (HFTokenizer); an id over 65535 is an error."""
+    tok = tokenizer(kind) if isinstance(kind, str) else kind
     parts = []
     for ids in tok.encode_batch(documents):
-        parts.append(np.asarray(ids, dtype=np.uint16))
-        parts.append(np.array([tok.eot_id], dtype=np.uint16))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
+        parts.append(np.asarray(ids, dtype=np.int64))
+        parts.append(np.array([tok.eot_id], dtype=np.int64))
+    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if stream.size and (stream.min() < 0 or stream.max() >= 2**16):
+        raise BenchlabError(f"tokenizer {tok.kind}: ids [{stream.min()}, {stream.max()}] do not "
+                            "fit uint16")
+    return stream.astype(np.uint16)
 
 
 def vocab_json(kind: str = "bpe") -> str:
