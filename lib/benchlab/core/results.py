@@ -117,7 +117,7 @@ def check_experiments(records: list[dict], path) -> dict:
 def write_baseline(records: list[dict], path, *, command: str) -> Path:
     """The result metrics of `records` (no times, no machine facts) as a baseline file."""
     keep = ("experiment", "case", "kind", "scale", "config_hash", "result_hash", "code_version",
-            "package_version", "inputs", "run", "metrics")
+            "package_version", "config", "inputs", "run", "metrics")  # config: reports need it
     rows = sorted(({k: r.get(k) for k in keep} for r in records), key=record_key)
     path = Path(path)
     with atomic_path(path) as tmp:
