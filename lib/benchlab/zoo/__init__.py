@@ -67,7 +67,7 @@ Data (benchlab.zoo.data)
 """
 
 from .cache import cache_dir, zoo_version
-from .hub import load, load_tokenizer, offline, resolve
+from .hub import any_tokenizer, load, load_tokenizer, offline, resolve
 from .identity import weights_identity
 from .manifest import digest
 from .models import artifact_inputs, build, hf_config, names, spec
@@ -83,7 +83,6 @@ from .tokenize import (
     EOT_ID,
     PAD_ID,
     VOCAB_SIZE,
-    any_tokenizer,
     corpus_tokens,
     encode_documents,
     tokenizer,

@@ -26,8 +26,9 @@ import numpy as np
 from ..core.errors import BenchlabError, fail
 from ..core.options import bounded
 from . import data
+from .hub import any_tokenizer
 from .text import length_stats, synthetic_documents
-from .tokenize import any_tokenizer, encode_documents
+from .tokenize import encode_documents
 
 EOT_TEXT = "<|endoftext|>"
 

@@ -268,3 +268,13 @@ def offline():
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = old_env
+
+
+def any_tokenizer(name_or_dir: str = "bpe"):
+    """A zoo tokenizer kind ("bpe", "byte"), else a hub id or local folder loaded through
+    zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE) as an HFTokenizer."""
+    from .tokenize import HFTokenizer, tokenizer
+
+    if name_or_dir in ("bpe", "byte"):
+        return tokenizer(name_or_dir)
+    return HFTokenizer(load_tokenizer(name_or_dir), name_or_dir)

@@ -136,16 +136,6 @@ class HFTokenizer:
         return self.tok.decode(list(ids), clean_up_tokenization_spaces=False)
 
 
-def any_tokenizer(name_or_dir: str = "bpe"):
-    """A zoo tokenizer kind ("bpe", "byte"), else a hub id or local folder loaded through
-    zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE) as an HFTokenizer."""
-    if name_or_dir in ("bpe", "byte"):
-        return tokenizer(name_or_dir)
-    from .hub import load_tokenizer
-
-    return HFTokenizer(load_tokenizer(name_or_dir), name_or_dir)
-
-
 def encode_documents(documents: list[str], kind="bpe") -> np.ndarray:
     """One uint16 token stream: each document's tokens followed by EOT (nanoGPT layout). `kind`:
     a zoo tokenizer kind or a tokenizer object (HFTokenizer); an id over 65535 is an error."""
