@@ -8,7 +8,6 @@ computes nothing from results. A class whose case is not at the scale (or withou
 data) is skipped (NotImplementedError in setup).
 """
 
-import os
 
 from benchlab.core.asv_suite import Suite
 from benchlab.layer_selection.data import SHARED_MODELS
@@ -17,12 +16,6 @@ Base = Suite("layer_selection")
 MODELS = list(SHARED_MODELS)
 
 
-def _run():
-    """The bench's Run at $BENCHLAB_SCALE (the Suite's config), records kept in memory."""
-    from benchlab.core.session import Run
-
-    return Run("layer_selection", os.environ.get("BENCHLAB_SCALE", "tiny"), device=Base.device,
-               config=Base.config)
 
 
 def _case(run, kind: str, **fields):
@@ -34,7 +27,7 @@ def _case(run, kind: str, **fields):
 def _metrics(kind: str, wanted: dict) -> dict:
     """param -> the metrics of the record `Run.measure` made of its case (absent cases left
     out): what setup_cache hands to the track_* methods."""
-    run = _run()
+    run = Base.run()
     out = {}
     for param, fields in wanted.items():
         case = _case(run, kind, **fields)
@@ -63,7 +56,7 @@ class Solve(Base):
         from benchlab.layer_selection import experiment as ex
 
         _skip_unless(cache, (model, solver))
-        cases = [c for c in _run().cases("solve") if (c.model, c.solver, c.method)
+        cases = [c for c in Base.run().cases("solve") if (c.model, c.solver, c.method)
                  == (model, solver, "alphaprun")]
         self.instances = [ex.instance(c) for c in cases]
 
@@ -98,7 +91,7 @@ class Scalability(Base):
 
         _skip_unless(cache, (M, solver))
         self.m, self.values, self.budgets = ex.instance(_case(
-            _run(), "scalability", model=Base.config.scal_models[-1], M=M, solver=solver))
+            Base.run(), "scalability", model=Base.config.scal_models[-1], M=M, solver=solver))
 
     def time_solve(self, cache, M, solver):
         from benchlab.layer_selection import solve
@@ -117,7 +110,7 @@ class VersusMilp(Base):
     rounds (layer_selection.measure.measure_speed): the scale's first speed case's record."""
 
     def setup_cache(self):
-        run = _run()
+        run = Base.run()
         cases = run.cases("speed")
         return run.measure("speed", cases[0])["metrics"] if cases else {}
 

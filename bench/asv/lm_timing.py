@@ -8,7 +8,6 @@ metric of a record made by core.session.Run.measure (lm_timing.measure's functio
 module records them), measured once per class in setup_cache.
 """
 
-import os
 
 from benchlab.core.asv_suite import Suite
 from benchlab.lm_timing import pair_cases, step_cases
@@ -18,18 +17,8 @@ STEP_CASES = [c.id for c in step_cases(Base.config)]  # data: the scale's case i
 PAIR_CASES = [c.id for c in pair_cases(Base.config)]
 
 
-def run_of(base):
-    """The Run of this suite's experiment, scale, config and device (records kept in memory)."""
-    from benchlab.core.session import Run
-
-    return Run(base.experiment, os.environ.get("BENCHLAB_SCALE", "tiny"), device=base.device,
-               config=base.config)
 
 
-def measured(base, kind: str) -> dict:
-    """{case id: metrics} of the records of every `kind` case of the scale."""
-    run = run_of(base)
-    return {c.id: run.measure(kind, c)["metrics"] for c in run.cases(kind)}
 
 
 def ok(metrics: dict) -> dict:
@@ -71,7 +60,7 @@ class StepResults(Base):
     timeout = 1200
 
     def setup_cache(self):
-        return measured(self, "step")
+        return self.measured("step")
 
     def track_num_params(self, records, case):
         return ok(records[case])["num_params"]
@@ -96,7 +85,7 @@ class PairRatio(Base):
     timeout = 1200
 
     def setup_cache(self):
-        return measured(self, "pair")
+        return self.measured("pair")
 
     def track_ratio(self, records, case):
         return ok(records[case])["ratio"]

@@ -5,7 +5,6 @@ core.session.Run measures in setup_cache (the bench's end2end case: Run.cases("e
     asv run --quick --bench long_exposure        # BENCHLAB_SCALE=tiny|small|paper
 """
 
-import os
 
 from benchlab.core.asv_suite import Suite
 from benchlab.core.session import Run
@@ -13,10 +12,6 @@ from benchlab.core.session import Run
 Base = Suite("long_exposure")
 
 
-def _run(suite) -> Run:
-    """The suite's run: its scale's config, device and threads (no store)."""
-    return Run("long_exposure", os.environ.get("BENCHLAB_SCALE", "tiny"), device=suite.device,
-               config=suite.config)
 
 
 def _lora_case(run: Run):
@@ -33,7 +28,7 @@ class LoraStepSuite(Base):
     def setup(self, mode):
         from benchlab.long_exposure import workload as wl
 
-        case = _lora_case(_run(self))
+        case = _lora_case(self.run())
         self.trainer = wl.trainer(self.config, case.model, case.method, case.seq_len, mode=mode,
                                   device=self.device)
         self.trainer.step()  # warm-up
@@ -50,7 +45,7 @@ class LoraStepResults(Base):
     end-to-end LoRA case at the shortest length (measure_end2end sets the scale's threads)."""
 
     def setup_cache(self):
-        run = _run(self)
+        run = self.run()
         return run.measure("end2end", _lora_case(run))
 
     def track_speedup_sdpa(self, record):

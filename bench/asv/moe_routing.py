@@ -8,7 +8,6 @@ made by core.session.Run.measure (moe_routing.measure's functions, as the bench 
 them: side-by-side rounds, paired ratios), measured once per class in setup_cache.
 """
 
-import os
 
 from benchlab import moe_routing as mr
 from benchlab.core import timing
@@ -19,18 +18,8 @@ Base = Suite("moe_routing")
 ROUTER_CASES = [c.id for c in mr.router_cases(Base.config)]  # data: the scale's case ids
 
 
-def run_of(base):
-    """The Run of this suite's experiment, scale, config and device (records kept in memory)."""
-    from benchlab.core.session import Run
-
-    return Run(base.experiment, os.environ.get("BENCHLAB_SCALE", "tiny"), device=base.device,
-               config=base.config)
 
 
-def measured(base, kind: str) -> dict:
-    """{case id: metrics} of the records of every `kind` case of the scale."""
-    run = run_of(base)
-    return {c.id: run.measure(kind, c)["metrics"] for c in run.cases(kind)}
 
 
 class Routers(Base):
@@ -61,7 +50,7 @@ class RouterResults(Base):
     param_names = ["case"]
 
     def setup_cache(self):
-        return measured(self, "router")
+        return self.measured("router")
 
     def track_mean_selected(self, records, case):
         return records[case]["mean_selected"]
@@ -89,7 +78,7 @@ class LayerResults(Base):
     """The layer case's record (measure_layer): MoE-layer time against experts used."""
 
     def setup_cache(self):
-        return next(iter(measured(self, "layer").values()))
+        return next(iter(self.measured("layer").values()))
 
     def track_layer_time_per_expert_slope(self, metrics):
         return metrics["time_per_expert_slope"]

@@ -6,19 +6,13 @@ measuring functions, on the bench's own cases: Run.cases(kind)).
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench sublora
 """
 
-import os
 
 from benchlab.core import timing
 from benchlab.core.asv_suite import Suite
-from benchlab.core.session import Run
 
 Base = Suite("sublora")
 
 
-def _run(suite) -> Run:
-    """The suite's run: its scale's config, device and threads (no store)."""
-    return Run("sublora", os.environ.get("BENCHLAB_SCALE", "tiny"), device=suite.device,
-               config=suite.config)
 
 
 class StepSuite(Base):
@@ -30,7 +24,7 @@ class StepSuite(Base):
     def setup_cache(self):
         """Subspace step / plain LoRA step per projector: the step case's record (its
         step_ratio: the paired ratio over rotated rounds, goal <= 1.5)."""
-        run = _run(self)
+        run = self.run()
         cases = run.cases("step")
         return {c.projector: run.measure("step", c) for c in cases if c.d == cases[0].d}
 
@@ -62,7 +56,7 @@ class SweepPoint(Base):
     quantize, code, bound; its record."""
 
     def setup_cache(self):
-        run = _run(self)
+        run = self.run()
         return run.measure("sweep", next(c for c in run.cases("sweep") if c.mode != "w0"))
 
     def track_bound_value(self, record):

@@ -39,6 +39,23 @@ def Suite(experiment: str) -> type:
         def measurer(self) -> timing.Timer:
             return timing.Timer(None, self.device)
 
+        @classmethod
+        def run(cls):
+            """The suite's core.session.Run (its scale, config and device; records in memory),
+            through which the asv classes measure the bench's own cases."""
+            from .session import Run
+
+            return Run(cls.experiment, os.environ.get("BENCHLAB_SCALE", "tiny"),
+                       device=cls.device, config=cls.config)
+
+        @classmethod
+        def measured(cls, kind: str) -> dict:
+            """{case id: metrics} of the records Run.measure makes of every `kind` case."""
+            from .session import case_id_of
+
+            run = cls.run()
+            return {case_id_of(c): run.measure(kind, c)["metrics"] for c in run.cases(kind)}
+
     Base.experiment, Base.config, Base.device, Base.threads = experiment, config, device, threads
     Base.__name__ = Base.__qualname__ = f"Suite[{experiment}]"
     return Base
