@@ -1,14 +1,14 @@
-"""Transformer timing benchmarks: size x context x mode x precision, forward vs forward+backward
-vs train step side by side, peer and bf16 ratios, the warm-up study, attention kernels and the
-matmul peak behind MFU.
+"""Transformer timing benchmarks: the sweep (per size and context, every mode x precision x
+attention x compile step side by side: forward vs forward+backward vs train step), peer and bf16
+ratios, the warm-up study, attention kernels and the matmul peak behind MFU.
 
     pytest bench/test_lm_timing.py --bench-scale=tiny --bench-reports /tmp/lmt/reports
     pytest bench/test_lm_timing.py --bench-scale=paper --bench-device=cuda   # the full GPU table
 
 What each case measures is benchlab.lm_timing.measure's KINDS (the CLI and asv go through the same
-core.session.Run). A case that does not fit records status "oom" instead of crashing. Comparisons
-(modes, peer, bf16) run in rotated rounds (core.timing) and record the median of the per-round
-ratios with a bootstrap interval.
+core.session.Run). A case that does not fit records status "oom" instead of crashing. Every timing
+(the sweep, peer, bf16) runs in rotated rounds (core.timing); the report reads medians and paired
+ratios over those rounds.
 """
 
 import pytest
@@ -21,13 +21,8 @@ def test_matmul_peak(case, measure):
     measure(case)
 
 
-@pytest.mark.cases("step")
-def test_step(case, measure):
-    measure(case)
-
-
-@pytest.mark.cases("modes")
-def test_modes(case, measure):
+@pytest.mark.cases("sweep")
+def test_sweep(case, measure):
     measure(case)
 
 

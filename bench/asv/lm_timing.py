@@ -3,22 +3,19 @@ result metrics (parameter count, FLOPs, loss, ours/peer and bf16/fp32 time ratio
 
     BENCHLAB_SCALE=tiny asv run --quick --python=same --bench lm_timing
 
-The cases are the bench's own (step_cases, pair_cases at the scale). Every track_* value is a
-metric of a record made by core.session.Run.measure (lm_timing.measure's functions, as the bench
-module records them), measured once per class in setup_cache.
+The cases are the bench's own (step_cases, pair_cases at the scale; a step's results are its
+variant's in the record of its size and context, the bench's sweep case). Every track_* value is
+a metric of a record made by core.session.Run.measure (lm_timing.measure's functions, as the
+bench module records them), measured once per class in setup_cache.
 """
 
 
 from benchlab.core.asv_suite import Suite
-from benchlab.lm_timing import pair_cases, step_cases
+from benchlab.lm_timing import pair_cases, step_cases, variant_tag
 
 Base = Suite("lm_timing")
 STEP_CASES = [c.id for c in step_cases(Base.config)]  # data: the scale's case ids
 PAIR_CASES = [c.id for c in pair_cases(Base.config)]
-
-
-
-
 
 
 def ok(metrics: dict) -> dict:
@@ -27,8 +24,17 @@ def ok(metrics: dict) -> dict:
     return metrics
 
 
+def variant(records: dict, case_id: str) -> dict:
+    """The metrics of step case `case_id` in its sweep record (records: Base.measured("sweep"))."""
+    c = next(c for c in step_cases(Base.config) if c.id == case_id)
+    m = ok(records[f"{c.size}-ctx{c.context}"])
+    tag = variant_tag(c.mode, c.precision, c.attn, c.compile)
+    return ok({k.removeprefix(tag + "."): v for k, v in m.items() if k.startswith(tag + ".")}
+              | {"num_params": m["num_params"], "loss": m["loss"]})
+
+
 class StepSuite(Base):
-    """One step of a step case (model, batch and mode built as measure_step builds them)."""
+    """One step of a step case (model, batch and mode built as measure_sweep builds each)."""
 
     params = STEP_CASES
     param_names = ["case"]
@@ -53,23 +59,24 @@ class StepSuite(Base):
 
 
 class StepResults(Base):
-    """The step cases' records (measure_step): what the model counts and computes."""
+    """The step cases' results in the sweep's records (measure_sweep): what the model counts and
+    computes; the loss is the sweep record's (its first step on the fresh model)."""
 
     params = STEP_CASES
     param_names = ["case"]
     timeout = 1200
 
     def setup_cache(self):
-        return self.measured("step")
+        return self.measured("sweep")
 
     def track_num_params(self, records, case):
-        return ok(records[case])["num_params"]
+        return variant(records, case)["num_params"]
 
     def track_flops(self, records, case):
-        return ok(records[case])["flops"]
+        return variant(records, case)["flops"]
 
     def track_loss(self, records, case):
-        return ok(records[case])["loss"]
+        return variant(records, case)["loss"]
 
     track_num_params.unit = "parameters"
     track_flops.unit = "FLOP per step"

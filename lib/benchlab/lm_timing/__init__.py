@@ -14,21 +14,20 @@ into tables and figures.
 from dataclasses import dataclass, field, replace
 
 from ..core.ratios import Ratio
-from .builders import MODES
+from .builders import MODES, SHORT, variant_tag
 from .model import SIZES
 from .report import report
 
-__all__ = ["METRICS", "RATIOS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "PairCase",
-           "WarmupCase", "ModesCase", "modes_cases", "AttnCase", "PeakCase", "step_cases",
-           "pair_cases", "warmup_cases",
-           "attn_cases", "peak_cases", "report", "smoke", "SIZES", "MODES"]
-
-SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
+__all__ = ["METRICS", "RATIOS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "SweepCase",
+           "PairCase", "WarmupCase", "AttnCase", "PeakCase", "step_cases", "sweep_cases",
+           "pair_cases", "warmup_cases", "attn_cases", "peak_cases", "variant_tag", "report",
+           "smoke", "SIZES", "MODES"]
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A grid of step cases: sizes x contexts x modes x precisions x attention x compile."""
+    """A grid of steps: sizes x contexts x modes x precisions x attention x compile. Every step
+    of one size and context (of all the config's sweeps) is timed side by side (SweepCase)."""
 
     sizes: tuple[str, ...]
     contexts: tuple[int, ...]
@@ -37,7 +36,7 @@ class Sweep:
     attns: tuple[str, ...] = ("sdpa",)
     compile: tuple[bool, ...] = (False,)
     warmup: int = 1
-    rounds: int = 3
+    rounds: int = 10  # the rotated rounds: the units of every paired ratio
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class PairSweep:
     mode: str = "forward_backward"
     precisions: tuple[str, ...] = ("fp32", "bf16")
     warmup: int = 1
-    rounds: int = 3
+    rounds: int = 10
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,6 @@ class Config:
     warmup_counts: tuple[int, ...] = (0, 1, 2, 5)
     warmup_trials: int = 5  # each count runs `benchlab lm-timing run` in a fresh process
     warmup_repeats: int = 1  # rounds over all counts, order rotated per round (intervals at >= 3)
-    modes_sizes: tuple[str, ...] = ("tiny",)  # forward vs fwd+bwd vs train step, side by side
-    modes_contexts: tuple[int, ...] = (128, 512)
-    modes_precision: str = "fp32"
-    modes_warmup: int = 1
-    modes_rounds: int = 7
     attn_contexts: tuple[int, ...] = (128, 256, 512, 1024)
     attn_heads: int = 12  # the small size's heads and head_dim
     attn_head_dim: int = 64
@@ -85,7 +79,10 @@ class Config:
 METRICS = {"loss": 1e-4, "max_abs_diff": (0, 1e-5), "flops": 0, "num_params": 0, "n": 0,
            "rounds_timed": 0, "status": 0, "fresh_process": 0, "w*_status": 0, "reason": None,
            "ratio*": None, "*_ms": None, "mfu": None, "tflops": None, "peak_tflops": None,
-           "tokens_per_s": None, "peak_memory_mb": None}
+           "tokens_per_s": None, "peak_memory_mb": None,
+           # a sweep record's variants, "<variant_tag>.<metric>" (measure.measure_sweep)
+           "*.status": 0, "*.flops": 0, "*.reason": None, "*.mfu": None, "*.tflops": None,
+           "*.peak_tflops": None, "*.tokens_per_s": None, "*.peak_memory_mb": None}
 
 CONTEXTS = (128, 256, 512, 1024)
 PAPER_SIZES = ("small", "medium", "large", "xl", "2.7B")
@@ -93,19 +90,19 @@ PAPER_SIZES = ("small", "medium", "large", "xl", "2.7B")
 CONFIGS = {
     "tiny": Config(
         steps=(Sweep(("tiny",), CONTEXTS, modes=("forward", "forward_backward")),
-               Sweep(("tiny",), (128,), modes=("train_step",)),
+               Sweep(("tiny",), (128, 512), modes=("train_step",)),
                Sweep(("tiny",), (512,), modes=("forward_backward",), precisions=("fp32",),
                      attns=("einsum",))),
-        pairs=(PairSweep("peer", ("tiny",), (128, 512), rounds=10),
-               PairSweep("bf16", ("tiny",), (512,), precisions=("bf16",), rounds=6),
+        pairs=(PairSweep("peer", ("tiny",), (128, 512)),
+               PairSweep("bf16", ("tiny",), (512,), precisions=("bf16",)),
                # the small size in fp32 only: bf16 on a CPU without native bf16 (AVX2 only)
                # is ~50x fp32 and took 12 of CI's minutes; its bf16 pairs are at small scale
-               PairSweep("peer", ("small",), (128,), precisions=("fp32",), rounds=6)),
+               PairSweep("peer", ("small",), (128,), precisions=("fp32",))),
         attn_contexts=(128, 512), warmup_trials=3,
     ),
     "small": Config(
-        steps=(Sweep(("tiny",), CONTEXTS, rounds=5),
-               Sweep(("small",), (128, 256, 512), rounds=3),
+        steps=(Sweep(("tiny",), CONTEXTS),
+               Sweep(("small",), (128, 256, 512)),
                Sweep(("small",), (512, 1024), modes=("forward", "forward_backward"),
                      precisions=("fp32",), attns=("einsum",)),
                Sweep(("medium",), (128,), modes=("forward", "forward_backward"), rounds=2)),
@@ -113,7 +110,6 @@ CONFIGS = {
                PairSweep("bf16", ("small", "medium"), (128,), precisions=("bf16",)),
                PairSweep("peer", ("medium",), (128,), rounds=2)),
         warmup_size="small", warmup_context=128, warmup_repeats=3,
-        modes_sizes=("tiny", "small"), modes_contexts=(128, 512), modes_rounds=10,
     ),
     "paper": Config(
         steps=(Sweep(PAPER_SIZES, CONTEXTS, warmup=5, rounds=10),
@@ -125,7 +121,6 @@ CONFIGS = {
                PairSweep("bf16", PAPER_SIZES, (512,), precisions=("bf16",), warmup=5,
                          rounds=10)),
         warmup_size="small", warmup_context=512, warmup_trials=10, warmup_repeats=5,
-        modes_sizes=PAPER_SIZES, modes_contexts=CONTEXTS, modes_warmup=5, modes_rounds=10,
         attn_contexts=(128, 256, 512, 1024, 2048, 4096), attn_rounds=10,
     ),
 }
@@ -193,19 +188,20 @@ class WarmupCase:
 
 
 @dataclass(frozen=True)
-class ModesCase:
-    """forward vs forward+backward vs train step (AdamW) of one size, side by side."""
+class SweepCase:
+    """Every step of one size and context in the config's sweeps, timed side by side: each
+    round runs every variant (mode, precision, attention, compile) once, in an order rotated
+    every round; the variants of one attention share one model (and AdamW state)."""
 
     id: str
     size: str
     context: int
-    precision: str
-    modes: tuple[str, ...]
+    variants: tuple[tuple[str, str, str, bool], ...]  # (mode, precision, attn, compile)
     batch: int
     vocab: int
     warmup: int
     rounds: int
-    kind: str = "modes"
+    kind: str = "sweep"
 
 
 @dataclass(frozen=True)
@@ -229,6 +225,7 @@ class PeakCase:
 
 
 def step_cases(config: Config) -> list[StepCase]:
+    """Every step of the config's sweeps, one case each (a CLI run is one of these)."""
     cases = []
     for sw in config.steps:
         for size in sw.sizes:
@@ -237,13 +234,24 @@ def step_cases(config: Config) -> list[StepCase]:
                     for prec in sw.precisions:
                         for attn in sw.attns:
                             for comp in sw.compile:
-                                tag = (f"{size}-ctx{ctx}-{SHORT[mode]}-{prec}"
-                                       + ("-einsum" if attn != "sdpa" else "")
-                                       + ("-compiled" if comp else ""))
+                                tag = f"{size}-ctx{ctx}-{variant_tag(mode, prec, attn, comp)}"
                                 cases.append(StepCase(tag, size, ctx, mode, prec, attn, comp,
                                                       config.batch, config.vocab, sw.warmup,
                                                       sw.rounds))
     return cases
+
+
+def sweep_cases(config: Config) -> list[SweepCase]:
+    """The steps of step_cases grouped by size and context, in order; a group's warm-up and
+    rounds are the most of any of its sweeps'."""
+    groups: dict[tuple[str, int], list[StepCase]] = {}
+    for c in step_cases(config):
+        groups.setdefault((c.size, c.context), []).append(c)
+    return [SweepCase(f"{size}-ctx{ctx}", size, ctx,
+                      tuple((c.mode, c.precision, c.attn, c.compile) for c in steps),
+                      config.batch, config.vocab, max(c.warmup for c in steps),
+                      max(c.rounds for c in steps))
+            for (size, ctx), steps in groups.items()]
 
 
 def pair_cases(config: Config) -> list[PairCase]:
@@ -269,13 +277,6 @@ def warmup_cases(config: Config) -> list[WarmupCase]:
                        config.warmup_size, config.warmup_context, config.warmup_mode,
                        config.warmup_counts, config.warmup_trials, config.warmup_repeats,
                        config.batch, config.vocab)]
-
-
-def modes_cases(config: Config) -> list[ModesCase]:
-    return [ModesCase(f"{size}-ctx{ctx}-{config.modes_precision}", size, ctx,
-                      config.modes_precision, MODES, config.batch, config.vocab,
-                      config.modes_warmup, config.modes_rounds)
-            for size in config.modes_sizes for ctx in config.modes_contexts]
 
 
 def attn_cases(config: Config) -> list[AttnCase]:
@@ -305,8 +306,8 @@ def smoke(config: Config) -> Config:
     layer (config.sizes; its widths, heads and vocabulary kept, as `benchlab zoo paper-shapes
     --layers 1` cuts the hub models) and a batch of one; each step sweep at its first size and
     shortest context with all its modes, precisions, attention and compile settings, one warm-up
-    and one round; each pair sweep likewise in 3 rotated rounds (the fewest with an interval);
-    modes at the first size and shortest context in 3 rounds; attention at the shortest context;
+    and one round; each pair sweep likewise in 3 rotated rounds (the fewest with an interval, too
+    few for a verdict); attention at the shortest context;
     the warm-up study with no and one warm-up step, one trial each, one round of fresh processes.
     """
     sizes = {name: replace(cfg, num_layers=1) for name, cfg in config.sizes.items()}
@@ -318,9 +319,7 @@ def smoke(config: Config) -> Config:
         pairs=tuple(_first(sw, 3) for sw in config.pairs),
         warmup_context=min(config.warmup_context, shortest),
         warmup_counts=tuple(counts[:1] + [w for w in counts if w > 0][:1]), warmup_trials=1,
-        warmup_repeats=1, modes_sizes=config.modes_sizes[:1],
-        modes_contexts=(min(config.modes_contexts),), modes_warmup=min(config.modes_warmup, 1),
-        modes_rounds=min(config.modes_rounds, 3), attn_contexts=(min(config.attn_contexts),),
+        warmup_repeats=1, attn_contexts=(min(config.attn_contexts),),
         attn_rounds=min(config.attn_rounds, 2))
 
 
@@ -338,7 +337,9 @@ def needs(case, config) -> dict:
     if isinstance(case, WarmupCase):
         steps = sum(c + 1 for c in case.counts) * case.trials * case.repeats
     else:
-        steps = (case.warmup + case.rounds) * (len(case.modes) if isinstance(case, ModesCase)
+        steps = (case.warmup + case.rounds) * (len(case.variants) if isinstance(case, SweepCase)
                                                else 2 if isinstance(case, PairCase) else 1)
+    modes = ({m for m, *_ in case.variants} if isinstance(case, SweepCase)
+             else {getattr(case, "mode", "train_step")})
     return {"params": {f"TransformerLM {size}": num_params(dims)}, "tokens": row * steps,
-            "train": getattr(case, "mode", "train_step") != "forward"}
+            "train": modes != {"forward"}}

@@ -192,7 +192,9 @@ def write_summary(rows: list[dict], output, csv=None) -> None:
     for size, part in tables["by_size"].items():
         md += [f"### Model: {size}", "", to_markdown(part), ""]
     md += ["## Forward-only vs Forward+Backward", "",
-           "Per step; rows pair runs whose every other config field agrees.", ""]
+           "Per step; rows pair runs whose every other config field agrees. Each run was "
+           "timed alone, in its own process, not side by side: these ratios carry no interval "
+           "(the bench's sweep times the modes in the same rounds: its fwd_vs_bwd table).", ""]
     if "fwd_vs_bwd" in tables and len(tables["fwd_vs_bwd"]):
         md += [to_markdown(tables["fwd_vs_bwd"]), ""]
     else:

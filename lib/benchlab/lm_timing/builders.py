@@ -22,6 +22,7 @@ from benchlab.core.stats import describe
 from .model import ModelConfig, TransformerLM, lm_loss, num_params, size_config, step_flops
 
 MODES = ("forward", "forward_backward", "train_step")
+SHORT = {"forward": "fwd", "forward_backward": "fwd_bwd", "train_step": "train"}
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -42,6 +43,12 @@ class Prepared:
     flops: int
 
 
+def variant_tag(mode: str, precision: str, attn: str, compile: bool) -> str:
+    """fwd_bwd-bf16, fwd-fp32-einsum, fwd_bwd-bf16-compiled, ...: one step setting."""
+    return (f"{SHORT[mode]}-{precision}" + ("-einsum" if attn != "sdpa" else "")
+            + ("-compiled" if compile else ""))
+
+
 def check_choice(value, choices, field: str, where: str = "lm_timing") -> None:
     if value not in choices:
         raise BenchlabError(f"{where}: {field}: {value!r} is not one of {', '.join(choices)}")
@@ -54,16 +61,21 @@ def random_batch(vocab: int, batch: int, context: int, device="cpu", seed: int =
     return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
 
 
-def sample_batch(tokens, batch: int, context: int, device="cpu", seed: int = 0, vocab=None):
+def sample_batch(tokens, batch: int, context: int, device="cpu", seed: int = 0, vocab=None,
+                 source: str = "data_path"):
     """Random windows of a 1-d token array (the zoo's get_batch; a memmap is read only where
-    sampled); ids must be in [0, vocab)."""
+    sampled); ids must be in [0, vocab). Errors name `source` (the file) and its tokens."""
+    from benchlab.core.errors import fail
     from benchlab.zoo.data import random_batch as zoo_batch
 
+    if len(tokens) < context + 2:
+        raise fail(str(source), "tokens", f"{len(tokens)} tokens: fewer than context_length + 2 "
+                   f"= {context + 2}")
     rows = zoo_batch(tokens, batch, context, seed=seed)  # (batch, context + 1)
     if int(rows.min()) < 0:
-        raise BenchlabError(f"data_path: tokens: negative id {int(rows.min())}")
+        raise fail(str(source), "tokens", f"negative id {int(rows.min())}")
     if vocab is not None and int(rows.max()) >= vocab:
-        raise BenchlabError(f"data_path: tokens: id {int(rows.max())} >= vocab {vocab}")
+        raise fail(str(source), "tokens", f"id {int(rows.max())} >= vocab {vocab}")
     return rows[:, :-1].to(device), rows[:, 1:].to(device)
 
 
@@ -103,8 +115,11 @@ def make_step(model, logits_fn, x, y, mode: str, precision: str, device: str, op
 
 def prepare(size: str | ModelConfig, context: int, mode: str, precision: str, *, device="cpu",
             impl="ours", attn="sdpa", batch=4, vocab=10_000, compile=False,
-            compile_backend="inductor", seed=0, tokens=None) -> Prepared:
-    """Build everything for one case; raise BenchlabError for a combination that cannot run."""
+            compile_backend="inductor", seed=0, tokens=None, tokens_source="data_path",
+            shared: dict | None = None) -> Prepared:
+    """Build everything for one case; raise BenchlabError for a combination that cannot run.
+    `shared`: a dict in which steps of one model configuration share their model and AdamW
+    state (steps timed side by side: one model's memory, not one per step)."""
     check_choice(mode, MODES, "mode")
     check_choice(precision, PRECISIONS, "precision")
     check_choice(attn, ("sdpa", "einsum"), "attn")
@@ -114,14 +129,21 @@ def prepare(size: str | ModelConfig, context: int, mode: str, precision: str, *,
     base = size if isinstance(size, ModelConfig) else size_config(size)
     cfg = ModelConfig(base.d_model, base.d_ff, base.num_layers, base.num_heads, vocab,
                       max(context, base.context_length), base.rope_theta, base.eps, attn)
-    model, logits_fn = build_model(impl, cfg, device, seed)
+    shared = {} if shared is None else shared
+    if (impl, cfg) not in shared:
+        shared[impl, cfg] = build_model(impl, cfg, device, seed)
+    model, logits_fn = shared[impl, cfg]
     if compile:
         logits_fn = torch.compile(logits_fn, backend=compile_backend)
     if tokens is None:
         x, y = random_batch(vocab, batch, context, device, seed)
     else:
-        x, y = sample_batch(tokens, batch, context, device, seed, vocab)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if mode == "train_step" else None
+        x, y = sample_batch(tokens, batch, context, device, seed, vocab, tokens_source)
+    opt = None
+    if mode == "train_step":
+        if (impl, cfg, "adamw") not in shared:
+            shared[impl, cfg, "adamw"] = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        opt = shared[impl, cfg, "adamw"]
     step = make_step(model, logits_fn, x, y, mode, precision, device, opt)
     return Prepared(step, model, cfg, batch, context, mode, precision, str(device),
                     num_params(cfg), step_flops(cfg, batch, context, mode))
@@ -212,20 +234,21 @@ def oom_reason(size, context: int, mode: str, precision: str, *, device="cpu", a
 # -- metrics ------------------------------------------------------------------------------------
 
 def summarize(trial_seconds, prep: Prepared, *, peak_flops: float | None = None,
-              peak_bytes: int | None = None) -> dict:
-    """Time statistics (ms), tokens/s, model FLOPs, achieved TFLOP/s and MFU of one case."""
+              peak_bytes: int | None = None, by: str = "mean") -> dict:
+    """Time statistics (ms), tokens/s, model FLOPs, achieved TFLOP/s and MFU of one case; the
+    rates from the `by` time ("mean", the seed's; "median" of rounds timed side by side)."""
     ms = [1000 * t for t in trial_seconds]
     d = describe(ms)
-    mean_s = d["mean"] / 1000
+    step_s = d[by] / 1000
     out = {
         "status": "ok", "num_params": prep.num_params, "flops": prep.flops,
         "trial_times_ms": ms, "mean_ms": d["mean"], "std_ms": d["std"], "median_ms": d["median"],
-        "min_ms": d["min"], "tokens_per_s": prep.batch * prep.context / mean_s,
-        "tflops": prep.flops / mean_s / 1e12,
+        "min_ms": d["min"], "tokens_per_s": prep.batch * prep.context / step_s,
+        "tflops": prep.flops / step_s / 1e12,
     }
     if peak_flops:
         out["peak_tflops"] = peak_flops / 1e12
-        out["mfu"] = prep.flops / mean_s / peak_flops
+        out["mfu"] = prep.flops / step_s / peak_flops
     if peak_bytes is not None:
         out["peak_memory_mb"] = peak_bytes / 2**20
     return out

@@ -25,8 +25,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from benchlab.core.errors import BenchlabError, fail
-from benchlab.core.options import bounded
+from benchlab.core.errors import BenchlabError, fail, read_json
+from benchlab.core.options import bounded, output_file
 
 from .model import DIMS, SIZES, canonical_size
 
@@ -66,12 +66,13 @@ def _config(args):
 def session(args):
     """(the Run of one configuration, its step case, the record's other params). The Run's config
     is the tiny scale's with this configuration as its one step sweep (size, context, mode,
-    precision, attention, compile, warm-ups, trials, batch, vocab), so its case is a step case as
-    the bench module's; the dimensions, steps per trial, impl and data path are params. Its store
-    is store.jsonl in the output's folder (a sweep's results dir)."""
+    precision, attention, compile, warm-ups, trials, batch, vocab), and its case that sweep's one
+    step case (kind "step", timed alone; the bench times the steps of a size and context side
+    by side, kind "sweep"); the dimensions, steps per trial, impl and data path are params.
+    Its store is store.jsonl in the output's folder (a sweep's results dir)."""
     from benchlab.core.session import Run
 
-    from . import CONFIGS, Sweep
+    from . import CONFIGS, Sweep, step_cases
 
     _, fields, mode = _config(args)
     sweep = Sweep((canonical_size(args.model_size),), (args.context_length,), modes=(mode,),
@@ -83,7 +84,7 @@ def session(args):
               store=Path(args.output).parent / STORE)
     params = {"dims": {k: fields[k] for k in DIMS}, "num_steps": args.num_steps,
               "impl": args.impl, "data_path": args.data_path}
-    return run, run.cases("step")[0], params
+    return run, step_cases(config)[0], params
 
 
 def save(args, metrics: dict) -> dict:
@@ -119,7 +120,8 @@ def measure(args) -> dict:
     try:
         prep = M.build(args.device, cfg, args.context_length, mode, args.precision,
                        impl=args.impl, attn=args.attn, batch=args.batch_size, vocab=args.vocab,
-                       compile=args.compile, seed=args.seed, tokens=tokens)
+                       compile=args.compile, seed=args.seed, tokens=tokens,
+                       tokens_source=args.data_path)
         timed = M.time_steps(prep, Timer(None, args.device), warmups=args.num_warmups,
                              trials=args.num_trials, steps=args.num_steps)
     except M.OOM as e:
@@ -166,6 +168,7 @@ def run(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    check_label(args.model_size, "--model_size")
     out = Path(args.output)
     if out.exists():
         raise fail(str(out), "--output", "already exists; results are never overwritten")
@@ -196,19 +199,50 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+def check_label(label: str, option: str) -> None:
+    """A size label names its result file (bench_{label}_{context}.json): no folders in it."""
+    if not label or "/" in label or "\\" in label:
+        raise fail("command line", option, f"{label!r}: a size label names the result file; "
+                   "it may not be empty or contain '/' or '\\'")
+
+
+def finished(path: Path, size: str, ctx: int) -> None:
+    """Check that an existing result file is a finished run of (size, ctx) (aggregate's checks
+    of its fields); a BenchlabError naming the file and field otherwise, never a skip."""
+    from .aggregate import _row
+
+    try:
+        row = _row(path, read_json(path))
+        for field, want in (("model_size", size), ("context_length", ctx)):
+            got = canonical_size(str(row[field])) if field == "model_size" else row[field]
+            if got != want:
+                raise fail(str(path), field, f"{row[field]!r}, not {want!r}")
+    except BenchlabError as e:
+        raise BenchlabError(f"{e} (not a finished result; move it away to rerun)") from None
+
+
 def cmd_sweep(args, passthrough: list[str]) -> int:
     """The seed's sweep_local.sh: each size x context in a fresh process, one JSON each; files
-    that exist are kept (resume); a process killed for memory is recorded as OOM."""
+    that exist are kept (resume) once they check as finished results (`finished`: a malformed
+    one stops the sweep before it runs anything); a process killed for memory is recorded as
+    OOM."""
     import subprocess
     import sys
 
     from tqdm import tqdm
 
+    for label in args.sizes:
+        check_label(label, "--sizes")
     out = Path(args.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
     grid = [(canonical_size(s), c) for s in args.sizes for c in args.contexts]
+    paths = {(size, ctx): out / f"bench_{size.replace('.', '_')}_{ctx}.json"
+             for size, ctx in grid}
+    for (size, ctx), path in paths.items():
+        if path.exists():
+            finished(path, size, ctx)
+    out.mkdir(parents=True, exist_ok=True)
     for size, ctx in (bar := tqdm(grid, desc="lm-timing sweep")):
-        path = out / f"bench_{size.replace('.', '_')}_{ctx}.json"
+        path = paths[size, ctx]
         bar.set_postfix_str(path.name)
         if path.exists():
             continue
@@ -277,8 +311,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--results-dir", "--results_dir", dest="results_dir", default="results")
     a = sub.add_parser("aggregate", help="tables of a directory of run JSON files")
     a.add_argument("--results-dir", required=True)
-    a.add_argument("--output", required=True, help="markdown summary")
-    a.add_argument("--csv", default=None, help="CSV of the complete results")
+    a.add_argument("--output", required=True, type=output_file, help="markdown summary")
+    a.add_argument("--csv", default=None, type=output_file, help="CSV of the complete results")
     a.add_argument("--force", action="store_true", help="replace existing summary files")
     return p
 

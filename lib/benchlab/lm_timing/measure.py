@@ -3,8 +3,8 @@ the bench module, the CLI and asv alike. Timing is core.timing's Timer (pytest-b
 pytest, plain rounds elsewhere); side-by-side comparisons run in rotated rounds.
 
     python -c "from benchlab.core import Timer; from benchlab.lm_timing import *; \
-        from benchlab.lm_timing.measure import measure_modes; \
-        print(measure_modes(modes_cases(CONFIGS['tiny'])[0], CONFIGS['tiny'], Timer()))"
+        from benchlab.lm_timing.measure import measure_sweep; \
+        print(measure_sweep(sweep_cases(CONFIGS['tiny'])[0], CONFIGS['tiny'], Timer()))"
 """
 
 import json
@@ -19,7 +19,7 @@ import torch
 from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import peak_memory, time_fn
 
-from . import attn_cases, modes_cases, pair_cases, peak_cases, step_cases, warmup_cases
+from . import attn_cases, pair_cases, peak_cases, sweep_cases, variant_tag, warmup_cases
 from . import builders as R
 from .model import ATTENTION, DIMS, ModelConfig, size_config
 
@@ -79,12 +79,13 @@ def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int
             "loss": float(out[-1])}
 
 
-def step_metrics(prep: R.Prepared, timed: dict) -> dict:
-    """The summary (per step), first step and warm-up times, peak memory and MFU of one case."""
+def step_metrics(prep: R.Prepared, timed: dict, by: str = "mean") -> dict:
+    """The summary (per step), first step and warm-up times, peak memory and MFU (from the `by`
+    time, R.summarize) of one case."""
     mem = peak_memory(prep.step, prep.device)
     m = R.summarize(timed["per_step"], prep, peak_flops=R.matmul_peak(prep.device,
                                                                       prep.precision),
-                    peak_bytes=mem)
+                    peak_bytes=mem, by=by)
     first = timed["warm"][0] if timed["warm"] else timed["per_step"][0]
     return {**m, "first_step_ms": 1000 * first,
             "warmup_times_ms": [1000 * t for t in timed["warm"]]}
@@ -96,18 +97,46 @@ def dims(config, size: str):
     return config.sizes.get(size, size)
 
 
-def measure_step(case, config, timer, seed: int = 0) -> dict:
+def measure_sweep(case, config, timer, seed: int = 0) -> dict:
+    """Every variant of one size and context timed side by side (Timer.side_by_side: each round
+    runs each variant once, the order rotated every round). Per variant, under "<tag>.<metric>"
+    (variant_tag): its rounds' times, median, and rates and MFU from the median (step_metrics),
+    its first step and peak memory; a variant that does not fit is "<tag>.status": "oom" and
+    the others run. "loss": the first step's, of the first variant on the fresh model."""
+    size, shared, preps, out = dims(config, case.size), {}, {}, {"status": "ok"}
+    for mode, prec, attn, comp in case.variants:
+        tag = variant_tag(mode, prec, attn, comp)
+        try:
+            preps[tag] = build(timer.device, size, case.context, mode, prec, seed=seed,
+                               attn=attn, batch=case.batch, vocab=case.vocab, compile=comp,
+                               compile_backend=config.compile_backend, shared=shared)
+        except OOM as e:
+            out |= {f"{tag}.status": "oom", f"{tag}.reason": str(e)}
+    losses = {tag: [] for tag in preps}
+    fns = {tag: (lambda p=p, kept=losses[tag]: kept.append(p.step())) for tag, p in preps.items()}
+    warm = {}
+    for tag, fn in list(fns.items()):  # warm-up steps timed one by one: the first step shows
+        try:
+            warm[tag] = guard(lambda fn=fn: time_fn(fn, timer.device, warmup=0,
+                                                    trials=case.warmup),
+                              timer.device, "warming up") if timer.enabled else []
+        except OOM as e:
+            out |= {f"{tag}.status": "oom", f"{tag}.reason": str(e)}
+            del fns[tag], preps[tag]
+    if not fns:
+        return {**out, "status": "oom", "reason": "no variant fits"}
     try:
-        prep = build(timer.device, dims(config, case.size), case.context, case.mode,
-                     case.precision, seed=seed, attn=case.attn, batch=case.batch,
-                     vocab=case.vocab, compile=case.compile,
-                     compile_backend=config.compile_backend)
-        timed = time_steps(prep, timer, warmups=case.warmup, trials=case.rounds)
+        t = guard(lambda: timer.side_by_side(fns, warmup=0, rounds=case.rounds), timer.device,
+                  "running")
     except OOM as e:
-        return {"status": "oom", "reason": str(e)}
-    loss = timed["loss"]
-    assert torch.isfinite(torch.tensor(loss)), f"loss is {loss}"
-    return {**step_metrics(prep, timed), "loss": loss, "rounds_timed": len(timed["trials"])}
+        return {**out, "status": "oom", "reason": str(e)}
+    for tag, prep in preps.items():
+        assert torch.isfinite(losses[tag][-1]), f"{tag}: loss is {losses[tag][-1]}"
+        m = step_metrics(prep, {"warm": warm[tag], "per_step": t[tag]}, by="median")
+        out["num_params"] = m.pop("num_params")
+        out |= {f"{tag}.{k}": v for k, v in m.items()}
+    first = next(iter(preps))
+    return {**out, "loss": float(losses[first][0]), "rounds_timed": len(t[first])}
 
 
 def ratio_ci(name: str, a, b) -> dict:
@@ -117,30 +146,6 @@ def ratio_ci(name: str, a, b) -> dict:
         return {}
     lo, hi = paired_ratio_ci(a, b)
     return {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
-
-
-def measure_modes(case, config, timer, seed: int = 0) -> dict:
-    """forward, forward+backward and the full AdamW train step of one size, timed side by side
-    in rotated rounds; ratios are medians of the per-round ratios with bootstrap intervals."""
-    try:
-        size = dims(config, case.size)
-        preps = {m: build(timer.device, size, case.context, m, case.precision, seed=seed,
-                          batch=case.batch, vocab=case.vocab) for m in case.modes}
-        t = guard(lambda: timer.side_by_side({m: p.step for m, p in preps.items()},
-                                             warmup=case.warmup, rounds=case.rounds),
-                  timer.device, "running")
-    except OOM as e:
-        return {"status": "oom", "reason": str(e)}
-    out = {"status": "ok", "num_params": preps[case.modes[0]].num_params,
-           "rounds_timed": len(t[case.modes[0]])}
-    for m, times in t.items():
-        out[f"{m}_ms"] = describe([1000 * x for x in times])["median"]
-        out[f"{m}_times_ms"] = [1000 * x for x in times]
-    for a, b in zip(case.modes[1:], case.modes[:-1], strict=True):
-        name = f"ratio_{a}_over_{b}"
-        out[name] = paired_ratio(t[a], t[b])
-        out |= ratio_ci(name, t[a], t[b])
-    return out
 
 
 def measure_pair(case, config, timer, seed: int = 0) -> dict:
@@ -247,8 +252,7 @@ def measure_warmup(case, config, timer, seed: int = 0) -> dict:
 # kind -> (its cases at a scale, what one case measures): what core.session.Run reads
 KINDS = {
     "peak": (peak_cases, measure_peak),
-    "step": (step_cases, measure_step),
-    "modes": (modes_cases, measure_modes),
+    "sweep": (sweep_cases, measure_sweep),
     "pair": (pair_cases, measure_pair),
     "warmup": (warmup_cases, measure_warmup),
     "attn": (attn_cases, measure_attn),

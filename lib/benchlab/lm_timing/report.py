@@ -2,10 +2,12 @@
 
     benchlab report out.json --outdir reports     # rebuilds reports/lm_timing/ from saved results
 
-Tables (md, csv, tex): steps, num_params, fwd_vs_bwd (forward / forward+backward / train step
-side by side), pairs (peer and bf16 ratios), warmup, attention, matmul_peak; README.md with a
-sentence per claim. Figures: time_vs_context, fwd_vs_fwd_bwd, warmup, mfu_by_size,
-peer_ratio.
+Tables (md, csv, tex): steps (the sweep: every step of a size and context timed side by side,
+its medians and the MFU of its median), num_params, fwd_vs_bwd (paired ratios of the same
+rounds), pairs (peer and bf16 paired ratios, the goal's verdict read from the interval, with
+core.stats.VERDICT_COLUMNS), runs (`lm-timing run` records: each timed alone, in its own
+process), warmup, attention, matmul_peak; README.md with a sentence per claim. Figures:
+time_vs_context, fwd_vs_fwd_bwd, warmup, mfu_by_size, peer_ratio.
 """
 
 from pathlib import Path
@@ -13,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchlab.core.report import new_figure, records_frame, save_figure, write_table
+from benchlab.core.report import records_frame, write_table
+from benchlab.core.stats import MIN_UNITS, VERDICT_COLUMNS, compare_paired, verdict
 
+from . import figures
+from .builders import MODES, variant_tag
+from .figures import MODE_ORDER, ORDER
 from .model import SIZES, ModelConfig, num_params
-
-ORDER = {name: i for i, name in enumerate(SIZES)}
-MODE_ORDER = {"forward": 0, "forward_backward": 1, "train_step": 2}
 
 
 def _kind(frame: pd.DataFrame, *kinds) -> pd.DataFrame:
@@ -55,7 +58,8 @@ def _params(frame) -> pd.Series:
     return got.fillna(frame["size"].map(known)).astype("Int64")
 
 
-def step_table(steps: pd.DataFrame) -> pd.DataFrame:
+def run_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """`lm-timing run` records (kind "step"), each timed alone: no row compares with another."""
     out = pd.DataFrame({
         "size": steps["size"], "context": steps["context"], "mode": steps["mode"],
         "precision": steps["precision"], "attn": steps["attn"], "compile": steps["compile"],
@@ -68,22 +72,71 @@ def step_table(steps: pd.DataFrame) -> pd.DataFrame:
     return _sorted(out, "context", "mode", "precision", "attn", "compile").reset_index(drop=True)
 
 
-def modes_table(modes: pd.DataFrame) -> pd.DataFrame:
-    """forward / forward+backward / train step measured side by side: medians and the paired
-    ratios (median of per-round ratios) with their 95% bootstrap intervals."""
-    fb, ts = "ratio_forward_backward_over_forward", "ratio_train_step_over_forward_backward"
-    out = pd.DataFrame({
-        "size": modes["size"], "context": modes["context"].astype(int),
-        "precision": modes["precision"], "status": _col(modes, "status", "ok"),
-        "forward_ms": _col(modes, "forward_ms"),
-        "forward_backward_ms": _col(modes, "forward_backward_ms"),
-        "train_step_ms": _col(modes, "train_step_ms"),
-        "fwd_bwd_over_fwd": _col(modes, fb), "lo": _col(modes, fb + "_lo"),
-        "hi": _col(modes, fb + "_hi"), "train_over_fwd_bwd": _col(modes, ts),
-        "train_lo": _col(modes, ts + "_lo"), "train_hi": _col(modes, ts + "_hi"),
-        "rounds": _col(modes, "rounds_timed")})
+def _variants(sweep: pd.DataFrame):
+    """(record row, mode, precision, attn, compile, tag, that variant's metrics) of every
+    variant of every sweep record."""
+    for _, r in sweep.iterrows():
+        for mode, prec, attn, comp in r["variants"]:
+            tag = variant_tag(mode, prec, attn, bool(comp))
+            m = {k.removeprefix(tag + "."): v for k, v in r.items()
+                 if isinstance(k, str) and k.startswith(tag + ".")}
+            yield r, mode, prec, attn, bool(comp), m
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep, one row per step: every step of a size and context was timed side by side in
+    the same rotated rounds; medians over rounds, and the rates and MFU of the median."""
+    rows = []
+    for r, mode, prec, attn, comp, m in _variants(sweep):
+        status = r.get("status", "ok") if r.get("status", "ok") != "ok" else m.get("status", "ok")
+        rows.append({"size": r["size"], "context": int(r["context"]), "mode": mode,
+                     "precision": prec, "attn": attn, "compile": comp, "status": status,
+                     "num_params": r.get("num_params"),
+                     "rounds": len(m["trial_times_ms"]) if status == "ok" and isinstance(
+                         m.get("trial_times_ms"), list) else 0,
+                     **{k: m.get(k, np.nan) for k in (
+                         "median_ms", "mean_ms", "std_ms", "first_step_ms", "tokens_per_s")},
+                     "gflop": m.get("flops", np.nan) / 1e9,
+                     **{k: m.get(k, np.nan) for k in ("tflops", "mfu", "peak_memory_mb")}})
+    out = pd.DataFrame(rows)
+    out["num_params"] = _params(out)
+    return _sorted(out, "context", "mode", "precision", "attn", "compile").reset_index(drop=True)
+
+
+def paired(a, b) -> dict:
+    """compare_paired(a, b, kind="ratio") over rounds (the unit of a timing: one rotated round
+    holds one step of each), or an empty row without times."""
+    if not isinstance(a, list) or not isinstance(b, list) or not a:
+        return {"n_units": 0, "estimate": np.nan, "ci_lo": np.nan, "ci_hi": np.nan,
+                "p": np.nan, "null": 1.0}
+    return compare_paired(a, b, kind="ratio")
+
+
+def modes_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """forward / forward+backward / train step of each sweep record (the same rounds): medians
+    and the paired ratios (median of per-round ratios) with their 95% bootstrap intervals."""
+    groups: dict = {}
+    for r, mode, prec, attn, comp, m in _variants(sweep):
+        if m.get("status", "ok") == "ok" and r.get("status", "ok") == "ok":
+            groups.setdefault((r["size"], int(r["context"]), prec, attn, comp), {})[mode] = m
+    rows = []
+    for (size, ctx, prec, attn, comp), ms in groups.items():
+        if "forward" not in ms or "forward_backward" not in ms:
+            continue
+        f, fb, ts = (ms.get(k, {}).get("trial_times_ms") for k in MODES)
+        one, two = paired(fb, f), paired(ts, fb)  # no train step: an empty row
+        rows.append({"size": size, "context": ctx, "precision": prec, "attn": attn,
+                     "compile": comp, "status": "ok",
+                     **{f"{k}_ms": ms.get(k, {}).get("median_ms", np.nan) for k in MODES},
+                     "fwd_bwd_over_fwd": one["estimate"], "lo": one["ci_lo"],
+                     "hi": one["ci_hi"], "train_over_fwd_bwd": two["estimate"],
+                     "train_lo": two["ci_lo"], "train_hi": two["ci_hi"],
+                     "rounds": one["n_units"]})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
     out["backward_over_forward"] = out["fwd_bwd_over_fwd"] - 1
-    return _sorted(out, "context", "precision").reset_index(drop=True)
+    return _sorted(out, "context", "precision", "attn", "compile").reset_index(drop=True)
 
 
 def warmup_table(warm: pd.DataFrame) -> pd.DataFrame:
@@ -114,44 +167,76 @@ def params_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+GOAL = 1.0  # a pair's goal: a no slower than b (time a / b <= 1)
+
+
 def pair_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's paired ratio a / b over rounds (compare_paired) and the goal's verdict from
+    its interval (core.stats.verdict, p_adj None, null = the goal): "met" when the whole 95%
+    interval lies below 1, "missed" when above, "not shown" otherwise or under MIN_UNITS."""
     out = pd.DataFrame({
         "kind": pairs["kind"], "size": pairs["size"], "context": pairs["context"],
         "mode": pairs["mode"], "a": pairs["a_impl"] + "/" + pairs["a_precision"],
         "b": pairs["b_impl"] + "/" + pairs["b_precision"], "status": _col(pairs, "status", "ok"),
         "a_median_ms": _col(pairs, "a_median_ms"), "b_median_ms": _col(pairs, "b_median_ms"),
-        "ratio_a_over_b": _col(pairs, "ratio"),  # median over rounds of the paired a / b
-        "lo": _col(pairs, "ratio_lo"), "hi": _col(pairs, "ratio_hi"),  # its 95% bootstrap CI
         "ratio_of_medians": _col(pairs, "ratio_of_medians"),
-        "ratio_of_mins": _col(pairs, "ratio_min"),
-        "rounds": _col(pairs, "rounds_timed")})
-    out["goal"] = "<= 1.0" if len(out) else []
-    out["met"] = out["ratio_a_over_b"] <= 1.0
+        "ratio_of_mins": _col(pairs, "ratio_min")})
+    a, b = _col(pairs, "a_trial_times_ms", None), _col(pairs, "b_trial_times_ms", None)
+    rows = []
+    for ta, tb in zip(a, b, strict=True):
+        row = {**paired(ta, tb), "null": GOAL}
+        row |= {"p": np.nan, "p_holm": np.nan, "better": "below",  # a goal: no test
+                "verdict": verdict(row["ci_lo"], row["ci_hi"], None, row["n_units"], null=GOAL,
+                                   better="below", words=("met", "missed"))}
+        rows.append({k: row[k] for k in VERDICT_COLUMNS})
+    out = pd.concat([out, pd.DataFrame(rows, index=out.index, columns=list(VERDICT_COLUMNS))],
+                    axis=1)
+    out["goal"] = f"<= {GOAL}"
     return _sorted(out, "kind", "context", "a").reset_index(drop=True)
 
 
 NOTES = """# Transformer timing report
 
-Comparisons are measured side by side: contenders run in alternating rounds, the order rotated
-every round (benchlab.core.timing), and a ratio is the median of the per-round ratios with a 95%
-bootstrap interval over rounds (`lo`, `hi`; blank with fewer than 3 rounds: not shown at this
-scale). Timings on a shared CPU are for ratios, not absolute speed.
+Every timing is measured side by side: the steps of one size and context (the sweep, `steps`)
+and each pair's two contenders run in rounds, once each per round, in an order rotated every
+round (benchlab.core.timing). Times are medians over rounds; a ratio is the median of the
+per-round ratios with a 95% bootstrap interval over rounds, the unit of a timing
+(core.stats.compare_paired: `lo`, `hi` or `ci_lo`, `ci_hi`). `fwd_vs_bwd` is read from the same
+rounds as `steps`. A pair's goal (a no slower than b) is "met" only when the whole interval
+lies below 1, "missed" when it lies above, else "not shown" (and always with fewer than
+5 rounds): the columns n_units ... verdict recompute it (core.stats.check_verdict). `runs`
+holds `lm-timing run` records, each timed alone in its own process: not compared.
+Timings on a shared CPU are for ratios, not absolute speed.
 
-FLOPs and MFU use the analytic formula (lm_timing.model.step_flops: matmuls plus the attention
+MFU is the step's FLOPs over its median time over the same run's matmul peak (`matmul_peak`).
+FLOPs use the analytic formula (lm_timing.model.step_flops: matmuls plus the attention
 scores and weighted sum, backward = 2 x forward). On CPU with SDPA, torch's FlopCounterMode
 misses the attention term (67,108,864 FLOPs at tiny 4 x 128), so the formula is the reference.
 """
 
 
-def _claims(mt: pd.DataFrame, wt: pd.DataFrame) -> list[str]:
+def _interval(lo, hi, n, fmt=".2f") -> str:
+    return (f"95% CI [{lo:{fmt}}, {hi:{fmt}}]" if n >= MIN_UNITS and np.isfinite(lo)
+            else "interval not shown at this scale")
+
+
+def _claims(mt: pd.DataFrame, pt: pd.DataFrame, wt: pd.DataFrame) -> list[str]:
     lines = []
-    for _, r in mt[mt["status"] == "ok"].iterrows():
-        iv = (f"95% CI [{r['lo']:.2f}, {r['hi']:.2f}]" if np.isfinite(r["lo"])
-              else "interval not shown at this scale")
-        lines.append(f"- {r['size']} ctx {r['context']} {r['precision']}: forward+backward takes "
-                     f"{r['fwd_bwd_over_fwd']:.2f}x the forward time ({iv}; {int(r['rounds'])} "
-                     f"rounds); the AdamW train step {r['train_over_fwd_bwd']:.2f}x "
-                     f"forward+backward.")
+    for _, r in mt.iterrows():
+        n = int(r["rounds"])
+        train = (f"; the AdamW train step {r['train_over_fwd_bwd']:.2f}x forward+backward "
+                 f"({_interval(r['train_lo'], r['train_hi'], n)})"
+                 if np.isfinite(r["train_over_fwd_bwd"]) else "")
+        setting = r["precision"] + (f" {r['attn']}" if r["attn"] != "sdpa" else "") + (
+            " compiled" if r["compile"] else "")
+        lines.append(f"- {r['size']} ctx {r['context']} {setting}: forward+backward takes "
+                     f"{r['fwd_bwd_over_fwd']:.2f}x the forward time "
+                     f"({_interval(r['lo'], r['hi'], n)}; {n} paired rounds){train}.")
+    for _, r in pt[pt["status"] == "ok"].iterrows():
+        iv = _interval(r["ci_lo"], r["ci_hi"], r["n_units"], ".3f")
+        lines.append(f"- {r['kind']} {r['size']} ctx {int(r['context'])} {r['a']} / {r['b']}: "
+                     f"{r['estimate']:.3f} ({iv}; {int(r['n_units'])} rounds); goal "
+                     f"{r['goal']}: {r['verdict']}.")
     for _, r in wt.iterrows():
         iv = (f"95% CI [{r['lo_ms']:.1f}, {r['hi_ms']:.1f}] ms" if np.isfinite(r["lo_ms"])
               else "interval not shown at this scale")
@@ -163,30 +248,34 @@ def _claims(mt: pd.DataFrame, wt: pd.DataFrame) -> list[str]:
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
     frame = records_frame(records)
-    steps, pairs = _kind(frame, "step"), _kind(frame, "peer", "bf16")
+    runs, pairs = _kind(frame, "step"), _kind(frame, "peer", "bf16")
     warm, attn, peak = _kind(frame, "warmup"), _kind(frame, "attn"), _kind(frame, "peak")
-    modes = _kind(frame, "modes")
-    everything = pd.concat([steps, pairs, modes, warm], ignore_index=True)
+    sweep = _kind(frame, "sweep")
+    everything = pd.concat([runs, pairs, sweep, warm], ignore_index=True)
     if not everything.empty:
         write_table(params_table(everything), outdir, "num_params", floatfmt=".0f")
-    mt, wt = pd.DataFrame(), pd.DataFrame()
-    if not steps.empty:
-        table = step_table(steps)
+    mt, pt, wt, table = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None
+    if not runs.empty:
+        table = run_table(runs)
+        write_table(table, outdir, "runs")
+    if not sweep.empty:
+        table = sweep_table(sweep)
         write_table(table, outdir, "steps")
-        plot_time_vs_context(table, outdir)
-        plot_mfu(table, outdir)
-    if not modes.empty:
-        mt = modes_table(modes)
-        write_table(mt, outdir, "fwd_vs_bwd")
-        plot_fwd_bwd(mt[mt["status"] == "ok"], outdir)
+        mt = modes_table(sweep)
+        if not mt.empty:
+            write_table(mt, outdir, "fwd_vs_bwd")
+            figures.plot_fwd_bwd(mt, outdir)
+    if table is not None:  # the sweep's, else the runs' (a CLI store)
+        figures.plot_time_vs_context(table, outdir)
+        figures.plot_mfu(table, outdir)
     if not pairs.empty:
         pt = pair_table(pairs)
         write_table(pt, outdir, "pairs")
-        plot_pairs(pt, outdir)
+        figures.plot_pairs(pt, outdir)
     if not warm.empty:
         wt = warmup_table(warm)
         write_table(wt, outdir, "warmup")
-        plot_warmup(wt, outdir)
+        figures.plot_warmup(wt, outdir)
     if not attn.empty:
         at = pd.DataFrame({"context": attn["context"], "precision": attn["precision"],
                            "impl": attn["impl"], "mean_ms": _col(attn, "mean_ms"),
@@ -202,101 +291,7 @@ def report(records: list[dict], outdir) -> None:
         pk = pd.DataFrame({"precision": peak["precision"],
                            "peak_tflops": _col(peak, "peak_tflops"), "n": _col(peak, "n")})
         write_table(pk.sort_values("precision").reset_index(drop=True), outdir, "matmul_peak")
-    claims = _claims(mt, wt) if len(mt) or len(wt) else []
+    claims = _claims(mt, pt, wt) if len(mt) or len(pt) or len(wt) else []
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "README.md").write_text(NOTES + ("\n## Claims\n\n" + "\n".join(claims) + "\n"
                                                if claims else ""))
-
-
-# -- figures ------------------------------------------------------------------------------------
-
-def plot_time_vs_context(table, outdir):
-    ok = table[(table["status"] == "ok") & (table["attn"] == "sdpa")
-               & (~table["compile"].astype(bool))]
-    modes = [m for m in MODE_ORDER if m in set(ok["mode"])]
-    if not modes:
-        return
-    fig, axes = new_figure(1, len(modes), sharey=False)
-    axes = np.ravel(axes)
-    for ax, mode in zip(axes, modes, strict=True):
-        part = ok[ok["mode"] == mode]
-        for (size, prec), g in part.groupby(["size", "precision"], sort=False):
-            g = g.sort_values("context")
-            ax.errorbar(g["context"], g["mean_ms"], yerr=g["std_ms"].fillna(0), marker="o",
-                        capsize=2, label=f"{size} {prec}")
-        ax.legend(fontsize=7, loc="upper left")
-        ax.set_xscale("log", base=2)
-        ax.set(yscale="log", xlabel="context length", ylabel="ms per step", title=mode)
-        ticks = sorted(set(part["context"]))
-        ax.set_xticks(ticks, [str(int(c)) for c in ticks])
-        ax.set_xticks([], minor=True)
-    save_figure(fig, outdir, "time_vs_context")
-
-
-def plot_fwd_bwd(mt, outdir):
-    if mt.empty:
-        return
-    fig, axes = new_figure(1, 2)
-    ax1, ax2 = np.ravel(axes)
-    labels = [f"{s}\n{int(c)} {p}" for s, c, p in zip(mt["size"], mt["context"],
-                                                      mt["precision"], strict=True)]
-    x = np.arange(len(mt))
-    for k, (col, name) in enumerate((("forward_ms", "forward"),
-                                     ("forward_backward_ms", "forward+backward"),
-                                     ("train_step_ms", "train step (AdamW)"))):
-        ax1.bar(x + 0.27 * (k - 1), mt[col], 0.27, label=name)
-    ax1.set(ylabel="ms per step (median)", yscale="log", title="measured side by side")
-    ax1.set_xticks(x, labels, fontsize=7)
-    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.25), ncol=3)
-    err = np.vstack([mt["fwd_bwd_over_fwd"] - mt["lo"], mt["hi"] - mt["fwd_bwd_over_fwd"]])
-    ax2.bar(x, mt["fwd_bwd_over_fwd"], color="tab:green",
-            yerr=np.nan_to_num(err), capsize=3)
-    ax2.axhline(3.0, color="k", lw=0.8, ls="--", label="3x (FLOP ratio)")
-    ax2.set(ylabel="forward+backward / forward", title="paired ratio, 95% CI")
-    ax2.set_xticks(x, labels, fontsize=7)
-    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.25))
-    save_figure(fig, outdir, "fwd_vs_fwd_bwd")
-
-
-def plot_warmup(wt, outdir):
-    fig, ax = new_figure(size=(6.5, 3.4))
-    x = np.arange(len(wt))
-    err = np.vstack([wt["mean_ms"] - wt["lo_ms"], wt["hi_ms"] - wt["mean_ms"]])
-    ax.bar(x - 0.2, wt["mean_ms"], 0.4, yerr=np.nan_to_num(err), capsize=3,
-           label="mean step (95% CI over\n>= 3 fresh processes)")
-    ax.bar(x + 0.2, wt["first_step_ms"], 0.4, label="first step (cold)")
-    ax.set_xticks(x, [str(int(w)) for w in wt["warmups"]])
-    ax.set(xlabel="warm-up steps", ylabel="ms per step", title="warm-up effect")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
-    save_figure(fig, outdir, "warmup")
-
-
-def plot_mfu(table, outdir):
-    ok = table[(table["status"] == "ok") & table["mfu"].notna() & (table["attn"] == "sdpa")]
-    if ok.empty:
-        return
-    extra = sorted(set(ok["size"]) - set(ORDER))  # a CLI run's own size label, after the known
-    order = {**ORDER, **{s: len(ORDER) + i for i, s in enumerate(extra)}}
-    fig, ax = new_figure(size=(7.5, 3.8))
-    for (mode, prec, ctx), g in ok.groupby(["mode", "precision", "context"], sort=True):
-        g = g.assign(o=g["size"].map(order)).sort_values("o").drop_duplicates("size")
-        ax.plot(g["o"], g["mfu"], marker="o", label=f"{mode} {prec} ctx{int(ctx)}")
-    sizes = sorted(set(ok["size"]), key=order.get)
-    ax.set_xticks([order[s] for s in sizes], sizes)
-    ax.set(xlabel="model size", ylabel="MFU (vs same-run matmul peak)", title="MFU by size")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
-    save_figure(fig, outdir, "mfu_by_size")
-
-
-def plot_pairs(pt, outdir):
-    fig, ax = new_figure(size=(max(4.5, 0.5 * len(pt)), 3.6))
-    x = np.arange(len(pt))
-    colors = ["tab:blue" if k == "peer" else "tab:orange" for k in pt["kind"]]
-    ax.bar(x, pt["ratio_a_over_b"], color=colors)
-    ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    labels = [f"{k}: {s} {int(c)}\n{a} / {b}" for k, s, c, a, b in
-              zip(pt["kind"], pt["size"], pt["context"], pt["a"], pt["b"], strict=True)]
-    ax.set_xticks(x, labels, fontsize=6, rotation=90)
-    ax.set(ylabel="time a / b (paired median)",
-           title="ours / HF LLaMA peer; bf16 / fp32")
-    save_figure(fig, outdir, "peer_ratio")
