@@ -41,6 +41,11 @@ def test_exact_vs_milp(case, measure):
     measure(case)
 
 
+@pytest.mark.cases("upstream")
+def test_exact_vs_upstream(case, measure):
+    measure(case)
+
+
 @pytest.mark.cases("all_shared")
 def test_all_shared(case, measure):
     measure(case)

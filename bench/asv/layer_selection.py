@@ -122,3 +122,24 @@ class VersusMilp(Base):
 
     def track_max_rel_diff(self, cache):
         return cache["max_rel_diff"]
+
+
+class VersusUpstream(Base):
+    """Time of the exact DP over the upstream DP it corrects on the same instances, both warm,
+    rotated rounds (layer_selection.measure.measure_upstream; goal <= 1): the record of the
+    scale's upstream case of `model`."""
+
+    params = (["opt_125m", "llama2_7b", "llama2_70b"],)
+    param_names = ["model"]
+
+    def setup_cache(self):
+        return _metrics("upstream", {m: {"model": m} for m in self.params[0]})
+
+    def setup(self, cache, model):
+        _skip_unless(cache, model)
+
+    def track_exact_vs_upstream(self, cache, model):
+        return cache[model]["exact_vs_upstream"]
+
+    def track_upstream_short(self, cache, model):
+        return cache[model]["upstream_short"]

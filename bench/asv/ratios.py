@@ -90,5 +90,13 @@ class SubspaceStepVsLora(Ratio, Suite("sublora")):
         return measured(self, *self.ratio)
 
 
+class ExactVsUpstream(Ratio, Suite("layer_selection")):
+    ratio = ("layer_selection", "exact_vs_upstream")
+    params = case_ids(*ratio)
+
+    def setup_cache(self):
+        return measured(self, *self.ratio)
+
+
 # the shared base is no benchmark: asv takes one from every class left in the module
 del Ratio

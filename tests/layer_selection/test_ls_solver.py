@@ -8,8 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchlab.core.errors import BenchlabError
-from benchlab.layer_selection import check_selection, solve
-from benchlab.layer_selection.solver import budget_levels, furthest_end, prefix
+from benchlab.layer_selection import check_selection, solve, solver
+from benchlab.layer_selection.solver import (
+    Windows,
+    budget_levels,
+    floor_log2,
+    furthest_end,
+    prefix,
+    sparse_table,
+)
 
 
 def brute_force(costs, values, budgets, ordered=False):
@@ -172,3 +179,39 @@ def test_exhaustive_tiny_grid():
         for values in itertools.product([0, 1, 3], repeat=3):
             for budgets in ([1, 2], [3, 1], [2, 2], [4]):
                 assert solve(costs, values, budgets).value == brute_force(costs, values, budgets)
+
+
+def test_windows_and_ends_vectorized_match_one_budget_at_a_time():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        L = int(rng.integers(1, 40))
+        C = prefix(rng.integers(0, 6, L).astype(float))
+        budgets = rng.integers(0, 25, 4).astype(float)
+        rows = furthest_end(C, budgets)
+        for b, row in zip(budgets, rows, strict=True):
+            np.testing.assert_array_equal(row, furthest_end(C, b))
+            assert all(C[q] - C[p] <= b and (q == L or C[q + 1] - C[p] > b)
+                       for p, q in enumerate(row))
+        h = rng.normal(size=L + 1)
+        win = Windows(rows)
+        got = win.max(sparse_table(h, win.levels))  # (budgets, L): every row reads one h
+        for j, row in enumerate(rows):  # brute-force window maxima (-inf when empty)
+            want = [h[p + 1: q + 1].max() if q > p else -np.inf for p, q in enumerate(row)]
+            np.testing.assert_array_equal(got[j], want)
+
+
+def test_floor_log2_is_exact():
+    k, pow2 = floor_log2(5000)
+    assert k[0] == 0 and pow2[0] == 0
+    assert all(k[i] == i.bit_length() - 1 and pow2[i] == 1 << k[i] for i in range(1, 5001))
+
+
+def test_fill_in_chunks_equals_one_gather(monkeypatch):
+    rng = np.random.default_rng(3)
+    cases = [(rng.integers(1, 6, 30).astype(float), rng.normal(0.3, 1, 30),
+              rng.integers(3, 20, 7).astype(float)) for _ in range(5)]
+    whole = [solve(*c) for c in cases]
+    monkeypatch.setattr(solver, "GATHER_CELLS", 1)  # one state per gather
+    for c, w in zip(cases, whole, strict=True):
+        part = solve(*c)
+        assert (part.value, part.intervals) == (w.value, w.intervals)

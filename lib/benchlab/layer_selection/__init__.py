@@ -7,7 +7,10 @@
 Five value methods (random, norm_1, norm_2, norm_inf, alphaprun) choose layers for M verifiers;
 every selection is scored by its AlphaPrun benefit (summed significance). Solvers: `exact` (any
 M, any budgets), `ordered` (upstream's order-fixed DP with the unused transition added),
-`upstream` (the published recurrence), `milp` / `milp_assign` (scipy HiGHS references).
+`upstream` (the published recurrence), `milp` / `milp_assign` (scipy HiGHS references). The
+report's studies (study.py): both problem definitions (any order: exact; fixed order: ordered),
+upstream's shortfall split into the order effect and the missing-transition bug, value methods
+tested over the 13 original budget cases, and the exact solver's speed goals (kind `upstream`).
 """
 
 from dataclasses import dataclass, replace
@@ -21,8 +24,8 @@ from .solver import SOLVERS, Selection, check_selection, solve
 __all__ = ["CONFIGS", "RATIOS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
            "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
            "significance_from_alphas", "solve", "solve_cases", "scalability_cases",
-           "length_cases", "speed_cases", "all_shared_cases", "values_for", "inputs",
-           "requires", "smoke", "METRICS", "PUBLISH_SCALES"]
+           "length_cases", "speed_cases", "upstream_cases", "all_shared_cases", "values_for",
+           "inputs", "requires", "smoke", "METRICS", "PUBLISH_SCALES"]
 
 PUBLISH_SCALES = ("paper",)  # reports/layer_selection/ holds the paper-scale run (130 cases x 4)
 
@@ -46,6 +49,11 @@ class Config:
     speed_methods: tuple = VALUE_METHODS
     all_shared: bool = True  # time exact on every shared case (130 x 4 x 5 + 240)
     rounds: int = 5
+    # exact vs the upstream DP it corrects, side by side (issue 41): first N cases x methods
+    upstream_models: tuple = ("opt_125m", "llama2_7b", "llama2_70b")
+    upstream_cases: int = 10
+    upstream_methods: tuple = ("alphaprun", "norm_2")
+    goal_rounds: int = 7  # rounds of the timings a goal's verdict reads (>= stats.MIN_UNITS)
 
 
 CONFIGS = {
@@ -103,8 +111,9 @@ def _available() -> bool:
 # Result metrics and their tolerances for `benchlab compare` (core.compare): 0 exact, a float
 # relative, (rel, abs); None for times and speed ratios, which are not results.
 METRICS = {
-    "*_s": None, "exact_ms_per_solve": None, "speedup*": None, "rounds_timed": None,
-    "L": 0, "instances": 0, "short": 0, "used": 0, "valid": 0,
+    "*_s": None, "*_ms_per_solve": None, "speedup*": None, "rounds_timed": None,
+    "exact_vs_upstream*": None, "upstream_short": 0,
+    "L": 0, "instances": 0, "short": 0, "used": 0, "valid": 0, "original_case": 0,
     # zoo models' scores come from float32 spectra: 1.1e-7 relative drift seen with AVX2 kernels
     # forced (ATEN_CPU_CAPABILITY, MKL_CBWR) against AVX-512; the shared files' cases are exact
     "benefit": 1e-5, "objective": 1e-5, "exact_objective": 1e-5, "ratio*": 1e-5,
@@ -120,6 +129,11 @@ METRICS = {
 RATIOS = {
     "exact_vs_milp": Ratio("speed", "speedup", direction="higher", contender="exact DP",
                            reference="HiGHS MILP (scipy)", interval=("speedup_lo", "speedup_hi")),
+    # issue 41: exact (any verifier order, the unused transition) no slower than the upstream DP
+    # it corrects (measure_upstream). Seen before the rewrite: 1.24x (opt_125m) to 1.66x (70b)
+    "exact_vs_upstream": Ratio("upstream", "exact_vs_upstream", goal=1.0, contender="exact DP",
+                               reference="upstream DP (published recurrence)",
+                               interval=("exact_vs_upstream_lo", "exact_vs_upstream_hi")),
 }
 
 
@@ -234,6 +248,11 @@ def speed_cases(config) -> list[SpeedCase]:
     return [SpeedCase(f"{m}-n{n}", m, n) for m in config.speed_models]
 
 
+def upstream_cases(config) -> list[SpeedCase]:
+    return [SpeedCase(f"{m}-n{config.upstream_cases}", m, config.upstream_cases)
+            for m in config.upstream_models] if _available() else []
+
+
 def all_shared_cases(config) -> list[dict]:
     return [{"id": "all-shared"}] if config.all_shared else []
 
@@ -255,13 +274,15 @@ def smoke(config: Config) -> Config:
     """The config's code paths at the least work (`--bench-budget smoke`): every model (shared
     files, zoo weights) on its first budget case with every value method and solver; one verifier
     count per model at every scalability solver (MILP included); the shortest synthetic length;
-    exact vs MILP on one case and method per model, in 3 rounds (the fewest with an interval when
-    timed); the all-shared solve as it is (one case, ~2 s)."""
+    exact vs MILP and exact vs upstream on one case and method per model, in 3 rounds (the fewest
+    with an interval when timed); the all-shared solve as it is (one case, ~2 s)."""
     ids = _case_ids(config)
     return replace(config, case_ids=tuple(ids[:1]), scal_counts=_smoke_count(config),
                    scal_reps=min(config.scal_reps, 1), lengths=(min(config.lengths),),
                    speed_cases=1, speed_methods=config.speed_methods[:1],
-                   rounds=min(config.rounds, 3))
+                   rounds=min(config.rounds, 3), upstream_cases=1,
+                   upstream_methods=config.upstream_methods[:1],
+                   goal_rounds=min(config.goal_rounds, 3))
 
 
 def needs(case, config) -> dict:

@@ -52,6 +52,13 @@ def case_budgets(model: str | data.ModelData, case_id: int, source: str = "share
     return np.asarray(case["budgets"], dtype=np.float64) * data.scale_factor(cases, m)
 
 
+def original_case(case_id: int) -> int:
+    """The original budget case an experiment case perturbs (13 originals x 10 perturbations):
+    the unit of independence of every test over cases."""
+    case = next(c for c in _experiment_cases() if c["case_id"] == case_id)
+    return int(case.get("original_case_id", case_id))
+
+
 @functools.cache
 def scalability_case(case_id: int) -> dict:
     return next(c for c in data.scalability_cases() if c["case_id"] == case_id)

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from ..core.report import new_figure, of_kind, records_frame, save_figure, write_table
+from . import study
 
 NOTE_70B = ("The llama2-70b score/norm files use LLaMA-65B shapes (80 blocks, 8192 hidden, no "
             "grouped-query attention), as in the seed's shared data.")
@@ -177,9 +178,12 @@ def report(records: list[dict], outdir) -> None:
                   "Shortfall of the order-fixed DPs against the exact optimum (objective gap):",
                   "", short.to_markdown(index=False, floatfmt=".4g"), "", *_loss_lines(short),
                   ""]
+    if len(solve) and "original_case" in solve:
+        lines += _studies(solve, outdir)
     figs = _scalability(_part(frame, "scalability"), _part(frame, "length"), outdir)
     if figs:
         lines += ["Scalability figures: " + ", ".join(figs), ""]
+    lines += _goals(_part(frame, "upstream"), _part(frame, "scalability"), outdir)
     speed = _part(frame, "speed")
     if len(speed):
         cols = ["case.model", "instances", "exact_ms_per_solve", "exact_s", "milp_s", "speedup",
@@ -203,6 +207,56 @@ def report(records: list[dict], outdir) -> None:
         lines += ["`benchlab layer-selection run` records (the seed's figures and summaries): "
                   + ", ".join(p.name for p in figs), ""]
     (outdir / "README.md").write_text("\n".join(lines))
+
+
+def _md(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".6g")
+
+
+def _studies(solve: pd.DataFrame, outdir: Path) -> list[str]:
+    """Issue 40: both problem definitions, the upstream shortfall split, the paired tests."""
+    defs = study.definitions_table(solve)
+    write_table(defs, outdir, "definitions")
+    split = study.shortfall_split(solve)
+    summary = study.split_summary(split) if len(split) else pd.DataFrame()
+    split_t = study.split_tests(split) if len(split) else pd.DataFrame()
+    method_t = study.method_tests(solve)
+    out = ["## Problem definitions, the upstream shortfall, value methods compared", "",
+           study.NOTES, "Tables: definitions (each definition's mean ratio, benefit over its own "
+           "best, rank), shortfall_split, split_tests, method_tests.", ""]
+    if len(summary):
+        write_table(summary, outdir, "shortfall_split")
+        out += ["Upstream's gap to the any-order optimum, split (means over instances, as "
+                "fractions of the exact optimum):", "", _md(summary), ""]
+    for name, table in (("split_tests", split_t), ("method_tests", method_t)):
+        if len(table):
+            write_table(table, outdir, name, floatfmt=".6g")
+    if len(split_t):
+        out += ["The bug against the order effect, per model (\"smaller\": the bug's part of "
+                "upstream's gap is smaller than the order effect's):", "", _md(split_t), ""]
+    return out + study.lines(defs, split_t, method_t, pd.DataFrame()) + [""]
+
+
+def _goals(up: pd.DataFrame, scal: pd.DataFrame, outdir: Path) -> list[str]:
+    """Issue 41: exact vs the upstream DP side by side, and the M = 96 solve-time goal."""
+    out = []
+    if len(up):
+        cols = ["case.model", "instances", "exact_ms_per_solve", "upstream_ms_per_solve",
+                "exact_vs_upstream", "exact_vs_upstream_lo", "exact_vs_upstream_hi",
+                "rounds_timed", "upstream_short"]
+        tab = up[[c for c in cols if c in up]].rename(columns={"case.model": "model"})
+        write_table(tab, outdir, "speed_upstream")
+        out += ["Exact DP vs the upstream DP it corrects, the same instances side by side "
+                "(exact_vs_upstream = median over rounds of exact / upstream time; upstream_short"
+                " = instances where upstream's optimum is below exact's):", "", _md(tab), ""]
+    goals = study.speed_goals(up, scal)
+    if len(goals):
+        write_table(goals, outdir, "goals", floatfmt=".6g")
+        out += ["Speed goals (a goal: no test; met when the whole 95% interval over rounds lies "
+                "below it):", "", _md(goals), "",
+                *study.lines(pd.DataFrame(columns=["model", "definition", "rank", "method"]),
+                             pd.DataFrame(), pd.DataFrame(), goals), ""]
+    return out
 
 
 # -- the seed's figures and text summaries ------------------------------------------------------

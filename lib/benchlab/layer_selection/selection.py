@@ -58,17 +58,21 @@ def interval_cost(C: np.ndarray, s: int, e: int) -> float:
     return float(C[e + 1] - C[s])
 
 
-def furthest_end(C: np.ndarray, budget: float) -> np.ndarray:
-    """q_max[p] for p in 0..L-1: the largest q with C[q] - C[p] <= budget (q = p: nothing fits)."""
+def furthest_end(C: np.ndarray, budget) -> np.ndarray:
+    """q_max[p] for p in 0..L-1: the largest q with C[q] - C[p] <= budget (q = p: nothing fits).
+    A 1-D array of budgets gives one row per budget."""
     L = C.size - 1
     p = np.arange(L)
+    budget = np.asarray(budget, dtype=np.float64)
+    budget = budget[:, None] if budget.ndim else budget
     q = np.searchsorted(C, C[:L] + budget, side="right") - 1
-    q = np.clip(q, p, L)
+    q = np.minimum(np.maximum(q, p), L)  # np.clip: the same, slower on small arrays
+    Cx = np.empty(L + 2)  # C and C[L + 1] = inf: layer L + 1 never fits (np.append: slower)
+    Cx[: L + 1], Cx[L + 1] = C, np.inf
     while True:  # rounding of C[p] + budget: step until C[q] - C[p] <= budget < C[q+1] - C[p]
-        over = (C[q] - C[:L] > budget) & (q > p)
-        nxt = np.minimum(q + 1, L)
-        under = (q < L) & (C[nxt] - C[:L] <= budget)
-        if not over.any() and not under.any():
+        over = C[q] - C[:L] > budget  # never at q = p: budget >= 0
+        under = Cx[q + 1] - C[:L] <= budget
+        if not (over.any() or under.any()):
             return q
         q = q - over + under
 

@@ -10,7 +10,8 @@ of equal budgets) has received: f(p, n) = best value on layers p.. with n_j veri
 already used. From (p, n) either layer p is skipped, or an interval [p, q-1] goes to a free
 verifier of level j (q <= qmax_j(p), the furthest end within u_j) and we move to (q, n + e_j).
 The inner max over q is a range maximum of h(q) = V[q] + f(q, n + e_j) (V = prefix sums of
-values), answered for all p at once by a sparse table, so each state costs O(L log L) numpy work.
+values), answered for all p at once by a sparse table, so each state costs O(L log L) numpy work,
+and all states with equally many verifiers used are filled by the same numpy calls (`fill`).
 States: prod_j (m_j + 1); with equal budgets (the scalability cases) it is M + 1. Levels that no
 interval can tell apart (no interval cost in (u_{j+1}, u_j]) are merged first, and levels below
 the cheapest layer dropped, which keeps the state small. Exact for any values (negative too), any
@@ -20,6 +21,9 @@ budgets; the state count, not L or M, is what grows (2^M for M pairwise differen
 "verifier k unused" transition added: a fast heuristic, optimal only for that fixed order.
 `upstream` keeps the upstream recurrence as published (no unused transition), to show its loss.
 """
+
+import functools
+import math
 
 import numpy as np
 
@@ -35,136 +39,209 @@ from .selection import (  # noqa: F401  (re-exported: check_selection, interval_
 )
 
 MAX_STATES = 2_000_000  # prod(m_j + 1) * (L + 1) floats held at once
+GATHER_CELLS = 2_000_000  # cells one gather of fill reads at most (a group in chunks)
 
 
-def sparse_table(h: np.ndarray, levels: int) -> np.ndarray:
-    """Row k holds max(h[i : i + 2^k]) for k < levels; out-of-range cells are -inf."""
-    n = h.size
-    table = np.full((max(1, levels), n), -np.inf)
-    table[0] = h
+def sparse_table(h: np.ndarray, levels: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows k < levels of max(h[..., i : i + 2^k]) along h's last axis (n cells), in an array
+    (..., levels + 1, n + 1) whose cells past the end, and whose spare last row, are -inf
+    (`out`, if given, must be -inf there: it is written in place)."""
+    n = h.shape[-1]
+    if out is None:
+        out = np.full((*h.shape[:-1], levels + 1, n + 1), -np.inf)
+    out[..., 0, :n] = h
     for k in range(1, levels):
         w = 1 << (k - 1)
-        table[k, : n - w] = np.maximum(table[k - 1, : n - w], table[k - 1, w:])
-    return table
+        np.maximum(out[..., k - 1, : n - w], out[..., k - 1, w:n], out=out[..., k, : n - w])
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def floor_log2(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For i in 0..n: floor(log2(i)) exactly, and 2 to that power; (0, 0) for i = 0."""
+    i = np.arange(n + 1)
+    k = np.maximum(np.frexp(i)[1] - 1, 0)
+    out = (k, np.where(i > 0, 1 << k, 0))
+    for x in out:
+        x.flags.writeable = False
+    return out
 
 
 class Windows:
-    """The query windows q in [p + 1, qmax[p]] for all p, precomputed for repeated range maxima."""
+    """The query windows q in [p + 1, qmax[p]] for all p (qmax (L,), or (J, L): one row per
+    budget) as two cells of h's sparse table (sparse_table: `levels` rows of width = L + 2 and a
+    spare row of -inf, flat), the larger of which is max(h[p+1 : qmax[p]+1]): cells (2, [J,] L).
+    An empty window reads the spare row."""
 
     def __init__(self, qmax: np.ndarray):
-        L = qmax.size
-        self.lo = np.arange(1, L + 1)
-        length = qmax - self.lo + 1
-        self.ok = length > 0
-        self.k = np.zeros(L, dtype=np.int64)
-        self.k[self.ok] = np.floor(np.log2(length[self.ok])).astype(np.int64)
-        self.right = np.where(self.ok, qmax - (1 << self.k) + 1, 0)
-        self.lo = np.where(self.ok, self.lo, 0)
-        self.levels = int(self.k.max()) + 1
+        L = qmax.shape[-1]
+        length = qmax - np.arange(L)  # >= 0: qmax[p] >= p
+        k, pow2 = floor_log2(L)
+        self.levels, self.width = int(k[length.max()]) + 1, L + 2
+        row = k * self.width
+        row[0] = self.levels * self.width  # the spare row
+        row = row[length]
+        self.cells = cells = np.empty((2, *qmax.shape), dtype=np.int64)
+        np.add(row, np.arange(1, L + 1), out=cells[0])
+        np.add(row, qmax + 1 - pow2[length], out=cells[1])
 
     def max(self, table: np.ndarray) -> np.ndarray:
-        """max(h[p+1 : qmax[p]+1]) per p from h's sparse table; -inf for empty windows."""
-        out = np.maximum(table[self.k, self.lo], table[self.k, self.right])
-        return np.where(self.ok, out, -np.inf)
+        """max(h[p+1 : qmax[p]+1]) per p (-inf for empty windows) from h's sparse table."""
+        return table.reshape(-1)[self.cells].max(axis=0)
 
 
 def budget_levels(C: np.ndarray, budgets: np.ndarray) -> list[tuple[float, list[int]]]:
     """Distinct usable budget levels, descending, with their verifiers; indistinguishable merged."""
+    return levels_and_ends(C, budgets)[0]
+
+
+def levels_and_ends(C: np.ndarray, budgets: np.ndarray) -> tuple[list, np.ndarray]:
+    """budget_levels and furthest_end of each level's budget (J, L)."""
     L = C.size - 1
-    order = sorted(range(budgets.size), key=lambda k: (-budgets[k], k))
-    levels: list[tuple[float, list[int]]] = []
-    for k in order:
-        if levels and levels[-1][0] == budgets[k]:
-            levels[-1][1].append(k)
-        else:
-            levels.append((float(budgets[k]), [k]))
-    p = np.arange(L)
-    cheapest = float(np.min(C[1:] - C[:L]))
-    levels = [lv for lv in levels if lv[0] >= cheapest]
-    merged: list[tuple[float, list[int]]] = []
-    for u, ks in reversed(levels):  # ascending budgets; merge into the smaller level below
-        if merged:
-            top = np.max(C[furthest_end(C, u)] - C[p])  # costliest interval that fits u
-            if top <= merged[-1][0]:
-                merged[-1] = (merged[-1][0], merged[-1][1] + ks)
-                continue
-        merged.append((u, ks))
-    return [(u, sorted(ks)) for u, ks in reversed(merged)]
+    us = np.array(sorted(set(budgets.tolist())))  # ascending (np.unique: the same, slower)
+    us = us[us >= np.min(C[1:] - C[:L])]  # levels below the cheapest layer take nothing
+    if not us.size:
+        return [], np.zeros((0, L), dtype=np.int64)
+    rows = furthest_end(C, us)  # one vectorized call for every level
+    top = [0.0, *np.max(C[rows[1:]] - C[:L], axis=1).tolist()]  # costliest fit of each level
+    level_of, merged = {}, []  # budget -> its level's budget; levels ascending
+    for i, (u, t) in enumerate(zip(us.tolist(), top, strict=True)):
+        if not (merged and t <= merged[-1][0]):  # else: merge u into the smaller level below
+            merged.append((u, i))
+        level_of[u] = merged[-1][0]
+    ks: dict[float, list[int]] = {u: [] for u, _ in merged}
+    for k, b in enumerate(budgets.tolist()):
+        if b in level_of:
+            ks[level_of[b]].append(k)
+    merged.reverse()
+    return [(u, ks[u]) for u, _ in merged], rows[[i for _, i in merged]]
 
 
-def greedy_cover(costs: np.ndarray, qmax: np.ndarray) -> list[tuple[int, int]]:
+def greedy_cover(costs: np.ndarray, qmax: np.ndarray, limit: int) -> list[tuple[int, int]] | None:
     """Fewest intervals covering every layer that fits alone (left to right, each as long as
-    qmax allows: the classic greedy cover). With values >= 0 and at least this many verifiers of
-    the largest budget, taking all of them is optimal: every layer any verifier could take is."""
-    out, p, L = [], 0, costs.size
-    while p < L:
-        if qmax[p] <= p:  # layer p alone exceeds the budget
+    qmax allows: the classic greedy cover), or None when that takes more than `limit`. With
+    values >= 0 and at least this many verifiers of the largest budget, taking all of them is
+    optimal: every layer any verifier could take is."""
+    out, p = [], 0
+    while p < costs.size:
+        q = int(qmax[p])
+        if q == p:  # layer p alone exceeds the budget
             p += 1
             continue
-        out.append((p, int(qmax[p]) - 1))
-        p = int(qmax[p])
+        if len(out) == limit:
+            return None
+        out.append((p, q - 1))
+        p = q
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def lattice(caps: tuple) -> tuple:
+    """The DP's states (n_j verifiers of level j used, n_j <= caps[j]) numbered so that states of
+    equal total used are contiguous, most used first: (succ (S, J): the state after one more of
+    level j, S when level j is full; succ as tuples; groups [(a, b)] of rows; start: none used)."""
+    cap = np.array(caps, dtype=np.int64)
+    strides = np.cumprod(np.concatenate([[1], cap[:-1] + 1]))
+    S = int(np.prod(cap + 1))
+    counts = (np.arange(S)[:, None] // strides) % (cap + 1)
+    used = counts.sum(axis=1)
+    order = np.argsort(-used, kind="stable")  # new number -> mixed-radix number
+    new = np.empty(S + 1, dtype=np.int64)
+    new[order], new[S] = np.arange(S), S
+    succ = np.where(counts < cap, np.arange(S)[:, None] + strides, S)
+    cuts = np.flatnonzero(np.diff(used[order])) + 1
+    groups = list(zip([0, *cuts.tolist()], [*cuts.tolist(), S], strict=True))
+    succ = new[succ[order]]
+    succ.flags.writeable = False
+    return succ, tuple(map(tuple, succ.tolist())), tuple(groups), int(new[0])
 
 
 def solve_exact(costs, values, budgets) -> Selection:
     costs, values, budgets = check_inputs(costs, values, budgets)
     C, V = prefix(costs), prefix(values)
     L, M = costs.size, budgets.size
-    levels = budget_levels(C, budgets)
-    caps = [min(len(ks), L) for _, ks in levels]
-    strides = np.cumprod([1] + [m + 1 for m in caps])
-    S = int(strides[-1])
-    qmax = [furthest_end(C, u) for u, _ in levels]
-    if levels and values.min() >= 0:  # enough big verifiers to cover every coverable layer?
-        cover = greedy_cover(costs, qmax[0])
-        if len(cover) <= len(levels[0][1]):
+    levels, qmax = levels_and_ends(C, budgets)  # qmax (J, L): furthest end per level
+    if not levels:  # no verifier can take any layer
+        return Selection(0.0, (None,) * M, "exact")
+    if values.min() >= 0:  # enough big verifiers to cover every coverable layer?
+        cover = greedy_cover(costs, qmax[0], len(levels[0][1]))
+        if cover is not None:
             intervals = [None] * M
             for k, iv in zip(levels[0][1], cover, strict=False):
                 intervals[k] = iv
             return Selection(total_value(values, intervals), tuple(intervals), "exact")
+    caps = tuple(min(len(ks), L) for _, ks in levels)
+    S = math.prod(m + 1 for m in caps)
     if S * (L + 1) > MAX_STATES:
         raise BenchlabError(f"solve: budgets: {S} DP states for {len(levels)} distinct budget "
                             "levels; use method='milp'")
-    wins = [Windows(q) for q in qmax]
-    depth = max((w.levels for w in wins), default=1)
-    f = np.zeros((S, L + 1))
-    tables: dict[int, np.ndarray] = {}
-    counts = np.zeros((S, len(levels)), dtype=int)
-    for j, m in enumerate(caps):
-        counts[:, j] = (np.arange(S) // strides[j]) % (m + 1)
-    for idx in range(S - 1, -1, -1):  # successors idx + stride_j are done before idx
-        T = np.full(L, -np.inf)
-        for j in range(len(levels)):
-            if counts[idx, j] < caps[j]:
-                nxt = idx + int(strides[j])
-                T = np.maximum(T, wins[j].max(tables[nxt]) - V[:L])
-        f[idx] = np.maximum.accumulate(np.append(T, 0.0)[::-1])[::-1]
-        if idx > 0:
-            tables[idx] = sparse_table(V + f[idx], depth)
+    f = fill(V, qmax, caps, rising=bool(values.min() >= 0))
+    _, succ, _, idx = lattice(caps)
     # walk forward from (p=0, nothing used), repeating the exact float ops of the fill
     chosen: dict[int, list[tuple[int, int]]] = {j: [] for j in range(len(levels))}
-    p, idx = 0, 0
+    p = 0
     while p < L:
-        if f[idx, p] == f[idx, p + 1]:
-            p += 1
-            continue
+        moves = np.flatnonzero(f[idx, p:L] != f[idx, p + 1:])  # f[p] > f[p+1]: p starts one
+        if moves.size == 0:
+            break
+        p += int(moves[0])
         best_val, best = -np.inf, None
-        for j in range(len(levels)):
-            if counts[idx, j] < caps[j] and qmax[j][p] >= p + 1:
-                nxt = idx + int(strides[j])
-                seg = (V + f[nxt])[p + 1: qmax[j][p] + 1]
+        for j, q in enumerate(qmax[:, p].tolist()):
+            if succ[idx][j] < S and q > p:
+                seg = V[p + 1: q + 1] + f[succ[idx][j], p + 1: q + 1]
                 k = int(np.argmax(seg))
                 if seg[k] - V[p] > best_val:
                     best_val, best = seg[k] - V[p], (j, p + 1 + k)
         j, q = best
         chosen[j].append((p, q - 1))
-        idx += int(strides[j])
+        idx = succ[idx][j]
         p = q
     intervals: list = [None] * M
     for j, (_, ks) in enumerate(levels):
         for k, iv in zip(ks, chosen[j], strict=False):
             intervals[k] = iv
     return Selection(total_value(values, intervals), tuple(intervals), "exact")
+
+
+def fill(V: np.ndarray, qmax: np.ndarray, caps: tuple, rising: bool = False) -> np.ndarray:
+    """f[s, p] for every state s of lattice(caps) and p in 0..L: the best value on layers p..
+    with the verifiers s has used gone. From (p, s) either layer p is skipped or an interval
+    [p, q-1] goes to a free verifier of level j: f = suffix max over p of
+    max_j max_{p < q <= qmax_j[p]} (V[q] + f[succ_j(s), q]) - V[p].
+
+    A group of states (equal total used) depends only on the group above it, so each group is
+    filled by one set of numpy calls: the window maxima of all its (state, level) pairs are one
+    gather (Windows.cells) from the sparse tables of h = V + f of the states above, held flat,
+    one table a state; a full level reads state S's table, all -inf. Every float op is the one
+    the per-state recurrence does (max is exact; max_j(a_j) - v = max_j(a_j - v) because
+    rounding is monotone), so f is bit-identical to it. `rising` (values >= 0: V is
+    nondecreasing, in floats too) reads the all-used state's windows (h = V + 0) as V at their
+    right ends, without its table: the same number."""
+    succ, _, groups, _ = lattice(caps)
+    S, L = succ.shape[0], V.size - 1
+    win = Windows(qmax)
+    depth = win.levels
+    f = np.zeros((S, L + 1))
+    gain = np.zeros((S, L + 1))  # last column stays 0: "skip every remaining layer"
+    tables = np.full((S + 1, depth + 1, L + 2), -np.inf)  # + the spare row
+    flat = tables.reshape(-1)
+    offsets = (succ * tables[0].size)[:, None, :, None]  # (S, 1, J, 1) + cells (2, J, L)
+    chunk = max(1, GATHER_CELLS // win.cells.size)  # rows a gather holds at once
+    for a, b in groups:
+        for c in range(a, b, chunk) if a > 0 else ():  # group 0 (all used): f = 0
+            d = min(b, c + chunk)
+            if rising and a == groups[0][1]:  # every successor is the all-used state
+                ends = np.where(qmax > np.arange(L), V[qmax], -np.inf)  # (J, L)
+                best = np.where((succ[c:d] < S)[:, :, None], ends, -np.inf).max(axis=1)
+            else:
+                best = np.take(flat, offsets[c:d] + win.cells).max(axis=(1, 2))  # (rows, L)
+            np.subtract(best, V[:L], out=gain[c:d, :L])
+            np.maximum.accumulate(gain[c:d, ::-1], axis=1, out=f[c:d, ::-1])
+        if b == S:  # the start state: nothing reads its table
+            break
+        if not (rising and a == 0):
+            sparse_table(V + f[a:b], depth, out=tables[a:b])
+    return f
 
 
 def solve_ordered(costs, values, budgets, *, unused: bool = True) -> Selection:
