@@ -11,6 +11,9 @@ test_exposer   exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token 
 test_predictor_quality   predictor recall / precision on held-out rows
 test_patterns  exp-ablation-attn-patterns (Fig 9): exposer / predictor / Longformer / BigBird masks
 test_mlp_grain exp-ablation-mlp-grain: MLP density by block size / threshold, neurons reordered
+test_doc_attn  block-sparse attention with the trained tiny model's masks vs per-document SDPA
+               (the reference), causal SDPA and SDPA with the document mask, L=1024 and 2048;
+               break-even in-document density against per-document with its 95% interval
 What each case measures is benchlab.long_exposure.measure's KINDS (through core.session.Run).
 Implementations of one case are timed side by side (core.timing.interleave) and their speedups are
 medians of paired rounds (core.stats.paired_ratio); pytest-benchmark times the Long Exposure
@@ -55,4 +58,9 @@ def test_mlp_grain(case, measure):
 
 @pytest.mark.cases("predictor_quality")
 def test_predictor_quality(case, measure):
+    measure(case)
+
+
+@pytest.mark.cases("doc_attn")
+def test_doc_attn(case, measure):
     measure(case)

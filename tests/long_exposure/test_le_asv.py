@@ -24,6 +24,7 @@ def test_tracks_read_the_record_of_the_bench_case():
         rec = results.setup_cache()
         assert rec["case"] == "end2end[opttiny-lora-L128]" and rec["kind"] == "end2end"
         assert results.track_speedup_sdpa(rec) == rec["metrics"]["speedup_sdpa"]
+        assert results.track_speedup_per_document(rec) == rec["metrics"]["speedup_sdpa_docs"]
         assert 0 < results.track_density_attn(rec) == rec["metrics"]["density_attn"] <= 1
         step = type("Step", (asv.LoraStepSuite,), {"config": config})()
         step.setup("le")

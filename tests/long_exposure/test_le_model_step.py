@@ -14,7 +14,11 @@ from benchlab.long_exposure.documents import Docs
 
 
 def test_model_step_cases_per_scale():
-    assert model_step_cases(CONFIGS["tiny"]) == []
+    """tiny: the trained opt-tiny's exposer masks at L = 1024 and 2048 (no random-init model)."""
+    tiny = model_step_cases(CONFIGS["tiny"])
+    assert [(c.model, c.init, c.masks, c.seq_len) for c in tiny] == [
+        ("opt-tiny", "trained", "exposed", 1024), ("opt-tiny", "trained", "exposed", 2048)]
+    assert CONFIGS["tiny"].step_rounds >= 10 and CONFIGS["small"].step_rounds >= 10
     cases = model_step_cases(CONFIGS["small"])
     assert [c.masks for c in cases] == ["exposed", "synthetic"]
     assert all(c.model == "opt-125m-shape" and c.seq_len == 1024 for c in cases)
@@ -79,43 +83,49 @@ def test_break_even_crossing_interpolates_and_feeds_the_dispatcher():
     assert seen == [64] * m.config.num_hidden_layers and stats.dense_runs == len(seen)
 
 
-def _step_result(**extra):
-    r = {"model": "opt-125m-shape", "init": "trained", "seq_len": 1024, "masks": "exposed",
-         "threads": 1, "rounds": 10, "keeps_everything": False, "density_attn": 0.153,
-         "density_doc": 0.165, "density_mlp": 1.0, "t_le": 0.55, "t_sdpa": 0.031,
-         "t_sdpa_docs": 0.062, "t_eager": 0.036, "t_le_dispatch": 0.042, "break_even_attn": 0.0,
-         "break_even_mlp": 0.0, "dispatch_speedup_sdpa": 0.75, "memory_ratio": 0.94,
-         "memory_ratio_sdpa_docs": 1.0, "memory_ratio_eager": 0.58}
-    for k, (v, lo, hi) in {"sdpa": (0.06, 0.057, 0.063), "sdpa_docs": (1.2, 1.1, 1.3),
-                           "eager": (1.0, 0.9, 1.1)}.items():
-        r.update({f"speedup_{k}": v, f"speedup_{k}_ci": [lo, hi], f"speedup_{k}_p": 1e-3})
+def _step_result(rounds=10, **extra):
+    """A model-step result whose round times make LE clearly faster than sdpa_doc_mask, clearly
+    slower than per_document and level with eager."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    le = 1.0 + 0.01 * rng.standard_normal(rounds)
+    times = {"le": le, "le_dispatch": le * 1.001,
+             "sdpa": le * 2.0 * (1 + 0.01 * rng.standard_normal(rounds)),
+             "sdpa_docs": le * 0.5 * (1 + 0.01 * rng.standard_normal(rounds)),
+             "sdpa_causal": le * (1 + 0.3 * rng.standard_normal(rounds)),
+             "eager": le * (1 + 0.3 * rng.standard_normal(rounds))}
+    r = {"model": "opt-tiny", "init": "trained", "seq_len": 1024, "masks": "exposed",
+         "threads": 1, "rounds": rounds, "keeps_everything": False, "density_attn": 0.153,
+         "density_doc": 0.165, "density_mlp": 1.0, "break_even_attn": 0.0,
+         "break_even_mlp": 0.0, "memory_ratio": 0.94, "memory_ratio_sdpa_docs": 1.0,
+         "memory_ratio_eager": 0.58, "times": {k: list(v) for k, v in times.items()}}
     return {**r, **extra}
 
 
-def test_model_step_md_reads_each_claim_from_its_interval_and_names_the_device():
-    from benchlab.long_exposure.model_step import model_step_md
+def test_model_step_md_reads_each_verdict_from_its_rounds_and_names_the_device():
+    from benchlab.core.stats import check_verdict
+    from benchlab.long_exposure.model_step import model_step_md, verdicts
 
-    md = model_step_md(_step_result())
-    assert "shared 2-core machine" in md and "FlexAttention" not in md
-    assert "LE vs sdpa: 0.06x" in md
-    assert "LE slower (interval below 1) (goal >= 1.5x: not met)" in md
-    assert "LE vs sdpa_docs: 1.20x" in md and "a gain, shown" in md
-    assert "LE vs eager: 1.00x" in md and "not shown at this scale" in md
-    flex = {"flex_speedup_sdpa": 1.6, "flex_speedup_sdpa_ci": [1.52, 1.7],
-            "flex_speedup_sdpa_p": 1e-4, "flex_speedup_sdpa_docs": 0.29,
-            "flex_speedup_sdpa_docs_ci": [0.25, 0.36], "flex_speedup_sdpa_docs_p": 1e-3}
-    md = model_step_md(_step_result(device="cuda", machine={"gpu": "NVIDIA H200"}, **flex))
+    r = _step_result()
+    table = verdicts(r)
+    assert list(table["baseline"][:2]) == ["per_document", "per_document"]  # strongest first
+    got = {(row.contender, row.baseline): row.verdict for row in table.itertuples()}
+    assert got[("le", "per_document")] == "slower" and got[("le", "sdpa_doc_mask")] == "faster"
+    assert all(check_verdict(row) is None for row in table.to_dict("records"))
+    md = model_step_md(r)
+    assert "shared 2-core machine" in md and "| le          | per_document" in md
+    few = verdicts(_step_result(rounds=4))
+    assert set(few["verdict"]) == {"not shown"}  # under 5 rounds nothing is claimed
+    md = model_step_md(_step_result(device="cuda", machine={"gpu": "NVIDIA H200"}))
     assert "Measured on cuda (NVIDIA H200)." in md and "shared 2-core" not in md
-    assert ("- LE through FlexAttention vs sdpa: 1.60x, 95% bootstrap interval of the median "
-            "per-round ratio [1.52, 1.70]") in md and "(goal >= 1.5x: met)" in md
-    assert "LE through FlexAttention slower (interval below 1)" in md  # vs sdpa_docs
 
 
 def test_flex_trainer_only_on_cuda():
     """FlexAttention has no backward on CPU: the CPU model step times no le_flex trainer."""
     cfg = CONFIGS["tiny"]
     ts = wl.model_step_trainers(cfg, "opt-tiny", 64, "synthetic", 0.5, "random")
-    assert set(ts) == {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"}
+    assert set(ts) == {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal", "eager"}
 
 
 def test_flex_speedups_are_paired_ratios_of_the_flex_rounds():
@@ -124,13 +134,13 @@ def test_flex_speedups_are_paired_ratios_of_the_flex_rounds():
     from benchlab.long_exposure.measure import flex_speedups
 
     times = {"sdpa": [1.0, 2.0, 3.0], "sdpa_docs": [2.0, 2.0, 2.0], "eager": [3.0, 1.0, 2.0],
-             "le": [9.0, 9.0, 9.0]}
+             "sdpa_causal": [1.0, 1.0, 1.0], "le": [9.0, 9.0, 9.0]}
     assert flex_speedups(times) == {}  # CPU: no FlexAttention trainer
     times["le_flex"] = [0.5, 4.0, 1.0]
     out = flex_speedups(times)
     assert set(out) == {"flex_speedup_sdpa", "flex_speedup_sdpa_docs", "flex_speedup_eager",
-                        "t_le_flex"}
-    for k in ("sdpa", "sdpa_docs", "eager"):
+                        "flex_speedup_sdpa_causal", "t_le_flex"}
+    for k in ("sdpa", "sdpa_docs", "eager", "sdpa_causal"):
         assert out[f"flex_speedup_{k}"] == np.median(np.divide(times[k], times["le_flex"]))
     assert out["t_le_flex"] == 1.0
 
@@ -159,6 +169,7 @@ def test_model_step_cli_records_through_run_and_two_stores_compare(tmp_path, mon
     assert rec["case"] == "model_step[opttiny-trained-synthetic0.5-L64]"
     assert rec["kind"] == "model_step" and rec["scale"] == "tiny" and rec["code_version"]
     assert rec["config"]["case"]["density"] == 0.5 and rec["run"]["threads"] == 1
-    assert {"memory_ratio", "density_attn", "layer_density_mlp", "t_le"} <= set(rec["metrics"])
+    assert {"memory_ratio", "density_attn", "layer_density_mlp", "t_le",
+            "t_rounds_sdpa_docs", "t_rounds_sdpa_causal"} <= set(rec["metrics"])
     rows, compared = compare(a, b)
     assert compared > 0 and not [r for r in rows if r.status in ("moved", "config")]

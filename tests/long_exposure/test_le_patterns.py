@@ -156,4 +156,6 @@ def test_the_report_plots_the_patterns(patterns_metrics, tmp_path):
                           "case.seq_len": case.seq_len, "case.mass": case.mass, **m}])
     path = patterns(rows, tmp_path)
     assert path.name == "exp-ablation-attn-patterns.png" and path.stat().st_size > 0
-    assert patterns(rows.iloc[:0], tmp_path / "empty").exists()
+    absent = patterns(rows.iloc[:0], tmp_path / "empty")  # no records: no placeholder image
+    assert absent.name == "exp-ablation-attn-patterns" and absent.why
+    assert not (tmp_path / "empty").exists()

@@ -4,7 +4,7 @@ and skipping the sparsity a whole sequence hides ("shadowy sparsity").
     pytest bench/test_long_exposure.py bench/test_long_exposure_ops.py --bench-scale tiny
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --seq-len 512 \
         --steps 20 --out runs/lora-le
-    benchlab long-exposure attn-study --seq-len 1024 --out reports/long_exposure
+    benchlab long-exposure attn-study --seq-len 2048 --out reports/long_exposure
 
 Modules: e2e (seeded E2E-style records), peft_methods (full, LoRA, adapter, BitFit, peft prefix
 tuning; eager/SDPA), finetune (packed training loop, memory, checkpoints, bf16 autocast; data
@@ -12,7 +12,9 @@ parallel through core.ddp), accuracy (Table IV through lm_eval), documents (the 
 packed rows, from the end-of-text token), patch (OPT layers document-masked in every mode, through
 the block-sparse operators with predicted masks in LE mode), flex (FlexAttention BlockMasks),
 breakeven (in-run break-even densities), mlp_grain (MLP density by block size, neuron
-reordering), attn_study (attention implementations side by side), workload (what the end-to-end
+reordering), attn_study (doc_attn: block-sparse attention with the trained model's masks
+against per-document SDPA, the exact dense reference; break-even in-document density),
+report_timing (verdict tables with a `baseline` column), workload (what the end-to-end
 benchmarks run), measure (`measure_<kind>(case, config, timer)`: what each case kind measures,
 for the bench modules, CLI and asv), cli, report (every figure of the artifact by name); ops_attn /
 ops_mlp / exposer / predictors / opcases (the operators, sparsity measurement, predictors and the
@@ -29,7 +31,8 @@ identity and `requires` skips a case whose weights are absent. `smoke(config)` i
         --bench-budget smoke --bench-models /tmp/paper-models --bench-threads 1
 
 Records of this experiment come from two bench modules; `report` tells them apart by the
-record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality).
+record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality,
+doc_attn).
 """
 
 from dataclasses import dataclass
@@ -57,6 +60,11 @@ METRICS = {
     "threads": 0, "tokens": 0, "layers": 0, "recall_target": 0, "keeps_everything": 0,
     "init": 0, "masks": 0,  # model_step: the base model's init and where the masks came from
     "documents_per_row": 1e-9, "break_even_*": None,
+    # doc_attn (attn_study.py): the row's documents, the layer and shape the masks came from,
+    # the swept densities that fit inside the documents; rounds and the float64 check are not
+    # results
+    "documents": 0, "layer": 0, "heads": 0, "head_dim": 0, "grid_ran": 0, "rounds": None,
+    "max_abs_error": None,
     "*_activations": 0, "*_weights": 0, "*_grads_optimizer": 0, "*_total": 0,
     "memory_ratio*": 1e-9, "activation_ratio*": 1e-9, "*_cuda_peak": None,
     # LE with predicted masks saves what its masks keep: the attention predictors train on the
@@ -164,7 +172,8 @@ class Config:
     seq_lens: tuple[int, ...]  # end-to-end sequence lengths L (packed rows, no padding)
     methods: tuple[str, ...]  # PEFT methods of exp-overall-end2end / memory
     batch_size: int  # packed rows per step
-    rounds: int  # timed rounds per measurement (each a full training step)
+    rounds: int  # timed rounds per step measurement; a timed claim needs >= 10 (tiny's 3:
+    # its <kind>_timing tables say "not shown", keeping tiny CI short)
     warmup: int
     memory_models: tuple[tuple[str, str], ...]  # (artifact figure suffix, zoo model): one
     # panel each, distinct models (a scale with one OPT model has one panel)
@@ -188,9 +197,9 @@ class Config:
     # test_model_step: LoRA step of one model, LE (exposer / synthetic-density masks) vs dense
     step_model: str | None = None  # None: no such case at this scale
     step_init: str = "trained"  # trained | random (zoo.build: random init, said in the record)
-    step_seq_len: int = 1024
+    step_seq_lens: tuple[int, ...] = (1024,)
     step_densities: tuple[float, ...] = ()  # "synthetic density" cases (attention and MLP)
-    step_rounds: int = 3  # also the rounds of the in-run break-even measurement (breakeven.py)
+    step_rounds: int = 10  # also the rounds of the in-run break-even measurement (breakeven.py)
 
 
 CONFIGS = {
@@ -202,9 +211,9 @@ CONFIGS = {
                    ablation_seq_lens=(512, 1024), curve_steps=12, curve_seq_len=256,
                    curves=CURVES_DENSE_MLP, lr=1e-3,
                    n_records=1500, predictor_rows=8, ops=OpsConfig(),
-                   threads=1),
+                   threads=1, step_model="opt-tiny", step_seq_lens=(1024, 2048)),
     "small": Config(model="opt-125m-shape", seq_lens=(512, 1024), methods=("full", "lora",
-                    "adapter", "bitfit"), batch_size=1, rounds=5, warmup=1,
+                    "adapter", "bitfit"), batch_size=1, rounds=10, warmup=1,
                     memory_models=(("opt-350m", "opt-tiny"), ("opt-1.3b", "opt-125m-shape")),
                     memory_seq_lens=(128, 256, 512, 1024, 2048),
                     scale_models=("opt-tiny", "opt-125m-shape"),
@@ -315,15 +324,16 @@ def gpt2_cases(config) -> list[Case]:
 
 
 def model_step_cases(config) -> list[Case]:
-    """LoRA step of `step_model` at `step_seq_len`, LE vs dense SDPA and eager: masks from the
-    exposer on the batch, and random masks at each "synthetic density"."""
+    """LoRA step of `step_model` at each of `step_seq_lens`, LE vs per-document SDPA, causal
+    SDPA, SDPA with the document mask and eager: masks from the exposer on the batch (the
+    trained model's at tiny and small), and random masks at each "synthetic density"."""
     if config.step_model is None:
         return []
-    m, L, init = config.step_model, config.step_seq_len, config.step_init
-    out = [Case(f"{_short(m)}-{init}-exposed-L{L}", "model_step", m, L, masks="exposed",
-                init=init)]
-    return out + [Case(f"{_short(m)}-{init}-synthetic{d:g}-L{L}", "model_step", m, L,
-                       masks="synthetic", density=d, init=init) for d in config.step_densities]
+    m, init = config.step_model, config.step_init
+    return [c for L in config.step_seq_lens for c in (
+        Case(f"{_short(m)}-{init}-exposed-L{L}", "model_step", m, L, masks="exposed", init=init),
+        *(Case(f"{_short(m)}-{init}-synthetic{d:g}-L{L}", "model_step", m, L, masks="synthetic",
+               density=d, init=init) for d in config.step_densities))]
 
 
 # -- the smoke budget ---------------------------------------------------------------------------
@@ -354,12 +364,13 @@ def smoke(config: Config) -> Config:
     ops = replace(o, sparsities=(0.5,), attn_sparsities=(0.5,), mlp_tokens=L, attn_seq_len=L,
                   rounds=1, warmup=0, seq_len=L, expose_batch=1,
                   predictor_mlp_blocks=o.predictor_mlp_blocks[:1], train_rows=2, test_rows=1,
-                  predictor_steps=2, grain_time_rounds=min(o.grain_time_rounds, 1))
+                  predictor_steps=2, grain_time_rounds=min(o.grain_time_rounds, 1),
+                  doc_seq_lens=(L,), doc_grid=o.doc_grid[:1], doc_rounds=1)
     return replace(config, seq_lens=(L,), methods=("lora",), dense_methods=(), batch_size=1,
                    rounds=1, warmup=0, memory_seq_lens=(L,), scale_seq_len=L,
                    ablation_seq_lens=(L,), curve_steps=1, curve_seq_len=L,
                    curves=_smoke_curve(config.curves), n_records=min(config.n_records, 60),
-                   predictor_rows=2, ops=ops, step_seq_len=L,
+                   predictor_rows=2, ops=ops, step_seq_lens=(L,),
                    step_densities=config.step_densities[:1], step_rounds=1)
 
 

@@ -1,135 +1,142 @@
-"""Attention on packed rows, side by side: every exact dense way to keep queries inside their
-documents, Long Exposure's operator and FlexAttention, at the 125m shape (12 heads of 64).
+"""Attention on packed rows with the masks of a trained model: Long Exposure's block-sparse
+operator against per-document dense attention, the exact dense reference (case kind doc_attn).
 
-    benchlab long-exposure attn-study --seq-len 1024 --rounds 7 --out reports/long_exposure
+    pytest bench/test_long_exposure_ops.py -k doc_attn --bench-scale tiny
+    benchlab long-exposure attn-study --seq-len 2048 --rounds 10 --out reports/long_exposure
 
-One packed row of E2E-style records (zoo BPE, the experiment's records) gives the documents.
-Implementations (forward + backward of q, k, v unless "fwd"), all equal to the masked dense
-reference (checked first, float32, max abs error recorded):
-    sdpa          SDPA with the (1, 1, L, L) document mask        the baseline
-    sdpa_docs     causal SDPA per document slice                  exact dense per-document work
-    eager         masked softmax
-    sdpa_causal   causal SDPA over the whole row (leaks across documents; cost reference only)
-    sparse@k      block-sparse operator, document blocks AND a random k of them kept (k=1.0:
-                  the document structure alone)
-    flex@k (fwd)  compiled FlexAttention under the same BlockMask, forward only (torch has no
-                  FlexAttention backward on CPU); compiled once before the timed rounds; its
-                  BlockMask skips whole tiles of --flex-block tokens (default: the CPU tile, 32)
-Speedups are paired per round against sdpa (and fwd against sdpa fwd): median ratio, a 95%
-bootstrap interval of the median and a paired t-test p-value (core.stats). Rounds are rotated
-(core.timing.interleave), one thread.
+One packed row of the experiment's E2E-style records (workload.batch: the model step's row) goes
+through the trained zoo model (config.ops.model, opt-tiny at tiny); its documents and one layer's
+attention probabilities (exposer: document-masked, float32) give every mask:
+    le_exposed   the exposer's block keep of that layer at config.ops.mass (what LE runs)
+    le_at_<d>    per head, the diagonal blocks and then the blocks of most pooled attention mass
+                 inside the documents, up to in-document density d (kept / causal blocks) for d
+                 in config.ops.doc_grid (0.03-0.2) up to the documents' own density
+Dense baselines, all exact and inside documents but one (forward + backward of q, k, v):
+    per_document   causal SDPA on each document slice: the reference baseline (exact dense work)
+    sdpa_causal    causal SDPA over the whole row (crosses documents: a cost reference only)
+    sdpa_doc_mask  SDPA with the (1, 1, L, L) document mask (the weaker exact baseline)
+Timing shape: the model's own heads (the masks are per head) of config.ops.head_dim, random
+q, k, v (the kernels' cost does not depend on the values); one thread, config.ops.doc_rounds
+rotated rounds (core.timing.interleave). Every implementation is checked against the float64
+masked dense reference first (max abs error recorded).
+
+Metrics: t_rounds_<impl> (seconds per round), t_<impl> (medians), density_<impl> (kept /
+causal blocks), density_doc, documents, layer, heads, head_dim, max_abs_error, and the
+break-even in-document density against per_document with its 95% bootstrap interval over rounds
+(breakeven.crossing_interval): break_even_per_document, break_even_ci_lo, break_even_ci_hi
+(0.0: LE slower at every swept density; 1.0: faster at every one).
 """
 
-import json
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..core.stats import paired_ratio, paired_ratio_ci, paired_ttest
-from ..core.timing import forward_backward, interleave
-from . import documents as D
+from ..core.timing import forward_backward
 from . import ops_attn as A
 
-KEEPS = (1.0, 0.5, 0.25)
+BASELINES = {"per_document": "sdpa_docs", "sdpa_causal": "sdpa_causal",
+             "sdpa_doc_mask": "sdpa"}  # table name -> ops_attn.document_attention impl
 
 
-def packed_docs(seq_len: int, model: str = "opt-tiny", n_records: int = 1500, seed: int = 0):
-    """Document ids (1, L) of the first packed row of the experiment's records."""
-    from . import finetune as ft
+@dataclass(frozen=True)
+class DocAttnCase:
+    id: str
+    kind: str  # doc_attn
+    model: str  # trained zoo model: documents, attention, masks
+    seq_len: int
+    head_dim: int
+    mass: float  # exposer mass of le_exposed
+    grid: tuple[float, ...]  # in-document densities of the sweep
+    rounds: int
+
+
+def doc_attn_cases(config) -> list[DocAttnCase]:
+    o = config.ops
+    short = o.model.replace("-", "").replace(".", "")
+    return [DocAttnCase(f"{short}-L{L}", "doc_attn", o.model, L, o.head_dim, o.mass,
+                        o.doc_grid, o.doc_rounds) for L in o.doc_seq_lens]
+
+
+def density_name(d: float) -> str:
+    return f"le_at_{d:g}"
+
+
+def top_blocks(scores: torch.Tensor, allowed: torch.Tensor, density: float) -> torch.Tensor:
+    """(B, H, nb, nb) bool: per (row, head) the diagonal blocks, then the allowed blocks of
+    largest `scores` until `density` of the causal blocks are kept (never beyond `allowed`)."""
+    B, H, nb, _ = scores.shape
+    eye = torch.eye(nb, dtype=torch.bool)
+    want = max(nb, round(density * nb * (nb + 1) / 2))
+    s = scores.masked_fill(~allowed[:, None], -1.0).masked_fill(eye, 2.0).reshape(B, H, -1)
+    order = s.argsort(-1, descending=True).argsort(-1)
+    keep = (order < want) & (s >= 0)
+    return keep.view(B, H, nb, nb)
+
+
+def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict:
+    """The documents and masks of one packed row `ids` (1, L) on the trained model (module
+    docstring): {"docs", "layer", "heads", "le_exposed", "le_at_<d>": (1, H, nb, nb) bool}."""
+    from . import exposer as ex
     from . import workload as wl
 
-    row = wl.rows(model, n_records, seq_len, seed)[:1]
-    return D.Docs(row, ft.eos_id(ft.tokenizer_for(model)))
-
-
-def _keep(docs, H, frac, gen):
-    """Document blocks with a random `frac` of the off-diagonal ones kept (diagonal always)."""
-    blocks = docs.blocks(A.BLOCK)[:, None].expand(-1, H, -1, -1)
-    nb = blocks.shape[-1]
-    r = torch.rand(blocks.shape, generator=gen) < frac
-    return blocks & (r | torch.eye(nb, dtype=torch.bool))
-
-
-def _paired(ts, base, name):
-    lo, hi = paired_ratio_ci(ts[base], ts[name])
-    p = paired_ttest(ts[base], ts[name])[1] if len(ts[base]) > 1 else float("nan")
-    return {"speedup": paired_ratio(ts[base], ts[name]), "ci_low": lo, "ci_high": hi, "p": p}
-
-
-def run(seq_len: int = 1024, heads: int = 12, head_dim: int = 64, rounds: int = 7,
-        keeps=KEEPS, flex: bool = True, seed: int = 0, flex_block: int | None = None) -> dict:
-    from . import flex as FX
-
-    docs = packed_docs(seq_len)
-    gen = torch.Generator().manual_seed(seed)
-    shape = (1, heads, seq_len, head_dim)
-    q, k, v = (torch.randn(shape, generator=gen).requires_grad_(True) for _ in range(3))
-    go = torch.randn(shape, generator=gen)
-    masks = {f"sparse@{f:g}": _keep(docs, heads, f, gen) for f in keeps}
-    fns = {name: (lambda n=name: A.document_attention(q, k, v, docs, n))
-           for name in ("sdpa", "sdpa_docs", "eager", "sdpa_causal")}
-    fns.update({n: (lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs.ids))
-                for n, m in masks.items()})
-    q64, k64, v64 = (t.detach().double() for t in (q, k, v))
-    full = A.causal_block_mask(1, heads, seq_len)
-    refs = {n: A.masked_dense_attention(q64, k64, v64, masks.get(n, full), docs=docs.ids)
-            for n in fns if n != "sdpa_causal"}
-    with torch.no_grad():
-        err = {n: float((fns[n]().double() - r).abs().max()) for n, r in refs.items()}
-
-    ts = interleave({n: forward_backward(fn, (q, k, v), go) for n, fn in fns.items()}, warmup=1,
-                    rounds=rounds)
-    fwd = dict(fns)
-    if flex:
-        qd, kd, vd = (t.detach() for t in (q, k, v))
-        bms = {n.replace("sparse", "flex"): FX.block_mask(docs.ids, heads, m,
-                                                          flex_block=flex_block)
-               for n, m in masks.items()}
-        for n, bm in bms.items():
-            fwd[n] = (lambda bm=bm: FX.attention(qd, kd, vd, bm))
-        for n in bms:  # the first call compiles (outside the timed rounds)
-            err[n] = float((fwd[n]().double() - refs[n.replace("flex", "sparse")]).abs().max())
-    with torch.no_grad():
-        tf = interleave(fwd, warmup=1, rounds=rounds)
-    out = {"seq_len": seq_len, "heads": heads, "head_dim": head_dim, "rounds": rounds,
-           "flex_block": flex_block or FX.FLEX_BLOCK_CPU,
-           "documents": docs.count(), "density_doc": docs.density(A.BLOCK),
-           "max_abs_error": err, "rows": []}
-    for n in fwd:
-        kept = masks.get(n.replace("flex", "sparse"))
-        dens = A.block_density(kept) if kept is not None else (
-            1.0 if n == "sdpa_causal" else docs.density(A.BLOCK))
-        row = {"impl": n, "density": dens, "t_fwd": float(np.median(tf[n])),
-               **{f"fwd_{k}": v for k, v in _paired(tf, "sdpa", n).items()}}
-        if n in ts:
-            row.update(t=float(np.median(ts[n])), **_paired(ts, "sdpa", n))
-        out["rows"].append(row)
+    model = wl.base_model(model_name)
+    cap = ex.run_captured(model, ids)
+    layer = len(cap.q) // 2
+    docs = cap.docs
+    probs = ex.attention_probs(cap.q[layer], cap.k[layer], docs=docs.ids)
+    valid = torch.ones(ids.shape, dtype=torch.bool)
+    exposed = ex.attention_sparsity(probs, ex.ExposerConfig(mass=mass), valid,
+                                    docs.ids)["attn_block_mask"]
+    allowed = docs.blocks(A.BLOCK)
+    scores = ex.pooled_block_mass(probs, A.BLOCK)
+    out = {"docs": docs, "layer": layer, "heads": probs.shape[1],
+           "le_exposed": exposed & allowed[:, None]}
+    doc_density = docs.density(A.BLOCK)
+    for d in grid:
+        if d <= doc_density + 1e-9:
+            out[density_name(d)] = top_blocks(scores, allowed, d)
     return out
 
 
-def write(result: dict, outdir) -> list[Path]:
-    """attn_study.json and attn_study.md (one row per implementation) under `outdir`."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    js = outdir / "attn_study.json"
-    js.write_text(json.dumps(result, indent=1) + "\n")
-    head = (f"Attention on one packed row, L={result['seq_len']}, {result['heads']} heads of "
-            f"{result['head_dim']}, {result['documents']:.0f} documents (document density "
-            f"{result['density_doc']:.3f}), one thread, {result['rounds']} rotated rounds, "
-            f"FlexAttention tiles of {result.get('flex_block', 128)}. "
-            "Speedup vs SDPA with the document mask: median of paired rounds [95% bootstrap "
-            "interval], paired t-test p. Measured on a shared 2-core machine under contention.\n")
-    lines = [head, "| impl | density | fwd+bwd ms | speedup | 95% CI | p | fwd ms | fwd speedup "
-             "| fwd 95% CI |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        fb = (f"{1e3 * r['t']:.2f} | {r['speedup']:.2f} | [{r['ci_low']:.2f}, "
-              f"{r['ci_high']:.2f}] | {r['p']:.2g}") if "t" in r else "n/a (no CPU backward) " \
-            "| | | "
-        lines.append(f"| {r['impl']} | {r['density']:.3f} | {fb} | {1e3 * r['t_fwd']:.2f} | "
-                     f"{r['fwd_speedup']:.2f} | [{r['fwd_ci_low']:.2f}, {r['fwd_ci_high']:.2f}] |")
-    lines.append("\nmax abs error vs the float64 masked dense reference: " + ", ".join(
-        f"{k} {v:.1e}" for k, v in result["max_abs_error"].items()))
-    md = outdir / "attn_study.md"
-    md.write_text("\n".join(lines) + "\n")
-    return [js, md]
+def measure_doc_attn(case, config, timer, seed: int = 0) -> dict:
+    """One doc_attn case: every implementation side by side for case.rounds rotated rounds."""
+    from . import breakeven as be
+    from . import workload as wl
+
+    ids = wl.batch(config, case.model, case.seq_len)[:1]
+    masks = trained_masks(case.model, ids, case.mass, case.grid)
+    docs, H = masks["docs"], masks["heads"]
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, H, case.seq_len, case.head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).requires_grad_(True) for _ in range(3))
+    go = torch.randn(shape, generator=gen)
+    sparse = {n: m for n, m in masks.items() if n.startswith("le_")}
+    fwd = {n: (lambda i=impl: A.document_attention(q, k, v, docs, i))
+           for n, impl in BASELINES.items()}
+    fwd.update({n: (lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs.ids,
+                                                         shortcut=False))
+                for n, m in sparse.items()})
+    q64, k64, v64 = (t.detach().double() for t in (q, k, v))
+    full = A.causal_block_mask(1, H, case.seq_len)
+    with torch.no_grad():
+        err = {n: float((f().double() - A.masked_dense_attention(
+            q64, k64, v64, sparse.get(n, full), docs=docs.ids)).abs().max())
+            for n, f in fwd.items() if n != "sdpa_causal"}
+    fns = {n: forward_backward(f, (q, k, v), go) for n, f in fwd.items()}
+    ts = timer.side_by_side(fns, warmup=1, rounds=case.rounds)  # CPU tensors: a CPU study
+    dens = {n: A.block_density(m) for n, m in sparse.items()}
+    grid = {d: ts[density_name(d)] for d in case.grid if density_name(d) in ts}
+    if grid:
+        b, lo, hi = be.crossing_interval(ts["per_document"], grid, seed=seed)
+    else:  # the documents are sparser than the whole grid
+        b = lo = hi = float("nan")
+    doc = docs.density(A.BLOCK)
+    dens.update({n: (1.0 if n == "sdpa_causal" else doc) for n in BASELINES})
+    return {"layer": masks["layer"], "heads": H, "head_dim": case.head_dim,
+            "rounds": len(ts["per_document"]), "documents": docs.count(), "density_doc": doc,
+            "max_abs_error": max(err.values()), "grid_ran": sorted(grid),
+            "break_even_per_document": b, "break_even_ci_lo": lo, "break_even_ci_hi": hi,
+            **{f"t_rounds_{n}": [float(x) for x in t] for n, t in ts.items()},
+            **{f"t_{n}": float(np.median(t)) for n, t in ts.items()},
+            **{f"density_{n}": d for n, d in dens.items()}}

@@ -12,8 +12,10 @@ interpolated between grid points: 0.0 if the operator never wins, 1.0 if it alwa
 patch.patch(dense_above=...) runs a layer part dense above it.
 
     attention(B, H, L, D, ...) / mlp(tokens, d, ffn, block, ...) -> (break_even, {density: speedup})
+    crossing_interval(base_rounds, {density: rounds}) -> (break_even, lo, hi): 95% over rounds
 """
 
+import numpy as np
 import torch
 
 from ..core.stats import paired_ratio
@@ -67,3 +69,26 @@ def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
     ts = interleave(fns, device, warmup=1, rounds=rounds)
     curve = {dens: paired_ratio(ts["dense"], ts[dens]) for dens in grid}
     return crossing(curve), curve
+
+
+def crossing_interval(base, times: dict, *, level: float = 0.95, n_resamples: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """(break-even, lo, hi) of per-round `times` {density: seconds per round} against the
+    baseline's per-round seconds `base` (the same rounds): `crossing` of the curve of median
+    paired speedups base / time, and its percentile bootstrap interval over rounds (rounds are
+    the unit: each resample draws whole rounds, the same ones for every density)."""
+    b = np.asarray(base, float)
+    t = {d: np.asarray(v, float) for d, v in times.items()}
+    if any(v.shape != b.shape for v in t.values()):
+        raise ValueError("crossing_interval: every density needs the baseline's rounds")
+
+    def at(idx):
+        return crossing({d: float(np.median(b[idx] / v[idx])) for d, v in t.items()})
+
+    est = at(np.arange(b.size))
+    if b.size < 2:
+        return est, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boots = [at(rng.integers(0, b.size, b.size)) for _ in range(n_resamples)]
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return est, float(lo), float(hi)

@@ -5,9 +5,9 @@ r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-
         --steps 20 --out runs/lora-le
     benchlab long-exposure lm-eval --checkpoint runs/lora-le/checkpoint
     benchlab long-exposure accuracy --out runs/table4       # Table IV at tiny: base, dense, LE
-    benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 2 \
+    benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 --rounds 10 \
         --out runs/model_step.json     # + runs/model_step.md, runs/store.jsonl (its record)
-    benchlab long-exposure attn-study --seq-len 1024 --rounds 7 --out reports/long_exposure
+    benchlab long-exposure attn-study --seq-len 2048 --rounds 10 --out reports/long_exposure
 
 `finetune` trains on packed E2E-style records (generated, or --data: JSONL records, the E2E
 CSV, or the artifact's pre-tokenized JSONL), dense (eager, SDPA,
@@ -37,7 +37,7 @@ import shlex
 from pathlib import Path
 
 from benchlab.core.errors import BenchlabError
-from benchlab.core.options import bounded
+from benchlab.core.options import bounded, output_dir, output_file, text_file
 from benchlab.core.timing import threads
 
 TASKS = ("piqa", "winogrande", "rte", "copa", "hellaswag")
@@ -61,6 +61,9 @@ def cmd_finetune(args) -> int:
     """trainer.run: one process, or data-parallel under torchrun (core.ddp)."""
     from . import trainer
 
+    if args.resume and not (Path(args.out) / "train_state.pt").is_file():
+        raise BenchlabError(f"{Path(args.out) / 'train_state.pt'}: --resume: no saved state to "
+                            "resume from (drop --resume to start a new run)")
     return trainer.run(args)
 
 
@@ -106,15 +109,32 @@ def cmd_model_step(args) -> int:
 
 
 def cmd_attn_study(args) -> int:
-    """Attention implementations on a packed row, side by side (attn_study.py); writes
-    attn_study.{json,md} under --out."""
-    from . import attn_study
+    """The bench's doc_attn case at one length (attn_study.py: the trained model's masks against
+    per-document SDPA), recorded through Run into --out/store.jsonl; writes its tables
+    doc_attn.{md,csv,tex} and doc_attn_breakeven.* under --out."""
+    from dataclasses import replace
+    from pathlib import Path
 
+    from ..core.report import records_frame, write_table
+    from ..core.session import Run
+    from ..core.timing import Timer
+    from . import CONFIGS
+    from .attn_study import doc_attn_cases, measure_doc_attn
+    from .report_timing import breakeven_table, doc_attn_table
+
+    base = CONFIGS[args.scale]
+    cfg = replace(base, ops=replace(base.ops, doc_seq_lens=(args.seq_len,),
+                                    doc_rounds=args.rounds))
+    case = doc_attn_cases(cfg)[0]
+    session = Run("long_exposure", args.scale, config=cfg, store=Path(args.out) / "store.jsonl")
     with threads(args.threads):
-        result = attn_study.run(args.seq_len, rounds=args.rounds, flex=not args.no_flex,
-                                flex_block=args.flex_block)
-    for path in attn_study.write(result, args.out):
-        print(f"wrote {path}")
+        record = session.save(session.record("doc_attn", case,
+                                             measure_doc_attn(case, cfg, Timer())))
+    frame = records_frame([record])
+    for name, table in (("doc_attn", doc_attn_table(frame)),
+                        ("doc_attn_breakeven", breakeven_table(frame))):
+        for path in write_table(table, args.out, name):
+            print(f"wrote {path}")
     return 0
 
 
@@ -133,13 +153,14 @@ def training_args(p, methods) -> None:
     p.add_argument("--batch-size", type=bounded(int, lo=1), default=1,
                    help="global batch; under torchrun split over the processes, a multiple "
                    "of their number (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
-    p.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
+    p.add_argument("--lr", type=bounded(float, gt=0), default=1e-3, help="(default: %(default)s)")
+    p.add_argument("--data", type=text_file,
+                   help="E2E-style JSONL (default: generate --records into --out)")
     p.add_argument("--records", type=bounded(int, lo=1), default=5000,
                    help="generated records when --data is not given (default: %(default)s)")
     p.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
                    help="predictor settings of this scale's config (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--seed", type=bounded(int, lo=0), default=0, help="(default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda when available; under torchrun on CUDA one GPU per process "
                    "(cuda:LOCAL_RANK, nccl), on CPU gloo (default: %(default)s)")
@@ -155,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("records", help="write seeded E2E-style JSONL records")
     rec.add_argument("--n", type=bounded(int, lo=1), default=2000, help="(default: %(default)s)")
-    rec.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    rec.add_argument("--out", required=True, help="JSONL path (must not exist)")
+    rec.add_argument("--seed", type=bounded(int, lo=0), default=0, help="(default: %(default)s)")
+    rec.add_argument("--out", required=True, type=output_file, help="JSONL path (must not exist)")
     ft = sub.add_parser("finetune", help="fine-tune OPT with a PEFT method, dense or LE")
     training_args(ft, METHODS)
     ft.add_argument("--mode", choices=("dense", "le"), default="le",
@@ -166,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--save-every", type=bounded(int, lo=1), default=50,
                     help="steps between resumable states (default: %(default)s)")
     ft.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt")
-    ft.add_argument("--out", required=True, help="new output directory")
+    ft.add_argument("--out", required=True, type=output_dir, help="new output directory")
     ac = sub.add_parser("accuracy", help="Table IV: fine-tune dense and LE on the same rows, "
                         "evaluate base, dense and LE with lm_eval, write accuracy.{json,md}")
     training_args(ac, EVAL_METHODS)
@@ -178,10 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="zoo_cloze documents (default: %(default)s)")
     ac.add_argument("--eval-batch-size", type=bounded(int, lo=1), default=8,
                     help="lm_eval batch size (default: %(default)s)")
-    ac.add_argument("--work", help="directory for the fine-tuning runs and evaluations; an "
+    ac.add_argument("--work", type=output_dir,
+                    help="directory for the fine-tuning runs and evaluations; an "
                     "existing one resumes, finished parts kept (default: under the benchlab "
                     "cache, keyed by the training settings and the code version)")
-    ac.add_argument("--out", required=True, help="directory for accuracy.{json,md}")
+    ac.add_argument("--out", required=True, type=output_dir,
+                    help="directory for accuracy.{json,md}")
     ev = sub.add_parser("lm-eval", help="evaluate a saved checkpoint with lm-evaluation-harness")
     ev.add_argument("--checkpoint", required=True, help="OUT/checkpoint of a finetune run")
     ev.add_argument("--tasks", help="comma-separated: zoo_cloze (offline, built from zoo text) "
@@ -193,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=bounded(int, lo=1), default=8,
                     help="(default: %(default)s)")
     ev.add_argument("--device", help="(default: cuda:0 if available, else cpu)")
-    ev.add_argument("--out", help="results JSON (default: CHECKPOINT/lm_eval.json)")
+    ev.add_argument("--out", type=output_file,
+                    help="results JSON (default: CHECKPOINT/lm_eval.json)")
     ev.add_argument("--print-command", action="store_true",
                     help="only print the lm_eval command line (the paper tasks on a GPU)")
     ms = sub.add_parser("model-step", help="time a LoRA step, LE vs dense SDPA / eager")
@@ -210,27 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: %(default)s)")
     ms.add_argument("--density", type=bounded(float, lo=0, hi=1), default=0.25,
                     help="synthetic block density (default: %(default)s)")
-    ms.add_argument("--rounds", type=bounded(int, lo=1), default=3,
-                    help="(default: %(default)s)")
+    ms.add_argument("--rounds", type=bounded(int, lo=1), default=10,
+                    help="rotated rounds; verdicts need >= 5 (default: %(default)s)")
     ms.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
     ms.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="(default: %(default)s)")
-    ms.add_argument("--out", help="also write the result JSON (and its .md) here, atomically; "
+    ms.add_argument("--out", type=output_file,
+                    help="also write the result JSON (and its .md) here, atomically; "
                     "the run's record goes to store.jsonl in this file's folder (default: "
                     ".benchlab/long_exposure/model_step/store.jsonl)")
-    at = sub.add_parser("attn-study", help="attention on packed rows: SDPA (document mask), "
-                        "per-document SDPA, eager, LE operator, FlexAttention")
-    at.add_argument("--seq-len", type=bounded(int, lo=1), default=1024,
-                    help="packed row length, a multiple of 128 (default: %(default)s)")
-    at.add_argument("--rounds", type=bounded(int, lo=1), default=7,
-                    help="(default: %(default)s)")
+    at = sub.add_parser("attn-study", help="attention on packed rows with the trained model's "
+                        "masks: LE operator vs per-document SDPA, causal SDPA, SDPA with the "
+                        "document mask; break-even in-document density")
+    at.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
+                    help="config whose ops.model and exposer settings are used "
+                    "(default: %(default)s)")
+    at.add_argument("--seq-len", type=bounded(int, lo=16), default=1024,
+                    help="packed row length (default: %(default)s)")
+    at.add_argument("--rounds", type=bounded(int, lo=1), default=10,
+                    help="rotated rounds; verdicts need >= 5 (default: %(default)s)")
     at.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
-    at.add_argument("--no-flex", action="store_true", help="skip FlexAttention (no compile)")
-    at.add_argument("--flex-block", type=bounded(int, lo=1),
-                    help="FlexAttention BlockMask tile (default: 32 on CPU, 128 on CUDA)")
-    at.add_argument("--out", required=True, help="directory for attn_study.{json,md}")
+    at.add_argument("--out", required=True, type=output_dir,
+                    help="directory for doc_attn*.{md,csv,tex} and "
+                    "store.jsonl")
     dd = sub.add_parser("ddp-scaling", help="Fig 14 on CPU: LoRA fine-tuning under torchrun "
                         "with 1 and N gloo processes, same global batch, dense and LE")
     dd.add_argument("--procs", type=bounded(int, lo=1), nargs="+", default=[1, 2],
@@ -248,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: gloo, one thread per process; cuda: nccl, one GPU per process "
                     "(default: %(default)s)")
-    dd.add_argument("--out", required=True,
+    dd.add_argument("--out", required=True, type=output_dir,
                     help="directory for ddp_scaling.{json,md} and exp-scale-ddp.png")
     return parser
 

@@ -36,6 +36,7 @@ from . import ops_attn as A
 from . import ops_mlp as OM
 from . import predictors as pr
 from . import workload as wl
+from .attn_study import doc_attn_cases, measure_doc_attn
 from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
 from .kernels import measure_kernel  # noqa: F401 (Fig 12)
 from .opcases import corpus_rows
@@ -44,19 +45,23 @@ from .patterns import PatternConfig, pattern_study
 
 def measure_end2end(case, config, timer) -> dict:
     """exp-overall-end2end (also scale and ablation: LoRA): one training step of the case's PEFT
-    method, LE (sparse `case.part`) vs dense SDPA and (not for ablations) eager, side by side ->
-    wl.speedups (t_<name> medians, speedup_<name> vs le), densities, tokens, threads. A method
-    that cannot run LE (prefix tuning: wl.runs) times its dense modes only: no t_le, no
-    speedups, no densities."""
+    method, LE (sparse `case.part`) vs per-document SDPA (sdpa_docs: the exact dense reference),
+    SDPA with the document mask, and (not for ablations) causal SDPA and eager, side by side ->
+    wl.speedups (t_<name> medians, speedup_<name> vs le), t_rounds_<name> (seconds per round,
+    report_timing's verdicts), densities, tokens, threads. A method that cannot run LE (prefix
+    tuning: wl.runs) times the dense modes it runs only: no t_le, no speedups, no densities."""
     with threads(config.threads) as n:
-        modes = ("le", "sdpa") if case.kind == "ablation" else ("le", "sdpa", "eager")
+        modes = ("le", "sdpa_docs", "sdpa") + (() if case.kind == "ablation" else
+                                                ("sdpa_causal", "eager"))
         ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
                             part=case.part, device=timer.device)
               for m in modes if wl.runs(case.method, m)}
-        t = wl.speedups(timer.side_by_side({k: v.step for k, v in ts.items()},
-                                           warmup=config.warmup, rounds=config.rounds))
+        times = timer.side_by_side({k: v.step for k, v in ts.items()}, warmup=config.warmup,
+                                   rounds=config.rounds)
         dens = wl.densities(ts["le"].stats) if "le" in ts else {}
-        return {"threads": n, **t, **dens, "tokens": int(ts["sdpa"].batch.numel())}
+        return {"threads": n, **wl.speedups(times), **dens,
+                **{f"t_rounds_{k}": [float(x) for x in v] for k, v in times.items()},
+                "tokens": int(ts["sdpa"].batch.numel())}
 
 
 def measure_gpt2(case, config, timer) -> dict:
@@ -109,8 +114,10 @@ def measure_memory(case, config, timer) -> dict:
 
 def model_step_run(case, config, timer):
     """(break-even densities, trainers, step memory, step seconds side by side) of a model_step
-    case (workload.model_step_trainers; rounds: config.step_rounds)."""
-    be = wl.break_even(config, case.model, case.seq_len, case.init, timer.device)
+    case (workload.model_step_trainers; rounds: config.step_rounds; the break-even's too,
+    one under --benchmark-disable, where the step itself runs once)."""
+    be = wl.break_even(config, case.model, case.seq_len, case.init, timer.device,
+                       rounds=config.step_rounds if timer.enabled else 1)
     ts = wl.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
                                 case.init, timer.device, dense_above=be)
     mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items() if k != "le_flex"}
@@ -119,7 +126,7 @@ def model_step_run(case, config, timer):
     return be, ts, mem, times
 
 
-STEP_DENSE = ("sdpa", "sdpa_docs", "eager")  # the model step's dense baselines
+STEP_DENSE = ("sdpa_docs", "sdpa_causal", "sdpa", "eager")  # the model step's dense baselines
 
 
 def flex_speedups(times: dict) -> dict:
@@ -159,6 +166,7 @@ def model_step_metrics(case, n: int, be: dict, ts: dict, mem: dict, times: dict)
             "memory_ratio_sdpa_docs": mem["le"] / mem["sdpa_docs"],
             "dispatch_memory_ratio": mem["le_dispatch"] / mem["sdpa"],
             "le_total": mem["le"], "dense_total": mem["sdpa"], "eager_total": mem["eager"],
+            **{f"t_rounds_{k}": [float(x) for x in v] for k, v in times.items()},
             **wl.densities(le.stats), "layer_density_attn": le.stats.layer_densities("attn"),
             "layer_density_mlp": le.stats.layer_densities("mlp"), "init": case.init,
             "masks": case.masks}
@@ -333,5 +341,6 @@ KINDS = {
     "exposer": (oc.exposer_cases, measure_exposer),
     "pattern": (oc.pattern_cases, measure_pattern),
     "mlp_grain": (oc.mlp_grain_cases, measure_mlp_grain),
+    "doc_attn": (doc_attn_cases, measure_doc_attn),
     "predictor_quality": (oc.predictor_quality_cases, measure_predictor_quality),
 }

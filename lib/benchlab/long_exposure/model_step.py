@@ -1,20 +1,20 @@
 """`benchlab long-exposure model-step`: the bench's model_step case from the command line.
 
     benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 \
-        --rounds 2 --out reports/long_exposure/model_step_small_synthetic.json
+        --rounds 10 --out reports/long_exposure/model_step_small_synthetic.json
 
-The LoRA step of one model, LE vs dense SDPA (document mask), per-document SDPA and eager,
-rounds interleaved: what the bench's model_step case measures (measure.model_step_run). The run's
+The LoRA step of one model, LE vs per-document SDPA (the exact dense reference), causal SDPA,
+SDPA with the document mask and eager, rounds interleaved (10 by default): what the bench's
+model_step case measures (measure.model_step_run). The run's
 config is the scale's Config with the command's model, init, length, density, rounds and
 threads; the case is that config's model_step case (`model_step_cases`, the bench's ids); its
 record (measure.model_step_metrics, the bench's metrics) goes through core.session.Run into
 `store.jsonl` in the folder of --out (default: .benchlab/long_exposure/model_step/), so two runs,
 or a run and the bench, compare with `benchlab compare`. The printed result (and --out's JSON)
-adds each speedup's 95% bootstrap interval and paired t-test over the rounds, the break-even
-curves and the round times; `model_step_md` writes one sentence per claim (--out's .md).
+adds the break-even curves and the round times; `model_step_md` writes the verdict table
+(report_timing: compare_paired over rounds, Holm, words faster / slower) to --out's .md.
 """
 
-import itertools
 import json
 import sys
 from dataclasses import replace
@@ -41,7 +41,7 @@ def step_config(args):
     if args.masks == "synthetic" and args.density not in densities:
         densities = (args.density,)
     return replace(cfg, step_model=args.model or cfg.step_model,
-                   step_init=args.init or cfg.step_init, step_seq_len=args.seq_len,
+                   step_init=args.init or cfg.step_init, step_seq_lens=(args.seq_len,),
                    step_densities=densities, step_rounds=args.rounds, threads=args.threads)
 
 
@@ -61,7 +61,6 @@ def store_path(out) -> Path:
 def run(args) -> int:
     """Measure, record (through Run), print one JSON line; with --out also its JSON and .md."""
     from ..core.session import Run, seed_everything
-    from ..core.stats import paired_ratio_ci, paired_ttest
     from ..core.timing import Timer
     from . import workload as wl
     from .measure import STEP_DENSE, flex_speedups, model_step_metrics, model_step_run
@@ -76,19 +75,11 @@ def run(args) -> int:
         record = session.save(session.record(
             "model_step", case, model_step_metrics(case, n, be, ts, mem, times)))
     t = {**wl.speedups({k: times[k] for k in ("le", *STEP_DENSE)}), **flex_speedups(times)}
-    tests = {}
-    les = ("le", "le_flex") if "le_flex" in times else ("le",)  # le_flex: CUDA only
-    for le, k in itertools.product(les, STEP_DENSE):  # per-round ratios: interval, paired t
-        name = f"speedup_{k}" if le == "le" else f"flex_speedup_{k}"
-        tests[f"{name}_ci"] = list(paired_ratio_ci(times[k], times[le]))
-        tests[f"{name}_p"] = paired_ttest(times[k], times[le])[1]
     m = record["metrics"]
     result = {"model": case.model, "init": case.init, "seq_len": case.seq_len,
               "masks": case.masks, "device": args.device, "machine": machine.facts(),
-              "density": args.density if args.masks == "synthetic" else None, **t, **tests,
+              "density": args.density if args.masks == "synthetic" else None, **t,
               "t_le_dispatch": float(np.median(times["le_dispatch"])),
-              "dispatch_speedup_sdpa": float(np.median(np.divide(times["sdpa"],
-                                                                 times["le_dispatch"]))),
               **{k: m[k] for k in ("break_even_attn", "break_even_mlp", "memory_ratio",
                                    "memory_ratio_sdpa_docs", "memory_ratio_eager",
                                    "density_attn", "density_doc", "density_mlp",
@@ -110,38 +101,51 @@ def run(args) -> int:
     return 0
 
 
+def verdicts(r: dict):
+    """The result's timing verdict rows (report_timing.model_step_table on its round times):
+    LE and LE dispatched (and on CUDA LE through FlexAttention) against every dense baseline,
+    per_document first, one Holm family."""
+    import pandas as pd
+
+    from .report_timing import model_step_table
+
+    row = {"kind": "model_step", "case.model": r["model"], "case.init": r["init"],
+           "case.masks": r["masks"], "case.density": r.get("density"),
+           "case.seq_len": r["seq_len"], **{k: r.get(k) for k in ("density_attn",
+                                                                   "density_doc",
+                                                                   "density_mlp")},
+           **{f"t_rounds_{k}": v for k, v in r["times"].items()}}
+    return model_step_table(pd.DataFrame([row]))
+
+
 def model_step_md(r: dict) -> str:
-    """One sentence per claim of a model-step result, with its interval and p-value."""
-    def claim(base, goal=None, le="LE"):
-        key = f"speedup_{base}" if le == "LE" else f"flex_speedup_{base}"
-        lo, hi = r[f"{key}_ci"]
-        shown = "a gain, shown" if lo > 1.0 else (f"{le} slower (interval below 1)" if hi < 1.0
-                                                  else "a difference not shown at this scale")
-        g = f" (goal >= {goal}x: {'met' if lo >= goal else 'not met'})" if goal else ""
-        return (f"- {le} vs {base}: {r[key]:.2f}x, 95% bootstrap interval of the median "
-                f"per-round ratio [{lo:.2f}, {hi:.2f}], paired t-test p = {r[f'{key}_p']:.2g}: "
-                f"{shown}{g}.")
+    """The result's claims: its verdict table (one row per contender and baseline, verdict words
+    from the interval over rounds and the Holm-adjusted p), densities, memory."""
     keeps = " (the masks keep everything)" if r["keeps_everything"] else ""
     gpu = r.get("machine", {}).get("gpu")
     where = ("a shared 2-core machine under contention" if r.get("device", "cpu") == "cpu"
              else f"{r['device']} ({gpu})" if gpu else r["device"])
+    table = verdicts(r)
+    cols = ["contender", "baseline", "t_contender", "t_baseline", "n_units", "estimate",
+            "ci_lo", "ci_hi", "p", "p_holm", "verdict"]
     return "\n".join([
         f"LoRA step of {r['model']} (init {r['init']}) at L={r['seq_len']} on one packed row, "
         f"masks {r['masks']}, {r['threads']} thread, {r['rounds']} rotated rounds, attention "
-        f"inside documents in every mode. Measured on {where}.",
+        f"inside documents in every mode but sdpa_causal (a cost reference). Measured on "
+        f"{where}.",
         "",
         f"Densities LE ran at: attention {r['density_attn']:.3f} of causal blocks (documents "
         f"alone {r['density_doc']:.3f}), MLP {r['density_mlp']:.3f}{keeps}.",
-        f"Step seconds (medians): LE {r['t_le']:.2f}, dense SDPA with document mask "
-        f"{r['t_sdpa']:.2f}, per-document SDPA {r['t_sdpa_docs']:.2f}, eager {r['t_eager']:.2f}, "
-        f"LE dispatched {r['t_le_dispatch']:.2f}.",
-        "", claim("sdpa", 1.5), claim("sdpa_docs"), claim("eager"),
-        *([claim("sdpa", 1.5, "LE through FlexAttention"),
-           claim("sdpa_docs", le="LE through FlexAttention")] if "flex_speedup_sdpa" in r else []),
         "",
-        f"- Dispatched at the break-even densities measured in this run (attention "
-        f"{r['break_even_attn']:.2f}, MLP {r['break_even_mlp']:.2f}): "
-        f"{r['dispatch_speedup_sdpa']:.2f}x dense SDPA.",
-        f"- Memory: LE / dense SDPA {r['memory_ratio']:.2f} (goal <= 0.8: "
-        f"{'met' if r['memory_ratio'] <= 0.8 else 'not met'}), LE / per-document SDPA "
-        f"{r['memory_ratio_sdpa_docs']:.2f}, LE / eager {r['memory_ratio_eager']:.2f}.", ""])
+        "estimate: median over rounds of contender / baseline step seconds (below 1: the "
+        "contender is faster), 95% bootstrap interval over rounds, paired t-test on the log "
+        "ratios, Holm over the table; fewer than 5 rounds: not shown. per_document (SDPA on "
+        "each document) is the exact dense reference.",
+        "",
+        table[cols].to_markdown(index=False, floatfmt=".3g"),
+        "",
+        f"- Break-even densities measured in this run: attention {r['break_even_attn']:.2f}, "
+        f"MLP {r['break_even_mlp']:.2f} (le_dispatch runs a part dense above them).",
+        f"- Memory: LE / SDPA with document mask {r['memory_ratio']:.2f}, LE / per-document "
+        f"SDPA {r['memory_ratio_sdpa_docs']:.2f}, LE / eager {r['memory_ratio_eager']:.2f}.",
+        ""])

@@ -31,6 +31,8 @@ Cases (frozen dataclasses, `id` first) and the metric names their benchmarks rec
     pattern_cases     ExposerCase(kind="pattern", ...): per layer lists <p>_density, <p>_mass
         (attention probability mass covered), <p>_speedup (operator vs SDPA) and their
         `_mean`s for p in exposer, predictor, longformer, bigbird; doc_density (patterns.py)
+    doc_attn_cases    attn_study.DocAttnCase(kind="doc_attn", model, seq_len, ...): attn_study's
+        metrics (block-sparse attention with the trained model's masks vs per-document SDPA)
     mlp_grain_cases   ExposerCase(kind="mlp_grain", ...): mlp_grain.grain_study's metrics (per
         token and per-sequence-union MLP densities at thresholds 0/1/3/5% and blocks 1..128,
         plain and with neurons reordered from `train_rows` calibration rows of the train split)
@@ -73,6 +75,11 @@ class OpsConfig:
     grain_time_rounds: int = 15  # mlp_grain's per-layer MLP operator times (0: not timed);
     # opt-tiny: ~3 ms a call, ~4 s in all; on a shared 2-core machine the mean ratios of three
     # runs spanned 0.55-1.34 with 5 rounds, and 0.05 with 15
+    # doc_attn (attn_study.py): the trained `model`'s masks on packed rows of these lengths, at
+    # its own heads of `head_dim` (4 heads at tiny: a third of the 125m shape's work per call)
+    doc_seq_lens: tuple[int, ...] = (1024, 2048)
+    doc_grid: tuple[float, ...] = (0.03, 0.05, 0.075, 0.1, 0.15, 0.2)  # in-document densities
+    doc_rounds: int = 10  # rotated rounds: every timed claim rests on >= 10
 
 
 

@@ -5,9 +5,12 @@
 Each figure and table picks its records by case kind (the package's `<kind>_cases`: end2end,
 memory, ablation, breakdown, predictor, scale, model_step; and opcases' op_mlp, op_attn,
 exposer, predictor_quality), never by test name; metric names are the package's `METRICS`.
-A figure without records is still written, saying so, so the set of files is the same whatever
-ran. Every other figure's title names the scale and the model(s) (or, for the operator and kernel
+A figure without records is not written; figures.md lists every figure, its file or why it is
+absent. Every figure's title names the scale and the model(s) (or, for the operator and kernel
 figures, the shape) that ran (`run_label`) and the densities LE ran at (`density_label`).
+Timing verdict tables (report_timing: doc_attn, doc_attn_breakeven, model_step and
+<kind>_timing for end2end, scale, ablation, gpt2) have a `baseline` column, per_document (the
+exact dense reference) rows first.
 
 Figures live in report_figures (and report_grain for exp-ablation-mlp-grain); this module keeps
 the figure names, the tables and `report(records, outdir)`.
@@ -15,10 +18,13 @@ the figure names, the tables and `report(records, outdir)`.
 
 from pathlib import Path
 
+import pandas as pd
+
 from benchlab.core.report import of_kind, records_frame, write_table
 
 from .report_figures import (
     SPARSITY_METRICS,
+    NotWritten,
     breakdown,
     density_label,
     end2end,
@@ -35,6 +41,7 @@ from .report_figures import (
     sparsity,
 )
 from .report_grain import mlp_grain
+from .report_timing import breakeven_table, doc_attn_table, model_step_table, step_table
 
 __all__ = ["FIGURES", "TABLE_COLUMNS", "report", "breakdown", "density_label", "end2end", "gpt2",
            "kernels", "le_label", "memory", "mlp_grain", "operator", "part_time", "patterns",
@@ -48,16 +55,19 @@ FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-me
            "exp-ablation-attn-patterns")
 
 TABLE_COLUMNS = {
-    "end2end": ["case.model", "case.method", "case.seq_len", "t_eager", "t_sdpa", "t_le",
-                     "speedup_sdpa", "speedup_eager", "density_attn", "density_doc",
-                     "density_mlp", "keeps_everything"],
+    # per-document SDPA (sdpa_docs), the exact dense reference, first; verdicts: <kind>_timing
+    "end2end": ["case.model", "case.method", "case.seq_len", "t_sdpa_docs", "t_le",
+                "speedup_sdpa_docs", "t_sdpa_causal", "speedup_sdpa_causal", "t_sdpa",
+                "speedup_sdpa", "t_eager", "speedup_eager", "density_attn", "density_doc",
+                "density_mlp", "keeps_everything"],
     "memory": ["case.figure", "case.model", "case.method", "case.seq_len", "eager_total",
                "dense_total", "le_total", "oracle_total", "memory_ratio", "memory_ratio_eager",
                "memory_ratio_oracle", "activation_ratio", "le_density_attn", "le_density_mlp",
                "oracle_density_attn", "oracle_density_mlp", "dense_cuda_peak", "eager_cuda_peak",
                "le_cuda_peak", "oracle_cuda_peak"],
-    "ablation": ["case.part", "case.seq_len", "t_sdpa", "t_le", "speedup_sdpa", "density_attn",
-                 "density_doc", "density_mlp", "keeps_everything"],
+    "ablation": ["case.part", "case.seq_len", "t_sdpa_docs", "t_le", "speedup_sdpa_docs",
+                 "t_sdpa", "speedup_sdpa", "density_attn", "density_doc", "density_mlp",
+                 "keeps_everything"],
     "breakdown": ["case.method", "case.seq_len", "dense_forward", "dense_backward",
                   "dense_optimizer", "le_forward", "le_backward", "le_optimizer", "le_predictor",
                   "predictor_share", "speedup", "density_attn", "density_mlp"],
@@ -88,44 +98,59 @@ TABLE_COLUMNS = {
     "pattern": ["case.model", "case.seq_len", "case.mass", "doc_density"] + [
         f"{p}_{m}_mean" for p in ("exposer", "predictor", "longformer", "bigbird")
         for m in ("density", "mass", "speedup")],
-    "gpt2": ["case.model", "case.method", "case.seq_len", "t_sdpa", "t_eager", "t_le",
+    "gpt2": ["case.model", "case.method", "case.seq_len", "t_sdpa_docs", "t_le",
+             "speedup_sdpa_docs", "t_sdpa_causal", "speedup_sdpa_causal", "t_sdpa", "t_eager",
              "speedup_sdpa", "speedup_eager", "density_attn", "density_doc", "density_mlp",
              "mlp_neuron_token_mean", "mlp_neuron_seq_union_mean", "mlp_token_mean",
              "mlp_seq_union_mean"],
-    "scale": ["case.model", "case.seq_len", "t_sdpa", "t_eager", "t_le", "speedup_sdpa",
-                   "speedup_eager", "density_attn", "density_doc", "density_mlp",
+    "scale": ["case.model", "case.seq_len", "t_sdpa_docs", "t_le", "speedup_sdpa_docs",
+              "t_sdpa_causal", "speedup_sdpa_causal", "t_sdpa", "t_eager", "speedup_sdpa",
+              "speedup_eager", "density_attn", "density_doc", "density_mlp",
                    "keeps_everything"],
-    # case.init=random: untrained model; case.masks=synthetic: random blocks at case.density
-    "model_step": ["case.model", "case.init", "case.masks", "case.density", "case.seq_len",
-                        "t_eager", "t_sdpa", "t_sdpa_docs", "t_le", "speedup_sdpa",
-                        "speedup_sdpa_docs", "speedup_eager", "t_le_dispatch",
-                        "dispatch_speedup_sdpa", "dispatch_speedup_sdpa_docs",
-                        "dispatch_dense_runs", "break_even_attn", "break_even_mlp",
-                        "memory_ratio", "memory_ratio_sdpa_docs", "memory_ratio_eager",
-                        "density_attn", "density_doc", "density_mlp", "keeps_everything"],
+    # model_step's timings: report_timing.model_step_table; this one keeps its other results
+    "model_step_memory": ["case.model", "case.init", "case.masks", "case.density",
+                          "case.seq_len", "dispatch_dense_runs", "break_even_attn",
+                          "break_even_mlp", "memory_ratio_sdpa_docs", "memory_ratio",
+                          "memory_ratio_eager", "density_attn", "density_doc", "density_mlp",
+                          "keeps_everything"],
 }
+TABLE_KINDS = {"model_step_memory": "model_step"}  # table name -> record kind, where they differ
+VERDICT_TABLES = {"doc_attn": doc_attn_table, "doc_attn_breakeven": breakeven_table,
+                  "model_step": model_step_table,
+                  **{f"{k}_timing": (lambda f, k=k: step_table(f, k))
+                     for k in ("end2end", "scale", "ablation", "gpt2")}}
 
 
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
     frame = records_frame(records)
-    end2end(frame, outdir)
-    memory(frame, outdir)
-    part_time(frame, outdir, "attn")
-    part_time(frame, outdir, "mlp")
-    breakdown(frame, outdir)
-    kernels(frame, outdir)
-    predictor_curves(frame, outdir)
-    scale(frame, outdir)
-    gpt2(frame, outdir)
-    patterns(frame, outdir)
-    mlp_grain(frame, outdir)
+    made = [end2end(frame, outdir), memory(frame, outdir), part_time(frame, outdir, "attn"),
+            part_time(frame, outdir, "mlp"), breakdown(frame, outdir), kernels(frame, outdir),
+            predictor_curves(frame, outdir), scale(frame, outdir), gpt2(frame, outdir),
+            patterns(frame, outdir), mlp_grain(frame, outdir)]
     for kind in ("attn", "mlp"):
-        operator(frame, outdir, kind)
-        sparsity(frame, outdir, kind)
-    for kind, cols in TABLE_COLUMNS.items():
-        rows = of_kind(frame, kind)
+        made += [operator(frame, outdir, kind), sparsity(frame, outdir, kind)]
+    figures_table(made, outdir)
+    for name, cols in TABLE_COLUMNS.items():
+        rows = of_kind(frame, TABLE_KINDS.get(name, name))
         if rows.empty:
             continue
         keep = ["id"] + [c for c in cols if c in rows]
-        write_table(rows[keep], outdir, kind)
+        write_table(rows[keep], outdir, name)
+    for name, build in VERDICT_TABLES.items():
+        table = build(frame)
+        if not table.empty:
+            write_table(table, outdir, name)
+
+
+def figures_table(made: list, outdir) -> None:
+    """figures.md (.csv, .tex): every figure the report knows, its file, or why it is not
+    written (a NotWritten from its figure function: no placeholder images)."""
+    flat = []
+    for m in made:
+        flat += m if isinstance(m, list) else [m]
+    rows = [{"figure": m.name, "file": "", "why not written": m.why} if isinstance(m, NotWritten)
+            else {"figure": Path(m).stem, "file": Path(m).name, "why not written": ""}
+            for m in flat if m is not None]
+    write_table(pd.DataFrame(rows, columns=["figure", "file", "why not written"]), outdir,
+                "figures")

@@ -1,15 +1,22 @@
 """The Long Exposure report's figures (every one but exp-ablation-mlp-grain, in report_grain),
 and the helpers their titles share: `run_label` (the scale and model(s) that ran) and
-`density_label` (the densities LE ran at). A figure without records is still written, saying so
-(`_empty`). `report.report` calls these; each saves through this module's `save_figure`.
+`density_label` (the densities LE ran at). A figure without records is not written: its
+function returns a `NotWritten` (name and why), which report.report lists in figures.md. Each
+figure saves through this module's `save_figure`; its file name and title name the model that
+ran (the memory figures: exp-overall-memory-<model>, naming the artifact panel it stands in for).
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from benchlab.core.report import new_figure, of_kind, save_figure
 
-MODES = (("t_eager", "dense eager"), ("t_sdpa", "dense SDPA"), ("t_le", "Long Exposure"))
+# per-document SDPA (the exact dense reference) first; records without a mode leave it out
+MODES = (("t_sdpa_docs", "per-document SDPA"), ("t_sdpa_causal", "causal SDPA (crosses docs)"),
+         ("t_sdpa", "SDPA, document mask"), ("t_eager", "eager, document mask"),
+         ("t_le", "Long Exposure"))
 
 
 def _col(frame, name, default=np.nan):
@@ -44,16 +51,20 @@ def density_label(rows, who: str = "LE", prefix: str = "density_") -> str:
     return f"{who} kept " + ", ".join(parts) if parts else f"{who} densities not recorded"
 
 
+@dataclass(frozen=True)
+class NotWritten:
+    """A figure left out of the report, and why (no placeholder image is written)."""
+    name: str
+    why: str
+
+
 def _empty(outdir, name: str, why: str = "no records for this figure in this run"):
-    fig, ax = new_figure()
-    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
-    ax.set_axis_off()
-    ax.set_title(name)
-    return save_figure(fig, outdir, name)
+    return NotWritten(name, why)
 
 
 def _bars(ax, labels, series: dict, ylabel: str):
-    """Grouped bars: one group per label, one bar per series entry."""
+    """Grouped bars: one group per label, one bar per series entry that has a value."""
+    series = {k: v for k, v in series.items() if np.isfinite(np.asarray(v, float)).any()}
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
@@ -84,15 +95,21 @@ MEMORY_LINES = (("dense", "dense SDPA"), ("eager", "dense eager"), ("le", "LE (p
 
 def memory(frame, outdir):
     """Fig 8: training memory against sequence length, one panel per PEFT method, one figure
-    per model (the artifact's OPT-350M and OPT-1.3B; the title names the model that ran):
-    tensors counted, solid; on CUDA the allocator's peak over a step, dashed, same colour."""
+    per model that ran, named exp-overall-memory-<model> (the artifact's OPT-350M and OPT-1.3B
+    panels; a stand-in model says which panel it stands in for): tensors counted, solid; on
+    CUDA the allocator's peak over a step, dashed, same colour. An artifact panel without
+    records is a NotWritten."""
     rows = of_kind(frame, "memory")
     paths = []
-    for name in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
-        sub = rows[rows["case.figure"] == name] if not rows.empty else rows
+    for panel in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
+        sub = rows[rows["case.figure"] == panel] if not rows.empty else rows
         if sub.empty:
-            paths.append(_empty(outdir, name))
+            paths.append(_empty(outdir, panel, "no memory records for this artifact panel in "
+                                "this run (this scale's memory_models do not run it)"))
             continue
+        models = [m.rstrip("/").rsplit("/", 1)[-1] for m in _unique(sub, "case.model")]
+        name = f"exp-overall-memory-{'+'.join(models)}"
+        stands = "" if name == panel else f" (stands in for the artifact's {panel})"
         methods = list(dict.fromkeys(sub["case.method"]))
         fig, axes = new_figure(1, len(methods), size=(3.2 * len(methods), 3.4))
         for ax, method in zip(np.ravel(axes), methods, strict=True):
@@ -112,7 +129,8 @@ def memory(frame, outdir):
         np.ravel(axes)[0].set_ylabel("training memory (MiB)")
         np.ravel(axes)[0].legend(fontsize=6)
         peaks = any(_col(sub, f"{p}_cuda_peak").notna().any() for p, _ in MEMORY_LINES)
-        fig.suptitle(f"{name}: {run_label(sub)}; tensors counted (weights, grads + AdamW, saved "
+        fig.suptitle(f"{name}{stands}: {run_label(sub)}; tensors counted (weights, grads + "
+                     "AdamW, saved "
                      "activations)" + ("; dashed: CUDA allocator peak" if peaks else ""),
                      fontsize=8)
         paths.append(save_figure(fig, outdir, name))

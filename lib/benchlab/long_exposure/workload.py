@@ -352,14 +352,15 @@ def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.F
 
 
 def break_even(config, model: str, seq_len: int, init: str = "trained",
-               device: str = "cpu") -> dict:
+               device: str = "cpu", rounds: int | None = None) -> dict:
     """Break-even densities {"attn": a, "mlp": m} of the operators at this model's shapes and
-    `seq_len`, measured now (breakeven.py), plus their speedup curves {"attn_curve": ...}."""
+    `seq_len`, measured now (breakeven.py, `rounds` or config.step_rounds), plus their
+    speedup curves {"attn_curve": ...}."""
     from . import breakeven as be
 
     cfg = base_model(model, init).config
     H = cfg.num_attention_heads
-    rounds = config.step_rounds
+    rounds = config.step_rounds if rounds is None else rounds
     a, ac = be.attention(config.batch_size, H, seq_len, cfg.hidden_size // H, rounds=rounds,
                          seed=config.seed, device=device)
     m, mc = be.mlp(config.batch_size * seq_len, cfg.hidden_size, cfg.ffn_dim, MLP_BLOCK,
@@ -369,7 +370,8 @@ def break_even(config, model: str, seq_len: int, init: str = "trained",
 
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
                         init: str, device: str = "cpu", dense_above: dict | None = None) -> dict:
-    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "eager"} (on CUDA also "le_flex":
+    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal" (crosses documents:
+    a cost reference), "eager"} (on CUDA also "le_flex":
     the same masks through FlexAttention) on one packed batch of
     `model` (base `init`), attention inside documents in every one: LE masks are the exposer's
     on that batch (masks="exposed") or random at `density` for attention and MLP alike
@@ -385,8 +387,8 @@ def model_step_trainers(config, model: str, seq_len: int, masks: str, density: f
                             seed=config.seed)
     else:
         raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")
-    modes = ("le", "sdpa", "sdpa_docs", "eager") + (("le_flex",) if device.startswith("cuda")
-                                                    else ())  # no flex backward on CPU
+    modes = ("le", "sdpa", "sdpa_docs", "sdpa_causal", "eager") + (
+        ("le_flex",) if device.startswith("cuda") else ())  # no flex backward on CPU
     out = {mode: trainer(config, model, "lora", seq_len, mode=mode, device=device, data=data,
                          init=init, source=src if mode in LE_MODES else None)
            for mode in modes}
