@@ -9,6 +9,8 @@ through the same core.session.Run):
   routing order rotated per prompt): experts per token, generation time (fastest round),
   utilization, held-out KL / perplexity vs topk_8, min_k fill-in share.
 - test_router_cost[router-X]: router X vs softmax+torch.topk on 4096 x 64 logits (goal <= 1.5x).
+- test_model_router_cost[model_router-X]: BH router X on the tiny model's own held-out router
+  logits (every layer) vs the top-8 router on the same logits (goal <= 1.0x).
 - test_forward_equal_count[forward-X]: model forward with BH vs top-k at BH's mean expert count
   (goal <= 1.05x).
 - test_layer_equal_count[layer_equal-X-h-i-t]: one MoE layer of the tiny model's and of
@@ -30,6 +32,11 @@ def test_generate(case, measure):
 
 @pytest.mark.cases("router")
 def test_router_cost(case, measure):
+    measure(case)
+
+
+@pytest.mark.cases("model_router")
+def test_model_router_cost(case, measure):
     measure(case)
 
 

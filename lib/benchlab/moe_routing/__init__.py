@@ -54,6 +54,16 @@ class Config:
         ("bh_within", "within_token", 1.0, False), ("bh_prob_t2", "prob", 2.0, False),
         ("bh_pooled_renorm", "pooled", 1.0, True))
     frontier_renorm_topk: bool = True  # topk_k_renorm for every k as well
+    # the adaptive baseline without BH: the within-token null with one fixed cutoff p <= m / E
+    # per layer (routers.threshold_route): m experts per token expected under the null before
+    # min_k fills in (so at least ~m + exp(-m)), one rule per m; compared at its actual count
+    frontier_thresholds: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+                                              4.0, 5.0, 6.0, 7.0)
+    frontier_threshold_null: str = "within_token"
+    # held-out sequences: the first share chooses each family's parameter, the rest confirm it;
+    # the study's held-out tokens (0: heldout_tokens), whole sequences of seq_len
+    frontier_selection: float = 0.5
+    frontier_heldout_tokens: int = 0
     drift_alpha: float = 0.05  # P(p <= alpha) per layer, null under top-8 vs under the routing
     bootstrap: int = 2000
     slice_rules: tuple[str, ...] = ("topk_1", "topk_2", "bh_pooled@0.4", "bh_per_expert@0.05")
@@ -61,24 +71,26 @@ class Config:
 
 ALL_ROUTINGS = ("topk_8", "bh_strict", "bh_moderate", "bh_loose", "bh_adaptive", "topp_0.4",
                 "bh_naive", "bh_pooled", "bh_within", "bh_pooled_renorm", "topk_2_renorm")
-TINY_ROUTINGS = ("topk_8", "bh_moderate", "bh_adaptive", "topp_0.4", "bh_naive", "bh_pooled",
-                 "bh_within")
+# the per-expert null at three alphas (bh_strict, bh_moderate, bh_loose): the alpha sweep
+TINY_ROUTINGS = ("topk_8", "bh_strict", "bh_moderate", "bh_loose", "bh_adaptive", "topp_0.4",
+                 "bh_naive", "bh_pooled", "bh_within")
 
 CONFIGS = {
     "tiny": Config(model="olmoe-tiny", source="trained", routings=TINY_ROUTINGS,
                    prompts_per_category=2, max_new_tokens=8, gen_rounds=1, calib_tokens=8192,
                    heldout_tokens=4096, seq_len=128, fp16=False, layer_hidden=256,
-                   layer_intermediate=256, layer_tokens=2048, speed_rounds=3),
+                   layer_intermediate=256, layer_tokens=2048, speed_rounds=3,
+                   frontier_heldout_tokens=16384),
     "small": Config(model="olmoe-small", source="trained", routings=ALL_ROUTINGS,
                     prompts_per_category=3, max_new_tokens=32, gen_rounds=3, calib_tokens=32768,
                     heldout_tokens=4096, seq_len=256, fp16=False, layer_hidden=1024,
-                    layer_intermediate=512, layer_tokens=2048,
+                    layer_intermediate=512, layer_tokens=2048, frontier_heldout_tokens=16384,
                     equal_count_layers=((256, 128, 4096), (2048, 1024, 1024))),
     "paper": Config(model="olmoe-1b-7b", source="load", routings=ALL_ROUTINGS,
                     prompts_per_category=3, max_new_tokens=100, gen_rounds=3, calib_tokens=32768,
                     heldout_tokens=8192, seq_len=512, fp16=True, layer_hidden=2048,
                     layer_intermediate=1024, layer_tokens=4096, speed_rounds=10,
-                    equal_count_layers=((2048, 1024, 4096),)),
+                    frontier_heldout_tokens=32768, equal_count_layers=((2048, 1024, 4096),)),
 }
 
 
@@ -107,6 +119,13 @@ def router_cases(config: Config) -> list[Case]:
     timed on Gaussian logits, not the model): each BH alpha (its own ladder, so its own cost),
     each null definition, naive BH, top-p (goal <= 1.5x the top-k router)."""
     return [Case(f"router-{r}", "router", r) for r in ALL_ROUTINGS if r != "topk_8"]
+
+
+def model_router_cases(config: Config) -> list[Case]:
+    """Each BH routing of the config on the model's own held-out router logits, its null
+    calibrated under itself, vs the top-8 router on the same logits (goal <= 1.0x)."""
+    return [Case(f"model_router-{r}", "model_router", r) for r in config.routings
+            if ROUTINGS.get(r).method == "bh"]
 
 
 def frontier_cases(config: Config) -> list[Case]:
@@ -173,6 +192,12 @@ RATIOS = {
     "router_vs_topk8": Ratio("router", "ratio_vs_topk_router", goal=1.5,
                              interval="ratio_vs_topk_router_ci", contender="each router",
                              reference="softmax + top-8 (torch.topk)"),
+    # issue 41's goal; shown, not gated, until bench/asv/ratios.py keeps its asv history (a
+    # gated ratio needs one: tests/core/test_core_asv.py)
+    "model_router_vs_topk8": Ratio("model_router", "model_router_ratio", goal=1.0,
+                                   interval="model_router_ratio_ci", gate=False,
+                                   contender="each BH router on the model's held-out logits",
+                                   reference="softmax + top-8 on the same logits"),
     "forward_pooled_vs_topk": Ratio("forward", "forward_ratio", goal=1.05,
                                     interval="forward_ratio_ci", cases="forward-bh_pooled",
                                     contender="forward with pooled-null BH",
@@ -185,7 +210,8 @@ RATIOS = {
 }
 
 
-MODEL_KINDS = ("generate", "forward", "frontier")  # the kinds that run the config's model
+# the kinds that run the config's model
+MODEL_KINDS = ("generate", "forward", "frontier", "model_router")
 
 
 def _loads_weights(case, config) -> bool:
@@ -294,7 +320,7 @@ def smoke(config: Config) -> Config:
 
 __all__ = [
     "METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "Case",
-    "generate_cases", "router_cases",
+    "generate_cases", "router_cases", "model_router_cases",
     "forward_cases", "layer_cases", "layer_equal_cases", "frontier_cases", "report", "NULLS",
     "NullDef", "PooledNull",
     "make_null", "bh_select", "naive_pvalues", "route",
@@ -313,6 +339,7 @@ def needs(case, config) -> dict:
         return {}
     tokens = {"generate": (64 + config.max_new_tokens) * config.gen_rounds,
               "forward": 2 * config.heldout_tokens * config.speed_rounds,
+              "model_router": config.heldout_tokens,
               "frontier": config.heldout_tokens * len(config.slice_rules)}[kind]
     return {"models" if config.source == "load" else "shapes": [config.model],
             "tokens": tokens + config.calib_tokens, "train": False}

@@ -27,7 +27,7 @@ import dataclasses
 from pathlib import Path
 
 from ..core.errors import BenchlabError
-from ..core.options import bounded
+from ..core.options import bounded, output_dir
 from ..core.scale import SCALES, config_for
 from ..core.store import ResultStore
 from ..core.timing import Timer, resolve_device
@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run configs x prompts, resumable")
     run.add_argument("--model", default=None,
                      help="zoo name, hub id or local directory (default: the scale's model)")
-    run.add_argument("--output", default="./results", help="(default: %(default)s)")
+    run.add_argument("--output", default="./results", type=output_dir,
+                     help="(default: %(default)s)")
     run.add_argument("--max-tokens", type=bounded(int, lo=1), default=None,
                      help="new tokens per prompt (default: the scale's)")
     run.add_argument("--checkpoint-interval", type=bounded(int, lo=1), default=5,
@@ -56,8 +57,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--prompts-per-category", type=bounded(int, lo=1), default=None,
                      help="(default: the scale's, 3)")
     fr = sub.add_parser("frontier", help="the quality/compute frontier study, resumable")
-    fr.add_argument("--output", default="./results/frontier", help="(default: %(default)s)")
-    fr.add_argument("--report", default=None,
+    fr.add_argument("--output", default="./results/frontier", type=output_dir,
+                    help="(default: %(default)s)")
+    fr.add_argument("--report", default=None, type=output_dir,
                     help="also write the report files here (e.g. reports/moe_routing/frontier)")
     fr.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
     fr.add_argument("--model", default=None, help="(default: the scale's model)")
@@ -67,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     fr.add_argument("--rules", default=None, help="comma-separated rule names (default: all)")
     rep = sub.add_parser("report", help="rebuild the report from a run's store.jsonl")
     rep.add_argument("store")
-    rep.add_argument("--output", default=None, help="(default: the store's folder)")
+    rep.add_argument("--output", default=None, type=output_dir,
+                     help="(default: the store's folder)")
     return p
 
 
@@ -112,12 +115,15 @@ def frontier(args) -> int:
     from .frontier_report import frontier_report
 
     config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
+    if config.frontier_heldout_tokens:  # the study's own held-out length
+        config = dataclasses.replace(config, heldout_tokens=config.frontier_heldout_tokens)
     rs = fr.rules(config)
     if args.rules:
         rs = [fr.rule(config, n.strip()) for n in args.rules.split(",")]
         names = {r.name for r in rs}
-        rs += [r for r in fr.rules(config) if fr.family(r) == fr.TOPK_FAMILY
-               and r.name not in names]  # top-k is the baseline of every comparison
+        rs += [r for r in fr.rules(config) if r.name not in names and (
+            fr.family(r) == fr.TOPK_FAMILY or fr.family(r).startswith(fr.THRESHOLD_PREFIX))
+        ]  # top-k is the baseline of every comparison, the threshold family BH's
     device = resolve_device(args.device)
     if device == "cpu":
         torch.set_num_threads(1)  # reproducible reductions, and polite on a shared machine
@@ -134,16 +140,18 @@ def frontier(args) -> int:
         name = f"{label}@{config.drift_alpha:g}"
         if name in points:
             drift[name] = fr.drift(setup, fr.rule(config, name))
-    rows = fr.summarize(points, rs, config.bootstrap)
-    tests = fr.versus_topk(points, rs, config.bootstrap)
-    sentence = fr.verdict_sentence(tests, int(setup.heldout.numel()))
+    n_seq, seq_len = setup.heldout.shape
+    st = fr.study(config, points, rs, n_seq)
+    rows = fr.summarize(points, rs, config.bootstrap, n_seq, fr.split(config, n_seq)[
+        "confirmation"])
+    sentence = fr.verdict_sentence(st, seq_len)
     meta = {"model": setup.model_name, "model_digest": setup.model_digest,
             "heldout": int(setup.heldout.numel()), "calib": int(setup.calib.numel()),
             "bootstrap": config.bootstrap, "drift_alpha": config.drift_alpha,
             "experts": setup.model.config.num_experts,
             "scale": args.scale}
     for d in [out] + ([Path(args.report)] if args.report else []):
-        frontier_report(rows, tests, drift, sentence, meta, d)
+        frontier_report(rows, st, drift, sentence, meta, d)
     say(sentence)
     say(f"wrote {out}/FRONTIER.md" + (f" and {args.report}/FRONTIER.md" if args.report else ""))
     return 0

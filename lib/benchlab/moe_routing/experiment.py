@@ -182,8 +182,9 @@ def heldout_eval(setup: Setup, routing, null=None) -> dict:
     """Per-token arrays of `routing` on the held-out text (with `null`, default the routing's own
     null calibrated under itself): kl [B*S] = KL(topk_8 || routing) of the next-token
     distribution, nll [B*(S-1)], experts [B*S] (mean over layers); and per layer [L]: the share
-    of token-layers where BH selected nothing and min_k filled in (fill_in), the share of those
-    whose fill-in is the router's own top expert (fill_in_top), and P(p <= alpha) (p_below)."""
+    of token-layers where BH (or the threshold) selected nothing and min_k filled in (fill_in),
+    the share of those whose fill-in is the router's own top expert (fill_in_top), and
+    P(p <= alpha) (p_below)."""
     r = ROUTINGS.get(routing) if isinstance(routing, str) else routing
     null = setup.null_for(r) if null is None else null
     m = apply_routing(setup.model, r, null)
@@ -197,7 +198,9 @@ def heldout_eval(setup: Setup, routing, null=None) -> dict:
         fill, top, below = [], [], []
         for i, chunks in enumerate(st.logits):
             x, layer = torch.cat(chunks).to(setup.device), null.layer(i)
-            filled = layer.kstar(x, r.alpha) < r.min_k
+            chosen = (layer.kstar(x, r.alpha) if r.method == "bh"  # before the caps
+                      else (layer.pvalues(x) <= r.alpha).sum(-1))
+            filled = chosen < r.min_k
             mask = route(x, r, layer)[0]
             is_top = mask.gather(-1, x.argmax(-1, keepdim=True))[:, 0]
             fill.append(float(filled.float().mean()))

@@ -28,13 +28,16 @@ SEED_COLUMNS = {  # the seed's 14 CSV columns, in its order <- record column
     "num_input_tokens": "input_tokens", "num_output_tokens": "output_tokens",
     "generated_text": "generated_text",
 }
-NEW_COLUMNS = {  # benchlab's, after the seed's
-    "prompt_id": "case.prompt", "heldout_kl": "heldout_kl", "heldout_ppl": "heldout_ppl",
-    "prompt_kl": "prompt_kl", "heldout_avg_experts": "heldout_avg_experts",
-    "heldout_fill_in": "heldout_fill_in",
-}
-TESTED = ("avg_experts_per_token", "inference_time_sec", "tokens_per_sec",
-          "expert_utilization_cv", "prompt_kl")
+NEW_COLUMNS = {"prompt_id": "case.prompt", "prompt_kl": "prompt_kl"}  # benchlab's, per prompt
+# held-out quality is one value per config (the whole held-out text), not per prompt: its own
+# table, never a column of the prompt rows nor a paired test over prompts
+HELDOUT = ("heldout_kl", "heldout_ppl", "heldout_avg_experts", "heldout_fill_in")
+# paired over prompts vs topk_8: metric -> (the contender's better side, its verdict words)
+TESTED = {"avg_experts_per_token": ("below", ("smaller", "larger")),
+          "inference_time_sec": ("below", ("faster", "slower")),
+          "tokens_per_sec": ("above", ("faster", "slower")),
+          "expert_utilization_cv": ("below", ("smaller", "larger")),
+          "prompt_kl": ("below", ("smaller", "larger"))}
 NULL_DEFINITION = (
     "Calibrated p-values: p = (1 + #{z >= s}) / (n + 1), where s is the token's score for an "
     "expert at layer l and z are the n calibration scores of that layer's null (zoo corpus, "
@@ -70,49 +73,81 @@ def _prompt_text(pid: str) -> str:
 
 
 def analysis(seed: pd.DataFrame) -> dict:
-    """Per config: means, and paired t-test + paired Cohen's d vs topk_8 over prompts."""
+    """Per config: means over prompts, and each TESTED metric against topk_8 paired over prompts
+    (the unit: one generation each): stats.compare_paired, Holm over the configs of a metric
+    (stats.family), verdict columns; Cohen's d only where topk_8's values vary (against a
+    constant, such as its 8 experts, it measures nothing)."""
     out = {}
     base = seed[seed.config_name == BASELINE].set_index("prompt_id")
     for name, grp in seed.groupby("config_name", sort=False):
         g = grp.set_index("prompt_id")
-        entry = {"n_prompts": int(len(g)),
-                 "means": {m: float(g[m].mean()) for m in TESTED + (
-                     "heldout_kl", "heldout_ppl", "heldout_avg_experts", "heldout_fill_in")
-                     if m in g}}
-        if name != BASELINE and len(base):
+        out[name] = {"n_prompts": int(len(g)),
+                     "means": {m: float(g[m].mean()) for m in TESTED if m in g},
+                     "by_category": {c: float(g[g.prompt_category == c]
+                                              .avg_experts_per_token.mean())
+                                     for c in CATEGORIES if (g.prompt_category == c).any()}}
+    if not len(base):
+        return out
+    for m, (better, words) in TESTED.items():
+        rows = []
+        for name, grp in seed.groupby("config_name", sort=False):
+            g = grp.set_index("prompt_id")
             common = g.index.intersection(base.index)
-            tests = {}
-            for m in TESTED:
-                if m not in g or len(common) < 2:
-                    continue
-                a, b = g.loc[common, m].astype(float), base.loc[common, m].astype(float)
-                t, p = stats.paired_ttest(a, b) if (a - b).std() > 0 else (float("nan"),) * 2
-                tests[m] = {"t": t, "p": p, "cohens_d": stats.cohens_d_paired(a, b),
-                            "mean_diff": float((a - b).mean())}
-            entry["vs_topk_8"] = tests
-        entry["by_category"] = {c: float(g[g.prompt_category == c].avg_experts_per_token.mean())
-                                for c in CATEGORIES if (g.prompt_category == c).any()}
-        out[name] = entry
+            if name == BASELINE or m not in g or len(common) < 2:
+                continue
+            a, b = g.loc[common, m].astype(float), base.loc[common, m].astype(float)
+            t = stats.compare_paired(a.values, b.values)
+            if not np.isfinite(t["p"]):
+                continue  # equal differences on every prompt (bh_naive's 1 - 8): no test
+            rows.append({**t, "config": name, "metric": m, "cohens_d": stats.cohens_d_paired(
+                a, b) if b.std() > 0 else float("nan")})
+        for row in stats.family(rows, better=better, words=words):
+            out[row["config"]].setdefault("vs_topk_8", {})[m] = row
     return out
 
 
-def alpha_sweep(configs: dict) -> dict:
-    """Calibrated BH at temperature 1, by alpha: experts used and the quality paid for them."""
+def versus_table(configs: dict) -> pd.DataFrame:
+    """The paired tests over prompts as one table (verdict columns; claims-checkable)."""
+    cols = ("config", "metric", *stats.VERDICT_COLUMNS, "cohens_d")
+    rows = [{k: t[k] for k in cols} for e in configs.values()
+            for t in e.get("vs_topk_8", {}).values()]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def heldout_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Held-out quality per config: one row each (the same value sits in every prompt's
+    record, as it is measured once per config on the whole held-out text)."""
+    if "case.kind" not in frame or "heldout_kl" not in frame:
+        return pd.DataFrame()
+    gen = frame[frame["case.kind"] == "generate"].drop_duplicates("case.routing")
+    cols = {"config_name": gen["case.routing"], **{k: gen[k] for k in HELDOUT if k in gen}}
+    known = list(ROUTINGS)
+    out = pd.DataFrame(cols)
+    return out.sort_values("config_name", key=lambda s: s.map(
+        lambda n: known.index(n) if n in known else len(known)), kind="stable").reset_index(
+        drop=True)
+
+
+def alpha_sweep(configs: dict, heldout: pd.DataFrame) -> dict:
+    """Calibrated BH (per-expert null, temperature 1), by alpha: experts used and the quality
+    paid for them; `monotone` (held-out experts non-decreasing in alpha) only from two alphas
+    or more, else None (not shown)."""
     rows = []
+    q = heldout.set_index("config_name") if len(heldout) else pd.DataFrame()
     for name, entry in configs.items():
         r = ROUTINGS.get(name) if name in ROUTINGS else None
         if r is None or r.method != "bh" or r.null != "per_expert" or r.temperature != 1:
             continue
-        m = entry["means"]
+        h = q.loc[name] if name in q.index else {}
         rows.append({"config": name, "alpha": r.alpha,
-                     "avg_experts": m.get("avg_experts_per_token"),
-                     "heldout_avg_experts": m.get("heldout_avg_experts"),
-                     "heldout_kl": m.get("heldout_kl"), "heldout_ppl": m.get("heldout_ppl")})
+                     "avg_experts": entry["means"].get("avg_experts_per_token"),
+                     **{k: (float(h[k]) if k in h else None) for k in (
+                         "heldout_avg_experts", "heldout_kl", "heldout_ppl")}})
     rows.sort(key=lambda r: r["alpha"])
     counts = [r["heldout_avg_experts"] for r in rows]
-    ok = None not in counts
+    ok = None not in counts and len(counts) >= 2
     monotone = all(a <= b for a, b in zip(counts, counts[1:], strict=False)) if ok else None
-    return {"rows": rows, "monotone": monotone}
+    return {"rows": rows, "monotone": monotone, "alphas": [r["alpha"] for r in rows]}
 
 
 def speed_summary(frame: pd.DataFrame) -> dict:
@@ -124,6 +159,10 @@ def speed_summary(frame: pd.DataFrame) -> dict:
             k: row[k] for k in ("ratio_vs_topk_router", "ratio_vs_topk_router_ci",
                                 "ratio_vs_torch_topk", "router_time", "mean_selected")
             if k in row}
+    for _, row in frame[frame["case.kind"] == "model_router"].iterrows():
+        out.setdefault("model_router_cost", {})[row["case.routing"]] = {
+            k: row[k] for k in ("model_router_ratio", "model_router_ratio_ci",
+                                "model_router_time", "model_topk_router_time") if k in row}
     for _, row in frame[frame["case.kind"] == "forward"].iterrows():
         out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
             k: row[k] for k in ("forward_ratio", "forward_ratio_ci", "mean_experts",
@@ -178,7 +217,7 @@ def frontier_slice(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
+def plots(seed: pd.DataFrame, speed: dict, heldout: pd.DataFrame, outdir: Path) -> list[str]:
     names = list(seed.config_name.drop_duplicates())
     agg = seed.groupby("config_name", sort=False)
     made = []
@@ -213,10 +252,10 @@ def plots(seed: pd.DataFrame, speed: dict, outdir: Path) -> list[str]:
     ax.set_ylabel("experts per token")
     ax.legend(fontsize=7)
     made.append(_seed_plot(fig, outdir, "experts_vs_latency"))
-    if {"heldout_kl", "heldout_avg_experts"} <= set(seed):  # one point per config, held-out text
+    if {"heldout_kl", "heldout_avg_experts", "heldout_ppl"} <= set(heldout):  # one per config
         fig, ax = new_figure(size=(5.5, 4))
-        q = agg[["heldout_kl", "heldout_avg_experts", "heldout_ppl"]].mean().reindex(names)
-        for n, row in q.iterrows():
+        for _, row in heldout.iterrows():
+            n = row.config_name
             ax.scatter(row.heldout_kl, row.heldout_avg_experts, s=30)
             ax.annotate(f"{n} (ppl {row.heldout_ppl:.0f})", (row.heldout_kl,
                         row.heldout_avg_experts), fontsize=7, xytext=(4, 2),
@@ -257,6 +296,11 @@ def speed_lines(speed: dict) -> list[str]:
         lines.append(f"| router vs top-k router, Gaussian logits | {name} | "
                      f"{r['ratio_vs_topk_router']:.3g} | <= 1.5 | "
                      f"{ci}vs bare torch.topk {r['ratio_vs_torch_topk']:.3g} |")
+    for name, r in speed.get("model_router_cost", {}).items():
+        lo, hi = r["model_router_ratio_ci"]
+        lines.append(f"| router vs top-8 router, the model's held-out logits (all layers) | "
+                     f"{name} | {r['model_router_ratio']:.3g} | <= 1.0 | 95% CI {lo:.3g}-"
+                     f"{hi:.3g} |")
     for name, r in speed.get("forward_equal_count", {}).items():
         ci = r.get("forward_ratio_ci")
         ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""
@@ -301,25 +345,38 @@ def report(records: list[dict], outdir: Path) -> None:
         cat = seed.pivot_table(index="config_name", columns="prompt_category",
                                values="avg_experts_per_token", sort=False).reset_index()
         write_table(cat, outdir, "experts_by_category")
-        summary["alpha_sweep"] = alpha_sweep(summary["configs"])
-        figs = plots(seed, speed, outdir)
+        heldout = heldout_table(frame)
+        summary["alpha_sweep"] = alpha_sweep(summary["configs"], heldout)
+        figs = plots(seed, speed, heldout, outdir)
+        tests = versus_table(summary["configs"])
+        write_table(tests, outdir, "prompts_vs_topk_8")
         lines += ["## Mean per configuration (over prompts)", "",
                   table.to_markdown(index=False, floatfmt=".4g"), "",
                   "## Paired tests vs topk_8 (over prompts)", "",
-                  "| config | metric | mean diff | t | p | Cohen's d |",
-                  "|---|---|---|---|---|---|"]
-        for name, entry in summary["configs"].items():
-            for m, t in entry.get("vs_topk_8", {}).items():
-                lines.append(f"| {name} | {m} | {_fmt(t['mean_diff'])} | {_fmt(t['t'])} | "
-                             f"{_fmt(t['p'])} | {_fmt(t['cohens_d'])} |")
+                  "Unit: the prompt (one generation each). estimate = mean over prompts of config "
+                  "- topk_8; p: paired t-test over prompts; p_holm: Holm over the configs of one "
+                  "metric; verdict words from the interval and p_holm (core.stats.verdict). "
+                  "Cohen's d is left empty where topk_8's values do not vary (its 8 experts); a "
+                  "metric whose difference is the same on every prompt is not tested.", "",
+                  tests.to_markdown(index=False, floatfmt=".4g"), ""]
+        if not heldout.empty:
+            write_table(heldout, outdir, "heldout_by_config")
+            lines += ["## Held-out quality per configuration (zoo corpus val)", "",
+                      "One value per config on the whole held-out text (not per prompt; its "
+                      "intervals and tests over sequences are the frontier study's, "
+                      "frontier/FRONTIER.md).", "",
+                      heldout.to_markdown(index=False, floatfmt=".4g"), ""]
         sweep = summary["alpha_sweep"]
-        lines += ["", "## Calibrated BH: experts and quality cost by alpha (temperature 1)", "",
+        lines += ["## Calibrated BH: experts and quality cost by alpha (temperature 1)", "",
                   "| config | alpha | experts/token (prompts) | experts/token (held-out) | "
                   "held-out KL | held-out ppl |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['config']} | {r['alpha']} | {_fmt(r['avg_experts'])} | "
                   f"{_fmt(r['heldout_avg_experts'])} | {_fmt(r['heldout_kl'])} | "
                   f"{_fmt(r['heldout_ppl'])} |" for r in sweep["rows"]]
-        lines += ["", f"Mean experts monotone in alpha: {sweep['monotone']}"]
+        lines += ["", (f"Mean held-out experts monotone in alpha (over alphas "
+                       f"{', '.join(f'{a:g}' for a in sweep['alphas'])}): {sweep['monotone']}"
+                       if sweep["monotone"] is not None else
+                       "Mean experts monotone in alpha: not shown (fewer than two alphas).")]
         fills = fill_in_table(frame)
         if not fills.empty:
             write_table(fills, outdir, "fill_in_by_layer")

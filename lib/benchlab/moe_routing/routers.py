@@ -24,16 +24,18 @@ from ..core.errors import BenchlabError
 from ..core.registry import Registry
 from .nulls import NULLS, as_numpy
 
+METHODS = ("topk", "topp", "bh", "threshold")
+
 
 @dataclass(frozen=True)
 class Routing:
     """One routing configuration (a row of the seed's config table)."""
 
     name: str
-    method: str  # "topk" | "topp" | "bh"
+    method: str  # "topk" | "topp" | "bh" | "threshold"
     k: int = 8  # top-k
     p: float = 0.4  # top-p mass
-    alpha: float = 0.05  # BH false-discovery rate
+    alpha: float = 0.05  # BH false-discovery rate; "threshold": the fixed cutoff p <= alpha
     temperature: float = 1.0  # softmax temperature of the weights (and of the prob / naive p)
     min_k: int = 1
     max_k: int = 8
@@ -42,9 +44,13 @@ class Routing:
 
     def __post_init__(self):
         where = f"routing {self.name}"
-        if self.method not in ("topk", "topp", "bh"):
-            raise BenchlabError(f"{where}: method: unknown {self.method!r} (topk, topp, bh)")
-        if self.method == "bh":
+        if self.method not in METHODS:
+            raise BenchlabError(f"{where}: method: unknown {self.method!r} "
+                                f"({', '.join(METHODS)})")
+        if self.method == "threshold" and self.null not in NULLS:
+            raise BenchlabError(f"{where}: null: a threshold needs a calibrated null "
+                                f"({', '.join(NULLS)}), got {self.null!r}")
+        if self.method in ("bh", "threshold"):
             if not 0 < self.alpha <= 1:
                 raise BenchlabError(f"{where}: alpha: must be in (0, 1], got {self.alpha}")
             if not 0 <= self.min_k <= self.max_k:
@@ -59,7 +65,7 @@ class Routing:
     @property
     def calibrated(self) -> bool:
         """Whether this routing needs a calibrated null (one calibrated under itself)."""
-        return self.method == "bh" and self.null != "naive"
+        return self.method in ("bh", "threshold") and self.null != "naive"
 
 
 ROUTINGS = Registry("routing configuration")
@@ -322,8 +328,9 @@ def bh_route(logits: torch.Tensor, pvalues: torch.Tensor | None, routing: Routin
         mask = null.bh_select(logits, routing.alpha, routing.min_k, routing.max_k)
     else:
         mask = bh_select(pvalues, routing.alpha, routing.min_k, routing.max_k)
-    probs = torch.softmax(logits.float() / routing.temperature, dim=-1)
-    return mask, probs * mask
+    x = logits.float()
+    probs = torch.softmax(x / routing.temperature if routing.temperature != 1 else x, dim=-1)
+    return mask, probs.mul_(mask)  # in place: probs is this call's own (x / 1 == x exactly)
 
 
 def route(logits: torch.Tensor, routing: Routing, null=None):
@@ -340,6 +347,8 @@ def _route(logits: torch.Tensor, routing: Routing, null=None):
         return topk_route(logits, routing.k, routing.temperature)
     if routing.method == "topp":
         return topp_route(logits, routing.p, routing.max_k, routing.temperature)
+    if routing.method == "threshold":
+        return threshold_route(logits, routing, null)
     if routing.method != "bh":
         raise BenchlabError(f"routing {routing.name}: method: unknown {routing.method!r}")
     if routing.null == "naive":  # p = 1 - probs (naive_pvalues), the probs also the weights
@@ -352,3 +361,21 @@ def _route(logits: torch.Tensor, routing: Routing, null=None):
     if null is None:
         raise BenchlabError(f"routing {routing.name}: null: calibrated BH needs a null")
     return bh_route(logits, None, routing, null)  # calibrated p-values, never materialized
+
+
+def threshold_route(logits: torch.Tensor, routing: Routing, null):
+    """The adaptive rule without BH: every expert whose calibrated p-value is <= alpha (one fixed
+    cutoff per layer, no step-up), then the caps clip(count, min_k, max_k) keep the smallest
+    p-values (ties to the lower index). With a pooled null P(p <= alpha) ~ alpha per (token,
+    expert), so alpha = m / E aims at m experts per token: the frontier's threshold family is
+    BH's own null and scores with a count-calibrated cutoff, to show what the step-up adds."""
+    if null is None:
+        raise BenchlabError(f"routing {routing.name}: null: a threshold needs a null")
+    p = null.pvalues(logits)  # [T, E]
+    k = (p <= routing.alpha).sum(-1).clamp(routing.min_k, routing.max_k)  # [T]
+    mask = torch.zeros_like(p, dtype=torch.bool)
+    if routing.max_k > 0:
+        order = smallest(p, routing.max_k)  # [T, max_k]
+        mask.scatter_(-1, order, torch.arange(routing.max_k, device=p.device) < k[:, None])
+    probs = torch.softmax(logits.float() / routing.temperature, dim=-1)
+    return mask, probs * mask

@@ -68,6 +68,29 @@ def router_cost(routing: Routing, tokens=4096, experts=64, device="cpu", rounds=
             "mean_selected": float(route(logits, routing, null)[0].sum(-1).float().mean())}
 
 
+@torch.no_grad()
+def model_router_cost(setup, routing: str, rounds: int = 30) -> dict:
+    """The router alone, every layer, on the config model's own router logits: those of one
+    held-out forward routed by `routing` with its null calibrated under itself; the routing vs
+    the top-8 router (softmax + torch.topk) on the same logits, side by side in rotated rounds:
+    the paired ratio and its 95% bootstrap interval over rounds (goal <= 1.0 for BH)."""
+    rt = ROUTINGS.get(routing)
+    null = setup.null_for(rt)
+    m = apply_routing(setup.model, rt, null)
+    with collect_stats(m, keep_logits=True) as st:
+        m(input_ids=setup.heldout, use_cache=False)
+    logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
+    nulls = [null.layer(i) if null is not None else None for i in range(len(logits))]
+    times = interleave({
+        "routing": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
+        "topk": lambda: [topk_route(x, 8) for x in logits]}, setup.device, rounds=rounds)
+    return {"model_router_time": float(np.median(times["routing"])),
+            "model_topk_router_time": float(np.median(times["topk"])),
+            "model_router_ratio": paired_ratio(times["routing"], times["topk"]),
+            "model_router_ratio_ci": paired_ratio_ci(times["routing"], times["topk"],
+                                                     n_resamples=2000)}
+
+
 def moe_layer(hidden: int, intermediate: int, experts: int = 64, seed: int = 0, device="cpu"):
     """A random OLMoE MoE block of the given shape (float32), wrapped for routing, routed by
     topk_8. Built once per shape, seed and device in a process (OLMoE-1B-7B's takes ~8 s on a
