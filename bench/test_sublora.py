@@ -1,7 +1,8 @@
-"""SubLoRA benchmarks: sweep points (train + bound; at tiny scale a CI slice of the scratch study,
-the w = 0 baseline and one short uniform run, which must bound >= 1 bit/token below it), the
-subspace training step vs a plain LoRA step, and the bound evaluation. The full 36-run study is
-`benchlab sublora run-all` (reports/sublora/).
+"""SubLoRA benchmarks: sweep points (train + bound; at tiny scale a CI slice of the scratch study:
+8 seeds of w = 0 and of the grouped, fixed r = 0.8 and learned modes, 20 short steps each, each
+trained run bounding >= min_gain_over_w0 bits/token below the w = 0 bound of its seed, plus the
+unigram and bigram count models), the subspace training step vs a plain LoRA step, and the bound
+evaluation. The full study is `benchlab sublora run-all` (reports/sublora/).
 
     pytest bench/test_sublora.py -n 2 --bench-store /tmp/sublora/store.jsonl \
         --bench-reports /tmp/sublora/reports --benchmark-json /tmp/sublora/out.json

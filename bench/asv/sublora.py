@@ -52,12 +52,15 @@ class StepSuite(Base):
 
 
 class SweepPoint(Base):
-    """The first trained case of the scale's sweep (tiny: the short scratch run): train,
-    quantize, code, bound; its record."""
+    """The first trained case of the scale's sweep (tiny: the short scratch run of the grouped
+    mode; not w = 0 or a count model): train, quantize, code, bound; its record."""
 
     def setup_cache(self):
+        from benchlab.sublora import REFERENCES
+
         run = self.run()
-        return run.measure("sweep", next(c for c in run.cases("sweep") if c.mode != "w0"))
+        return run.measure("sweep", next(c for c in run.cases("sweep")
+                                         if c.mode not in REFERENCES))
 
     def track_bound_value(self, record):
         return record["metrics"]["bound_value"]

@@ -29,11 +29,12 @@ def asv():
 
 
 def test_tracks_read_the_records_of_the_bench_cases(asv):
-    config = replace(CONFIGS["tiny"], overrides=FAST, dims=(40,), modes=(W0, ("uniform", 0.5)),
-                     seeds=(3,), step_projectors=("dense",), step_rounds=1, min_gain_over_w0=0)
+    config = replace(CONFIGS["tiny"], overrides=FAST, dims=(40,),
+                     modes=(W0, ("unigram", 0.5), ("uniform", 0.5)), seeds=(3,),
+                     step_projectors=("dense",), step_rounds=1, min_gain_over_w0=0)
     sweep = type("Sweep", (asv.SweepPoint,), {"config": config})()
     rec = sweep.setup_cache()
-    assert rec["case"] == "sweep[d40-uniform-s3]" and rec["kind"] == "sweep"
+    assert rec["case"] == "sweep[d40-uniform-s3]" and rec["kind"] == "sweep"  # not a reference
     assert sweep.track_bound_value(rec) == rec["metrics"]["bound_value"] > 0
     assert sweep.track_compressed_size_bits(rec) == rec["metrics"]["compressed_size_bits"]
     step = type("Step", (asv.StepSuite,), {"config": config})()

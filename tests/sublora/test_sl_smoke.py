@@ -30,10 +30,10 @@ def test_smoke_keeps_every_kind_and_the_scales_model_with_less_work(scale):
 
 def test_paper_smoke_is_far_smaller_and_runs_every_mode_and_projector():
     full, cut = CONFIGS["paper"], smoke(CONFIGS["paper"])
-    assert sum(_count(cut).values()) < sum(_count(full).values()) == 44
+    assert sum(_count(cut).values()) < sum(_count(full).values()) == 54
     modes = {c.mode for c in KINDS["sweep"][0](cut)} | {c.mode for c in KINDS["step"][0](cut)} \
         | {c.mode for c in KINDS["bound"][0](cut)}
-    assert modes == {"w0", "fixed", "uniform", "learned"}
+    assert modes == {"w0", "unigram", "bigram", "fixed", "uniform", "learned"}
     assert {c.projector for c in KINDS["step"][0](cut)} == {"dense", "sparse", "kron"}
     assert run_config(cut, KINDS["sweep"][0](cut)[0]).model.name == "gpt2"  # the paper spec
 

@@ -31,13 +31,18 @@ from dataclasses import dataclass
 from ..core.ratios import Ratio
 from .report import report
 from .sweep import run_config, run_point
+from .verdicts import PREREGISTERED, Test, mode_id
 
-MODES = (("uniform", 0.5), ("fixed", 0.2), ("fixed", 0.5), ("fixed", 0.8), ("learned", 0.5))
+MODES = (("uniform", 0.5), ("grouped", 0.5), ("fixed", 0.2), ("fixed", 0.5), ("fixed", 0.8),
+         ("learned", 0.5))  # uniform: one projector over all layers; grouped: d split per group
 W0 = ("w0", 0.5)   # the untrained baseline: w = 0, bounded like a run (mode "w0")
+BASELINES = (("unigram", 0.5), ("bigram", 0.5))  # count models fitted on the training split
+REFERENCES = ("w0", "unigram", "bigram")         # rows that are not trained SubLoRA modes
 # the scratch study's d: at d = 1000 the A-heavy split (r = 0.2) gains at most 0.84 bits over w = 0
 # (its B side has 135 coordinates for 16k head parameters); at 4000 and 6000 every mode gains > 1
 # (at 8000 the fixed splits train unstably at this learning rate: 2 of 6 runs gained < 0.8)
 STUDY_DIMS, STUDY_SEEDS = (4000, 6000), (42, 123, 999)
+SEEDS8 = (42, 123, 999, 7, 2024, 31337, 555, 8080)
 
 
 @dataclass(frozen=True)
@@ -45,25 +50,31 @@ class Config:
     """A scale: which YAML study (a RunConfig, configs/*.yaml) and which grid of it to run.
 
     The run settings live only in the YAML (one config system); `overrides` are dotted fields
-    applied on top (the tiny bench shortens the scratch study to a CI-sized slice)."""
+    applied on top (the tiny bench shortens the scratch study to a CI-sized slice). `tests` is
+    the pre-registered family of seed-level comparisons (data, fixed before the runs)."""
     train_config: str = "sublora_train.yaml"
     overrides: tuple = ()
     dims: tuple = STUDY_DIMS
-    modes: tuple = (W0, *MODES)
+    modes: tuple = (W0, *BASELINES, *MODES)
     seeds: tuple = STUDY_SEEDS
     step_projectors: tuple = ("dense", "sparse", "kron")   # step-time benchmark
     step_rounds: int = 5
     bound_rounds: int = 2
     min_gain_over_w0: float = 0.0  # bench check: trained bound <= w = 0 bound - this (bits/token)
+    tests: tuple = PREREGISTERED
 
 
 CONFIGS = {
-    # CI slice of the scratch study: one d, one seed, the w = 0 row and one short uniform run
-    "tiny": Config(overrides=("training.max_iters=50", "learning_rate.lr_decay_iters=50",
-                              "training.eval_interval=25", "bounds.bound_samples=100",
+    # CI slice of the scratch study: one d, 8 seeds of w = 0 and of the three per-group modes of
+    # the pre-registered test (grouped, fixed r = 0.8, learned), 20 steps each (was one seed of
+    # uniform, 50 steps; the batch stays 16 rows, as the step-time ratio has always measured), and
+    # the count models
+    "tiny": Config(overrides=("training.max_iters=20", "learning_rate.lr_decay_iters=20",
+                              "training.eval_interval=10", "bounds.bound_samples=100",
                               "bounds.max_doc_tokens=64"),
-                   dims=(1000,), modes=(W0, ("uniform", 0.5)), seeds=(42,), step_rounds=5,
-                   min_gain_over_w0=1.0),
+                   dims=(1000,), modes=(W0, *BASELINES, ("grouped", 0.5), ("fixed", 0.8),
+                                        ("learned", 0.5)),
+                   seeds=SEEDS8, step_rounds=5, min_gain_over_w0=0.5),
     "small": Config(train_config="sublora_train_small.yaml", step_rounds=10),
     "paper": Config(train_config="sublora_train_paper.yaml", step_rounds=20, bound_rounds=1),
 }
@@ -74,7 +85,7 @@ class SweepCase:
     id: str
     d: int
     mode: str
-    ratio: float       # fixed: r = d_B / d (share of LoRA B); uniform/learned: unused (0.5)
+    ratio: float       # fixed: r = d_B / d (share of LoRA B); other modes: unused (0.5)
     seed: int
     kind: str = "sweep"
 
@@ -98,18 +109,13 @@ class BoundCase:
     kind: str = "bound"
 
 
-FIXED_NAMES = {0.2: "fixed_aheavy", 0.5: "fixed_equal", 0.8: "fixed_bheavy"}  # the fork's
-
-
-def mode_id(mode: str, ratio: float) -> str:
-    """Folder/id name of a mode: uniform, learned, w0, fixed_aheavy (r=0.2), ..., fixed0.3."""
-    return FIXED_NAMES.get(float(ratio), f"fixed{ratio:g}") if mode == "fixed" else mode
-
-
 def sweep_cases(config: Config) -> list[SweepCase]:
-    """d x (w = 0 baseline + allocation modes) x seed; the study: 2 x (1 + 5) x 3 runs."""
+    """d x (w = 0 + allocation modes) x seed, and the count models once per d (first seed: they
+    do not depend on it); the study: 2 x ((1 + 6) x 3 + 2) runs."""
+    counts = {m for m, _ in BASELINES}
     return [SweepCase(f"d{d}-{mode_id(m, r)}-s{s}", d, m, r, s)
-            for d in config.dims for m, r in config.modes for s in config.seeds]
+            for d in config.dims for m, r in config.modes
+            for s in (config.seeds[:1] if m in counts else config.seeds)]
 
 
 def step_cases(config: Config) -> list[StepCase]:
@@ -199,14 +205,16 @@ SMOKE_DIM = 128  # d: every group of GPT-2's 13 (12 blocks + lm_head) gets coord
 SMOKE_RUN = ("training.max_iters=2", "learning_rate.warmup_iters=1",
              "learning_rate.lr_decay_iters=2", "training.eval_interval=1",
              "training.eval_iters=1", "training.log_interval=1", "data.batch_size=1",
-             "data.block_size=16", "bounds.bound_samples=2", "bounds.max_doc_tokens=16")
+             "data.block_size=16", "bounds.bound_samples=2", "bounds.max_doc_tokens=16",
+             "bounds.ngram_docs=2")
 
 
 def smoke(config: Config) -> Config:
     """The scale's config cut to the least work that runs every code path (the --bench-budget
     smoke), on the scale's own model (paper: GPT-2 124M from the paper spec): the sweep runs
-    the w = 0 row and one trained mode (fixed where the scale has it: step runs uniform with
-    every projector, bound learned), one d (<= SMOKE_DIM), one seed; 2 training steps of one
+    the w = 0 row, the count models (fitted on 2 documents) and one trained mode (fixed where
+    the scale has it: step runs uniform with every projector, bound learned), one d
+    (<= SMOKE_DIM), one seed; 2 training steps of one
     16-token row, evaluated after each, a bound over 2 documents; one timed round. Without
     the scale's nanoGPT bins (data.dataset_dir) it trains on the zoo corpus, as tiny does."""
     from dataclasses import replace
@@ -220,8 +228,8 @@ def smoke(config: Config) -> Config:
         extra.append("bounds.qat_iters=1")
     if bins_missing(run.data.dataset_dir):
         extra.append("data.dataset_dir=")
-    w0 = [m for m in config.modes if m[0] == "w0"][:1]
-    trained = [m for m in config.modes if m[0] != "w0"]
+    w0 = [m for m in config.modes if m[0] in REFERENCES]
+    trained = [m for m in config.modes if m[0] not in REFERENCES]
     trained = [next((m for m in trained if m[0] == "fixed"), trained[0])] if trained else []
     return replace(config, overrides=(*config.overrides, *extra),
                    dims=(min(min(config.dims), SMOKE_DIM),), modes=(*w0, *trained),
@@ -230,7 +238,8 @@ def smoke(config: Config) -> Config:
 
 __all__ = ["METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Config", "SweepCase",
            "StepCase", "BoundCase", "sweep_cases", "step_cases", "bound_cases", "report",
-           "run_config", "run_point", "MODES", "W0", "mode_id"]
+           "run_config", "run_point", "MODES", "W0", "BASELINES", "REFERENCES", "PREREGISTERED",
+           "Test", "mode_id"]
 
 
 def needs(case, config) -> dict:
@@ -250,7 +259,7 @@ def needs(case, config) -> dict:
     own = run.model.init_from in ("scratch", "zoo-trained")
     row = d.batch_size * d.block_size * run.training.gradient_accumulation_steps
     bound = b.bound_samples * b.max_doc_tokens
-    train = getattr(case, "kind", "") != "bound" and getattr(case, "mode", "") != "w0"
+    train = getattr(case, "kind", "") != "bound" and getattr(case, "mode", "") not in REFERENCES
     tokens = {"sweep": row * run.training.max_iters * train + bound,
               "step": 2 * row * config.step_rounds,
               "bound": bound * config.bound_rounds}.get(getattr(case, "kind", ""), 0)

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from ..core.errors import BenchlabError, fail, read_json
+from ..core.options import input_dir, int_list, output_dir
 from ..core.report import flatten
 from . import SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
@@ -37,6 +38,10 @@ METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "best_alpha", "kl_dive
                "compressed_size_bits", "random_guess_bpd", "non_vacuous", "top1_error",
                "top1_error_bound")
 FORK_MODES = {"aheavy": 0.2, "equal": 0.5, "bheavy": 0.8}
+
+
+DIMS = int_list(1, 10**9)       # intrinsic dimensions d
+SEEDS = int_list(0, 2**32 - 1)  # run seeds (numpy and torch take them)
 
 
 def _lookup(flat: dict, names) -> object:
@@ -58,7 +63,7 @@ def _from_dirname(name: str) -> dict:
     for fork, ratio in FORK_MODES.items():
         if f"fixed_{fork}" in low:
             out["mode"], out["ratio"] = "fixed", ratio
-    for mode in ("uniform", "learned", "w0"):
+    for mode in ("uniform", "grouped", "learned", "w0"):
         if re.search(rf"(?:^|[-_]){mode}(?:[-_]|$)", low):
             out["mode"] = mode
     return out
@@ -131,21 +136,16 @@ def collect(results_dir, seeds=None) -> list[dict]:
     return records
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchlab sublora analyze",
                                 description="figures and tables from finished SubLoRA runs")
-    p.add_argument("--results_dir", required=True, help="folder with the run folders")
-    p.add_argument("--output_dir", default="reports/sublora", help="(default: %(default)s)")
-    p.add_argument("--budgets", nargs="+", type=_ints, default=None,
+    p.add_argument("--results_dir", required=True, type=input_dir,
+                   help="folder with the run folders")
+    p.add_argument("--output_dir", default="reports/sublora", type=output_dir,
+                   help="(default: %(default)s)")
+    p.add_argument("--budgets", nargs="+", type=DIMS, default=None,
                    help="intrinsic dimensions to plot, e.g. 1000 2000 (default: all found)")
-    p.add_argument("--seeds", nargs="+", type=_ints, default=None,
+    p.add_argument("--seeds", nargs="+", type=SEEDS, default=None,
                    help="only runs with these seeds (default: all)")
     return p
 

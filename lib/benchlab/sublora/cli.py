@@ -27,6 +27,7 @@ import torch
 
 from ..core import ddp
 from ..core.errors import BenchlabError, fail
+from ..core.options import input_file
 from ..core.timing import resolve_device
 from . import config as C
 
@@ -34,7 +35,8 @@ from . import config as C
 def _train(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="benchlab sublora train",
                                 description="train a SubLoRA model (dotted overrides allowed)")
-    p.add_argument("--config-file", "--config_file", default=None, help="YAML config")
+    p.add_argument("--config-file", "--config_file", default=None, type=input_file,
+                   help="YAML config")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="nanoGPT bins folder: the override --data.dataset_dir=DIR")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")

@@ -90,7 +90,7 @@ class Model:
 @dataclass(frozen=True)
 class SubLoRA:
     intrinsic_dim: int = 1000
-    allocation_mode: str = "uniform"  # uniform | fixed | learned
+    allocation_mode: str = "uniform"  # uniform | grouped | fixed | learned
     allocation_ratio: float = 0.5     # fixed: r = d_B / d per layer
     intrinsic_mode: str = "dense"     # projector: dense | sparse | kron
     use_lora: bool = True
@@ -121,6 +121,8 @@ class Bounds:
     grid_in_sample_term: bool = True
     sample_seed: int = 7              # document sampling for the bound, fixed before training
     max_doc_tokens: int = 1024        # documents are cut to the model's context
+    ngram_docs: int = 1000            # unigram/bigram baselines: fitted on the first n train docs
+    ngram_discount: float = 0.75      # bigram: absolute discount D (Kneser-Ney style)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ AT_LEAST_ONE = {"data.n_documents", "data.n_val_documents", "data.batch_size", "
                 "training.max_iters", "training.gradient_accumulation_steps",
                 "training.eval_interval", "training.eval_iters", "training.log_interval",
                 "sublora.intrinsic_dim", "sublora.attention_linear_lora_r",
-                "sublora.linear_head_lora_r", "bounds.bound_samples", "bounds.max_doc_tokens"}
+                "sublora.linear_head_lora_r", "bounds.bound_samples", "bounds.max_doc_tokens",
+                "bounds.ngram_docs"}
 POSITIVE = {"optimizer.learning_rate", "sublora.lora_alpha", "sublora.gating_lr",
             "bounds.qat_lr", "bounds.eps"}
 
@@ -185,6 +188,8 @@ def _check_range(value, where: str, name: str):
 
     if isinstance(value, float) and not math.isfinite(value):
         raise fail(where, name, f"must be finite, got {value!r}")
+    if isinstance(value, int) and abs(value) > 2**63 - 1:
+        raise fail(where, name, f"must fit a 64-bit integer, got {value!r}")
     if name in AT_LEAST_ONE and value < 1:
         raise fail(where, name, f"must be >= 1, got {value!r}")
     if name in POSITIVE and not value > 0:
@@ -278,9 +283,11 @@ def load(path: str | Path | None = None, overrides: list[str] | dict | None = No
 
 def check(c: RunConfig, where: str) -> None:
     s = c.sublora
-    if s.allocation_mode not in ("uniform", "fixed", "learned"):
+    if s.allocation_mode not in ("uniform", "grouped", "fixed", "learned"):
         raise fail(where, "sublora.allocation_mode",
-                   f"{s.allocation_mode!r} is not one of uniform, fixed, learned")
+                   f"{s.allocation_mode!r} is not one of uniform, grouped, fixed, learned")
+    if not 0.0 < c.bounds.ngram_discount < 1.0:
+        raise fail(where, "bounds.ngram_discount", "must lie in (0, 1)")
     if not 0.0 <= s.allocation_ratio <= 1.0:
         raise fail(where, "sublora.allocation_ratio", "must lie in [0, 1] (r = d_B / d)")
     if s.intrinsic_mode not in ("dense", "sparse", "kron"):

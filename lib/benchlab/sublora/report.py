@@ -7,20 +7,28 @@ Files (budgets = the intrinsic dimensions d in the records):
   summary_table.{md,csv,tex}        per (d, mode), mean ± std over seeds: the bound, raw
                                     (unsmoothed) bpd beside the smoothed bpd at the chosen alpha,
                                     the alpha(s), KL, compressed size, val loss, the gap to the
-                                    w = 0 row (mean, and min over seeds), non-vacuous runs, the
-                                    top-1 error bound ("vacuous" unless < 1 in every seed). The
-                                    w = 0 row (untrained: the prior itself) comes first.
-  claims.md                         one sentence per tested claim with its p-value (claims.py)
-  pareto_frontier_d{d}.png          KL vs raw bpd per mode, the w = 0 point beside them
+                                    w = 0 row and to min(w = 0, unigram) bound (mean, and min
+                                    over seeds), non-vacuous runs, the top-1 error bound. One
+                                    vacuity rule (vacuity_cell): a mean bound >= its trivial
+                                    value (log2 V; 1 for an error) reads "vacuous". The
+                                    references come first: w = 0 (untrained: the prior itself),
+                                    then the unigram and bigram count models (baselines.py).
+  verdicts.{md,csv,tex}             the pre-registered seed-level tests and the goals, with
+                                    core.stats.VERDICT_COLUMNS (verdicts.py)
+  claims.md                         the verdicts as sentences, then the exploratory claims with
+                                    their p-values (claims.py)
+  pareto_frontier_d{d}.png          KL (log) vs raw bpd per mode, the references beside them
   compression_comparison_d{d}.png   KL vs raw bpd | KL vs bound | compressed size (log) vs
                                     bound (solid) and raw bpd (dashed), one line per mode over d
-  allocation_comparison_grid.png    bars per mode incl. w = 0: raw bpd, bound, compressed size,
+  allocation_comparison_grid.png    bars per mode and reference: raw bpd, bound, compressed size,
                                     bound below the w = 0 bound
   learned_gating_heatmap_d{d}.png   gamma per layer and seed; learned_gating_trend.png over d
+                                    (gating.py)
   step_time.*, bound_eval_time.*    when the records hold those benchmarks
 A record (bench/test_sublora.py's, or analyze's) carries d, mode, ratio, seed (as metrics, as
-run_point emits them, or case fields; mode: w0 | uniform | fixed | learned; ratio r = d_B / d,
-fixed only), its kind ("sweep"; top level or case.kind) and the metrics of
+run_point emits them, or case fields; mode: w0 | uniform | grouped | fixed | learned; r = d_B / d,
+fixed only; unigram | bigram: the count models), its kind ("sweep"; top level or case.kind)
+and the metrics of
 sweep.run_point (bound_value, raw_bpd, empirical_bpd, best_alpha, kl_divergence,
 compressed_size_bits, val_loss, gamma_B, top1_error_bound, init_from). Records of other kinds
 are ignored. Error bars: sample std (ddof=1) over seeds.
@@ -29,31 +37,34 @@ are ignored. Error bars: sample std (ddof=1) over seeds.
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import LogFormatter, NullFormatter
 
 from ..core.report import new_figure, save_figure, write_table
-from .claims import timing_tables, write_claims
+from .claims import REFERENCES, _key, timing_tables, write_claims
+from .gating import _note, plot_heatmap, plot_trend
+from .verdicts import PREREGISTERED
 
 METRICS = ("bound_value", "raw_bpd", "empirical_bpd", "best_alpha", "kl_divergence",
            "compressed_size_bits", "val_loss", "top1_error", "top1_error_bound")
-COLORS = {"w0": "#000000", "uniform": "#555555", "fixed": ("#d62728", "#2ca02c", "#1f77b4"),
-          "learned": "#9467bd"}
-MARKERS = {"w0": "X", "uniform": "s", "fixed": "o", "learned": "*"}
+COLORS = {"w0": "#000000", "unigram": "#8c564b", "bigram": "#e377c2", "uniform": "#555555",
+          "grouped": "#bcbd22", "fixed": ("#d62728", "#2ca02c", "#1f77b4"), "learned": "#9467bd"}
+MARKERS = {"w0": "X", "unigram": "P", "bigram": "P", "uniform": "s", "grouped": "D", "fixed": "o",
+           "learned": "*"}
 W0_LABEL = "w=0 (untrained)"
+LABELS = {"uniform": "uniform (global)", "grouped": "grouped (uniform per group)"}
 STUDIES = {"scratch": "SubLoRA from scratch (seeded random theta0, free in the message)",
            "zoo-trained": "fine-tuning bound: SubLoRA over the zoo-trained prior"}
 
 
 def mode_label(mode: str, ratio) -> str:
-    """'w=0 (untrained)', 'uniform', 'fixed r=0.2', 'learned' (r = d_B / d)."""
+    """'w=0 (untrained)', 'unigram', 'bigram', 'uniform (global)', 'grouped (uniform per
+    group)', 'fixed r=0.2', 'learned' (r = d_B / d)."""
     if mode == "w0":
         return W0_LABEL
-    return f"fixed r={float(ratio):g}" if mode == "fixed" else str(mode)
+    return f"fixed r={float(ratio):g}" if mode == "fixed" else LABELS.get(mode, str(mode))
 
 
-def _order(label: str) -> tuple:
-    rank = {"w=0": -1, "uniform": 0, "fixed": 1, "learned": 2}.get(label.split()[0], 3)
-    return (rank, label)
+_order = _key  # references (w = 0, unigram, bigram) first, then the modes
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -100,10 +111,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
         row["alphas"] = "/".join(f"{a:g}" for a in sorted(set(g["best_alpha"].dropna())))
         row["non_vacuous"] = f"{int((g['bound_value'] < _log2v(runs)).sum())}/{len(g)}"
-        row["top1_error_bound_max"] = float(g["top1_error_bound"].max())
         gap = w0_gaps(runs, d, g)
         row["below_w0_mean"] = float(gap.mean()) if gap.size else float("nan")
         row["below_w0_min"] = float(gap.min()) if gap.size else float("nan")
+        gap = ref_gaps(runs, d, g)
+        row["below_ref_mean"] = float(gap.mean()) if gap.size else float("nan")
+        row["below_ref_min"] = float(gap.min()) if gap.size else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -126,10 +139,32 @@ def w0_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
     return np.array([a - b for a, b in pairs], dtype=float)
 
 
-def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
-    """The committed table: numbers as text with their std, 'vacuous' for a top-1 bound >= 1."""
-    cols = ["d", "mode", "n_seeds", "bound", "below w=0 (min)", "raw bpd", "smoothed bpd",
-            "alpha", "KL (nats)", "size (kbit)", "val loss", "non-vacuous", "top-1 error bound"]
+def ref_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
+    """Per seed of a trained mode: min(w = 0 bound of the seed, unigram bound) - this run's
+    bound (bits/token): the gain over the better reference; empty for a reference row."""
+    if group["mode"].iloc[0] in REFERENCES:
+        return np.array([])
+    base = runs[(runs["d"] == d) & (runs["mode"] == "w0")].groupby("seed")["bound_value"].mean()
+    uni = runs[(runs["d"] == d) & (runs["mode"] == "unigram")]["bound_value"]
+    ref = {s: min(b, float(uni.mean())) if uni.size else b for s, b in base.items()}
+    return np.array([ref[s] - b for s, b in zip(group["seed"], group["bound_value"], strict=True)
+                     if s in ref], dtype=float)
+
+
+def vacuity_cell(mean: float, std: float, trivial: float, fmt: str = ".3f") -> str:
+    """The one vacuity rule of every table: a (mean) bound >= the trivial bound (log2 V for bits
+    per token, 1 for an error rate) is 'vacuous', else the number (± std over seeds)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    return "vacuous" if mean >= trivial else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def summary_table(summ: pd.DataFrame, random_bpd: float = np.inf) -> pd.DataFrame:
+    """The committed table: numbers as text with their std; a bound (bits/token, top-1 error)
+    at or above its trivial value (log2 V, 1) reads 'vacuous' (vacuity_cell)."""
+    cols = ["d", "mode", "n_seeds", "bound", "below w=0 (min)", "below min(w=0, unigram) (min)",
+            "raw bpd", "smoothed bpd", "alpha", "KL (nats)", "size (kbit)", "val loss",
+            "non-vacuous", "top-1 error bound"]
     if summ.empty:
         return pd.DataFrame(columns=cols)
     rows = []
@@ -137,14 +172,17 @@ def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
         def pm(m, scale=1.0, fmt=".3f", r=r):
             mean, std = r[f"{m}_mean"] * scale, r[f"{m}_std"] * scale
             return "n/a" if not np.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
-        top1, top1_max = r["top1_error_bound_mean"], r["top1_error_bound_max"]
-        gap = ("baseline" if r["mode"] == "w0" else "n/a" if not np.isfinite(r["below_w0_mean"])
-               else f"{r['below_w0_mean']:.3f} ({r['below_w0_min']:.3f})")
-        rows.append([r["d"], r["label"], r["n_seeds"], pm("bound_value"), gap, pm("raw_bpd"),
+        def gap(col, r=r):
+            if r["mode"] in REFERENCES:
+                return "reference"
+            mean = r[f"{col}_mean"]
+            return "n/a" if not np.isfinite(mean) else f"{mean:.3f} ({r[f'{col}_min']:.3f})"
+        rows.append([r["d"], r["label"], r["n_seeds"],
+                     vacuity_cell(r["bound_value_mean"], r["bound_value_std"], random_bpd),
+                     gap("below_w0"), gap("below_ref"), pm("raw_bpd"),
                      pm("empirical_bpd"), r["alphas"], pm("kl_divergence", fmt=".0f"),
                      pm("compressed_size_bits", 1e-3, ".2f"), pm("val_loss"), r["non_vacuous"],
-                     "n/a" if not np.isfinite(top1) else
-                     f"{top1:.3f}" if top1_max < 1 else "vacuous"])
+                     vacuity_cell(r["top1_error_bound_mean"], r["top1_error_bound_std"], 1.0)])
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -157,13 +195,6 @@ def _style(label: str) -> tuple[str, str]:
         return COLORS["fixed"][0 if ratio < 0.35 else 1 if ratio < 0.65 else 2], MARKERS["fixed"]
     kind = "w0" if label == W0_LABEL else kind
     return COLORS.get(kind, "#8c564b"), MARKERS.get(kind, "D")
-
-
-def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9,
-            color="#777777")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _scatter(ax, summ: pd.DataFrame, x: str, y: str, *, legend: bool = True) -> None:
@@ -199,7 +230,8 @@ def plot_pareto(summ: pd.DataFrame, d: int, outdir, title: str = "") -> None:
         _note(ax, f"no runs with d={d}")
     else:
         _scatter(ax, sub, "kl_divergence", "raw_bpd")
-        _frontier(ax, sub[sub["mode"] != "w0"])
+        _frontier(ax, sub[~sub["mode"].isin(REFERENCES)])
+        ax.set_xscale("log")
         ax.set_xlabel("complexity: KL (nats)")
         ax.set_ylabel("raw bits per token (sampled docs, unsmoothed)")
         ax.legend(fontsize=7)
@@ -221,9 +253,9 @@ def plot_compression(summ: pd.DataFrame, d: int, outdir, random_bpd, title: str 
         save_figure(fig, outdir, f"compression_comparison_d{d}")
         return
     _scatter(axes[0], sub, "kl_divergence", "raw_bpd")
-    axes[0].set(xlabel="KL (nats)", ylabel="raw bpd")
+    axes[0].set(xlabel="KL (nats, log)", ylabel="raw bpd", xscale="log")
     _scatter(axes[1], sub, "kl_divergence", "bound_value", legend=False)
-    axes[1].set(xlabel="KL (nats)", ylabel="bound (bits/token)")
+    axes[1].set(xlabel="KL (nats, log)", ylabel="bound (bits/token)", xscale="log")
     ax = axes[2]  # the seed's panel: one line per mode through its budgets, log size axis
     for label, g in summ.groupby("label", sort=False):
         g = g.sort_values("compressed_size_bits_mean")
@@ -257,7 +289,7 @@ def plot_grid(runs: pd.DataFrame, budgets, outdir, title: str = "") -> None:
             if s in base.index:
                 runs.loc[i, "below_w0"] = base[s] - runs.loc[i, "bound_value"]
     panels = [("raw_bpd", 1.0, "raw bpd (unsmoothed)"), ("bound_value", 1.0, "bound (bits/token)"),
-              ("compressed_size_bits", 1e-3, "compressed size (kbit)"),
+              ("compressed_size_bits", 1e-3, "compressed size (kbit, log)"),
               ("below_w0", 1.0, "bound below the w = 0 bound (bits/token)")]
     labels = sorted(set(runs["label"]), key=_order)
     width = 0.8 / max(len(budgets), 1)
@@ -280,78 +312,22 @@ def plot_grid(runs: pd.DataFrame, budgets, outdir, title: str = "") -> None:
                    alpha=0.55 + 0.45 * (j % 2), edgecolor="black",
                    hatch="" if j % 2 == 0 else "//")
             for xi in x[~ok]:  # a missing (d, mode) says so instead of looking like a zero
-                ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
-                        color="#777777")
+                ax.text(xi, 0.01, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
+                        color="#777777", transform=ax.get_xaxis_transform())  # any y scale
         ax.set_xticks(np.arange(len(labels)))
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
-        ax.axhline(0, color="black", lw=0.8)
+        if metric == "compressed_size_bits":  # the bigram's table is ~50x a trained message
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0, color="black", lw=0.8)
         handles = [Patch(facecolor="white", edgecolor="black", hatch="" if j % 2 == 0 else "//",
                          label=f"d={d}") for j, d in enumerate(budgets)]
         ax.legend(handles=handles, fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=9)
     save_figure(fig, outdir, "allocation_comparison_grid")
-
-
-def gate_matrix(runs: pd.DataFrame, d: int):
-    """(seeds x layers) learned gamma at d, and the seeds; (None, []) without learned runs."""
-    sub = runs[(runs["d"] == d) & (runs["mode"] == "learned") & runs["gates"].notna()]
-    if sub.empty:
-        return None, []
-    width = max(len(g) for g in sub["gates"])
-    mat = np.full((len(sub), width), np.nan)
-    for i, g in enumerate(sub["gates"]):
-        mat[i, :len(g)] = g
-    return mat, [str(s) for s in sub["seed"]]
-
-
-def plot_heatmap(runs: pd.DataFrame, d: int, outdir) -> None:
-    mat, seeds = gate_matrix(runs, d)
-    fig, ax = new_figure(size=(max(5.0, 0.9 * (mat.shape[1] if mat is not None else 4) + 2), 3.2))
-    if mat is None:
-        _note(ax, f"no learned-mode runs with gates for d={d}")
-    else:
-        im = ax.imshow(mat, aspect="auto", cmap="RdYlBu", vmin=0, vmax=1)
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(mat.shape[1]))
-        ax.set_xticklabels([f"L{j}" if j < mat.shape[1] - 1 or mat.shape[1] < 5 else "head"
-                            for j in range(mat.shape[1])], fontsize=8)
-        ax.set_yticks(range(len(seeds)))
-        ax.set_yticklabels([f"seed {s}" for s in seeds], fontsize=8)
-        ax.set_xlabel("group")
-        fig.colorbar(im, ax=ax, label="gamma = share of B (init 0.5)")
-    ax.set_title(f"learned gates, d={d}", fontsize=9)
-    save_figure(fig, outdir, f"learned_gating_heatmap_d{d}")
-
-
-def plot_trend(runs: pd.DataFrame, budgets, outdir) -> None:
-    fig, ax = new_figure(size=(6, 4))
-    drawn = False
-    for j, d in enumerate(budgets):
-        mat, _ = gate_matrix(runs, d)
-        if mat is None:
-            continue
-        drawn = True
-        mean = np.nanmean(mat, axis=0)
-        std = np.nanstd(mat, axis=0, ddof=1) if mat.shape[0] > 1 else np.zeros_like(mean)
-        ax.errorbar(np.arange(mat.shape[1]), mean, yerr=std, marker="o", capsize=3,
-                    color=f"C{j}", label=f"d={d} ({mat.shape[0]} seeds)")
-    if drawn:
-        ax.axhline(0.5, ls="--", color="grey", lw=1, label="0.5: the init (equal split)")
-        ax.set(ylim=(0, 1), xlabel="group (layer; last: lm_head if it has LoRA)",
-               ylabel="gamma = share of B")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    else:
-        _note(ax, "no learned-mode runs with gates")
-    ax.set_title("learned allocation across groups (mean ± std over seeds)", fontsize=9)
-    save_figure(fig, outdir, "learned_gating_trend")
 
 
 def study_title(runs: pd.DataFrame) -> str:
@@ -378,7 +354,7 @@ def report(records: list[dict], outdir, budgets=None) -> None:
     if budgets:
         plot_grid(runs, budgets, outdir, title)
         plot_trend(runs, budgets, outdir)
-    write_table(summary_table(summ), outdir, "summary_table")
+    write_table(summary_table(summ, runs.attrs["random_guess_bpd"]), outdir, "summary_table")
     if not runs.empty:
-        write_claims(runs, summ, outdir, title=title, random_bpd=random_bpd)
+        write_claims(runs, summ, outdir, title=title, random_bpd=random_bpd, tests=PREREGISTERED)
     timing_tables(records, outdir)

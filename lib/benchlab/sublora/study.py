@@ -24,16 +24,26 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import BenchlabError, read_json
-from . import CONFIGS, MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id
+from ..core.options import input_dir, int_list, output_dir, path_or_name
+from . import BASELINES, CONFIGS, MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
 from .config import load, parse_overrides
 
 STORE_NAME = "store.jsonl"
 
 
+DIMS = int_list(1, 10**9)       # intrinsic dimensions d
+SEEDS = int_list(0, 2**32 - 1)  # run seeds (numpy and torch take them)
+
+
+def data_dir(text: str) -> str:
+    """--data-dir: '' (the zoo's synthetic corpus) or an existing folder."""
+    return text if text == "" else input_dir(text)
+
+
 def parse_mode(name: str) -> tuple[str, float]:
     """'fixed_bheavy' -> ('fixed', 0.8); 'fixed0.3' -> ('fixed', 0.3); 'w0' -> ('w0', 0.5)."""
-    known = {mode_id(m, r): (m, r) for m, r in (W0, *MODES)}
+    known = {mode_id(m, r): (m, r) for m, r in (W0, *BASELINES, *MODES)}
     if name in known:
         return known[name]
     if name.startswith("fixed"):
@@ -104,28 +114,24 @@ def run_all(config: Config, results_dir, *, progress: bool = True, device: str =
     return [root / folder(c) for c in cases]
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
-
-
 def run_all_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="benchlab sublora run-all",
                                 description="the sweep d x (w0 + modes) x seeds as run folders "
                                             "(other args: --section.field=value overrides)")
     p.add_argument("--config-file", "--config_file", default="sublora_train.yaml",
+                   type=path_or_name,
                    help="study YAML (a path or a shipped name; default: %(default)s, the tiny "
                         "scratch study; sublora_finetune.yaml: the zoo-prior fine-tuning study)")
-    p.add_argument("--results_dir", required=True, help="where the run folders go")
-    p.add_argument("--dims", nargs="+", type=_ints, default=None,
+    p.add_argument("--results_dir", required=True, type=output_dir,
+                   help="where the run folders go")
+    p.add_argument("--dims", nargs="+", type=DIMS, default=None,
                    help=f"intrinsic dimensions (default: {' '.join(map(str, STUDY_DIMS))})")
     p.add_argument("--modes", nargs="+", default=None,
-                   help="w0 uniform fixed_aheavy fixed_equal fixed_bheavy learned (default: all)")
-    p.add_argument("--seeds", nargs="+", type=_ints, default=None,
+                   help="w0 unigram bigram uniform grouped fixed_aheavy fixed_equal fixed_bheavy "
+                        "learned (default: all)")
+    p.add_argument("--seeds", nargs="+", type=SEEDS, default=None,
                    help=f"run seeds (default: {' '.join(map(str, STUDY_SEEDS))})")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
+    p.add_argument("--data-dir", default=None, metavar="DIR", type=data_dir,
                    help="nanoGPT bins folder (train.bin, val.bin): the override "
                         "--data.dataset_dir=DIR ('' = the zoo synthetic corpus; default: the "
                         "YAML's)")
@@ -139,7 +145,8 @@ def run_all_main(argv: list[str]) -> int:
         train_config=args.config_file,
         overrides=tuple(f"{s}.{k}={v}" for s, kv in over.items() for k, v in kv.items()),
         dims=tuple(d for g in args.dims for d in g) if args.dims else STUDY_DIMS,
-        modes=tuple(parse_mode(m) for m in args.modes) if args.modes else (W0, *MODES),
+        modes=(tuple(parse_mode(m) for m in args.modes) if args.modes
+               else (W0, *BASELINES, *MODES)),
         seeds=tuple(s for g in args.seeds for s in g) if args.seeds else STUDY_SEEDS)
     if cfg.system.threads:
         torch.set_num_threads(cfg.system.threads)

@@ -6,6 +6,9 @@ allocation_mode='learned'), seed=42); print(m.describe())"
 
 Allocation of the budget d (w starts at zero, so training starts at the base model):
 - `uniform`: one projector over all LoRA parameters (the original SubLoRA).
+- `grouped`: d is split over groups as in `fixed` and `learned`, and each group has ONE projector
+  onto all of its LoRA parameters (A and B together): uniform allocation with the same per-group
+  structure as the other modes, so grouped vs fixed/learned differs only in the A/B split.
 - `fixed`: d is split over groups (each transformer block, plus the lm_head when it has LoRA)
   in proportion to their LoRA parameter counts; in group g, d_B = round(r d_g) coordinates feed
   a projector onto the group's LoRA **B** matrices and d_A = d_g - d_B onto its **A** matrices.
@@ -28,7 +31,7 @@ from ..core.errors import fail
 from .lora import LoRALinear, LoRAQV, add_lora
 from .projectors import derive_seed, make_projector
 
-MODES = ("uniform", "fixed", "learned")
+MODES = ("uniform", "grouped", "fixed", "learned")
 GATE_BITS = 32  # each gate logit is sent as a float32
 
 
@@ -89,6 +92,11 @@ def plan_blocks(shapes: dict[str, int], cfg: SubspaceConfig) -> tuple[list[Block
     blocks, start = [], 0
     for gi, (gname, d_g) in enumerate(zip(names, sizes, strict=True)):
         sides = groups[gname]
+        if cfg.allocation_mode == "grouped":  # one projector: the group's params in model order
+            ps = tuple(n for n in shapes if _group_of(n) == gname)
+            blocks.append(Block(gname, ps, sum(shapes[n] for n in ps), start, start + d_g))
+            start += d_g
+            continue
         if cfg.allocation_mode == "fixed":
             d_B = round(cfg.allocation_ratio * d_g)
             spans = {"A": (start, start + d_g - d_B), "B": (start + d_g - d_B, start + d_g)}

@@ -5,8 +5,9 @@ bound it.
 print(sl.run_point(c, sl.sweep_cases(c)[0]))"
 
 `run_point` returns the metrics a sweep record carries (the report reads these names):
-    d, mode (w0 = untrained baseline, uniform, fixed, learned), ratio, seed, D (LoRA
-    parameters), n_groups, init_from (theta0's base: scratch | zoo-trained | a model dir)
+    d, mode (w0 = untrained baseline, unigram/bigram = count models (baselines.py), uniform,
+    grouped, fixed, learned), ratio, seed, D (LoRA parameters; count models: table entries),
+    n_groups, init_from (theta0's base: scratch | zoo-trained | a model dir)
     bound_value, empirical_bpd, raw_bpd, kl_divergence, compressed_size_bits, best_alpha,
     random_guess_bpd, non_vacuous, top{1,5,10}_error, top{1,5,10}_error_bound,
     m, s, extra_bits, message_bits,
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .baselines import ORDERS, eval_ngram
 from .config import RunConfig, apply, load
 from .data import get_batch, load_corpus
 from .evaluate import eval_bounds
@@ -33,9 +35,10 @@ METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "kl_divergence", "comp
 
 def run_config(config, case) -> RunConfig:
     """The scale's YAML study (+ its overrides) with the case's d, mode, ratio and seed. The w = 0
-    baseline (mode "w0") is bounded in the uniform layout: with w = 0 every layout is theta0."""
+    baseline (mode "w0") is bounded in the uniform layout: with w = 0 every layout is theta0
+    (the count models, unigram and bigram, use no layout)."""
     cfg = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
-    mode = "uniform" if case.mode == "w0" else case.mode
+    mode = "uniform" if case.mode in ("w0", *ORDERS) else case.mode
     return apply(cfg, {"sublora": {"intrinsic_dim": case.d, "allocation_mode": mode,
                                    "allocation_ratio": case.ratio},
                        "system": {"seed": case.seed}}, f"case {getattr(case, 'id', case)}")
@@ -62,6 +65,8 @@ def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool
     `progress`: train's bar (None: once training has run a second)."""
     cfg = run_config(config, case)
     corpus = load_corpus(cfg)
+    if case.mode in ORDERS:
+        return ngram_point(cfg, corpus, case)
     model = build_model(cfg, cached_base(cfg))
     if case.mode == "w0":
         model, res = untrained(cfg, corpus, model, device=device, out_dir=out_dir)
@@ -75,6 +80,19 @@ def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool
            "gamma_B": model.d_share_B(), "val_loss": res.best_val, "best_step": res.best_step,
            "final_train_loss": res.losses[-1] if res.losses else res.best_val,
            "train_seconds": res.seconds, "init_from": cfg.model.init_from}
+    out.update({k: metrics[k] for k in METRIC_KEYS})
+    out.update({k: v for k, v in metrics.items() if k.startswith("top") and "error" in k})
+    return out
+
+
+def ngram_point(cfg: RunConfig, corpus, case) -> dict:
+    """run_point's metrics of a count model (baselines.eval_ngram): no training, no validation
+    loss; D = the table's nonzero entries; train_seconds = the fit."""
+    metrics = eval_ngram(corpus, cfg, case.mode)
+    out = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
+           "D": metrics["n_entries"], "n_groups": 0, "gamma_B": [], "val_loss": None,
+           "best_step": 0, "final_train_loss": None, "train_seconds": metrics["fit_seconds"],
+           "init_from": cfg.model.init_from}
     out.update({k: metrics[k] for k in METRIC_KEYS})
     out.update({k: v for k, v in metrics.items() if k.startswith("top") and "error" in k})
     return out
