@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .core import experiments
 from .core.errors import BenchlabError, fail
-from .core.options import bounded, output_dir, output_file
+from .core.options import bounded, one_line_usage_errors, output_dir, output_file
 from .core.ratios import DEFAULT_MARGIN
 from .core.results import check_experiments, load_records, write_baseline
 
@@ -146,7 +146,14 @@ def key_value(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`benchlab ARGV`: the exit status; bad input is one stderr line (`_guard`, and argparse's
+    usage errors through `one_line_usage_errors`), never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
+    with one_line_usage_errors():
+        return _main([str(a) for a in argv])
+
+
+def _main(argv: list[str]) -> int:
     rest: list[str] = []
     if argv and argv[0] == "submit" and "--" in argv:
         cut = argv.index("--")

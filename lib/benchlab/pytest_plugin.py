@@ -16,6 +16,7 @@ that compute their own metrics use `record(name=value, ...)` instead of `measure
 experiment that ran gets `report(records, outdir)` with the records this session made or resumed.
 """
 
+import argparse
 import os
 from pathlib import Path
 
@@ -40,38 +41,68 @@ from .pytest_session import (
 STASH = pytest.StashKey[Session]()
 
 
+def choice(*names):
+    """A checked option's parser: one of `names`."""
+    def parse(text):
+        if text not in names:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(map(repr, names))})")
+        return text
+    return parse
+
+
+# dest -> (option, parser): parsed in pytest_configure, where a bad value is one UsageError
+# line; as an argparse type, pytest would print its usage block around the message.
+CHECKED = {}
+
+
+def checked(group, option: str, parse, **kw) -> None:
+    CHECKED[option.removeprefix("--").replace("-", "_")] = (option, parse)
+    group.addoption(option, **kw)
+
+
+def parse_checked(config) -> None:
+    for dest, (option, parse) in CHECKED.items():
+        value = getattr(config.option, dest, None)
+        if isinstance(value, str):
+            try:
+                setattr(config.option, dest, parse(value))
+            except argparse.ArgumentTypeError as e:
+                raise pytest.UsageError(f"benchlab: error: argument {option}: {e}") from None
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("benchlab")
-    group.addoption("--bench-scale", default=DEFAULT_SCALE, choices=SCALES,
-                    help="experiment scale (default: %(default)s)")
-    group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
-                    help="where models run (default: %(default)s)")
-    group.addoption("--bench-budget", default="full", choices=BUDGETS,
-                    help="full: the scale's settings; smoke: every case kind's code path with the "
-                         "least work that runs it (default: %(default)s)")
-    group.addoption("--bench-models", default=None, metavar="DIR", type=models_dir,
-                    help="local weights: DIR/<org>--<name>/ is a save_pretrained folder for hub "
-                         "id <org>/<name> (default: $BENCHLAB_MODELS; else the HF cache)")
-    group.addoption("--bench-reports", default=".benchlab/reports", metavar="DIR", type=output_dir,
-                    help="where experiment reports are written; the committed reports/ are "
-                         "refreshed only by `benchlab publish` (default: %(default)s)")
+    checked(group, "--bench-scale", choice(*SCALES), default=DEFAULT_SCALE,
+            help=f"experiment scale: {', '.join(SCALES)} (default: %(default)s)")
+    checked(group, "--bench-device", choice("auto", "cpu", "cuda"), default="auto",
+            help="where models run: auto, cpu, cuda (default: %(default)s)")
+    checked(group, "--bench-budget", choice(*BUDGETS), default="full",
+            help="full: the scale's settings; smoke: every case kind's code path with the "
+                 "least work that runs it (default: %(default)s)")
+    checked(group, "--bench-models", models_dir, default=None, metavar="DIR",
+            help="local weights: DIR/<org>--<name>/ is a save_pretrained folder for hub "
+                 "id <org>/<name> (default: $BENCHLAB_MODELS; else the HF cache)")
+    checked(group, "--bench-reports", output_dir, default=".benchlab/reports", metavar="DIR",
+            help="where experiment reports are written; the committed reports/ are "
+                 "refreshed only by `benchlab publish` (default: %(default)s)")
     group.addoption("--bench-store", default=".benchlab/store.jsonl", metavar="PATH",
                     help="result store, one JSON line per finished case (default: %(default)s)")
     group.addoption("--bench-resume", action="store_true", default=False,
                     help="skip cases already in the result store and report their stored record")
     group.addoption("--no-bench-resume", dest="bench_resume", action="store_false",
                     help="run every case again (default)")
-    group.addoption("--bench-seed", type=bounded(int, lo=0, hi=2**32 - 1), default=0,
-                    metavar="N",
-                    help="base seed handed to the `seed` fixture (default: %(default)s)")
-    group.addoption("--bench-threads", type=bounded(int, lo=0, hi=1024), default=0,
-                    metavar="N",
-                    help="torch intra-op threads for every process, 0 keeps torch's default "
-                         "(default: %(default)s); use 1 per xdist worker on a small machine")
-    group.addoption("--bench-heap", default="steady", choices=("steady", "default"),
-                    help="steady: freed CPU memory stays mapped (core.timing.steady_heap), so "
-                         "timings count compute, not page faults; default: the allocator's own "
-                         "behaviour (default: %(default)s)")
+    checked(group, "--bench-seed", bounded(int, lo=0, hi=2**32 - 1), default=0,
+            metavar="N",
+            help="base seed handed to the `seed` fixture (default: %(default)s)")
+    checked(group, "--bench-threads", bounded(int, lo=0, hi=1024), default=0,
+            metavar="N",
+            help="torch intra-op threads for every process, 0 keeps torch's default "
+                 "(default: %(default)s); use 1 per xdist worker on a small machine")
+    checked(group, "--bench-heap", choice("steady", "default"), default="steady",
+            help="steady: freed CPU memory stays mapped (core.timing.steady_heap), so "
+                 "timings count compute, not page faults; default: the allocator's own "
+                 "behaviour (default: %(default)s)")
     group.addoption("--no-bench-report", dest="bench_report", action="store_false", default=True,
                     help="do not build the experiment reports at session end")
     group.addoption("--bench-shard", default=None, metavar="I/N",
@@ -87,6 +118,7 @@ def pytest_configure(config):
                             "experiment(name): the benchlab experiment a test belongs to")
     config.addinivalue_line("markers", "cases(name): parametrize `case` with the experiment's "
                             "function `name(config)` for the chosen scale")
+    parse_checked(config)
     if config.option.bench_threads > 0:
         import torch
 

@@ -54,7 +54,7 @@ def test_record_carries_kind_key_and_provenance():
     (1.0, 1.0005, 1e-3, True), (1.0, 1.002, 1e-3, False), (3, 3, 0, True), (3, 4, 0, False),
     ([1.0, 2.0], [1.0, 2.0001], 1e-3, True), ([1.0], [1.0, 2.0], 1e-3, False),
     (0.0, 0.4, (0.0, 0.5), True), (0.0, 0.6, (0.0, 0.5), False), ("x", "x", 0, True),
-    (float("nan"), float("nan"), 0, True), (float("nan"), 1.0, 1.0, False), (True, 1, 0, True),
+    (float("nan"), float("nan"), 0, True), (float("nan"), 1.0, 1.0, False), (True, 1, 0, False),
 ])
 def test_within(a, b, tol, ok):
     assert within(a, b, tol) is ok

@@ -81,13 +81,14 @@ def test_generate_cases_seed_flags_as_typed(tmp_path, monkeypatch):
 
 
 def test_unsupported_options_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "s.json").write_text("{}")
     assert ls("generate-cases", "--num_cases", 5, "--base", tmp_path / "b.json") == 2
     assert "--num_cases: makes new budget cases" in one_error(capsys)
     assert ls("generate-cases", "--num_perturbations", 3, "--output_dir", tmp_path / "g") == 2
     assert "--num_perturbations: perturbs the cases of --base FILE" in one_error(capsys)
-    assert ls("run", "--scores", "s.json", "--cases_dri", "cases") == 2
+    assert ls("run", "--scores", tmp_path / "s.json", "--cases_dri", "cases") == 2
     assert "did you mean --cases_dir?" in one_error(capsys)
-    assert ls("run", "--scores", "s.json", "--cases_dir", tmp_path) == 2
+    assert ls("run", "--scores", tmp_path / "s.json", "--cases_dir", tmp_path) == 2
     assert "--cases_dir: no all_cases.json here" in one_error(capsys)
     assert ls("run", "--solver", "greedy") == 2
     assert "invalid choice: 'greedy'" in one_error(capsys)

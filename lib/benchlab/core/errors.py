@@ -24,6 +24,8 @@ def read_json(path, field: str = "top level") -> dict:
     path = Path(path)
     if not path.exists():
         raise BenchlabError(f"{path}: no such file")
+    if not path.is_file():  # a folder, or a link to a device (/dev/zero would never end)
+        raise BenchlabError(f"{path}: not a regular file")
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:

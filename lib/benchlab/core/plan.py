@@ -327,12 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .options import output_file
+    from .options import input_dir, output_file
 
     parser = argparse.ArgumentParser(prog="benchlab plan", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="paper", choices=SCALES, help="(default: paper)")
     parser.add_argument("--budget", default="full", choices=BUDGETS, help="(default: full)")
-    parser.add_argument("--models", metavar="DIR", default=None,
+    parser.add_argument("--models", metavar="DIR", default=None, type=input_dir,
                         help="models folder to look in (default: $BENCHLAB_MODELS, HF cache)")
     parser.add_argument("--experiments", nargs="+", metavar="NAME", default=None)
     parser.add_argument("--detail", action="store_true", help="also a row per case kind")

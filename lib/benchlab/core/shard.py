@@ -15,6 +15,8 @@ import re
 
 from .errors import BenchlabError
 
+MAX_SHARDS = 10000  # as `benchlab submit --shards`
+
 
 def parse(text: str) -> tuple[int, int]:
     """'i/n' -> (i, n) with 0 <= i < n; anything else a one-line BenchlabError."""
@@ -22,8 +24,8 @@ def parse(text: str) -> tuple[int, int]:
     if not m:
         raise BenchlabError(f"--bench-shard: expected i/n (e.g. 0/4), got {text!r}")
     i, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or not 0 <= i < n:
-        raise BenchlabError(f"--bench-shard: {text!r}: need 0 <= i < n and n >= 1")
+    if not 1 <= n <= MAX_SHARDS or not 0 <= i < n:
+        raise BenchlabError(f"--bench-shard: {text!r}: need 0 <= i < n and 1 <= n <= {MAX_SHARDS}")
     return i, n
 
 

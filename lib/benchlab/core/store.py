@@ -95,23 +95,29 @@ class ResultStore:
             os.close(fd)
 
     def read(self, *, must_exist: bool = False) -> list[dict]:
-        """All well-formed records in file order; bad lines are warned about and skipped."""
+        """All well-formed records in file order; bad lines are warned about and skipped (a
+        killed run's torn last line). A file with lines but not one record is no result store:
+        a one-line BenchlabError naming it and its first line."""
         if not self.path.exists():
             if must_exist:
                 raise BenchlabError(f"{self.path}: result store not found")
             return []
-        records = []
+        records, bad = [], []
         with open(self.path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
                 try:
-                    rec = check_record(json.loads(raw))
+                    records.append(check_record(json.loads(raw)))
                 except (ValueError, UnicodeDecodeError, RecursionError) as e:
-                    warnings.warn(f"{self.path}:{lineno}: skipped a corrupt line ({e})",
-                                  StoreWarning, stacklevel=2)
-                    continue
-                records.append(rec)
+                    bad.append((lineno, e))
+        if bad and not records:
+            lineno, e = bad[0]
+            raise BenchlabError(f"{self.path}: not a result store, no line is a record (line "
+                                f"{lineno}: {e})")
+        for lineno, e in bad:
+            warnings.warn(f"{self.path}:{lineno}: skipped a corrupt line ({e})", StoreWarning,
+                          stacklevel=2)
         return records
 
     def latest(self, **match) -> dict[tuple, dict]:

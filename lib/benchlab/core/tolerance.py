@@ -21,9 +21,14 @@ def tolerance(metrics: dict, name: str, experiment: str):
 
 
 def within(a, b, tol) -> bool:
-    """Is `b` within `tol` of `a`? Numbers by tolerance, lists element-wise, the rest by ==."""
+    """Is `b` within `tol` of `a`? Numbers by tolerance, lists element-wise, mappings key by key,
+    booleans only equal to booleans (True is not 1), the rest by ==."""
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(within(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(within(a[k], b[k], tol) for k in a)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
     num = (int, float)
     if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool | str):
         if math.isnan(a) or math.isnan(b):

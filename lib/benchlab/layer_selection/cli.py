@@ -25,10 +25,18 @@ only the cases whose key is not stored yet. Figures are layer_selection.report's
 import argparse
 import difflib
 import json
+import os
 from pathlib import Path
 
 from ..core.errors import BenchlabError, fail
-from ..core.options import bounded, file_name
+from ..core.options import (
+    bounded,
+    file_name,
+    input_dir,
+    input_file,
+    output_dir,
+    output_file,
+)
 from . import data
 from . import seed_format as sf
 from .report import plot_combined, plot_comparison, plot_scalability
@@ -278,22 +286,28 @@ def _unknown(parser, command: str, extra: list[str]) -> BenchlabError:
 
 
 def main(argv: list[str]) -> int:
+    shared = os.environ.get("BENCHLAB_LS_DATA")
+    if shared is not None and not Path(shared).is_dir():
+        raise fail("BENCHLAB_LS_DATA", shared, "no such folder (the shared layer-selection data)")
     parser = Parser(prog="benchlab layer-selection", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="all value methods on every budget case of one or more models")
-    r.add_argument("--scores", help="scores JSON of one model (seed format)")
-    r.add_argument("--norms", default=None, help="norms JSON (seed format; optional)")
+    r.add_argument("--scores", type=input_file, help="scores JSON of one model (seed format)")
+    r.add_argument("--norms", default=None, type=input_file,
+                   help="norms JSON (seed format; optional)")
     r.add_argument("--models", nargs="+", default=None, type=file_name,
                    help="seed short names (opt_125m llama2_7b ...), files from --scores_dir")
-    r.add_argument("--scores_dir", "--scores-dir", dest="scores_dir", default=None)
-    r.add_argument("--norms_dir", "--norms-dir", dest="norms_dir", default=None)
-    r.add_argument("--cases", "--experiment_cases", dest="cases", default=None,
+    r.add_argument("--scores_dir", "--scores-dir", dest="scores_dir", type=input_dir)
+    r.add_argument("--norms_dir", "--norms-dir", dest="norms_dir", type=input_dir)
+    r.add_argument("--cases", "--experiment_cases", dest="cases", default=None, type=input_file,
                    help="experiment (or scalability) cases JSON")
     r.add_argument("--cases_dir", "--cases-dir", dest="cases_dir", default=None,
                    help="a folder with all_cases.json (generate-cases' output), as the seed")
     r.add_argument("--scalability_cases", "--scalability-cases", dest="scalability_cases",
-                   default=None, help="scalability cases JSON (cases filtered by model_name)")
+                   default=None, type=input_file,
+                   help="scalability cases JSON (cases filtered by model_name)")
     r.add_argument("--output-dir", "--output_dir", dest="output_dir", default="results",
+                   type=output_dir,
                    help="writes store.jsonl (the records), {model}_all_results.json, "
                    "{model}/case_XXX_results.json, {model}_scalability_results.json here "
                    "(default: %(default)s)")
@@ -306,10 +320,11 @@ def main(argv: list[str]) -> int:
     r.add_argument("--combined", action="store_true", help="combined_comparison.png/.txt")
     r.add_argument("--skip_experiments", "--skip-experiments", action="store_true")
     r.add_argument("--skip_scalability", "--skip-scalability", action="store_true")
-    r.add_argument("--skip_existing", "--skip-existing", action="store_true",
-                   help="keep results files that exist as they are, plot from them")
-    r.add_argument("--overwrite", action="store_true",
-                   help="replace results files that hold other results")
+    keep = r.add_mutually_exclusive_group()
+    keep.add_argument("--skip_existing", "--skip-existing", action="store_true",
+                      help="keep results files that exist as they are, plot from them")
+    keep.add_argument("--overwrite", action="store_true",
+                      help="replace results files that hold other results")
     g = sub.add_parser("generate-cases", help="the seed's budget cases (--num_cases, "
                        "--num_verifiers), or perturbations of --base's cases (seed 42)")
     g.add_argument("--num_cases", "--num-cases", type=bounded(int, lo=1), default=None,
@@ -321,10 +336,11 @@ def main(argv: list[str]) -> int:
     g.add_argument("--base", default=None, help="perturb this cases JSON's (original) budgets: "
                    "cases/case_001.json ... and all_cases.json")
     g.add_argument("--output-dir", "--output_dir", dest="output_dir", default="cases",
+                   type=output_dir,
                    help="(default: %(default)s)")
     g.add_argument("--num_perturbations", type=bounded(int, lo=1), default=None,
                    help="with --base (default: 10)")
-    g.add_argument("--perturbation_factor", type=bounded(float, lo=0), default=None,
+    g.add_argument("--perturbation_factor", type=bounded(float, lo=0, lt=1), default=None,
                    help="with --base: budgets times U(1-f, 1+f) (default: 0.1)")
     g.add_argument("--seed", type=bounded(int, lo=0), default=42, help="(default: %(default)s)")
     g.add_argument("--overwrite", action="store_true")
@@ -341,7 +357,7 @@ def main(argv: list[str]) -> int:
     for kind in ("scores", "norms"):
         e = sub.add_parser(f"extract-{kind}", help=f"write the seed {kind} JSON of a model")
         e.add_argument("--model", required=True, help="zoo spec, hub id or local model directory")
-        e.add_argument("--output", required=True, help="JSON file to write")
+        e.add_argument("--output", required=True, type=output_file, help="JSON file to write")
         e.add_argument("--model-name", default=None, help="(default: --model)")
         e.add_argument("--overwrite", action="store_true", help="replace an existing file")
         if kind == "scores":

@@ -61,6 +61,11 @@ def cmd_finetune(args) -> int:
     """trainer.run: one process, or data-parallel under torchrun (core.ddp)."""
     from . import trainer
 
+    if args.data:  # a file of UTF-8 text, before anything is written
+        try:
+            text_file(args.data)
+        except argparse.ArgumentTypeError as e:
+            raise BenchlabError(f"--data: {e}") from None
     if args.resume and not (Path(args.out) / "train_state.pt").is_file():
         raise BenchlabError(f"{Path(args.out) / 'train_state.pt'}: --resume: no saved state to "
                             "resume from (drop --resume to start a new run)")
@@ -154,8 +159,7 @@ def training_args(p, methods) -> None:
                    help="global batch; under torchrun split over the processes, a multiple "
                    "of their number (default: %(default)s)")
     p.add_argument("--lr", type=bounded(float, gt=0), default=1e-3, help="(default: %(default)s)")
-    p.add_argument("--data", type=text_file,
-                   help="E2E-style JSONL (default: generate --records into --out)")
+    p.add_argument("--data", help="E2E-style JSONL (default: generate --records into --out)")
     p.add_argument("--records", type=bounded(int, lo=1), default=5000,
                    help="generated records when --data is not given (default: %(default)s)")
     p.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BenchlabError, fail
-from ..core.options import bounded
+from ..core.options import bounded, output_dir, output_file
 from . import data
 from .hub import any_tokenizer
 from .text import length_stats, synthetic_documents
@@ -148,25 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nanogpt", help="train.bin/val.bin uint16 + meta.json (SubLoRA)")
     p.add_argument("input", nargs="?", help="a .txt or .jsonl file")
-    p.add_argument("output", help="output directory")
+    p.add_argument("output", type=output_dir, help="output directory")
     p.add_argument("--synthetic", type=bounded(int, lo=0), default=0, metavar="N",
                    help="use N zoo synthetic documents instead of an input file (0)")
-    p.add_argument("--val-fraction", type=bounded(float, lo=0, hi=1), default=0.1,
-                   help="documents held out (0.1)")
+    p.add_argument("--val-fraction", type=bounded(float, gt=0, lt=1), default=0.1,
+                   help="documents held out, in (0, 1) (0.1)")
     p.add_argument("--seed", type=bounded(int, lo=0), default=0,
                    help="split and synthetic seed (0)")
     common(p, tokens="any")
     p.set_defaults(func=cmd_nanogpt)
     p = sub.add_parser("npy", help="one .npy token array (CS336 timing)")
     p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("output", type=output_file)
     p.add_argument("--dtype", choices=["uint16", "int32", "int64"], default="uint16",
                    help="array dtype (uint16)")
     common(p)
     p.set_defaults(func=cmd_npy)
     p = sub.add_parser("jsonl", help="normalized {prompt, target} JSON lines (Long Exposure)")
     p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("output", type=output_file)
     common(p, tokens=None)
     p.set_defaults(func=cmd_jsonl)
     return parser

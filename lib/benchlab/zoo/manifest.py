@@ -25,10 +25,33 @@ MODELS = ("opt-tiny", "olmoe-tiny", "llama-tiny", "gpt2-tiny")  # tiny specs, de
 
 @functools.cache
 def manifest() -> dict:
+    """MANIFEST.json: {"files": {name: {"sha256", "bytes"}}, "training": {...}}, else a
+    one-line BenchlabError naming it."""
     try:
-        return json.loads(MANIFEST.read_text())
+        data = json.loads(MANIFEST.read_text())
     except (OSError, ValueError) as e:
         raise BenchlabError(f"{MANIFEST}: cannot read the zoo manifest ({e})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str)
+            and type(e.get("bytes")) is int for e in files.values()):
+        raise BenchlabError(f"{MANIFEST}: files: expected {{name: {{sha256, bytes}}}}")
+    return data
+
+
+def verify() -> list[Path]:
+    """Every artifact the zoo ships (the corpus, the tokenizer, each tiny model) listed in the
+    manifest, every file in the folder listed, and each one's size and sha256 equal to its
+    entry; the verified paths, else a one-line BenchlabError naming the first file at fault."""
+    listed = manifest()["files"]
+    for name in (CORPUS, TOKENIZER, *MODELS):
+        if file_name(name) not in listed:
+            raise BenchlabError(f"{MANIFEST}: files: lacks {file_name(name)!r} (restore the "
+                                "manifest from git, or run `benchlab zoo pin`)")
+    for f in sorted(ARTIFACTS.iterdir()):
+        if f.name != MANIFEST.name and not f.name.startswith(".") and f.name not in listed:
+            raise BenchlabError(f"{f}: not listed in {MANIFEST.name} (an unpinned artifact)")
+    return [path(fname.removesuffix(".safetensors")) for fname in sorted(listed)]
 
 
 def file_name(name: str) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import BenchlabError
+from ..core.options import bounded, output_dir
 from ..core.provenance import config_hash
 from .hub import folder_name
 from .models import hf_config, model_class, names, spec
@@ -183,15 +184,17 @@ def add_parser(sub) -> None:
         "paper-shapes", help="write random-weight models of every paper spec (published shapes, "
         "cut to --layers) with tokenizers into DIR/<org>--<name>/ (BENCHLAB_MODELS=DIR)",
         description=__doc__.split("\n\n")[0])
-    p.add_argument("dir", metavar="DIR", help="the models folder (BENCHLAB_MODELS)")
-    p.add_argument("--layers", type=int, default=1, help="layers per model (default: 1)")
+    p.add_argument("dir", metavar="DIR", type=output_dir,
+                   help="the models folder (BENCHLAB_MODELS)")
+    p.add_argument("--layers", type=bounded(int, lo=1, hi=1024), default=1,
+                   help="layers per model (default: 1)")
     p.add_argument("--dtype", default="bfloat16", choices=list(DTYPES),
                    help="dtype of the saved weights (default: bfloat16, half of float32's disk; "
                    "zoo.load reads them as float32 unless asked otherwise); all 9 specs at 1 "
                    "layer: about 3.5 GB in bfloat16")
     p.add_argument("--models", nargs="+", choices=names("paper"), default=None, metavar="NAME",
                    help=f"paper specs (default: all: {', '.join(names('paper'))})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=bounded(int, lo=0), default=0)
 
 
 def run(args) -> int:

@@ -21,7 +21,7 @@ from .manifest import (
     TOKENIZER,
     file_name,
     manifest,
-    path,
+    verify,
     write_manifest,
 )
 
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "paper-shapes":
         return paper.run(args)
     if args.command == "verify":
-        for fname in manifest()["files"]:
-            print(f"ok {path(fname.removesuffix('.safetensors'))}")
+        for target in verify():
+            print(f"ok {target}")
         return 0
     if args.corpus:
         import lzma

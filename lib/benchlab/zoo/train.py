@@ -175,9 +175,15 @@ def _read_cached(path: Path, name: str, seed: int):
 
 
 def pinned(name: str, steps: int | None = None, seed: int = 0) -> bool:
-    """Is this the shipped artifact (a tiny spec, its default schedule, seed 0)?"""
-    return (seed == 0 and manifest.is_pinned(name)
-            and train_config(name, steps) == train_config(name))
+    """Is this the shipped artifact (a tiny spec, its default schedule, seed 0)? One that should
+    be but that the manifest lacks is a BenchlabError, not a silent retraining from scratch."""
+    if seed != 0 or train_config(name, steps) != train_config(name):
+        return False
+    if name in manifest.MODELS and not manifest.is_pinned(name):
+        raise BenchlabError(f"{manifest.MANIFEST}: files: lacks {manifest.file_name(name)!r}, "
+                            "a pinned zoo model (restore the manifest from git, or run "
+                            "`benchlab zoo pin`)")
+    return manifest.is_pinned(name)
 
 
 def _read_pinned(name: str):
