@@ -211,7 +211,8 @@ def check_verdict(row: dict, alpha: float = ALPHA) -> str | None:
     n = int(float(row["n_units"]))
     lo, hi, null = float(row["ci_lo"]), float(row["ci_hi"]), float(row["null"])
     p = row.get("p_holm")
-    p = None if p in (None, "") or (isinstance(p, float) and np.isnan(p)) else float(p)
+    p = None if p in (None, "") else float(p)
+    p = None if p is None or np.isnan(p) else p  # a goal: no test, read from the interval
     if word in POSITIVE:
         words = (word, NEGATIVE[POSITIVE.index(word)])
     elif word in NEGATIVE:
