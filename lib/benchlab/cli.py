@@ -207,9 +207,11 @@ def _main(argv: list[str]) -> int:
     base.add_argument("path", help="a .jsonl result store or benchmark JSON of a tiny run")
     base.add_argument("--output", default=BASELINE, type=output_file,
                       help="(default: %(default)s)")
-    base.add_argument("--drop", nargs="+", default=[], metavar="EXPERIMENT/CASE",
+    base.add_argument("--drop", nargs="+", action="extend", default=[],
+                      metavar="EXPERIMENT/CASE",
                       help="cases of the current baseline that the new one may lack (fnmatch "
-                           "patterns), e.g. 'moe_routing/forward[*]'")
+                           "patterns, where [ ] is a character class: 'lm_timing/step?*'); "
+                           "repeat it or list several")
     submit_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "submit":

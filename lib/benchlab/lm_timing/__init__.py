@@ -75,9 +75,10 @@ class Config:
 
 
 # Result metrics for `benchlab compare` (core.compare): what the model computes and counts; times
-# and what is derived from them (throughput, MFU) and memory peaks are None, not results.
+# and what is derived from them (throughput, MFU), memory peaks and the number of rounds timed (one
+# with --benchmark-disable) are None, not results.
 METRICS = {"loss": 1e-4, "max_abs_diff": (0, 1e-5), "flops": 0, "num_params": 0, "n": 0,
-           "rounds_timed": 0, "status": 0, "fresh_process": 0, "w*_status": 0, "reason": None,
+           "rounds_timed": None, "status": 0, "fresh_process": 0, "w*_status": 0, "reason": None,
            "ratio*": None, "*_ms": None, "mfu": None, "tflops": None, "peak_tflops": None,
            "tokens_per_s": None, "peak_memory_mb": None,
            # a sweep record's variants, "<variant_tag>.<metric>" (measure.measure_sweep)
