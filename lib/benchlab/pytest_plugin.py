@@ -83,6 +83,9 @@ def pytest_addoption(parser):
     checked(group, "--bench-models", models_dir, default=None, metavar="DIR",
             help="local weights: DIR/<org>--<name>/ is a save_pretrained folder for hub "
                  "id <org>/<name> (default: $BENCHLAB_MODELS; else the HF cache)")
+    checked(group, "--bench-data", data_dir, default=None, metavar="DIR",
+            help="datasets: relative data paths of the configs (SubLoRA's data/openwebtext "
+                 "bins) are read under DIR (default: $BENCHLAB_DATA; else the working folder)")
     checked(group, "--bench-reports", output_dir, default=".benchlab/reports", metavar="DIR",
             help="where experiment reports are written; the committed reports/ are "
                  "refreshed only by `benchlab publish` (default: %(default)s)")
@@ -158,6 +161,17 @@ def models_dir(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
     os.environ["BENCHLAB_MODELS"] = str(Path(text).resolve())
+    return text
+
+
+def data_dir(text: str) -> str:
+    """argparse type of --bench-data: an existing folder; exported as $BENCHLAB_DATA (read by the
+    experiments in this process, its xdist workers and its subprocesses)."""
+    import argparse
+
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    os.environ["BENCHLAB_DATA"] = str(Path(text).resolve())
     return text
 
 

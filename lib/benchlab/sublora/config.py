@@ -12,6 +12,7 @@ paper scales, and sublora_bounds.yaml for eval-bounds).
 """
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -256,7 +257,8 @@ def packaged() -> list[str]:
 
 
 def load(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
-    """Defaults <- YAML file <- dotted overrides. Checks the values that code relies on."""
+    """Defaults <- YAML file <- dotted overrides. Checks the values that code relies on. A
+    relative data.dataset_dir is read under $BENCHLAB_DATA when it is set (pytest --bench-data)."""
     config = RunConfig()
     if path is not None:
         path = resolve(path)
@@ -277,6 +279,9 @@ def load(path: str | Path | None = None, overrides: list[str] | dict | None = No
     if overrides:
         ov = parse_overrides(overrides) if isinstance(overrides, list) else overrides
         config = apply(config, ov, "command line")
+    root, data = os.environ.get("BENCHLAB_DATA"), config.data.dataset_dir
+    if root and data and not Path(data).is_absolute():  # pytest --bench-data DIR
+        config = replace(config, data=replace(config.data, dataset_dir=str(Path(root) / data)))
     check(config, str(path) if path else "config")
     return config
 
