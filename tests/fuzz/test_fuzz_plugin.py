@@ -26,6 +26,7 @@ OPTIONS = [
     ("--bench-threads", GENERATORS["count0"] + [("past-1024", lambda t: "1025")]),
     ("--bench-seed", GENERATORS["seed"] + [("past-2**32", lambda t: str(2**32))]),
     ("--bench-reports", GENERATORS["out_dir"]), ("--bench-models", GENERATORS["in_dir"]),
+    ("--bench-data", GENERATORS["in_dir"]),
     ("--bench-store", GENERATORS["out_file"]), ("--bench-shard", SHARDS), ("--bench-gpus", GPUS),
 ]
 ROWS = [(f"{option}={label}", option, make) for option, values in OPTIONS
