@@ -192,6 +192,10 @@ def test_huge_intrinsic_dim_and_binary_yaml_are_one_line_errors(tmp_path, capsys
     assert top_main(["sublora", "train", "--model.init_from=scratch",
                      "--sublora.intrinsic_dim=1e30", f"--login.out_dir={out}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sublora.intrinsic_dim" in err[0] and "64-bit" in err[0]
+    assert top_main(["sublora", "train", "--model.init_from=scratch",
+                     "--sublora.intrinsic_dim=1000000000000", f"--login.out_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sublora.intrinsic_dim" in err[0] and "exceeds" in err[0]
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(bytes([0, 1, 0xFF, 0xFE]))
