@@ -25,22 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.stats import adjust
+
 ALPHA = 0.05
 GOAL = 1.0          # bits/token below the w = 0 bound, every trained run
 NOT_SHOWN = "not shown at this scale"
-
-
-def holm(pvalues) -> np.ndarray:
-    """Holm step-down adjusted p-values (nan stays nan)."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p[i]))
-        out[i] = running
-    return out
 
 
 def paired(runs: pd.DataFrame, d: int, a: str, b: str, metric: str) -> tuple[np.ndarray, ...]:
@@ -113,7 +102,7 @@ def mode_pairs(runs: pd.DataFrame, d: int) -> pd.DataFrame:
         rows.append({"d": d, "a": a, "b": b, "n": x.size,
                      "diff": float((x - y).mean()) if x.size else np.nan, "p": ttest_rel(x, y)})
     frame = pd.DataFrame(rows, columns=["d", "a", "b", "n", "diff", "p"])
-    frame["p_holm"] = holm(frame["p"]) if len(frame) else []
+    frame["p_holm"] = adjust(frame["p"], "holm") if len(frame) else []
     return frame
 
 
