@@ -53,12 +53,12 @@ class Solve(Base):
                                   for m in MODELS for s in ("exact", "ordered")})
 
     def setup(self, cache, model, solver):
-        from benchlab.layer_selection import experiment as ex
+        from benchlab.layer_selection import instances
 
         _skip_unless(cache, (model, solver))
         cases = [c for c in Base.run().cases("solve") if (c.model, c.solver, c.method)
                  == (model, solver, "alphaprun")]
-        self.instances = [ex.instance(c) for c in cases]
+        self.instances = [instances.instance(c) for c in cases]
 
     def time_solve(self, cache, model, solver):
         from benchlab.layer_selection import solve
@@ -87,10 +87,10 @@ class Scalability(Base):
                                         for M in (1, 46, 96) for s in ("exact", "ordered")})
 
     def setup(self, cache, M, solver):
-        from benchlab.layer_selection import experiment as ex
+        from benchlab.layer_selection import instances
 
         _skip_unless(cache, (M, solver))
-        self.m, self.values, self.budgets = ex.instance(_case(
+        self.m, self.values, self.budgets = instances.instance(_case(
             Base.run(), "scalability", model=Base.config.scal_models[-1], M=M, solver=solver))
 
     def time_solve(self, cache, M, solver):

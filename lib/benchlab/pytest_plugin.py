@@ -24,7 +24,7 @@ import pytest
 
 from .core import experiments, shard
 from .core.errors import BenchlabError
-from .core.options import bounded, output_dir
+from .core.options import bounded, choice, input_dir, output_dir
 from .core.scale import BUDGETS, DEFAULT_SCALE, SCALES
 from .core.session import case_id_of, kinds_of, seed_everything, time_of
 from .core.store import record_key
@@ -39,16 +39,6 @@ from .pytest_session import (
 )
 
 STASH = pytest.StashKey[Session]()
-
-
-def choice(*names):
-    """A checked option's parser: one of `names`."""
-    def parse(text):
-        if text not in names:
-            raise argparse.ArgumentTypeError(
-                f"invalid choice: {text!r} (choose from {', '.join(map(repr, names))})")
-        return text
-    return parse
 
 
 # dest -> (option, parser): parsed in pytest_configure, where a bad value is one UsageError
@@ -80,10 +70,10 @@ def pytest_addoption(parser):
     checked(group, "--bench-budget", choice(*BUDGETS), default="full",
             help="full: the scale's settings; smoke: every case kind's code path with the "
                  "least work that runs it (default: %(default)s)")
-    checked(group, "--bench-models", models_dir, default=None, metavar="DIR",
+    checked(group, "--bench-models", exported_dir("BENCHLAB_MODELS"), default=None, metavar="DIR",
             help="local weights: DIR/<org>--<name>/ is a save_pretrained folder for hub "
                  "id <org>/<name> (default: $BENCHLAB_MODELS; else the HF cache)")
-    checked(group, "--bench-data", data_dir, default=None, metavar="DIR",
+    checked(group, "--bench-data", exported_dir("BENCHLAB_DATA"), default=None, metavar="DIR",
             help="datasets: relative data paths of the configs (SubLoRA's data/openwebtext "
                  "bins) are read under DIR (default: $BENCHLAB_DATA; else the working folder)")
     checked(group, "--bench-reports", output_dir, default=".benchlab/reports", metavar="DIR",
@@ -153,26 +143,14 @@ def pytest_configure(config):
 SHARD = pytest.StashKey[tuple | None]()
 
 
-def models_dir(text: str) -> str:
-    """argparse type of --bench-models: an existing folder; exported as $BENCHLAB_MODELS, which
-    zoo.resolve reads in this process, its xdist workers and its subprocesses."""
-    import argparse
-
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: no such folder")
-    os.environ["BENCHLAB_MODELS"] = str(Path(text).resolve())
-    return text
-
-
-def data_dir(text: str) -> str:
-    """argparse type of --bench-data: an existing folder; exported as $BENCHLAB_DATA (read by the
-    experiments in this process, its xdist workers and its subprocesses)."""
-    import argparse
-
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: no such folder")
-    os.environ["BENCHLAB_DATA"] = str(Path(text).resolve())
-    return text
+def exported_dir(variable: str):
+    """argparse type of --bench-models / --bench-data: an existing folder, exported as
+    `variable` ($BENCHLAB_MODELS, $BENCHLAB_DATA), which the experiments read in this process, its
+    xdist workers and its subprocesses."""
+    def parse(text: str) -> str:
+        os.environ[variable] = str(Path(input_dir(text)).resolve())
+        return text
+    return parse
 
 
 def pin_gpu(spec: str | None, workerinput: dict) -> str | None:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from benchlab.core.errors import BenchlabError
-from benchlab.layer_selection import data, solve
-from benchlab.layer_selection import experiment as ex
+from benchlab.layer_selection import data, instances, solve
 
 SHARED = data.shared_dir()
 needs_shared = pytest.mark.skipif(not (SHARED / "scores").exists(),
@@ -132,10 +131,10 @@ def test_case_rescaling_and_counts():
     assert len(cases) == 130 and all(len(c["budgets"]) == 3 for c in cases)
     assert len(data.scalability_cases()) == 240
     m = data.load_model("llama2_7b")
-    b = ex.case_budgets(m, cases[0]["case_id"])
+    b = instances.case_budgets(m, cases[0]["case_id"])
     assert b.sum() == pytest.approx(0.25 * m.total_cost / 4)  # first case: a quarter of 1/4
     f = b[0] / cases[0]["budgets"][0]
-    np.testing.assert_allclose(ex.case_budgets(m, 77), np.array(cases[76]["budgets"]) * f)
+    np.testing.assert_allclose(instances.case_budgets(m, 77), np.array(cases[76]["budgets"]) * f)
 
 
 @needs_shared
@@ -146,7 +145,7 @@ def test_exact_equals_milp_on_shared_sample():
         m = data.load_model(short)
         big = short == "llama2_70b"  # its MILPs take seconds each: one case, two methods
         for cid in (3,) if big else (3, 88):
-            b = ex.case_budgets(m, cid)
+            b = instances.case_budgets(m, cid)
             for method in ("alphaprun", "norm_2") if big else data.VALUE_METHODS:
                 v = data.values_for(m, method, cid)
                 e, p = solve(m.costs, v, b), solve(m.costs, v, b, "milp")

@@ -136,17 +136,17 @@ def test_model_scores_and_norms_in_seed_format(tmp_path, spec, per_block):
 def test_zoo_model_through_the_benchmark_path(monkeypatch):
     """The tiny benchmark's zoo path: scores and norms from weights, seed budgets rescaled."""
     from benchlab import zoo
-    from benchlab.layer_selection import check_selection, solve
-    from benchlab.layer_selection import experiment as ex
+    from benchlab.layer_selection import check_selection, instances, solve
 
     monkeypatch.setattr(zoo, "load", lambda name: zoo.build(name))  # untrained is enough here
-    ex.model_data.cache_clear()
+    instances.model_data.cache_clear()
     try:
-        m = ex.model_data("opt-tiny", "zoo")
-        b = ex.case_budgets(m, 40)
-        assert b.sum() == pytest.approx(m.total_cost / 16 * b.sum() / ex.case_budgets(m, 1).sum())
+        m = instances.model_data("opt-tiny", "zoo")
+        b = instances.case_budgets(m, 40)
+        first = instances.case_budgets(m, 1)
+        assert b.sum() == pytest.approx(m.total_cost / 16 * b.sum() / first.sum())
         for method in data.VALUE_METHODS:
             sel = solve(m.costs, data.values_for(m, method, 40), b)
             assert check_selection(m.costs, b, sel.intervals)[0]
     finally:
-        ex.model_data.cache_clear()
+        instances.model_data.cache_clear()

@@ -13,8 +13,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from benchlab.core import Timer, stats
-from benchlab.layer_selection import CONFIGS, data, solve, study, upstream_cases
-from benchlab.layer_selection import experiment as ex
+from benchlab.layer_selection import CONFIGS, data, instances, solve, study, upstream_cases
 from benchlab.layer_selection.measure import measure_upstream
 from benchlab.layer_selection.report import report
 
@@ -141,7 +140,7 @@ def test_report_writes_the_study_tables_with_checkable_verdicts(tmp_path):
 
 @needs_shared
 def test_original_cases_are_13_units_of_10():
-    ids = [ex.original_case(c["case_id"]) for c in data.experiment_cases()]
+    ids = [instances.original_case(c["case_id"]) for c in data.experiment_cases()]
     assert len(ids) == 130 and len(set(ids)) == 13
     assert all(ids.count(i) == 10 for i in set(ids))
 

@@ -46,6 +46,17 @@ def bounded(cast=int, lo=None, hi=None, *, gt=None, lt=None):
     return parse
 
 
+def choice(*names):
+    """argparse type: one of `names` (for options checked after parsing, where argparse's own
+    `choices` cannot be used)."""
+    def parse(text):
+        if text not in names:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(map(repr, names))})")
+        return text
+    return parse
+
+
 def int_list(lo=None, hi=None):
     """argparse type: one or more integers, comma or space separated ("1000,2000"), each checked
     as bounded(int, lo, hi) checks one."""

@@ -14,13 +14,13 @@ from ..core.timing import interleave
 from . import (
     all_shared_cases,
     data,
+    instances,
     length_cases,
     scalability_cases,
     solve_cases,
     speed_cases,
     upstream_cases,
 )
-from . import experiment as ex
 from . import seed_format as sf
 from .selection import benefit, check_selection
 from .solver import solve
@@ -37,14 +37,14 @@ def _warmup(solver: str) -> int:
 
 
 def measure_solve(case, config, timer) -> dict:
-    m, values, b = ex.instance(case)
+    m, values, b = instances.instance(case)
     sel = timer.measure(lambda: solve(m.costs, values, b, case.solver), warmup=1,
                         rounds=_rounds(case.solver, config))
     ok, why = check_selection(m.costs, b, sel.intervals)
     assert ok, why
     got = benefit(m.significance, sel)
-    best = ex.best_benefit(m, tuple(b))
-    exact = ex.exact_objective(m, tuple(b), case.method, case.case_id)
+    best = instances.best_benefit(m, tuple(b))
+    exact = instances.exact_objective(m, tuple(b), case.method, case.case_id)
     assert sel.value <= exact + REL * abs(exact), "a heuristic beat the exact optimum"
     assert got <= best + REL * best, "a selection beat the best achievable benefit"
     gap = (exact - sel.value) / abs(exact) if exact else 0.0
@@ -52,13 +52,13 @@ def measure_solve(case, config, timer) -> dict:
             "ratio_to_best": got / best if best > 0 else 1.0, "objective": sel.value,
             "exact_objective": exact, "gap": gap, "short": int(gap > REL), "valid": ok,
             "used": sum(iv is not None for iv in sel.intervals),
-            "original_case": ex.original_case(case.case_id)}
+            "original_case": instances.original_case(case.case_id)}
 
 
 def measure_scalability(case, config, timer) -> dict:
     """One scalability case through one solver; the exact solver in `goal_rounds` rounds, whose
     seconds (`rounds_s`) the report's M = 96 goal (<= 50 ms a solve) reads."""
-    m, values, b = ex.instance(case)
+    m, values, b = instances.instance(case)
     exact = case.solver == "exact"
     seconds: list[float] = []
 
@@ -71,18 +71,19 @@ def measure_scalability(case, config, timer) -> dict:
         seconds = interleave({"exact": run}, timer.device, rounds=config.goal_rounds)["exact"]
     ok, why = check_selection(m.costs, b, sel.intervals)
     assert ok, why
-    best = ex.best_benefit(m, tuple(b))
+    best = instances.best_benefit(m, tuple(b))
     metrics = {"objective": sel.value, "gap": (best - sel.value) / best if best else 0.0,
                "L": len(m.names)}
     if exact:  # ratio vs M of each value method (exact selections); the rounds for the goal
         metrics["rounds_s"] = seconds
         for method in data.VALUE_METHODS:
-            metrics[f"ratio_{method}"] = ex.evaluate(m, b, method, "exact", case.case_id).ratio
+            outcome = instances.evaluate(m, b, method, "exact", case.case_id)
+            metrics[f"ratio_{method}"] = outcome.ratio
     return metrics
 
 
 def measure_length(case, config, timer) -> dict:
-    costs, values, b = ex.synthetic(case.L, case.M)
+    costs, values, b = instances.synthetic(case.L, case.M)
     sel = timer.measure(lambda: solve(costs, values, b, case.solver),
                         warmup=_warmup(case.solver), rounds=_rounds(case.solver, config))
     assert check_selection(costs, b, sel.intervals)[0]
@@ -95,7 +96,7 @@ def _side_by_side(m, n_cases: int, methods, solvers, timer, rounds: int):
     side by side: one warm-up batch each, then `rounds` rotated rounds. ({solver: seconds a
     round}, {solver: its selections}, instances)."""
     cases = data.experiment_cases()[:n_cases]
-    inst = [(data.values_for(m, meth, c["case_id"]), ex.case_budgets(m, c["case_id"]))
+    inst = [(data.values_for(m, meth, c["case_id"]), instances.case_budgets(m, c["case_id"]))
             for c in cases for meth in methods]
     last = {}
 
@@ -116,7 +117,7 @@ def measure_speed(case, config, timer) -> dict:
     """The same instances through exact and MILP, side by side: one warm-up batch each (scipy's
     first-call start-up stays out), then `rounds` rotated rounds of both; the speed-up is the
     median of the per-round ratios, with a 95% bootstrap interval over rounds."""
-    m = ex.model_data(case.model)
+    m = instances.model_data(case.model)
     t, last, inst = _side_by_side(m, case.n_cases, config.speed_methods, ("exact", "milp"),
                                   timer, config.rounds)
     diffs = [abs(e.value - p.value) / max(abs(p.value), 1e-300)
@@ -139,7 +140,7 @@ def measure_upstream(case, config, timer) -> dict:
     seconds, with a 95% bootstrap interval over rounds; each round's seconds stay in the record
     (the report's goal rows). The exact optimum is never below upstream's (asserted);
     `upstream_short` counts the instances where upstream's is below it."""
-    m = ex.model_data(case.model)
+    m = instances.model_data(case.model)
     t, last, inst = _side_by_side(m, case.n_cases, config.upstream_methods,
                                   ("exact", "upstream"), timer, config.goal_rounds)
     pairs = list(zip(last["exact"], last["upstream"], strict=True))
@@ -161,12 +162,12 @@ def measure_all_shared(case, config, timer) -> dict:
     work = []
     cases = data.experiment_cases()
     for short in data.SHARED_MODELS:
-        m = ex.model_data(short)
+        m = instances.model_data(short)
         for c in cases:
-            b = ex.case_budgets(m, c["case_id"])
+            b = instances.case_budgets(m, c["case_id"])
             work += [(m, data.values_for(m, meth, c["case_id"]), b) for meth in data.VALUE_METHODS]
     for c in data.scalability_cases():
-        m = ex.model_data(c["model_name"])
+        m = instances.model_data(c["model_name"])
         work.append((m, m.significance, np.asarray(c["budgets"], dtype=np.float64)))
     seconds = []
     out = timer.measure(lambda: [solve(m.costs, v, b) for m, v, b in work], warmup=0, rounds=1,
@@ -183,7 +184,7 @@ def measure_files(case, config, timer) -> dict:
     b = sf.budgets_of(model, cases, scal, case.case_id)
     out = {}
     for method in sf.methods_of(model):
-        out |= sf.method_metrics(method, ex.evaluate(model, b, method, case.solver,
+        out |= sf.method_metrics(method, instances.evaluate(model, b, method, case.solver,
                                                      case.case_id))
     return out
 

@@ -154,7 +154,7 @@ def budgets_of(model: data.ModelData, cases: list[dict], scal: bool, case_id: in
 
 
 def method_metrics(method: str, outcome) -> dict:
-    """One value method's metrics of a `files` record (experiment.Outcome -> names)."""
+    """One value method's metrics of a `files` record (instances.Outcome -> names)."""
     return {f"objective_{method}": outcome.objective, f"benefit_{method}": outcome.benefit,
             f"ratio_{method}": outcome.ratio, f"valid_{method}": outcome.valid,
             f"assignments_{method}": [list(iv) if iv else None for iv in outcome.intervals]}

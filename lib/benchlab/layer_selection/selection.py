@@ -38,7 +38,7 @@ def check_inputs(costs, values, budgets, where: str = "solve") -> tuple:
     if values.size != costs.size:
         raise BenchlabError(f"{where}: values: length {values.size} != {costs.size} costs")
     for name, arr in (("costs", costs), ("values", values), ("budgets", budgets)):
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             raise BenchlabError(f"{where}: {name}: not finite")
     if np.any(costs < 0):
         raise BenchlabError(f"{where}: costs: negative at index {int(np.argmax(costs < 0))}")
@@ -72,15 +72,15 @@ def furthest_end(C: np.ndarray, budget) -> np.ndarray:
     while True:  # rounding of C[p] + budget: step until C[q] - C[p] <= budget < C[q+1] - C[p]
         over = C[q] - C[:L] > budget  # never at q = p: budget >= 0
         under = Cx[q + 1] - C[:L] <= budget
-        if not (over.any() or under.any()):
+        if not (over | under).any():
             return q
         q = q - over + under
 
 
 def total_value(values, intervals) -> float:
     values = np.asarray(values, dtype=np.float64)
-    return math.fsum(float(v) for iv in intervals if iv is not None
-                     for v in values[iv[0]: iv[1] + 1])
+    return math.fsum(v for iv in intervals if iv is not None
+                     for v in values[iv[0]: iv[1] + 1].tolist())
 
 
 def check_selection(costs, budgets, intervals) -> tuple[bool, str]:

@@ -98,8 +98,8 @@ def budget_levels(C: np.ndarray, budgets: np.ndarray) -> list[tuple[float, list[
 def levels_and_ends(C: np.ndarray, budgets: np.ndarray) -> tuple[list, np.ndarray]:
     """budget_levels and furthest_end of each level's budget (J, L)."""
     L = C.size - 1
-    us = np.array(sorted(set(budgets.tolist())))  # ascending (np.unique: the same, slower)
-    us = us[us >= np.min(C[1:] - C[:L])]  # levels below the cheapest layer take nothing
+    cheapest = float((C[1:] - C[:L]).min())  # levels below the cheapest layer take nothing
+    us = np.array([u for u in sorted(set(budgets.tolist())) if u >= cheapest])  # ascending
     if not us.size:
         return [], np.zeros((0, L), dtype=np.int64)
     rows = furthest_end(C, us)  # one vectorized call for every level
@@ -179,17 +179,19 @@ def solve_exact(costs, values, budgets) -> Selection:
     _, succ, _, idx = lattice(caps)
     # walk forward from (p=0, nothing used), repeating the exact float ops of the fill
     chosen: dict[int, list[tuple[int, int]]] = {j: [] for j in range(len(levels))}
+    starts = f[:, :L] != f[:, 1:]  # f[s, p] > f[s, p + 1]: in state s an interval starts at p
     p = 0
     while p < L:
-        moves = np.flatnonzero(f[idx, p:L] != f[idx, p + 1:])  # f[p] > f[p+1]: p starts one
-        if moves.size == 0:
+        row = starts[idx, p:]
+        i = int(row.argmax())
+        if not row[i]:  # no interval starts at or after p
             break
-        p += int(moves[0])
+        p += i
         best_val, best = -np.inf, None
         for j, q in enumerate(qmax[:, p].tolist()):
             if succ[idx][j] < S and q > p:
                 seg = V[p + 1: q + 1] + f[succ[idx][j], p + 1: q + 1]
-                k = int(np.argmax(seg))
+                k = int(seg.argmax())
                 if seg[k] - V[p] > best_val:
                     best_val, best = seg[k] - V[p], (j, p + 1 + k)
         j, q = best

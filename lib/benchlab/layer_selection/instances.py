@@ -1,7 +1,8 @@
 """What the benchmarks and the seed CLI run: models, budgets, one method x solver evaluation.
 
-    python -c "from benchlab.layer_selection import experiment as e; print(e.evaluate(
-        e.model_data('opt_125m'), e.case_budgets('opt_125m', 1), 'norm_2', 'exact'))"
+    python -c "from benchlab.layer_selection import instances; print(instances.evaluate(
+        instances.model_data('opt_125m'), instances.case_budgets('opt_125m', 1), 'norm_2',
+        'exact'))"
 """
 
 import functools
