@@ -40,14 +40,14 @@ class StepSuite(Base):
     param_names = ["case"]
 
     def setup(self, case):
-        from benchlab.lm_timing import measure as M
+        from benchlab.lm_timing import measure
 
         c = next(c for c in step_cases(self.config) if c.id == case)
         try:
-            self.prep = M.build(self.device, c.size, c.context, c.mode, c.precision,
+            self.prep = measure.build(self.device, c.size, c.context, c.mode, c.precision,
                                 attn=c.attn, batch=c.batch, vocab=c.vocab, compile=c.compile,
                                 compile_backend=self.config.compile_backend)
-        except M.OOM as e:
+        except measure.OOM as e:
             raise NotImplementedError(str(e)) from None  # asv: skipped
         self.prep.step()  # warm-up outside the timing
 

@@ -9,14 +9,14 @@ import torch
 
 from benchlab.core import BenchlabError, time_fn
 from benchlab.core.timing import peak_memory
-from benchlab.lm_timing import builders as R
+from benchlab.lm_timing import builders
 from benchlab.lm_timing.model import ModelConfig, forward_flops
 
 CFG = ModelConfig(32, 64, 2, 4, vocab_size=64)
 
 
 def prep(mode="forward_backward", precision="fp32", **kw):
-    return R.prepare(CFG, 16, mode, precision, batch=2, vocab=64, **kw)
+    return builders.prepare(CFG, 16, mode, precision, batch=2, vocab=64, **kw)
 
 
 def test_forward_leaves_no_grads_and_backward_fills_them():
@@ -81,7 +81,7 @@ def test_compile_path_runs_with_eager_backend():
 def test_summarize_metrics_are_consistent():
     p = prep("forward_backward")
     times = time_fn(p.step, warmup=1, trials=4)
-    m = R.summarize(times, p, peak_flops=1e12, peak_bytes=2**20)
+    m = builders.summarize(times, p, peak_flops=1e12, peak_bytes=2**20)
     mean_s = np.mean(times)
     assert m["flops"] == 3 * forward_flops(p.cfg, 2, 16)
     assert m["mean_ms"] == pytest.approx(1000 * mean_s)
@@ -114,34 +114,34 @@ def test_matmul_peak_is_the_flops_of_the_fastest_n_by_n_matmul(monkeypatch):
         return [0.5, 0.25, 0.4][:trials]
 
     monkeypatch.setattr(T, "time_fn", fake_time_fn)
-    R.matmul_peak.cache_clear()
+    builders.matmul_peak.cache_clear()
     try:
-        assert R.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
-        assert R.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
+        assert builders.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
+        assert builders.matmul_peak("cpu", "bf16", 96) == 2 * 96**3 / 0.25
         assert calls == [((96, 96), torch.bfloat16, 3)]  # cached: timed once
     finally:
-        R.matmul_peak.cache_clear()
+        builders.matmul_peak.cache_clear()
 
 
 def test_oom_estimate_refuses_huge_cases_only():
-    assert R.oom_reason("tiny", 128, "forward", "fp32") is None
+    assert builders.oom_reason("tiny", 128, "forward", "fp32") is None
     big = ModelConfig(2560, 10240, 32, 32)
-    reason = R.oom_reason(big, 1 << 16, "train_step", "fp32")
+    reason = builders.oom_reason(big, 1 << 16, "train_step", "fp32")
     assert reason is not None and reason.startswith("OOM")
 
 
 def test_is_oom_recognises_allocator_errors():
-    assert R.is_oom(torch.OutOfMemoryError("CUDA out of memory"))
-    assert R.is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: "
+    assert builders.is_oom(torch.OutOfMemoryError("CUDA out of memory"))
+    assert builders.is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: "
                                  "not enough memory: you tried to allocate 1 bytes"))
-    assert not R.is_oom(RuntimeError("shape mismatch"))
-    assert not R.is_oom(ValueError("out of memory"))
+    assert not builders.is_oom(RuntimeError("shape mismatch"))
+    assert not builders.is_oom(ValueError("out of memory"))
 
 
 def test_sample_batch_reads_windows_and_checks_vocab():
     tokens = np.arange(1000, dtype=np.uint16) % 64
-    x, y = R.sample_batch(tokens, 3, 10, seed=1, vocab=64)
+    x, y = builders.sample_batch(tokens, 3, 10, seed=1, vocab=64)
     assert x.shape == (3, 10) and torch.equal(x[:, 1:], y[:, :-1])
     assert torch.equal((x + 1) % 64, y)  # consecutive tokens of the stream
     with pytest.raises(BenchlabError, match="vocab"):
-        R.sample_batch(np.full(100, 70, dtype=np.uint16), 2, 10, vocab=64)
+        builders.sample_batch(np.full(100, 70, dtype=np.uint16), 2, 10, vocab=64)

@@ -5,9 +5,15 @@ import pytest
 import torch
 
 from benchlab.core import Timer
-from benchlab.lm_timing import CONFIGS, SweepCase, WarmupCase, step_cases, sweep_cases
-from benchlab.lm_timing import builders as R
-from benchlab.lm_timing import measure as M
+from benchlab.lm_timing import (
+    CONFIGS,
+    SweepCase,
+    WarmupCase,
+    builders,
+    measure,
+    step_cases,
+    sweep_cases,
+)
 
 VARIANTS = (("forward", "fp32", "sdpa", False), ("forward_backward", "fp32", "sdpa", False),
             ("train_step", "fp32", "sdpa", False), ("forward_backward", "fp32", "einsum", False))
@@ -15,11 +21,11 @@ VARIANTS = (("forward", "fp32", "sdpa", False), ("forward_backward", "fp32", "sd
 
 def test_sweep_times_every_variant_in_the_same_rounds():
     case = SweepCase("t", "tiny", 16, VARIANTS, 2, 64, 1, 4)
-    out = M.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
+    out = measure.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
     assert out["status"] == "ok" and out["rounds_timed"] == 4
     peak = {}
     for v in VARIANTS:
-        tag = R.variant_tag(*v)
+        tag = builders.variant_tag(*v)
         times = np.array(out[f"{tag}.trial_times_ms"])
         assert len(times) == 4 and len(out[f"{tag}.warmup_times_ms"]) == 1
         assert out[f"{tag}.median_ms"] == pytest.approx(np.median(times))
@@ -39,19 +45,20 @@ def test_sweep_loss_is_the_fresh_models_first_step():
     from benchlab.lm_timing.model import lm_loss
 
     case = SweepCase("t", "tiny", 16, VARIANTS, 2, 64, 1, 2)
-    out = M.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
-    prep = R.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64)  # independently built
-    x, y = R.random_batch(64, 2, 16)
+    out = measure.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
+    prep = builders.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64)  # independently built
+    x, y = builders.random_batch(64, 2, 16)
     with torch.no_grad():
         assert out["loss"] == pytest.approx(float(lm_loss(prep.model(x), y)), rel=1e-6)
 
 
 def test_variants_of_one_model_share_it_and_its_adamw_state():
     shared = {}
-    a = R.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64, shared=shared)
-    b = R.prepare("tiny", 16, "train_step", "bf16", batch=2, vocab=64, shared=shared)
-    c = R.prepare("tiny", 16, "train_step", "fp32", batch=2, vocab=64, shared=shared)
-    e = R.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64, attn="einsum", shared=shared)
+    a = builders.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64, shared=shared)
+    b = builders.prepare("tiny", 16, "train_step", "bf16", batch=2, vocab=64, shared=shared)
+    c = builders.prepare("tiny", 16, "train_step", "fp32", batch=2, vocab=64, shared=shared)
+    e = builders.prepare("tiny", 16, "forward", "fp32", batch=2, vocab=64, attn="einsum",
+                         shared=shared)
     assert a.model is b.model is c.model and e.model is not a.model
     assert sum(isinstance(v, torch.optim.AdamW) for v in shared.values()) == 1
     before = [p.detach().clone() for p in a.model.parameters()]
@@ -60,15 +67,15 @@ def test_variants_of_one_model_share_it_and_its_adamw_state():
 
 
 def test_sweep_runs_the_variants_that_fit(monkeypatch):
-    real = R.oom_reason
+    real = builders.oom_reason
 
     def oom_reason(size, context, mode, precision, **kw):
         return "OOM (estimated, test)" if mode == "train_step" else real(
             size, context, mode, precision, **kw)
 
-    monkeypatch.setattr(R, "oom_reason", oom_reason)
+    monkeypatch.setattr(builders, "oom_reason", oom_reason)
     case = SweepCase("t", "tiny", 16, VARIANTS[:3], 2, 64, 1, 2)
-    out = M.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
+    out = measure.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
     assert out["status"] == "ok" and out["train-fp32.status"] == "oom"
     assert "train-fp32.trial_times_ms" not in out and len(out["fwd-fp32.trial_times_ms"]) == 2
 
@@ -91,9 +98,9 @@ def test_warmup_counts_rotate_and_get_intervals(monkeypatch):
         return {"status": "ok", "mean_step_time_ms": fake[w][order.count(w) - 1],
                 "first_step_ms": 100.0 + w, "num_params": 7}
 
-    monkeypatch.setattr(M, "run_fresh", run_fresh)
+    monkeypatch.setattr(measure, "run_fresh", run_fresh)
     case = WarmupCase("w", "tiny", 16, "forward", (0, 1, 5), 2, 3, 2, 64)
-    out = M.measure_warmup(case, CONFIGS["tiny"], Timer(None, "cpu"))
+    out = measure.measure_warmup(case, CONFIGS["tiny"], Timer(None, "cpu"))
     assert order == [0, 1, 5, 1, 5, 0, 5, 0, 1]  # every round starts one count later
     for w, xs in fake.items():
         assert out[f"w{w}_mean_ms"] == pytest.approx(np.mean(xs))
@@ -103,6 +110,6 @@ def test_warmup_counts_rotate_and_get_intervals(monkeypatch):
 
 def test_oom_is_a_record_not_a_crash():
     case = SweepCase("t", "2.7B", 65536, VARIANTS, 64, 10_000, 1, 2)
-    out = M.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
-    assert out["status"] == "oom" and all(out[f"{R.variant_tag(*v)}.status"] == "oom"
+    out = measure.measure_sweep(case, CONFIGS["tiny"], Timer(None, "cpu"))
+    assert out["status"] == "oom" and all(out[f"{builders.variant_tag(*v)}.status"] == "oom"
                                           for v in VARIANTS)

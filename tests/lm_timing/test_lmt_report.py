@@ -12,7 +12,7 @@ import pytest
 from benchlab import lm_timing as lt
 from benchlab.core import config_hash, to_jsonable
 from benchlab.core.report import records_frame
-from benchlab.lm_timing import builders as R
+from benchlab.lm_timing import builders
 from benchlab.lm_timing.report import _kind, pair_table
 
 
@@ -44,8 +44,8 @@ def test_tiny_scale_has_tiny_sweep_and_small_at_128():
 
 
 def test_cpu_matmul_peak_size_per_precision():
-    assert [R.peak_n("cpu", p) for p in ("fp32", "bf16")] == [2048, 1024]
-    assert R.peak_n("cuda:0", "bf16") == 8192
+    assert [builders.peak_n("cpu", p) for p in ("fp32", "bf16")] == [2048, 1024]
+    assert builders.peak_n("cuda:0", "bf16") == 8192
 
 
 def test_paper_scale_is_the_full_table():
@@ -94,12 +94,12 @@ def records():
     for c in lt.sweep_cases(cfg):
         m = {"status": "ok", "num_params": 3_085_440, "loss": 9.2, "rounds_timed": 10}
         for mode, prec, attn, comp in c.variants:
-            tag = R.variant_tag(mode, prec, attn, comp)
+            tag = builders.variant_tag(mode, prec, attn, comp)
             m |= {f"{tag}.{k}": v for k, v in variant_metrics(mode, prec, c.context).items()}
         out.append(rec(c, m))
     oom = dataclasses.replace(lt.sweep_cases(cfg)[0], id="2.7B-oom", size="2.7B")
     m = {"status": "oom", "reason": "no variant fits"}
-    out.append(rec(oom, m | {f"{R.variant_tag(*v)}.status": "oom" for v in oom.variants},
+    out.append(rec(oom, m | {f"{builders.variant_tag(*v)}.status": "oom" for v in oom.variants},
                    timed=False))
     for c in lt.pair_cases(cfg):
         b = [10.0 * k for k in NOISE]

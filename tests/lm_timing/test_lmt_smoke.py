@@ -8,12 +8,12 @@ import pytest
 
 from benchlab import lm_timing as lmt
 from benchlab.core import Timer
-from benchlab.lm_timing import measure as M
+from benchlab.lm_timing import measure
 from benchlab.lm_timing.model import SIZES
 
 
 def counts(config) -> dict[str, int]:
-    return {kind: len(cases(config)) for kind, (cases, _) in M.KINDS.items()}
+    return {kind: len(cases(config)) for kind, (cases, _) in measure.KINDS.items()}
 
 
 def test_paper_smoke_keeps_every_kind_with_fewer_cases():
@@ -47,7 +47,7 @@ def test_smoke_of_every_scale_is_a_config_of_it(scale):
 
 def test_full_configs_measure_the_sizes_of_the_table():
     for cfg in lmt.CONFIGS.values():
-        assert all(M.dims(cfg, s) == SIZES[s] for s in SIZES)
+        assert all(measure.dims(cfg, s) == SIZES[s] for s in SIZES)
 
 
 def test_warmup_study_runs_the_configs_dimensions(monkeypatch):
@@ -63,8 +63,8 @@ def test_warmup_study_runs_the_configs_dimensions(monkeypatch):
             json.dump(doc, f)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(M.subprocess, "run", run)
-    out = M.measure_warmup(case, cfg, Timer(), 0)
+    monkeypatch.setattr(measure.subprocess, "run", run)
+    out = measure.measure_warmup(case, cfg, Timer(), 0)
     assert out["status"] == "ok" and len(seen) == len(case.counts) * case.repeats
     assert all("--num_layers=1" in cmd and f"--d_model={SIZES[case.size].d_model}" in cmd
                for cmd in seen)

@@ -11,10 +11,10 @@ from benchlab.moe_routing import (
     generate_cases,
     layer_cases,
     make_null,
+    measure,
     route,
     speed,
 )
-from benchlab.moe_routing import measure as M
 
 
 class Rounds:
@@ -28,17 +28,17 @@ class Rounds:
 
 
 def test_generate_keeps_the_fastest_round(monkeypatch):
-    monkeypatch.setattr(M, "run_prompt", lambda setup, routing, p, n, timer:
+    monkeypatch.setattr(measure, "run_prompt", lambda setup, routing, p, n, timer:
                         {"inference_time": timer(lambda: None), "prompt": p.id})
     cfg = CONFIGS["tiny"]
     case = generate_cases(cfg)[0]
-    out = M.measure_generate(case, cfg, Rounds(), setup=object())
+    out = measure.measure_generate(case, cfg, Rounds(), setup=object())
     assert out == {"inference_time": 0.1, "prompt": case.prompt}
 
 
 def test_layer_scaling_outside_pytest():
     cfg = CONFIGS["tiny"]
-    out = M.measure_layer(layer_cases(cfg)[0], cfg, Timer(None, "cpu"))
+    out = measure.measure_layer(layer_cases(cfg)[0], cfg, Timer(None, "cpu"))
     assert out["ks"] == list(cfg.layer_ks) and out["relative_times"][-1] == 1.0
 
 
@@ -58,7 +58,7 @@ def test_layer_equal_count_routes_the_layer_it_times():
     here from a fresh block of the same seed and a null from the same calibration states."""
     cfg = CONFIGS["tiny"]
     case = LayerCase("x", "layer_equal", "bh_pooled", 32, 16, 256)
-    out = M.measure_layer_equal(case, cfg, Timer(None, "cpu"))
+    out = measure.measure_layer_equal(case, cfg, Timer(None, "cpu"))
     block = speed.moe_layer(32, 16)
     g = torch.Generator().manual_seed(1)
     z, x = torch.randn(8192, 32, generator=g), torch.randn(256, 32, generator=g)

@@ -37,8 +37,7 @@ from ..core.options import (
     output_dir,
     output_file,
 )
-from . import data
-from . import seed_format as sf
+from . import data, seed_format
 from .report import plot_combined, plot_comparison, plot_scalability
 
 RUN_SOLVERS = ("exact", "ordered", "upstream", "milp")
@@ -61,12 +60,12 @@ def _jobs(args) -> list[tuple[str, Path, Path | None]]:
         if args.scores or args.model_name:
             raise fail("command line", "--models", "runs the models' files from --scores_dir; "
                        "for one scores file use --scores FILE [--model_name NAME] instead")
-        return [(m, sf.find_file(args.scores_dir, m, "scores"),
-                 sf.find_file(args.norms_dir, m, "norms") if args.norms_dir else None)
+        return [(m, seed_format.find_file(args.scores_dir, m, "scores"),
+                 seed_format.find_file(args.norms_dir, m, "norms") if args.norms_dir else None)
                 for m in args.models]
     if not args.scores:
         raise fail("command line", "--scores", "required (or --models with --scores_dir)")
-    name = args.model_name or sf.short_name(args.scores)
+    name = args.model_name or seed_format.short_name(args.scores)
     return [(name, Path(args.scores), Path(args.norms) if args.norms else None)]
 
 
@@ -99,15 +98,16 @@ def run(args) -> int:
     for name, scores, norms in _jobs(args):
         data.load(scores, norms, name=name)  # a bad file fails here, before anything is written
         for path in files:
-            config = sf.Files(name, str(scores), str(norms) if norms else None, str(path),
+            config = seed_format.Files(name, str(scores), str(norms) if norms else None, str(path),
                               args.solver)
             session = Run("layer_selection", SCALE, device="cpu", store=outdir / STORE,
                           config=config)
-            scal = session.cases(sf.KIND)[0].scalability  # checks the case file for the model
-            target = outdir / sf.output_names(name, scal)[0]
+            # checks the case file for the model
+            scal = session.cases(seed_format.KIND)[0].scalability
+            target = outdir / seed_format.output_names(name, scal)[0]
             if target.exists() and args.skip_existing:
-                done.append((sf.read_results(target), scal))
-            elif target.exists() and not args.overwrite and session.pending([sf.KIND]):
+                done.append((seed_format.read_results(target), scal))
+            elif target.exists() and not args.overwrite and session.pending([seed_format.KIND]):
                 raise fail(str(target), "--output-dir", f"exists, and {STORE} does not hold "
                            "its results for these inputs; refusing to overwrite saved results "
                            "(pass --overwrite or --skip_existing)")
@@ -116,15 +116,15 @@ def run(args) -> int:
     if plan:
         plan[0][0].store.check_writable()
     for session, config, scal in plan:
-        todo = len(session.pending([sf.KIND]))
-        records = session.run([sf.KIND])
-        doc = sf.results_doc(config, records)
-        written = sf.write_run(outdir, doc, scal)
+        todo = len(session.pending([seed_format.KIND]))
+        records = session.run([seed_format.KIND])
+        doc = seed_format.results_doc(config, records)
+        written = seed_format.write_run(outdir, doc, scal)
         print(f"wrote {written[0]}" + (f" and {len(written) - 1} case files" if not scal else "")
               + f" ({todo} cases measured, {len(records) - todo} read from {STORE})")
         done.append((doc, scal))
-    exp = {d["model_name"]: sf.ratios(d) for d, s in done if not s}
-    scal = {d["model_name"]: sf.scal_series(d) for d, s in done if s}
+    exp = {d["model_name"]: seed_format.ratios(d) for d, s in done if not s}
+    scal = {d["model_name"]: seed_format.scal_series(d) for d, s in done if s}
     solvers = {d["model_name"]: d.get("solver", "?") for d, s in done if not s}
     paths = []
     if args.plot:
@@ -158,11 +158,12 @@ def generate(args) -> int:
                        "--base use --num_perturbations and --perturbation_factor")
     perturbations = 10 if args.num_perturbations is None else args.num_perturbations
     factor = 0.1 if args.perturbation_factor is None else args.perturbation_factor
-    base = sf.unique_originals(data.read_cases(args.base))
-    cases = sf.generate_cases(base, perturbations=perturbations, factor=factor, seed=args.seed)
+    base = seed_format.unique_originals(data.read_cases(args.base))
+    cases = seed_format.generate_cases(base, perturbations=perturbations, factor=factor,
+                                       seed=args.seed)
     for c in cases:
-        sf.write_json(out / "cases" / f"case_{c['case_id']:03d}.json", c)
-    sf.write_json(out / "all_cases.json", {
+        seed_format.write_json(out / "cases" / f"case_{c['case_id']:03d}.json", c)
+    seed_format.write_json(out / "all_cases.json", {
         "source_file": str(args.base), "seed": args.seed, "num_original_cases": len(base),
         "num_perturbations_per_case": perturbations, "perturbation_factor": factor,
         "total_perturbed_cases": len(cases), "cases": cases})
@@ -172,17 +173,17 @@ def generate(args) -> int:
 
 def _generate_budgets(args, out: Path) -> int:
     scores_dir = Path(args.scores_dir) if args.scores_dir else data.shared_dir() / "scores"
-    costs = sf.model_costs(scores_dir)
+    costs = seed_format.model_costs(scores_dir)
     if not costs:
         raise fail(str(scores_dir), "--scores_dir", "no score file of "
                    f"{', '.join(data.SHARED_MODELS)} (budgets are a quarter of their mean cost)")
     target = float(sum(c / 4 for c in costs.values()) / len(costs))
     n = 100 if args.num_cases is None else args.num_cases
     M = 3 if args.num_verifiers is None else args.num_verifiers
-    cases = sf.budget_cases(target, num_cases=n, num_verifiers=M, seed=args.seed)
+    cases = seed_format.budget_cases(target, num_cases=n, num_verifiers=M, seed=args.seed)
     for c in cases:
-        sf.write_json(out / f"case_{c['case_id']:03d}.json", c)
-    sf.write_json(out / "all_cases.json", {"num_cases": n, "num_verifiers": M,
+        seed_format.write_json(out / f"case_{c['case_id']:03d}.json", c)
+    seed_format.write_json(out / "all_cases.json", {"num_cases": n, "num_verifiers": M,
                                            "seed": args.seed, "cases": cases})
     print(f"wrote {out / 'all_cases.json'} and {n} case files (budgets around "
           f"{target:,.0f}: a quarter of the mean cost of {', '.join(costs)})")
@@ -191,16 +192,16 @@ def _generate_budgets(args, out: Path) -> int:
 
 def plot_dir(folder, outdir=None) -> list[Path]:
     """Every seed figure and text summary from a results folder's own files."""
-    exp, scal = sf.read_results_dir(folder)
+    exp, scal = seed_format.read_results_dir(folder)
     outdir = Path(outdir or folder)
     paths = []
     for doc in exp:
-        paths += plot_comparison(doc["model_name"], sf.ratios(doc), outdir,
+        paths += plot_comparison(doc["model_name"], seed_format.ratios(doc), outdir,
                                         solver=doc.get("solver", "?"))
     if len(exp) > 1:
-        paths += plot_combined({d["model_name"]: sf.ratios(d) for d in exp}, outdir)
+        paths += plot_combined({d["model_name"]: seed_format.ratios(d) for d in exp}, outdir)
     if scal:
-        paths.append(plot_scalability({d["model_name"]: sf.scal_series(d) for d in scal},
+        paths.append(plot_scalability({d["model_name"]: seed_format.scal_series(d) for d in scal},
                                              outdir))
     return paths
 
@@ -219,13 +220,13 @@ def plot_results(results: str, output: str, combined: bool = False) -> list[Path
             raise fail(results, "--results", "no *_all_results.json files in this folder")
     else:
         paths = [Path(results)]
-    docs = [sf.read_results(p) for p in paths]
+    docs = [seed_format.read_results(p) for p in paths]
     if combined:
-        return plot_combined({d["model_name"]: sf.ratios(d) for d in docs}, png=png)
+        return plot_combined({d["model_name"]: seed_format.ratios(d) for d in docs}, png=png)
     doc = docs[0]
     if "verifier_counts" in doc or any("num_verifiers" in r for r in doc["results"]):
-        return [plot_scalability({doc["model_name"]: sf.scal_series(doc)}, png=png)]
-    return plot_comparison(doc["model_name"], sf.ratios(doc), png=png,
+        return [plot_scalability({doc["model_name"]: seed_format.scal_series(doc)}, png=png)]
+    return plot_comparison(doc["model_name"], seed_format.ratios(doc), png=png,
                                   solver=doc.get("solver", "?"))
 
 

@@ -17,11 +17,11 @@ from . import (
     instances,
     length_cases,
     scalability_cases,
+    seed_format,
     solve_cases,
     speed_cases,
     upstream_cases,
 )
-from . import seed_format as sf
 from .selection import benefit, check_selection
 from .solver import solve
 
@@ -180,11 +180,11 @@ def measure_all_shared(case, config, timer) -> dict:
 def measure_files(case, config, timer) -> dict:
     """One budget case of a model given as seed files (`benchlab layer-selection run`): each
     value method's selection by the case's solver, scored by its AlphaPrun benefit (untimed)."""
-    model, cases, scal = sf.load_files(config)
-    b = sf.budgets_of(model, cases, scal, case.case_id)
+    model, cases, scal = seed_format.load_files(config)
+    b = seed_format.budgets_of(model, cases, scal, case.case_id)
     out = {}
-    for method in sf.methods_of(model):
-        out |= sf.method_metrics(method, instances.evaluate(model, b, method, case.solver,
+    for method in seed_format.methods_of(model):
+        out |= seed_format.method_metrics(method, instances.evaluate(model, b, method, case.solver,
                                                      case.case_id))
     return out
 
@@ -197,5 +197,6 @@ KINDS = {
     "speed": (speed_cases, measure_speed),
     "upstream": (upstream_cases, measure_upstream),
     "all_shared": (all_shared_cases, measure_all_shared),
-    sf.KIND: (sf.file_cases, measure_files),  # the CLI's run: cases only under a Files config
+    # the CLI's run: cases only under a Files config
+    seed_format.KIND: (seed_format.file_cases, measure_files),
 }

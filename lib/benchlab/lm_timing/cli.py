@@ -103,13 +103,13 @@ def oom_metrics(args, reason: str) -> dict:
             "flops": step_flops(cfg, args.batch_size, args.context_length, mode)}
 
 
-def measure(args) -> dict:
+def measure_args(args) -> dict:
     """The record's metrics of one configuration, measured as the bench module's step cases are
     (lm_timing.measure): per step (step_metrics), plus the seed's per-trial times."""
     from benchlab.core.stats import describe
     from benchlab.core.timing import Timer
 
-    from . import measure as M
+    from . import measure
 
     cfg, _, mode = _config(args)
     tokens = None
@@ -118,17 +118,17 @@ def measure(args) -> dict:
 
         tokens = read_npy(args.data_path)
     try:
-        prep = M.build(args.device, cfg, args.context_length, mode, args.precision,
-                       impl=args.impl, attn=args.attn, batch=args.batch_size, vocab=args.vocab,
-                       compile=args.compile, seed=args.seed, tokens=tokens,
-                       tokens_source=args.data_path)
-        timed = M.time_steps(prep, Timer(None, args.device), warmups=args.num_warmups,
-                             trials=args.num_trials, steps=args.num_steps)
-    except M.OOM as e:
+        prep = measure.build(args.device, cfg, args.context_length, mode, args.precision,
+                             impl=args.impl, attn=args.attn, batch=args.batch_size,
+                             vocab=args.vocab, compile=args.compile, seed=args.seed,
+                             tokens=tokens, tokens_source=args.data_path)
+        timed = measure.time_steps(prep, Timer(None, args.device), warmups=args.num_warmups,
+                                   trials=args.num_trials, steps=args.num_steps)
+    except measure.OOM as e:
         return oom_metrics(args, str(e))
     trials = [1000 * t for t in timed["trials"]]
     trial = describe(trials)
-    return {**M.step_metrics(prep, timed), "loss": timed["loss"], "rounds_timed": len(trials),
+    return {**measure.step_metrics(prep, timed), "loss": timed["loss"], "rounds_timed": len(trials),
             "per_trial_times_ms": trials, "mean_time_ms": trial["mean"],
             "std_time_ms": trial["std"] if len(trials) > 1 else 0.0}
 
@@ -164,7 +164,7 @@ def run(args) -> dict:
     from benchlab.core.timing import resolve_device
 
     args.device = resolve_device(args.device)
-    return seed_json(args, save(args, measure(args)))
+    return seed_json(args, save(args, measure_args(args)))
 
 
 def cmd_run(args) -> int:
@@ -337,5 +337,5 @@ def main(argv: list[str]) -> int:
     return cmd_aggregate(args)
 
 
-__all__ = ["main", "run", "session", "measure", "seed_json", "oom_metrics", "canonical_size",
+__all__ = ["main", "run", "session", "measure_args", "seed_json", "oom_metrics", "canonical_size",
            "SEED_FIELDS", "BenchlabError"]

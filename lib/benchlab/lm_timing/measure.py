@@ -19,8 +19,7 @@ import torch
 from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import peak_memory, time_fn
 
-from . import attn_cases, pair_cases, peak_cases, sweep_cases, variant_tag, warmup_cases
-from . import builders as R
+from . import attn_cases, builders, pair_cases, peak_cases, sweep_cases, variant_tag, warmup_cases
 from .model import ATTENTION, DIMS, ModelConfig, size_config
 
 
@@ -33,24 +32,25 @@ def guard(fn, device, where: str):
     try:
         return fn()
     except Exception as e:
-        if not R.is_oom(e):
+        if not builders.is_oom(e):
             raise
-        R.release(device)
+        builders.release(device)
         raise OOM(f"OOM ({type(e).__name__}) while {where}") from None
 
 
-def build(device, size, context, mode, precision, *, seed=0, **kw) -> R.Prepared:
-    """R.prepare after the CPU memory estimate; OOM when either says it will not fit."""
-    reason = R.oom_reason(size, context, mode, precision, device=device,
+def build(device, size, context, mode, precision, *, seed=0, **kw) -> builders.Prepared:
+    """builders.prepare after the CPU memory estimate; OOM when either says it will not fit."""
+    reason = builders.oom_reason(size, context, mode, precision, device=device,
                           attn=kw.get("attn", "sdpa"), batch=kw.get("batch", 4),
                           vocab=kw.get("vocab", 10_000))
     if reason is not None:
         raise OOM(reason)
-    return guard(lambda: R.prepare(size, context, mode, precision, device=device, seed=seed,
+    return guard(lambda: builders.prepare(size, context, mode, precision, device=device, seed=seed,
                                    **kw), device, "building")
 
 
-def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int = 1) -> dict:
+def time_steps(prep: builders.Prepared, timer, *, warmups: int, trials: int,
+               steps: int = 1) -> dict:
     """`warmups` single steps timed one by one (so the first step's cost shows; skipped when
     timing is off), then `trials` timed trials of `steps` steps each through the timer.
     Seconds: warm (per warm-up step), trials (per trial), per_step (trial / steps)."""
@@ -79,11 +79,11 @@ def time_steps(prep: R.Prepared, timer, *, warmups: int, trials: int, steps: int
             "loss": float(out[-1])}
 
 
-def step_metrics(prep: R.Prepared, timed: dict, by: str = "mean") -> dict:
+def step_metrics(prep: builders.Prepared, timed: dict, by: str = "mean") -> dict:
     """The summary (per step), first step and warm-up times, peak memory and MFU (from the `by`
-    time, R.summarize) of one case."""
+    time, builders.summarize) of one case."""
     mem = peak_memory(prep.step, prep.device)
-    m = R.summarize(timed["per_step"], prep, peak_flops=R.matmul_peak(prep.device,
+    m = builders.summarize(timed["per_step"], prep, peak_flops=builders.matmul_peak(prep.device,
                                                                       prep.precision),
                     peak_bytes=mem, by=by)
     first = timed["warm"][0] if timed["warm"] else timed["per_step"][0]
@@ -174,7 +174,7 @@ def measure_pair(case, config, timer, seed: int = 0) -> dict:
 def measure_attn(case, config, timer, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     shape = (case.batch, case.heads, case.context, case.head_dim)
-    q, k, v = (torch.randn(shape, generator=g).to(timer.device, R.DTYPES[case.precision])
+    q, k, v = (torch.randn(shape, generator=g).to(timer.device, builders.DTYPES[case.precision])
                for _ in range(3))
     fn, times = ATTENTION[case.impl], []
     try:
@@ -192,11 +192,11 @@ def measure_attn(case, config, timer, seed: int = 0) -> dict:
 
 
 def measure_peak(case, config, timer, seed: int = 0) -> dict:
-    n = R.peak_n(timer.device, case.precision)
-    a = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
-    b = torch.randn(n, n, device=timer.device, dtype=R.DTYPES[case.precision])
+    n = builders.peak_n(timer.device, case.precision)
+    a = torch.randn(n, n, device=timer.device, dtype=builders.DTYPES[case.precision])
+    b = torch.randn(n, n, device=timer.device, dtype=builders.DTYPES[case.precision])
     timer.measure(lambda: a @ b, warmup=1, rounds=3)
-    return {"peak_tflops": R.matmul_peak(timer.device, case.precision) / 1e12, "n": n}
+    return {"peak_tflops": builders.matmul_peak(timer.device, case.precision) / 1e12, "n": n}
 
 
 def run_fresh(case, warmups: int, device: str, seed: int, size=None) -> dict:
