@@ -1,6 +1,7 @@
 """Training: configs and overrides, schedule, bit-for-bit reproducibility, checkpoints and resume,
 DDP (2 gloo processes) against one process with the same global batch."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -125,7 +126,7 @@ def test_checkpoint_resume_and_no_overwrite(tmp_path, monkeypatch):
     full, _ = T.train(cfg, out_dir=tmp_path / "a", progress=False)
     tensors, meta = T.load_checkpoint(tmp_path / "a")
     assert torch.equal(tensors["w"], full.w.detach())
-    assert meta["config"] == json.loads(json.dumps(C.to_dict(cfg)))
+    assert meta["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))
     assert meta["layout"]["groups"] == ["h0", "h1", "h2", "h3"] and len(meta["gamma_B"]) == 4
     with pytest.raises(BenchlabError, match="never overwritten"):
         T.train(cfg, out_dir=tmp_path / "a", progress=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from ..core.ratios import Ratio
 from .calibration import EmpiricalNull, PooledNull, make_null
-from .experiment import PROMPTS, Prompt, prompts
+from .harness import PROMPTS, Prompt, prompts
 from .model import apply_routing, calibrate, collect_stats, grouped_experts
 from .nulls import NULLS, NullDef
 from .report import report

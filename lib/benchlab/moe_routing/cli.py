@@ -38,10 +38,15 @@ STORE = "store.jsonl"  # OUTPUT/store.jsonl: the core result store of the run's 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchlab moe-routing", description=__doc__.splitlines()[0])
+    model = argparse.ArgumentParser(add_help=False)  # the options of run and frontier
+    model.add_argument("--model", default=None,
+                       help="zoo name, hub id or local directory (default: the scale's model)")
+    model.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
+    model.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="(default: %(default)s)")
+    model.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU (default: bf16)")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run configs x prompts, resumable")
-    run.add_argument("--model", default=None,
-                     help="zoo name, hub id or local directory (default: the scale's model)")
+    run = sub.add_parser("run", parents=[model], help="run configs x prompts, resumable")
     run.add_argument("--output", default="./results", type=output_dir,
                      help="(default: %(default)s)")
     run.add_argument("--max-tokens", type=bounded(int, lo=1), default=None,
@@ -49,23 +54,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-interval", type=bounded(int, lo=1), default=5,
                      help="rebuild the report files every N results (default: %(default)s)")
     run.add_argument("--no-resume", action="store_true", help="rerun finished results too")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                     help="(default: %(default)s)")
-    run.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU (default: bf16)")
-    run.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
     run.add_argument("--configs", default=None, help="comma-separated routing names (default: all)")
     run.add_argument("--prompts-per-category", type=bounded(int, lo=1), default=None,
                      help="(default: the scale's, 3)")
-    fr = sub.add_parser("frontier", help="the quality/compute frontier study, resumable")
+    fr = sub.add_parser("frontier", parents=[model],
+                        help="the quality/compute frontier study, resumable")
     fr.add_argument("--output", default="./results/frontier", type=output_dir,
                     help="(default: %(default)s)")
     fr.add_argument("--report", default=None, type=output_dir,
                     help="also write the report files here (e.g. reports/moe_routing/frontier)")
-    fr.add_argument("--scale", default="tiny", choices=SCALES, help="(default: %(default)s)")
-    fr.add_argument("--model", default=None, help="(default: the scale's model)")
-    fr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                    help="(default: %(default)s)")
-    fr.add_argument("--no-fp16", action="store_true", help="keep float32 on GPU")
     fr.add_argument("--rules", default=None, help="comma-separated rule names (default: all)")
     rep = sub.add_parser("report", help="rebuild the report from a run's store.jsonl")
     rep.add_argument("store")
@@ -111,8 +108,8 @@ def frontier(args) -> int:
 
     from . import CONFIGS
     from . import frontier as fr
-    from .experiment import load_setup
     from .frontier_report import frontier_report
+    from .harness import load_setup
 
     config = config_for(CONFIGS, args.scale, where="moe_routing.CONFIGS")
     if config.frontier_heldout_tokens:  # the study's own held-out length
@@ -189,7 +186,7 @@ def run(args) -> int:
 
     from ..core.session import seed_everything
     from . import report
-    from .experiment import load_setup
+    from .harness import load_setup
     from .measure import measure_generate
 
     out = Path(args.output)

@@ -86,7 +86,7 @@ def point_key(setup, r: Routing) -> str:
 
 def evaluate(setup, r: Routing, outdir: Path | None = None) -> dict:
     """heldout_eval of rule `r`, stored as OUT/points/<name>.npz and reused when its key matches."""
-    from .experiment import heldout_eval
+    from .harness import heldout_eval
 
     path = Path(outdir) / "points" / f"{r.name}.npz" if outdir is not None else None
     key = point_key(setup, r)
@@ -108,7 +108,7 @@ def evaluate(setup, r: Routing, outdir: Path | None = None) -> dict:
 def drift(setup, r: Routing) -> dict:
     """P(p <= alpha) and the fill-in share per layer on held-out tokens: the null calibrated
     under top-8 (routing with it, "before") and under the routing itself ("after")."""
-    from .experiment import heldout_eval
+    from .harness import heldout_eval
 
     before = heldout_eval(setup, r, null=setup.null_for(r, under="topk_8"))
     after = heldout_eval(setup, r)

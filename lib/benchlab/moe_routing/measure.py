@@ -20,7 +20,7 @@ from . import (
     speed,
 )
 from . import frontier as fr
-from .experiment import load_setup, prompt, run_prompt
+from .harness import load_setup, prompt, run_prompt
 from .model import apply_routing
 from .routers import ROUTINGS, route
 
@@ -30,7 +30,7 @@ def _setup(config, timer):
 
 
 def measure_generate(case, config, timer, setup=None) -> dict:
-    """The seed's metrics of one (routing, prompt) (experiment.run_prompt): generation timed
+    """The seed's metrics of one (routing, prompt) (harness.run_prompt): generation timed
     over config.gen_rounds rounds after one warm-up, the fastest round kept. `setup`: default
     the config's own (the CLI passes its model and stored nulls)."""
 

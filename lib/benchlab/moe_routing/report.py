@@ -67,7 +67,7 @@ def seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _prompt_text(pid: str) -> str:
-    from .experiment import PROMPTS
+    from .harness import PROMPTS
 
     return next((p.text for p in PROMPTS if p.id == pid), "")
 
@@ -150,30 +150,30 @@ def alpha_sweep(configs: dict, heldout: pd.DataFrame) -> dict:
     return {"rows": rows, "monotone": monotone, "alphas": [r["alpha"] for r in rows]}
 
 
+# case kind -> (its entry in the speed summary, the record fields kept)
+SPEED_FIELDS = {
+    "router": ("router_cost", ("ratio_vs_topk_router", "ratio_vs_topk_router_ci",
+                               "ratio_vs_torch_topk", "router_time", "mean_selected")),
+    "model_router": ("model_router_cost", ("model_router_ratio", "model_router_ratio_ci",
+                                           "model_router_time", "model_topk_router_time")),
+    "forward": ("forward_equal_count", (
+        "forward_ratio", "forward_ratio_ci", "mean_experts", "bh_forward_time",
+        "topk_forward_time", "model_router_ratio", "router_overhead", "bh_active_experts",
+        "topk_active_experts", "bh_util_cv", "topk_util_cv", "topk_lo")),
+    "layer_equal": ("layer_equal_count", ("layer_ratio", "layer_ratio_ci", "mean_experts")),
+}
+
+
 def speed_summary(frame: pd.DataFrame) -> dict:
     out = {}
     if "case.kind" not in frame:
         return out
-    for _, row in frame[frame["case.kind"] == "router"].iterrows():
-        out.setdefault("router_cost", {})[row["case.routing"]] = {
-            k: row[k] for k in ("ratio_vs_topk_router", "ratio_vs_topk_router_ci",
-                                "ratio_vs_torch_topk", "router_time", "mean_selected")
-            if k in row}
-    for _, row in frame[frame["case.kind"] == "model_router"].iterrows():
-        out.setdefault("model_router_cost", {})[row["case.routing"]] = {
-            k: row[k] for k in ("model_router_ratio", "model_router_ratio_ci",
-                                "model_router_time", "model_topk_router_time") if k in row}
-    for _, row in frame[frame["case.kind"] == "forward"].iterrows():
-        out.setdefault("forward_equal_count", {})[row["case.routing"]] = {
-            k: row[k] for k in ("forward_ratio", "forward_ratio_ci", "mean_experts",
-                                "bh_forward_time", "topk_forward_time", "model_router_ratio",
-                                "router_overhead", "bh_active_experts", "topk_active_experts",
-                                "bh_util_cv", "topk_util_cv", "topk_lo") if k in row}
-    for _, row in frame[frame["case.kind"] == "layer_equal"].iterrows():
-        key = (row["case.routing"], *(int(row[f"case.{k}"]) for k in ("hidden", "intermediate",
-                                                                      "tokens")))
-        out.setdefault("layer_equal_count", {})[key] = {
-            k: row[k] for k in ("layer_ratio", "layer_ratio_ci", "mean_experts") if k in row}
+    for kind, (entry, fields) in SPEED_FIELDS.items():
+        for _, row in frame[frame["case.kind"] == kind].iterrows():
+            key = row["case.routing"]
+            if kind == "layer_equal":
+                key = (key, *(int(row[f"case.{k}"]) for k in ("hidden", "intermediate", "tokens")))
+            out.setdefault(entry, {})[key] = {k: row[k] for k in fields if k in row}
     for _, row in frame[frame["case.kind"] == "layer"].iterrows():
         out["layer_scaling"] = {k: row[k] for k in ("ks", "layer_times", "relative_times",
                                                     "time_per_expert_slope") if k in row}
@@ -286,35 +286,35 @@ def load(r: dict) -> str:
             f"(top-{r['topk_lo']:.0f}: {r['topk_util_cv']:.2g})")
 
 
+def _ci(ci, sep: str = "") -> str:
+    return f"95% CI {ci[0]:.3g}-{ci[1]:.3g}{sep}" if ci is not None else ""
+
+
 def speed_lines(speed: dict) -> list[str]:
     """REPORT.md's speed section: each ratio beside its goal (all of analysis_summary.json)."""
     lines = ["## Speed (ratios of rounds timed side by side in one run)", "",
              "| measure | config | ratio | goal | detail |", "|---|---|---|---|---|"]
     for name, r in speed.get("router_cost", {}).items():
-        ci = r.get("ratio_vs_topk_router_ci")
-        ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""
         lines.append(f"| router vs top-k router, Gaussian logits | {name} | "
                      f"{r['ratio_vs_topk_router']:.3g} | <= 1.5 | "
-                     f"{ci}vs bare torch.topk {r['ratio_vs_torch_topk']:.3g} |")
+                     f"{_ci(r.get('ratio_vs_topk_router_ci'), '; ')}vs bare torch.topk "
+                     f"{r['ratio_vs_torch_topk']:.3g} |")
     for name, r in speed.get("model_router_cost", {}).items():
-        lo, hi = r["model_router_ratio_ci"]
         lines.append(f"| router vs top-8 router, the model's held-out logits (all layers) | "
-                     f"{name} | {r['model_router_ratio']:.3g} | <= 1.0 | 95% CI {lo:.3g}-"
-                     f"{hi:.3g} |")
+                     f"{name} | {r['model_router_ratio']:.3g} | <= 1.0 | "
+                     f"{_ci(r['model_router_ratio_ci'])} |")
     for name, r in speed.get("forward_equal_count", {}).items():
-        ci = r.get("forward_ratio_ci")
-        ci = f"95% CI {ci[0]:.3g}-{ci[1]:.3g}; " if ci is not None else ""
         lines.append(f"| forward vs top-k at {r['mean_experts']:.3g} experts/token | {name} | "
-                     f"{r['forward_ratio']:.3g} | <= 1.05 | {ci}router on the model's logits "
+                     f"{r['forward_ratio']:.3g} | <= 1.05 | {_ci(r.get('forward_ratio_ci'), '; ')}"
+                     "router on the model's logits "
                      f"{r.get('model_router_ratio', float('nan')):.3g}x the top-8 router; "
                      "against the routers of the compared top-k forwards it adds "
                      f"{100 * r.get('router_overhead', float('nan')):.2g}% of the forward"
                      f"{load(r)} |")
     for (name, h, i, t), r in speed.get("layer_equal_count", {}).items():
-        lo, hi = r["layer_ratio_ci"]
         lines.append(f"| one MoE layer ({h} x {i} experts, {t} tokens) vs top-k at "
                      f"{r['mean_experts']:.3g} experts/token | {name} | {r['layer_ratio']:.3g} | "
-                     f"<= 1.05 | 95% CI {lo:.3g}-{hi:.3g} |")
+                     f"<= 1.05 | {_ci(r['layer_ratio_ci'])} |")
     if "layer_scaling" in speed:
         ls = speed["layer_scaling"]
         lines.append(f"| MoE-layer time slope vs experts used | top-k {ls['ks']} | "

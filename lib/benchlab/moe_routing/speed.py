@@ -32,7 +32,7 @@ from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
 from ..core.stats import medians, paired_ratio, paired_ratio_ci
 from ..core.timing import interleave
 from .calibration import make_null
-from .experiment import utilization
+from .harness import utilization
 from .model import RoutedMoeBlock, apply_routing, collect_stats
 from .routers import ROUTINGS, Routing, route, topk_route
 

@@ -10,11 +10,10 @@
 
 Configs (one system): configs/*.yaml are RunConfigs (config.py); a scale's `Config` names one
 and the grid to run. Modules: lora (LoRA on GPT-2's fused q/v), projectors (dense/sparse/
-Kronecker P, own seeds),
-subspace (theta = theta0 + P w and the allocation modes), config (YAML + dotted overrides),
-data (documents and batches), train (AdamW loop, DDP, checkpoints), evaluate (quantize, code,
-evaluate documents, bound), sweep (one sweep point), and the bounds helper's quantize, coding,
-bounds, report, analyze.
+Kronecker P, own seeds), subspace (theta = theta0 + P w and the allocation modes), config (YAML
++ dotted overrides), data (documents and batches), train (AdamW loop, DDP, checkpoints),
+evaluate (quantize, code, evaluate documents, bound), sweep (one sweep point), and the bounds
+helper's quantize, coding, bounds, report, analyze.
 
 The data: a YAML's data.dataset_dir, a nanoGPT bins folder (train.bin, val.bin; the paper YAML's
 data/openwebtext, relative to the working directory), or '' for the zoo synthetic corpus; set it
@@ -29,15 +28,15 @@ GPT-2 124M paper spec, from scratch), 2 steps of 16 tokens, the zoo corpus witho
 from dataclasses import dataclass
 
 from ..core.ratios import Ratio
+from .config import of_scale
 from .report import report
 from .sweep import run_config, run_point
-from .verdicts import PREREGISTERED, Test, mode_id
+from .verdicts import PREREGISTERED, REFERENCES, Test, mode_id
 
 MODES = (("uniform", 0.5), ("grouped", 0.5), ("fixed", 0.2), ("fixed", 0.5), ("fixed", 0.8),
          ("learned", 0.5))  # uniform: one projector over all layers; grouped: d split per group
 W0 = ("w0", 0.5)   # the untrained baseline: w = 0, bounded like a run (mode "w0")
 BASELINES = (("unigram", 0.5), ("bigram", 0.5))  # count models fitted on the training split
-REFERENCES = ("w0", "unigram", "bigram")         # rows that are not trained SubLoRA modes
 # the scratch study's d: at d = 1000 the A-heavy split (r = 0.2) gains at most 0.84 bits over w = 0
 # (its B side has 135 coordinates for 16k head parameters); at 4000 and 6000 every mode gains > 1
 # (at 8000 the fixed splits train unstably at this learning rate: 2 of 6 runs gained < 0.8)
@@ -66,9 +65,8 @@ class Config:
 
 CONFIGS = {
     # CI slice of the scratch study: one d, 8 seeds of w = 0 and of the three per-group modes of
-    # the pre-registered test (grouped, fixed r = 0.8, learned), 20 steps each (was one seed of
-    # uniform, 50 steps; the batch stays 16 rows, as the step-time ratio has always measured), and
-    # the count models
+    # the pre-registered test (grouped, fixed r = 0.8, learned), 20 steps each, and the count
+    # models
     "tiny": Config(overrides=("training.max_iters=20", "learning_rate.lr_decay_iters=20",
                               "training.eval_interval=10", "bounds.bound_samples=100",
                               "bounds.max_doc_tokens=64"),
@@ -130,7 +128,7 @@ def bound_cases(config: Config) -> list[BoundCase]:
 
 
 # Result metrics and tolerances for `benchlab compare` (core.compare): 0 exact, a float relative,
-# (rel, abs); None for times and time ratios, which are not results. Training runs 50 float32
+# (rel, abs); None for times and time ratios, which are not results. Training runs float32
 # steps, so losses and bounds get relative room; sizes, counts and settings are exact.
 METRICS = {
     "*_seconds": None, "*_ms": None, "step_ratio": None, "ratio_goal": None,
@@ -153,6 +151,9 @@ RATIOS = {
 }
 
 
+ZOO_BASES = ("scratch", "zoo-trained")  # model.init_from values that are not loaded weights
+
+
 def inputs(case, config) -> dict[str, str]:
     """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus;
     where theta0's base is loaded weights (model.init_from a hub id, paper spec or folder), also
@@ -160,16 +161,16 @@ def inputs(case, config) -> dict[str, str]:
     run folders, `analyze`) the run's saved YAML sections as a dict."""
     from .. import zoo
     from ..core.provenance import sha256_file
-    from .config import load, resolve
+    from .config import resolve
 
     if not isinstance(config, Config):
         model = config.get("model") if isinstance(config, dict) else None
         model = model.get("name") if isinstance(model, dict) else None
         return zoo.artifact_inputs(*([model] if isinstance(model, str) else []))
-    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    run = of_scale(config)
     out = {"train_config": sha256_file(resolve(config.train_config)),
            **zoo.artifact_inputs(run.model.name)}
-    if run.model.init_from not in ("scratch", "zoo-trained"):
+    if run.model.init_from not in ZOO_BASES:
         from ..core.errors import BenchlabError
 
         try:
@@ -184,14 +185,13 @@ def requires(case, config) -> str | None:
     nanoGPT bins, or theta0's base weights (model.init_from) are not available offline."""
     from .. import zoo
     from ..core.errors import BenchlabError
-    from .config import load
     from .data import bins_missing
 
     if not isinstance(config, Config):
         return None
-    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    run = of_scale(config)
     reason = bins_missing(run.data.dataset_dir)
-    if reason is None and run.model.init_from not in ("scratch", "zoo-trained"):
+    if reason is None and run.model.init_from not in ZOO_BASES:
         try:
             zoo.resolve(run.model.init_from)
         except BenchlabError as e:
@@ -219,10 +219,9 @@ def smoke(config: Config) -> Config:
     the scale's nanoGPT bins (data.dataset_dir) it trains on the zoo corpus, as tiny does."""
     from dataclasses import replace
 
-    from .config import load
     from .data import bins_missing
 
-    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    run = of_scale(config)
     extra = list(SMOKE_RUN)
     if run.bounds.qat_iters > 1:
         extra.append("bounds.qat_iters=1")
@@ -249,14 +248,12 @@ def needs(case, config) -> dict:
     subspace and the plain LoRA step of each round) or bounds (s documents per round)."""
     from pathlib import Path
 
-    from .config import load
-
     if not isinstance(config, Config):
         return {}
-    run = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    run = of_scale(config)
     d, b = run.data, run.bounds
     data = [str(Path(d.dataset_dir) / f) for f in ("train.bin", "val.bin")] if d.dataset_dir else []
-    own = run.model.init_from in ("scratch", "zoo-trained")
+    own = run.model.init_from in ZOO_BASES
     row = d.batch_size * d.block_size * run.training.gradient_accumulation_steps
     bound = b.bound_samples * b.max_doc_tokens
     train = getattr(case, "kind", "") != "bound" and getattr(case, "mode", "") not in REFERENCES

@@ -21,11 +21,12 @@ import re
 from pathlib import Path
 
 from ..core.errors import BenchlabError, fail, read_json
-from ..core.options import input_dir, int_list, output_dir
+from ..core.options import input_dir, output_dir
 from ..core.report import flatten
 from . import SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
 from .report import report
+from .study import DIMS, SEEDS
 
 META_NAMES = ("best_ckpt.json", "run.json", "metadata.json")
 KEYS = {  # record case field -> where a run folder holds it (metadata config, bounds inputs)
@@ -38,10 +39,6 @@ METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "best_alpha", "kl_dive
                "compressed_size_bits", "random_guess_bpd", "non_vacuous", "top1_error",
                "top1_error_bound")
 FORK_MODES = {"aheavy": 0.2, "equal": 0.5, "bheavy": 0.8}
-
-
-DIMS = int_list(1, 10**9)       # intrinsic dimensions d
-SEEDS = int_list(0, 2**32 - 1)  # run seeds (numpy and torch take them)
 
 
 def _lookup(flat: dict, names) -> object:

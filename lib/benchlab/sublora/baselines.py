@@ -44,10 +44,6 @@ class TableMessage:
     def bits(self) -> int:
         return self.code_bits
 
-    @property
-    def prefix_free_bits(self) -> float:
-        return B.prefix_free_bits(self.bits)
-
 
 # -- Elias gamma ---------------------------------------------------------------------------------
 

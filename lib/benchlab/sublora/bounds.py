@@ -9,8 +9,7 @@ Pieces, in the order the glue uses them (DESIGN.md section 3, SubLoRA):
    Prefix-free length L' = L + 2 log2 L; KL (nats) = (L' + extra bits) ln 2.
 2. Evaluate the compressed model on s documents sampled (uniformly, independently of training)
    from the m training documents. Per document, `target_stats(logits, targets)` gives the
-   probability and the rank of every target token; a `DocumentRisks` accumulator (or the pure
-   functions `document_bpd` / `document_topk_error`) turns them into
+   probability and the rank of every target token; a `DocumentRisks` accumulator turns them into
      R_s(a) = mean over documents of (mean over the document's tokens of -log2 p_a(token))
    with the smoothed prediction p_a = (1 - a) p + a / V, for each a of the grid; and the top-k
    error rate averaged the same way (document level: a document counts once, whatever its length).
@@ -39,6 +38,7 @@ import torch
 
 from ..core.errors import BenchlabError, fail, read_json
 from ..core.provenance import to_jsonable
+from ..core.store import atomic_path
 from . import coding
 from .quantize import Quantized
 
@@ -105,11 +105,6 @@ def kl_nats(prefix_bits: float, extra_bits: float) -> float:
     return float((prefix_bits + extra_bits) * math.log(2))
 
 
-def hyperparameter_bits(n_choices: int) -> float:
-    """Bits to name one of `n_choices` equally likely hyperparameter settings: ceil(log2 n)."""
-    return float(math.ceil(math.log2(n_choices))) if n_choices > 1 else 0.0
-
-
 # -- evaluating the model on documents -----------------------------------------------------------
 
 @torch.no_grad()
@@ -133,26 +128,6 @@ def smoothed_nll_bits(probs, vocab_size: int, alpha: float) -> np.ndarray:
     """-log2((1 - alpha) p + alpha / V) per token (bits)."""
     p = np.asarray(probs, dtype=np.float64)
     return -np.log2((1 - alpha) * p + alpha / vocab_size)
-
-
-def document_bpd(doc_probs, vocab_size: int, alphas=DEFAULT_ALPHAS) -> np.ndarray:
-    """R_s(a) for every a: mean over documents of each document's mean smoothed loss (bits/token).
-
-    doc_probs: a list with one 1-d array of target-token probabilities per sampled document.
-    Returns an array of len(alphas). alpha = 0 gives the unsmoothed bits per token.
-    """
-    acc = DocumentRisks(vocab_size, alphas, topk=())
-    for p in doc_probs:
-        acc.add(p)
-    return acc.risks()
-
-
-def document_topk_error(doc_ranks, ks=DEFAULT_TOPK) -> dict[int, float]:
-    """Top-k error per k: mean over documents of the fraction of tokens with rank >= k."""
-    out = {}
-    for k in ks:
-        out[int(k)] = float(np.mean([np.mean(np.asarray(r) >= k) for r in doc_ranks]))
-    return out
 
 
 class DocumentRisks:
@@ -247,7 +222,7 @@ def bounds_metrics(message: MessageLength, risks, *, alphas=DEFAULT_ALPHAS, voca
     if risks.shape != (len(alphas),):
         raise ValueError(f"risks has shape {risks.shape}, expected ({len(alphas)},) for the grid")
     grid_bits = math.log2(len(alphas))
-    prefix = message.prefix_free_bits
+    prefix = prefix_free_bits(message.bits)
     kl = kl_nats(prefix, extra_bits + grid_bits)
     per_alpha = bpd_bounds(risks, alphas, kl=kl, vocab_size=vocab_size, m=m, s=s, eps=eps,
                            grid_in_sample_term=grid_in_sample_term)
@@ -310,11 +285,9 @@ def save_bounds_metrics(metrics: dict, outdir) -> tuple[Path, Path]:
     for p in paths:
         if p.exists():
             raise fail(str(p), "bounds_metrics", "already exists; results are never overwritten")
-    outdir.mkdir(parents=True, exist_ok=True)
     metrics = to_jsonable(metrics)  # plain types only: numpy scalars would break weights_only
-    tmp = paths[0].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    tmp.replace(paths[0])
+    with atomic_path(paths[0]) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     torch.save(metrics, paths[1])
     return paths
 

@@ -26,9 +26,9 @@ import pandas as pd
 from scipy import stats
 
 from ..core.stats import adjust
+from .verdicts import GOAL, REFERENCES
 
 ALPHA = 0.05
-GOAL = 1.0          # bits/token below the w = 0 bound, every trained run
 NOT_SHOWN = "not shown at this scale"
 
 
@@ -53,8 +53,13 @@ def _p(p: float) -> str:
     return "p not computable (n < 2 or no spread)" if not np.isfinite(p) else f"p = {p:.3g}"
 
 
-def _verdict(p: float) -> str:
-    return "shown" if np.isfinite(p) and p < ALPHA else NOT_SHOWN
+def _verdict(p: float, shown: str = "shown") -> str:
+    return shown if np.isfinite(p) and p < ALPHA else NOT_SHOWN
+
+
+def _vs_half(x: np.ndarray) -> float:
+    """p of the one-sample t-test of x against 0.5 (the gates' init); nan without spread."""
+    return float(stats.ttest_1samp(x, 0.5).pvalue) if x.size > 1 and np.ptp(x) > 0 else np.nan
 
 
 def w0_claims(runs: pd.DataFrame, d: int) -> list[str]:
@@ -84,7 +89,6 @@ def _gaps(runs: pd.DataFrame, d: int, label: str) -> np.ndarray:
 
 RANK = {"w=0": -3, "unigram": -2, "bigram": -1, "uniform": 0, "grouped": 0.5, "fixed": 1,
         "learned": 2}
-REFERENCES = ("w0", "unigram", "bigram")  # rows that are not trained SubLoRA modes
 
 
 def _key(label: str):
@@ -114,17 +118,9 @@ def gate_tests(runs: pd.DataFrame, d: int | None = None) -> dict:
     if sub.empty:
         return {}
     mat = np.array([g for g in sub["gates"]], dtype=float)   # (runs, groups)
-    per = []
-    if d is not None:
-        for j in range(mat.shape[1]):
-            col = mat[:, j]
-            p = (float(stats.ttest_1samp(col, 0.5).pvalue)
-                 if col.size > 1 and np.ptp(col) > 0 else float("nan"))
-            per.append((j, float(col.mean()), p))
+    per = [(j, float(col.mean()), _vs_half(col)) for j, col in enumerate(mat.T)] if d else []
     pooled = mat.mean(axis=1)
-    p = (float(stats.ttest_1samp(pooled, 0.5).pvalue)
-         if pooled.size > 1 and np.ptp(pooled) > 0 else float("nan"))
-    return {"per_group": per, "pooled": (float(pooled.mean()), int(pooled.size), p)}
+    return {"per_group": per, "pooled": (float(pooled.mean()), int(pooled.size), _vs_half(pooled))}
 
 
 def dominance(runs: pd.DataFrame, d: int) -> list[dict]:
@@ -201,17 +197,16 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
         for _, r in pairs.iterrows():
             lines.append(f"- {r['a']} vs {r['b']}: mean difference {r['diff']:+.3f} bits/token "
                          f"over {r['n']} seeds, {_p(r['p'])}, Holm p = {r['p_holm']:.3g}: "
-                         f"{'a difference is shown' if r['p_holm'] < ALPHA else NOT_SHOWN}.")
+                         f"{_verdict(r['p_holm'], 'a difference is shown')}.")
         g = gate_tests(runs, d)
         if g:
             lines += ["", "Learned gates gamma (share of B) vs 0.5, the init:", ""]
             for j, mean, p in g["per_group"]:
                 lines.append(f"- group {j}: mean gamma {mean:.4f}, one-sample t-test {_p(p)}: "
-                             f"{'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}.")
+                             f"{_verdict(p, 'differs from 0.5')}.")
             mean, n, p = g["pooled"]
             lines.append(f"- pooled (per-run mean over groups, n = {n}): mean gamma {mean:.4f}, "
-                         f"{_p(p)}: {'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}"
-                         ".")
+                         f"{_p(p)}: {_verdict(p, 'differs from 0.5')}.")
         trend = share_trend(runs, d)
         if trend:
             at = ", ".join(f"r={r:g}: {g:.3f}" for r, g in trend["gap_at"].items())
@@ -220,7 +215,7 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
                       f"- gain over w = 0 against r = d_B / d: slope {trend['slope']:+.3f} "
                       f"bits/token per unit r over {trend['n']} runs (mean gain {at}; "
                       f"linear regression {_p(trend['p'])}): "
-                      f"{'a trend is shown' if _verdict(trend['p']) == 'shown' else NOT_SHOWN}."]
+                      f"{_verdict(trend['p'], 'a trend is shown')}."]
         dom = dominance(runs, d)
         lines += ["", "Pareto dominance on (KL, raw bpd), lower is better (pairs where the means "
                   "suggest it):", ""]
@@ -235,7 +230,7 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
     if g and len(set(runs["d"])) > 1:
         mean, n, p = g["pooled"]
         lines.append(f"Gates pooled over all d (n = {n} runs): mean gamma {mean:.4f}, {_p(p)}: "
-                     f"{'differs from 0.5' if _verdict(p) == 'shown' else NOT_SHOWN}.")
+                     f"{_verdict(p, 'differs from 0.5')}.")
         lines.append("")
     path = Path(outdir) / "claims.md"
     path.parent.mkdir(parents=True, exist_ok=True)

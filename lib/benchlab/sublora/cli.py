@@ -21,6 +21,7 @@ RESULTS_DIR/store.jsonl (core.session.Run), for `benchlab compare`.
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -90,13 +91,13 @@ def _eval_bounds(argv: list[str]) -> int:
     cfg = saved
     if args.config_file:
         extra = C.load(args.config_file)
-        cfg = C.apply(cfg, {"bounds": C.to_dict(extra)["bounds"]}, args.config_file)
+        cfg = C.apply(cfg, {"bounds": asdict(extra.bounds)}, args.config_file)
     cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
     cfg = _apply_data_files(cfg, files)
     C.check(cfg, "command line")
     for sec in ("model", "data", "sublora"):  # the model is the checkpoint's: only bounds change
-        for key, old in C.to_dict(saved)[sec].items():
-            if C.to_dict(cfg)[sec][key] != old and key not in DATA_FILES:
+        for key, old in asdict(getattr(saved, sec)).items():
+            if getattr(getattr(cfg, sec), key) != old and key not in DATA_FILES:
                 raise fail("command line", f"{sec}.{key}",
                            f"{ckpt} was trained with {old!r}; only bounds and system may change")
     out_dir = Path(args.output_dir or ckpt)

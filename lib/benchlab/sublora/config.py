@@ -11,7 +11,6 @@ scratch study sublora_train.yaml, the fine-tuning study sublora_finetune.yaml, t
 paper scales, and sublora_bounds.yaml for eval-bounds).
 """
 
-import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -286,6 +285,11 @@ def load(path: str | Path | None = None, overrides: list[str] | dict | None = No
     return config
 
 
+def of_scale(scale) -> RunConfig:
+    """A scale's (sublora.Config) YAML study with its dotted overrides applied."""
+    return load(scale.train_config, ["--" + o.removeprefix("--") for o in scale.overrides])
+
+
 def check(c: RunConfig, where: str) -> None:
     s = c.sublora
     if s.allocation_mode not in ("uniform", "grouped", "fixed", "learned"):
@@ -297,8 +301,6 @@ def check(c: RunConfig, where: str) -> None:
         raise fail(where, "sublora.allocation_ratio", "must lie in [0, 1] (r = d_B / d)")
     if s.intrinsic_mode not in ("dense", "sparse", "kron"):
         raise fail(where, "sublora.intrinsic_mode", f"{s.intrinsic_mode!r}: use dense|sparse|kron")
-    if s.intrinsic_dim < 1:
-        raise fail(where, "sublora.intrinsic_dim", "must be >= 1")
     if not (s.use_lora and s.attention_linear_use_lora):
         raise fail(where, "sublora.use_lora", "SubLoRA needs LoRA on attention (true)")
     if s.linear_head_enable_lora and s.linear_head_lora_r != s.attention_linear_lora_r:
@@ -307,8 +309,6 @@ def check(c: RunConfig, where: str) -> None:
         raise fail(where, "model.apply_rope", "GPT-2 uses learned positions; must be false")
     if c.data.perturb_word_order_window_size:
         raise fail(where, "data.perturb_word_order_window_size", "only 0 is supported")
-    if c.training.gradient_accumulation_steps < 1 or c.training.max_iters < 1:
-        raise fail(where, "training.max_iters", "max_iters and accumulation steps must be >= 1")
     if c.bounds.quant_method not in ("uniform", "kmeans"):
         raise fail(where, "bounds.quant_method", "use uniform or kmeans")
     if c.bounds.bound_type not in BOUND_TYPES:
@@ -316,9 +316,3 @@ def check(c: RunConfig, where: str) -> None:
                    f"use {' or '.join(BOUND_TYPES)}")
     if c.bounds.levels < 2:
         raise fail(where, "bounds.levels", f"{c.bounds.levels}: quantization needs >= 2 levels")
-    if c.bounds.bound_samples < 1:
-        raise fail(where, "bounds.bound_samples", "must be >= 1")
-
-
-def to_dict(c: RunConfig) -> dict:
-    return dataclasses.asdict(c)

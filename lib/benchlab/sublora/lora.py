@@ -75,8 +75,4 @@ def add_lora(model: nn.Module, *, rank: int = 4, alpha: float = 32.0, lm_head: b
         block.attn.c_attn = LoRAQV(block.attn.c_attn, rank, alpha, gen, dropout)
     if lm_head:
         model.lm_head = LoRALinear(model.lm_head, rank, alpha, gen, dropout)
-    return lora_names(model)
-
-
-def lora_names(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]

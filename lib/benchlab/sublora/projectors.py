@@ -34,6 +34,14 @@ class Projector:
 
     def __init__(self, D: int, d: int, seed: int):
         self.D, self.d, self.seed = D, d, seed
+        self._on: dict = {}  # str(device) -> the tensors `on` made there
+
+    def on(self, device, make):
+        """make(device), made once per device (the projector's tensors moved there)."""
+        key = str(device)
+        if key not in self._on:
+            self._on[key] = make(device)
+        return self._on[key]
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:  # (d,) -> (D,), differentiable
         raise NotImplementedError
@@ -53,8 +61,7 @@ class DenseProjector(Projector):
     def __init__(self, D, d, seed, *, cache_mb: float = 256.0):
         super().__init__(D, d, seed)
         self.rows = max(1, CHUNK_ELEMS // max(d, 1))
-        self.cached = D * d * 4 <= cache_mb * 2**20
-        self._full: dict = {}  # device -> (D, d) tensor, only when `cached`
+        self.cached = D * d * 4 <= cache_mb * 2**20  # keep the whole (D, d) matrix per device
 
     def chunk(self, c: int) -> torch.Tensor:
         """Rows [c*rows, (c+1)*rows) of P, always drawn on the CPU (portable across devices)."""
@@ -66,16 +73,11 @@ class DenseProjector(Projector):
     def n_chunks(self) -> int:
         return math.ceil(self.D / self.rows)
 
-    def matrix(self, device) -> torch.Tensor:
-        key = str(device)
-        if key not in self._full:
-            full = torch.cat([self.chunk(c) for c in range(self.n_chunks)])
-            self._full[key] = full.to(device)
-        return self._full[key]
-
     def __call__(self, w):
         if self.cached:
-            return self.matrix(w.device) @ w
+            full = self.on(w.device, lambda dev: torch.cat(
+                [self.chunk(c) for c in range(self.n_chunks)]).to(dev))
+            return full @ w
         return _LazyDense.apply(w, self)
 
 
@@ -112,16 +114,10 @@ class SparseProjector(Projector):
         self.P = torch.sparse_coo_tensor(idx, torch.from_numpy(vals), (D, d),
                                          check_invariants=False).coalesce()
         self.PT = self.P.t().coalesce()
-        self._on: dict = {}
-
-    def mats(self, device):
-        key = str(device)
-        if key not in self._on:
-            self._on[key] = (self.P.to(device), self.PT.to(device))
-        return self._on[key]
 
     def __call__(self, w):
-        return _SparseMul.apply(w, *self.mats(w.device))
+        return _SparseMul.apply(w, *self.on(w.device, lambda dev: (self.P.to(dev),
+                                                                   self.PT.to(dev))))
 
 
 class _SparseMul(torch.autograd.Function):
@@ -149,13 +145,9 @@ class KronProjector(Projector):
         scale = math.sqrt(self.D1 * self.D2 / D)
         self.P1 = torch.randn(self.D1, self.d1, generator=g1) / math.sqrt(self.D1) * scale
         self.P2 = torch.randn(self.D2, self.d2, generator=g2) / math.sqrt(self.D2)
-        self._on: dict = {}
 
     def __call__(self, w):
-        key = str(w.device)
-        if key not in self._on:
-            self._on[key] = (self.P1.to(w.device), self.P2.to(w.device))
-        P1, P2 = self._on[key]
+        P1, P2 = self.on(w.device, lambda dev: (self.P1.to(dev), self.P2.to(dev)))
         W = torch.nn.functional.pad(w, (0, self.d1 * self.d2 - self.d)).view(self.d1, self.d2)
         return (P1 @ W @ P2.t()).reshape(-1)[: self.D]  # (D1, D2) row-major -> first D
 
@@ -163,7 +155,10 @@ class KronProjector(Projector):
 KINDS = {"dense": DenseProjector, "sparse": SparseProjector, "kron": KronProjector}
 
 
-def make_projector(kind: str, D: int, d: int, seed: int, **kwargs) -> Projector:
+def make_projector(kind: str, D: int, d: int, seed: int, *, cache_mb: float = 256.0) -> Projector:
+    """A projector of `kind`; cache_mb: DenseProjector's (the others never cache a matrix)."""
     if kind not in KINDS:
         raise ValueError(f"unknown projector {kind!r}; choose one of {', '.join(KINDS)}")
-    return KINDS[kind](D, d, seed, **kwargs) if kind == "dense" else KINDS[kind](D, d, seed)
+    if kind == "dense":
+        return DenseProjector(D, d, seed, cache_mb=cache_mb)
+    return KINDS[kind](D, d, seed)

@@ -28,8 +28,7 @@ Files (budgets = the intrinsic dimensions d in the records):
 A record (bench/test_sublora.py's, or analyze's) carries d, mode, ratio, seed (as metrics, as
 run_point emits them, or case fields; mode: w0 | uniform | grouped | fixed | learned; r = d_B / d,
 fixed only; unigram | bigram: the count models), its kind ("sweep"; top level or case.kind)
-and the metrics of
-sweep.run_point (bound_value, raw_bpd, empirical_bpd, best_alpha, kl_divergence,
+and the metrics of sweep.run_point (bound_value, raw_bpd, empirical_bpd, best_alpha, kl_divergence,
 compressed_size_bits, val_loss, gamma_B, top1_error_bound, init_from). Records of other kinds
 are ignored. Error bars: sample std (ddof=1) over seeds.
 """
@@ -40,7 +39,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, NullFormatter
 
 from ..core.report import new_figure, save_figure, write_table
-from .claims import REFERENCES, _key, timing_tables, write_claims
+from .claims import REFERENCES, timing_tables, write_claims
+from .claims import _key as _order  # references (w = 0, unigram, bigram) first, then the modes
 from .gating import _note, plot_heatmap, plot_trend
 from .verdicts import PREREGISTERED
 
@@ -62,9 +62,6 @@ def mode_label(mode: str, ratio) -> str:
     if mode == "w0":
         return W0_LABEL
     return f"fixed r={float(ratio):g}" if mode == "fixed" else LABELS.get(mode, str(mode))
-
-
-_order = _key  # references (w = 0, unigram, bigram) first, then the modes
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -111,12 +108,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
         row["alphas"] = "/".join(f"{a:g}" for a in sorted(set(g["best_alpha"].dropna())))
         row["non_vacuous"] = f"{int((g['bound_value'] < _log2v(runs)).sum())}/{len(g)}"
-        gap = w0_gaps(runs, d, g)
-        row["below_w0_mean"] = float(gap.mean()) if gap.size else float("nan")
-        row["below_w0_min"] = float(gap.min()) if gap.size else float("nan")
-        gap = ref_gaps(runs, d, g)
-        row["below_ref_mean"] = float(gap.mean()) if gap.size else float("nan")
-        row["below_ref_min"] = float(gap.min()) if gap.size else float("nan")
+        for name, gap in (("below_w0", w0_gaps(runs, d, g)), ("below_ref", ref_gaps(runs, d, g))):
+            row[f"{name}_mean"] = float(gap.mean()) if gap.size else float("nan")
+            row[f"{name}_min"] = float(gap.min()) if gap.size else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -169,9 +163,8 @@ def summary_table(summ: pd.DataFrame, random_bpd: float = np.inf) -> pd.DataFram
         return pd.DataFrame(columns=cols)
     rows = []
     for _, r in summ.iterrows():
-        def pm(m, scale=1.0, fmt=".3f", r=r):
-            mean, std = r[f"{m}_mean"] * scale, r[f"{m}_std"] * scale
-            return "n/a" if not np.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
+        def pm(m, scale=1.0, fmt=".3f", r=r):  # never "vacuous": no trivial value
+            return vacuity_cell(r[f"{m}_mean"] * scale, r[f"{m}_std"] * scale, np.inf, fmt)
         def gap(col, r=r):
             if r["mode"] in REFERENCES:
                 return "reference"
@@ -282,12 +275,9 @@ def plot_compression(summ: pd.DataFrame, d: int, outdir, random_bpd, title: str 
 
 def plot_grid(runs: pd.DataFrame, budgets, outdir, title: str = "") -> None:
     fig, axes = new_figure(2, 2, size=(12, 9))
-    runs = runs.assign(below_w0=np.nan)
-    for (d, _), g in runs.groupby(["d", "label"]):
-        base = runs[(runs["d"] == d) & (runs["mode"] == "w0")].set_index("seed")["bound_value"]
-        for i, s in zip(g.index, g["seed"], strict=True):
-            if s in base.index:
-                runs.loc[i, "below_w0"] = base[s] - runs.loc[i, "bound_value"]
+    w0 = runs[runs["mode"] == "w0"].set_index(["d", "seed"])["bound_value"].to_dict()
+    runs = runs.assign(below_w0=[w0.get((d, s), np.nan) - b for d, s, b in zip(
+        runs["d"], runs["seed"], runs["bound_value"], strict=True)])
     panels = [("raw_bpd", 1.0, "raw bpd (unsmoothed)"), ("bound_value", 1.0, "bound (bits/token)"),
               ("compressed_size_bits", 1e-3, "compressed size (kbit, log)"),
               ("below_w0", 1.0, "bound below the w = 0 bound (bits/token)")]

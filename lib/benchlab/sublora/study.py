@@ -69,21 +69,18 @@ def scale_of(config: Config) -> str:
 def folder_metrics(out: Path, config: Config, case: SweepCase) -> dict:
     """run_point's metrics of a finished run folder, read from its bounds_metrics.json, its best
     checkpoint's metadata and last_ckpt.pt (the training time is not saved: no train_seconds)."""
-    from .sweep import METRIC_KEYS, run_config
+    from .sweep import point_metrics, run_config
     from .train import BEST_META, LAST
 
     bounds = load_bounds_metrics(out / JSON_NAME)
     meta = read_json(out / BEST_META, "checkpoint metadata")
     layout, gamma = meta.get("layout") or {}, meta.get("gamma_B") or []
     losses = torch.load(out / LAST, weights_only=True)["losses"] if (out / LAST).exists() else []
-    m = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
-         "D": layout.get("D"), "n_groups": len(layout.get("groups") or []) or len(gamma),
-         "gamma_B": gamma, "val_loss": meta.get("val_loss"), "best_step": meta.get("step"),
-         "final_train_loss": losses[-1] if losses else meta.get("val_loss"),
-         "init_from": run_config(config, case).model.init_from}
-    m.update({k: bounds[k] for k in METRIC_KEYS if k in bounds})
-    m.update({k: v for k, v in bounds.items() if k.startswith("top") and "error" in k})
-    return m
+    return point_metrics(
+        case, bounds, D=layout.get("D"), n_groups=len(layout.get("groups") or []) or len(gamma),
+        gamma_B=gamma, val_loss=meta.get("val_loss"), best_step=meta.get("step"),
+        final_train_loss=losses[-1] if losses else meta.get("val_loss"),
+        init_from=run_config(config, case).model.init_from)
 
 
 def run_all(config: Config, results_dir, *, progress: bool = True, device: str = "cpu") -> list:

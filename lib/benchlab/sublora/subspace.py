@@ -32,7 +32,6 @@ from .lora import LoRALinear, LoRAQV, add_lora
 from .projectors import derive_seed, make_projector
 
 MODES = ("uniform", "grouped", "fixed", "learned")
-GATE_BITS = 32  # each gate logit is sent as a float32
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ class SubspaceModel(nn.Module):
                                   requires_grad=bool(self.groups))
         self.projectors = [
             make_projector(cfg.projector, b.D, b.stop - b.start, derive_seed(seed, "P", b.name),
-                           **({"cache_mb": cfg.dense_cache_mb} if cfg.projector == "dense" else {}))
+                           cache_mb=cfg.dense_cache_mb)
             for b in self.blocks]
 
     def train(self, mode: bool = True):
@@ -195,9 +194,6 @@ class SubspaceModel(nn.Module):
                 "blocks": [{"name": b.name, "D": b.D, "d": b.stop - b.start,
                             "seed": p.seed} for b, p in zip(self.blocks, self.projectors,
                                                             strict=True)]}
-
-    def gate_bits(self) -> int:
-        return GATE_BITS * len(self.groups)
 
     def d_share_B(self) -> list[float]:
         """Per group: share of coordinates on B (learned: gamma; fixed: d_B/d_g; uniform: [])."""

@@ -17,12 +17,13 @@ print(sl.run_point(c, sl.sweep_cases(c)[0]))"
     train_seconds, eval_seconds
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
 from .baselines import ORDERS, eval_ngram
-from .config import RunConfig, apply, load
+from .config import RunConfig, apply, of_scale
 from .data import get_batch, load_corpus
 from .evaluate import eval_bounds
 from .lora import add_lora
@@ -37,7 +38,7 @@ def run_config(config, case) -> RunConfig:
     """The scale's YAML study (+ its overrides) with the case's d, mode, ratio and seed. The w = 0
     baseline (mode "w0") is bounded in the uniform layout: with w = 0 every layout is theta0
     (the count models, unigram and bigram, use no layout)."""
-    cfg = load(config.train_config, ["--" + o.removeprefix("--") for o in config.overrides])
+    cfg = of_scale(config)
     mode = "uniform" if case.mode in ("w0", *ORDERS) else case.mode
     return apply(cfg, {"sublora": {"intrinsic_dim": case.d, "allocation_mode": mode,
                                    "allocation_ratio": case.ratio},
@@ -75,41 +76,35 @@ def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool
                            out_dir=out_dir)
     metrics = eval_bounds(model, corpus, cfg, device=device, out_dir=out_dir,
                           inputs={"baseline": case.mode == "w0"})
-    out = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
-           "D": model.D, "n_groups": len(model.groups) or len(model.d_share_B()),
-           "gamma_B": model.d_share_B(), "val_loss": res.best_val, "best_step": res.best_step,
-           "final_train_loss": res.losses[-1] if res.losses else res.best_val,
-           "train_seconds": res.seconds, "init_from": cfg.model.init_from}
-    out.update({k: metrics[k] for k in METRIC_KEYS})
-    out.update({k: v for k, v in metrics.items() if k.startswith("top") and "error" in k})
-    return out
+    return point_metrics(
+        case, metrics, D=model.D, n_groups=len(model.groups) or len(model.d_share_B()),
+        gamma_B=model.d_share_B(), val_loss=res.best_val, best_step=res.best_step,
+        final_train_loss=res.losses[-1] if res.losses else res.best_val,
+        train_seconds=res.seconds, init_from=cfg.model.init_from)
+
+
+def point_metrics(case, metrics: dict, **fields) -> dict:
+    """A sweep record's metrics: the case's d, mode, ratio, seed, then `fields`, then the
+    METRIC_KEYS and top-k errors of the bound `metrics`."""
+    return {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed, **fields,
+            **{k: metrics[k] for k in METRIC_KEYS if k in metrics},
+            **{k: v for k, v in metrics.items() if k.startswith("top") and "error" in k}}
 
 
 def ngram_point(cfg: RunConfig, corpus, case) -> dict:
     """run_point's metrics of a count model (baselines.eval_ngram): no training, no validation
     loss; D = the table's nonzero entries; train_seconds = the fit."""
     metrics = eval_ngram(corpus, cfg, case.mode)
-    out = {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed,
-           "D": metrics["n_entries"], "n_groups": 0, "gamma_B": [], "val_loss": None,
-           "best_step": 0, "final_train_loss": None, "train_seconds": metrics["fit_seconds"],
-           "init_from": cfg.model.init_from}
-    out.update({k: metrics[k] for k in METRIC_KEYS})
-    out.update({k: v for k, v in metrics.items() if k.startswith("top") and "error" in k})
-    return out
-
-
-@dataclass(frozen=True)
-class _Point:
-    d: int
-    mode: str
-    ratio: float
-    seed: int
+    return point_metrics(case, metrics, D=metrics["n_entries"], n_groups=0, gamma_B=[],
+                         val_loss=None, best_step=0, final_train_loss=None,
+                         train_seconds=metrics["fit_seconds"], init_from=cfg.model.init_from)
 
 
 def step_pair(config, d: int, projector: str, device: str = "cpu"):
     """(model, subspace step, plain LoRA step): one AdamW step each on the same batch (uniform
     allocation, `projector`), the LoRA baseline with the same rank, alpha and targets."""
-    cfg = run_config(config, _Point(d, "uniform", 0.5, 0))
+    case = SimpleNamespace(id=f"step-d{d}-{projector}", d=d, mode="uniform", ratio=0.5, seed=0)
+    cfg = run_config(config, case)
     cfg = replace(cfg, sublora=replace(cfg.sublora, intrinsic_mode=projector))
     corpus = load_corpus(cfg)
     x, y = get_batch(corpus.train, seed=1, step=0, batch=cfg.data.batch_size,

@@ -14,7 +14,8 @@ torch file with the optimizer state) lets a killed run resume from its last eval
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,7 +24,8 @@ from tqdm.auto import tqdm
 from ..core import ddp
 from ..core.errors import fail
 from ..core.provenance import code_version
-from .config import RunConfig, to_dict
+from ..core.store import atomic_path
+from .config import RunConfig
 from .data import Corpus, get_batch, load_corpus
 from .projectors import derive_seed
 from .subspace import SubspaceConfig, SubspaceModel
@@ -154,8 +156,7 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
                              batch=cfg.data.batch_size, block=cfg.data.block_size,
                              rank=dist.rank, world=dist.world, device=device)
             last = micro == t.gradient_accumulation_steps - 1
-            ctx = net.no_sync() if dist.active and not last else _null()
-            with ctx:
+            with net.no_sync() if dist.active and not last else nullcontext():
                 loss = _loss(net, x, y) / t.gradient_accumulation_steps
                 loss.backward()
             step_loss += loss.detach().cpu()
@@ -191,16 +192,8 @@ def _loss(net, x, y):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def metadata(cfg: RunConfig, model: SubspaceModel, res: TrainResult, val: float) -> dict:
-    return {"config": to_dict(cfg), "layout": model.describe(), "step": res.best_step,
+    return {"config": asdict(cfg), "layout": model.describe(), "step": res.best_step,
             "val_loss": val, "gamma_B": model.d_share_B(), "code_version": code_version(),
             "evals": res.evals}
 
@@ -208,12 +201,11 @@ def metadata(cfg: RunConfig, model: SubspaceModel, res: TrainResult, val: float)
 def _save_best(out: Path, cfg, model, res, val):
     from safetensors.torch import save_file
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({"w": model.w.detach().cpu().contiguous(),
-               "gates": model.gates.detach().cpu().contiguous()}, str(out / (BEST + ".tmp")))
-    (out / (BEST + ".tmp")).replace(out / BEST)
-    (out / (BEST_META + ".tmp")).write_text(json.dumps(metadata(cfg, model, res, val), indent=1))
-    (out / (BEST_META + ".tmp")).replace(out / BEST_META)
+    with atomic_path(out / BEST) as tmp:
+        save_file({"w": model.w.detach().cpu().contiguous(),
+                   "gates": model.gates.detach().cpu().contiguous()}, str(tmp))
+    with atomic_path(out / BEST_META) as tmp:
+        tmp.write_text(json.dumps(metadata(cfg, model, res, val), indent=1))
 
 
 def _save_last(out: Path, model, opt, res, step: int):
@@ -221,8 +213,8 @@ def _save_last(out: Path, model, opt, res, step: int):
              "opt": opt.state_dict(), "step": step, "losses": res.losses,
              "evals": [list(e) for e in res.evals], "best_val": res.best_val,
              "best_step": res.best_step}
-    torch.save(state, out / (LAST + ".tmp"))
-    (out / (LAST + ".tmp")).replace(out / LAST)
+    with atomic_path(out / LAST) as tmp:
+        torch.save(state, tmp)
 
 
 def _prepare_out(out: Path, cfg, model, opt, res, reuse_finished: bool = False) -> int:
@@ -231,7 +223,7 @@ def _prepare_out(out: Path, cfg, model, opt, res, reuse_finished: bool = False) 
     if not meta.exists():
         return 0
     saved = json.loads(meta.read_text()).get("config")
-    if saved != json.loads(json.dumps(to_dict(cfg))):
+    if saved != json.loads(json.dumps(asdict(cfg))):
         raise fail(str(meta), "config", "out_dir holds another run; choose a new login.out_dir")
     if not last.exists():
         raise fail(str(out), "login.out_dir", "holds a finished run; results are never overwritten")
@@ -262,7 +254,7 @@ def untrained(cfg: RunConfig, corpus: Corpus, model: SubspaceModel, *, device="c
         out = Path(out_dir)
         if (out / BEST_META).exists():
             _, meta = load_checkpoint(out)
-            if meta.get("config") != json.loads(json.dumps(to_dict(cfg))):
+            if meta.get("config") != json.loads(json.dumps(asdict(cfg))):
                 raise fail(str(out / BEST_META), "config", "out_dir holds another run")
         else:
             _save_best(out, cfg, model, res, res.best_val)

@@ -1,6 +1,6 @@
-"""One (routing, prompt) run and the per-routing quality check, shared by bench and CLI.
+"""The MoE-routing harness: prompts, the loaded Setup, held-out quality, one (routing, prompt) run.
 
-    python -c "from benchlab import moe_routing as m; e = m.experiment; \
+    python -c "from benchlab import moe_routing as m; e = m.harness; \
 s = e.load_setup(m.CONFIGS['tiny']); print(e.run_prompt(s, 'bh_moderate', m.PROMPTS[0], 8))"
 """
 
@@ -113,12 +113,8 @@ class Setup:
 
 
 def encode(tok, text: str) -> list[int]:
-    ids = tok.encode(text)
+    ids = tok.encode(text)  # a tokenizers Encoding (.ids) or a transformers list
     return list(getattr(ids, "ids", ids))
-
-
-def decode(tok, ids: list[int]) -> str:
-    return tok.decode(ids)
 
 
 def corpus_ids(tok, split: str, n_tokens: int, seq_len: int) -> torch.Tensor:
@@ -276,7 +272,7 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
         "inference_time": seconds, "tokens_per_second": len(new) / seconds,
         "util_cv": cv, "util_max_min_ratio": ratio,
         "input_tokens": int(ids.shape[1]), "output_tokens": len(new),
-        "generated_text": decode(setup.tokenizer, new),
+        "generated_text": setup.tokenizer.decode(new),
         "prompt_kl": float((ref.exp() * (ref - logp)).sum(-1).mean()),
         **quality_cached(setup, routing),
         "null_digest": null.digest() if null is not None else "",
@@ -284,7 +280,7 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
     }
 
 
-_QUALITY: dict = {}
+_QUALITY: dict = {}  # (id(setup), routing) -> quality: once per routing, not per prompt
 
 
 def quality_cached(setup: Setup, routing: str) -> dict:
