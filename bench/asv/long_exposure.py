@@ -27,11 +27,11 @@ class LoraStepSuite(Base):
     param_names = ["mode"]
 
     def setup(self, mode):
-        from benchlab.long_exposure import workload as wl
+        from benchlab.long_exposure import setups
 
         case = _lora_case(self.run())
-        self.trainer = wl.trainer(self.config, case.model, case.method, case.seq_len, mode=mode,
-                                  device=self.device)
+        self.trainer = setups.trainer(self.config, case.model, case.method, case.seq_len, mode=mode,
+                                      device=self.device)
         self.trainer.step()  # warm-up
 
     def time_step(self, mode):

@@ -13,11 +13,11 @@ import math
 import pytest
 import torch
 
-from benchlab.long_exposure import CONFIGS, predictor_cases
+from benchlab.long_exposure import CONFIGS, predictor_cases, setups
 from benchlab.long_exposure import exposer as ex
 from benchlab.long_exposure import patch as P
-from benchlab.long_exposure import workload as wl
 from benchlab.long_exposure.documents import Docs, doc_ids, element_mask
+from benchlab.long_exposure.masks import RandomLike
 
 CONFIG = CONFIGS["tiny"]
 MODEL = "opt-tiny"
@@ -26,17 +26,17 @@ NB = L // P.ATTN_BLOCK
 
 
 def _h(B=2, seed=0):
-    C = wl.base_model(MODEL).config.hidden_size
+    C = setups.base_model(MODEL).config.hidden_size
     return torch.randn(B, L, C, generator=torch.Generator().manual_seed(seed))
 
 
 def _one_doc(B=2):
-    return Docs(torch.full((B, L), 5), wl.base_model(MODEL).config.eos_token_id)
+    return Docs(torch.full((B, L), 5), setups.base_model(MODEL).config.eos_token_id)
 
 
 def _packed_docs(ends=((40, 90, 200), (130,))):
     """Docs of two packed rows whose documents end at `ends` (the end-of-text positions)."""
-    eos = wl.base_model(MODEL).config.eos_token_id
+    eos = setups.base_model(MODEL).config.eos_token_id
     ids = torch.full((len(ends), L), 5)
     for b, row in enumerate(ends):
         ids[b, list(row)] = eos
@@ -76,7 +76,7 @@ def test_random_like_matches_counts_and_draws_uniformly_inside_documents():
     like_mlp = torch.zeros(2, 8, dtype=torch.bool)
     like_mlp[0, :3] = True
     like_mlp[1, :] = True
-    src = wl.RandomLike(_Like(like_attn, like_mlp), seed=1)
+    src = RandomLike(_Like(like_attn, like_mlp), seed=1)
     h = _h()
     n_draws = 400
     freq_a, freq_m = torch.zeros(2, 3, NB, NB), torch.zeros(2, 8)
@@ -101,12 +101,12 @@ def test_random_masks_keep_the_predicted_counts(masks):
     """On the same input, every layer's random masks keep as many blocks as the predicted ones
     (per row and head; per row for the MLP), inside the documents; the other part is the
     predicted mask itself."""
-    src = wl.mask_source(CONFIG, MODEL, masks, L)
-    pred = wl.predictors(CONFIG, MODEL, L)
+    src = setups.mask_source(CONFIG, MODEL, masks, L)
+    pred = setups.mask_source(CONFIG, MODEL, "predicted", L)
     docs, ids, eos = _packed_docs()
     allowed = _doc_blocks(ids, eos)[:, None]
     h = _h()
-    for i in range(wl.base_model(MODEL).config.num_hidden_layers):
+    for i in range(setups.base_model(MODEL).config.num_hidden_layers):
         a, pa = src.attn(i, h, docs), pred.attn(i, h, docs)
         m, pm = src.mlp(i, h, docs), pred.mlp(i, h, docs)
         assert torch.equal(a.sum((-1, -2)), pa.sum((-1, -2)))
@@ -119,8 +119,8 @@ def test_random_masks_keep_the_predicted_counts(masks):
 
 
 def test_density_one_keeps_everything():
-    cfg = wl.base_model(MODEL).config
-    src = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, wl.MLP_BLOCK, 1.0, 1.0)
+    cfg = setups.base_model(MODEL).config
+    src = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, setups.MLP_BLOCK, 1.0, 1.0)
     h, docs = _h(), _one_doc()
     nb = L // P.ATTN_BLOCK
     assert torch.equal(src.attn(0, h, docs),
@@ -131,7 +131,7 @@ def test_density_one_keeps_everything():
 def test_random_attn_stays_inside_documents():
     """Document 2's logits do not depend on document 1's tokens: the random draw keeps no block
     across them (and the layer would AND one away)."""
-    base = wl.base_model(MODEL)
+    base = setups.base_model(MODEL)
     eos = base.config.eos_token_id
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 1000, (1, L), generator=g)
@@ -140,13 +140,13 @@ def test_random_attn_stays_inside_documents():
     other = ids.clone()
     other[0, :cut - 1] = torch.randint(3, 1000, (cut - 1,), generator=g)
     docs = Docs(ids, eos)
-    raw = wl.mask_source(CONFIG, MODEL, "random_attn", L).attn(0, _h(1), docs)
+    raw = setups.mask_source(CONFIG, MODEL, "random_attn", L).attn(0, _h(1), docs)
     assert not (raw & ~_doc_blocks(ids, eos)[:, None]).any()
 
     def logits(x):
         m = copy.deepcopy(base).eval()
-        src = wl.mask_source(CONFIG, MODEL, "random_attn", L)  # same seed: same draws
-        P.patch(m, P.Parts(src, "attn"), attn="sparse", mlp_block=wl.MLP_BLOCK)
+        src = setups.mask_source(CONFIG, MODEL, "random_attn", L)  # same seed: same draws
+        P.patch(m, P.Parts(src, "attn"), attn="sparse", mlp_block=setups.MLP_BLOCK)
         with torch.no_grad():
             return m(input_ids=x).logits[0]
 
@@ -156,14 +156,14 @@ def test_random_attn_stays_inside_documents():
 
 
 def test_reordered_model_same_logits_sparser_mlp_blocks():
-    base = wl.base_model(MODEL)
-    m = wl.reordered_model(CONFIG, MODEL, L)
-    data = wl.rows(MODEL, CONFIG.n_records, L, CONFIG.seed)
+    base = setups.base_model(MODEL)
+    m = setups.reordered_model(CONFIG, MODEL, L)
+    data = setups.rows(MODEL, CONFIG.n_records, L, CONFIG.seed)
     ids = data[CONFIG.predictor_rows:CONFIG.predictor_rows + 4]
     with torch.no_grad():
         torch.testing.assert_close(m(input_ids=ids).logits, base(input_ids=ids).logits,
                                    atol=1e-4, rtol=1e-5)
-    orders = wl.neuron_orders(CONFIG, MODEL, L)
+    orders = setups.neuron_orders(CONFIG, MODEL, L)
     assert any(not torch.equal(o, torch.arange(o.numel())) for o in orders)
     for o in orders:
         assert torch.equal(o.sort().values, torch.arange(o.numel()))
@@ -176,7 +176,7 @@ def test_reordered_model_same_logits_sparser_mlp_blocks():
         for i in sorted(cap.act):
             a = cap.act[i].float()
             fire = (a > rel * a.amax(-1, keepdim=True)) & (a > 0)
-            out.append(float(fire.view(*fire.shape[:2], -1, wl.MLP_BLOCK).any(-1).any(1)
+            out.append(float(fire.view(*fire.shape[:2], -1, setups.MLP_BLOCK).any(-1).any(1)
                              .float().mean()))
         return out
 
@@ -186,10 +186,10 @@ def test_reordered_model_same_logits_sparser_mlp_blocks():
 
 
 def test_reorder_on_a_lora_model_keeps_the_function():
-    t = wl.trainer(CONFIG, MODEL, "lora", L, mode="sdpa")
-    ref = wl.trainer(CONFIG, MODEL, "lora", L, mode="sdpa").model.eval()  # the same LoRA init
-    wl.reorder_mlp(t.model, wl.neuron_orders(CONFIG, MODEL, L))
-    ids = wl.batch(CONFIG, MODEL, L)
+    t = setups.trainer(CONFIG, MODEL, "lora", L, mode="sdpa")
+    ref = setups.trainer(CONFIG, MODEL, "lora", L, mode="sdpa").model.eval()  # the same LoRA init
+    setups.reorder_mlp(t.model, setups.neuron_orders(CONFIG, MODEL, L))
+    ids = setups.batch(CONFIG, MODEL, L)
     with torch.no_grad():
         torch.testing.assert_close(t.model.eval()(input_ids=ids).logits,
                                    ref(input_ids=ids).logits, atol=1e-4, rtol=1e-5)
@@ -204,9 +204,9 @@ SHORT = dataclasses.replace(CONFIG, curve_steps=2)
                                            ("dense", True), ("predicted", True),
                                            ("random_mlp", True)])
 def test_short_curve_runs_for_every_mask_kind(masks, reorder):
-    out = wl.curve(SHORT, MODEL, masks, reorder=reorder)
+    out = setups.curve(SHORT, MODEL, masks, reorder=reorder)
     assert len(out["losses"]) == 2 and all(math.isfinite(x) for x in out["losses"])
-    dense = wl.curve(SHORT, MODEL, "dense")["losses"]
+    dense = setups.curve(SHORT, MODEL, "dense")["losses"]
     if masks in ("dense", "all"):  # the dense function (reordered or not, sparse code path)
         assert out["losses"] == pytest.approx(dense, rel=1e-5)
     if masks == "dense":
@@ -225,7 +225,7 @@ def test_no_configured_curve_repeats_another():
     again. Tiny: the MLP as trained keeps every block, so no random MLP there."""
     drops = {}
     for reorder in (False, True):
-        out = wl.curve(SHORT, MODEL, "predicted", reorder=reorder)
+        out = setups.curve(SHORT, MODEL, "predicted", reorder=reorder)
         drops[reorder] = {"attn": out["density_attn"] < out["density_doc"],
                           "mlp": out["density_mlp"] < 1.0}
     assert not drops[False]["mlp"] and drops[True]["mlp"]
@@ -239,4 +239,4 @@ def test_no_configured_curve_repeats_another():
 
 def test_unknown_masks():
     with pytest.raises(ValueError, match="unknown"):
-        wl.mask_source(CONFIG, MODEL, "nope", L)
+        setups.mask_source(CONFIG, MODEL, "nope", L)

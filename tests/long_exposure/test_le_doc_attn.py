@@ -54,9 +54,9 @@ def test_top_blocks_keeps_the_diagonal_then_the_heaviest_allowed_blocks():
 
 def test_trained_masks_stay_inside_documents_and_hit_the_grid():
     config = CONFIGS["tiny"]
-    from benchlab.long_exposure import workload as wl
+    from benchlab.long_exposure import setups
 
-    ids = wl.batch(config, "opt-tiny", 256)[:1]
+    ids = setups.batch(config, "opt-tiny", 256)[:1]
     m = trained_masks("opt-tiny", ids, 0.95, (0.03, 0.1, 0.2, 0.9))
     docs = m["docs"]
     allowed = docs.blocks(16)[:, None]

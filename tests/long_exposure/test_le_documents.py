@@ -229,8 +229,7 @@ def test_compiled_flex_equals_reference():
 @pytest.mark.parametrize("mode", ["eager", "sdpa", "sdpa_docs", "le"])
 def test_bf16_autocast_step_tracks_float32(mode):
     """Every mode trains under bf16 autocast, with a loss within 2% of float32's."""
-    from benchlab.long_exposure import CONFIGS
-    from benchlab.long_exposure import workload as wl
+    from benchlab.long_exposure import CONFIGS, setups
 
     config = CONFIGS["tiny"]
     data = packed_row().repeat(1, 2)[:, :L]
@@ -239,7 +238,7 @@ def test_bf16_autocast_step_tracks_float32(mode):
         src = None
         if mode == "le":
             src = P.RandomMasks(4, 512, 64, 0.6, 0.6, seed=0)
-        t = wl.trainer(config, "opt-tiny", "lora", L, mode=mode, data=data, init="random",
-                       source=src, bf16=bf16)
+        t = setups.trainer(config, "opt-tiny", "lora", L, mode=mode, data=data, init="random",
+                           source=src, bf16=bf16)
         losses[bf16] = t.step()
     assert losses[True] == pytest.approx(losses[False], rel=0.02)

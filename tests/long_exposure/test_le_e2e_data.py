@@ -1,4 +1,4 @@
-"""workload.data_rows: every supported data file becomes rows packed as finetune.packed_rows packs.
+"""setups.data_rows: every supported data file becomes rows packed as finetune.packed_rows packs.
 
     pytest tests/long_exposure/test_le_e2e_data.py -q
 """
@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from benchlab.core.errors import BenchlabError
-from benchlab.long_exposure import e2e
+from benchlab.long_exposure import e2e, setups
 from benchlab.long_exposure import finetune as ft
-from benchlab.long_exposure import workload as wl
 from benchlab.zoo import data
 
 MODEL = "opt-tiny"
@@ -40,8 +39,8 @@ def test_text_jsonl_and_e2e_csv_pack_like_packed_rows(tmp_path, tok):
     want = ft.packed_rows(recs, tok, 64)
     texts = [ft.encode(tok, e2e.record_text(r)) for r in recs]
     assert want.tolist() == by_hand(texts, 64, ft.eos_id(tok))
-    assert wl.data_rows(jsonl, MODEL, 64).tolist() == want.tolist()
-    assert wl.data_rows(tmp_path / "trainset.csv", MODEL, 64).tolist() == want.tolist()
+    assert setups.data_rows(jsonl, MODEL, 64).tolist() == want.tolist()
+    assert setups.data_rows(tmp_path / "trainset.csv", MODEL, 64).tolist() == want.tolist()
 
 
 def test_pretokenized_jsonl_is_packed_without_retokenizing(tmp_path, tok):
@@ -52,7 +51,7 @@ def test_pretokenized_jsonl_is_packed_without_retokenizing(tmp_path, tok):
     rows += [{"input_ids": d, "labels": d} for d in docs[10:20]]
     rows += [{"ids": d} for d in docs[20:]]
     path = data.write_jsonl(tmp_path / "valid_opt.jsonl", rows)
-    got = wl.data_rows(path, MODEL, 32)
+    got = setups.data_rows(path, MODEL, 32)
     assert got.dtype == torch.long and got.shape[1] == 32
     assert got.tolist() == by_hand(docs, 32, eos)  # one eos after every document, no padding
 
@@ -61,11 +60,11 @@ def test_bad_data_files_name_file_and_line(tmp_path, tok):
     path = tmp_path / "tok.jsonl"
     path.write_text(f'{{"input_ids": [5, 6]}}\n{{"input_ids": [7, {tok.vocab_size}]}}\n')
     with pytest.raises(BenchlabError, match=rf"tok\.jsonl:2: input_ids: item 1: {tok.vocab_size}"):
-        wl.data_rows(path, MODEL, 4)
+        setups.data_rows(path, MODEL, 4)
     path.write_text('{"input_ids": [5, 6]}\n')
     with pytest.raises(BenchlabError, match=r"tok\.jsonl: records: 3 tokens, fewer than one row"):
-        wl.data_rows(path, MODEL, 4)
+        setups.data_rows(path, MODEL, 4)
     bad = tmp_path / "trainset.csv"
     bad.write_text('mr,ref\n"name[A]",\n')
     with pytest.raises(BenchlabError, match=r"trainset\.csv:2: ref: empty field"):
-        wl.data_rows(bad, MODEL, 4)
+        setups.data_rows(bad, MODEL, 4)

@@ -38,13 +38,13 @@ def test_attention_probs_match_hf_eager(model, ids):
 
 def test_capture_sees_fc1_relu_and_inputs(model, ids):
     cap = ex.run_captured(model, ids)
-    layer = ex.opt_layers(model)[1]
+    layer = ex.decoder_layers(model)[1]
     with torch.no_grad():
         ref = torch.relu(layer.fc1(cap.mlp_in[1]))
     assert torch.allclose(cap.act[1], ref, atol=1e-6)
     assert cap.attn_in[0].shape == (2, 40, 128) and cap.q[0].shape == (2, 4, 40, 32)
     # hooks are gone afterwards
-    assert all(not lay.fc1._forward_hooks for lay in ex.opt_layers(model))
+    assert all(not lay.fc1._forward_hooks for lay in ex.decoder_layers(model))
 
 
 def _keep_by_mass_brute(row, target):

@@ -182,30 +182,29 @@ def test_exposer_measures_the_gelu_mlp_as_it_is():
 
 
 def test_mlp_activity_of_the_gpt2_records():
-    """What measure_gpt2 records about the dense GELU MLP (workload.mlp_activity) is the
+    """What measure_gpt2 records about the dense GELU MLP (setups.mlp_activity) is the
     activity of the trained model on the step's batch, recomputed here from c_proj's input
     (the GELU output) of a document-masked forward: per-token neuron density, per-sequence union
     per neuron and per 64-neuron block, per layer and as the mean over layers."""
-    from benchlab.long_exposure import CONFIGS
-    from benchlab.long_exposure import workload as wl
+    from benchlab.long_exposure import CONFIGS, setups
 
     config, name = CONFIGS["tiny"], "gpt2-tiny"
     L = config.scale_seq_len
-    got = wl.mlp_activity(config, name, L)
-    m = copy.deepcopy(wl.base_model(name)).eval()
+    got = setups.mlp_activity(config, name, L)
+    m = copy.deepcopy(setups.base_model(name)).eval()
     P.patch(m, None, attn="sdpa")
     acts = []
     hooks = [blk.mlp.c_proj.register_forward_hook(lambda mod, inp, out: acts.append(inp[0]))
              for blk in m.transformer.h]
     with torch.no_grad():
-        m(input_ids=wl.batch(config, name, L))
+        m(input_ids=setups.batch(config, name, L))
     for h in hooks:
         h.remove()
     rel = config.ops.mlp_rel
-    want = {k: [] for k in wl.MLP_ACTIVITY}
+    want = {k: [] for k in setups.MLP_ACTIVITY}
     for a in acts:  # (B, L, F)
         on = a.abs() > rel * a.abs().amax(-1, keepdim=True)
-        blocks = on.view(*on.shape[:2], -1, wl.MLP_BLOCK).any(-1)
+        blocks = on.view(*on.shape[:2], -1, setups.MLP_BLOCK).any(-1)
         want["mlp_neuron_token"].append(on.float().mean().item())
         want["mlp_neuron_seq_union"].append(on.any(1).float().mean().item())
         want["mlp_token"].append(blocks.float().mean().item())
@@ -215,7 +214,7 @@ def test_mlp_activity_of_the_gpt2_records():
         assert got[f"{k}_mean"] == pytest.approx(sum(v) / len(v), abs=1e-6), k
     assert 0.05 < got["mlp_neuron_token_mean"] < got["mlp_neuron_seq_union_mean"] <= 1
     assert got["mlp_neuron_seq_union_mean"] <= got["mlp_seq_union_mean"]
-    assert wl.mlp_activity(config, name, L) is got  # once per model: cached
+    assert setups.mlp_activity(config, name, L) is got  # once per model: cached
 
 
 @pytest.mark.parametrize("method", ("full", "lora", "adapter", "bitfit"))

@@ -114,33 +114,25 @@ def _trainer_kw():
 
 
 def test_timed_step_parts_add_up_to_the_step():
-    from benchlab.long_exposure import workload as wl
+    from benchlab.long_exposure import setups
 
     with threads(1):
         for mode in ("sdpa", "le"):
-            t = wl.trainer(CONFIGS["tiny"], "opt-tiny", "lora", 64, mode=mode, init="random",
-                           source=_trainer_kw()["source"] if mode == "le" else None)
+            t = setups.trainer(CONFIGS["tiny"], "opt-tiny", "lora", 64, mode=mode, init="random",
+                               source=_trainer_kw()["source"] if mode == "le" else None)
             r = t.timed_step()
             assert sum(r[p] for p in K.PARTS) == pytest.approx(r["step"], rel=1e-9)
             assert r["optimizer"] > 0 and r["backward"] > 0 and r["forward"] > 0
             assert (r["predictor"] > 0) == (mode == "le")
 
 
-def test_breakdown_of_one_dense_trainer():
-    with threads(1):
-        b = K.breakdown(CONFIGS["tiny"], "opt-tiny", "lora", 64, "sdpa", Timer(), 3, 1,
-                        init="random")
-    assert b["predictor"] == 0 and b["optimizer"] > 0
-    assert sum(b[p] for p in K.PARTS) == pytest.approx(b["step"], rel=0.5)
-
-
 @pytest.mark.parametrize("method", ["full", "bitfit"])
-def test_measure_breakdown_all(method):
+def test_measure_breakdown(method):
     from benchlab.long_exposure import Case
 
     case = Case("b", "breakdown", "opt-tiny", 64, method)
     with threads(1):
-        m = K.measure_breakdown_all(case, CONFIGS["tiny"], Timer(), **_trainer_kw())
+        m = K.measure_breakdown(case, CONFIGS["tiny"], Timer(), **_trainer_kw())
     for mode in ("dense", "le"):
         parts = sum(m[f"{mode}_{p}"] for p in K.PARTS)
         assert parts == pytest.approx(m[f"{mode}_step"], rel=0.5)  # medians of the parts

@@ -14,16 +14,15 @@ from torch import nn
 
 from benchlab import zoo
 from benchlab.core import Timer
-from benchlab.long_exposure import CONFIGS, Case, memory_cases
+from benchlab.long_exposure import CONFIGS, Case, memory_cases, setups
 from benchlab.long_exposure import finetune as ft
 from benchlab.long_exposure import peft_methods as pm
-from benchlab.long_exposure import workload as wl
 from benchlab.long_exposure.measure import MEMORY_MODES, measure_memory
 
 L = 128  # the shortest length of the sweep
 PARTS = ("weights", "grads_optimizer", "activations")
 # the tiny scale at one length and fewer records (enough packed rows of 128 for the predictors'
-# rows and one batch): one config object, so workload's per-config caches are shared below
+# rows and one batch): one config object, so setups' per-config caches are shared below
 TINY = dataclasses.replace(CONFIGS["tiny"], memory_seq_lens=(L,), n_records=200)
 
 
@@ -87,14 +86,14 @@ def test_measure_memory_tiny_point():
     that mixed up the modes' prefixes, or a ratio the other way up, fails here."""
     (case,) = [c for c in memory_cases(TINY) if c.method == "lora"]
     r = measure_memory(case, TINY, Timer(None, "cpu"))
-    _check_lora_totals(r, wl.base_model(case.model).config)
+    _check_lora_totals(r, setups.base_model(case.model).config)
     for mode in ("le", "oracle"):
         assert 0 < r[f"{mode}_density_attn"] < 1 and 0 < r[f"{mode}_density_mlp"] <= 1
     assert not any(f"{m}_density_{p}" in r for m in ("dense", "eager") for p in ("attn", "mlp"))
     assert not any(k.endswith("_cuda_peak") for k in r)  # CPU: counted tensors only
     # eager holds the probabilities, layers * heads * T * T float32, where SDPA saves its output
     # and log-sum-exp (and a float document mask, which eager keeps as bool)
-    n = wl.base_model(case.model).config
+    n = setups.base_model(case.model).config
     probs = n.num_hidden_layers * n.num_attention_heads * L * L * 4
     assert r["eager_activations"] > max(probs, r["dense_activations"])
     assert r["threads"] == 1
@@ -161,7 +160,7 @@ def test_step_memory_equals_the_tensors_in_the_autograd_graph(mode):
     """On the tiny OPT with LoRA (LE: the block-sparse operators' custom Functions too),
     step_memory's activations equal the saved tensors enumerated from the autograd graph of the
     same forward: a pack hook that missed tensors (or counted parameters) fails here."""
-    t = wl.trainer(TINY, "opt-tiny", "lora", L, mode=mode)
+    t = setups.trainer(TINY, "opt-tiny", "lora", L, mode=mode)
     got = ft.step_memory(t.model, t.batch)["activations"]
     loss = t.model(input_ids=t.batch, labels=t.batch).loss
     assert got == _graph_saved_bytes(loss, list(t.model.parameters()))
@@ -190,7 +189,7 @@ def test_paper_memory_path_runs_from_a_local_directory(tmp_path, panel):
     (case,) = memory_cases(config)
     assert case.model == str(path) and case.figure == f"exp-overall-memory-{panel}"
     r = measure_memory(case, config, Timer(None, "cpu"))
-    loaded = wl.base_model(str(path)).config
+    loaded = setups.base_model(str(path)).config
     assert loaded.do_layer_norm_before == spec.config["do_layer_norm_before"]
     assert (loaded.word_embed_proj_dim != loaded.hidden_size) == (
         spec.config["word_embed_proj_dim"] != spec.config["hidden_size"])  # project_in / out

@@ -19,11 +19,12 @@ def test_permute_mlp_keeps_the_function():
     ids = torch.randint(2, zoo.VOCAB_SIZE, (2, 48), generator=torch.Generator().manual_seed(0))
     other = copy.deepcopy(model)
     g = torch.Generator().manual_seed(1)
-    for layer in ex.opt_layers(other):
+    for layer in ex.decoder_layers(other):
         G.permute_mlp(layer, torch.randperm(layer.fc1.out_features, generator=g))
     with torch.no_grad():
         torch.testing.assert_close(other(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-4)
-    assert not torch.equal(ex.opt_layers(other)[0].fc1.weight, ex.opt_layers(model)[0].fc1.weight)
+    first = [ex.decoder_layers(m)[0].fc1.weight for m in (other, model)]
+    assert not torch.equal(*first)
 
 
 def test_order_and_seq_union_brute_force():
@@ -74,7 +75,7 @@ def test_time_study_gives_one_time_per_layer():
     calib, held = (torch.randint(2, zoo.VOCAB_SIZE, (2, 32), generator=g) for _ in range(2))
     out = G.grain_study(model, calib, held, rels=(0.0, 0.05), blocks=(1, 64),
                         time_blocks=(64,), rounds=3, warmup=0)
-    n = len(ex.opt_layers(model))
+    n = len(ex.decoder_layers(model))
     names = ["dense", "column_t0", "column_t5", "block_t0_b64", "block_t5_b64_reordered"]
     for k in names:
         v = out[f"t_mlp_{k}"]

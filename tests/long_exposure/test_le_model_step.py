@@ -1,4 +1,4 @@
-"""The model-step workload: cases per scale, exposer masks as a fixed source, trainers.
+"""The model-step setup: cases per scale, exposer masks as a fixed source, trainers.
 
     pytest tests/long_exposure/test_le_model_step.py -q
 """
@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from benchlab import zoo
-from benchlab.long_exposure import CONFIGS, model_step_cases
+from benchlab.long_exposure import CONFIGS, model_step_cases, setups
 from benchlab.long_exposure import patch as P
-from benchlab.long_exposure import workload as wl
 from benchlab.long_exposure.documents import Docs
 
 
@@ -31,15 +30,15 @@ def test_exposed_source_masks_and_fixed_patch_equals_masked_run():
     torch.set_num_threads(1)
     m = zoo.build("opt-tiny").eval()
     ids = torch.randint(2, 4096, (1, 64), generator=torch.Generator().manual_seed(0))
-    src = wl.exposed_source(m, ids, mass=0.9, mlp_rel=0.05)
+    src = setups.exposed_source(m, ids, mass=0.9, mlp_rel=0.05)
     h = torch.zeros(1, 64, 128)
     docs = Docs(ids, 0)
     assert src.attn(0, h, docs).shape == (1, 4, 4, 4) and src.attn(0, h, docs).dtype == torch.bool
-    assert src.mlp(0, h, docs).shape == (1, 512 // wl.MLP_BLOCK)
+    assert src.mlp(0, h, docs).shape == (1, 512 // setups.MLP_BLOCK)
     assert src.attn(0, h, docs).diagonal(dim1=-2, dim2=-1).all()  # own block has mass
     with torch.no_grad():
         dense = m(ids).logits
-        keep = P.KeepAll(4, 512, wl.MLP_BLOCK)
+        keep = P.KeepAll(4, 512, setups.MLP_BLOCK)
         n = len(src.attn_masks)
         P.patch(m, P.Fixed([keep.attn(0, h, docs)] * n, [keep.mlp(0, h, docs)] * n))
         assert torch.allclose(m(ids).logits, dense, atol=1e-4)
@@ -55,7 +54,7 @@ def test_dense_above_runs_parts_dense_only_above_the_break_even():
     n = m.config.num_hidden_layers
     with torch.no_grad():
         dense = m(ids).logits
-        half = P.RandomMasks(4, 512, wl.MLP_BLOCK, 0.5, 0.5, seed=0)
+        half = P.RandomMasks(4, 512, setups.MLP_BLOCK, 0.5, 0.5, seed=0)
         stats = P.patch(m, half, dense_above={"attn": 0.4, "mlp": 0.4})
         assert torch.allclose(m(ids).logits, dense, atol=1e-4)
         assert stats.dense_runs == 2 * n and 0.4 < stats.density("mlp") <= 0.6
@@ -75,7 +74,7 @@ def test_break_even_crossing_interpolates_and_feeds_the_dispatcher():
     # a callable break-even (of the length) is read per call
     m = zoo.build("opt-tiny").eval()
     ids = torch.randint(2, 4096, (1, 64), generator=torch.Generator().manual_seed(0))
-    half = P.RandomMasks(4, 512, wl.MLP_BLOCK, 0.5, 0.5, seed=0)
+    half = P.RandomMasks(4, 512, setups.MLP_BLOCK, 0.5, 0.5, seed=0)
     seen = []
     stats = P.patch(m, half, dense_above={"attn": lambda n: seen.append(n) or 0.0, "mlp": 1.0})
     with torch.no_grad():
@@ -124,7 +123,7 @@ def test_model_step_md_reads_each_verdict_from_its_rounds_and_names_the_device()
 def test_flex_trainer_only_on_cuda():
     """FlexAttention has no backward on CPU: the CPU model step times no le_flex trainer."""
     cfg = CONFIGS["tiny"]
-    ts = wl.model_step_trainers(cfg, "opt-tiny", 64, "synthetic", 0.5, "random")
+    ts = setups.model_step_trainers(cfg, "opt-tiny", 64, "synthetic", 0.5, "random")
     assert set(ts) == {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal", "eager"}
 
 

@@ -149,7 +149,7 @@ def test_small_study_lists(patterns_metrics):
 
 
 def test_the_report_plots_the_patterns(patterns_metrics, tmp_path):
-    from benchlab.long_exposure.report import patterns
+    from benchlab.long_exposure.report_figures import patterns
 
     case, m = patterns_metrics
     rows = pd.DataFrame([{"id": "pattern[t]", "kind": "pattern", "case.model": case.model,

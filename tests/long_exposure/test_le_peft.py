@@ -143,11 +143,10 @@ def test_prefix_attention_is_the_prefix_plus_the_document(base, impl):
 
 
 def prefix_trainer(mode, data):
-    from benchlab.long_exposure import CONFIGS
-    from benchlab.long_exposure import workload as wl
+    from benchlab.long_exposure import CONFIGS, setups
 
-    return wl.trainer(CONFIGS["tiny"], "opt-tiny", "prefix", data.shape[1], mode=mode, data=data,
-                      init="random")
+    return setups.trainer(CONFIGS["tiny"], "opt-tiny", "prefix", data.shape[1], mode=mode,
+                          data=data, init="random")
 
 
 @pytest.mark.parametrize("mode", pm.ATTN_IMPLS)

@@ -6,20 +6,14 @@ and skipping the sparsity a whole sequence hides ("shadowy sparsity").
         --steps 20 --out runs/lora-le
     benchlab long-exposure attn-study --seq-len 2048 --out reports/long_exposure
 
-Modules: e2e (seeded E2E-style records), peft_methods (full, LoRA, adapter, BitFit, peft prefix
-tuning; eager/SDPA), finetune (packed training loop, memory, checkpoints, bf16 autocast; data
-parallel through core.ddp), accuracy (Table IV through lm_eval), documents (the documents of
-packed rows, from the end-of-text token), patch (OPT layers document-masked in every mode, through
-the block-sparse operators with predicted masks in LE mode), flex (FlexAttention BlockMasks),
-breakeven (in-run break-even densities), mlp_grain (MLP density by block size, neuron
-reordering), attn_study (doc_attn: block-sparse attention with the trained model's masks
-against per-document SDPA, the exact dense reference; break-even in-document density),
-report_timing (verdict tables with a `baseline` column), workload (what the end-to-end
-benchmarks run), measure (`measure_<kind>(case, config, timer)`: what each case kind measures,
-for the bench modules, CLI and asv), cli, report (every figure of the artifact by name); ops_attn /
-ops_mlp / exposer / predictors / opcases (the operators, sparsity measurement, predictors and the
-operator cases), masks (random and split mask sources of the predictor ablation). Every case
-function takes this module's Config (the operator cases read its `ops`, an opcases.OpsConfig).
+Modules: the operators (ops_attn, ops_mlp, flex), sparsity measured (exposer) and predicted
+(predictors; masks: the ablation's random sources), the patched OPT / GPT-2 layers (patch,
+documents, peft_methods), fine-tuning (e2e records, finetune's pieces, trainer: the `finetune`
+command, accuracy / table4: Table IV), setups (data rows, base models, predictors, trainers),
+measure (`measure_<kind>(case, config, timer)` for the bench modules, CLI and asv) with
+kernels, breakeven, mlp_grain, patterns, attn_study, model_step, ddp_scaling, and report
+(report_figures, report_grain, report_timing). Every case function takes this module's Config
+(the operator cases, opcases, read its `ops`, an opcases.OpsConfig).
 
 Paper cases run on the published weights and tokenizers through zoo.load / zoo.load_tokenizer
 (the models folder first: --bench-models DIR, $BENCHLAB_MODELS); `inputs` names the weights'
@@ -46,6 +40,7 @@ from .opcases import (
     op_attn_cases,
     op_mlp_cases,
     predictor_quality_cases,
+    short_name,
 )
 from .report import report
 
@@ -84,7 +79,7 @@ METRICS = {
     "*_speedup*": None, "predictor_density*": (0, 0.05), "predictor_mass*": (0, 0.05),
     "exposer_*": (0, 0.02), "longformer_*": (0, 0.02), "bigbird_*": (0, 0.02),
     "doc_density": (0, 0.02),
-    # Fig 13 (gpt2 records, workload.mlp_activity): the GELU MLP's activity on the step's rows,
+    # Fig 13 (gpt2 records, setups.mlp_activity): the GELU MLP's activity on the step's rows,
     # per layer and _mean, from float32 activations against a relative threshold
     "mlp_neuron_token*": (0, 0.02), "mlp_neuron_seq_union*": (0, 0.02), "mlp_token*": (0, 0.02),
     "mlp_seq_union*": (0, 0.02),
@@ -191,7 +186,7 @@ class Config:
     ops: OpsConfig  # operator / exposer / predictor benchmarks (opcases.py)
     threads: int | None = None  # torch intra-op threads while timing (None: torch's default)
     # PEFT methods of exp-overall-end2end and exp-ablation-breakdown that run dense only (prefix
-    # tuning: patch.py's layers have no prefix keys, workload.runs): eager and SDPA, no LE
+    # tuning: patch.py's layers have no prefix keys, setups.runs): eager and SDPA, no LE
     dense_methods: tuple[str, ...] = ("prefix",)
     seed: int = 0
     # test_model_step: LoRA step of one model, LE (exposer / synthetic-density masks) vs dense
@@ -258,17 +253,13 @@ class Case:
     figure: str = ""  # artifact figure this case feeds (memory: exp-overall-memory-<suffix>)
     density: float = 1.0  # masks="synthetic": attention and MLP block density
     init: str = "trained"  # base model: trained | random
-    reorder: bool = False  # predictor curves: MLP neurons reordered first (workload.curve)
-
-
-def _short(model: str) -> str:
-    return model.replace("-", "").replace(".", "")
+    reorder: bool = False  # predictor curves: MLP neurons reordered first (setups.curve)
 
 
 def end2end_cases(config) -> list[Case]:
     """exp-overall-end2end: step time per PEFT method, dense (SDPA, eager) vs LE, per L; the
     dense-only methods (config.dense_methods) with their dense modes alone."""
-    return [Case(f"{_short(config.model)}-{m}-L{L}", "end2end", config.model, L, m)
+    return [Case(f"{short_name(config.model)}-{m}-L{L}", "end2end", config.model, L, m)
             for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
@@ -276,7 +267,7 @@ def memory_cases(config) -> list[Case]:
     """exp-overall-memory-opt-{350m,1.3b} (Fig 8): training memory of every method against
     sequence length, dense (SDPA, eager) vs LE with predicted and with oracle masks, one panel
     per distinct model (the figure says which model stands in for the artifact's)."""
-    return [Case(f"{fig}-{_short(model)}-{m}-L{L}", "memory", model, L, m,
+    return [Case(f"{fig}-{short_name(model)}-{m}-L{L}", "memory", model, L, m,
                  figure=f"exp-overall-memory-{fig}")
             for fig, model in config.memory_models for m in config.methods
             for L in config.memory_seq_lens]
@@ -284,15 +275,15 @@ def memory_cases(config) -> list[Case]:
 
 def ablation_cases(config) -> list[Case]:
     """exp-ablation-{attn,mlp}-time: LoRA step with only attention (or only MLP) sparse."""
-    return [Case(f"{_short(config.model)}-{part}-L{L}", "ablation", config.model, L, part=part)
+    return [Case(f"{short_name(config.model)}-{part}-L{L}", "ablation", config.model, L, part=part)
             for part in ("attn", "mlp") for L in config.ablation_seq_lens]
 
 
 def breakdown_cases(config) -> list[Case]:
     """exp-ablation-breakdown (Fig 10): forward / backward / optimizer / predictor time of a step
-    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown_all); the dense-only
+    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown); the dense-only
     methods (config.dense_methods) dense SDPA alone."""
-    return [Case(f"{_short(config.model)}-{m}-L{L}", "breakdown", config.model, L, m)
+    return [Case(f"{short_name(config.model)}-{m}-L{L}", "breakdown", config.model, L, m)
             for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
@@ -300,25 +291,25 @@ def predictor_cases(config) -> list[Case]:
     """exp-ablation-predictor (Fig 11 left): LoRA loss curves with dense, predicted and random
     masks (random: both parts; random_attn: attention only, the predicted MLP; random_mlp: MLP
     only, the predicted attention; random blocks in the numbers the predicted masks keep, inside
-    the documents: workload.mask_source), on the base model and (reorder) on its
-    neuron-reordered copy: the same function, sparser MLP blocks (workload.reorder_mlp). Which
+    the documents: setups.mask_source), on the base model and (reorder) on its
+    neuron-reordered copy: the same function, sparser MLP blocks (setups.reorder_mlp). Which
     curves run is config.curves (data per scale: no curve that repeats another)."""
     m = config.model
-    return [Case(f"{_short(m)}-{masks}{'-reordered' if reorder else ''}", "predictor", m,
+    return [Case(f"{short_name(m)}-{masks}{'-reordered' if reorder else ''}", "predictor", m,
                  config.curve_seq_len, masks=masks, reorder=reorder)
             for masks, reorder in config.curves]
 
 
 def scale_cases(config) -> list[Case]:
     """exp-scale-model: LoRA step LE vs dense SDPA across model sizes."""
-    return [Case(f"{_short(m)}-L{config.scale_seq_len}", "scale", m, config.scale_seq_len)
+    return [Case(f"{short_name(m)}-L{config.scale_seq_len}", "scale", m, config.scale_seq_len)
             for m in config.scale_models]
 
 
 def gpt2_cases(config) -> list[Case]:
     """exp-scale-gpt2 (Fig 13): one training step of every PEFT method on GPT-2 (its GELU MLP
     runs dense: measured, not assumed sparse), LE vs dense SDPA and eager."""
-    return [Case(f"{_short(m)}-{method}-L{config.scale_seq_len}", "gpt2", m,
+    return [Case(f"{short_name(m)}-{method}-L{config.scale_seq_len}", "gpt2", m,
                  config.scale_seq_len, method) for m in config.gpt2_models
             for method in config.methods]
 
@@ -330,10 +321,11 @@ def model_step_cases(config) -> list[Case]:
     if config.step_model is None:
         return []
     m, init = config.step_model, config.step_init
+    s = f"{short_name(m)}-{init}"
     return [c for L in config.step_seq_lens for c in (
-        Case(f"{_short(m)}-{init}-exposed-L{L}", "model_step", m, L, masks="exposed", init=init),
-        *(Case(f"{_short(m)}-{init}-synthetic{d:g}-L{L}", "model_step", m, L, masks="synthetic",
-               density=d, init=init) for d in config.step_densities))]
+        Case(f"{s}-exposed-L{L}", "model_step", m, L, masks="exposed", init=init),
+        *(Case(f"{s}-synthetic{d:g}-L{L}", "model_step", m, L, masks="synthetic", density=d,
+               init=init) for d in config.step_densities))]
 
 
 # -- the smoke budget ---------------------------------------------------------------------------

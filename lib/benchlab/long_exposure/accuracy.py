@@ -120,14 +120,11 @@ def provenance(checkpoint_dir) -> dict:
 
 def evaluate(checkpoint_dir, tasks, *, limit=None, batch_size: int = 8, device: str = "cpu",
              task_dir=None, n_docs: int = 200, seed: int = 0) -> dict:
-    """Accuracy of a saved checkpoint on `tasks` through lm_eval.simple_evaluate (hf model).
-
-    Returns {"tasks": {name: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n",
-    "predictions" (argmax choice per document, in document order), "targets", "correct" (lm_eval's
-    per-document acc, 0 or 1)}}, "checkpoint",
-    "provenance", "lm_eval_version", "limit"}. `zoo_cloze` (n_docs items, seeded) is written into
-    `task_dir` (default: a temporary directory).
-    """
+    """Accuracy of a saved checkpoint on `tasks` through lm_eval.simple_evaluate (hf model) ->
+    {"tasks": {name: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n", "predictions"
+    (argmax choice per document, in document order), "targets", "correct" (lm_eval's
+    per-document acc, 0 or 1)}}, "checkpoint", "provenance", "lm_eval_version", "limit"}.
+    `zoo_cloze` (n_docs items, seeded) is written into `task_dir` (default: a temporary dir)."""
     import tempfile
 
     meta = provenance(checkpoint_dir)
@@ -197,7 +194,7 @@ def save_base(model: str, directory) -> Path:
     import shutil
 
     from . import finetune as ft
-    from . import workload as wl
+    from . import setups
 
     if Path(model).is_dir():
         return Path(model)
@@ -206,7 +203,7 @@ def save_base(model: str, directory) -> Path:
         return directory
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    wl.base_model(model).save_pretrained(tmp, safe_serialization=True)
+    setups.base_model(model).save_pretrained(tmp, safe_serialization=True)
     ft.hf_tokenizer(model).save_pretrained(tmp)
     tmp.replace(directory)
     return directory

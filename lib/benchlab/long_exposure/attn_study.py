@@ -4,7 +4,7 @@ operator against per-document dense attention, the exact dense reference (case k
     pytest bench/test_long_exposure_ops.py -k doc_attn --bench-scale tiny
     benchlab long-exposure attn-study --seq-len 2048 --rounds 10 --out reports/long_exposure
 
-One packed row of the experiment's E2E-style records (workload.batch: the model step's row) goes
+One packed row of the experiment's E2E-style records (setups.batch: the model step's row) goes
 through the trained zoo model (config.ops.model, opt-tiny at tiny); its documents and one layer's
 attention probabilities (exposer: document-masked, float32) give every mask:
     le_exposed   the exposer's block keep of that layer at config.ops.mass (what LE runs)
@@ -34,6 +34,7 @@ import torch
 
 from ..core.timing import forward_backward
 from . import ops_attn as A
+from .opcases import short_name
 
 BASELINES = {"per_document": "sdpa_docs", "sdpa_causal": "sdpa_causal",
              "sdpa_doc_mask": "sdpa"}  # table name -> ops_attn.document_attention impl
@@ -53,8 +54,7 @@ class DocAttnCase:
 
 def doc_attn_cases(config) -> list[DocAttnCase]:
     o = config.ops
-    short = o.model.replace("-", "").replace(".", "")
-    return [DocAttnCase(f"{short}-L{L}", "doc_attn", o.model, L, o.head_dim, o.mass,
+    return [DocAttnCase(f"{short_name(o.model)}-L{L}", "doc_attn", o.model, L, o.head_dim, o.mass,
                         o.doc_grid, o.doc_rounds) for L in o.doc_seq_lens]
 
 
@@ -78,9 +78,9 @@ def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict
     """The documents and masks of one packed row `ids` (1, L) on the trained model (module
     docstring): {"docs", "layer", "heads", "le_exposed", "le_at_<d>": (1, H, nb, nb) bool}."""
     from . import exposer as ex
-    from . import workload as wl
+    from . import setups
 
-    model = wl.base_model(model_name)
+    model = setups.base_model(model_name)
     cap = ex.run_captured(model, ids)
     layer = len(cap.q) // 2
     docs = cap.docs
@@ -102,9 +102,9 @@ def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict
 def measure_doc_attn(case, config, timer, seed: int = 0) -> dict:
     """One doc_attn case: every implementation side by side for case.rounds rotated rounds."""
     from . import breakeven as be
-    from . import workload as wl
+    from . import setups
 
-    ids = wl.batch(config, case.model, case.seq_len)[:1]
+    ids = setups.batch(config, case.model, case.seq_len)[:1]
     masks = trained_masks(case.model, ids, case.mass, case.grid)
     docs, H = masks["docs"], masks["heads"]
     gen = torch.Generator().manual_seed(seed)

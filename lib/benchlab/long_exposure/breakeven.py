@@ -9,10 +9,8 @@ attention against SDPA with the document mask of one document per row (the dense
 dispatcher falls back to; its cost does not depend on the mask), the MLP against the dense MLP.
 The break-even is where the paired speedup (core.stats.paired_ratio) crosses 1, linearly
 interpolated between grid points: 0.0 if the operator never wins, 1.0 if it always does.
-patch.patch(dense_above=...) runs a layer part dense above it.
-
-    attention(B, H, L, D, ...) / mlp(tokens, d, ffn, block, ...) -> (break_even, {density: speedup})
-    crossing_interval(base_rounds, {density: rounds}) -> (break_even, lo, hi): 95% over rounds
+patch.patch(dense_above=...) runs a layer part dense above it. `attention` and `mlp` return
+(break_even, {density: speedup}); crossing_interval adds a 95% interval over rounds.
 """
 
 import numpy as np
@@ -49,9 +47,7 @@ def attention(B, H, L, D, *, grid=GRID, rounds=3, seed=0, device="cpu"):
         mask = A.random_block_mask(B, H, L, min(1.0, sparsity), generator=gen, device=device)
         fns[d] = forward_backward(
             lambda m=mask: A.block_sparse_attention(q, k, v, m, shortcut=False), (q, k, v), g)
-    ts = interleave(fns, device, warmup=1, rounds=rounds)
-    curve = {d: paired_ratio(ts["dense"], ts[d]) for d in grid}
-    return crossing(curve), curve
+    return _curve(fns, device, rounds)
 
 
 def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
@@ -66,8 +62,13 @@ def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
         keep = M.random_keep(ffn // block, 1.0 - dens, generator=gen).to(device)
         fns[dens] = forward_backward(
             lambda k=keep: M.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
+    return _curve(fns, device, rounds)
+
+
+def _curve(fns: dict, device, rounds: int) -> tuple[float, dict]:
+    """{"dense": fn, density: fn} timed side by side -> (crossing, {density: paired speedup})."""
     ts = interleave(fns, device, warmup=1, rounds=rounds)
-    curve = {dens: paired_ratio(ts["dense"], ts[dens]) for dens in grid}
+    curve = {d: paired_ratio(ts["dense"], ts[d]) for d in fns if d != "dense"}
     return crossing(curve), curve
 
 

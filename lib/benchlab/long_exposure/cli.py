@@ -10,17 +10,14 @@ r"""`benchlab long-exposure ...`: the artifact's fine-tuning entry points, seed-
     benchlab long-exposure attn-study --seq-len 2048 --rounds 10 --out reports/long_exposure
 
 `finetune` trains on packed E2E-style records (generated, or --data: JSONL records, the E2E
-CSV, or the artifact's pre-tokenized JSONL), dense (eager, SDPA,
-per-document SDPA) or Long Exposure (predicted block-sparse attention and MLP), attention always
-inside documents, shows progress, saves a resumable state every --save-every steps, and writes a
-safetensors checkpoint (LoRA merged) plus losses.json. Runs pair: the first `predictor_rows`
-packed rows of the scale are held out of BOTH modes (LE trains its predictors on them), so dense
-and LE train on the same rows in the same order and their losses compare step by step;
-losses.json records the rows used and, per layer, the densities the run ran at (attention kept /
-causal blocks, document blocks / causal blocks, MLP kept neuron blocks) and whether the masks
-kept everything. --device auto runs on CUDA when there is one. Under `torchrun
---nproc_per_node=N -m benchlab long-exposure finetune ...` it trains data-parallel (core.ddp:
---batch-size is the global batch; nccl with one GPU per process on CUDA, gloo on CPU).
+CSV, or the artifact's pre-tokenized JSONL), dense or Long Exposure (predicted block-sparse
+attention and MLP), attention always inside documents, saves a resumable state every
+--save-every steps, and writes a safetensors checkpoint (LoRA merged) plus losses.json (with
+the rows used and the densities the run ran at, per layer). Runs pair: the scale's first
+`predictor_rows` packed rows are held out of BOTH modes (LE trains its predictors on them), so
+their losses compare step by step. Under `torchrun --nproc_per_node=N -m benchlab long-exposure
+finetune ...` it trains data-parallel (--batch-size is the global batch; nccl with one GPU per
+process on CUDA, gloo on CPU).
 `lm-eval` evaluates a saved checkpoint through lm-evaluation-harness's Python API (accuracy.py):
 offline on `zoo_cloze`, a 4-way cloze task built from the zoo's held-out text, or on the
 artifact's piqa, winogrande, rte, copa and hellaswag where the hub or a local datasets cache has
@@ -38,12 +35,14 @@ from pathlib import Path
 
 from benchlab.core.errors import BenchlabError
 from benchlab.core.options import bounded, output_dir, output_file, text_file
+from benchlab.core.store import atomic_path
 from benchlab.core.timing import threads
 
-TASKS = ("piqa", "winogrande", "rte", "copa", "hellaswag")
+from .accuracy import PAPER_TASKS
 
 
-def lm_eval_command(checkpoint, tasks=TASKS, batch_size: int = 8, device: str = "cuda:0") -> str:
+def lm_eval_command(checkpoint, tasks=PAPER_TASKS, batch_size: int = 8,
+                    device: str = "cuda:0") -> str:
     ckpt = str(checkpoint)
     return (f"lm_eval --model hf --model_args pretrained={shlex.quote(ckpt)},dtype=float32 "
             f"--tasks {','.join(tasks)} --device {device} --batch_size {batch_size} "
@@ -79,7 +78,7 @@ def cmd_lm_eval(args) -> int:
 
     ckpt = Path(args.checkpoint)
     accuracy.provenance(ckpt)  # a missing or adapter checkpoint fails before anything runs
-    default = TASKS if args.print_command else (accuracy.ZOO_TASK,)
+    default = PAPER_TASKS if args.print_command else (accuracy.ZOO_TASK,)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else default
     if args.print_command:
         print(lm_eval_command(ckpt, tasks, args.batch_size, args.device or "cuda:0"))
@@ -90,28 +89,12 @@ def cmd_lm_eval(args) -> int:
     result = accuracy.evaluate(ckpt, tasks, limit=args.limit, batch_size=args.batch_size,
                                device=device, n_docs=args.n_docs)
     out = Path(args.out) if args.out else ckpt / "lm_eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
     for name, r in result["tasks"].items():
         print(f"{name}: acc {r['acc']:.4f} +- {r['acc_stderr']:.4f} (n={r['n']})")
     print(f"wrote {out}")
     return 0
-
-def cmd_accuracy(args) -> int:
-    """Table IV in one resumable command (table4.run)."""
-    from . import table4
-
-    return table4.run(args)
-
-
-def cmd_model_step(args) -> int:
-    """The bench's model_step case, recorded through Run, with intervals (model_step.run)."""
-    from . import model_step
-
-    return model_step.run(args)
-
 
 def cmd_attn_study(args) -> int:
     """The bench's doc_attn case at one length (attn_study.py: the trained model's masks against
@@ -197,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_args(ac, EVAL_METHODS)
     ac.add_argument("--tasks", default=ZOO_TASK,
                     help="comma-separated lm_eval tasks (default: %(default)s, offline; paper: "
-                    + ",".join(TASKS) + ")")
+                    + ",".join(PAPER_TASKS) + ")")
     ac.add_argument("--limit", type=bounded(int, lo=1), help="documents per task (default: all)")
     ac.add_argument("--n-docs", type=bounded(int, lo=1), default=200,
                     help="zoo_cloze documents (default: %(default)s)")
@@ -212,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("lm-eval", help="evaluate a saved checkpoint with lm-evaluation-harness")
     ev.add_argument("--checkpoint", required=True, help="OUT/checkpoint of a finetune run")
     ev.add_argument("--tasks", help="comma-separated: zoo_cloze (offline, built from zoo text) "
-                    "or the paper's " + ",".join(TASKS) + " (hub or local HF datasets cache) "
-                    "(default: zoo_cloze; with --print-command the paper's)")
+                    "or the paper's " + ",".join(PAPER_TASKS) + " (hub or local HF datasets "
+                    "cache) (default: zoo_cloze; with --print-command the paper's)")
     ev.add_argument("--limit", type=bounded(int, lo=1), help="documents per task (default: all)")
     ev.add_argument("--n-docs", type=bounded(int, lo=1), default=200,
                     help="zoo_cloze documents (default: %(default)s)")
@@ -261,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--threads", type=bounded(int, lo=1), default=1,
                     help="torch threads (default: %(default)s)")
     at.add_argument("--out", required=True, type=output_dir,
-                    help="directory for doc_attn*.{md,csv,tex} and "
-                    "store.jsonl")
+                    help="directory for doc_attn*.{md,csv,tex} and store.jsonl")
     dd = sub.add_parser("ddp-scaling", help="Fig 14 on CPU: LoRA fine-tuning under torchrun "
                         "with 1 and N gloo processes, same global batch, dense and LE")
     dd.add_argument("--procs", type=bounded(int, lo=1), nargs="+", default=[1, 2],
@@ -300,8 +282,10 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "seq_len", 16) % 16:
         raise BenchlabError(f"--seq-len: {args.seq_len} is not a multiple of 16")
+    if args.command in ("accuracy", "model-step"):  # table4.run (Table IV), model_step.run
+        import importlib
+
+        module = {"accuracy": "table4", "model-step": "model_step"}[args.command]
+        return importlib.import_module(f".{module}", __package__).run(args)
     return {"records": cmd_records, "finetune": cmd_finetune, "lm-eval": cmd_lm_eval,
-            "accuracy": cmd_accuracy,
-            "model-step": cmd_model_step, "attn-study": cmd_attn_study,
-            "ddp-scaling": cmd_ddp_scaling}[
-        args.command](args)
+            "attn-study": cmd_attn_study, "ddp-scaling": cmd_ddp_scaling}[args.command](args)

@@ -133,8 +133,7 @@ def write(result: dict, outdir) -> list[Path]:
     ax.set(xlabel=f"processes (one {'GPU' if gpu else 'thread'} each)",
            ylabel="speedup vs one process",
            title=f"Fig 14 on {'GPU' if gpu else 'CPU'}: {result['model']}, L={result['seq_len']}, "
-                 "global batch "
-                 f"{result['global_batch']}\nLE at attention "
+                 f"global batch {result['global_batch']}\nLE at attention "
                  f"{le.get('density_attn', float('nan')):.2f}, MLP "
                  f"{le.get('density_mlp', float('nan')):.2f}")
     ax.legend()

@@ -82,10 +82,11 @@ def write_e2e_jsonl(path, n: int, seed: int = 0) -> Path:
         from benchlab.core.errors import BenchlabError
 
         raise BenchlabError(f"{path}: already exists; not overwriting")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in e2e_records(n, seed)))
-    tmp.replace(path)
+    from benchlab.core.store import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                               for r in e2e_records(n, seed)))
     return path
 
 

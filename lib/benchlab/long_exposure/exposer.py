@@ -38,19 +38,16 @@ MLP, neurons in blocks of `mlp_block`:
   GELU) per token, `mlp_neuron_token` the fraction of active neurons per token, and their unions
   `mlp_neuron_seq_union`, `mlp_neuron_batch_union`.
 
-Metric names (bench/test_long_exposure_ops.py::test_exposer records one list per layer, densities
-in [0, 1]; sparsity = 1 - density):
-    attn_doc, attn_token, attn_block, attn_pooled, attn_head_union, attn_batch_union,
-    mlp_nonzero, mlp_neuron_token, mlp_neuron_seq_union, mlp_neuron_batch_union,
-    mlp_token, mlp_seq_union, mlp_batch_union
+Metric names: METRICS (one density in [0, 1] per layer; sparsity = 1 - density).
 """
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from .ops_attn import BLOCK as ATTN_BLOCK
+from .peft_methods import decoder_layers, parts
 
 
 @dataclass(frozen=True)
@@ -60,13 +57,6 @@ class ExposerConfig:
     mlp_block: int = 64  # neurons per MLP block
     mlp_rel: float = 0.05  # a neuron is active above this fraction of its token's max act
     mlp_min_active: int = 1  # active neurons a block needs to be kept for a token
-
-
-def opt_layers(model) -> list:
-    """The decoder layers of an OPT or GPT-2 model (plain or peft-wrapped), in order."""
-    from .peft_methods import decoder_layers
-
-    return decoder_layers(model)
 
 
 @dataclass
@@ -90,9 +80,7 @@ def capture(model, *, keep_acts: bool = True):
         B, L, C = x.shape
         return x.detach().view(B, L, H, C // H).transpose(1, 2)
 
-    from .peft_methods import parts
-
-    for i, layer in enumerate(opt_layers(model)):
+    for i, layer in enumerate(decoder_layers(model)):
         p = parts(layer)
         H = p.heads
         cap.heads.append(H)
@@ -187,15 +175,10 @@ def block_sum(x: torch.Tensor, block: int, dim: int = -1) -> torch.Tensor:
     return x.reshape(*x.shape[:-1], -1, block).sum(-1).movedim(-1, dim)
 
 
-def token_block_mass(A: torch.Tensor, block: int) -> torch.Tensor:
-    """(B, H, L, L) probabilities -> (B, H, L, nb) mass per key block."""
-    return block_sum(A, block, -1)
-
-
 def pooled_block_mass(A: torch.Tensor, block: int, valid=None) -> torch.Tensor:
     """(B, H, L, L) -> (B, H, nr, nb): mean over the (valid) rows of each row-block of the
     mass per key block; `block` is the pooling size of both axes."""
-    tm = token_block_mass(A, block)  # (B, H, L, nb)
+    tm = block_sum(A, block, -1)  # (B, H, L, nb): mass per key block
     L = A.shape[-1]
     if valid is None:
         valid = torch.ones(A.shape[0], L, dtype=torch.bool, device=A.device)
@@ -203,12 +186,6 @@ def pooled_block_mass(A: torch.Tensor, block: int, valid=None) -> torch.Tensor:
     num = block_sum(tm * w, block, -2)
     den = block_sum(w, block, -2).clamp_min(1)
     return num / den
-
-
-def _valid(B, L, key_lengths, device):
-    if key_lengths is None:
-        return torch.ones(B, L, dtype=torch.bool, device=device)
-    return torch.arange(L, device=device) < key_lengths.to(device)[:, None]
 
 
 @dataclass
@@ -231,10 +208,7 @@ class LayerSparsity:
     mlp_seq_mask: torch.Tensor  # (B, F // mlp_block) bool
 
 
-METRICS = ("attn_doc", "attn_token", "attn_block", "attn_pooled", "attn_head_union",
-           "attn_batch_union",
-           "mlp_nonzero", "mlp_neuron_token", "mlp_neuron_seq_union", "mlp_neuron_batch_union",
-           "mlp_token", "mlp_seq_union", "mlp_batch_union")
+METRICS = tuple(f.name for f in fields(LayerSparsity) if f.type is float)
 
 
 def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
@@ -256,7 +230,7 @@ def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
 
         allowed = causal_ok & block_mask(docs.to(A.device), blk)
 
-    tm = token_block_mass(A, blk)  # (B, H, L, nb)
+    tm = block_sum(A, blk, -1)  # (B, H, L, nb)
     tok_keep = keep_by_mass(tm, cfg.mass) & valid[:, None, :, None]
     tok_blk = torch.arange(L, device=A.device) // blk
     tok_allowed = (torch.arange(nb, device=A.device)[None, :] <= tok_blk[:, None])  # (L, nb)
@@ -325,7 +299,9 @@ def expose_captured(cap: Capture, cfg: ExposerConfig = ExposerConfig(),
     for i in sorted(cap.q):
         q, act = cap.q[i], cap.act[i]
         B, _, L, _ = q.shape
-        valid = _valid(B, L, key_lengths, q.device)
+        valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
+        if key_lengths is not None:
+            valid = torch.arange(L, device=q.device) < key_lengths.to(q.device)[:, None]
         docs = cap.docs.ids if cap.docs is not None else None
         A = attention_probs(q, cap.k[i], key_lengths, docs)
         a = attention_sparsity(A, cfg, valid, docs)

@@ -1,10 +1,8 @@
-"""Fine-tuning loop on packed variable-length E2E-style records, dense or Long Exposure.
-
-`run` is the `finetune` command (data parallel under torchrun through core.ddp), `train` its
-loop with resumable states and the checkpoint. Records are tokenized, each followed by the
-end-of-text token, concatenated and cut into rows of `seq_len` tokens (nanoGPT-style packing):
-no padding anywhere, so every position is a real token (the artifact's inputs were mostly
-padding, which inflates sparsity and speedups).
+"""The pieces of fine-tuning on packed variable-length E2E-style records (the `finetune`
+command itself is trainer.py): tokenizing, packing, steps, memory, checkpoints. Records are
+tokenized, each followed by the end-of-text token, concatenated and cut into rows of `seq_len`
+tokens (nanoGPT-style packing): no padding anywhere, so every position is a real token (the
+artifact's inputs were mostly padding, which inflates sparsity and speedups).
 
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --steps 20 \
         --out runs/demo
@@ -27,10 +25,8 @@ def tokenizer_for(model_name: str):
     $BENCHLAB_MODELS, first; else the HF cache; offline: a BenchlabError naming the hub id)."""
     from benchlab import zoo
 
-    if Path(model_name).is_dir():  # a saved checkpoint carries its tokenizer
-        return zoo.load_tokenizer(model_name)
-    spec = zoo.spec(model_name)
-    if spec.hub_id is None:
+    # a saved checkpoint (a directory) carries its tokenizer
+    if not Path(model_name).is_dir() and zoo.spec(model_name).hub_id is None:
         return zoo.tokenizer("bpe")
     return zoo.load_tokenizer(model_name)
 
@@ -63,10 +59,6 @@ def pack(docs: list[list[int]], seq_len: int, eos: int) -> torch.Tensor:
     if n == 0:
         raise BenchlabError(f"records: {len(stream)} tokens, fewer than one row of {seq_len}")
     return torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
-
-
-def record_lengths(records: list[dict], tokenizer) -> list[int]:
-    return [len(encode(tokenizer, record_text(r))) + 1 for r in records]
 
 
 def packed_rows(records: list[dict], tokenizer, seq_len: int) -> torch.Tensor:

@@ -8,10 +8,9 @@ print(flex.attention(q, k, v, flex.block_mask(D.doc_ids(ids, 0), 2)).shape)"
 The mask_mod is exact at element grain: key <= query, same document, and (with `keep`) the
 16x16 block kept. create_block_mask then marks each FLEX_BLOCK x FLEX_BLOCK tile empty, partial
 or full; the kernel skips empty tiles and evaluates mask_mod only in partial ones. So the skipped
-work is at tile grain: torch's default 128 on CUDA (FLEX_BLOCK), 32 on CPU (FLEX_BLOCK_CPU; at
-L=1024 with ~128-token documents, 128-token tiles skip almost nothing and ran 0.79x SDPA's
-forward, 32-token tiles 1.99x, 5 rounds at the 125m shape against SDPA with the document mask:
-the former attn-study, in git history).
+work is at tile grain: torch's default 128 on CUDA (FLEX_BLOCK), 32 on CPU (FLEX_BLOCK_CPU: at
+L=1024 with ~128-token documents, 128-token tiles skip almost nothing; they ran 0.79x and
+32-token tiles 1.99x the forward of SDPA with the document mask at the 125m shape).
 
 The compiled kernel (`torch.compile(flex_attention)`) is built once per process and shape and
 cached by torch (the first call takes about a minute on CPU; benchmarks warm it up outside

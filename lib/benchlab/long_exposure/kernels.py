@@ -1,27 +1,21 @@
 """Fig 10 (the step breakdown of every PEFT method) and Fig 12 (each sparse kernel on its own):
-the measuring functions behind measure.measure_breakdown and measure.measure_kernel (figures:
-report.breakdown, report.kernels).
+measure_breakdown and measure_kernel (measure.KINDS; figures: report.breakdown, report.kernels).
 
     python -c "from benchlab.core import Timer; from benchlab.long_exposure import CONFIGS; \
 from benchlab.long_exposure.kernels import *; from benchlab.long_exposure.opcases import OpCase; \
 print(measure_kernel(OpCase('k', 'kernel', 0.5, 256, 256, 1024, 64, 4, 64, 1), \
 CONFIGS['tiny'], Timer()))"
 
-Breakdown: `workload.Trainer.timed_step` times the parts of one step (forward minus mask
-prediction, backward, optimizer, predictor); `breakdown` gives their medians for one trainer,
-`measure_breakdown_all` for dense SDPA and LE side by side (rotated rounds).
+Breakdown: `setups.Trainer.timed_step` times the parts of one step (forward minus mask
+prediction, backward, optimizer, predictor); `measure_breakdown` gives their medians for dense
+SDPA and LE side by side (rotated rounds).
 
-Kernels, each on given inputs, built from the operators' own pieces:
-    sdd   sampled dense-dense: the scores of the kept blocks only, bucket by bucket
-          (ops_attn._bucket_scores: K gathered per bucket, one bmm, masking) vs dense q @ k.T
-    dsd   sparse-dense: kept-block probabilities times V (ops_attn._gather of V, one bmm per
-          bucket, written per row-block as the operator's forward does) vs dense P @ V
-    fc1   kept neuron rows of fc1 gathered, + bias, ReLU (the first half of
-          ops_mlp._BlockSparseMLP.forward, inline there, so repeated here) vs dense fc1 + ReLU
-    fc2   kept hidden columns times the gathered kept columns of fc2 (its second half) vs dense
-The layout (ops_attn.build_layout) and the neuron index (ops_mlp.keep_to_index) are built once,
-outside the timed kernels (the operators rebuild them per call). Forward only: the operators'
-backwards recompute and fuse these pieces, so they are not separable.
+Kernels (KERNELS), built from the operators' own pieces, each against its dense counterpart:
+sdd (the kept blocks' scores, ops_attn._bucket_scores, vs q @ k.T), dsd (kept-block
+probabilities times V, ops_attn._sparse_dense, vs P @ V), fc1 and fc2 (the halves of the MLP
+operator, ops_mlp.sparse_fc1 / sparse_fc2, vs dense). The layout and the neuron index are built
+once, outside the timed kernels (the operators rebuild them per call). Forward only: the
+operators' backwards recompute and fuse these pieces, so they are not separable.
 """
 
 import numpy as np
@@ -33,7 +27,7 @@ from benchlab.core.stats import medians, paired_ratio
 
 from . import ops_attn as A
 from . import ops_mlp as OM
-from . import workload as wl
+from . import setups
 
 PARTS = ("forward", "backward", "optimizer", "predictor")
 KERNELS = ("sdd", "dsd", "fc1", "fc2")
@@ -55,23 +49,15 @@ def part_medians(rows: list) -> dict:
     return {p: float(np.median([r[p] for r in rows])) for p in PARTS + ("step",)}
 
 
-def breakdown(config, model: str, method: str, seq_len: int, mode: str, timer, rounds: int,
-              warmup: int, **trainer_kw) -> dict:
-    """Median seconds of forward (minus mask prediction), backward, optimizer and predictor,
-    and of the whole step, for one trainer (workload.trainer; `trainer_kw` goes to it)."""
-    t = wl.trainer(config, model, method, seq_len, mode=mode, device=timer.device, **trainer_kw)
-    return part_medians(timed_rows({mode: t}, timer, rounds, warmup)[mode])
-
-
-def measure_breakdown_all(case, config, timer, **trainer_kw) -> dict:
+def measure_breakdown(case, config, timer, **trainer_kw) -> dict:
     """Fig 10, one method (case.model, case.seq_len, case.method): the parts of a step, dense
     SDPA and LE side by side -> dense_<part>, le_<part> (PARTS and step), predictor_share (LE's
     predictor / LE's step), speedup (paired dense / LE step), densities of the LE run. A method
-    that cannot run LE (prefix tuning: workload.runs) gets dense_<part> only."""
-    modes = [m for m in ("sdpa", "le") if wl.runs(case.method, m)]
+    that cannot run LE (prefix tuning: setups.runs) gets dense_<part> only."""
+    modes = [m for m in ("sdpa", "le") if setups.runs(case.method, m)]
     with threads(config.threads) as n:
-        ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
-                            device=timer.device, **trainer_kw) for m in modes}
+        ts = {m: setups.trainer(config, case.model, case.method, case.seq_len, mode=m,
+                                device=timer.device, **trainer_kw) for m in modes}
         got = timed_rows(ts, timer, config.rounds, config.warmup)
     out = {f"{'dense' if m == 'sdpa' else m}_{p}": v for m, rows in got.items()
            for p, v in part_medians(rows).items()}

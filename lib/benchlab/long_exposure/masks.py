@@ -1,4 +1,4 @@
-"""Mask sources made of other mask sources, for the predictor ablation (workload.mask_source):
+"""Mask sources made of other mask sources, for the predictor ablation (setups.mask_source):
 random blocks in the numbers another source keeps (RandomLike), and attention masks from one
 source with MLP masks from another (Split). A mask source answers `.attn(i, h, docs)` and
 `.mlp(i, h, docs)` (patch.py).

@@ -3,7 +3,7 @@ metrics`, used by the bench modules (bench/test_long_exposure.py, bench/test_lon
 the CLI and asv alike; `config` is the experiment's Config (its `ops` for the operator cases).
 Timing is core.timing's Timer (pytest-benchmark under pytest, plain rounds elsewhere); the steps
 or implementations of one case run side by side in rotated rounds and speedups are medians of
-the paired rounds (core.stats.paired_ratio). Metric names: the opcases docstring.
+the paired rounds (core.stats.paired_ratio).
 
     python -c "from benchlab.core import Timer; from benchlab.long_exposure import *; \
 from benchlab.long_exposure.measure import measure_end2end; \
@@ -27,6 +27,7 @@ from . import (
     model_step_cases,
     predictor_cases,
     scale_cases,
+    setups,
 )
 from . import exposer as ex
 from . import finetune as ft
@@ -35,10 +36,8 @@ from . import opcases as oc
 from . import ops_attn as A
 from . import ops_mlp as OM
 from . import predictors as pr
-from . import workload as wl
 from .attn_study import doc_attn_cases, measure_doc_attn
-from .kernels import measure_breakdown_all as measure_breakdown  # noqa: F401 (Fig 10)
-from .kernels import measure_kernel  # noqa: F401 (Fig 12)
+from .kernels import measure_breakdown, measure_kernel
 from .opcases import corpus_rows
 from .patterns import PatternConfig, pattern_study
 
@@ -47,19 +46,19 @@ def measure_end2end(case, config, timer) -> dict:
     """exp-overall-end2end (also scale and ablation: LoRA): one training step of the case's PEFT
     method, LE (sparse `case.part`) vs per-document SDPA (sdpa_docs: the exact dense reference),
     SDPA with the document mask, and (not for ablations) causal SDPA and eager, side by side ->
-    wl.speedups (t_<name> medians, speedup_<name> vs le), t_rounds_<name> (seconds per round,
+    setups.speedups (t_<name> medians, speedup_<name> vs le), t_rounds_<name> (seconds per round,
     report_timing's verdicts), densities, tokens, threads. A method that cannot run LE (prefix
-    tuning: wl.runs) times the dense modes it runs only: no t_le, no speedups, no densities."""
+    tuning: setups.runs) times the dense modes it runs only: no t_le, no speedups, no densities."""
     with threads(config.threads) as n:
         modes = ("le", "sdpa_docs", "sdpa") + (() if case.kind == "ablation" else
                                                 ("sdpa_causal", "eager"))
-        ts = {m: wl.trainer(config, case.model, case.method, case.seq_len, mode=m,
-                            part=case.part, device=timer.device)
-              for m in modes if wl.runs(case.method, m)}
+        ts = {m: setups.trainer(config, case.model, case.method, case.seq_len, mode=m,
+                                part=case.part, device=timer.device)
+              for m in modes if setups.runs(case.method, m)}
         times = timer.side_by_side({k: v.step for k, v in ts.items()}, warmup=config.warmup,
                                    rounds=config.rounds)
-        dens = wl.densities(ts["le"].stats) if "le" in ts else {}
-        return {"threads": n, **wl.speedups(times), **dens,
+        dens = setups.densities(ts["le"].stats) if "le" in ts else {}
+        return {"threads": n, **setups.speedups(times), **dens,
                 **{f"t_rounds_{k}": [float(x) for x in v] for k, v in times.items()},
                 "tokens": int(ts["sdpa"].batch.numel())}
 
@@ -67,10 +66,10 @@ def measure_end2end(case, config, timer) -> dict:
 def measure_gpt2(case, config, timer) -> dict:
     """exp-scale-gpt2 (Fig 13): measure_end2end on GPT-2 (its GELU MLP runs dense in LE mode,
     so density_mlp is 1.0), plus the MLP activity the exposer measures on the step's batch
-    (wl.mlp_activity, once per model: per-token neuron density, per-sequence unions per neuron
+    (setups.mlp_activity, once per model: per-token neuron density, per-sequence unions per neuron
     and per block), which says how sparse that dense MLP is."""
     return {**measure_end2end(case, config, timer),
-            **wl.mlp_activity(config, case.model, case.seq_len)}
+            **setups.mlp_activity(config, case.model, case.seq_len)}
 
 
 MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eager, LE, LE-optimal
@@ -83,15 +82,15 @@ def measure_memory(case, config, timer) -> dict:
     allocator's peak over a whole step), dense (SDPA, eager) vs LE with predicted masks and LE
     with the exposer's oracle masks of the batch (the artifact's "LE-optimal"), with the
     densities the two LE runs kept; the study is one timed round."""
-    data = wl.batch(config, case.model, case.seq_len)
+    data = setups.batch(config, case.model, case.seq_len)
 
     def run(prefix):
         src, mode = None, {"dense": "sdpa", "oracle": "le"}.get(prefix, prefix)
         if prefix == "oracle":
-            src = wl.exposed_source(wl.base_model(case.model), data, config.ops.mass,
-                                    config.ops.mlp_rel)
-        t = wl.trainer(config, case.model, case.method, case.seq_len, mode=mode, data=data,
-                       source=src, device=timer.device)
+            src = setups.exposed_source(setups.base_model(case.model), data, config.ops.mass,
+                                        config.ops.mlp_rel)
+        t = setups.trainer(config, case.model, case.method, case.seq_len, mode=mode, data=data,
+                           source=src, device=timer.device)
         out = {f"{prefix}_{k}": v for k, v in ft.step_memory(t.model, t.batch).items()}
         if t.stats is not None:
             out.update({f"{prefix}_density_{p}": t.stats.density(p) for p in ("attn", "mlp")})
@@ -104,22 +103,20 @@ def measure_memory(case, config, timer) -> dict:
 
     with threads(config.threads) as n:
         out = timer.measure(study, warmup=0, rounds=1)
-    return {"threads": n, **out, "memory_ratio": out["le_total"] / out["dense_total"],
-            "memory_ratio_eager": out["le_total"] / out["eager_total"],
-            "memory_ratio_oracle": out["oracle_total"] / out["dense_total"],
-            "activation_ratio": out["le_activations"] / out["dense_activations"],
-            "activation_ratio_eager": out["le_activations"] / out["eager_activations"],
-            "activation_ratio_oracle": out["oracle_activations"] / out["dense_activations"]}
+    return {"threads": n, **out, **{
+        f"{name}_ratio{tag}": out[f"{a}_{part}"] / out[f"{b}_{part}"]
+        for name, part in (("memory", "total"), ("activation", "activations"))
+        for tag, a, b in (("", "le", "dense"), ("_eager", "le", "eager"),
+                          ("_oracle", "oracle", "dense"))}}
 
 
 def model_step_run(case, config, timer):
     """(break-even densities, trainers, step memory, step seconds side by side) of a model_step
-    case (workload.model_step_trainers; rounds: config.step_rounds; the break-even's too,
-    one under --benchmark-disable, where the step itself runs once)."""
-    be = wl.break_even(config, case.model, case.seq_len, case.init, timer.device,
-                       rounds=config.step_rounds if timer.enabled else 1)
-    ts = wl.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
-                                case.init, timer.device, dense_above=be)
+    case, config.step_rounds rounds (the break-even's: 1 under --benchmark-disable)."""
+    be = setups.break_even(config, case.model, case.seq_len, case.init, timer.device,
+                           rounds=config.step_rounds if timer.enabled else 1)
+    ts = setups.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
+                                    case.init, timer.device, dense_above=be)
     mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items() if k != "le_flex"}
     times = timer.side_by_side({k: t.step for k, t in ts.items()}, warmup=1,
                                rounds=config.step_rounds)
@@ -131,21 +128,19 @@ STEP_DENSE = ("sdpa_docs", "sdpa_causal", "sdpa", "eager")  # the model step's d
 
 def flex_speedups(times: dict) -> dict:
     """CUDA: LE's masks through FlexAttention ("le_flex") against each dense baseline ->
-    flex_speedup_<dense> and t_le_flex, as wl.speedups has them for LE ({} without le_flex)."""
+    flex_speedup_<dense> and t_le_flex, as setups.speedups has them for LE ({} without le_flex)."""
     if "le_flex" not in times:
         return {}
-    fs = wl.speedups({**{k: times[k] for k in STEP_DENSE}, "le": times["le_flex"]})
+    fs = setups.speedups({**{k: times[k] for k in STEP_DENSE}, "le": times["le_flex"]})
     return {**{f"flex_{k}": v for k, v in fs.items() if k.startswith("speedup")},
             "t_le_flex": fs["t_le"]}
 
 
 def measure_model_step(case, config, timer) -> dict:
-    """LoRA step on packed rows, attention inside documents everywhere: LE vs dense SDPA with the
-    document mask (goal >= 1.5x), per-document SDPA (speedup_sdpa_docs: LE's gain from shadowy
-    sparsity alone) and eager, and step memory vs dense SDPA; LE always sparse, and LE dispatched
-    (dispatch_*: layer parts above the break-even densities measured first in this case run
-    dense). Masks are fixed before timing: the exposer's true masks of the batch
-    (masks=exposed) or random blocks at a "synthetic density" (masks=synthetic)."""
+    """LoRA step on packed rows (setups.model_step_trainers): LE vs dense SDPA with the document
+    mask (goal >= 1.5x), per-document SDPA (speedup_sdpa_docs: LE's gain from shadowy sparsity
+    alone) and eager, and step memory; LE always sparse, and LE dispatched (dispatch_*: layer
+    parts above the break-even densities measured first in this case run dense)."""
     with threads(config.threads) as n:
         be, ts, mem, times = model_step_run(case, config, timer)
     return model_step_metrics(case, n, be, ts, mem, times)
@@ -155,9 +150,9 @@ def model_step_metrics(case, n: int, be: dict, ts: dict, mem: dict, times: dict)
     """A model_step case's metrics from model_step_run's (break-even densities, trainers, step
     memory, step seconds) at `n` torch threads (the bench's record and the CLI's alike)."""
     dense = {k: times[k] for k in STEP_DENSE}
-    dispatch = wl.speedups({**dense, "le": times["le_dispatch"]})
+    dispatch = setups.speedups({**dense, "le": times["le_dispatch"]})
     le, ld = ts["le"], ts["le_dispatch"]
-    return {"threads": n, **wl.speedups({**dense, "le": times["le"]}),
+    return {"threads": n, **setups.speedups({**dense, "le": times["le"]}),
             **{f"dispatch_{k}": v for k, v in dispatch.items() if k.startswith("speedup")},
             "t_le_dispatch": dispatch["t_le"], **flex_speedups(times),
             "dispatch_dense_runs": ld.stats.dense_runs,
@@ -167,29 +162,28 @@ def model_step_metrics(case, n: int, be: dict, ts: dict, mem: dict, times: dict)
             "dispatch_memory_ratio": mem["le_dispatch"] / mem["sdpa"],
             "le_total": mem["le"], "dense_total": mem["sdpa"], "eager_total": mem["eager"],
             **{f"t_rounds_{k}": [float(x) for x in v] for k, v in times.items()},
-            **wl.densities(le.stats), "layer_density_attn": le.stats.layer_densities("attn"),
-            "layer_density_mlp": le.stats.layer_densities("mlp"), "init": case.init,
+            **setups.densities(le.stats, ("attn", "mlp")), "init": case.init,
             "masks": case.masks}
 
 
-_CURVES: dict = {}  # (config, model, masks, reorder) -> wl.curve, per process
+_CURVES: dict = {}  # (config, model, masks, reorder) -> setups.curve, per process
 
 
 def _curve(config, model: str, masks: str, reorder: bool = False) -> dict:
     key = (config, model, masks, reorder)
     if key not in _CURVES:
-        _CURVES[key] = wl.curve(config, model, masks, reorder=reorder)
+        _CURVES[key] = setups.curve(config, model, masks, reorder=reorder)
     return _CURVES[key]
 
 
 def measure_predictor(case, config, timer) -> dict:
     """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random,
     random_attn, random_mlp: random blocks in the numbers the predicted masks keep, inside the
-    documents, wl.mask_source), one timed round, its gaps to the dense curve and the densities
+    documents, setups.mask_source), one timed round, its gaps to the dense curve and the densities
     it ran at (dense: 1.0 and keeps_everything)."""
     reorder = case.reorder
     with threads(config.threads) as n:
-        out = timer.measure(lambda: wl.curve(config, case.model, case.masks, reorder=reorder),
+        out = timer.measure(lambda: setups.curve(config, case.model, case.masks, reorder=reorder),
                             warmup=0, rounds=1)
         _CURVES[(config, case.model, case.masks, reorder)] = out
         dense = _curve(config, case.model, "dense")["losses"]
@@ -203,7 +197,9 @@ def measure_predictor(case, config, timer) -> dict:
 
 
 def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
-    """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense."""
+    """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense -> t_dense,
+    t_sparse (median s, interleaved), speedup, ideal (1 / density), efficiency (speedup /
+    ideal), density."""
     c, ops, device = case, config.ops, timer.device
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(c.tokens, c.d_model, generator=gen).to(device).requires_grad_(True)
@@ -225,8 +221,10 @@ def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
 
 
 def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
-    """exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA and eager,
-    and forward only vs SDPA (every point runs the operator, full masks too: shortcut=False)."""
+    """exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA and eager
+    (t_sdpa, t_eager, t_sparse, speedup_sdpa, speedup_eager, density: kept / causal blocks),
+    and forward only vs SDPA (t_sdpa_fwd, t_sparse_fwd, speedup_sdpa_fwd). Every point runs
+    the operator, full masks too (shortcut=False)."""
     c, ops = case, config.ops
     gen = torch.Generator().manual_seed(seed)
     shape = (c.batch, c.heads, c.tokens, c.head_dim)
@@ -256,7 +254,7 @@ def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
 
 @functools.cache
 def _model(name: str):
-    return wl.load(name).eval()
+    return setups.load(name).eval()
 
 
 def _means(metrics: dict) -> dict:
@@ -293,7 +291,9 @@ def measure_mlp_grain(case, config, timer) -> dict:
 
 
 def measure_predictor_quality(case, config, timer) -> dict:
-    """Predictor recall / precision on held-out rows at the validation-chosen threshold."""
+    """Predictor recall / precision on held-out rows at the validation-chosen threshold: the
+    per-layer lists of Predictors.evaluate, their `_mean`s and the minimum recalls
+    (attn_recall_min, mlp_recall_min, mlp_seq_recall_min), attn_threshold, mlp_threshold."""
     c = case
     model = _model(c.model)  # predictors train on CPU tensors
     rows = corpus_rows(c.model, c.train_rows + c.test_rows, c.seq_len)

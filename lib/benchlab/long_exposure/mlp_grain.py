@@ -13,18 +13,9 @@ almost everything. Two levers, both exact (the network computes the same functio
             rarely-firing ones fill whole blocks that a sequence can skip
   block     smaller blocks (1, 16, 32) beside the operator's 64 and the artifact's 128
 Thresholds are the artifact's: a neuron is active above 0, 1, 3 or 5% of its token's largest
-activation (exposer.ExposerConfig.mlp_rel).
-
-    neuron_order(acts, rel) -> LongTensor (F,)        from calibration activations (B, L, F)
-    permute_mlp(layer, order)                          in place, on an OPTDecoderLayer
-    permuted(w1, b1, w2, order) -> (w1, b1, w2)        the same, as new tensors
-    seq_union(act, rel, block, order=None) -> float    kept blocks / blocks, per-sequence union
-    seq_keep(act, rel, block, order=None) -> bool (B, F // block), that union as a mask
-    grain_study(model, calib_rows, eval_rows, rels, blocks, time_blocks, ...) -> {metric: value},
-        mlp_token_t{pct}, mlp_seq_union_t{pct}_b{block}, mlp_seq_union_t{pct}_b{block}_reordered
-        (means over layers; the order is fit on calib_rows, judged on eval_rows), and
-        mlp_time_study's times
-    mlp_time_study(model, captured, rels, blocks, orders, ...) -> per-layer MLP operator times
+activation (exposer.ExposerConfig.mlp_rel). grain_study's metrics, means over layers (the order
+is fit on calib_rows, judged on eval_rows): mlp_token_t{pct}, mlp_seq_union_t{pct}_b{block}
+and mlp_seq_union_t{pct}_b{block}_reordered, and mlp_time_study's times.
 
 The time study (the artifact's Fig 9 MLP panel): per layer, on that layer's captured MLP inputs
 and weights and its per-sequence union masks of eval_rows, forward + input gradient (as
@@ -133,7 +124,7 @@ def mlp_time_study(model, held, rels, blocks, orders=None, *, rounds: int, warmu
     from .predictors import bar
 
     per: dict = {}
-    layers = ex.opt_layers(model)
+    layers = ex.decoder_layers(model)
     for n, layer in bar(enumerate(layers), "MLP operator times per layer", total=len(layers),
                         unit="layer"):
         fns = layer_mlp_fns(layer, held.mlp_in[n].to(device), held.act[n], rels,

@@ -4,15 +4,12 @@
         --rounds 10 --out reports/long_exposure/model_step_small_synthetic.json
 
 The LoRA step of one model, LE vs per-document SDPA (the exact dense reference), causal SDPA,
-SDPA with the document mask and eager, rounds interleaved (10 by default): what the bench's
-model_step case measures (measure.model_step_run). The run's
-config is the scale's Config with the command's model, init, length, density, rounds and
-threads; the case is that config's model_step case (`model_step_cases`, the bench's ids); its
-record (measure.model_step_metrics, the bench's metrics) goes through core.session.Run into
-`store.jsonl` in the folder of --out (default: .benchlab/long_exposure/model_step/), so two runs,
-or a run and the bench, compare with `benchlab compare`. The printed result (and --out's JSON)
-adds the break-even curves and the round times; `model_step_md` writes the verdict table
-(report_timing: compare_paired over rounds, Holm, words faster / slower) to --out's .md.
+SDPA with the document mask and eager, in rotated rounds: the bench's model_step case
+(measure.model_step_run) of the scale's Config with the command's settings. Its record (the
+bench's metrics) goes through core.session.Run into `store.jsonl` in the folder of --out, so
+two runs, or a run and the bench, compare with `benchlab compare`. The printed result (and
+--out's JSON) adds the break-even curves and the round times; `model_step_md` writes the
+verdict table (report_timing) to --out's .md.
 """
 
 import json
@@ -26,8 +23,7 @@ from benchlab.core import machine
 from benchlab.core.errors import BenchlabError
 from benchlab.core.timing import threads
 
-DEFAULT_DIR = Path(".benchlab") / "long_exposure" / "model_step"
-STORE_NAME = "store.jsonl"
+DEFAULT_DIR = Path(".benchlab") / "long_exposure" / "model_step"  # of store.jsonl without --out
 
 
 def step_config(args):
@@ -53,28 +49,23 @@ def step_case(config, masks: str, density: float):
                 if c.masks == masks and (masks == "exposed" or c.density == density))
 
 
-def store_path(out) -> Path:
-    """store.jsonl in the folder of --out (a result JSON path), else in DEFAULT_DIR."""
-    return (Path(out).parent if out else DEFAULT_DIR) / STORE_NAME
-
-
 def run(args) -> int:
     """Measure, record (through Run), print one JSON line; with --out also its JSON and .md."""
     from ..core.session import Run, seed_everything
     from ..core.timing import Timer
-    from . import workload as wl
+    from . import setups
     from .measure import STEP_DENSE, flex_speedups, model_step_metrics, model_step_run
 
     cfg = step_config(args)
     case = step_case(cfg, args.masks, args.density)
     session = Run("long_exposure", args.scale, device=args.device, config=cfg,
-                  store=store_path(args.out))
+                  store=(Path(args.out).parent if args.out else DEFAULT_DIR) / "store.jsonl")
     with threads(args.threads) as n:
         seed_everything(session.seed)
         be, ts, mem, times = model_step_run(case, cfg, Timer(None, session.device))
         record = session.save(session.record(
             "model_step", case, model_step_metrics(case, n, be, ts, mem, times)))
-    t = {**wl.speedups({k: times[k] for k in ("le", *STEP_DENSE)}), **flex_speedups(times)}
+    t = {**setups.speedups({k: times[k] for k in ("le", *STEP_DENSE)}), **flex_speedups(times)}
     m = record["metrics"]
     result = {"model": case.model, "init": case.init, "seq_len": case.seq_len,
               "masks": case.masks, "device": args.device, "machine": machine.facts(),
@@ -92,30 +83,29 @@ def run(args) -> int:
     print(json.dumps(result))
     print(f"recorded {record['case']} in {session.store.path}", file=sys.stderr)
     if args.out:
+        from ..core.store import atomic_path
+
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
         out.with_suffix(".md").write_text(model_step_md(result))
     return 0
 
 
 def verdicts(r: dict):
-    """The result's timing verdict rows (report_timing.model_step_table on its round times):
+    """The result's timing verdict rows (report_timing.step_table on its round times):
     LE and LE dispatched (and on CUDA LE through FlexAttention) against every dense baseline,
     per_document first, one Holm family."""
     import pandas as pd
 
-    from .report_timing import model_step_table
+    from .report_timing import step_table
 
     row = {"kind": "model_step", "case.model": r["model"], "case.init": r["init"],
            "case.masks": r["masks"], "case.density": r.get("density"),
-           "case.seq_len": r["seq_len"], **{k: r.get(k) for k in ("density_attn",
-                                                                   "density_doc",
-                                                                   "density_mlp")},
+           "case.seq_len": r["seq_len"],
+           **{k: r.get(k) for k in ("density_attn", "density_doc", "density_mlp")},
            **{f"t_rounds_{k}": v for k, v in r["times"].items()}}
-    return model_step_table(pd.DataFrame([row]))
+    return step_table(pd.DataFrame([row]), "model_step")
 
 
 def model_step_md(r: dict) -> str:

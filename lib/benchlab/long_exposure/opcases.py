@@ -9,33 +9,12 @@ functions (and long_exposure.measure) take that Config and read its `ops`. Opera
 the 125m shape (d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny
 128-wide model is all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
 
-Cases (frozen dataclasses, `id` first) and the metric names their benchmarks record:
-    op_mlp_cases      OpCase(kind="op_mlp", sparsity, tokens, d, ffn, block):
-        t_dense, t_sparse (median s of forward + input grad, interleaved), speedup, ideal
-        (= 1 / density), efficiency (= speedup / ideal), density
-    op_attn_cases     OpCase(kind="op_attn", sparsity, tokens=L, heads, head_dim, ...):
-        t_sdpa, t_eager, t_sparse (forward + backward), speedup_sdpa, speedup_eager, density
-        (kept / causal blocks), also t_sparse_fwd, t_sdpa_fwd, speedup_sdpa_fwd
-    kernel_cases      OpCase(kind="kernel", sparsity, tokens=L, heads, head_dim, d, ffn, block):
-        t_<k>_sparse, t_<k>_dense (median s, forward), speedup_<k> for k in sdd, dsd, fc1,
-        fc2 (kernels.py), density_attn, density_mlp, density
-    exposer_cases     ExposerCase(kind="exposer", model, seq_len, batch, mass, mlp_rel, mlp_block):
-        one list per layer of every exposer.METRICS name (densities), plus their means
-        `<name>_mean`; the shadowy effect shows as *_token < *_seq_union < *_batch_union
-    predictor_cases   PredictorCase(kind="predictor", model, seq_len, ...): per layer lists
-        attn_recall, attn_precision, attn_density_pred, attn_density_true, mlp_recall,
-        mlp_precision, mlp_seq_recall, mlp_seq_precision, mlp_density_pred, mlp_density_true,
-        and means `<name>_mean`, min recalls `attn_recall_min`, `mlp_recall_min`,
-        `mlp_seq_recall_min`; thresholds `attn_threshold`, `mlp_threshold`; one case per MLP
-        block size in `predictor_mlp_blocks`
-    pattern_cases     ExposerCase(kind="pattern", ...): per layer lists <p>_density, <p>_mass
-        (attention probability mass covered), <p>_speedup (operator vs SDPA) and their
-        `_mean`s for p in exposer, predictor, longformer, bigbird; doc_density (patterns.py)
-    doc_attn_cases    attn_study.DocAttnCase(kind="doc_attn", model, seq_len, ...): attn_study's
-        metrics (block-sparse attention with the trained model's masks vs per-document SDPA)
-    mlp_grain_cases   ExposerCase(kind="mlp_grain", ...): mlp_grain.grain_study's metrics (per
-        token and per-sequence-union MLP densities at thresholds 0/1/3/5% and blocks 1..128,
-        plain and with neurons reordered from `train_rows` calibration rows of the train split)
+Cases are frozen dataclasses, `id` first: OpCase (op_mlp, op_attn, kernel), ExposerCase
+(exposer, pattern, mlp_grain), PredictorCase (predictor quality, one per MLP block size in
+`predictor_mlp_blocks`); attn_study.DocAttnCase (doc_attn). The metric names of each kind are
+documented where it is measured: measure.measure_<kind>, kernels.measure_kernel, exposer.METRICS
+(per layer and `<name>_mean`; the shadowy effect shows as *_token < *_seq_union <
+*_batch_union), predictors.py, patterns.py, attn_study.py, mlp_grain.py.
 """
 
 from dataclasses import dataclass
@@ -82,7 +61,6 @@ class OpsConfig:
     doc_rounds: int = 10  # rotated rounds: every timed claim rests on >= 10
 
 
-
 @dataclass(frozen=True)
 class OpCase:
     id: str
@@ -124,7 +102,8 @@ class PredictorCase:
     rank: int
 
 
-def _short(model: str) -> str:
+def short_name(model: str) -> str:
+    """A model name for case ids: opt-1.3b -> opt13b."""
     return model.replace("-", "").replace(".", "")
 
 
@@ -154,32 +133,32 @@ def kernel_cases(config) -> list[OpCase]:
                    c.attn_batch) for s in c.attn_sparsities]
 
 
+def _model_case(config, kind: str) -> list[ExposerCase]:
+    c = config.ops
+    return [ExposerCase(f"{short_name(c.model)}-L{c.seq_len}", kind, c.model, c.seq_len,
+                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+
+
 def exposer_cases(config) -> list[ExposerCase]:
     """exp-ablation-{attn,mlp}-sparsity: per-layer densities of the trained model."""
-    c = config.ops
-    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "exposer", c.model, c.seq_len,
-                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+    return _model_case(config, "exposer")
 
 
 def pattern_cases(config) -> list[ExposerCase]:
     """exp-ablation-attn-patterns (Fig 9): the exposer's, the predictor's, Longformer's and
     BigBird's attention masks per layer: mass covered, density, operator time (patterns.py)."""
-    c = config.ops
-    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "pattern", c.model, c.seq_len,
-                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+    return _model_case(config, "pattern")
 
 
 def mlp_grain_cases(config) -> list[ExposerCase]:
     """MLP densities by block size and threshold, neurons plain and reordered (mlp_grain.py)."""
-    c = config.ops
-    return [ExposerCase(f"{_short(c.model)}-L{c.seq_len}", "mlp_grain", c.model, c.seq_len,
-                        c.expose_batch, c.mass, c.mlp_rel, c.mlp_block)]
+    return _model_case(config, "mlp_grain")
 
 
 def predictor_quality_cases(config) -> list[PredictorCase]:
     """Predictor recall / precision on held-out rows at the validation-chosen threshold."""
     c = config.ops
-    return [PredictorCase(f"{_short(c.model)}-L{c.seq_len}-mlpblock{b}", "predictor", c.model,
+    return [PredictorCase(f"{short_name(c.model)}-L{c.seq_len}-mlpblock{b}", "predictor", c.model,
                           c.seq_len, c.mass, c.mlp_rel, b, c.train_rows, c.test_rows,
                           c.predictor_steps, c.rank) for b in c.predictor_mlp_blocks]
 

@@ -23,28 +23,14 @@ a geometric grid, padding waste <= ~25%), so a Python loop runs over a handful o
 over blocks. Masking is cheap: padded slots and keys past the length are one (rows, cap * block)
 mask broadcast over the block's queries; only diagonal blocks get the element-wise triangle.
 A mask that keeps every causal block (and no key_lengths, no docs) runs fused causal SDPA
-instead: the same function at dense speed. (Splitting only the full heads off to SDPA was
-tried: 0.80x vs 0.70x step time on the random-init 125m-shape model, but 1.21x step memory
-from the head gathers/scatters, so it was dropped.)
+instead: the same function at dense speed.
 Cost model: the gathered K and V duplicate each kept key block once per query row-block that
 keeps it, so the operator is memory-bound on CPU; it beats fused SDPA only at high sparsity.
 The forward saves only q, k, v, out, the bool block mask and one log-sum-exp per query row (like
 flash attention); the backward recomputes the gathered K, V and the probabilities bucket by
 bucket and scatters dK, dV with index_add_, so saved memory is O(L D), at most dense SDPA's.
-
-API (stable):
-    block_sparse_attention(q, k, v, block_mask, *, causal=True, key_lengths=None, scale=None,
-                           block=16, docs=None, shortcut=True) -> out (B, H, L, D)
-    masked_dense_attention(...same...) -> out       (the reference, plain autograd)
-    causal_block_mask(B, H, L, block=16) -> all causal blocks kept
-    random_block_mask(B, H, L, sparsity, block=16, generator=None) -> causal mask that drops
-        `sparsity` of the off-diagonal causal blocks (the diagonal is always kept)
-    block_density(block_mask, causal=True) -> kept / causal blocks
-    eager_attention / sdpa_attention(q, k, v, causal=True) -> the dense baselines
-    document_attention(q, k, v, docs, impl) -> dense per-document attention: impl eager
-        (masked softmax), sdpa (SDPA with the (B, 1, L, L) document mask), sdpa_docs (causal
-        SDPA on each document's slice: exact dense per-document work), sdpa_causal (plain causal
-        SDPA across documents: the old, leaking baseline, kept only as a reference row)
+masked_dense_attention is the plain-autograd reference; eager_attention, sdpa_attention and
+document_attention the dense baselines.
 """
 
 import math
@@ -129,8 +115,10 @@ DENSE_IMPLS = ("eager", "sdpa", "sdpa_docs", "sdpa_causal")
 
 
 def document_attention(q, k, v, docs, impl: str = "sdpa", scale=None):
-    """Dense attention of packed rows kept inside documents (`docs` a documents.Docs); see the
-    module docstring for `impl`. q, k, v (B, H, L, D)."""
+    """Dense attention of packed rows (`docs` a documents.Docs), q, k, v (B, H, L, D); `impl`:
+    eager (masked softmax), sdpa (SDPA with the (B, 1, L, L) document mask), sdpa_docs (causal
+    SDPA on each document's slice: exact dense per-document work), sdpa_causal (causal SDPA
+    across documents: leaks across them, a cost reference only)."""
     if impl == "sdpa_causal":
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     if impl == "sdpa":

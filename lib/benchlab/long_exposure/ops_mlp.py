@@ -8,21 +8,13 @@ OPT's MLP is `y = fc2(relu(fc1(x)))` with fc1.weight (F, d) and fc2.weight (d, F
 grouped in blocks of `block` consecutive neurons; `keep` (bool, F // block) says which blocks are
 computed. The result equals the masked dense MLP
 
-    y = (relu(x @ w1.T + b1) * neuron_mask) @ w2.T + b2            (`masked_dense_mlp`)
+    y = (relu(x @ w1.T + b1) * neuron_mask) @ w2.T + b2            (masked_dense_mlp)
 
 forward and backward. Masks are per batch (or per sequence), so the kept rows of fc1 and columns
 of fc2 are gathered ONCE per call into contiguous (K, d) / (d, K) matrices and the whole token
 matrix goes through two big GEMMs: no loop over blocks. The autograd Function returns the input
 gradient, and weight / bias gradients only where those tensors require grad (PEFT: frozen base
 weights cost nothing); the gradients of dropped neurons are exactly zero, as in the masked dense.
-
-API (stable; the end-to-end code builds on it):
-    block_sparse_mlp(x, w1, b1, w2, b2, keep, block) -> y
-        x (..., d); keep bool (F // block,) shared by all tokens, or (B, F // block) with
-        x (B, L, d) for one mask per sequence; b1 / b2 may be None.
-    keep_to_index(keep, block) -> LongTensor of kept neuron ids (K * block,)
-    masked_dense_mlp(x, w1, b1, w2, b2, keep, block) -> y   (the reference, plain autograd)
-    dense_mlp(x, w1, b1, w2, b2) -> y                       (the baseline)
 """
 
 import torch
@@ -84,14 +76,13 @@ class _BlockSparseMLP(torch.autograd.Function):
         # backward gathers them again from the weights, which are saved anyway
         # x is only needed for fc1's weight gradient (a frozen fc1 saves no input, as in F.linear)
         ctx.save_for_backward(x if ctx.needs_input_grad[3] else None, idx, h, w1, w2)
-        ctx.shapes = (w1.shape, w2.shape, b1 is not None, b2 is not None)
-        ctx.block = block
+        ctx.shapes, ctx.block = (w1.shape, w2.shape), block
         return y
 
     @staticmethod
     def backward(ctx, gy):
         x, idx, h, w1, w2 = ctx.saved_tensors
-        (w1_shape, w2_shape, _, _) = ctx.shapes
+        w1_shape, w2_shape = ctx.shapes
         need_x, _, _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
         gx = gw1 = gb1 = gw2 = gb2 = None
         gy = gy.contiguous()
@@ -114,13 +105,10 @@ class _BlockSparseMLP(torch.autograd.Function):
         return gx, None, None, gw1, gb1, gw2, gb2
 
 
-def _sparse_2d(x2, w1, b1, w2, b2, idx, block):
-    return _BlockSparseMLP.apply(x2, idx, block, w1, b1, w2, b2)
-
-
 def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
-    """The MLP over the kept neuron blocks only (see module docstring for shapes). Under
-    autocast, inputs and weights are cast to the autocast dtype first (as F.linear would be)."""
+    """The MLP over the kept neuron blocks only: x (..., d); keep bool (F // block,) shared by
+    all tokens, or (B, F // block) with x (B, L, d), one mask per sequence; b1 / b2 may be None.
+    Under autocast, inputs and weights are cast to the autocast dtype first (as F.linear)."""
     dev = x.device.type
     if torch.is_autocast_enabled(dev):
         dt = torch.get_autocast_dtype(dev)
@@ -129,13 +117,13 @@ def block_sparse_mlp(x, w1, b1, w2, b2, keep, block: int):
     d = x.shape[-1]
     if keep.dim() == 1:
         idx = keep_to_index(keep, block)
-        y = _sparse_2d(x.reshape(-1, d).contiguous(), w1, b1, w2, b2, idx, block)
+        y = _BlockSparseMLP.apply(x.reshape(-1, d).contiguous(), idx, block, w1, b1, w2, b2)
         return y.reshape(*x.shape[:-1], w2.shape[0])
     if x.dim() != 3 or keep.shape[0] != x.shape[0]:
         raise ValueError(f"per-sequence keep {tuple(keep.shape)} needs x (B, L, d), got "
                          f"{tuple(x.shape)}")
-    outs = [_sparse_2d(x[b].contiguous(), w1, b1, w2, b2, keep_to_index(keep[b], block), block)
-            for b in range(x.shape[0])]  # one pair of GEMMs per sequence
+    outs = [_BlockSparseMLP.apply(x[b].contiguous(), keep_to_index(keep[b], block), block, w1,
+                                  b1, w2, b2) for b in range(x.shape[0])]  # GEMMs per sequence
     return torch.stack(outs)
 
 

@@ -7,18 +7,15 @@ m = zoo.build('opt-tiny'); patch(m, KeepAll()); import torch; \
 print(m(torch.randint(0, 4096, (1, 64))).logits.shape)"
 
 `patch(model, source, attn=...)` swaps the forward of every OPTDecoderLayer / GPT2Block for
-`le_layer_forward` (the parameters and their names stay, so checkpoints and peft wrappers are
-untouched); `unpatch` restores Hugging Face's. Rows are packed documents (no padding): a forward
-pre-hook on the OPTDecoder / GPT2Model reads input_ids and derives each token's document from
-the model's eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents
-(causal and block-diagonal); HF's attention_mask is unused. Positions stay the model's own (row
-positions 0..T-1, or the position_ids given; OPT and GPT-2 alike): packing does not restart
-them per document, as in pretraining's packed rows. Dense modes (source None) run `attn` in
-ops_attn.DENSE_IMPLS (eager, sdpa, sdpa_docs; sdpa_causal is the old cross-document path, a
-reference only) or "flex" (flex.py, the document BlockMask). Long Exposure modes (a source) run
-`attn` "sparse" (ops_attn.block_sparse_attention) or "flex" (the source's blocks AND the
-documents in one BlockMask). A mask source answers, for layer i, its normalized input h (B, T, C)
-and the batch's documents `docs`:
+`le_layer_forward` (parameters and their names stay, so checkpoints and peft wrappers are
+untouched); `unpatch` restores Hugging Face's. Rows are packed documents (no padding): a
+pre-hook on the decoder derives each token's document from input_ids and the model's
+eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents; HF's
+attention_mask is unused. Positions stay the row's (0..T-1, or the position_ids given), as in
+pretraining's packed rows. Dense modes (source None) run `attn` in ops_attn.DENSE_IMPLS or
+"flex" (the document BlockMask); Long Exposure modes (a source) run "sparse"
+(ops_attn.block_sparse_attention) or "flex" (the source's blocks AND the documents). A mask
+source answers, for layer i, its normalized input h (B, T, C) and the batch's `docs`:
     source.attn(i, h, docs) -> bool (B, H, T/16, T/16) kept blocks, or None for dense
     source.mlp(i, h, docs)  -> bool (B, F/block) kept neuron blocks, or None for the dense MLP
 Kept blocks are AND-ed with the document blocks here, so no source can leak across documents.
@@ -62,6 +59,15 @@ class Stats:
         kept, total = {"attn": (self.attn_kept, self.attn_total), "mlp": (self.mlp_kept,
                        self.mlp_total), "doc": (self.doc_kept, self.attn_total)}[kind]
         return kept / total if total else 1.0
+
+    def add(self, layer: int, kind: str, kept: int, total: int) -> None:
+        """Count `kept` of `total` blocks of `kind` (attn | mlp | doc, whose total is attn's)."""
+        setattr(self, f"{kind}_kept", getattr(self, f"{kind}_kept") + kept)
+        if kind != "doc":
+            setattr(self, f"{kind}_total", getattr(self, f"{kind}_total") + total)
+        acc = self.per_layer.setdefault(layer, {}).setdefault(kind, [0, 0])
+        acc[0] += kept
+        acc[1] += total
 
     def keeps_everything(self) -> bool:
         """True when the masks kept every document block and every neuron block: the LE run
@@ -204,16 +210,6 @@ def _mlp(parts, h, keep, mlp_block):
     return fc2.adapter(y) if isinstance(fc2, AdaptedLinear) else y
 
 
-def _dense_mlp_stats(st: _LayerState, h):
-    """Record a dense MLP (a GELU model without explicit masks) as density 1.0."""
-    n = h.shape[0] * (st.ffn // st.mlp_block)
-    st.stats.mlp_kept += n
-    st.stats.mlp_total += n
-    acc = st.stats.per_layer.setdefault(st.index, {}).setdefault("mlp", [0, 0])
-    acc[0] += n
-    acc[1] += n
-
-
 def _masks(st: _LayerState, kind: str, h):
     if st.source is None:
         return None
@@ -229,25 +225,14 @@ def _masks(st: _LayerState, kind: str, h):
             keep = keep & docs.blocks(ATTN_BLOCK)[:, None]  # never across documents
     st.stats.mask_seconds += time.perf_counter() - t0
     if keep is not None:
-        kept = int(keep.sum())
-        if kind == "attn":
+        kept, total = int(keep.sum()), keep.numel()
+        if kind == "attn":  # against the causal blocks
             nb = keep.shape[-1]
             total = keep.shape[0] * keep.shape[1] * nb * (nb + 1) // 2
-            doc = int(docs.blocks(ATTN_BLOCK).sum()) * keep.shape[1]
-            st.stats.attn_kept += kept
-            st.stats.attn_total += total
-            st.stats.doc_kept += doc
-        else:
-            total = keep.numel()
-            st.stats.mlp_kept += kept
-            st.stats.mlp_total += total
-        acc = st.stats.per_layer.setdefault(st.index, {}).setdefault(kind, [0, 0])
-        acc[0] += kept
-        acc[1] += total
+        st.stats.add(st.index, kind, kept, total)
         if kind == "attn":
-            d = st.stats.per_layer[st.index].setdefault("doc", [0, 0])
-            d[0] += doc
-            d[1] += total
+            doc = int(docs.blocks(ATTN_BLOCK).sum()) * keep.shape[1]
+            st.stats.add(st.index, "doc", doc, total)
         if st.dense_above is not None and kept > _break_even(st.dense_above, kind, h) * total:
             st.stats.dense_runs += 1  # too dense to pay: the dense kernel (a superset of the
             return None  # kept blocks, so nothing the mask keeps is lost)
@@ -268,8 +253,9 @@ def le_layer_forward(self, hidden_states, *args, **kwargs):
     if not p.pre_ln:
         x = p.attn_ln(x)
     h = p.mlp_ln(x) if p.pre_ln else x
-    if st.source is not None and not st.sparse_mlp:
-        _dense_mlp_stats(st, h)
+    if st.source is not None and not st.sparse_mlp:  # a dense GELU MLP counts as density 1.0
+        n = h.shape[0] * (st.ffn // st.mlp_block)
+        st.stats.add(st.index, "mlp", n, n)
         keep = None
     else:
         keep = _masks(st, "mlp", h)
@@ -281,7 +267,7 @@ def le_layer_forward(self, hidden_states, *args, **kwargs):
 
 def _break_even(dense_above: dict, kind: str, h) -> float:
     """The break-even density of `kind` at this call's length: a number, or a callable of the
-    sequence length (the in-run measured curve, workload.break_even)."""
+    sequence length (the in-run measured curve, setups.break_even)."""
     d = dense_above[kind]
     return d(h.shape[1]) if callable(d) else d
 

@@ -39,17 +39,13 @@ from . import predictors as pr
 PATTERNS = ("exposer", "predictor", "longformer", "bigbird")
 
 
-def _causal(nb: int, device=None) -> torch.Tensor:
-    return torch.ones(nb, nb, dtype=torch.bool, device=device).tril()
-
-
 def _allowed(B: int, L: int, block: int, docs, device) -> torch.Tensor:
     """(B, nb, nb) bool: causal blocks, inside the documents when `docs` is given."""
     from .documents import block_mask
 
     nb = -(-L // block)
     if docs is None:
-        return _causal(nb, device).expand(B, nb, nb)
+        return torch.ones(nb, nb, dtype=torch.bool, device=device).tril().expand(B, nb, nb)
     return block_mask(docs.to(device), block)
 
 
@@ -87,16 +83,11 @@ def _fixed(B: int, L: int, w: int, n_global: int, block: int, docs, device) -> t
     return (_window(nb, w, device)[None] | glob[:, None, :]) & _allowed(B, L, block, docs, device)
 
 
-def _density(mask: torch.Tensor) -> float:
-    """Kept / causal blocks of a (B, nb, nb) or (B, H, nb, nb) mask."""
-    return A.block_density(mask)
-
-
 def window_for(B: int, L: int, density: float, *, n_global: int = 1, block: int = A.BLOCK,
                docs=None, device=None) -> int:
     """The window w (blocks, >= 1) whose Longformer mask density is closest to `density`."""
     nb = -(-L // block)
-    gaps = [abs(_density(_fixed(B, L, w, n_global, block, docs, device)) - density)
+    gaps = [abs(A.block_density(_fixed(B, L, w, n_global, block, docs, device)) - density)
             for w in range(1, nb + 1)]
     return 1 + min(range(nb), key=gaps.__getitem__)
 
@@ -122,7 +113,7 @@ def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK
     globals leave; the window is the widest up to `window` blocks that leaves room."""
     nb = -(-L // block)
     fits = [w for w in range(2, window + 1)
-            if _density(_fixed(B, L, w, n_global, block, docs, device)) <= density]
+            if A.block_density(_fixed(B, L, w, n_global, block, docs, device)) <= density]
     w = max(fits, default=1)
     base = _fixed(B, L, w, n_global, block, docs, device)[:, None].expand(B, H, nb, nb)
     cand = _allowed(B, L, block, docs, device)[:, None] & ~base  # (B, H, nb, nb)
@@ -138,7 +129,7 @@ def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK
 
 def _kept_and_total(probs: torch.Tensor, mask: torch.Tensor, block: int):
     """(kept, total) attention mass (B, H, L) of each query: inside the kept blocks, and all."""
-    tm = ex.token_block_mass(probs, block)  # (B, H, L, nb)
+    tm = ex.block_sum(probs, block, -1)  # (B, H, L, nb)
     rows = mask.repeat_interleave(block, -2)[..., :probs.shape[-1], :].to(tm.dtype)
     return (tm * rows).sum(-1), tm.sum(-1)
 

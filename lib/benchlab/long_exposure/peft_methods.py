@@ -260,12 +260,6 @@ def attend_in_documents(model, eos: int | None = None):
 
 
 def param_counts(model) -> tuple[int, int]:
-    """(trainable, total) parameter counts, each shared tensor counted once."""
-    seen, trainable, total = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
+    """(trainable, total) parameter counts (parameters() yields a shared tensor once)."""
+    ps = list(model.parameters())
+    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)

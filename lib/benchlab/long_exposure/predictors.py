@@ -20,10 +20,9 @@ sequence is the union over its tokens of the blocks scored above the threshold.
 
 Thresholds are chosen per layer on a validation split of the training rows (the last
 `val_fraction`): of the thresholds whose recall there is >= `recall_target`, the one with the
-fewest false positives (ties: the lowest), recall measured on
-what the operators run: attention cells of each (sequence, head), and for the MLP the union of
-a sequence's tokens (so per-token recall may be lower; both are reported). Judged on
-held-out rows by `evaluate` (metric names, per layer lists):
+fewest false positives (ties: the lowest), recall measured on what the operators run: attention
+cells of each (sequence, head), and for the MLP the union of a sequence's tokens (so per-token
+recall may be lower; both are reported). Judged on held-out rows by `evaluate` (per layer):
     attn_recall, attn_precision      kept-by-mass causal off-diagonal cells vs predicted cells
     attn_density_true/_pred          kept / causal cells (diagonal included)
     mlp_recall, mlp_precision        per token and block
@@ -46,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import exposer as ex
+from .documents import block_mask
 from .ops_attn import BLOCK
 from .peft_methods import parts
 
@@ -130,7 +130,8 @@ class LayerData:
     mlp_x: torch.Tensor  # (T, C) sampled tokens
     mlp_y: torch.Tensor  # (T, nblk) bool block activity
     mlp_seq: torch.Tensor  # (N, nblk) true per-sequence union
-    cells: torch.Tensor  # (N, n, n) bool causal cells inside documents (the only ones scored)
+    cells: torch.Tensor  # (N, n, n) bool causal cells inside documents (the only ones scored;
+    # documents.block_mask at the pool size: a cell holds a same-document causal pair)
 
 
 def bar(iterable, desc: str, delay: float = 1.0, **kw):
@@ -161,7 +162,7 @@ def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
             parts.setdefault(i, []).append((pool_tokens(cap.attn_in[i].float(), p), tgt,
                                             cap.mlp_in[i].float().flatten(0, 1),
                                             y.flatten(0, 1), y.any(1),
-                                            cell_docs(cap.docs, p)))
+                                            block_mask(cap.docs.ids, p)))
         del cap
     gen = torch.Generator().manual_seed(cfg.seed)
     out = []
@@ -174,13 +175,6 @@ def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
         out.append(LayerData(torch.cat(cols[0]), torch.cat(cols[1]), x, y, torch.cat(cols[4]),
                              torch.cat(cols[5])))
     return out
-
-
-def cell_docs(docs, p: int) -> torch.Tensor:
-    """(B, n, n) bool: pooled cells (p x p tokens) holding a same-document causal pair."""
-    from .documents import block_mask
-
-    return block_mask(docs.ids, p)
 
 
 def _fit(module: nn.Module, loss_fn, cfg: PredictorConfig, desc: str = "predictor") -> list[float]:
@@ -245,18 +239,14 @@ class Predictors:
         return torch.sigmoid(self.mlp_pred[i](h.float()))
 
     # -- the mask source of patch.py --------------------------------------------------------
-    def attn_cells(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        s = self.attn_scores(i, h)
-        n = s.shape[-1]
-        eye = torch.eye(n, dtype=torch.bool, device=s.device)
-        return ((s > self.attn_thr[i]) | eye) & _causal_cells(n, s.device)
-
     def attn(self, i: int, h: torch.Tensor, docs=None) -> torch.Tensor:
         """Kept 16x16 blocks (B, H, ceil(L/16), ceil(L/16)) for layer i, inside the documents
         of `docs` (documents.Docs; None: one document per row), diagonal blocks always."""
         L = h.shape[1]
         p = pool_size(L)
-        cells = self.attn_cells(i, h)
+        s = self.attn_scores(i, h)
+        eye = torch.eye(s.shape[-1], dtype=torch.bool, device=s.device)
+        cells = ((s > self.attn_thr[i]) | eye) & _causal_cells(s.shape[-1], s.device)
         r = p // BLOCK
         nb = -(-L // BLOCK)
         blocks = cells.repeat_interleave(r, -1).repeat_interleave(r, -2)[..., :nb, :nb]
@@ -273,10 +263,7 @@ class Predictors:
         """Recall / precision / densities per layer on `rows` (module docstring names)."""
         data = collect(model, rows, self.cfg, self.mlp_block, subsample=False,
                        desc="predictor evaluation")
-        out: dict = {k: [] for k in ("attn_recall", "attn_precision", "attn_density_true",
-                                     "attn_density_pred", "mlp_recall", "mlp_precision",
-                                     "mlp_seq_recall", "mlp_seq_precision", "mlp_density_true",
-                                     "mlp_density_pred")}
+        out: dict = {}
         for i, d in enumerate(data):
             n = d.pooled_h.shape[1]
             with torch.no_grad():
@@ -284,22 +271,21 @@ class Predictors:
             off, causal = _offdiag_cells(n) & d.cells[:, None], d.cells[:, None]
             truth = ex.keep_by_mass(d.attn_target, self.cfg.mass) & causal
             pred = ((s > self.attn_thr[i]) | torch.eye(n, dtype=torch.bool)) & causal
-            r, pr = _recall_precision(pred & off, truth & off)
-            out["attn_recall"].append(r)
-            out["attn_precision"].append(pr)
             n_causal = _causal_cells(n).sum() * truth[..., 0, 0].numel()
-            out["attn_density_true"].append(float(truth.sum() / n_causal))
-            out["attn_density_pred"].append(float(pred.sum() / n_causal))
             tok = self.mlp_scores(i, d.mlp_x[None])[0] > self.mlp_thr[i]  # (T, nblk)
-            r, pr = _recall_precision(tok, d.mlp_y)
-            out["mlp_recall"].append(r)
-            out["mlp_precision"].append(pr)
             seq_pred = tok.view(rows.shape[0], rows.shape[1], -1).any(1)
-            r, pr = _recall_precision(seq_pred, d.mlp_seq)
-            out["mlp_seq_recall"].append(r)
-            out["mlp_seq_precision"].append(pr)
-            out["mlp_density_true"].append(float(d.mlp_seq.float().mean()))
-            out["mlp_density_pred"].append(float(seq_pred.float().mean()))
+            layer = dict(zip(("attn_recall", "attn_precision"),
+                             _recall_precision(pred & off, truth & off), strict=True))
+            layer.update(attn_density_true=float(truth.sum() / n_causal),
+                         attn_density_pred=float(pred.sum() / n_causal))
+            layer.update(zip(("mlp_recall", "mlp_precision"), _recall_precision(tok, d.mlp_y),
+                             strict=True))
+            layer.update(zip(("mlp_seq_recall", "mlp_seq_precision"),
+                             _recall_precision(seq_pred, d.mlp_seq), strict=True))
+            layer.update(mlp_density_true=float(d.mlp_seq.float().mean()),
+                         mlp_density_pred=float(seq_pred.float().mean()))
+            for k, v in layer.items():
+                out.setdefault(k, []).append(v)
         return out
 
 
@@ -316,7 +302,7 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
     `cfg.val_fraction` of the rows (at least one row)."""
     n_val = max(1, round(cfg.val_fraction * rows.shape[0])) if rows.shape[0] > 1 else 0
     train_rows, val_rows = rows[:rows.shape[0] - n_val], rows[rows.shape[0] - n_val:]
-    heads = [parts(layer).heads for layer in ex.opt_layers(model)]
+    heads = [parts(layer).heads for layer in ex.decoder_layers(model)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data = collect(model, train_rows, cfg, mlp_block)

@@ -2,18 +2,13 @@
 
     benchlab report out.json     # rebuilds reports/long_exposure/ from a --benchmark-json file
 
-Each figure and table picks its records by case kind (the package's `<kind>_cases`: end2end,
-memory, ablation, breakdown, predictor, scale, model_step; and opcases' op_mlp, op_attn,
-exposer, predictor_quality), never by test name; metric names are the package's `METRICS`.
-A figure without records is not written; figures.md lists every figure, its file or why it is
-absent. Every figure's title names the scale and the model(s) (or, for the operator and kernel
-figures, the shape) that ran (`run_label`) and the densities LE ran at (`density_label`).
-Timing verdict tables (report_timing: doc_attn, doc_attn_breakeven, model_step and
+Each figure and table picks its records by case kind, never by test name. A figure without
+records is not written; figures.md lists every figure, its file or why it is absent. Every
+figure's title names the scale and the model(s) (or the shape) that ran and the densities LE
+ran at. Timing verdict tables (report_timing: doc_attn, doc_attn_breakeven, model_step and
 <kind>_timing for end2end, scale, ablation, gpt2) have a `baseline` column, per_document (the
-exact dense reference) rows first.
-
-Figures live in report_figures (and report_grain for exp-ablation-mlp-grain); this module keeps
-the figure names, the tables and `report(records, outdir)`.
+exact dense reference) rows first. Figures live in report_figures and report_grain; this
+module keeps the figure names, the tables and `report(records, outdir)`.
 """
 
 from pathlib import Path
@@ -22,30 +17,10 @@ import pandas as pd
 
 from benchlab.core.report import of_kind, records_frame, write_table
 
-from .report_figures import (
-    SPARSITY_METRICS,
-    NotWritten,
-    breakdown,
-    density_label,
-    end2end,
-    gpt2,
-    kernels,
-    le_label,
-    memory,
-    operator,
-    part_time,
-    patterns,
-    predictor_curves,
-    run_label,
-    scale,
-    sparsity,
-)
+from . import report_figures as F
+from .report_figures import SPARSITY_METRICS, NotWritten
 from .report_grain import mlp_grain
-from .report_timing import breakeven_table, doc_attn_table, model_step_table, step_table
-
-__all__ = ["FIGURES", "TABLE_COLUMNS", "report", "breakdown", "density_label", "end2end", "gpt2",
-           "kernels", "le_label", "memory", "mlp_grain", "operator", "part_time", "patterns",
-           "predictor_curves", "run_label", "scale", "sparsity"]
+from .report_timing import breakeven_table, doc_attn_table, step_table
 
 FIGURES = ("exp-overall-end2end", "exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b",
            "exp-ablation-attn-sparsity", "exp-ablation-attn-time", "exp-ablation-mlp-sparsity",
@@ -80,9 +55,7 @@ TABLE_COLUMNS = {
                     "efficiency"],
     "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
                      "speedup_sdpa", "speedup_eager", "speedup_sdpa_fwd"],
-    "exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in
-                                                      SPARSITY_METRICS["attn"] +
-                                                      SPARSITY_METRICS["mlp"]],
+    "exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in SPARSITY_METRICS],
     "mlp_grain": ["case.model", "case.seq_len"] + [
         f"mlp_seq_union_t{t}_b{b}{r}" for t in (0, 5) for b in (1, 16, 64, 128)
         for r in ("", "_reordered") if b > 1 or not r] + ["mlp_token_t0", "mlp_token_t5",
@@ -107,7 +80,7 @@ TABLE_COLUMNS = {
               "t_sdpa_causal", "speedup_sdpa_causal", "t_sdpa", "t_eager", "speedup_sdpa",
               "speedup_eager", "density_attn", "density_doc", "density_mlp",
                    "keeps_everything"],
-    # model_step's timings: report_timing.model_step_table; this one keeps its other results
+    # model_step's timings: report_timing.step_table; this one keeps its other results
     "model_step_memory": ["case.model", "case.init", "case.masks", "case.density",
                           "case.seq_len", "dispatch_dense_runs", "break_even_attn",
                           "break_even_mlp", "memory_ratio_sdpa_docs", "memory_ratio",
@@ -116,7 +89,7 @@ TABLE_COLUMNS = {
 }
 TABLE_KINDS = {"model_step_memory": "model_step"}  # table name -> record kind, where they differ
 VERDICT_TABLES = {"doc_attn": doc_attn_table, "doc_attn_breakeven": breakeven_table,
-                  "model_step": model_step_table,
+                  "model_step": lambda f: step_table(f, "model_step"),
                   **{f"{k}_timing": (lambda f, k=k: step_table(f, k))
                      for k in ("end2end", "scale", "ablation", "gpt2")}}
 
@@ -124,12 +97,12 @@ VERDICT_TABLES = {"doc_attn": doc_attn_table, "doc_attn_breakeven": breakeven_ta
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
     frame = records_frame(records)
-    made = [end2end(frame, outdir), memory(frame, outdir), part_time(frame, outdir, "attn"),
-            part_time(frame, outdir, "mlp"), breakdown(frame, outdir), kernels(frame, outdir),
-            predictor_curves(frame, outdir), scale(frame, outdir), gpt2(frame, outdir),
-            patterns(frame, outdir), mlp_grain(frame, outdir)]
+    made = [F.end2end(frame, outdir), F.memory(frame, outdir), F.part_time(frame, outdir, "attn"),
+            F.part_time(frame, outdir, "mlp"), F.breakdown(frame, outdir),
+            F.kernels(frame, outdir), F.predictor_curves(frame, outdir), F.scale(frame, outdir),
+            F.gpt2(frame, outdir), F.patterns(frame, outdir), mlp_grain(frame, outdir)]
     for kind in ("attn", "mlp"):
-        made += [operator(frame, outdir, kind), sparsity(frame, outdir, kind)]
+        made += [F.operator(frame, outdir, kind), F.sparsity(frame, outdir, kind)]
     figures_table(made, outdir)
     for name, cols in TABLE_COLUMNS.items():
         rows = of_kind(frame, TABLE_KINDS.get(name, name))

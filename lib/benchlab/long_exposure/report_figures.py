@@ -13,6 +13,8 @@ import pandas as pd
 
 from benchlab.core.report import new_figure, of_kind, save_figure
 
+from .exposer import METRICS as SPARSITY_METRICS  # the exposer's per-layer densities
+
 # per-document SDPA (the exact dense reference) first; records without a mode leave it out
 MODES = (("t_sdpa_docs", "per-document SDPA"), ("t_sdpa_causal", "causal SDPA (crosses docs)"),
          ("t_sdpa", "SDPA, document mask"), ("t_eager", "eager, document mask"),
@@ -51,15 +53,14 @@ def density_label(rows, who: str = "LE", prefix: str = "density_") -> str:
     return f"{who} kept " + ", ".join(parts) if parts else f"{who} densities not recorded"
 
 
+NO_RECORDS = "no records for this figure in this run"
+
+
 @dataclass(frozen=True)
 class NotWritten:
     """A figure left out of the report, and why (no placeholder image is written)."""
     name: str
     why: str
-
-
-def _empty(outdir, name: str, why: str = "no records for this figure in this run"):
-    return NotWritten(name, why)
 
 
 def _bars(ax, labels, series: dict, ylabel: str):
@@ -74,16 +75,20 @@ def _bars(ax, labels, series: dict, ylabel: str):
     ax.legend(fontsize=7)
 
 
+def _mode_bars(ax, labels, rows, ylabel: str = "step time (ms)"):
+    """_bars of the step time of every recorded MODES entry, in ms."""
+    _bars(ax, labels, {label: 1e3 * _col(rows, key).to_numpy() for key, label in MODES}, ylabel)
+
+
 def end2end(frame, outdir):
     rows = of_kind(frame, "end2end")
     if rows.empty:
-        return _empty(outdir, "exp-overall-end2end")
+        return NotWritten("exp-overall-end2end", NO_RECORDS)
     lens = sorted(rows["case.seq_len"].unique())
     fig, axes = new_figure(1, len(lens), size=(4.8 * len(lens), 3.6))
     for ax, L in zip(np.ravel(axes), lens, strict=True):
         sub = rows[rows["case.seq_len"] == L]
-        _bars(ax, list(sub["case.method"]),
-              {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
+        _mode_bars(ax, list(sub["case.method"]), sub)
         ax.set_title(f"L={int(L)}: {density_label(sub)}", fontsize=8)
     fig.suptitle(f"exp-overall-end2end: {run_label(rows)}", fontsize=9)
     return save_figure(fig, outdir, "exp-overall-end2end")
@@ -104,7 +109,7 @@ def memory(frame, outdir):
     for panel in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
         sub = rows[rows["case.figure"] == panel] if not rows.empty else rows
         if sub.empty:
-            paths.append(_empty(outdir, panel, "no memory records for this artifact panel in "
+            paths.append(NotWritten(panel, "no memory records for this artifact panel in "
                                 "this run (this scale's memory_models do not run it)"))
             continue
         models = [m.rstrip("/").rsplit("/", 1)[-1] for m in _unique(sub, "case.model")]
@@ -130,9 +135,8 @@ def memory(frame, outdir):
         np.ravel(axes)[0].legend(fontsize=6)
         peaks = any(_col(sub, f"{p}_cuda_peak").notna().any() for p, _ in MEMORY_LINES)
         fig.suptitle(f"{name}{stands}: {run_label(sub)}; tensors counted (weights, grads + "
-                     "AdamW, saved "
-                     "activations)" + ("; dashed: CUDA allocator peak" if peaks else ""),
-                     fontsize=8)
+                     "AdamW, saved activations)" + ("; dashed: CUDA allocator peak" if peaks
+                                                    else ""), fontsize=8)
         paths.append(save_figure(fig, outdir, name))
     return paths
 
@@ -153,7 +157,7 @@ def part_time(frame, outdir, part: str):
     rows = of_kind(frame, "ablation")
     rows = rows[rows["case.part"] == part] if not rows.empty else rows
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     fig, ax = new_figure()
     labels = [f"L={int(r['case.seq_len'])}\n{le_label(r, part)}" for _, r in rows.iterrows()]
     _bars(ax, labels, {"dense SDPA (document mask)": 1e3 * _col(rows, "t_sdpa").to_numpy(),
@@ -170,7 +174,7 @@ def breakdown(frame, outdir):
     name = "exp-ablation-breakdown"
     rows = of_kind(frame, "breakdown")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     fig, ax = new_figure(size=(max(4.5, 1.1 * len(rows)), 3.4))
     bars = [(f"{r['case.method']} L={int(r['case.seq_len'])}\n{label}", r, mode)
             for _, r in rows.iterrows() for mode, label in (("dense", "dense"), ("le", "LE"))
@@ -194,7 +198,7 @@ def kernels(frame, outdir):
     name = "exp-ablation-kernels"
     rows = of_kind(frame, "kernel")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     rows = rows.sort_values("case.sparsity")
     fig, ax = new_figure()
     for k in ("sdd", "dsd", "fc1", "fc2"):
@@ -218,7 +222,7 @@ def predictor_curves(frame, outdir):
     name = "exp-ablation-predictor"
     rows = of_kind(frame, "predictor")
     if rows.empty or "losses" not in rows:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     reorder = _col(rows, "case.reorder", False).fillna(False).astype(bool)
     dense = rows[rows["case.masks"] == "dense"]
     fig, axes = new_figure(1, 2, size=(10.0, 4.0))
@@ -242,10 +246,9 @@ def predictor_curves(frame, outdir):
 def scale(frame, outdir):
     rows = of_kind(frame, "scale")
     if rows.empty:
-        return _empty(outdir, "exp-scale-model")
+        return NotWritten("exp-scale-model", NO_RECORDS)
     fig, ax = new_figure()
-    _bars(ax, list(rows["case.model"]), {label: 1e3 * _col(rows, key).to_numpy()
-                                         for key, label in MODES}, "LoRA step time (ms)")
+    _mode_bars(ax, list(rows["case.model"]), rows, "LoRA step time (ms)")
     ax.set_title(f"exp-scale-model: {run_label(rows)}, L={int(rows['case.seq_len'].iloc[0])}\n"
                  f"{density_label(rows)}", fontsize=8)
     return save_figure(fig, outdir, "exp-scale-model")
@@ -256,14 +259,12 @@ def gpt2(frame, outdir):
     name = "exp-scale-gpt2"
     rows = of_kind(frame, "gpt2")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     models = list(dict.fromkeys(rows["case.model"]))
     fig, axes = new_figure(1, len(models), size=(4.8 * len(models), 3.6))
     for ax, model in zip(np.ravel(axes), models, strict=True):
         sub = rows[rows["case.model"] == model]
-        _bars(ax, [f"{m}\n{le_label(r)}" for m, (_, r) in zip(sub["case.method"], sub.iterrows(),
-                                                                strict=True)],
-              {label: 1e3 * _col(sub, key).to_numpy() for key, label in MODES}, "step time (ms)")
+        _mode_bars(ax, [f"{r['case.method']}\n{le_label(r)}" for _, r in sub.iterrows()], sub)
         ax.tick_params(axis="x", labelsize=5)
         act = sub.iloc[0]
         ax.set_title(f"{model}, L={int(sub['case.seq_len'].iloc[0])}: {density_label(sub)}\n"
@@ -283,7 +284,7 @@ def patterns(frame, outdir):
     name = "exp-ablation-attn-patterns"
     rows = of_kind(frame, "pattern")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     row = rows.iloc[0]
     fig, axes = new_figure(1, 3, size=(13.5, 3.4))
     for ax, metric, label in zip(np.ravel(axes), ("mass", "density", "speedup"),
@@ -309,7 +310,7 @@ def operator(frame, outdir, kind: str):
     name = f"exp-ablation-operator-{kind}"
     rows = of_kind(frame, f"op_{kind}")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     rows = rows.sort_values("case.sparsity")
     sp = rows["case.sparsity"].to_numpy()
     fig, axes = new_figure(1, 2, size=(9.0, 3.4))
@@ -340,26 +341,19 @@ def operator(frame, outdir, kind: str):
     return save_figure(fig, outdir, name)
 
 
-SPARSITY_METRICS = {
-    "attn": ("attn_doc", "attn_token", "attn_block", "attn_pooled", "attn_head_union",
-             "attn_batch_union"),
-    "mlp": ("mlp_nonzero", "mlp_neuron_token", "mlp_neuron_seq_union", "mlp_neuron_batch_union",
-            "mlp_token", "mlp_seq_union", "mlp_batch_union"),
-}
-
-
 def sparsity(frame, outdir, kind: str):
     """exp-ablation-{attn,mlp}-sparsity: per-layer sparsity (1 - density) per token vs unions
     over the sequence and the batch (the shadowy effect)."""
     name = f"exp-ablation-{kind}-sparsity"
     rows = of_kind(frame, "exposer")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     row = rows.iloc[0]
-    series = {m: 1.0 - np.asarray(row[m], float) for m in SPARSITY_METRICS[kind]
-              if m in rows and isinstance(row[m], list | tuple | np.ndarray)}
+    series = {m: 1.0 - np.asarray(row[m], float) for m in SPARSITY_METRICS
+              if m.startswith(f"{kind}_") and m in rows
+              and isinstance(row[m], list | tuple | np.ndarray)}
     if not series:
-        return _empty(outdir, name, "exposer records carry no per-layer densities")
+        return NotWritten(name, "exposer records carry no per-layer densities")
     fig, ax = new_figure(size=(6.0, 3.4))
     n = len(next(iter(series.values())))
     _bars(ax, [f"layer {i}" for i in range(n)], series, "sparsity (1 - density)")

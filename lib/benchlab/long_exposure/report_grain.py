@@ -6,7 +6,7 @@ import numpy as np
 from benchlab.core.report import new_figure, of_kind, save_figure
 
 from . import mlp_grain as mlp_grain_study
-from .report_figures import _empty, run_label
+from .report_figures import NO_RECORDS, NotWritten, run_label
 
 GRAIN_RELS = tuple(round(100 * r) for r in mlp_grain_study.RELS)  # thresholds in % (t{pct})
 
@@ -81,7 +81,7 @@ def mlp_grain(frame, outdir):
     name = "exp-ablation-mlp-grain"
     rows = of_kind(frame, "mlp_grain")
     if rows.empty:
-        return _empty(outdir, name)
+        return NotWritten(name, NO_RECORDS)
     row = rows.iloc[0]
     rels = [t for t in GRAIN_RELS if isinstance(row.get(f"t_mlp_column_t{t}"), list | tuple)]
     title = f"{name}: {run_label(rows)}, L={int(row['case.seq_len'])}"

@@ -11,6 +11,7 @@ Rows against per_document, the strongest exact dense baseline, come first.
     doc_attn_table(frame)   attention with the trained model's masks (attn_study.py)
     breakeven_table(frame)  its break-even in-document density against per_document, 95% interval
     step_table(frame, kind) a training step: model_step, end2end, scale, ablation, gpt2
+Each compares the per-round seconds of one round pair as one unit.
 """
 
 import numpy as np
@@ -21,7 +22,7 @@ from benchlab.core.stats import VERDICT_COLUMNS, compare_paired, family
 
 # baseline order in every table: the strongest exact dense baseline first
 BASELINE_ORDER = ("per_document", "sdpa_causal", "sdpa_doc_mask", "eager_doc_mask")
-# model-step trainer modes (workload.DENSE_MODES) -> the names the tables use
+# model-step trainer modes (setups.DENSE_MODES) -> the names the tables use
 STEP_BASELINES = {"sdpa_docs": "per_document", "sdpa_causal": "sdpa_causal",
                   "sdpa": "sdpa_doc_mask", "eager": "eager_doc_mask"}
 WORDS = ("faster", "slower")
@@ -32,12 +33,6 @@ def _rounds(row, name):
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else np.asarray(v, float)
 
 
-def compare_rounds(contender, baseline) -> dict:
-    """compare_paired of two equal-length per-round second lists, rounds as the units."""
-    c, b = np.asarray(contender, float), np.asarray(baseline, float)
-    return compare_paired(c, b, units=np.arange(c.size), kind="ratio")
-
-
 def verdict_frame(items: list[dict]) -> pd.DataFrame:
     """items: {labels..., "contender_rounds", "baseline_rounds"} -> one family of verdict rows,
     labels first, then t_contender / t_baseline (medians) and VERDICT_COLUMNS."""
@@ -45,10 +40,10 @@ def verdict_frame(items: list[dict]) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for it in items:
-        c, b = it["contender_rounds"], it["baseline_rounds"]
+        c, b = np.asarray(it["contender_rounds"], float), np.asarray(it["baseline_rounds"], float)
         labels = {k: v for k, v in it.items() if not k.endswith("_rounds")}
-        rows.append({**labels, "t_contender": float(np.median(c)),
-                     "t_baseline": float(np.median(b)), **compare_rounds(c, b)})
+        rows.append({**labels, "t_contender": float(np.median(c)), "t_baseline": float(
+            np.median(b)), **compare_paired(c, b, units=np.arange(c.size), kind="ratio")})
     rows = family(rows, better="below", words=WORDS)
     out = pd.DataFrame(rows)
     first = [c for c in out.columns if c not in VERDICT_COLUMNS]
@@ -128,8 +123,3 @@ def step_table(frame, kind: str) -> pd.DataFrame:
         return out
     out["case.seq_len"] = out["case.seq_len"].astype(int)
     return _order(out, [*(k for k in labels if k != "case.model"), "contender"])
-
-
-def model_step_table(frame) -> pd.DataFrame:
-    """step_table of the model_step records (measure.measure_model_step)."""
-    return step_table(frame, "model_step")

@@ -14,13 +14,11 @@ from benchlab.core.errors import BenchlabError
 
 
 def run(args) -> int:
-    """Table IV (accuracy.table): LoRA (or --method) fine-tuning in dense and in LE mode on the
-    same packed rows (finetune's pairing), then lm_eval on the base model and both checkpoints
-    with per-sample logging; writes OUT/accuracy.{json,md} and nothing else there. The runs and
-    evaluations go to --work (default: the benchlab cache, keyed by the training settings and
-    the code version). Resumable: a finished checkpoint (WORK/<mode>/checkpoint) or evaluation
-    (WORK/eval/<mode>.json with the same settings and weights) is kept; an interrupted
-    fine-tuning run resumes from its train_state.pt."""
+    """Writes OUT/accuracy.{json,md} and nothing else there; the runs and evaluations go to
+    --work (default: the benchlab cache, keyed by the training settings and the code version).
+    Resumable: a finished checkpoint (WORK/<mode>/checkpoint) or evaluation (WORK/eval/<mode>.json
+    with the same settings and weights) is kept; an interrupted fine-tuning run resumes from its
+    train_state.pt."""
     import os
     import shutil
 

@@ -1,7 +1,7 @@
 """The fine-tuning run of `benchlab long-exposure finetune`: every input checked before anything
 is written, a resumable train_state.pt every --save-every steps, the safetensors checkpoint and
 losses.json; one process, or data-parallel under torchrun (core.ddp). The pieces it trains with
-(packing, steps, checkpoints) are finetune.py's; the model-building ones workload.py's.
+(packing, steps, checkpoints) are finetune.py's; the model-building ones setups.py's.
 """
 
 import json
@@ -55,13 +55,12 @@ def train(args, info, device: str = "cpu") -> int:
     the checkpoint and losses.json (rank 0)."""
     from benchlab.core import ddp
 
-    from . import CONFIGS
-    from . import workload as wl
+    from . import CONFIGS, setups
     from .e2e import write_e2e_jsonl
 
     ddp.local_batch(args.batch_size, info, "--batch-size")
     le = args.mode == "le"
-    wl.check_method_mode(args.method, "le" if le else args.attn)
+    setups.check_method_mode(args.method, "le" if le else args.attn)
     out = Path(args.out)
     state_path = out / "train_state.pt"
     if out.exists() and any(out.iterdir()) and not (args.resume and state_path.exists()):
@@ -75,7 +74,7 @@ def train(args, info, device: str = "cpu") -> int:
     if args.data and not data.is_file():
         raise BenchlabError(f"{data}: --data: no such file")
     # --data: text records (JSONL, E2E CSV) or the artifact's pre-tokenized JSONL
-    rows = wl.data_rows(data, args.model, args.seq_len) if args.data else None
+    rows = setups.data_rows(data, args.model, args.seq_len) if args.data else None
     ddp.barrier(info)  # all checked before rank 0 writes
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +82,7 @@ def train(args, info, device: str = "cpu") -> int:
             write_e2e_jsonl(data, args.records, args.seed)
     ddp.barrier(info)
     if rows is None:
-        rows = wl.data_rows(data, args.model, args.seq_len)
+        rows = setups.data_rows(data, args.model, args.seq_len)
     config = replace(CONFIGS[args.scale], lr=args.lr, batch_size=args.batch_size,
                                  seed=args.seed)
     n_pred = config.predictor_rows  # held out of both modes: dense and LE runs pair
@@ -92,10 +91,10 @@ def train(args, info, device: str = "cpu") -> int:
                             f"need {n_pred + args.batch_size} (more --records)")
     source = None
     if le:  # one set of predictors for every process
-        source = wl.train_predictors(config, args.model, rows[:n_pred]) if info.main else None
-        source = ddp.broadcast(source, info)  # wl.trainer moves it to the device
-    t = wl.trainer(config, args.model, args.method, args.seq_len, source=source,
-                   mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
+        source = setups.train_predictors(config, args.model, rows[:n_pred]) if info.main else None
+        source = ddp.broadcast(source, info)  # setups.trainer moves it to the device
+    t = setups.trainer(config, args.model, args.method, args.seq_len, source=source,
+                       mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
     chunks = ft.batches(rows[n_pred:], args.batch_size, args.steps)
     step, losses = 0, []
     settings = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
@@ -144,10 +143,8 @@ def train(args, info, device: str = "cpu") -> int:
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
     if le:  # densities over this run's steps (a resumed run: the steps after resuming)
-        dens.update(density_steps=args.steps - step, **wl.densities(st),
-                    layer_density_attn=st.layer_densities("attn"),
-                    layer_density_doc=st.layer_densities("doc"),
-                    layer_density_mlp=st.layer_densities("mlp"))
+        dens.update(density_steps=args.steps - step,
+                    **setups.densities(st, ("attn", "doc", "mlp")))
     meta = {**settings, "steps": args.steps, "lr": args.lr, "data": str(data),
             "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order",
             "processes": info.world, "device": device, **dens}

@@ -1,7 +1,7 @@
-"""What the Long Exposure benchmarks run: packed E2E-style data, trainers (model + method +
-attention + dense/LE + optimizer + batch) and the cached trained predictors of a model.
+"""The setups the Long Exposure benchmarks run: packed E2E-style data rows, the cached base
+models and predictors, and trainers (model + method + attention + dense/LE + optimizer + batch).
 
-    python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.workload \
+    python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.setups \
 import *; t = trainer(CONFIGS['tiny'], 'opt-tiny', 'lora', 512, mode='le'); print(t.step())"
 
 Heavy things are cached per process (`functools.cache`): the base model of a name, the packed
@@ -25,7 +25,7 @@ from . import finetune as ft
 from . import patch as P
 from . import peft_methods as pm
 from .e2e import write_e2e_jsonl
-from .masks import RandomLike, Split, random_subset, to_device  # noqa: F401 (workload's API)
+from .masks import RandomLike, Split, to_device
 
 MLP_BLOCK = 64  # neurons per MLP block (the artifact's fc1 tile width)
 # trainer modes: dense attention implementations (all inside documents, patch.py; sdpa_causal is
@@ -37,9 +37,8 @@ LE_MODES = {"le": "sparse", "le_flex": "flex"}
 @functools.cache
 def base_model(name: str, init: str = "trained"):
     """The model of a zoo name: briefly trained (tiny/small) or the published weights (paper);
-    init="random": the zoo's seeded random init of the spec (no training; ReLU sparsity is then
-    ~50% per token with near-full sequence unions). Dropout off, so dense and LE runs compute
-    the same function."""
+    init="random": the zoo's seeded random init. Dropout off, so dense and LE runs compute the
+    same function."""
     from benchlab import zoo
 
     if init not in ("trained", "random"):
@@ -68,13 +67,6 @@ def _records_file(n: int, seed: int) -> Path:
     return write_e2e_jsonl(path, n, seed)
 
 
-def read_records(path) -> list:
-    """E2E records from JSONL or CSV through the zoo's loader: (prompt = MR, target = sentence)."""
-    from benchlab.zoo import data
-
-    return data.read_records(path)
-
-
 def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
     """(N, seq_len) packed rows of a data file for `model`, as finetune.packed_rows packs them:
     text records (JSONL, E2E CSV) are tokenized; pre-tokenized JSONL (zoo.data.is_tokenized) is
@@ -86,7 +78,7 @@ def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
     tok = ft.tokenizer_for(model)
     try:
         if not data.is_tokenized(path):
-            return ft.packed_rows(read_records(path), tok, seq_len)
+            return ft.packed_rows(data.read_records(path), tok, seq_len)
         eos = ft.eos_id(tok)
         docs = data.read_token_docs(path, len(tok) if hasattr(tok, "__len__") else tok.vocab_size)
         return ft.pack([d[:-1] if d[-1] == eos else d for d in docs], seq_len, eos)
@@ -99,8 +91,16 @@ def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
 @functools.cache
 def rows(model: str, n_records: int, seq_len: int, seed: int = 0) -> torch.Tensor:
     """(N, seq_len) packed token rows of the seeded records, tokenized for `model`."""
+    from benchlab.zoo.data import read_records
+
     recs = read_records(_records_file(n_records, seed))
     return ft.packed_rows(recs, ft.tokenizer_for(model), seq_len)
+
+
+def predictor_rows(config, model: str, seq_len: int) -> torch.Tensor:
+    """The first `predictor_rows` packed rows: the predictors' (and neuron orders') training
+    rows; the fine-tuning batches come after them."""
+    return rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
 
 
 def batch(config, model: str, seq_len: int, index: int = 0) -> torch.Tensor:
@@ -126,11 +126,10 @@ def train_predictors(config, model: str, data: torch.Tensor, base=None):
 
 
 @functools.cache
-def predictors(config, model: str, seq_len: int):
-    """Predictors trained on the first `predictor_rows` packed rows of length `seq_len` (the
-    fine-tuning batches come after them)."""
-    data = rows(model, config.n_records, seq_len, config.seed)
-    return train_predictors(config, model, data[: config.predictor_rows])
+def predictors(config, model: str, seq_len: int, reorder: bool = False):
+    """Predictors trained on predictor_rows; `reorder`: on the neuron-reordered model."""
+    base = reordered_model(config, model, seq_len) if reorder else None
+    return train_predictors(config, model, predictor_rows(config, model, seq_len), base=base)
 
 
 MASKS = ("predicted", "random", "random_attn", "random_mlp", "all")
@@ -147,7 +146,7 @@ def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool =
         raise ValueError(f"masks: unknown {masks!r}; choose {', '.join(MASKS)}")
     if masks == "all":
         return P.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
-    pred = (reordered_predictors if reorder else predictors)(config, model, seq_len)
+    pred = predictors(config, model, seq_len, reorder)
     if masks == "predicted":
         return pred
     rand = RandomLike(pred, seed=config.seed)
@@ -163,8 +162,7 @@ def neuron_orders(config, model: str, seq_len: int) -> tuple:
     from .exposer import run_captured
     from .mlp_grain import neuron_order
 
-    calib = rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
-    cap = run_captured(base_model(model), calib)
+    cap = run_captured(base_model(model), predictor_rows(config, model, seq_len))
     return tuple(neuron_order(cap.act[i], config.ops.mlp_rel) for i in sorted(cap.act))
 
 
@@ -189,13 +187,6 @@ def reordered_model(config, model: str, seq_len: int):
     return m
 
 
-@functools.cache
-def reordered_predictors(config, model: str, seq_len: int):
-    """predictors(), trained on the neuron-reordered model (same rows and settings)."""
-    data = rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
-    return train_predictors(config, model, data, base=reordered_model(config, model, seq_len))
-
-
 @dataclass
 class Trainer:
     model: object
@@ -213,20 +204,20 @@ class Trainer:
         each part ends with a synchronize)."""
         if self.stats is not None:
             self.stats.mask_seconds = 0.0
-        dev = self.batch.device
-        synchronize(dev)
-        t0 = time.perf_counter()
+
+        def now():
+            synchronize(self.batch.device)
+            return time.perf_counter()
+
+        t0 = now()
         with ft.autocast(self.batch, self.bf16):
             loss = self.model(input_ids=self.batch, labels=self.batch).loss
-        synchronize(dev)
-        t1 = time.perf_counter()
+        t1 = now()
         loss.backward()
-        synchronize(dev)
-        t2 = time.perf_counter()
+        t2 = now()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        synchronize(dev)
-        t3 = time.perf_counter()
+        t3 = now()
         pred = self.stats.mask_seconds if self.stats is not None else 0.0
         return {"forward": t1 - t0 - pred, "backward": t2 - t1, "optimizer": t3 - t2,
                 "predictor": pred, "step": t3 - t0}
@@ -288,18 +279,19 @@ def speedups(times: dict) -> dict:
     return out
 
 
-def densities(stats: P.Stats) -> dict:
+def densities(stats: P.Stats, layers: tuple = ()) -> dict:
     """The densities an LE run ran at: attention kept / causal blocks, document blocks / causal
-    blocks (the free structure), MLP kept neuron blocks, and whether it kept everything."""
+    blocks (the free structure), MLP kept neuron blocks, whether it kept everything, and
+    layer_density_<kind> (per layer) for the kinds in `layers`."""
     return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
-            "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything()}
+            "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything(),
+            **{f"layer_density_{k}": stats.layer_densities(k) for k in layers}}
 
 
 def curve(config, model: str, masks: str, *, reorder: bool = False, progress=None) -> dict:
-    """LoRA fine-tuning loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside
-    documents) or LE with mask_source's `masks` -> losses and, for LE, the densities it ran at
-    (densities(): over all steps; layer_density_*: per layer). `reorder`: the base model's MLP
-    neurons reordered first (reorder_mlp; the same function, sparser MLP blocks) and the masks
+    """LoRA loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside documents)
+    or LE with mask_source's `masks` -> losses and, for LE, densities() and layer_density_*.
+    `reorder`: the base model's MLP neurons reordered first (reorder_mlp) and the masks
     predicted on it. LoRA (attention only) starts the same either way."""
     L = config.curve_seq_len
     data = rows(model, config.n_records, L, config.seed)
@@ -313,8 +305,7 @@ def curve(config, model: str, masks: str, *, reorder: bool = False, progress=Non
                             desc=f"loss curve, {masks} masks{' (reordered)' if reorder else ''}")
     out = {"losses": losses}
     if t.stats is not None:
-        out.update(densities(t.stats), layer_density_attn=t.stats.layer_densities("attn"),
-                   layer_density_mlp=t.stats.layer_densities("mlp"))
+        out.update(densities(t.stats, ("attn", "mlp")))
     return out
 
 
@@ -370,14 +361,11 @@ def break_even(config, model: str, seq_len: int, init: str = "trained",
 
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
                         init: str, device: str = "cpu", dense_above: dict | None = None) -> dict:
-    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal" (crosses documents:
-    a cost reference), "eager"} (on CUDA also "le_flex":
-    the same masks through FlexAttention) on one packed batch of
-    `model` (base `init`), attention inside documents in every one: LE masks are the exposer's
-    on that batch (masks="exposed") or random at `density` for attention and MLP alike
-    (masks="synthetic", AND-ed with the documents), fixed before timing (no predictor in the
-    step). "le_dispatch" runs a layer part dense where its mask is above `dense_above` (the
-    break-even densities measured in this run: break_even), "le" always sparse."""
+    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal", "eager"} (CUDA:
+    also "le_flex", the LE masks through FlexAttention) on one packed batch of `model` (base
+    `init`). LE masks are fixed before timing: the exposer's on that batch (masks="exposed")
+    or random at `density` for attention and MLP alike (masks="synthetic"). "le_dispatch"
+    runs a layer part dense where its mask is above `dense_above` (break_even's densities)."""
     data = batch(config, model, seq_len)
     if masks == "exposed":
         src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)
