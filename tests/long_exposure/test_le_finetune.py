@@ -109,7 +109,9 @@ def packed(seq_len, n_rows):
 
 def test_loss_curves_close_when_masks_keep_what_matters():
     """LoRA fine-tuning, 6 steps: LE with oracle masks (99.9% of the attention mass, every
-    active MLP block) tracks dense within 0.5%; random masks at the same density do not."""
+    active MLP block) tracks dense within 0.5%; random masks at the same density stray further.
+    Over LoRA inits 0-7 the oracle's gap was 0.07-0.24% and random's 2.8-27x it (0.4-2.2%), so a
+    fixed "10x" held only for some inits: the init is seeded (0: 5.4x) and 3x is asked."""
     base = tiny_model()
     with torch.no_grad():  # peaked attention and dead ReLU blocks, as in a trained model
         for layer in pm.decoder_layers(base):
@@ -117,6 +119,7 @@ def test_loss_curves_close_when_masks_keep_what_matters():
             layer.fc1.bias[: 2 * MLP_BLOCK] = -1e3
     data = [b.clamp(max=zoo.VOCAB_SIZE - 1) for b in ft.batches(packed(128, 6), 1, 6)]
     curves, density = {}, {}
+    torch.manual_seed(0)  # LoRA's init draws from the global generator: fixed, whatever ran first
     lora = pm.apply_method(base, "lora")
     for masks in ("dense", "oracle", "random"):
         model = copy.deepcopy(lora)
@@ -132,7 +135,7 @@ def test_loss_curves_close_when_masks_keep_what_matters():
     rgap = max(abs(a - b) / b for a, b in zip(curves["random"], curves["dense"], strict=True))
     assert density["attn"] < 1.0 and density["mlp"] <= 0.75, density  # masks drop blocks
     assert gap < 5e-3, (gap, curves)
-    assert rgap > 10 * gap
+    assert rgap > 3 * gap, (rgap, gap)
 
 
 def test_pack_has_no_padding_and_keeps_order():

@@ -163,28 +163,56 @@ def _rotated_rounds(fns: dict, device, inner: int = 1):
     return run_round, times
 
 
+def _item_rounds(fns: dict, items: list, device):
+    """(run_round, times) like _rotated_rounds for fns taking an item: run_round(r) passes every
+    item through every fn back to back (order rotated by r + the item's index) and appends each
+    fn's seconds summed over the items. Sub-millisecond calls are paired within a millisecond,
+    so a slow stretch of a shared machine lands on both sides of a pair instead of on one fn's
+    whole batch."""
+    names = list(fns)
+    runs = {n: synced(fns[n], device) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+
+    def run_round(r: int) -> None:
+        total = dict.fromkeys(names, 0.0)
+        for i, item in enumerate(items):
+            k = (r + i) % len(names)
+            for n in names[k:] + names[:k]:
+                t0 = time.perf_counter()
+                runs[n](item)
+                total[n] += time.perf_counter() - t0
+        for n in names:
+            times[n].append(total[n])
+
+    return run_round, times
+
+
 def interleave(fns: dict, device="cpu", *, warmup: int = 1, rounds: int = 5,
-               inner: int = 1) -> dict[str, list[float]]:
+               inner: int = 1, items: list | None = None) -> dict[str, list[float]]:
     """Seconds per call of each of `fns` (name -> fn()), timed side by side: round r runs them
     once each, in an order rotated by r so that none always goes first; `warmup` untimed calls
-    each before. Ratios come from the paired rounds (core.stats.paired_ratio)."""
+    each before. Ratios come from the paired rounds (core.stats.paired_ratio). With `items`,
+    each fn is fn(item) and a round is every item through every fn, interleaved item by item
+    (_item_rounds): the seconds are per round."""
     synchronize(device)
     for fn in fns.values():
         for _ in range(warmup):
-            synced(fn, device)()
-    run_round, times = _rotated_rounds(fns, device, inner)
+            synced(fn, device)() if items is None else [synced(fn, device)(x) for x in items]
+    run_round, times = (_rotated_rounds(fns, device, inner) if items is None
+                        else _item_rounds(fns, items, device))
     for r in range(rounds):
         run_round(r)
     return times
 
 
 def measure_side_by_side(benchmark, fns: dict, device="cpu", *, warmup: int = 1,
-                         rounds: int = 5) -> dict[str, list[float]]:
+                         rounds: int = 5, items: list | None = None) -> dict[str, list[float]]:
     """`interleave` under pytest-benchmark: each benchmark round calls every fn of `fns` once, in
-    an order rotated by round, and the benchmark's time is that of the whole round. Returns the
-    seconds per call of each fn in the timed rounds (with benchmarks disabled: its one call),
-    for core.stats.paired_ratio."""
-    run_round, times = _rotated_rounds(fns, device)
+    an order rotated by round (with `items`: every item through every fn, item by item), and the
+    benchmark's time is that of the whole round. Returns the seconds per call (per round) of each
+    fn in the timed rounds (with benchmarks disabled: its one call), for core.stats.paired_ratio."""
+    run_round, times = (_rotated_rounds(fns, device) if items is None
+                        else _item_rounds(fns, items, device))
     count = itertools.count()
     measure(benchmark, lambda: run_round(next(count)), device, warmup=warmup, rounds=rounds)
     skip = warmup if benchmark.enabled else 0
@@ -252,10 +280,11 @@ class Timer:
                 times.append(time.perf_counter() - t0)
         return out
 
-    def side_by_side(self, fns: dict, *, warmup: int = 1, rounds: int = 5
-                     ) -> dict[str, list[float]]:
-        """Seconds per call of each fn, in rotated rounds (core.stats.paired_ratio for ratios)."""
+    def side_by_side(self, fns: dict, *, warmup: int = 1, rounds: int = 5,
+                     items: list | None = None) -> dict[str, list[float]]:
+        """Seconds per call (with `items`: per round of fn(item) over the items) of each fn, in
+        rotated rounds (core.stats.paired_ratio for ratios)."""
         if self.benchmark is not None:
             return measure_side_by_side(self.benchmark, fns, self.device, warmup=warmup,
-                                        rounds=rounds)
-        return interleave(fns, self.device, warmup=warmup, rounds=rounds)
+                                        rounds=rounds, items=items)
+        return interleave(fns, self.device, warmup=warmup, rounds=rounds, items=items)

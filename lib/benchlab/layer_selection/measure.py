@@ -93,23 +93,26 @@ def measure_length(case, config, timer) -> dict:
 
 def _side_by_side(m, n_cases: int, methods, solvers, timer, rounds: int):
     """The first `n_cases` experiment cases x `methods` of model m through each of `solvers`,
-    side by side: one warm-up batch each, then `rounds` rotated rounds. ({solver: seconds a
-    round}, {solver: its selections}, instances)."""
+    side by side: one warm-up pass each, then `rounds` rounds in which every instance goes through
+    every solver back to back (core.timing's item-by-item interleave: a sub-millisecond solve is
+    paired with its contender's within a millisecond). ({solver: seconds a round}, {solver: its
+    selections}, instances)."""
     cases = data.experiment_cases()[:n_cases]
     inst = [(data.values_for(m, meth, c["case_id"]), instances.case_budgets(m, c["case_id"]))
             for c in cases for meth in methods]
-    last = {}
+    last = {s: [None] * len(inst) for s in solvers}
 
-    def batch(solver):
-        def run():
-            last[solver] = [solve(m.costs, v, b, solver) for v, b in inst]
+    def solver_fn(solver):
+        def run(item):
+            i, (values, budgets) = item
+            last[solver][i] = solve(m.costs, values, budgets, solver)
         return run
 
-    fns = {s: batch(s) for s in solvers}
+    fns, items = {s: solver_fn(s) for s in solvers}, list(enumerate(inst))
     # with benchmarks disabled (CI's smoke) the rounds still run: a speed-up from one round
     # swung 1.5x under load, and `benchlab compare` gates these ratios by their intervals
-    t = timer.side_by_side(fns, warmup=1, rounds=rounds) if timer.enabled else \
-        interleave(fns, timer.device, warmup=1, rounds=rounds)
+    t = timer.side_by_side(fns, warmup=1, rounds=rounds, items=items) if timer.enabled else \
+        interleave(fns, timer.device, warmup=1, rounds=rounds, items=items)
     return t, last, inst
 
 
