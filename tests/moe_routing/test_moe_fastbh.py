@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
 from benchlab.moe_routing import ROUTINGS, EmpiricalNull, bh_select, route
-from benchlab.moe_routing.ladder import Ladder, canonical
+from benchlab.moe_routing.ladder import Ladder, canonical, finite
 
 CAPS = ((1, 8), (0, None), (2, 4), (0, 3), (3, None))
 
@@ -170,3 +170,25 @@ def test_coarse_ladder_rows_equal_the_exact_path():
         assert torch.equal(null.bh_select(x, alpha, mn, mx), want), (alpha, mn, mx)
         ladder = null._bh[alpha]
         assert ladder.coarse_for(mx) is not ladder and ladder.coarse_for(mx).S < ladder.S, alpha
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 600), st.integers(2, 24), st.integers(0, 2**31 - 1),
+       st.sampled_from(["float", "bf16", "int"]), st.sampled_from([0.01, 0.05, 0.1, 0.3, 1.0]),
+       st.integers(0, 1), st.integers(1, 24))
+def test_level_bounds_path_equals_exact_path_property(N, E, seed, kind, alpha, mn, mx):
+    """select's path without window passes (Ladder._select_bounds: cuts compared directly, the
+    smallest rank found from each cell's level bounds), forced on any ladder: the exact mask."""
+    g = torch.Generator().manual_seed(seed)
+    calib = torch.randn(1, N, E, generator=g) * 2
+    calib = {"float": calib, "bf16": calib.bfloat16().float(), "int": calib.round()}[kind]
+    x = torch.randn(64, E, generator=g) * 3
+    x[:16] = calib[0, torch.randint(0, N, (16,), generator=g)]
+    x[16, 0], x[17, 0], x[18, 0], x[19, :] = math.inf, -math.inf, math.nan, -0.0
+    mx = min(mx, E)
+    null = EmpiricalNull(calib).layer(0)
+    ladder = Ladder.build(null.sorted, alpha)
+    if ladder is None:
+        return
+    want = bh_select(null.pvalues(x), alpha, mn, mx)
+    assert torch.equal(ladder._select_bounds(finite(x), mn, mx, null.ranks), want)

@@ -28,6 +28,9 @@ so it keeps its one smallest rank (k* = 1 when its smallest level l1 is within M
 min_k = 1 fill-in) or nothing; when one entry alone sits at level l1, that is the entry, and
 when several do, exact ranks of those entries alone pick it (every other entry ranks higher).
 Only rows with more under the cuts go the long way: three counts and a compare per row, no sort.
+Where a coarse ladder stands in for this one (small alpha), the common rows skip the window
+passes too (_select_bounds): the counts within M_1, M_max_k and M_E are compares with those cuts,
+and a logit's cell alone bounds its level, which is enough to find the row's smallest rank.
 
     python -c "import torch; from benchlab.moe_routing.calibration import EmpiricalNull; \
 n = EmpiricalNull(torch.randn(1, 8192, 64)).layer(0); print(n.bh_select(torch.randn(3, 64), .05))"
@@ -114,7 +117,8 @@ class Ladder:
         win = torch.full((S, E, G), -math.inf, device=dev)  # -inf: never >= a canonical logit
         win[slot, torch.arange(E, device=dev)[:, None], cell] = cuts
         return cls(E=E, N=N, R=R, J=J, G=G, S=S, lo=lo, s=s, base=(1 + S + above).view(-1).int(),
-                   win=win.view(S, E * G), offs=offs,
+                   win=win.view(S, E * G), offs=offs, cuts=cuts,
+                   bounds=(((1 + above) << 16) | counts).view(-1).int(),
                    bh_pos=bh_pos, pos=pos,
                    ks=torch.arange(1, E + 1, device=dev, dtype=torch.int32),
                    alpha=alpha, z=sorted_logits, coarse={}, cost=cost)
@@ -182,6 +186,8 @@ class Ladder:
         if min_k > 1 or E < 2:
             return self._select_rows(self.levels(x), x, min_k, max_k, ranks)
         coarse = self.coarse_for(max_k)
+        if coarse is not self and as_numpy(x) is not None:  # no shared levels to reuse
+            return self._select_bounds(x, min_k, max_k, ranks)
         level, pos = coarse._levels(x), coarse.pos  # exact at M_1, M_max_k and M_E
         # two or more ranks within M_{max_k}, or more than max_k within M_E: the long way
         wide = ((count_where(level, int(pos[max_k - 1]), above=False) >= 2)
@@ -211,6 +217,52 @@ class Ladder:
             lv = level[rows].long() if coarse is self else self.levels(xr)
             mask[rows] = self._select_rows(lv, xr, min_k, max_k, ranks)
         return mask
+
+    def _select_bounds(self, x, min_k, max_k, ranks):
+        """select's rows with min_k <= 1: exact counts within M_1, M_max_k and M_E from the cuts
+        (within), and the row's smallest rank from level bounds, no window pass: a logit's grid
+        cell holds its level between 1 + #{cuts in higher cells} and that plus the cuts in its
+        own cell; the entries whose lower bound reaches the row's smallest upper bound hold every
+        entry of the smallest level, and when there are several, their exact ranks decide."""
+        from .routers import count_rows
+
+        E, T = self.E, x.shape[0]
+        c = self.coarse_for(max_k)
+        xn = x.numpy()
+        t_max, t_all, t_one = (c.within(int(c.pos[k])).numpy() for k in (max_k - 1, E - 1, 0))
+        wide = (count_rows(xn > t_max) >= 2) | (count_rows(xn > t_all) > max_k)
+        keep = ~wide if min_k == 1 else ~wide & (xn > t_one).any(1)
+        cells = c._cell(x, c.lo, c.s, c.offs, c.G).view(-1)
+        packed = c.bounds.index_select(0, cells).numpy().reshape(T, E)
+        low = packed >> 16
+        cand = low <= (low + (packed & 0xFFFF)).min(1, keepdims=True)
+        n = count_rows(cand)
+        mask = cand & (keep & (n == 1))[:, None]
+        many = np.flatnonzero(keep & (n >= 2))
+        if many.size:  # the smallest exact (rank, expert) among the candidates
+            r, e = np.nonzero(cand[many])
+            r, e = torch.from_numpy(r), torch.from_numpy(e)
+            rows = torch.from_numpy(many)
+            key = ranks(x[rows[r], e] + 0.0, e) * E + e
+            best = torch.full((len(rows),), torch.iinfo(torch.int64).max,
+                              dtype=torch.int64).scatter_reduce_(0, r, key, "amin")
+            won = (key == best[r]).numpy()
+            mask[many[r.numpy()[won]], e.numpy()[won]] = True
+        mask = torch.from_numpy(mask)
+        rows = torch.from_numpy(np.flatnonzero(wide))
+        if rows.numel():
+            xr = x[rows]
+            mask[rows] = self._select_rows(self.levels(xr), xr, min_k, max_k, ranks)
+        return mask
+
+    def within(self, p: int) -> torch.Tensor:
+        """[E] cut t with x > t[e] <=> level <= p, for canonical cuts and finite(x): level is
+        1 + #{j : cuts[e, j] >= x} and the cuts fall along j."""
+        if p <= 0:
+            return torch.full((self.E,), math.inf, device=self.lo.device)
+        if p >= self.J:
+            return torch.full((self.E,), -math.inf, device=self.lo.device)
+        return self.cuts[:, p - 1].contiguous()
 
     def _select_rows(self, level, x, min_k, max_k, ranks):
         """The mask of rows with levels [T, E] (int64) from their cumulative level histogram."""
