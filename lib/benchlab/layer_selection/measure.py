@@ -192,8 +192,8 @@ def measure_files(case, config, timer) -> dict:
     b = seed_format.budgets_of(model, cases, scal, case.case_id)
     out = {}
     for method in seed_format.methods_of(model):
-        out |= seed_format.method_metrics(method, instances.evaluate(model, b, method, case.solver,
-                                                     case.case_id))
+        outcome = instances.evaluate(model, b, method, case.solver, case.case_id)
+        out |= seed_format.method_metrics(method, outcome)
     return out
 
 

@@ -198,12 +198,7 @@ class Ladder:
         tie = one & ~wide & (count_where(first, 0) >= 2)  # k = 1, two or more at level l1
         tied = tie.nonzero().squeeze(1)
         if tied.numel():  # exact ranks of the tied entries alone (every other rank is larger)
-            r, e = first[tied].nonzero().unbind(1)
-            key = ranks(x[tied[r], e] + 0.0, e) * E + e  # canonical x; ties to the lower expert
-            best = torch.full((len(tied),), torch.iinfo(torch.int64).max, dtype=torch.int64,
-                              device=x.device).scatter_reduce_(0, r, key, "amin")
-            won = key == best[r]
-            tied, won_e = tied[r[won]], e[won]
+            tied, won_e = smallest_rank(x, tied, *first[tied].nonzero().unbind(1), ranks)
         keep, fn = one & ~wide & ~tie, as_numpy(first)  # numpy's broadcast and: ~0.1x torch's
         if fn is not None and as_numpy(keep) is not None:
             mask = torch.from_numpy(np.logical_and(fn, keep.numpy()[:, None], out=fn))
@@ -240,14 +235,9 @@ class Ladder:
         mask = cand & (keep & (n == 1))[:, None]
         many = np.flatnonzero(keep & (n >= 2))
         if many.size:  # the smallest exact (rank, expert) among the candidates
-            r, e = np.nonzero(cand[many])
-            r, e = torch.from_numpy(r), torch.from_numpy(e)
-            rows = torch.from_numpy(many)
-            key = ranks(x[rows[r], e] + 0.0, e) * E + e
-            best = torch.full((len(rows),), torch.iinfo(torch.int64).max,
-                              dtype=torch.int64).scatter_reduce_(0, r, key, "amin")
-            won = (key == best[r]).numpy()
-            mask[many[r.numpy()[won]], e.numpy()[won]] = True
+            r, e = map(torch.from_numpy, np.nonzero(cand[many]))
+            won_r, won_e = smallest_rank(x, torch.from_numpy(many), r, e, ranks)
+            mask[won_r.numpy(), won_e.numpy()] = True
         mask = torch.from_numpy(mask)
         rows = torch.from_numpy(np.flatnonzero(wide))
         if rows.numel():
@@ -287,6 +277,17 @@ class Ladder:
             kth = key.topk(int(need.max()), 1, largest=False).values.gather(1, need[:, None] - 1)
             mask[rows] = (lv < br[:, None]) | (key <= kth)
         return mask
+
+
+def smallest_rank(x: torch.Tensor, rows: torch.Tensor, r: torch.Tensor, e: torch.Tensor, ranks):
+    """(rows, experts) [n]: in each of `rows` of logits x [T, E], the entry with the smallest exact
+    (rank, expert) among the candidates (rows[r], e); ties go to the lower expert, as in
+    routers.bh_select. `ranks(x, experts)` as in select."""
+    key = ranks(x[rows[r], e] + 0.0, e) * x.shape[1] + e  # canonical x: -0.0 keyed as +0.0
+    best = torch.full((len(rows),), torch.iinfo(torch.int64).max, dtype=torch.int64,
+                      device=x.device).scatter_reduce_(0, r, key, "amin")
+    won = key == best[r]
+    return rows[r[won]], e[won]
 
 
 def at_level(level: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
