@@ -77,7 +77,8 @@ def folder_metrics(out: Path, config: Config, case: SweepCase) -> dict:
     layout, gamma = meta.get("layout") or {}, meta.get("gamma_B") or []
     losses = torch.load(out / LAST, weights_only=True)["losses"] if (out / LAST).exists() else []
     return point_metrics(
-        case, bounds, D=layout.get("D"), n_groups=len(layout.get("groups") or []) or len(gamma),
+        case, bounds, partial=True, D=layout.get("D"),
+        n_groups=len(layout.get("groups") or []) or len(gamma),
         gamma_B=gamma, val_loss=meta.get("val_loss"), best_step=meta.get("step"),
         final_train_loss=losses[-1] if losses else meta.get("val_loss"),
         init_from=run_config(config, case).model.init_from)

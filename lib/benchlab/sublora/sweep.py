@@ -83,11 +83,13 @@ def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool
         train_seconds=res.seconds, init_from=cfg.model.init_from)
 
 
-def point_metrics(case, metrics: dict, **fields) -> dict:
+def point_metrics(case, metrics: dict, *, partial: bool = False, **fields) -> dict:
     """A sweep record's metrics: the case's d, mode, ratio, seed, then `fields`, then the
-    METRIC_KEYS and top-k errors of the bound `metrics`."""
+    METRIC_KEYS (each required, or with `partial` those present: a finished run folder's saved
+    bounds) and top-k errors of the bound `metrics`."""
+    keys = [k for k in METRIC_KEYS if k in metrics] if partial else METRIC_KEYS
     return {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed, **fields,
-            **{k: metrics[k] for k in METRIC_KEYS if k in metrics},
+            **{k: metrics[k] for k in keys},
             **{k: v for k, v in metrics.items() if k.startswith("top") and "error" in k}}
 
 
