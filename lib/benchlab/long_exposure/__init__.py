@@ -6,27 +6,16 @@ and skipping the sparsity a whole sequence hides ("shadowy sparsity").
         --steps 20 --out runs/lora-le
     benchlab long-exposure attn-study --seq-len 2048 --out reports/long_exposure
 
-Modules: the operators (ops_attn, ops_mlp, flex), sparsity measured (exposer) and predicted
-(predictors; masks: the ablation's random sources), the patched OPT / GPT-2 layers (patch,
-documents, peft_methods), fine-tuning (e2e records, finetune's pieces, trainer: the `finetune`
-command, accuracy / table4: Table IV), setups (data rows, base models, predictors, trainers),
-measure (`measure_<kind>(case, config, timer)` for the bench modules, CLI and asv) with
-kernels, breakeven, mlp_grain, patterns, attn_study, model_step, ddp_scaling, and report
-(report_figures, report_grain, report_timing). Every case function takes this module's Config
-(the operator cases, opcases, read its `ops`, an opcases.OpsConfig).
-
-Paper cases run on the published weights and tokenizers through zoo.load / zoo.load_tokenizer
-(the models folder first: --bench-models DIR, $BENCHLAB_MODELS); `inputs` names the weights'
-identity and `requires` skips a case whose weights are absent. `smoke(config)` is the
---bench-budget smoke: every kind's code path, one case per kind and model, 64-token rows:
+Modules: operators (ops_attn, ops_mlp, flex), sparsity measured (exposer) and predicted
+(predictors, masks), the patched OPT / GPT-2 layers (patch, documents, peft_methods),
+fine-tuning (e2e, finetune, trainer, accuracy, table4), setups, measure (`measure_<kind>(case,
+config, timer)`) and its helpers, report (report_*). The operator cases (opcases) read
+Config.ops. Paper cases run on the published weights (--bench-models DIR, $BENCHLAB_MODELS);
+`requires` skips a case whose weights are absent. `smoke(config)` is --bench-budget smoke:
 
     benchlab zoo paper-shapes /tmp/paper-models --layers 1
     pytest bench/test_long_exposure.py bench/test_long_exposure_ops.py --bench-scale paper \
         --bench-budget smoke --bench-models /tmp/paper-models --bench-threads 1
-
-Records of this experiment come from two bench modules; `report` tells them apart by the
-record's case `kind` (end2end, memory, ..., op_mlp, op_attn, exposer, predictor_quality,
-doc_attn).
 """
 
 from dataclasses import dataclass
@@ -101,8 +90,7 @@ RATIOS = {
 
 
 def _hub_model(case) -> str | None:
-    """The paper spec (hub weights and tokenizer) a case runs on, else None (zoo tiny/small
-    specs, and the operator cases, which run on random tensors)."""
+    """The paper spec (hub weights) a case runs on, else None."""
     from .. import zoo
 
     name = getattr(case, "model", None)
@@ -110,9 +98,8 @@ def _hub_model(case) -> str | None:
 
 
 def inputs(case, config) -> dict[str, str]:
-    """sha256 of the pinned zoo model the case runs on (if any), tokenizer and corpus; for a
-    paper spec also the identity of the weights and tokenizer zoo.load reads
-    (zoo.weights_identity: other weights, e.g. paper-shaped ones, rerun exactly its cases)."""
+    """sha256 of the case's pinned zoo model, tokenizer and corpus; for a paper spec also
+    zoo.weights_identity (other weights, e.g. paper-shaped ones, rerun exactly its cases)."""
     from .. import zoo
     from ..core.errors import BenchlabError
 
@@ -127,8 +114,7 @@ def inputs(case, config) -> dict[str, str]:
 
 
 def requires(case, config) -> str | None:
-    """Why `case` cannot run here: its paper model's weights or tokenizer are not available
-    (zoo.resolve's one-line reason, naming the hub id), else None."""
+    """zoo.resolve's reason when the case's paper weights are not available, else None."""
     from .. import zoo
     from ..core.errors import BenchlabError
 
@@ -257,16 +243,13 @@ class Case:
 
 
 def end2end_cases(config) -> list[Case]:
-    """exp-overall-end2end: step time per PEFT method, dense (SDPA, eager) vs LE, per L; the
-    dense-only methods (config.dense_methods) with their dense modes alone."""
+    """exp-overall-end2end: step time per PEFT method and L, dense (SDPA, eager) vs LE."""
     return [Case(f"{short_name(config.model)}-{m}-L{L}", "end2end", config.model, L, m)
             for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
 def memory_cases(config) -> list[Case]:
-    """exp-overall-memory-opt-{350m,1.3b} (Fig 8): training memory of every method against
-    sequence length, dense (SDPA, eager) vs LE with predicted and with oracle masks, one panel
-    per distinct model (the figure says which model stands in for the artifact's)."""
+    """exp-overall-memory-* (Fig 8): training memory per method and L, one panel per model."""
     return [Case(f"{fig}-{short_name(model)}-{m}-L{L}", "memory", model, L, m,
                  figure=f"exp-overall-memory-{fig}")
             for fig, model in config.memory_models for m in config.methods
@@ -280,20 +263,14 @@ def ablation_cases(config) -> list[Case]:
 
 
 def breakdown_cases(config) -> list[Case]:
-    """exp-ablation-breakdown (Fig 10): forward / backward / optimizer / predictor time of a step
-    per PEFT method and length, dense SDPA vs LE (kernels.measure_breakdown); the dense-only
-    methods (config.dense_methods) dense SDPA alone."""
+    """exp-ablation-breakdown (Fig 10): a step's time in parts per PEFT method and length."""
     return [Case(f"{short_name(config.model)}-{m}-L{L}", "breakdown", config.model, L, m)
             for L in config.seq_lens for m in config.methods + config.dense_methods]
 
 
 def predictor_cases(config) -> list[Case]:
-    """exp-ablation-predictor (Fig 11 left): LoRA loss curves with dense, predicted and random
-    masks (random: both parts; random_attn: attention only, the predicted MLP; random_mlp: MLP
-    only, the predicted attention; random blocks in the numbers the predicted masks keep, inside
-    the documents: setups.mask_source), on the base model and (reorder) on its
-    neuron-reordered copy: the same function, sparser MLP blocks (setups.reorder_mlp). Which
-    curves run is config.curves (data per scale: no curve that repeats another)."""
+    """exp-ablation-predictor (Fig 11 left): LoRA loss curves per (masks, reorder) of
+    config.curves (setups.mask_source, setups.reorder_mlp)."""
     m = config.model
     return [Case(f"{short_name(m)}-{masks}{'-reordered' if reorder else ''}", "predictor", m,
                  config.curve_seq_len, masks=masks, reorder=reorder)
@@ -307,17 +284,15 @@ def scale_cases(config) -> list[Case]:
 
 
 def gpt2_cases(config) -> list[Case]:
-    """exp-scale-gpt2 (Fig 13): one training step of every PEFT method on GPT-2 (its GELU MLP
-    runs dense: measured, not assumed sparse), LE vs dense SDPA and eager."""
+    """exp-scale-gpt2 (Fig 13): a step of every PEFT method on GPT-2 (its GELU MLP dense)."""
     return [Case(f"{short_name(m)}-{method}-L{config.scale_seq_len}", "gpt2", m,
                  config.scale_seq_len, method) for m in config.gpt2_models
             for method in config.methods]
 
 
 def model_step_cases(config) -> list[Case]:
-    """LoRA step of `step_model` at each of `step_seq_lens`, LE vs per-document SDPA, causal
-    SDPA, SDPA with the document mask and eager: masks from the exposer on the batch (the
-    trained model's at tiny and small), and random masks at each "synthetic density"."""
+    """LoRA step of `step_model` per length, LE with the exposer's masks and with random ones
+    at each "synthetic density", vs the dense modes."""
     if config.step_model is None:
         return []
     m, init = config.step_model, config.step_init
@@ -334,9 +309,8 @@ SMOKE_LEN = 64  # tokens per row: 4 attention blocks of 16 (off-diagonal blocks 
 
 
 def _smoke_curve(curves: tuple) -> tuple:
-    """The one loss curve that runs the most of exp-ablation-predictor: random masks (RandomLike,
-    sized by the predicted ones) on the neuron-reordered model, whose measure also runs the
-    dense curve; else the first reordered, else the first masked curve."""
+    """The loss curve that runs the most code: random masks on the reordered model (its
+    measure also runs the dense curve); else the first reordered, else the first masked."""
     masked = [c for c in curves if c[0] != "dense"] or list(curves)
     pick = next((c for c in masked if c == ("random", True)), None) or \
         next((c for c in masked if c[1]), masked[0])
@@ -344,11 +318,9 @@ def _smoke_curve(curves: tuple) -> tuple:
 
 
 def smoke(config: Config) -> Config:
-    """The scale's config cut to the least work that runs every case kind's code path (the
-    --bench-budget smoke): one case per kind and model (every model of the scale kept: memory,
-    scale and gpt2 panels; one PEFT method, LoRA; one length, one sparsity, one curve, one
-    predictor MLP block, one synthetic density), rows of SMOKE_LEN tokens, one row a batch,
-    one timed round without warm-up, one fine-tuning step, predictors of 2 steps on 2 rows."""
+    """The scale's config cut to the least work that runs every case kind's code path: one
+    case per kind and model (LoRA, one length, sparsity, curve, density), SMOKE_LEN-token rows,
+    one round without warm-up, one fine-tuning step, predictors of 2 steps on 2 rows."""
     from dataclasses import replace
 
     L = SMOKE_LEN
@@ -367,9 +339,8 @@ def smoke(config: Config) -> Config:
 
 
 def needs(case, config) -> dict:
-    """What `case` needs (core.plan, `benchlab plan`): its model's weights (a paper spec's hub
-    weights, else a zoo spec) and the tokens of its training steps: rows x length x steps x 3
-    modes (dense SDPA, dense eager, LE); the operator cases run random tensors (none)."""
+    """What `case` needs (core.plan): its model's weights and the tokens of its training
+    steps (rows x length x steps x 3 modes); the operator cases run random tensors (none)."""
     if not isinstance(case, Case):
         model = getattr(case, "model", None)  # exposer / predictor cases: rows through the model
         rows = getattr(case, "batch", 0) + getattr(case, "train_rows", 0)

@@ -4,11 +4,9 @@
     accuracy.evaluate("runs/lora-le/checkpoint", ["zoo_cloze"], limit=100)
     accuracy.evaluate("runs/opt-1.3b/checkpoint", accuracy.PAPER_TASKS, device="cuda:0")
 
-The paper's five tasks (piqa, winogrande, rte, copa, hellaswag) need the hub or a local HF
-datasets cache. `zoo_cloze` needs neither: a multiple-choice cloze task built from the zoo's
-validation documents (continue a passage with its true next words, or with words drawn from other
-documents, seeded), written as local JSONL + task YAML and registered with lm_eval's TaskManager.
-lm_eval is imported lazily: benchlab imports without it (`pip install 'lm-eval>=0.4.8'`).
+The paper's five tasks need the hub or a local HF datasets cache; `zoo_cloze` is an offline
+multiple-choice cloze task from the zoo's validation documents (the true next words among
+seeded spans of other documents). lm_eval is imported lazily (`pip install 'lm-eval>=0.4.8'`).
 """
 
 import json
@@ -120,11 +118,9 @@ def provenance(checkpoint_dir) -> dict:
 
 def evaluate(checkpoint_dir, tasks, *, limit=None, batch_size: int = 8, device: str = "cpu",
              task_dir=None, n_docs: int = 200, seed: int = 0) -> dict:
-    """Accuracy of a saved checkpoint on `tasks` through lm_eval.simple_evaluate (hf model) ->
-    {"tasks": {name: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n", "predictions"
-    (argmax choice per document, in document order), "targets", "correct" (lm_eval's
-    per-document acc, 0 or 1)}}, "checkpoint", "provenance", "lm_eval_version", "limit"}.
-    `zoo_cloze` (n_docs items, seeded) is written into `task_dir` (default: a temporary dir)."""
+    """Accuracy of a saved checkpoint on `tasks` through lm_eval.simple_evaluate (hf model);
+    per task also per-document "predictions" (argmax choice), "targets" and "correct" (0 or 1).
+    `zoo_cloze` (n_docs items) is written into `task_dir` (default: a temporary dir)."""
     import tempfile
 
     meta = provenance(checkpoint_dir)
@@ -188,9 +184,8 @@ def checkpoint_sha256(directory) -> str:
 
 
 def save_base(model: str, directory) -> Path:
-    """The base model as a checkpoint lm_eval's hf model loads: a local directory as it is; a
-    zoo name's weights (what fine-tuning starts from) and tokenizer saved once into
-    `directory`, written under a temporary name and renamed, so a finished save is reused."""
+    """The base model as a checkpoint lm_eval loads: a local directory as it is, a zoo name's
+    weights and tokenizer saved once (atomically) into `directory`."""
     import shutil
 
     from . import finetune as ft
@@ -229,9 +224,8 @@ def evaluate_once(checkpoint, path, tasks, **kwargs) -> dict:
 
 
 def mcnemar(a, b) -> dict:
-    """McNemar's exact test of paired per-item correctness (0/1 per item, the same items in
-    the same order): counts of items both / only a / only b / neither got right, and the
-    two-sided p of the exact binomial test on the discordant items (statsmodels)."""
+    """McNemar's exact test of paired per-item correctness (0/1, the same items in order): the
+    counts both / only a / only b / neither got right, and the two-sided exact p."""
     from statsmodels.stats.contingency_tables import mcnemar as exact_test
 
     if len(a) != len(b):
@@ -248,9 +242,8 @@ PAIRS = (("dense", "base"), ("le", "dense"))  # (a, b): does a's accuracy differ
 
 
 def table(evals: dict, run: dict) -> dict:
-    """The Table IV result: {mode: evaluate_once result} for base, dense and le, and the run's
-    settings -> every number (per task and model: acc, stderr, per-item correctness), the
-    checkpoints' sha256 and provenance, the LE run's densities, McNemar tests of PAIRS."""
+    """The Table IV result from {mode: evaluate_once result} and the run's settings: per task
+    and model every number, the checkpoints' provenance and McNemar tests of PAIRS."""
     from benchlab.core import machine
     from benchlab.core.provenance import git_commit
 

@@ -4,9 +4,8 @@ operator against per-document dense attention, the exact dense reference (case k
     pytest bench/test_long_exposure_ops.py -k doc_attn --bench-scale tiny
     benchlab long-exposure attn-study --seq-len 2048 --rounds 10 --out reports/long_exposure
 
-One packed row of the experiment's E2E-style records (setups.batch: the model step's row) goes
-through the trained zoo model (config.ops.model, opt-tiny at tiny); its documents and one layer's
-attention probabilities (exposer: document-masked, float32) give every mask:
+One packed row (setups.batch) goes through the trained model (config.ops.model); its documents
+and one layer's attention probabilities give every mask:
     le_exposed   the exposer's block keep of that layer at config.ops.mass (what LE runs)
     le_at_<d>    per head, the diagonal blocks and then the blocks of most pooled attention mass
                  inside the documents, up to in-document density d (kept / causal blocks) for d
@@ -15,16 +14,12 @@ Dense baselines, all exact and inside documents but one (forward + backward of q
     per_document   causal SDPA on each document slice: the reference baseline (exact dense work)
     sdpa_causal    causal SDPA over the whole row (crosses documents: a cost reference only)
     sdpa_doc_mask  SDPA with the (1, 1, L, L) document mask (the weaker exact baseline)
-Timing shape: the model's own heads (the masks are per head) of config.ops.head_dim, random
-q, k, v (the kernels' cost does not depend on the values); one thread, config.ops.doc_rounds
-rotated rounds (core.timing.interleave). Every implementation is checked against the float64
-masked dense reference first (max abs error recorded).
+Timed on random q, k, v of the model's own heads (the masks are per head), config.ops.doc_rounds
+rotated rounds, each implementation first checked against the float64 masked dense reference.
 
 Metrics: t_rounds_<impl> (seconds per round), t_<impl> (medians), density_<impl> (kept /
-causal blocks), density_doc, documents, layer, heads, head_dim, max_abs_error, and the
-break-even in-document density against per_document with its 95% bootstrap interval over rounds
-(breakeven.crossing_interval): break_even_per_document, break_even_ci_lo, break_even_ci_hi
-(0.0: LE slower at every swept density; 1.0: faster at every one).
+causal blocks), and break_even_per_document with its 95% bootstrap interval over rounds
+(break_even_ci_lo / _hi; 0.0: LE slower at every swept density, 1.0: faster at every one).
 """
 
 from dataclasses import dataclass
@@ -75,8 +70,8 @@ def top_blocks(scores: torch.Tensor, allowed: torch.Tensor, density: float) -> t
 
 
 def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict:
-    """The documents and masks of one packed row `ids` (1, L) on the trained model (module
-    docstring): {"docs", "layer", "heads", "le_exposed", "le_at_<d>": (1, H, nb, nb) bool}."""
+    """{"docs", "layer", "heads", "le_exposed", "le_at_<d>": (1, H, nb, nb) bool} of one packed
+    row `ids` (1, L) on the trained model."""
     from . import exposer as ex
     from . import setups
 

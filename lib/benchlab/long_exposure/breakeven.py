@@ -3,14 +3,10 @@
     python -c "from benchlab.long_exposure.breakeven import *; \
 print(attention(1, 4, 256, 32, rounds=2))"
 
-For one shape, each operator is timed side by side with its dense counterpart (forward + input
-gradients, core.timing.interleave, rotated rounds) at a grid of densities on random masks:
-attention against SDPA with the document mask of one document per row (the dense kernel the
-dispatcher falls back to; its cost does not depend on the mask), the MLP against the dense MLP.
-The break-even is where the paired speedup (core.stats.paired_ratio) crosses 1, linearly
-interpolated between grid points: 0.0 if the operator never wins, 1.0 if it always does.
-patch.patch(dense_above=...) runs a layer part dense above it. `attention` and `mlp` return
-(break_even, {density: speedup}); crossing_interval adds a 95% interval over rounds.
+For one shape, each operator's forward + input gradients are timed side by side with the dense
+kernel the dispatcher falls back to (SDPA, the dense MLP) at a grid of random-mask densities.
+The break-even is where the paired speedup crosses 1, interpolated between grid points (0.0:
+never wins, 1.0: always). `attention` and `mlp` return (break_even, {density: speedup}).
 """
 
 import numpy as np
@@ -74,10 +70,9 @@ def _curve(fns: dict, device, rounds: int) -> tuple[float, dict]:
 
 def crossing_interval(base, times: dict, *, level: float = 0.95, n_resamples: int = 2000,
                       seed: int = 0) -> tuple[float, float, float]:
-    """(break-even, lo, hi) of per-round `times` {density: seconds per round} against the
-    baseline's per-round seconds `base` (the same rounds): `crossing` of the curve of median
-    paired speedups base / time, and its percentile bootstrap interval over rounds (rounds are
-    the unit: each resample draws whole rounds, the same ones for every density)."""
+    """(break-even, lo, hi) of per-round `times` {density: seconds} against the baseline's
+    `base` (the same rounds): `crossing` of the median paired speedups and its percentile
+    bootstrap interval, resampling whole rounds."""
     b = np.asarray(base, float)
     t = {d: np.asarray(v, float) for d, v in times.items()}
     if any(v.shape != b.shape for v in t.values()):

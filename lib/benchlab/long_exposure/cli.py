@@ -101,7 +101,6 @@ def cmd_attn_study(args) -> int:
     per-document SDPA), recorded through Run into --out/store.jsonl; writes its tables
     doc_attn.{md,csv,tex} and doc_attn_breakeven.* under --out."""
     from dataclasses import replace
-    from pathlib import Path
 
     from ..core.report import records_frame, write_table
     from ..core.session import Run

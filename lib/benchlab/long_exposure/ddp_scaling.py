@@ -4,12 +4,10 @@ process counts rotated over `repeats` repeats so each repeat pairs them under on
 
     benchlab long-exposure ddp-scaling --procs 1 2 --repeats 4 --out reports/long_exposure
 
-Per repeat, the speedup of N processes is t_1 / t_N of the median step time (the first step,
-a warm-up, left out); the result has its median over repeats with a 95% bootstrap interval, a
-paired t-test of log step times, the efficiency speedup / N, and the largest loss difference
-from one process (data parallelism must not change what is trained). Writes ddp_scaling.json,
-ddp_scaling.md and exp-scale-ddp.png. The artifact's Fig 14 on GPUs is the same command with
-`--device cuda` (nccl, one GPU per process: --procs up to the number of GPUs).
+Per repeat, the speedup of N processes is t_1 / t_N of the median step time (first step left
+out); reported: its median over repeats with a 95% bootstrap interval, a paired t-test of log
+step times, efficiency speedup / N, and the largest loss difference from one process (data
+parallelism must not change what is trained). On GPUs: `--device cuda` (nccl).
 """
 
 import json
@@ -31,8 +29,7 @@ MODES = ("dense", "le")
 
 def launch(out: Path, mode: str, nproc: int, *, model: str, seq_len: int, steps: int,
            batch: int, records: int, device: str = "cpu") -> dict:
-    """One finetune run under torchrun (`nproc` processes, one thread each; on `device` cuda one
-    GPU each) -> its losses.json."""
+    """One finetune run under torchrun (`nproc` processes) -> its losses.json."""
     args = ["long-exposure", "finetune", "--model", model, "--method", "lora", "--mode", mode,
             "--seq-len", str(seq_len), "--steps", str(steps), "--batch-size", str(batch),
             "--records", str(records), "--save-every", str(steps), "--device", device,

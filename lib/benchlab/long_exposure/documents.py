@@ -4,16 +4,9 @@ block-diagonal structure that follows (no token attends outside its own document
     python -c "import torch; from benchlab.long_exposure.documents import *; \
 ids = torch.tensor([[5, 6, 0, 7, 0, 8, 9, 9]]); print(doc_ids(ids, eos=0))"
 
-Rows are packed by finetune.pack (and the zoo's corpus stream): each document's tokens followed
-by the end-of-text token `eos`, concatenated, cut into rows. The document of token t is the number
-of `eos` tokens strictly before t in its row, so an `eos` belongs to the document it ends and a
-row that starts mid-document counts that tail as document 0. Ids are non-decreasing along a row.
-
-    doc_ids(ids, eos) -> (B, L) int64
-    Docs(ids, eos)    the per-batch structure the layers share: .ids, .mask() (B, 1, L, L) bool
-                      element mask (causal and same document), .blocks(block) (B, nb, nb) bool
-                      blocks holding at least one allowed pair, .spans() [(start, end), ...]
-                      per row, .density(block) = document blocks / causal blocks
+Packed rows are documents each followed by the end-of-text token `eos`. The document of token t
+is the number of `eos` strictly before t in its row, so an `eos` belongs to the document it ends,
+a row's leading tail is document 0, and ids are non-decreasing along a row.
 """
 
 import torch
@@ -30,10 +23,8 @@ def doc_ids(ids: torch.Tensor, eos: int) -> torch.Tensor:
 
 
 def block_mask(doc: torch.Tensor, block: int) -> torch.Tensor:
-    """(B, L) document ids -> (B, nb, nb) bool: causal blocks (i, j), j <= i, holding a pair
-    (query in block i, key in block j, same document, key <= query). Ids are non-decreasing,
-    so block i spans documents [first_i, last_i] and an earlier block j shares one iff
-    last_j >= first_i."""
+    """(B, L) document ids -> (B, nb, nb) bool: causal blocks (i, j) holding a same-document
+    pair; ids are non-decreasing, so an earlier block j shares one with i iff last_j >= first_i."""
     B, L = doc.shape
     nb = -(-L // block)
     starts = torch.arange(nb, device=doc.device) * block

@@ -1,10 +1,8 @@
 """A seeded E2E-style data set: restaurant meaning representations -> one-sentence descriptions.
 
-The E2E NLG challenge pairs a meaning representation (MR) such as
-`name[The Eagle], eatType[coffee shop], food[French], area[riverside]` with a human sentence.
-We cannot download it, so we generate records of the same shape: a random subset of the eight
-E2E slots, a sentence realised from a few templates, so records vary in length (about 20-70
-BPE tokens), which is what matters for packing and for sparsity.
+The E2E NLG challenge pairs a meaning representation (MR) such as `name[The Eagle],
+eatType[coffee shop], food[French]` with a human sentence. Generated records have its shape: a
+random subset of the E2E slots and a templated sentence, about 20-70 BPE tokens.
 
     python -c "from benchlab.long_exposure.e2e import e2e_records; print(e2e_records(2))"
 """
@@ -25,16 +23,15 @@ RATINGS = ["low", "average", "high", "1 out of 5", "3 out of 5", "5 out of 5"]
 AREAS = ["riverside", "city centre"]
 NEAR = ["Burger King", "Café Rouge", "The Bakers", "Raja Indian Cuisine", "Express by Holiday Inn",
         "Crowne Plaza Hotel", "Yippee Noodle Bar", "Ranch", "All Bar One", "Avalon"]
-SLOTS = ["eatType", "food", "priceRange", "customer rating", "area", "familyFriendly", "near"]
+VALUES = {"eatType": EAT_TYPES, "food": FOODS, "priceRange": PRICES, "customer rating": RATINGS,
+          "area": AREAS, "familyFriendly": ["yes", "no"], "near": NEAR}
+SLOTS = list(VALUES)
 
 
 def _mr(rng: random.Random) -> dict:
     slots = {"name": rng.choice(NAMES)}
     for slot in rng.sample(SLOTS, rng.randint(2, len(SLOTS))):
-        slots[slot] = {"eatType": EAT_TYPES, "food": FOODS, "priceRange": PRICES,
-                       "customer rating": RATINGS, "area": AREAS, "familyFriendly": ["yes", "no"],
-                       "near": NEAR}[slot]
-        slots[slot] = rng.choice(slots[slot])
+        slots[slot] = rng.choice(VALUES[slot])
     return slots
 
 

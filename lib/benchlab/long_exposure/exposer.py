@@ -1,44 +1,30 @@
-"""The exposer: how sparse each OPT or GPT-2 layer really is, per token and as unions (shadowy
-sparsity).
+"""The exposer: how sparse each OPT or GPT-2 layer really is, per token and as unions.
 
     python -c "from benchlab import zoo; import torch; \
 from benchlab.long_exposure.exposer import *; m = zoo.trained('opt-tiny'); \
 ids = torch.randint(2, 4096, (2, 128)); print(expose(m, ids).summary())"
 
-Hooks (forward hooks on every OPTDecoderLayer's self_attn.q_proj, self_attn.k_proj and fc1, or
-every GPT2Block's attn.c_attn and mlp.c_fc, so any attention implementation and peft-wrapped
-projections work) capture per layer:
+Forward hooks on the q / k projections and fc1 (any attention implementation, peft-wrapped
+projections too) capture per layer:
     attn_in (B, L, C)  the q_proj / c_attn input (the attention predictors' input)
-    q, k    (B, H, L, D)  projections; probabilities A = softmax(q k^T * D**-0.5, causal) are
-                          recomputed here, in float32, with padded keys masked by key_lengths
-                          and keys of other documents masked (packed rows: documents.Docs from
-                          the model's eos_token_id; the model itself runs document-masked)
+    q, k    (B, H, L, D)  projections; A = causal softmax(q k^T * D**-0.5) is recomputed in
+                          float32, padded keys and keys of other documents masked
     mlp_in  (B, L, C)  the fc1 / c_fc input (the MLP predictors' input)
     act     (B, L, F)  act(fc1(mlp_in)), the layer's own activation (OPT relu, GPT-2 gelu_new)
 
-Attention, per head, in blocks of `attn_block` (16) tokens; `mass` the attention mass to keep:
-    token_mass[b,h,t,j] = sum_{key c in block j} A[b,h,t,c]              (rows sum to 1)
+Attention, per head, in blocks of 16 tokens, keeping attention mass `mass`:
     token keep     per query token: the fewest key blocks covering `mass` (largest first)
-    block keep     per query row-block i: union of its tokens' keeps     (exact coverage, the
-                   mask the block-sparse operator runs: every token keeps >= `mass`)
-    pooled keep    per row-block on pooled[b,h,i,j] = mean_{t in block i} token_mass[b,h,t,j]:
-                   the fewest blocks covering `mass` of the pooled row (the predictors' target)
-    head union     block keep OR-ed over the heads of a sequence (a head-agnostic mask)
-    batch union    block keep OR-ed over the sequences of the batch (a batch-shared mask)
-  densities count kept / causal blocks (tokens: kept / blocks at or before the token's block),
-  so the document structure counts as sparsity; `attn_doc` is that structure alone (document
-  blocks / causal blocks: what an exact per-document dense attention computes).
-MLP, neurons in blocks of `mlp_block`:
-    neuron active  |act| > mlp_rel * (max |act| of that token in that layer) (for ReLU: act
-                   itself; GELU is never exactly zero, so its MLP is measured by this rule
-                   only, nothing assumed sparse)
-    token block    active when >= mlp_min_active of its neurons are active
-    seq union      OR over the (valid) tokens of a sequence; batch union OR over the batch
-  also, per neuron (block of one): `mlp_nonzero` the plain fraction of non-zero outputs (~1 for
-  GELU) per token, `mlp_neuron_token` the fraction of active neurons per token, and their unions
-  `mlp_neuron_seq_union`, `mlp_neuron_batch_union`.
-
-Metric names: METRICS (one density in [0, 1] per layer; sparsity = 1 - density).
+    block keep     per query row-block: union of its tokens' keeps (what the operator runs)
+    pooled keep    the fewest blocks covering `mass` of the row-block's mean mass per key block
+                   (the predictors' target)
+    head / batch union   block keep OR-ed over a sequence's heads / over the batch
+  densities count kept / causal blocks, so the documents count as sparsity; `attn_doc` is that
+  structure alone (what an exact per-document dense attention computes).
+MLP, neurons in blocks of `mlp_block`: a neuron is active where |act| > mlp_rel * its token's max
+|act| (GELU is never exactly zero: nothing assumed sparse), a block where >= mlp_min_active of
+its neurons are; per token, and OR-ed over a sequence's tokens / the batch. Per neuron:
+`mlp_nonzero` (plain non-zero fraction), `mlp_neuron_token` and its unions.
+METRICS: one density in [0, 1] per layer (sparsity = 1 - density).
 """
 
 import contextlib
@@ -72,7 +58,7 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(model, *, keep_acts: bool = True):
+def capture(model):
     """Context manager: forward hooks fill a Capture while the model runs (removed on exit)."""
     cap, handles = Capture(), []
 
@@ -100,8 +86,7 @@ def capture(model, *, keep_acts: bool = True):
         def fc1_hook(mod, inp, out, i=i, act=p.act):
             shape = cap.attn_in[i].shape[:2]
             cap.mlp_in[i] = inp[0].detach().reshape(*shape, -1)
-            if keep_acts:
-                cap.act[i] = act(out.detach()).reshape(*shape, -1)
+            cap.act[i] = act(out.detach()).reshape(*shape, -1)
 
         if p.conv:
             handles.append(layer.attn.c_attn.register_forward_hook(qkv_hook))
@@ -118,8 +103,7 @@ def capture(model, *, keep_acts: bool = True):
 
 def run_captured(model, ids: torch.Tensor, key_lengths=None, eos: int | None = None) -> Capture:
     """Run `model` on token ids (B, L) without grad, document-masked (an unpatched model is
-    patched dense for the call: patch.patch(attn="sdpa")), and return what the hooks captured.
-    Padding (key_lengths) only follows the valid tokens, so causal masking already hides it."""
+    patched dense for the call), and return what the hooks captured."""
     from . import patch as P
     from .documents import Docs
 
@@ -142,8 +126,8 @@ def run_captured(model, ids: torch.Tensor, key_lengths=None, eos: int | None = N
 
 
 def attention_probs(q, k, key_lengths=None, docs=None) -> torch.Tensor:
-    """Causal softmax(q k^T / sqrt(D)) in float32; (B, H, L, L). Padded keys and keys of other
-    documents (`docs` (B, L) document ids) get 0."""
+    """Causal softmax(q k^T / sqrt(D)) in float32, (B, H, L, L); padded keys and keys of other
+    documents (`docs` (B, L) ids) get 0."""
     q, k = q.float(), k.float()
     L = q.shape[-2]
     s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
@@ -176,8 +160,8 @@ def block_sum(x: torch.Tensor, block: int, dim: int = -1) -> torch.Tensor:
 
 
 def pooled_block_mass(A: torch.Tensor, block: int, valid=None) -> torch.Tensor:
-    """(B, H, L, L) -> (B, H, nr, nb): mean over the (valid) rows of each row-block of the
-    mass per key block; `block` is the pooling size of both axes."""
+    """(B, H, L, L) -> (B, H, nr, nb): mean over each row-block's valid rows of the mass per
+    key block."""
     tm = block_sum(A, block, -1)  # (B, H, L, nb): mass per key block
     L = A.shape[-1]
     if valid is None:
@@ -212,8 +196,7 @@ METRICS = tuple(f.name for f in fields(LayerSparsity) if f.type is float)
 
 
 def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
-    """Attention densities and the block keep mask of one layer (A (B, H, L, L)); `docs`
-    (B, L) document ids (None: one document per row)."""
+    """Attention densities and the block keep mask of one layer (A (B, H, L, L))."""
     B, H, L, _ = A.shape
     blk = cfg.attn_block
     nb = -(-L // blk)
@@ -252,8 +235,7 @@ def attention_sparsity(A, cfg: ExposerConfig, valid, docs=None) -> dict:
 
 
 def mlp_active_blocks(act, cfg: ExposerConfig) -> torch.Tensor:
-    """(B, L, F) activations -> (B, L, F // mlp_block) bool per-token block activity
-    (|act| against the token's max |act|: for ReLU the same as act)."""
+    """(B, L, F) activations -> (B, L, F // mlp_block) bool per-token block activity."""
     act = act.abs()
     top = act.amax(-1, keepdim=True)
     active = (act > cfg.mlp_rel * top) & (act > 0)

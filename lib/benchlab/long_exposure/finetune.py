@@ -1,7 +1,5 @@
-"""The pieces of fine-tuning on packed variable-length E2E-style records (the `finetune`
-command itself is trainer.py): tokenizing, packing, steps, memory, checkpoints. Records are
-tokenized, each followed by the end-of-text token, concatenated and cut into rows of `seq_len`
-tokens (nanoGPT-style packing): no padding anywhere, so every position is a real token (the
+"""The pieces of fine-tuning (the command is trainer.py): tokenizing, packing, steps, memory,
+checkpoints. Records are packed nanoGPT-style, each followed by end-of-text: no padding (the
 artifact's inputs were mostly padding, which inflates sparsity and speedups).
 
     benchlab long-exposure finetune --model opt-tiny --method lora --mode le --steps 20 \
@@ -20,12 +18,10 @@ from .e2e import record_text
 
 
 def tokenizer_for(model_name: str):
-    """The tokenizer that matches the model's vocabulary: the zoo BPE for tiny/small specs, the
-    published tokenizer for paper specs through zoo.load_tokenizer (the models folder,
-    $BENCHLAB_MODELS, first; else the HF cache; offline: a BenchlabError naming the hub id)."""
+    """The tokenizer of the model's vocabulary: the zoo BPE for tiny/small specs, else
+    zoo.load_tokenizer (a checkpoint directory carries its own)."""
     from benchlab import zoo
 
-    # a saved checkpoint (a directory) carries its tokenizer
     if not Path(model_name).is_dir() and zoo.spec(model_name).hub_id is None:
         return zoo.tokenizer("bpe")
     return zoo.load_tokenizer(model_name)
@@ -103,9 +99,8 @@ def train_step(model, opt, batch: torch.Tensor, bf16: bool = False) -> float:
 
 
 def reduce_stats(stats, info):
-    """LE statistics summed over the processes of a data-parallel run (each counted the masks of
-    its rows of every global batch), so the densities are those of the global batches;
-    `mask_seconds` stays this process's. A single process: `stats` itself."""
+    """LE statistics summed over a data-parallel run's processes (the global batches'
+    densities); `mask_seconds` stays this process's."""
     from benchlab.core import ddp
 
     from .patch import Stats
@@ -142,9 +137,8 @@ def finetune(model, data: list[torch.Tensor], *, lr: float = 1e-3, progress: boo
 
 
 def step_memory(model, batch: torch.Tensor) -> dict:
-    """Training memory of one step in bytes, counted from tensors (device-independent):
-    weights, gradients + AdamW moments of trainable weights, and activations saved for backward
-    (unique storages, via saved_tensors_hooks). Runs one forward + backward, no optimizer step."""
+    """One step's training memory in bytes, counted from tensors (device-independent):
+    weights, gradients + AdamW moments, and activations saved for backward (unique storages)."""
     seen: dict = {}
 
     def pack_hook(t):
@@ -170,13 +164,8 @@ def step_memory(model, batch: torch.Tensor) -> dict:
 
 
 def save_checkpoint(model, outdir, *, method: str, meta: dict | None = None) -> Path:
-    """Save a fine-tuned model as safetensors under `outdir` (must not exist yet).
-
-    LoRA is merged into the base weights, so full / bitfit / lora checkpoints are plain Hugging
-    Face directories that `lm_eval --model hf --model_args pretrained=DIR` reads. The adapter
-    method keeps its extra modules (model.safetensors of the whole state dict plus config.json).
-    """
-
+    """Save a fine-tuned model as safetensors under a new `outdir`: LoRA merged, so full /
+    bitfit / lora checkpoints are plain HF directories lm_eval reads; adapter keeps its modules."""
     from safetensors.torch import save_file
 
     outdir = Path(outdir)

@@ -5,18 +5,12 @@ optionally, Long Exposure's kept 16x16 blocks (the exposer's or a predictor's).
 ids = torch.randint(0, 50, (1, 256)); q = k = v = torch.randn(1, 2, 256, 64); \
 print(flex.attention(q, k, v, flex.block_mask(D.doc_ids(ids, 0), 2)).shape)"
 
-The mask_mod is exact at element grain: key <= query, same document, and (with `keep`) the
-16x16 block kept. create_block_mask then marks each FLEX_BLOCK x FLEX_BLOCK tile empty, partial
-or full; the kernel skips empty tiles and evaluates mask_mod only in partial ones. So the skipped
-work is at tile grain: torch's default 128 on CUDA (FLEX_BLOCK), 32 on CPU (FLEX_BLOCK_CPU: at
-L=1024 with ~128-token documents, 128-token tiles skip almost nothing; they ran 0.79x and
-32-token tiles 1.99x the forward of SDPA with the document mask at the 125m shape).
-
-The compiled kernel (`torch.compile(flex_attention)`) is built once per process and shape and
-cached by torch (the first call takes about a minute on CPU; benchmarks warm it up outside
-their timed rounds). torch 2.13 has no FlexAttention backward on CPU: on CPU this path is
-forward-only (inference, the exposer), and `attention` says so in a one-line error when an
-input requires grad. On CUDA forward and backward are compiled.
+The mask_mod is exact per element; the kernel skips work only at tile grain: torch's default
+128 on CUDA (FLEX_BLOCK), 32 on CPU (FLEX_BLOCK_CPU: at L=1024 with ~128-token documents,
+128-token tiles skip almost nothing; they ran 0.79x and 32-token tiles 1.99x the forward of
+SDPA with the document mask at the 125m shape). The compiled kernel is built once per process
+and shape (about a minute on CPU). torch 2.13 has no FlexAttention backward on CPU: there this
+path is forward-only, and `attention` says so when an input requires grad.
 """
 
 import functools
@@ -38,18 +32,16 @@ def _compiled():
     return torch.compile(flex_attention, dynamic=False)
 
 
-def block_mask(docs: torch.Tensor, heads: int, keep: torch.Tensor | None = None, *,
-               block: int = ATTN_BLOCK, flex_block: int | None = None):
+def block_mask(docs: torch.Tensor, heads: int, keep: torch.Tensor | None = None):
     """BlockMask of (B, H, L, L) attention: causal, inside documents `docs` (B, L) and, with
-    `keep` (B, H, L/block, L/block) bool, inside the kept blocks."""
+    `keep` (B, H, L/16, L/16) bool, inside the kept blocks."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     B, L = docs.shape
-    if flex_block is None:
-        flex_block = FLEX_BLOCK_CPU if docs.device.type == "cpu" else FLEX_BLOCK
-    if keep is not None and keep.shape != (B, heads, -(-L // block), -(-L // block)):
-        raise BenchlabError(f"keep: shape {tuple(keep.shape)}, expected "
-                            f"{(B, heads, -(-L // block), -(-L // block))}")
+    nb = -(-L // ATTN_BLOCK)
+    flex_block = FLEX_BLOCK_CPU if docs.device.type == "cpu" else FLEX_BLOCK
+    if keep is not None and keep.shape != (B, heads, nb, nb):
+        raise BenchlabError(f"keep: shape {tuple(keep.shape)}, expected {(B, heads, nb, nb)}")
     if L % flex_block:
         raise BenchlabError(f"seq_len: {L} is not a multiple of the FlexAttention block "
                             f"{flex_block}")
@@ -58,7 +50,7 @@ def block_mask(docs: torch.Tensor, heads: int, keep: torch.Tensor | None = None,
         return (q >= kv) & (docs[b, q] == docs[b, kv])
 
     def kept(b, h, q, kv):
-        return doc_causal(b, h, q, kv) & keep[b, h, q // block, kv // block]
+        return doc_causal(b, h, q, kv) & keep[b, h, q // ATTN_BLOCK, kv // ATTN_BLOCK]
 
     fn = doc_causal if keep is None else kept
     return create_block_mask(fn, B, heads if keep is not None else None, L, L,

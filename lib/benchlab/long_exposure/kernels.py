@@ -6,15 +6,9 @@ from benchlab.long_exposure.kernels import *; from benchlab.long_exposure.opcase
 print(measure_kernel(OpCase('k', 'kernel', 0.5, 256, 256, 1024, 64, 4, 64, 1), \
 CONFIGS['tiny'], Timer()))"
 
-Breakdown: `setups.Trainer.timed_step` times the parts of one step (forward minus mask
-prediction, backward, optimizer, predictor); `measure_breakdown` gives their medians for dense
-SDPA and LE side by side (rotated rounds).
-
-Kernels (KERNELS), built from the operators' own pieces, each against its dense counterpart:
-sdd (the kept blocks' scores, ops_attn._bucket_scores, vs q @ k.T), dsd (kept-block
-probabilities times V, ops_attn._sparse_dense, vs P @ V), fc1 and fc2 (the halves of the MLP
-operator, ops_mlp.sparse_fc1 / sparse_fc2, vs dense). The layout and the neuron index are built
-once, outside the timed kernels (the operators rebuild them per call). Forward only: the
+Kernels (KERNELS) are the operators' own pieces, each against its dense counterpart: sdd
+(kept blocks' scores), dsd (kept-block probabilities times V), fc1 and fc2 (the MLP operator's
+halves). Layout and neuron index are built outside the timed kernels. Forward only: the
 operators' backwards recompute and fuse these pieces, so they are not separable.
 """
 
@@ -36,8 +30,7 @@ KERNELS = ("sdd", "dsd", "fc1", "fc2")
 # ---- Fig 10: the step breakdown ------------------------------------------------------------------
 
 def timed_rows(trainers: dict, timer, rounds: int, warmup: int) -> dict:
-    """{name: [Trainer.timed_step() of each timed round]}, the trainers run side by side in
-    rotated rounds."""
+    """{name: [Trainer.timed_step() of each timed round]}, run side by side."""
     rows = {k: [] for k in trainers}
     fns = {k: (lambda k=k: rows[k].append(trainers[k].timed_step())) for k in trainers}
     times = timer.side_by_side(fns, warmup=warmup, rounds=rounds)
@@ -50,10 +43,9 @@ def part_medians(rows: list) -> dict:
 
 
 def measure_breakdown(case, config, timer, **trainer_kw) -> dict:
-    """Fig 10, one method (case.model, case.seq_len, case.method): the parts of a step, dense
-    SDPA and LE side by side -> dense_<part>, le_<part> (PARTS and step), predictor_share (LE's
-    predictor / LE's step), speedup (paired dense / LE step), densities of the LE run. A method
-    that cannot run LE (prefix tuning: setups.runs) gets dense_<part> only."""
+    """Fig 10, one method: the parts of a step, dense SDPA and LE side by side ->
+    dense_<part>, le_<part>, predictor_share (of LE's step), speedup, LE densities (a
+    dense-only method: dense_<part> only)."""
     modes = [m for m in ("sdpa", "le") if setups.runs(case.method, m)]
     with threads(config.threads) as n:
         ts = {m: setups.trainer(config, case.model, case.method, case.seq_len, mode=m,
@@ -80,8 +72,8 @@ def _blocks(t: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def sdd(q, k, layout, block: int = A.BLOCK, *, causal: bool = True, scale=None) -> list:
-    """Sampled dense-dense: [(n, block, cap * block) scores of each layout bucket] (entries not
-    kept -inf), the operator's ops_attn._bucket_scores on q, k (B, H, L, D)."""
+    """Sampled dense-dense: [(n, block, cap * block) scores of each layout bucket], -inf where
+    not kept."""
     B, H, L, D = q.shape
     nb = -(-L // block)
     qb, kb = _blocks(q, block), _blocks(k, block)
@@ -92,14 +84,13 @@ def sdd(q, k, layout, block: int = A.BLOCK, *, causal: bool = True, scale=None) 
 
 
 def dsd(probs: list, v, layout, block: int = A.BLOCK) -> torch.Tensor:
-    """Sparse-dense: (B, H, L, D) = the kept-block probabilities of each bucket (as `sdd` lays
-    them out; padded slots 0) times V; row-blocks without a kept block are 0."""
+    """Sparse-dense: (B, H, L, D) = each bucket's kept-block probabilities times V."""
     B, H, L, D = v.shape
     nb = -(-L // block)
     vb = _blocks(v, block)
     out5 = v.new_zeros(B, H, nb, block, D)
     for (rows, cols), p in zip(layout, probs, strict=True):
-        out5[A._bhi(rows, H, nb)] = A._sparse_dense(p, vb, cols, block)
+        out5[A._bhi(rows, H, nb)] = torch.bmm(p, A._gather(vb, cols))
     return out5.reshape(B, H, nb * block, D)[:, :, :L]
 
 
@@ -113,8 +104,7 @@ fc1, fc2 = OM.sparse_fc1, OM.sparse_fc2  # the MLP operator's own two halves
 
 def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
     """({"<kernel>_sparse" | "<kernel>_dense": fn()}, densities) on random inputs of the case's
-    shapes: attention (batch, heads, tokens, head_dim) in 16-token blocks, MLP (batch * tokens,
-    d_model) x ffn_dim in `block`-neuron blocks, both at `sparsity`."""
+    shapes, at its sparsity."""
     c = case
     gen = torch.Generator().manual_seed(seed)
 
@@ -148,8 +138,7 @@ def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
 
 
 def measure_kernel(case, config, timer, seed: int = 0) -> dict:
-    """Fig 12, one sparsity: t_<kernel>_sparse, t_<kernel>_dense (median s, forward),
-    speedup_<kernel> (paired dense / sparse over rotated rounds) for KERNELS; densities."""
+    """Fig 12, one sparsity: t_<kernel>_{sparse,dense} medians and speedup_<kernel>."""
     ops = config.ops
     with threads(ops.threads) as n, torch.no_grad():
         fns, dens = kernel_fns(case, timer.device, seed)

@@ -1,7 +1,4 @@
-"""Mask sources made of other mask sources, for the predictor ablation (setups.mask_source):
-random blocks in the numbers another source keeps (RandomLike), and attention masks from one
-source with MLP masks from another (Split). A mask source answers `.attn(i, h, docs)` and
-`.mlp(i, h, docs)` (patch.py).
+"""Mask sources (patch.py) made of other sources, for the predictor ablation (setups.mask_source).
 """
 
 import torch
@@ -18,12 +15,9 @@ def random_subset(allowed: torch.Tensor, k: torch.Tensor, generator) -> torch.Te
 
 
 class RandomLike:
-    """Random masks with the block counts of another source's masks on the same input (the
-    predictor ablation at equal density): attention keeps as many blocks per (row, head) as
-    `like` does, every diagonal block (as the predictors do: each query block attends to
-    itself, and a diagonal block always holds a same-document pair) and the rest drawn among
-    the off-diagonal blocks the documents allow (never across documents); the MLP keeps as many
-    neuron blocks per row as `like` does, drawn among all. Seeded; a fresh draw per call."""
+    """Seeded random masks with the block counts of `like`'s on the same input (a fresh draw
+    per call): attention keeps every diagonal block (as the predictors do) and draws the rest
+    per (row, head) among the off-diagonal document blocks; the MLP draws among all blocks."""
 
     def __init__(self, like, seed: int = 0):
         self.like = like
@@ -48,8 +42,7 @@ class RandomLike:
 
 
 class Split:
-    """Attention masks from one source, MLP masks from another (the predictor ablation: random
-    attention with the predicted MLP, or the other way round)."""
+    """Attention masks from one source, MLP masks from another."""
 
     def __init__(self, attn_source, mlp_source):
         self.attn_source, self.mlp_source = attn_source, mlp_source
@@ -67,8 +60,7 @@ class Split:
 
 
 def to_device(source, device):
-    """`source` with the trained predictors it holds moved to `device` (in place: the cached
-    predictors follow the trainer that uses them); sources without weights are left alone."""
+    """`source` with the predictors it holds moved to `device` in place (if it has any)."""
     if hasattr(source, "to"):
         source.to(device)
     return source

@@ -1,9 +1,6 @@
 """What each Long Exposure case kind measures: `measure_<kind>(case, config, timer[, seed]) ->
-metrics`, used by the bench modules (bench/test_long_exposure.py, bench/test_long_exposure_ops.py),
-the CLI and asv alike; `config` is the experiment's Config (its `ops` for the operator cases).
-Timing is core.timing's Timer (pytest-benchmark under pytest, plain rounds elsewhere); the steps
-or implementations of one case run side by side in rotated rounds and speedups are medians of
-the paired rounds (core.stats.paired_ratio).
+metrics`, for the bench modules, the CLI and asv alike. The implementations of one case run side
+by side in rotated rounds; speedups are medians of the paired rounds (core.stats.paired_ratio).
 
     python -c "from benchlab.core import Timer; from benchlab.long_exposure import *; \
 from benchlab.long_exposure.measure import measure_end2end; \
@@ -43,12 +40,9 @@ from .patterns import PatternConfig, pattern_study
 
 
 def measure_end2end(case, config, timer) -> dict:
-    """exp-overall-end2end (also scale and ablation: LoRA): one training step of the case's PEFT
-    method, LE (sparse `case.part`) vs per-document SDPA (sdpa_docs: the exact dense reference),
-    SDPA with the document mask, and (not for ablations) causal SDPA and eager, side by side ->
-    setups.speedups (t_<name> medians, speedup_<name> vs le), t_rounds_<name> (seconds per round,
-    report_timing's verdicts), densities, tokens, threads. A method that cannot run LE (prefix
-    tuning: setups.runs) times the dense modes it runs only: no t_le, no speedups, no densities."""
+    """exp-overall-end2end (also scale and ablation): a training step, LE (sparse `case.part`)
+    vs the dense modes (ablations: no causal SDPA and eager) -> setups.speedups, t_rounds_<name>
+    (seconds per round), densities. A dense-only method (setups.runs) has no LE numbers."""
     with threads(config.threads) as n:
         modes = ("le", "sdpa_docs", "sdpa") + (() if case.kind == "ablation" else
                                                 ("sdpa_causal", "eager"))
@@ -64,10 +58,8 @@ def measure_end2end(case, config, timer) -> dict:
 
 
 def measure_gpt2(case, config, timer) -> dict:
-    """exp-scale-gpt2 (Fig 13): measure_end2end on GPT-2 (its GELU MLP runs dense in LE mode,
-    so density_mlp is 1.0), plus the MLP activity the exposer measures on the step's batch
-    (setups.mlp_activity, once per model: per-token neuron density, per-sequence unions per neuron
-    and per block), which says how sparse that dense MLP is."""
+    """exp-scale-gpt2 (Fig 13): measure_end2end (the GELU MLP dense: density_mlp 1.0) plus
+    setups.mlp_activity, how sparse that dense MLP is."""
     return {**measure_end2end(case, config, timer),
             **setups.mlp_activity(config, case.model, case.seq_len)}
 
@@ -76,12 +68,9 @@ MEMORY_MODES = ("dense", "eager", "le", "oracle")  # record prefixes: sdpa, eage
 
 
 def measure_memory(case, config, timer) -> dict:
-    """exp-overall-memory-* (Fig 8), one point of the sequence-length sweep: weights, gradients
-    + AdamW moments and the activations saved for backward of one step (finetune.step_memory:
-    counted from tensors, the same on every device; on CUDA also `<mode>_cuda_peak`, the
-    allocator's peak over a whole step), dense (SDPA, eager) vs LE with predicted masks and LE
-    with the exposer's oracle masks of the batch (the artifact's "LE-optimal"), with the
-    densities the two LE runs kept; the study is one timed round."""
+    """exp-overall-memory-* (Fig 8): one step's memory by finetune.step_memory (CUDA: also the
+    allocator's `<mode>_cuda_peak`), dense (SDPA, eager) vs LE with predicted and with the
+    exposer's oracle masks (the artifact's "LE-optimal"), and the LE densities."""
     data = setups.batch(config, case.model, case.seq_len)
 
     def run(prefix):
@@ -111,8 +100,8 @@ def measure_memory(case, config, timer) -> dict:
 
 
 def model_step_run(case, config, timer):
-    """(break-even densities, trainers, step memory, step seconds side by side) of a model_step
-    case, config.step_rounds rounds (the break-even's: 1 under --benchmark-disable)."""
+    """(break-even densities, trainers, step memory, step seconds) of a model_step case (the
+    break-even: 1 round under --benchmark-disable)."""
     be = setups.break_even(config, case.model, case.seq_len, case.init, timer.device,
                            rounds=config.step_rounds if timer.enabled else 1)
     ts = setups.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
@@ -127,8 +116,7 @@ STEP_DENSE = ("sdpa_docs", "sdpa_causal", "sdpa", "eager")  # the model step's d
 
 
 def flex_speedups(times: dict) -> dict:
-    """CUDA: LE's masks through FlexAttention ("le_flex") against each dense baseline ->
-    flex_speedup_<dense> and t_le_flex, as setups.speedups has them for LE ({} without le_flex)."""
+    """CUDA: flex_speedup_<dense> and t_le_flex of "le_flex" ({} without it)."""
     if "le_flex" not in times:
         return {}
     fs = setups.speedups({**{k: times[k] for k in STEP_DENSE}, "le": times["le_flex"]})
@@ -137,18 +125,16 @@ def flex_speedups(times: dict) -> dict:
 
 
 def measure_model_step(case, config, timer) -> dict:
-    """LoRA step on packed rows (setups.model_step_trainers): LE vs dense SDPA with the document
-    mask (goal >= 1.5x), per-document SDPA (speedup_sdpa_docs: LE's gain from shadowy sparsity
-    alone) and eager, and step memory; LE always sparse, and LE dispatched (dispatch_*: layer
-    parts above the break-even densities measured first in this case run dense)."""
+    """LoRA step (setups.model_step_trainers): LE vs the dense modes (speedup_sdpa_docs: the
+    gain from shadowy sparsity alone), and step memory; LE always sparse and dispatched
+    (dispatch_*: parts above the break-even densities run dense)."""
     with threads(config.threads) as n:
         be, ts, mem, times = model_step_run(case, config, timer)
     return model_step_metrics(case, n, be, ts, mem, times)
 
 
 def model_step_metrics(case, n: int, be: dict, ts: dict, mem: dict, times: dict) -> dict:
-    """A model_step case's metrics from model_step_run's (break-even densities, trainers, step
-    memory, step seconds) at `n` torch threads (the bench's record and the CLI's alike)."""
+    """A model_step case's metrics from model_step_run's results at `n` threads."""
     dense = {k: times[k] for k in STEP_DENSE}
     dispatch = setups.speedups({**dense, "le": times["le_dispatch"]})
     le, ld = ts["le"], ts["le_dispatch"]
@@ -177,10 +163,8 @@ def _curve(config, model: str, masks: str, reorder: bool = False) -> dict:
 
 
 def measure_predictor(case, config, timer) -> dict:
-    """exp-ablation-predictor: a LoRA loss curve with dense, predicted or random masks (random,
-    random_attn, random_mlp: random blocks in the numbers the predicted masks keep, inside the
-    documents, setups.mask_source), one timed round, its gaps to the dense curve and the densities
-    it ran at (dense: 1.0 and keeps_everything)."""
+    """exp-ablation-predictor: a LoRA loss curve (setups.curve), one timed round, its gaps to
+    the dense curve and its densities (dense: 1.0 and keeps_everything)."""
     reorder = case.reorder
     with threads(config.threads) as n:
         out = timer.measure(lambda: setups.curve(config, case.model, case.masks, reorder=reorder),
@@ -197,9 +181,8 @@ def measure_predictor(case, config, timer) -> dict:
 
 
 def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
-    """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense -> t_dense,
-    t_sparse (median s, interleaved), speedup, ideal (1 / density), efficiency (speedup /
-    ideal), density."""
+    """exp-ablation-operator-mlp: block-sparse MLP forward + input grad vs dense; ideal is
+    1 / density, efficiency speedup / ideal."""
     c, ops, device = case, config.ops, timer.device
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(c.tokens, c.d_model, generator=gen).to(device).requires_grad_(True)
@@ -221,10 +204,8 @@ def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
 
 
 def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
-    """exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA and eager
-    (t_sdpa, t_eager, t_sparse, speedup_sdpa, speedup_eager, density: kept / causal blocks),
-    and forward only vs SDPA (t_sdpa_fwd, t_sparse_fwd, speedup_sdpa_fwd). Every point runs
-    the operator, full masks too (shortcut=False)."""
+    """exp-ablation-operator-attn: block-sparse attention forward + backward vs SDPA and eager,
+    and forward only vs SDPA (*_fwd); the operator runs at full masks too (shortcut=False)."""
     c, ops = case, config.ops
     gen = torch.Generator().manual_seed(seed)
     shape = (c.batch, c.heads, c.tokens, c.head_dim)
@@ -262,8 +243,7 @@ def _means(metrics: dict) -> dict:
 
 
 def measure_exposer(case, config, timer) -> dict:
-    """exp-ablation-{attn,mlp}-sparsity: per-layer densities, per token vs sequence / batch
-    unions (the exposure is one timed round on captured activations)."""
+    """exp-ablation-{attn,mlp}-sparsity: per-layer exposer densities, one timed round."""
     c = case
     model = _model(c.model).to(timer.device)
     ids = corpus_rows(c.model, c.batch, c.seq_len).to(timer.device)
@@ -291,9 +271,7 @@ def measure_mlp_grain(case, config, timer) -> dict:
 
 
 def measure_predictor_quality(case, config, timer) -> dict:
-    """Predictor recall / precision on held-out rows at the validation-chosen threshold: the
-    per-layer lists of Predictors.evaluate, their `_mean`s and the minimum recalls
-    (attn_recall_min, mlp_recall_min, mlp_seq_recall_min), attn_threshold, mlp_threshold."""
+    """Predictors.evaluate on held-out rows, their `_mean`s, minimum recalls and thresholds."""
     c = case
     model = _model(c.model)  # predictors train on CPU tensors
     rows = corpus_rows(c.model, c.train_rows + c.test_rows, c.seq_len)
@@ -303,16 +281,14 @@ def measure_predictor_quality(case, config, timer) -> dict:
                                                           mlp_block=c.mlp_block, cfg=cfg),
                               warmup=0, rounds=1)
         m = preds.evaluate(model, rows[c.train_rows:])
-    return {**m, **_means(m), "attn_recall_min": min(m["attn_recall"]),
-            "mlp_recall_min": min(m["mlp_recall"]),
-            "mlp_seq_recall_min": min(m["mlp_seq_recall"]), "attn_threshold": preds.attn_thr,
+    mins = {f"{k}_min": min(m[k]) for k in ("attn_recall", "mlp_recall", "mlp_seq_recall")}
+    return {**m, **_means(m), **mins, "attn_threshold": preds.attn_thr,
             "mlp_threshold": preds.mlp_thr, "recall_target": cfg.recall_target}
 
 
 def measure_pattern(case, config, timer) -> dict:
-    """exp-ablation-attn-patterns (Fig 9, patterns.py): predictors trained on config.ops.train_rows
-    corpus rows, the study on the next case.batch rows, one timed round (operator rounds, warmup
-    and threads from config.ops)."""
+    """exp-ablation-attn-patterns (Fig 9, patterns.py): predictors trained on ops.train_rows
+    corpus rows, the study on the next case.batch rows, one timed round."""
     ops = config.ops
     model = _model(case.model)  # predictors and captures on CPU tensors
     rows = corpus_rows(case.model, ops.train_rows + case.batch, case.seq_len)

@@ -4,26 +4,18 @@
 from benchlab.long_exposure.opcases import corpus_rows; m = zoo.load('opt-tiny'); \
 print(grain_study(m, corpus_rows('opt-tiny', 4, 128, 'train'), corpus_rows('opt-tiny', 4, 128)))"
 
-Per token only ~30% of a trained OPT's neurons fire, but a block of 64 neurons is kept for a
-sequence when ANY of its neurons fires for ANY token, so the sequence union at block grain keeps
-almost everything. Two levers, both exact (the network computes the same function):
-  reorder   permute fc1's output rows (and bias) and fc2's input columns so that neurons that fire
-            together share blocks: neurons sorted by how often they fire in the sequences of a
-            calibration set (descending, ties by index: integer counts, deterministic), so the
-            rarely-firing ones fill whole blocks that a sequence can skip
-  block     smaller blocks (1, 16, 32) beside the operator's 64 and the artifact's 128
-Thresholds are the artifact's: a neuron is active above 0, 1, 3 or 5% of its token's largest
-activation (exposer.ExposerConfig.mlp_rel). grain_study's metrics, means over layers (the order
-is fit on calib_rows, judged on eval_rows): mlp_token_t{pct}, mlp_seq_union_t{pct}_b{block}
-and mlp_seq_union_t{pct}_b{block}_reordered, and mlp_time_study's times.
+Per token only ~30% of a trained OPT's neurons fire, but a 64-neuron block is kept for a
+sequence when ANY of its neurons fires for ANY token, so the sequence union keeps almost
+everything. Two exact levers: reorder (neurons sorted by how many calibration sequences they
+fire in, so rarely-firing ones fill whole blocks) and smaller blocks (1, 16, 32 beside 64, 128).
+A neuron is active above 0, 1, 3 or 5% of its token's largest activation. grain_study's metrics,
+means over layers (order fit on calib_rows, judged on eval_rows): mlp_token_t{pct},
+mlp_seq_union_t{pct}_b{block}[_reordered], and mlp_time_study's times.
 
-The time study (the artifact's Fig 9 MLP panel): per layer, on that layer's captured MLP inputs
-and weights and its per-sequence union masks of eval_rows, forward + input gradient (as
-measure.measure_op_mlp) of the dense MLP (ops_mlp.dense_mlp) vs column-sparse (every active
-neuron gathered on its own: ops_mlp.block_sparse_mlp at block 1, the neuron union) vs
-block-sparse (blocks of `time_blocks`: the operator's 64 and the artifact's 128, their block
-unions; also with neurons reordered, weights permuted to match), all interleaved in rotated
-rounds. Metrics, each a list over layers and its mean `<name>_mean`:
+The time study (the artifact's Fig 9 MLP panel): per layer, on its captured MLP inputs and
+eval_rows' union masks, forward + input gradient of the dense MLP vs column-sparse (block 1)
+vs block-sparse (`time_blocks`, also reordered), interleaved in rotated rounds. Metrics, each a
+list over layers and its mean `<name>_mean`:
     t_mlp_dense, t_mlp_column_t{pct}, t_mlp_block_t{pct}_b{block}[_reordered]  (median s)
     speedup_column_t{pct}, speedup_block_t{pct}_b{block}[_reordered]   (paired dense / sparse)
     speedup_..._lo, speedup_..._hi     (their 95% bootstrap bounds over rounds, from 3 rounds)
@@ -88,10 +80,9 @@ def _tag(rel: float) -> str:
 
 
 def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> dict:
-    """{"dense" | "column_t{pct}" | "block_t{pct}_b{block}[_reordered]": fn()} for one OPT
-    layer: forward + input gradient of its MLP on x (B, L, d) with the per-sequence union masks
-    of act (B, L, F); `orders` (one neuron order per rel, or None) adds the reordered blocks.
-    Weights are copied to x's device (the layer itself is not moved)."""
+    """{"dense" | "column_t{pct}" | "block_t{pct}_b{block}[_reordered]": fn()}: forward + input
+    gradient of one OPT layer's MLP on x (B, L, d) with act's (B, L, F) per-sequence union
+    masks; `orders` (one per rel) adds the reordered blocks."""
     w1, b1, w2, b2 = (None if t is None else t.detach().to(x.device)
                       for t in (layer.fc1.weight, layer.fc1.bias, layer.fc2.weight,
                                 layer.fc2.bias))
@@ -117,10 +108,8 @@ def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> di
 
 def mlp_time_study(model, held, rels, blocks, orders=None, *, rounds: int, warmup: int = 1,
                    device: str = "cpu") -> dict:
-    """Per-layer MLP operator times on captured inputs `held` (exposer.run_captured), see the
-    module docstring; `orders[layer][rel index]` neuron orders for the reordered blocks. Each
-    speedup (dense / sparse, the median of paired rounds) has per-layer 95% bootstrap bounds
-    `speedup_<k>_lo` / `_hi` (from 3 rounds up)."""
+    """Per-layer MLP operator times on captured inputs `held` (module docstring);
+    `orders[layer][rel index]` neuron orders for the reordered blocks."""
     from .predictors import bar
 
     per: dict = {}

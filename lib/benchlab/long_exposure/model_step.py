@@ -3,13 +3,9 @@
     benchlab long-exposure model-step --scale small --masks synthetic --density 0.25 \
         --rounds 10 --out reports/long_exposure/model_step_small_synthetic.json
 
-The LoRA step of one model, LE vs per-document SDPA (the exact dense reference), causal SDPA,
-SDPA with the document mask and eager, in rotated rounds: the bench's model_step case
-(measure.model_step_run) of the scale's Config with the command's settings. Its record (the
-bench's metrics) goes through core.session.Run into `store.jsonl` in the folder of --out, so
-two runs, or a run and the bench, compare with `benchlab compare`. The printed result (and
---out's JSON) adds the break-even curves and the round times; `model_step_md` writes the
-verdict table (report_timing) to --out's .md.
+Its record goes through core.session.Run into `store.jsonl` in the folder of --out, so runs
+and the bench compare with `benchlab compare`; the printed result (and --out's JSON) adds the
+break-even curves and round times, --out's .md the verdict table (report_timing).
 """
 
 import json
@@ -93,9 +89,7 @@ def run(args) -> int:
 
 
 def verdicts(r: dict):
-    """The result's timing verdict rows (report_timing.step_table on its round times):
-    LE and LE dispatched (and on CUDA LE through FlexAttention) against every dense baseline,
-    per_document first, one Holm family."""
+    """The result's timing verdict rows (report_timing.step_table on its round times)."""
     import pandas as pd
 
     from .report_timing import step_table
@@ -109,8 +103,7 @@ def verdicts(r: dict):
 
 
 def model_step_md(r: dict) -> str:
-    """The result's claims: its verdict table (one row per contender and baseline, verdict words
-    from the interval over rounds and the Holm-adjusted p), densities, memory."""
+    """The result's claims: its verdict table, densities, memory."""
     keeps = " (the masks keep everything)" if r["keeps_everything"] else ""
     gpu = r.get("machine", {}).get("gpu")
     where = ("a shared 2-core machine under contention" if r.get("device", "cpu") == "cpu"

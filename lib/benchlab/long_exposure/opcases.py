@@ -4,17 +4,10 @@
     python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.opcases \
 import *; print([c.id for c in op_mlp_cases(CONFIGS['tiny'])])"
 
-The experiment's Config carries one `OpsConfig` in its field `ops` (set in CONFIGS[scale]); the case
-functions (and long_exposure.measure) take that Config and read its `ops`. Operator shapes are
-the 125m shape (d 768, F 3072, 12 heads of 64) at every scale from tiny on, because a tiny
-128-wide model is all overhead and says nothing about the kernels; `paper` uses the 1.3b shape.
-
-Cases are frozen dataclasses, `id` first: OpCase (op_mlp, op_attn, kernel), ExposerCase
-(exposer, pattern, mlp_grain), PredictorCase (predictor quality, one per MLP block size in
-`predictor_mlp_blocks`); attn_study.DocAttnCase (doc_attn). The metric names of each kind are
-documented where it is measured: measure.measure_<kind>, kernels.measure_kernel, exposer.METRICS
-(per layer and `<name>_mean`; the shadowy effect shows as *_token < *_seq_union <
-*_batch_union), predictors.py, patterns.py, attn_study.py, mlp_grain.py.
+The case functions take the experiment's Config and read its `ops` (an OpsConfig). Operator
+shapes are the 125m shape (d 768, F 3072, 12 heads of 64) from tiny on, because a 128-wide model
+is all overhead and says nothing about the kernels; `paper` uses the 1.3b shape. Metric names
+are documented where each kind is measured (measure.measure_<kind> and the modules it calls).
 """
 
 from dataclasses import dataclass
@@ -125,8 +118,7 @@ def op_attn_cases(config) -> list[OpCase]:
 
 
 def kernel_cases(config) -> list[OpCase]:
-    """exp-ablation-kernels (Fig 12): SDD, DSD, fc1 and fc2 each on its own vs dense, at the
-    attention shape of op_attn_cases and the MLP shape of op_mlp_cases, over block sparsity."""
+    """exp-ablation-kernels (Fig 12): SDD, DSD, fc1 and fc2 each on its own vs dense."""
     c = config.ops
     return [OpCase(f"kernels-L{c.attn_seq_len}-sp{round(100 * s):02d}", "kernel", s,
                    c.attn_seq_len, c.d_model, c.ffn_dim, c.mlp_block, c.heads, c.head_dim,
@@ -145,8 +137,7 @@ def exposer_cases(config) -> list[ExposerCase]:
 
 
 def pattern_cases(config) -> list[ExposerCase]:
-    """exp-ablation-attn-patterns (Fig 9): the exposer's, the predictor's, Longformer's and
-    BigBird's attention masks per layer: mass covered, density, operator time (patterns.py)."""
+    """exp-ablation-attn-patterns (Fig 9, patterns.py)."""
     return _model_case(config, "pattern")
 
 
@@ -164,10 +155,8 @@ def predictor_quality_cases(config) -> list[PredictorCase]:
 
 
 def corpus_rows(model: str, n: int, seq_len: int, split: str = "val"):
-    """(n, seq_len) int64 consecutive, non-overlapping rows of the zoo corpus split, in the
-    model's vocabulary (the zoo BPE stream for tiny/small specs, the published tokenizer for
-    paper specs). Rows [0, a) and [a, b) never share tokens, so a prefix can train and the rest
-    be held out."""
+    """(n, seq_len) int64 consecutive, non-overlapping rows of the zoo corpus split in the
+    model's vocabulary, so a prefix can train and the rest be held out."""
     import numpy as np
     import torch
 

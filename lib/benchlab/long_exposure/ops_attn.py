@@ -4,33 +4,21 @@
 q, k, v = torch.randn(3, 1, 2, 64, 32).unbind(0); m = causal_block_mask(1, 2, 64); \
 print(block_sparse_attention(q, k, v, m).shape)"
 
-q, k, v (B, H, L, D); `block_mask` bool (B, H, nb, nb), nb = ceil(L / block): block (i, j) says
-whether query block i attends to key block j. With `causal=True` the element mask inside kept
-blocks is also causal (key <= query), `key_lengths` (B,) masks padded keys, and `docs` (B, L)
-document ids (documents.doc_ids) keep every query inside its own document: blocks with no
-same-document pair are dropped before the layout is built (they cost nothing) and entries across
-a document boundary inside a kept block are masked. The result equals
+q, k, v (B, H, L, D); `block_mask` bool (B, H, nb, nb): whether query block i attends to key
+block j; `causal`, `key_lengths` (B,) and `docs` (B, L) document ids mask entries inside kept
+blocks too (blocks with no same-document pair are dropped before the layout). The result equals
 
     softmax over kept entries of (q @ k.T * scale) @ v      (`masked_dense_attention`)
 
 forward and backward; a query row with no kept entry gives zeros (and zero gradients).
 
-Three steps, as in the artifact: sampled dense-dense (only kept blocks of QK^T), softmax over the
-kept blocks of each row, sparse-dense times V. The kept key blocks of every query row-block are
-gathered into a padded (rows, cap * block, D) tensor so that each step is one batched GEMM (bmm)
-and the softmax is a plain row softmax; rows are bucketed by their number of kept blocks (caps on
-a geometric grid, padding waste <= ~25%), so a Python loop runs over a handful of buckets, never
-over blocks. Masking is cheap: padded slots and keys past the length are one (rows, cap * block)
-mask broadcast over the block's queries; only diagonal blocks get the element-wise triangle.
-A mask that keeps every causal block (and no key_lengths, no docs) runs fused causal SDPA
-instead: the same function at dense speed.
-Cost model: the gathered K and V duplicate each kept key block once per query row-block that
-keeps it, so the operator is memory-bound on CPU; it beats fused SDPA only at high sparsity.
-The forward saves only q, k, v, out, the bool block mask and one log-sum-exp per query row (like
-flash attention); the backward recomputes the gathered K, V and the probabilities bucket by
-bucket and scatters dK, dV with index_add_, so saved memory is O(L D), at most dense SDPA's.
-masked_dense_attention is the plain-autograd reference; eager_attention, sdpa_attention and
-document_attention the dense baselines.
+Three steps, as in the artifact: sampled dense-dense, row softmax, sparse-dense times V. Each
+query row-block's kept key blocks are gathered into a padded (rows, cap * block, D) tensor, rows
+bucketed by kept count (caps on a geometric grid, waste <= ~25%), so each step is one bmm per
+bucket. A mask that keeps every causal block runs fused causal SDPA instead. Cost: gathered K
+and V duplicate each key block per row-block that keeps it, so the operator is memory-bound on
+CPU and beats SDPA only at high sparsity. Like flash attention the forward saves one
+log-sum-exp per row and the backward recomputes by bucket: saved memory is O(L D).
 """
 
 import math
@@ -115,10 +103,9 @@ DENSE_IMPLS = ("eager", "sdpa", "sdpa_docs", "sdpa_causal")
 
 
 def document_attention(q, k, v, docs, impl: str = "sdpa", scale=None):
-    """Dense attention of packed rows (`docs` a documents.Docs), q, k, v (B, H, L, D); `impl`:
-    eager (masked softmax), sdpa (SDPA with the (B, 1, L, L) document mask), sdpa_docs (causal
-    SDPA on each document's slice: exact dense per-document work), sdpa_causal (causal SDPA
-    across documents: leaks across them, a cost reference only)."""
+    """Dense attention of packed rows (`docs` a documents.Docs); `impl`: eager, sdpa (with the
+    document mask), sdpa_docs (causal SDPA per document slice: exact per-document work),
+    sdpa_causal (across documents: leaks, a cost reference only)."""
     if impl == "sdpa_causal":
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     if impl == "sdpa":
@@ -128,12 +115,9 @@ def document_attention(q, k, v, docs, impl: str = "sdpa", scale=None):
         s = (q @ k.transpose(-1, -2)) * scale
         return torch.softmax(s.masked_fill(~docs.mask(), -math.inf), -1) @ v
     if impl == "sdpa_docs":
-        rows = []
-        for b, spans in enumerate(docs.spans()):
-            rows.append(torch.cat([F.scaled_dot_product_attention(
-                q[b:b + 1, :, s:e], k[b:b + 1, :, s:e], v[b:b + 1, :, s:e], is_causal=True,
-                scale=scale) for s, e in spans], dim=2))
-        return torch.cat(rows)
+        return torch.cat([torch.cat([F.scaled_dot_product_attention(
+            q[b:b + 1, :, s:e], k[b:b + 1, :, s:e], v[b:b + 1, :, s:e], is_causal=True,
+            scale=scale) for s, e in spans], dim=2) for b, spans in enumerate(docs.spans())])
     raise ValueError(f"attention impl: unknown {impl!r}; choose {', '.join(DENSE_IMPLS)}")
 
 
@@ -150,9 +134,8 @@ def _caps(max_count: int) -> list[int]:
 
 
 def build_layout(block_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Group the (b, h, i) row-blocks by kept count. Returns [(rows (n,), cols (n, cap))] with
-    rows indexing the flattened (B*H*nb) row-blocks and cols the flattened key blocks of the
-    same (b, h) (padded entries are -1). Rows without a kept block are left out."""
+    """[(rows (n,), cols (n, cap))]: the flat (b, h, i) row-blocks bucketed by kept count, and
+    their flat key blocks (padded with -1); rows without a kept block are left out."""
     B, H, nb, _ = block_mask.shape
     flat = block_mask.reshape(-1, nb)  # (R, nb)
     counts = flat.sum(-1)
@@ -214,30 +197,23 @@ def _mask_scores_(s, rows, cols, nb, block, causal, key_limit):
         s4[diag[0], :, diag[1], :] = s4[diag[0], :, diag[1], :].masked_fill(upper, -math.inf)
 
 
-def _gather(blocks: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """blocks (R, block, D)[idx] as one row copy per index (embedding lookup: the fastest
-    row gather on CPU)."""
+def _gather(blocks: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """blocks (R, block, D) at a bucket's key blocks cols (n, cap) -> (n, cap * block, D), one row
+    copy per block (embedding lookup: the fastest row gather on CPU; padded slots read block 0)."""
     R, blk, D = blocks.shape
-    return F.embedding(idx, blocks.reshape(R, blk * D)).view(-1, blk, D)
+    n, cap = cols.shape
+    rows = F.embedding(cols.clamp_min(0).flatten(), blocks.reshape(R, blk * D))
+    return rows.view(n, cap * blk, D)
 
 
 def _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale, docb, H):
     """Masked scores (n, blk, cap*blk) of one bucket and its gathered K (n, cap*blk, D)."""
-    n, cap = cols.shape
-    colz = cols.clamp_min(0).flatten()
-    kr = _gather(kb, colz).reshape(n, cap * block, -1)
+    kr = _gather(kb, cols)
     s = torch.bmm(qb.index_select(0, rows), kr.transpose(1, 2)).mul_(scale)  # sampled DD
     _mask_scores_(s, rows, cols, nb, block, causal, limit_of_row[rows])
     if docb is not None:
         _mask_docs_(s, rows, cols, docb, H, nb)
     return s, kr
-
-
-def _sparse_dense(p, vb, cols, block):
-    """(n, blk, D): a bucket's kept-block probabilities p (n, blk, cap*blk) times its gathered V."""
-    n, cap = cols.shape
-    vr = _gather(vb, cols.clamp_min(0).flatten()).reshape(n, cap * block, -1)
-    return torch.bmm(p, vr)
 
 
 def _bhi(rows, H, nb):
@@ -257,14 +233,11 @@ class _BlockSparseAttention(torch.autograd.Function):
         qb, kb, vb = (t.reshape(B * H * nb, block, D) for t in (q, k, v))
         # out lives in (B, L, H, D) memory, so the caller's transpose(1, 2).reshape(B, L, H * D)
         # for out_proj is a view, not a second saved copy; written per row-block via (b, h, i)
-        buf = q.new_zeros(B, L, H, D)
-        out = buf.permute(0, 2, 1, 3)  # (B, H, L, D) view
+        out = q.new_zeros(B, L, H, D).permute(0, 2, 1, 3)  # (B, H, L, D) view
         out5 = out.view(B, H, nb, block, D)
-        layout = build_layout(block_mask)
         saved = []
         limit_of_row = key_limit.repeat_interleave(H * nb)  # (R,)
-        for rows, cols in layout:
-            n, cap = cols.shape
+        for rows, cols in build_layout(block_mask):
             s, _ = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale,
                                   docb, H)
             mx = s.amax(-1, keepdim=True)
@@ -273,7 +246,7 @@ class _BlockSparseAttention(torch.autograd.Function):
             den = p.sum(-1, keepdim=True)
             empty = den == 0
             p = p.div_(torch.where(empty, torch.ones_like(den), den))  # sparse softmax
-            out5[_bhi(rows, H, nb)] = _sparse_dense(p, vb, cols, block)  # (n, blk, D)
+            out5[_bhi(rows, H, nb)] = torch.bmm(p, _gather(vb, cols))  # sparse-dense (n, blk, D)
             # log-sum-exp per query row; +inf for rows with no kept key (p recomputes to 0)
             lse = torch.where(empty, torch.full_like(den, math.inf), mx + den.log())
             saved.append(lse)
@@ -298,7 +271,7 @@ class _BlockSparseAttention(torch.autograd.Function):
             s, kr = _bucket_scores(qb, kb, rows, cols, nb, block, causal, limit_of_row, scale,
                                    docb, H)
             p = s.sub_(lse).exp_()  # recomputed probabilities (n, blk, cap*blk)
-            vr = _gather(vb, colz).reshape(n, cap * block, D)
+            vr = _gather(vb, cols)
             gor = go.index_select(0, rows)  # (n, blk, D)
             ob = out.view(B, H, nb, block, D)[_bhi(rows, H, nb)]  # (n, blk, D)
             delta = (gor * ob).sum(-1, keepdim=True)  # (n, blk, 1)

@@ -4,17 +4,14 @@
 x = torch.randn(64, 32, requires_grad=True); w1, w2 = torch.randn(128, 32), torch.randn(32, 128); \
 keep = torch.rand(8) < 0.5; print(block_sparse_mlp(x, w1, None, w2, None, keep, 16).shape)"
 
-OPT's MLP is `y = fc2(relu(fc1(x)))` with fc1.weight (F, d) and fc2.weight (d, F). Neurons are
-grouped in blocks of `block` consecutive neurons; `keep` (bool, F // block) says which blocks are
-computed. The result equals the masked dense MLP
+fc1.weight (F, d), fc2.weight (d, F); `keep` (bool, F // block) says which blocks of `block`
+consecutive neurons are computed. Forward and backward equal the masked dense MLP
 
     y = (relu(x @ w1.T + b1) * neuron_mask) @ w2.T + b2            (masked_dense_mlp)
 
-forward and backward. Masks are per batch (or per sequence), so the kept rows of fc1 and columns
-of fc2 are gathered ONCE per call into contiguous (K, d) / (d, K) matrices and the whole token
-matrix goes through two big GEMMs: no loop over blocks. The autograd Function returns the input
-gradient, and weight / bias gradients only where those tensors require grad (PEFT: frozen base
-weights cost nothing); the gradients of dropped neurons are exactly zero, as in the masked dense.
+Masks are per batch (or sequence), so the kept weights are gathered once per call and all tokens
+go through two GEMMs. Weight / bias gradients are computed only where required (PEFT: frozen
+base weights cost nothing).
 """
 
 import torch
@@ -34,10 +31,9 @@ def neuron_mask(keep: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def gather(w: torch.Tensor, idx: torch.Tensor, dim: int, block: int = 1) -> torch.Tensor:
-    """w's slices idx along dim (0 or 1) as a contiguous tensor. With idx from keep_to_index at
-    `block` > 1 the kept blocks are copied as runs of `block` (one index_select over a
-    (.., blocks, block) view): an fc2 column gather then copies 64-float runs instead of single
-    floats, 1.1-1.2x the operator at densities 0.1-0.3 on CPU. Every slice kept: w itself."""
+    """w's slices idx along dim (0 or 1), contiguous (all kept: w itself). With `block` > 1
+    the kept blocks are copied as runs (an fc2 column gather then copies 64-float runs instead
+    of single floats: 1.1-1.2x the operator at densities 0.1-0.3 on CPU)."""
     if idx.numel() == w.shape[dim]:
         return w
     if block == 1 or idx.numel() == 0:

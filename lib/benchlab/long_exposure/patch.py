@@ -6,24 +6,17 @@ layer's input. GPT-2 (GELU, nothing exactly zero) runs its MLP dense unless spar
 m = zoo.build('opt-tiny'); patch(m, KeepAll()); import torch; \
 print(m(torch.randint(0, 4096, (1, 64))).logits.shape)"
 
-`patch(model, source, attn=...)` swaps the forward of every OPTDecoderLayer / GPT2Block for
-`le_layer_forward` (parameters and their names stay, so checkpoints and peft wrappers are
-untouched); `unpatch` restores Hugging Face's. Rows are packed documents (no padding): a
-pre-hook on the decoder derives each token's document from input_ids and the model's
-eos_token_id (documents.Docs), so attention in EVERY mode stays inside documents; HF's
-attention_mask is unused. Positions stay the row's (0..T-1, or the position_ids given), as in
-pretraining's packed rows. Dense modes (source None) run `attn` in ops_attn.DENSE_IMPLS or
-"flex" (the document BlockMask); Long Exposure modes (a source) run "sparse"
-(ops_attn.block_sparse_attention) or "flex" (the source's blocks AND the documents). A mask
-source answers, for layer i, its normalized input h (B, T, C) and the batch's `docs`:
+`patch(model, source, attn=...)` swaps every decoder layer's forward for `le_layer_forward`
+(parameters and names stay, so checkpoints and peft wrappers are untouched). Rows are packed
+documents: a decoder pre-hook reads each token's document from input_ids and eos_token_id
+(documents.Docs), so attention in EVERY mode stays inside documents; HF's attention_mask is
+unused and positions stay the row's. A mask source answers, for layer i, its normalized input
+h (B, T, C) and the batch's `docs`:
     source.attn(i, h, docs) -> bool (B, H, T/16, T/16) kept blocks, or None for dense
     source.mlp(i, h, docs)  -> bool (B, F/block) kept neuron blocks, or None for the dense MLP
 Kept blocks are AND-ed with the document blocks here, so no source can leak across documents.
-Sources here: KeepAll (every document block: must equal dense), RandomMasks (same density,
-random blocks: the predictor ablation), Fixed (precomputed per-layer masks, e.g. the exposer's),
-Parts (one part dense); predictors.Predictors (the trained predictors).
-Stats count attention blocks against the causal blocks (what dense causal attention computes)
-and also the document blocks alone (`density("doc")`: the free, structural density).
+Stats count attention blocks against the causal blocks, and the document blocks alone
+(`density("doc")`: the free, structural density).
 """
 
 import time
@@ -70,16 +63,12 @@ class Stats:
         acc[1] += total
 
     def keeps_everything(self) -> bool:
-        """True when the masks kept every document block and every neuron block: the LE run
-        computed the dense function, nothing was skipped beyond the documents."""
+        """Whether the masks kept every document and neuron block (the dense function)."""
         return self.attn_kept == self.doc_kept and self.mlp_kept == self.mlp_total
 
     def layer_densities(self, kind: str) -> list[float]:
-        out = []
-        for i in sorted(self.per_layer):
-            kept, total = self.per_layer[i].get(kind, (1, 1))
-            out.append(kept / total if total else 1.0)
-        return out
+        pairs = (self.per_layer[i].get(kind, (1, 1)) for i in sorted(self.per_layer))
+        return [kept / total if total else 1.0 for kept, total in pairs]
 
 
 class KeepAll:
@@ -97,10 +86,9 @@ class KeepAll:
 
 
 class RandomMasks:
-    """Random blocks at a given density (a float, or one per layer): attention density counts
-    kept / causal blocks with the diagonal always kept (ops_attn.random_block_mask), then AND-ed
-    with the document blocks (so the run's density is at most the document density), MLP
-    density kept / all neuron blocks (ops_mlp.random_keep). Seeded; a fresh draw per call."""
+    """Seeded random blocks at a density (a float, or one per layer), a fresh draw per call:
+    attention kept / causal blocks, diagonal kept (then AND-ed with the documents), MLP kept /
+    all neuron blocks."""
 
     def __init__(self, heads, ffn, mlp_block, attn_density, mlp_density, seed: int = 0):
         self.heads, self.ffn, self.mlp_block = heads, ffn, mlp_block
@@ -128,8 +116,7 @@ class RandomMasks:
 
 
 class Fixed:
-    """Precomputed masks, one per layer (e.g. the exposer's true masks of one batch): the step
-    then times the operators only, not mask prediction."""
+    """Precomputed masks, one per layer (e.g. the exposer's): steps time no mask prediction."""
 
     def __init__(self, attn: list, mlp: list):
         self.attn_masks, self.mlp_masks = attn, mlp
@@ -169,8 +156,8 @@ class _LayerState:
 
 
 def _attention(parts, h, keep, st: _LayerState):
-    """Self-attention on h (B, T, C) inside documents, with kept blocks `keep` (None: the
-    dense implementation: st.attn for a dense patch, SDPA with the document mask otherwise)."""
+    """Self-attention on h (B, T, C) inside documents with kept blocks `keep` (None: st.attn
+    for a dense patch, else SDPA with the document mask)."""
     docs = st.stats.docs
     B, T, C = h.shape
     H = parts.heads
@@ -189,10 +176,8 @@ def _attention(parts, h, keep, st: _LayerState):
 
 
 def _mlp(parts, h, keep, mlp_block):
-    """The MLP on h (B, T, C); `keep` (B, F/block) kept neuron blocks, None for dense. ReLU
-    (OPT): ops_mlp's block-sparse operator, exact where it keeps. GELU (GPT-2): the kept
-    neurons only, gathered per row; a dropped GELU neuron is not zero, so this is the masked
-    function, an approximation of the dense MLP unless every block is kept."""
+    """The MLP on h (B, T, C) over kept neuron blocks `keep` (B, F/block), None for dense.
+    GELU (GPT-2): a dropped neuron is not zero, so this approximates the dense MLP."""
     if keep is None:
         return parts.fc2(parts.act(parts.fc1(h)))
     fc1, fc2 = parts.fc1, parts.fc2
@@ -266,8 +251,7 @@ def le_layer_forward(self, hidden_states, *args, **kwargs):
 
 
 def _break_even(dense_above: dict, kind: str, h) -> float:
-    """The break-even density of `kind` at this call's length: a number, or a callable of the
-    sequence length (the in-run measured curve, setups.break_even)."""
+    """The break-even density of `kind`: a number, or a callable of the sequence length."""
     d = dense_above[kind]
     return d(h.shape[1]) if callable(d) else d
 
@@ -291,15 +275,11 @@ def patch(model, source=None, *, attn: str = "sparse", mlp_block: int = 64,
           dense_above: dict | None = None, eos: int | None = None,
           sparse_mlp: bool | None = None) -> Stats:
     """Put every decoder layer of an OPT or GPT-2 `model` in document-masked mode; returns the
-    shared Stats.
-    `source` None: dense, attention `attn` in ops_attn.DENSE_IMPLS or "flex"; otherwise Long
-    Exposure, attention `attn` "sparse" or "flex". `dense_above` ({"attn": a, "mlp": m},
-    densities of kept blocks, numbers or callables of the length): a layer part whose mask
-    keeps more than that runs the dense kernel instead (the break-even of the block-sparse
-    operator on the machine; None: always the sparse operator). `eos`: the document separator
-    (default: the model config's eos_token_id). `sparse_mlp` (LE mode): use the source's MLP
-    masks; default True for ReLU MLPs (OPT), False for GELU (GPT-2: the MLP runs dense, Stats
-    count it as density 1.0; True runs the masked GELU MLP, an approximation, see _mlp)."""
+    shared Stats. `source` None: dense, `attn` in ops_attn.DENSE_IMPLS or "flex"; else Long
+    Exposure, `attn` "sparse" or "flex". `dense_above` ({"attn": a, "mlp": m}, numbers or
+    callables of the length): a part whose mask keeps more runs the dense kernel. `eos`: the
+    document separator. `sparse_mlp`: use the source's MLP masks (default: ReLU MLPs only;
+    GELU runs dense, counted as density 1.0)."""
     allowed = SPARSE_IMPLS if source is not None else (*ops_attn.DENSE_IMPLS, "flex")
     if attn not in allowed:
         raise BenchlabError(f"attn: unknown {attn!r} for {'LE' if source else 'dense'} mode; "

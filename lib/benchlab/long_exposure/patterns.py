@@ -6,22 +6,15 @@ from benchlab.long_exposure.patterns import *; m = zoo.load('opt-tiny').eval(); 
 rows = corpus_rows('opt-tiny', 12, 128); print(pattern_study(m, rows[8:], PatternConfig(), \
 rows[:8]))"
 
-Masks are bool (B, H, nb, nb) over 16-token blocks, causal, like ops_attn's; with `docs` (B, L)
-document ids they are AND-ed with the document blocks (attention stays inside documents).
-Densities count kept / causal blocks (ops_attn.block_density), as the exposer does.
-    longformer  a causal window of w blocks on the diagonal (i - w < j <= i) and global keys:
-                the first `n_global` blocks of the row (of each document with `docs`), attended
-                by every query; w the one whose density is closest to the target
-    bigbird     window (the widest up to 3 blocks below the target) + the same globals +
-                random causal blocks, exactly as many over the batch as the target needs,
-                spread evenly over the query rows (and over the heads: each head its own)
-Per layer of a study, for pattern in (exposer, predictor, longformer, bigbird):
+Masks are causal bool (B, H, nb, nb) over 16-token blocks, inside the documents of `docs`.
+    longformer  a causal window of w blocks and the first `n_global` blocks of each row (or
+                document) as global keys; w the one whose density is closest to the target
+    bigbird     window (the widest up to 3 blocks below the target) + the same globals + random
+                causal blocks, exactly as many as the target needs, spread over the query rows
+Per layer, for pattern in PATTERNS (and `<name>_mean` over layers):
     <pattern>_density   kept / causal blocks
-    <pattern>_mass      share of the layer's true attention probability mass (dense, float32,
-                        document-masked: exposer.attention_probs) inside the kept blocks
-    <pattern>_speedup   SDPA (causal, dense) forward + backward time over the block-sparse
-                        operator's at the mask (side by side: core.interleave, paired ratio)
-and `<name>_mean` over layers; also `layers`, `doc_density` (document blocks / causal).
+    <pattern>_mass      share of the layer's true attention mass inside the kept blocks
+    <pattern>_speedup   SDPA forward + backward time over the block-sparse operator's (paired)
 """
 
 from dataclasses import dataclass
@@ -107,10 +100,9 @@ def _row_rank(u: torch.Tensor) -> torch.Tensor:
 
 def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK, seed: int = 0,
                  docs=None, n_global: int = 1, window: int = 3, device=None) -> torch.Tensor:
-    """Causal window + global + random blocks; the random blocks (exactly enough for the batch
-    to reach round(density * causal blocks), spread over all query rows round-robin, so rows
-    of short documents with no room left leave theirs to others) fill what the window and
-    globals leave; the window is the widest up to `window` blocks that leaves room."""
+    """Causal window (the widest up to `window` blocks that leaves room) + globals + random
+    blocks, exactly enough for the batch to reach `density`, round-robin over the query rows
+    (rows of short documents with no room left leave theirs to others)."""
     nb = -(-L // block)
     fits = [w for w in range(2, window + 1)
             if A.block_density(_fixed(B, L, w, n_global, block, docs, device)) <= density]

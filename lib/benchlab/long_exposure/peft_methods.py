@@ -4,13 +4,9 @@ fan_in_fan_out), a bottleneck adapter (dim 64, after attention and after the MLP
 (biases only) and prefix tuning (OPT only: 16 virtual key/value tokens per layer via `peft`, no
 reparametrization).
 
-The model families (FAMILIES) name the decoder layer class, the module whose forward reads the
-input_ids (patch.py hooks it) and the attention / MLP modules patch.py, exposer.py and the
-adapter use: `parts(layer)` (LayerParts).
-
-Prefix tuning hands every layer a cache of prefix keys/values; patch.py's layers ignore it, so a
-prefix model runs Hugging Face's own attention (eager or sdpa) with `attend_in_documents`: the
-document mask of the packed rows plus the prefix, which every token sees.
+`parts(layer)` names one layer's attention / MLP modules alike for every family (FAMILIES).
+patch.py's layers ignore prefix keys/values, so a prefix model runs Hugging Face's attention
+with `attend_in_documents`: the packed rows' document mask plus the prefix.
 
     python -c "from benchlab import zoo; from benchlab.long_exposure.peft_methods import *; \
 m = apply_method(zoo.build('opt-tiny'), 'lora'); print(param_counts(m))"
@@ -52,8 +48,7 @@ class Adapter(nn.Module):
 
 
 class AdaptedLinear(nn.Module):
-    """A frozen linear layer followed by an adapter. Long Exposure's patched layer reads `base`
-    for its sparse operator and applies `adapter` to the result."""
+    """A frozen linear layer followed by an adapter (patch.py runs `base` sparse)."""
 
     def __init__(self, base: nn.Module, bottleneck: int):  # nn.Linear or a GPT-2 Conv1D (nf)
         super().__init__()
@@ -79,9 +74,8 @@ FAMILIES = {"opt": Family("OPTDecoderLayer", "OPTDecoder", ("q_proj", "v_proj"),
 
 @dataclass
 class LayerParts:
-    """One decoder layer's pieces, the same names for every family. Attention: `qkv(h)` ->
-    (q, k, v) each (B, T, C) with q already scaled, `out` the output projection. MLP:
-    y = fc2(act(fc1(h))); `conv` when fc1 / fc2 are Conv1D (weight (in, out))."""
+    """One decoder layer's pieces: `qkv(h)` -> (q, k, v) each (B, T, C), q scaled; MLP
+    fc2(act(fc1(h))); `conv` when fc1 / fc2 are Conv1D (weight (in, out))."""
     heads: int
     qkv: object
     out: nn.Module
@@ -147,8 +141,7 @@ def disable_dropout(model):
 
 
 def apply_method(model, method: str, cfg: PeftConfig = PeftConfig()):
-    """Make `model` trainable the way `method` says; returns the model to train (LoRA wraps it
-    in a peft.PeftModel)."""
+    """Make `model` trainable the way `method` says; returns the model to train (maybe wrapped)."""
     if method not in METHODS:
         raise BenchlabError(f"method: unknown {method!r}; choose one of {', '.join(METHODS)}")
     if method == "full":
@@ -215,9 +208,8 @@ def is_prefix(model) -> bool:
 
 
 def prefix_mask(ids: torch.Tensor, eos: int, prefix: int, impl: str) -> torch.Tensor:
-    """(B, 1, T, prefix + T) attention mask of packed rows `ids` (B, T): every token sees the
-    `prefix` virtual tokens, then causally its own document (documents.Docs). Boolean for
-    sdpa; additive float (0 / -inf-like) for eager, which adds the mask to the scores."""
+    """(B, 1, T, prefix + T) mask of packed rows `ids` (B, T): the `prefix` virtual tokens,
+    then causally the token's own document; bool for sdpa, additive float for eager."""
     from .documents import Docs
 
     docs = Docs(ids, eos).mask()  # (B, 1, T, T) bool
@@ -229,9 +221,8 @@ def prefix_mask(ids: torch.Tensor, eos: int, prefix: int, impl: str) -> torch.Te
 
 
 def attend_in_documents(model, eos: int | None = None):
-    """Run a prefix-tuned OPT `model` with Hugging Face's attention kept inside the documents
-    of its packed rows (prefix_mask), positions prefix..prefix+T-1 as peft gives them; its
-    attention_mask argument is replaced. `eos`: the separator (default: the config's)."""
+    """Keep a prefix-tuned OPT's attention inside its packed rows' documents (prefix_mask,
+    replacing attention_mask; positions prefix..prefix+T-1 as peft gives them)."""
     if not is_prefix(model):
         raise BenchlabError("model: attend_in_documents is for peft prefix-tuning models")
     base = model.get_base_model()

@@ -4,37 +4,25 @@
 import *; m = zoo.trained('opt-tiny'); rows = torch.randint(2, 4096, (12, 256)); \
 p = train_predictors(m, rows[:8]); print(p.evaluate(m, rows[8:]))"
 
-Attention, one predictor per layer and head: the layer's normalized input h (B, L, C) is
-mean-pooled over windows of p = 16 * max(1, round(sqrt(L) / 16)) tokens (block ~sqrt(L), kept a
-multiple of the operator's 16-token block), projected to low-rank queries and keys per head
-(rank r) and scored sigmoid(q k^T / sqrt(r)) on the (L/p, L/p) grid of cells. It is trained with
-BCE (soft targets) against the pooled true map (exposer.pooled_block_mass: mean over a cell's rows
-of the attention mass falling into each key cell), on causal cells; not MSE, whose gradient
-vanishes on saturated cells: low-mass cells that the mass target still needs ended at a score of
-exactly 0, below every threshold. A cell is kept when its score is above the layer's threshold;
-the diagonal is always kept; cells map to 16x16 operator blocks.
-
-MLP, one predictor per layer: linear + sigmoid on the fc1 input, one output per neuron block,
-trained with BCE against per-token block activity (exposer.mlp_active_blocks). The mask of a
-sequence is the union over its tokens of the blocks scored above the threshold.
-
-Thresholds are chosen per layer on a validation split of the training rows (the last
-`val_fraction`): of the thresholds whose recall there is >= `recall_target`, the one with the
-fewest false positives (ties: the lowest), recall measured on what the operators run: attention
-cells of each (sequence, head), and for the MLP the union of a sequence's tokens (so per-token
-recall may be lower; both are reported). Judged on held-out rows by `evaluate` (per layer):
+Attention, per layer and head: the normalized input h (B, L, C) mean-pooled over windows of
+pool_size(L) ~ sqrt(L) tokens, low-rank queries and keys (rank r), scores sigmoid(q k^T / sqrt(r))
+on the grid of cells, trained with BCE against the pooled true map (exposer.pooled_block_mass) on
+causal cells (not MSE: its gradient vanishes on saturated cells, and low-mass cells the target
+still needs ended at exactly 0). Kept: cells above the layer's threshold, and the diagonal.
+MLP, per layer: linear + sigmoid on the fc1 input per neuron block, BCE against per-token block
+activity; a sequence's mask is the union over its tokens.
+Thresholds per layer on the last `val_fraction` of the training rows: of those with recall >=
+`recall_target` on what the operators run (attention cells per (sequence, head), the MLP's
+sequence union), the one with the fewest false positives. `evaluate` (per layer, held-out rows):
     attn_recall, attn_precision      kept-by-mass causal off-diagonal cells vs predicted cells
     attn_density_true/_pred          kept / causal cells (diagonal included)
     mlp_recall, mlp_precision        per token and block
     mlp_seq_recall, mlp_seq_precision   per sequence (the union the operator uses)
     mlp_density_true/_pred           per-sequence union density
 
-`train_predictors(model, rows, ...)` returns a `Predictors`, which is also the mask source of
-patch.py: `.attn(i, h, docs) -> bool (B, H, L/16, L/16)`, `.mlp(i, h, docs) -> bool
-(B, F / mlp_block)`. Packed rows hold several documents: the captured forwards run
-document-masked (exposer.run_captured), targets and cells outside the documents are never kept
-(and excluded from the loss, the thresholds and the recall), and `.attn` ANDs its cells with the
-document blocks, so the predictor only has to find the sparsity inside documents.
+`train_predictors` returns `Predictors`, a mask source of patch.py. Cells outside the documents
+are never kept (nor scored in the loss, thresholds or recall): the predictor only has to find
+the sparsity inside documents.
 """
 
 import math
@@ -135,8 +123,7 @@ class LayerData:
 
 
 def bar(iterable, desc: str, delay: float = 1.0, **kw):
-    """A tqdm bar over `iterable` that appears only once its loop has run a second (calibration
-    and predictor training of a paper model run for minutes; a tiny one's for milliseconds)."""
+    """A tqdm bar over `iterable` that appears only once its loop has run `delay` seconds."""
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, delay=delay, **kw)
@@ -144,8 +131,7 @@ def bar(iterable, desc: str, delay: float = 1.0, **kw):
 
 def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
             subsample: bool = True, desc: str = "predictor calibration") -> list[LayerData]:
-    """Predictor inputs and targets of every layer, from chunked captured forwards (MLP tokens
-    subsampled to cfg.max_mlp_tokens per layer when `subsample`)."""
+    """Predictor inputs and targets of every layer, from chunked captured forwards."""
     ecfg = ex.ExposerConfig(mass=cfg.mass, mlp_block=mlp_block, mlp_rel=cfg.mlp_rel,
                             mlp_min_active=cfg.mlp_min_active)
     L = rows.shape[1]
@@ -240,8 +226,7 @@ class Predictors:
 
     # -- the mask source of patch.py --------------------------------------------------------
     def attn(self, i: int, h: torch.Tensor, docs=None) -> torch.Tensor:
-        """Kept 16x16 blocks (B, H, ceil(L/16), ceil(L/16)) for layer i, inside the documents
-        of `docs` (documents.Docs; None: one document per row), diagonal blocks always."""
+        """Kept blocks (B, H, nb, nb) of layer i, inside `docs` (None: one document per row)."""
         L = h.shape[1]
         p = pool_size(L)
         s = self.attn_scores(i, h)
@@ -298,8 +283,7 @@ def _recall_precision(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, f
 def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
                      cfg: PredictorConfig = PredictorConfig(), progress: bool = False
                      ) -> Predictors:
-    """Train every layer's predictors on `rows` (N, L) token ids; thresholds from the last
-    `cfg.val_fraction` of the rows (at least one row)."""
+    """Train every layer's predictors on `rows` (N, L) token ids (module docstring)."""
     n_val = max(1, round(cfg.val_fraction * rows.shape[0])) if rows.shape[0] > 1 else 0
     train_rows, val_rows = rows[:rows.shape[0] - n_val], rows[rows.shape[0] - n_val:]
     heads = [parts(layer).heads for layer in ex.decoder_layers(model)]

@@ -3,12 +3,8 @@
     benchlab report out.json     # rebuilds reports/long_exposure/ from a --benchmark-json file
 
 Each figure and table picks its records by case kind, never by test name. A figure without
-records is not written; figures.md lists every figure, its file or why it is absent. Every
-figure's title names the scale and the model(s) (or the shape) that ran and the densities LE
-ran at. Timing verdict tables (report_timing: doc_attn, doc_attn_breakeven, model_step and
-<kind>_timing for end2end, scale, ablation, gpt2) have a `baseline` column, per_document (the
-exact dense reference) rows first. Figures live in report_figures and report_grain; this
-module keeps the figure names, the tables and `report(records, outdir)`.
+records is not written; figures.md lists every figure, its file or why it is absent. Figures
+live in report_figures and report_grain, timing verdict tables in report_timing.
 """
 
 from pathlib import Path
@@ -47,14 +43,13 @@ TABLE_COLUMNS = {
                   "dense_optimizer", "le_forward", "le_backward", "le_optimizer", "le_predictor",
                   "predictor_share", "speedup", "density_attn", "density_mlp"],
     "kernel": ["case.sparsity", "density_attn", "density_mlp"] + [
-        f"{m}" for k in ("sdd", "dsd", "fc1", "fc2")
-        for m in (f"speedup_{k}", f"t_{k}_dense", f"t_{k}_sparse")],
+        m for k in ("sdd", "dsd", "fc1", "fc2") for m in (f"speedup_{k}", f"t_{k}_dense",
+                                                          f"t_{k}_sparse")],
     "predictor": ["case.masks", "case.reorder", "density_attn", "density_mlp", "density_doc",
                   "keeps_everything", "final_loss", "max_gap_to_dense", "mean_gap_to_dense"],
-    "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal",
-                    "efficiency"],
-    "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse",
-                     "speedup_sdpa", "speedup_eager", "speedup_sdpa_fwd"],
+    "op_mlp": ["case.sparsity", "density", "t_dense", "t_sparse", "speedup", "ideal", "efficiency"],
+    "op_attn": ["case.sparsity", "density", "t_sdpa", "t_eager", "t_sparse", "speedup_sdpa",
+                "speedup_eager", "speedup_sdpa_fwd"],
     "exposer": ["case.model", "case.seq_len"] + [f"{m}_mean" for m in SPARSITY_METRICS],
     "mlp_grain": ["case.model", "case.seq_len"] + [
         f"mlp_seq_union_t{t}_b{b}{r}" for t in (0, 5) for b in (1, 16, 64, 128)
@@ -78,8 +73,7 @@ TABLE_COLUMNS = {
              "mlp_seq_union_mean"],
     "scale": ["case.model", "case.seq_len", "t_sdpa_docs", "t_le", "speedup_sdpa_docs",
               "t_sdpa_causal", "speedup_sdpa_causal", "t_sdpa", "t_eager", "speedup_sdpa",
-              "speedup_eager", "density_attn", "density_doc", "density_mlp",
-                   "keeps_everything"],
+              "speedup_eager", "density_attn", "density_doc", "density_mlp", "keeps_everything"],
     # model_step's timings: report_timing.step_table; this one keeps its other results
     "model_step_memory": ["case.model", "case.init", "case.masks", "case.density",
                           "case.seq_len", "dispatch_dense_runs", "break_even_attn",
@@ -117,11 +111,8 @@ def report(records: list[dict], outdir) -> None:
 
 
 def figures_table(made: list, outdir) -> None:
-    """figures.md (.csv, .tex): every figure the report knows, its file, or why it is not
-    written (a NotWritten from its figure function: no placeholder images)."""
-    flat = []
-    for m in made:
-        flat += m if isinstance(m, list) else [m]
+    """figures.md (.csv, .tex): every figure, its file, or why it is not written (NotWritten)."""
+    flat = [x for m in made for x in (m if isinstance(m, list) else [m])]
     rows = [{"figure": m.name, "file": "", "why not written": m.why} if isinstance(m, NotWritten)
             else {"figure": Path(m).stem, "file": Path(m).name, "why not written": ""}
             for m in flat if m is not None]

@@ -1,9 +1,6 @@
-"""The Long Exposure report's figures (every one but exp-ablation-mlp-grain, in report_grain),
-and the helpers their titles share: `run_label` (the scale and model(s) that ran) and
-`density_label` (the densities LE ran at). A figure without records is not written: its
-function returns a `NotWritten` (name and why), which report.report lists in figures.md. Each
-figure saves through this module's `save_figure`; its file name and title name the model that
-ran (the memory figures: exp-overall-memory-<model>, naming the artifact panel it stands in for).
+"""The Long Exposure report's figures (exp-ablation-mlp-grain: report_grain). A figure without
+records is not written: its function returns a `NotWritten` (name and why) for figures.md. Titles
+name the scale and model(s) that ran (`run_label`) and the densities LE ran at (`density_label`).
 """
 
 from dataclasses import dataclass
@@ -100,10 +97,8 @@ MEMORY_LINES = (("dense", "dense SDPA"), ("eager", "dense eager"), ("le", "LE (p
 
 def memory(frame, outdir):
     """Fig 8: training memory against sequence length, one panel per PEFT method, one figure
-    per model that ran, named exp-overall-memory-<model> (the artifact's OPT-350M and OPT-1.3B
-    panels; a stand-in model says which panel it stands in for): tensors counted, solid; on
-    CUDA the allocator's peak over a step, dashed, same colour. An artifact panel without
-    records is a NotWritten."""
+    exp-overall-memory-<model> per artifact panel (a stand-in model says so): tensors counted,
+    solid; on CUDA the allocator's peak, dashed."""
     rows = of_kind(frame, "memory")
     paths = []
     for panel in ("exp-overall-memory-opt-350m", "exp-overall-memory-opt-1.3b"):
@@ -216,9 +211,7 @@ def kernels(frame, outdir):
 
 
 def predictor_curves(frame, outdir):
-    """Fig 11 left: LoRA loss curves with dense, predicted and random masks (both parts, attention
-    only, MLP only), on the model as it is and on its neuron-reordered copy (the same function
-    with sparser MLP blocks), each line labelled with the densities it ran at."""
+    """Fig 11 left: LoRA loss curves per mask source, as trained and MLP-reordered."""
     name = "exp-ablation-predictor"
     rows = of_kind(frame, "predictor")
     if rows.empty or "losses" not in rows:
@@ -276,9 +269,8 @@ def gpt2(frame, outdir):
 
 
 def patterns(frame, outdir):
-    """Fig 9 (exp-ablation-attn-patterns): per layer, the attention mass covered, the block
-    density and the operator speedup of the exposer's, the predictor's, Longformer's and
-    BigBird's masks (patterns.py), BigBird and Longformer at the exposer's density."""
+    """Fig 9 (exp-ablation-attn-patterns): per layer and pattern (patterns.py), the attention
+    mass covered, the block density and the operator speedup."""
     from .patterns import PATTERNS
 
     name = "exp-ablation-attn-patterns"

@@ -74,10 +74,8 @@ def _grain_speedup(ax, row, rels: list, blocks: list):
 
 
 def mlp_grain(frame, outdir):
-    """exp-ablation-mlp-grain: per-sequence MLP density against block size, neurons plain and
-    reordered, one line pair per threshold (per-token neuron density for reference); where the
-    records carry mlp_grain's time study (the artifact's Fig 9 MLP panel), per-layer MLP time of
-    dense vs column-sparse vs block-sparse, one panel per threshold, and the mean speedups."""
+    """exp-ablation-mlp-grain: per-sequence MLP density against block size per threshold and,
+    where recorded, mlp_grain's time study: per-layer MLP time per threshold, mean speedups."""
     name = "exp-ablation-mlp-grain"
     rows = of_kind(frame, "mlp_grain")
     if rows.empty:

@@ -2,16 +2,9 @@
 `baseline` column, from the per-round seconds the records carry (`t_rounds_<name>`).
 
 Each row is core.stats.compare_paired(contender, baseline, kind="ratio", units=round): the
-estimate is the median over rounds of contender / baseline seconds (below 1: the contender is
-faster), its 95% percentile bootstrap interval over rounds and the paired t-test on the log
-ratios; one table is one family (Holm), and the verdict (core.stats.family, words "faster" /
-"slower", "not shown" under 5 rounds) follows from the row's own columns (stats.check_verdict).
-Rows against per_document, the strongest exact dense baseline, come first.
-
-    doc_attn_table(frame)   attention with the trained model's masks (attn_study.py)
-    breakeven_table(frame)  its break-even in-document density against per_document, 95% interval
-    step_table(frame, kind) a training step: model_step, end2end, scale, ablation, gpt2
-Each compares the per-round seconds of one round pair as one unit.
+median over rounds of contender / baseline seconds (below 1: faster), its 95% bootstrap interval
+and the paired t-test on the log ratios; one table is one Holm family (core.stats.family). Rows
+against per_document, the strongest exact dense baseline, come first.
 """
 
 import numpy as np
@@ -80,9 +73,8 @@ def doc_attn_table(frame) -> pd.DataFrame:
 
 
 def breakeven_table(frame) -> pd.DataFrame:
-    """Per doc_attn case: the break-even in-document density against per_document and its 95%
-    bootstrap interval over rounds (0.0: LE slower at every swept density; 1.0: faster at every
-    one), beside the documents' own density and the exposer's."""
+    """Per doc_attn case: the break-even in-document density against per_document with its
+    interval, beside the documents' own density and the exposer's."""
     rows = of_kind(frame, "doc_attn")
     cols = ["case.model", "case.seq_len", "baseline", "rounds", "documents", "density_doc",
             "density_le_exposed", "break_even_per_document", "break_even_ci_lo",
@@ -103,8 +95,8 @@ STEP_LABELS = {"model_step": ("case.model", "case.init", "case.masks", "case.den
 
 
 def step_table(frame, kind: str) -> pd.DataFrame:
-    """A training-step kind (STEP_LABELS): LE (and, where recorded, LE dispatched and LE through
-    FlexAttention) against every dense baseline of each record that carries per-round seconds."""
+    """A training-step kind (STEP_LABELS): each recorded LE variant against every dense
+    baseline, from records that carry per-round seconds."""
     rows = of_kind(frame, kind)
     labels = STEP_LABELS[kind]
     items = []

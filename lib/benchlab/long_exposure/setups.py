@@ -1,12 +1,9 @@
-"""The setups the Long Exposure benchmarks run: packed E2E-style data rows, the cached base
-models and predictors, and trainers (model + method + attention + dense/LE + optimizer + batch).
+"""The setups the Long Exposure benchmarks run: packed E2E-style data rows, the base models and
+predictors (cached per process), and trainers (model + method + dense/LE + optimizer + batch).
+Each trainer deep-copies its base model, so dense and LE runs never share weights or state.
 
     python -c "from benchlab.long_exposure import CONFIGS; from benchlab.long_exposure.setups \
 import *; t = trainer(CONFIGS['tiny'], 'opt-tiny', 'lora', 512, mode='le'); print(t.step())"
-
-Heavy things are cached per process (`functools.cache`): the base model of a name, the packed
-rows of a (config, seq_len), the predictors of a model. Each trainer gets its own deep copy of
-the base model, so dense and LE runs of one case never share weights or optimizer state.
 """
 
 import copy
@@ -36,9 +33,8 @@ LE_MODES = {"le": "sparse", "le_flex": "flex"}
 
 @functools.cache
 def base_model(name: str, init: str = "trained"):
-    """The model of a zoo name: briefly trained (tiny/small) or the published weights (paper);
-    init="random": the zoo's seeded random init. Dropout off, so dense and LE runs compute the
-    same function."""
+    """The model of a zoo name (init="random": the zoo's seeded init), dropout off so dense and
+    LE runs compute the same function."""
     from benchlab import zoo
 
     if init not in ("trained", "random"):
@@ -68,11 +64,9 @@ def _records_file(n: int, seed: int) -> Path:
 
 
 def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
-    """(N, seq_len) packed rows of a data file for `model`, as finetune.packed_rows packs them:
-    text records (JSONL, E2E CSV) are tokenized; pre-tokenized JSONL (zoo.data.is_tokenized) is
-    used as is, its ids checked against the tokenizer's vocabulary. A document that already
-    ends with the end-of-text token gets no second one; one inside a document splits it (the
-    patched attention separates documents at that token)."""
+    """(N, seq_len) packed rows of a data file for `model`: text records (JSONL, E2E CSV)
+    tokenized, pre-tokenized JSONL used as is (ids checked against the vocabulary; a document
+    ending with end-of-text gets no second one, one inside a document splits it)."""
     from benchlab.zoo import data
 
     tok = ft.tokenizer_for(model)
@@ -98,8 +92,7 @@ def rows(model: str, n_records: int, seq_len: int, seed: int = 0) -> torch.Tenso
 
 
 def predictor_rows(config, model: str, seq_len: int) -> torch.Tensor:
-    """The first `predictor_rows` packed rows: the predictors' (and neuron orders') training
-    rows; the fine-tuning batches come after them."""
+    """The predictors' (and neuron orders') training rows; the fine-tuning batches follow."""
     return rows(model, config.n_records, seq_len, config.seed)[: config.predictor_rows]
 
 
@@ -114,8 +107,7 @@ def batch(config, model: str, seq_len: int, index: int = 0) -> torch.Tensor:
 
 
 def train_predictors(config, model: str, data: torch.Tensor, base=None):
-    """Attention and MLP predictors (predictors.py) of `model` (or of `base`, a modified copy of
-    it) trained on packed rows `data`, with the scale's exposer / predictor settings."""
+    """Predictors of `model` (or of `base`, a modified copy of it) trained on rows `data`."""
     from . import predictors as pr
 
     o = config.ops
@@ -136,11 +128,9 @@ MASKS = ("predicted", "random", "random_attn", "random_mlp", "all")
 
 
 def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool = False):
-    """`masks` in MASKS: predicted (the trained predictors); random (attention and MLP),
-    random_attn (random attention, the predicted MLP), random_mlp (the predicted attention,
-    random MLP): random blocks in the numbers the predicted masks keep on the same input,
-    inside the documents (RandomLike), so each is at the predicted density; all (KeepAll).
-    `reorder`: the predictors of the neuron-reordered model (reordered_model)."""
+    """`masks` in MASKS: the trained predictors; random blocks (RandomLike: as many as the
+    predicted masks keep, inside the documents) for both parts, attention only or MLP only;
+    all (KeepAll). `reorder`: the predictors of reordered_model."""
     cfg = base_model(model).config
     if masks not in MASKS:
         raise ValueError(f"masks: unknown {masks!r}; choose {', '.join(MASKS)}")
@@ -156,9 +146,7 @@ def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool =
 
 @functools.cache
 def neuron_orders(config, model: str, seq_len: int) -> tuple:
-    """Per layer, the MLP neuron order of mlp_grain.neuron_order (neurons by the number of
-    calibration sequences they fire in, at config.ops.mlp_rel) on the predictors' training rows
-    of length `seq_len`."""
+    """Per layer, mlp_grain.neuron_order on the predictors' training rows of length `seq_len`."""
     from .exposer import run_captured
     from .mlp_grain import neuron_order
 
@@ -167,8 +155,8 @@ def neuron_orders(config, model: str, seq_len: int) -> tuple:
 
 
 def reorder_mlp(model, orders) -> None:
-    """Permute every OPT layer's MLP neurons in place by `orders` (fc1 rows and bias, fc2
-    columns): the model computes the same function, its active neurons share fewer blocks."""
+    """Permute every OPT layer's MLP neurons in place by `orders`: the same function, its
+    active neurons share fewer blocks."""
     from .mlp_grain import permute_mlp
     from .peft_methods import decoder_layers
 
@@ -199,9 +187,8 @@ class Trainer:
         return ft.train_step(self.model, self.opt, self.batch, self.bf16)
 
     def timed_step(self) -> dict:
-        """One step timed in parts: forward (minus mask prediction), backward, optimizer (step
-        and zero_grad) and predictor seconds, and `step`, their sum (the whole step; on CUDA
-        each part ends with a synchronize)."""
+        """Seconds of one step's forward (minus mask prediction), backward, optimizer,
+        predictor, and `step`, their sum (each part ends with a synchronize)."""
         if self.stats is not None:
             self.stats.mask_seconds = 0.0
 
@@ -224,8 +211,8 @@ class Trainer:
 
 
 def runs(method: str, mode: str) -> bool:
-    """Whether `method` can run in `mode`: prefix tuning runs on Hugging Face's attention only
-    (eager or sdpa): patch.py's layers, dense or Long Exposure, have no prefix keys."""
+    """Whether `method` can run in `mode`: patch.py's layers have no prefix keys, so prefix
+    tuning runs on Hugging Face's attention only."""
     return method != "prefix" or mode in pm.ATTN_IMPLS
 
 
@@ -242,10 +229,9 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
             source=None, data: torch.Tensor | None = None,
             init: str = "trained", dense_above: dict | None = None,
             bf16: bool = False) -> Trainer:
-    """A fresh trainable copy of `model` with `method`; mode in DENSE_MODES or LE_MODES
-    (method "prefix": eager or sdpa only, peft_methods.attend_in_documents).
-    `source` overrides the mask source, `data` the step's batch, `init` the base model;
-    `dense_above`: patch's per-part break-even densities (None: sparse operators always)."""
+    """A fresh trainable copy of `model` with `method`, mode in DENSE_MODES or LE_MODES.
+    `source` overrides the mask source, `data` the step's batch; `dense_above`: patch's
+    per-part break-even densities (None: sparse operators always)."""
     check_method_mode(method, mode)
     m = copy.deepcopy(base_model(model, init)).to(device)
     with torch.random.fork_rng(devices=[]):  # same LoRA / adapter init for every mode
@@ -269,9 +255,8 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
 
 
 def speedups(times: dict) -> dict:
-    """From per-round step seconds: t_<name> (medians) and, when there is an "le" entry, for
-    every dense baseline speedup_<name> = the median over rounds of t_<name> / t_le (paired
-    rounds). Without "le" (a dense-only method) there is no t_le and no speedup."""
+    """t_<name> medians of per-round step seconds and, with an "le" entry, speedup_<name>:
+    the paired median of t_<name> / t_le per dense baseline."""
     out = {f"t_{k}": v for k, v in medians(times).items()}
     if "le" in times:
         out.update({f"speedup_{k}": paired_ratio(v, times["le"])
@@ -280,19 +265,15 @@ def speedups(times: dict) -> dict:
 
 
 def densities(stats: P.Stats, layers: tuple = ()) -> dict:
-    """The densities an LE run ran at: attention kept / causal blocks, document blocks / causal
-    blocks (the free structure), MLP kept neuron blocks, whether it kept everything, and
-    layer_density_<kind> (per layer) for the kinds in `layers`."""
+    """The densities an LE run ran at (patch.Stats), and per layer for the kinds in `layers`."""
     return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
             "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything(),
             **{f"layer_density_{k}": stats.layer_densities(k) for k in layers}}
 
 
 def curve(config, model: str, masks: str, *, reorder: bool = False, progress=None) -> dict:
-    """LoRA loss curve over `curve_steps` packed batches: masks "dense" (SDPA inside documents)
-    or LE with mask_source's `masks` -> losses and, for LE, densities() and layer_density_*.
-    `reorder`: the base model's MLP neurons reordered first (reorder_mlp) and the masks
-    predicted on it. LoRA (attention only) starts the same either way."""
+    """LoRA loss curve over `curve_steps` batches, "dense" (SDPA inside documents) or LE with
+    mask_source's `masks` -> losses (LE: and densities). `reorder`: on the reordered model."""
     L = config.curve_seq_len
     data = rows(model, config.n_records, L, config.seed)
     source = None if masks == "dense" else mask_source(config, model, masks, L, reorder=reorder)
@@ -314,12 +295,9 @@ MLP_ACTIVITY = ("mlp_neuron_token", "mlp_neuron_seq_union", "mlp_token", "mlp_se
 
 @functools.cache
 def mlp_activity(config, model: str, seq_len: int) -> dict:
-    """The MLP activity of `model` (as loaded, before any fine-tuning) on the step's batch
-    (batch()), as the exposer measures it (exposer.mlp_sparsity: a neuron is active where
-    |act| > config.ops.mlp_rel of its token's max; GELU is never exactly zero): MLP_ACTIVITY
-    per layer (per-token neuron density, per-sequence union per neuron, per-token and
-    per-sequence-union density of MLP_BLOCK-neuron blocks) and <name>_mean over layers.
-    Cached per (config, model, seq_len): the PEFT methods of one model share it."""
+    """MLP_ACTIVITY per layer and <name>_mean of the base model on the step's batch, as
+    exposer.mlp_sparsity measures it (GELU is never exactly zero: |act| against the token's
+    max). Cached: the PEFT methods of one model share it."""
     from .exposer import ExposerConfig, mlp_sparsity, run_captured
 
     ids = batch(config, model, seq_len)
@@ -333,8 +311,7 @@ def mlp_activity(config, model: str, seq_len: int) -> dict:
 
 
 def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.Fixed:
-    """The exposer's true masks of `ids` on `model` (attention block keep covering `mass` per
-    token, MLP sequence-union of active neuron blocks), fixed per layer."""
+    """The exposer's true masks of `ids` on `model` (block keep, MLP sequence union)."""
     from .exposer import ExposerConfig, expose
 
     with torch.no_grad():
@@ -344,9 +321,8 @@ def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.F
 
 def break_even(config, model: str, seq_len: int, init: str = "trained",
                device: str = "cpu", rounds: int | None = None) -> dict:
-    """Break-even densities {"attn": a, "mlp": m} of the operators at this model's shapes and
-    `seq_len`, measured now (breakeven.py, `rounds` or config.step_rounds), plus their
-    speedup curves {"attn_curve": ...}."""
+    """Break-even densities {"attn", "mlp"} of the operators at this model's shapes, measured
+    now (breakeven.py), and their speedup curves {"attn_curve", "mlp_curve"}."""
     from . import breakeven as be
 
     cfg = base_model(model, init).config
@@ -361,11 +337,9 @@ def break_even(config, model: str, seq_len: int, init: str = "trained",
 
 def model_step_trainers(config, model: str, seq_len: int, masks: str, density: float,
                         init: str, device: str = "cpu", dense_above: dict | None = None) -> dict:
-    """LoRA trainers {"le", "le_dispatch", "sdpa", "sdpa_docs", "sdpa_causal", "eager"} (CUDA:
-    also "le_flex", the LE masks through FlexAttention) on one packed batch of `model` (base
-    `init`). LE masks are fixed before timing: the exposer's on that batch (masks="exposed")
-    or random at `density` for attention and MLP alike (masks="synthetic"). "le_dispatch"
-    runs a layer part dense where its mask is above `dense_above` (break_even's densities)."""
+    """LoRA trainers by mode (CUDA: also "le_flex") on one batch, LE masks fixed before
+    timing: the exposer's (masks="exposed") or random at `density` ("synthetic").
+    "le_dispatch" runs a layer part dense where its mask is above `dense_above`."""
     data = batch(config, model, seq_len)
     if masks == "exposed":
         src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)

@@ -14,11 +14,9 @@ from benchlab.core.errors import BenchlabError
 
 
 def run(args) -> int:
-    """Writes OUT/accuracy.{json,md} and nothing else there; the runs and evaluations go to
-    --work (default: the benchlab cache, keyed by the training settings and the code version).
-    Resumable: a finished checkpoint (WORK/<mode>/checkpoint) or evaluation (WORK/eval/<mode>.json
-    with the same settings and weights) is kept; an interrupted fine-tuning run resumes from its
-    train_state.pt."""
+    """Writes OUT/accuracy.{json,md} only; the runs and evaluations go to --work, where finished
+    checkpoints and evaluations (same settings and weights) are kept and an interrupted
+    fine-tuning run resumes from its train_state.pt."""
     import os
     import shutil
 

@@ -1,7 +1,6 @@
 """The fine-tuning run of `benchlab long-exposure finetune`: every input checked before anything
 is written, a resumable train_state.pt every --save-every steps, the safetensors checkpoint and
-losses.json; one process, or data-parallel under torchrun (core.ddp). The pieces it trains with
-(packing, steps, checkpoints) are finetune.py's; the model-building ones setups.py's.
+losses.json; one process, or data-parallel under torchrun (core.ddp).
 """
 
 import json
@@ -32,11 +31,9 @@ def read_state(path: Path) -> dict:
 
 
 def run(args) -> int:
-    """`benchlab long-exposure finetune ARGS` (cli.py's namespace): one process, or data-parallel
-    under torchrun (core.ddp): --batch-size is the global batch, each process trains on its rows
-    of every global batch, DDP averages the trainable gradients, LE predictors are trained on
-    rank 0 and broadcast (the masks are per row, so every process masks its rows as one process
-    would), losses and densities are global, and only rank 0 writes."""
+    """`benchlab long-exposure finetune ARGS`. Under torchrun each process trains on its rows of
+    every global batch, LE predictors are trained on rank 0 and broadcast (masks are per row, so
+    every process masks its rows as one process would), and only rank 0 writes."""
     import os
 
     from benchlab.core import ddp
@@ -50,9 +47,7 @@ def run(args) -> int:
 
 
 def train(args, info, device: str = "cpu") -> int:
-    """The fine-tuning run of `args` in this process (`info`: core.ddp's placement): checks
-    every input, trains with a resumable train_state.pt every --save-every steps, and writes
-    the checkpoint and losses.json (rank 0)."""
+    """The fine-tuning run of `args` in this process (`info`: core.ddp's placement)."""
     from benchlab.core import ddp
 
     from . import CONFIGS, setups
