@@ -8,27 +8,21 @@
         --bounds.bound_type=document_level
     benchlab sublora analyze --results_dir out/sublora_scratch --output_dir reports/sublora
 
-Configs (one system): configs/*.yaml are RunConfigs (config.py); a scale's `Config` names one
-and the grid to run. Modules: lora (LoRA on GPT-2's fused q/v), projectors (dense/sparse/
-Kronecker P, own seeds), subspace (theta = theta0 + P w and the allocation modes), config (YAML
-+ dotted overrides), data (documents and batches), train (AdamW loop, DDP, checkpoints),
-evaluate (quantize, code, evaluate documents, bound), sweep (one sweep point), and the bounds
-helper's quantize, coding, bounds, report, analyze.
-
-The data: a YAML's data.dataset_dir, a nanoGPT bins folder (train.bin, val.bin; the paper YAML's
-data/openwebtext, relative to the working directory), or '' for the zoo synthetic corpus; set it
-with `--data-dir DIR` (train, run-all), the override --data.dataset_dir=DIR, or a Config's
-`overrides`. A case whose bins are absent is skipped (`requires`). `smoke(config)` is the
---bench-budget smoke: every kind, mode and projector once, on the scale's own model (paper: the
-GPT-2 124M paper spec, from scratch), 2 steps of 16 tokens, the zoo corpus without bins:
-
-    pytest bench/test_sublora.py --bench-scale paper --bench-budget smoke --bench-threads 1
+Configs: configs/*.yaml are RunConfigs (config.py); a scale's `Config` names one and the grid
+to run. The data: the YAML's data.dataset_dir, a nanoGPT bins folder (train.bin, val.bin;
+relative to the working directory), or '' for the zoo synthetic corpus; set it with
+`--data-dir DIR` (train, run-all) or --data.dataset_dir=DIR. A case whose bins are absent is
+skipped (`requires`); `smoke(config)` is the --bench-budget smoke.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from ..core.errors import BenchlabError
+from ..core.provenance import sha256_file
 from ..core.ratios import Ratio
-from .config import of_scale
+from .config import of_scale, resolve
+from .data import bins_missing
 from .report import report
 from .sweep import run_config, run_point
 from .verdicts import PREREGISTERED, REFERENCES, Test, mode_id
@@ -46,11 +40,8 @@ SEEDS8 = (42, 123, 999, 7, 2024, 31337, 555, 8080)
 
 @dataclass(frozen=True)
 class Config:
-    """A scale: which YAML study (a RunConfig, configs/*.yaml) and which grid of it to run.
-
-    The run settings live only in the YAML (one config system); `overrides` are dotted fields
-    applied on top (the tiny bench shortens the scratch study to a CI-sized slice). `tests` is
-    the pre-registered family of seed-level comparisons (data, fixed before the runs)."""
+    """A scale: which YAML study (configs/*.yaml) and which grid of it to run; `overrides` are
+    dotted fields applied on top, `tests` the pre-registered seed-level comparisons."""
     train_config: str = "sublora_train.yaml"
     overrides: tuple = ()
     dims: tuple = STUDY_DIMS
@@ -64,9 +55,8 @@ class Config:
 
 
 CONFIGS = {
-    # CI slice of the scratch study: one d, 8 seeds of w = 0 and of the three per-group modes of
-    # the pre-registered test (grouped, fixed r = 0.8, learned), 20 steps each, and the count
-    # models
+    # CI slice of the scratch study: one d, 8 seeds of w = 0 and of the pre-registered test's
+    # per-group modes (grouped, fixed r = 0.8, learned), 20 steps each, and the count models
     "tiny": Config(overrides=("training.max_iters=20", "learning_rate.lr_decay_iters=20",
                               "training.eval_interval=10", "bounds.bound_samples=100",
                               "bounds.max_doc_tokens=64"),
@@ -155,13 +145,10 @@ ZOO_BASES = ("scratch", "zoo-trained")  # model.init_from values that are not lo
 
 
 def inputs(case, config) -> dict[str, str]:
-    """sha256 of the study's YAML and of the pinned zoo model (theta0's base), tokenizer, corpus;
-    where theta0's base is loaded weights (model.init_from a hub id, paper spec or folder), also
-    their identity (zoo.weights_identity). `config` is a scale's Config, or (records of finished
-    run folders, `analyze`) the run's saved YAML sections as a dict."""
+    """sha256 of the study's YAML and of the zoo model (theta0's base), tokenizer, corpus, plus
+    loaded base weights' identity. `config`: a scale's Config, or (`analyze`) a run's saved YAML
+    sections as a dict."""
     from .. import zoo
-    from ..core.provenance import sha256_file
-    from .config import resolve
 
     if not isinstance(config, Config):
         model = config.get("model") if isinstance(config, dict) else None
@@ -171,8 +158,6 @@ def inputs(case, config) -> dict[str, str]:
     out = {"train_config": sha256_file(resolve(config.train_config)),
            **zoo.artifact_inputs(run.model.name)}
     if run.model.init_from not in ZOO_BASES:
-        from ..core.errors import BenchlabError
-
         try:
             out.update(zoo.weights_identity(run.model.init_from))
         except BenchlabError:  # absent offline: `requires` skips the case
@@ -184,8 +169,6 @@ def requires(case, config) -> str | None:
     """Why `case` cannot run here, else None: the data folder (data.dataset_dir) holds no
     nanoGPT bins, or theta0's base weights (model.init_from) are not available offline."""
     from .. import zoo
-    from ..core.errors import BenchlabError
-    from .data import bins_missing
 
     if not isinstance(config, Config):
         return None
@@ -210,17 +193,10 @@ SMOKE_RUN = ("training.max_iters=2", "learning_rate.warmup_iters=1",
 
 
 def smoke(config: Config) -> Config:
-    """The scale's config cut to the least work that runs every code path (the --bench-budget
-    smoke), on the scale's own model (paper: GPT-2 124M from the paper spec): the sweep runs
-    the w = 0 row, the count models (fitted on 2 documents) and one trained mode (fixed where
-    the scale has it: step runs uniform with every projector, bound learned), one d
-    (<= SMOKE_DIM), one seed; 2 training steps of one
-    16-token row, evaluated after each, a bound over 2 documents; one timed round. Without
-    the scale's nanoGPT bins (data.dataset_dir) it trains on the zoo corpus, as tiny does."""
-    from dataclasses import replace
-
-    from .data import bins_missing
-
+    """The scale cut to the least work that runs every code path, on its own model: the w = 0
+    row, the count models and one trained mode (fixed where present), one d (<= SMOKE_DIM), one
+    seed, 2 steps of one 16-token row, a bound over 2 documents, one timed round; without the
+    scale's bins, the zoo corpus."""
     run = of_scale(config)
     extra = list(SMOKE_RUN)
     if run.bounds.qat_iters > 1:
@@ -242,12 +218,8 @@ __all__ = ["METRICS", "RATIOS", "inputs", "requires", "smoke", "CONFIGS", "Confi
 
 
 def needs(case, config) -> dict:
-    """What `case` needs (core.plan, `benchlab plan`): the study's nanoGPT bins (data.dataset_dir;
-    '' is the zoo corpus), theta0's base weights (model.init_from a hub id or paper spec) or its
-    shape trained from scratch, and the tokens it trains (sweep: every iteration; step: the
-    subspace and the plain LoRA step of each round) or bounds (s documents per round)."""
-    from pathlib import Path
-
+    """What `case` needs (core.plan): the study's bins, theta0's base weights (or its shape, from
+    scratch), and the tokens it trains or bounds."""
     if not isinstance(config, Config):
         return {}
     run = of_scale(config)

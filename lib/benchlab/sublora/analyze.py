@@ -3,17 +3,12 @@
     benchlab sublora analyze --results_dir out/sweep --output_dir reports/sublora \
         --budgets 1000 2000 --seeds 42 123 999
 
-Layout read (any depth under --results_dir; `run-all` writes d{d}_{mode}_s{seed}): a run folder
-holds `bounds_metrics.json` (bounds.save_bounds_metrics) and the training metadata
-`best_ckpt.json` (train.py: its "config" has the YAML sections, so d = config.sublora.
-intrinsic_dim, mode = config.sublora.allocation_mode, r = config.sublora.allocation_ratio,
-seed = config.system.seed; plus "val_loss", "step" (0: the untrained w = 0 baseline) and
-"gamma_B", the per-group share of B). Missing facts fall back to the `inputs` saved in
-bounds_metrics.json (evaluate.py stores d, mode, ratio, seed, gamma_B, baseline there), then to
-the folder name (`d1000_fixed_bheavy_s42`, the fork's `sublora-d1000-learned-seed42`). Each run
-becomes a record made by core.session.Run (kind "sweep", a SweepCase like the benchmark's, the
-folder's path under --results_dir as its case id, the run's saved RunConfig as its config, scale
-"custom"), and the same `report()` writes the files.
+A run folder (any depth under --results_dir) holds `bounds_metrics.json` and the training
+metadata `best_ckpt.json`, whose "config" gives d, mode, r and seed (sublora.intrinsic_dim,
+allocation_mode, allocation_ratio, system.seed), with "val_loss", "step" (0: the w = 0 baseline)
+and "gamma_B". Missing facts come from the bounds' saved `inputs`, then the folder name
+(`d1000_fixed_bheavy_s42`, the fork's `sublora-d1000-learned-seed42`). Each run becomes a
+core.session.Run record (kind "sweep", case id: the folder's path, scale "custom") for `report()`.
 """
 
 import argparse
@@ -23,10 +18,12 @@ from pathlib import Path
 from ..core.errors import BenchlabError, fail, read_json
 from ..core.options import input_dir, output_dir
 from ..core.report import flatten
+from ..core.session import Run
 from . import SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
 from .report import report
 from .study import DIMS, SEEDS
+from .verdicts import FIXED_NAMES
 
 META_NAMES = ("best_ckpt.json", "run.json", "metadata.json")
 KEYS = {  # record case field -> where a run folder holds it (metadata config, bounds inputs)
@@ -38,7 +35,6 @@ KEYS = {  # record case field -> where a run folder holds it (metadata config, b
 METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "best_alpha", "kl_divergence",
                "compressed_size_bits", "random_guess_bpd", "non_vacuous", "top1_error",
                "top1_error_bound")
-FORK_MODES = {"aheavy": 0.2, "equal": 0.5, "bheavy": 0.8}
 
 
 def _lookup(flat: dict, names) -> object:
@@ -57,8 +53,8 @@ def _from_dirname(name: str) -> dict:
     if m := re.search(r"(?:seed[-_]?|[-_]s)(\d+)$", name):
         out["seed"] = int(m.group(1))
     low = name.lower()
-    for fork, ratio in FORK_MODES.items():
-        if f"fixed_{fork}" in low:
+    for ratio, fixed in FIXED_NAMES.items():  # the fork's fixed_aheavy, fixed_equal, fixed_bheavy
+        if fixed in low:
             out["mode"], out["ratio"] = "fixed", ratio
     for mode in ("uniform", "grouped", "learned", "w0"):
         if re.search(rf"(?:^|[-_]){mode}(?:[-_]|$)", low):
@@ -70,12 +66,8 @@ def run_record(metrics_path: Path, root: Path) -> dict:
     """One run folder -> a record shaped like the benchmark's sweep records."""
     metrics = load_bounds_metrics(metrics_path)
     folder = metrics_path.parent
-    meta, meta_path = {}, None
-    for name in META_NAMES:
-        if (folder / name).exists():
-            meta_path = folder / name
-            meta = read_json(meta_path, "metadata")
-            break
+    meta_path = next((folder / n for n in META_NAMES if (folder / n).exists()), None)
+    meta = read_json(meta_path, "metadata") if meta_path else {}
     inputs = metrics.get("inputs") or {}
     flat_meta, flat_inputs = flatten(meta.get("config") or {}), flatten(inputs)
     guessed = _from_dirname(folder.name)
@@ -109,8 +101,6 @@ def run_record(metrics_path: Path, root: Path) -> dict:
 def _record(rel: str, case: dict, metrics: dict, config: dict) -> dict:
     """The record of one run folder, made by a core.session.Run whose config is the run's saved
     config (its YAML sections; without metadata, the bounds inputs)."""
-    from ..core.session import Run
-
     seed = int(case["seed"]) if case["seed"] is not None else None
     point = SweepCase(f"d{case['d']}-{mode_id(case['mode'], case['ratio'])}-s{seed}",
                       int(case["d"]), case["mode"], float(case["ratio"]), seed)

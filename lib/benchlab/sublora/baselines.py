@@ -1,5 +1,5 @@
-"""Count-based baselines of the SubLoRA table: a unigram and a bigram model fitted on the training
-split, coded and bounded like a trained run (the same documents, smoothing grid and bound).
+"""Unigram and bigram count models fitted on the training split, coded and bounded like a trained
+run (the same documents, smoothing grid and bound).
 
     python -c "from benchlab import sublora as sl; from benchlab.sublora.sweep import run_point; \
 c = sl.CONFIGS['tiny']; print(run_point(c, sl.SweepCase('u', 1000, 'unigram', 0.5, 42)))"
@@ -10,14 +10,11 @@ c = sl.CONFIGS['tiny']; print(run_point(c, sl.SweepCase('u', 1000, 'unigram', 0.
   bigram (interpolated absolute discounting, Kneser-Ney style, D = `bounds.ngram_discount`):
   p(b | a) = max(c(a, b) - D, 0) / c(a) + D N1+(a .) / c(a) * q(b), with the add-one continuation
   q(b) = (N1+(. b) + 1) / (N1+(. .) + V); an unseen context a gets q. Both sum to 1 over V.
-- The message: the count table, the only thing the decoder needs (D, V and the smoothing are
-  hyperparameters, paid by `extra_bits` as for a trained run), in Elias-gamma integers:
-  unigram: gamma(c(b) + 1) for b = 0..V-1; bigram: per context a = 0..V-1, gamma(k_a + 1) (its
-  number of successors), then per successor gamma(gap) (b - previous b, from -1) and
-  gamma(c(a, b)). `encode_table` / `decode_table` round-trip it; L = its length in bits.
-- The bound: bounds.bounds_metrics with that L (prefix-free L', KL = (L' + extra) ln 2), R_s of
-  the same sampled documents per alpha, top-k errors from the same ranks (bounds.target_stats on
-  log p) as evaluate.eval_bounds.
+- The message: the count table (D, V and the smoothing are hyperparameters, paid by
+  `extra_bits`) in Elias-gamma integers: unigram: gamma(c(b) + 1) for b = 0..V-1; bigram: per
+  context a, gamma(k_a + 1) (its number of successors), then per successor gamma(gap) (b -
+  previous b, from -1) and gamma(c(a, b)). L = its length in bits.
+- The bound: bounds.bounds_metrics with that L, as evaluate.eval_bounds does for a trained run.
 """
 
 import functools
@@ -191,8 +188,8 @@ def _fitted(corpus: Corpus, order: int, n_docs: int) -> Table:
 
 
 def eval_ngram(corpus: Corpus, cfg, mode: str) -> dict:
-    """bounds_metrics of the `mode` ("unigram" | "bigram") baseline, plus fit_seconds, n_entries
-    and eval_seconds: the same keys as evaluate.eval_bounds."""
+    """bounds_metrics of the `mode` ("unigram" | "bigram") model, plus fit_seconds and
+    eval_seconds."""
     b = cfg.bounds
     t0 = time.perf_counter()
     table = _fitted(corpus, ORDERS[mode], b.ngram_docs)

@@ -1,28 +1,22 @@
 """Document-level PAC-Bayes bounds on bits per token for a compressed (quantized + coded) model.
 
-Pieces, in the order the glue uses them (DESIGN.md section 3, SubLoRA):
-
-1. `compress(quantized, side=gates)` runs the real arithmetic coder (coding.py) and returns the
-   message length L = code bits + counts table + float16 codebook + float32 side values (the
-   learned gate logits, so they are paid for; pass `side=model.gates`). It decodes the message
-   back to check it.
-   Prefix-free length L' = L + 2 log2 L; KL (nats) = (L' + extra bits) ln 2.
-2. Evaluate the compressed model on s documents sampled (uniformly, independently of training)
-   from the m training documents. Per document, `target_stats(logits, targets)` gives the
-   probability and the rank of every target token; a `DocumentRisks` accumulator turns them into
+Following DESIGN.md section 3 (SubLoRA):
+1. `compress(quantized, side=gates)` runs the arithmetic coder (coding.py), decodes the message
+   back to check it, and returns its length L: code + counts table + float16 codebook + float32
+   side values (the learned gate logits, so they are paid for). L' = L + 2 log2 L is prefix-free;
+   KL (nats) = (L' + extra bits) ln 2.
+2. s documents sampled uniformly (independently of training) from the m training documents;
+   `DocumentRisks` turns `target_stats` (probability and rank of each target) into
      R_s(a) = mean over documents of (mean over the document's tokens of -log2 p_a(token))
-   with the smoothed prediction p_a = (1 - a) p + a / V, for each a of the grid; and the top-k
-   error rate averaged the same way (document level: a document counts once, whatever its length).
-3. `bounds_metrics(message, risks, ...)` gives the bound
+   with p_a = (1 - a) p + a / V for each a of the grid, and top-k error rates averaged the same
+   way (document level: a document counts once, whatever its length).
+3. `bounds_metrics` gives, at the best a of the grid, with r = s / (s + m),
      bound(a) = R_s(a) + Delta(a) [ sqrt((KL - ln(r eps)) / (2m)) + sqrt(-ln((1-r) eps) / (2s)) ]
-   with Delta(a) = log2(1 + (1-a) V / a) the range of the per-token loss, r = s / (s + m), and
-   reports the best a of the grid. The grid is paid for: KL includes log2|grid| bits, and
-   (by default, `grid_in_sample_term=True`) the sampling term uses eps/|grid| too, because a is
-   picked on the same s documents; upstream paid only in the KL (set False to reproduce it).
-   Top-k error bounds use the 0/1 loss (range 1), no smoothing, KL without the grid bits; each k is
-   its own statement at confidence 1 - eps.
-4. `save_bounds_metrics(metrics, outdir)` writes bounds_metrics.json and bounds_metrics.pt with
-   every input, and `recompute_bound(metrics)` rebuilds `bound_value` from them alone.
+   where Delta(a) = log2(1 + (1-a) V / a) is the per-token loss range. The grid is paid for: KL
+   includes log2|grid| bits, and (`grid_in_sample_term=True`) the sampling term uses eps/|grid|,
+   as a is picked on the same documents; upstream paid only in the KL (False reproduces it).
+   Top-k error bounds: 0/1 loss (range 1), no smoothing, no grid bits; each k its own statement.
+4. `save_bounds_metrics` writes every input; `recompute_bound(metrics)` rebuilds `bound_value`.
 
     python -c "from benchlab.sublora.bounds import subsampling_bound, loss_range; \
 print(subsampling_bound(4.0, 2000.0, m=300000, s=10000, delta=loss_range(0.1, 4096)))"
@@ -73,11 +67,8 @@ class MessageLength:
 
 
 def compress(quantized: Quantized, side=(), *, verify: bool = True) -> MessageLength:
-    """Encode symbols, codebook and side values (e.g. the learned gates) into one message.
-
-    With `verify` the message is decoded again and must give back the same symbols, float16
-    codebook and float32 side values (it does; this keeps the reported length honest).
-    """
+    """Encode symbols, codebook and side values (e.g. the learned gates) into one message; with
+    `verify`, decode it back and check it (this keeps the reported length honest)."""
     if isinstance(side, torch.Tensor):
         side = side.detach().cpu().numpy()
     side = np.asarray(side, dtype=np.float32).reshape(-1)
@@ -109,12 +100,8 @@ def kl_nats(prefix_bits: float, extra_bits: float) -> float:
 
 @torch.no_grad()
 def target_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Probability and rank of each target token.
-
-    logits: (T, V) for T positions of ONE document, targets: (T,) token ids.
-    Returns (probs (T,) float64, ranks (T,) int64) where rank 0 means the target is the argmax
-    (rank = number of tokens with a strictly larger logit; ties count in the target's favour).
-    """
+    """logits (T, V) of ONE document, targets (T,) -> (probs (T,) float64, ranks (T,) int64);
+    rank = number of tokens with a strictly larger logit (0: the argmax; ties favour the target)."""
     logits = logits.detach().float()
     logp = torch.log_softmax(logits, dim=-1)                          # (T, V)
     tgt = targets.reshape(-1, 1).to(logits.device)
@@ -122,12 +109,6 @@ def target_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarra
     ranks = (logits > target_logit).sum(dim=1)                        # (T,)
     probs = logp.gather(1, tgt).squeeze(1).double().exp()
     return probs.cpu().numpy(), ranks.cpu().numpy().astype(np.int64)
-
-
-def smoothed_nll_bits(probs, vocab_size: int, alpha: float) -> np.ndarray:
-    """-log2((1 - alpha) p + alpha / V) per token (bits)."""
-    p = np.asarray(probs, dtype=np.float64)
-    return -np.log2((1 - alpha) * p + alpha / vocab_size)
 
 
 class DocumentRisks:
@@ -149,7 +130,7 @@ class DocumentRisks:
         if p.size == 0:
             raise ValueError("a document needs at least one target token")
         for i, a in enumerate(self.alphas):
-            self._bpd[i] += smoothed_nll_bits(p, self.vocab_size, a).mean()
+            self._bpd[i] += np.mean(-np.log2((1 - a) * p + a / self.vocab_size))  # bits
         self._raw += float(-np.log2(np.maximum(p, np.finfo(float).tiny)).mean())
         if self.topk:
             if ranks is None:
@@ -181,10 +162,8 @@ def loss_range(alpha: float, vocab_size: int) -> float:
 
 def subsampling_bound(risk: float, kl: float, *, m: int, s: int, delta: float = 1.0,
                       eps: float = EPS, union: int = 1) -> float:
-    """risk + delta [sqrt((kl - ln(r eps)) / 2m) + sqrt(-ln((1-r) eps / union) / 2s)], r = s/(s+m).
-
-    `union` > 1 spends eps/union on the sampling term (a choice made on the sampled documents).
-    """
+    """risk + delta [sqrt((kl - ln(r eps)) / 2m) + sqrt(-ln((1-r) eps / union) / 2s)], r = s/(s+m);
+    `union` > 1 spends eps/union on the sampling term (a choice made on the sampled documents)."""
     if m <= 0 or s <= 0:
         raise ValueError(f"m and s must be positive, got m={m}, s={s}")
     if not 0 < eps < 1:
@@ -210,13 +189,9 @@ def bounds_metrics(message: MessageLength, risks, *, alphas=DEFAULT_ALPHAS, voca
                    m: int, s: int, extra_bits: float, eps: float = EPS, topk_errors=None,
                    raw_bpd: float | None = None, grid_in_sample_term: bool = True,
                    inputs: dict | None = None) -> dict:
-    """Everything bounds_metrics.json holds: results and every input of the formula.
-
-    message: from `compress`; risks: R_s per alpha (same order as `alphas`); m: training
-    documents; s: sampled documents; extra_bits: hyperparameter bits (the alpha grid's
-    log2|grid| bits are added here, not by the caller); topk_errors: {k: error rate} or None;
-    inputs: anything else worth keeping (quantization method, d, mode, seed...), stored as given.
-    """
+    """Everything bounds_metrics.json holds: results and every input of the formula. risks: R_s
+    per alpha; m, s: training and sampled documents; extra_bits: hyperparameter bits (the grid's
+    log2|grid| are added here); topk_errors: {k: rate} or None; inputs: stored as given."""
     risks = np.asarray(risks, dtype=np.float64)
     alphas = tuple(float(a) for a in alphas)
     if risks.shape != (len(alphas),):
@@ -243,7 +218,7 @@ def bounds_metrics(message: MessageLength, risks, *, alphas=DEFAULT_ALPHAS, voca
         "m": int(m), "s": int(s), "eps": float(eps), "extra_bits": float(extra_bits),
         "alpha_grid_bits": grid_bits, "grid_in_sample_term": bool(grid_in_sample_term),
         "message_bits": int(message.bits), "prefix_message_bits": prefix,
-        **{k: v for k, v in asdict(message).items()},
+        **asdict(message),
     }
     if topk_errors:
         kl_topk = kl_nats(prefix, extra_bits)
@@ -275,11 +250,8 @@ REQUIRED = ("bound_value", "empirical_bpd", "kl_divergence", "compressed_size_bi
 
 
 def save_bounds_metrics(metrics: dict, outdir) -> tuple[Path, Path]:
-    """Write bounds_metrics.json and bounds_metrics.pt (plain dict, loadable weights_only=True).
-
-    Refuses to overwrite: saved results are never replaced (BenchlabError). Values are turned
-    into plain Python types first (numpy scalars and arrays become floats and lists).
-    """
+    """Write bounds_metrics.json and .pt (plain Python types, loadable weights_only=True); never
+    overwrites (BenchlabError)."""
     outdir = Path(outdir)
     paths = outdir / JSON_NAME, outdir / PT_NAME
     for p in paths:

@@ -2,20 +2,13 @@
 
     from benchlab.sublora.claims import mode_pairs; mode_pairs(runs, 1000)
 
-Claims, per d (one sentence each in claims.md, with its p-value; "not shown at this scale" when
-p >= ALPHA or n < 2):
-- trained vs w = 0: the paired difference w0 bound - run bound per seed (t-test, two-sided) and
-  how many seeds are GOAL bits/token below w = 0 (the goal's verdict row: verdicts.py);
-- mode vs mode: paired t-test of the bound for every pair of modes, Holm-adjusted over the pairs
-  of that d;
-- learned gates vs 0.5 (the init): one-sample t-test per group over seeds, and pooled: the
-  per-seed mean over groups (one value per run), per d and over all d;
-- Pareto dominance (KL, raw bpd; lower is better): A dominates B when both paired one-sided
-  t-tests say A < B; the intersection-union p-value is the larger of the two;
-- the B share (fixed allocation): the gain over w = 0 against r = d_B / d over every fixed run
-  of that d (least-squares slope, scipy's linregress). LoRA's B starts at zero, so at w = 0 the
-  A-side coordinates get no gradient (tests/sublora/test_sl_subspace.py) and the update BA lives
-  in the span of B's r d coordinates: an A-heavy split starves the update.
+Claims per d, one sentence each in claims.md with its p ("not shown at this scale" when
+p >= ALPHA or n < 2): trained vs w = 0 (paired t-test; seeds >= GOAL below); mode vs mode (paired
+t-test, Holm over the pairs of that d); learned gates vs 0.5, the init (one-sample t-test per
+group, and pooled per run); Pareto dominance on (KL, raw bpd) (both one-sided paired t-tests,
+intersection-union p = the larger); the B share: gain over w = 0 against r = d_B / d over the
+fixed runs (linregress slope). LoRA's B starts at zero, so at w = 0 the A side gets no gradient
+and the update BA lives in the span of B's r d coordinates: an A-heavy split starves it.
 """
 
 from itertools import combinations
@@ -25,11 +18,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.report import flatten, write_table
 from ..core.stats import adjust
-from .verdicts import GOAL, REFERENCES
+from .verdicts import GOAL, REFERENCES, verdict_table, write_verdicts
+from .verdicts import lines as verdict_lines
 
 ALPHA = 0.05
 NOT_SHOWN = "not shown at this scale"
+W0_LABEL = "w=0 (untrained)"  # the w = 0 row's label (report.mode_label)
 
 
 def paired(runs: pd.DataFrame, d: int, a: str, b: str, metric: str) -> tuple[np.ndarray, ...]:
@@ -68,7 +64,7 @@ def w0_claims(runs: pd.DataFrame, d: int) -> list[str]:
         return [f"d={d}: no w = 0 run, so no trained run can be compared with the prior."]
     out = []
     for label in sorted(set(sub[~sub["mode"].isin(REFERENCES)]["label"]), key=_key):
-        w0, run = paired(runs, d, "w=0 (untrained)", label, "bound_value")
+        w0, run = paired(runs, d, W0_LABEL, label, "bound_value")
         gap = w0 - run
         if not gap.size:
             continue
@@ -76,15 +72,10 @@ def w0_claims(runs: pd.DataFrame, d: int) -> list[str]:
         side = "below" if gap.mean() >= 0 else "ABOVE"
         out.append(f"d={d}, {label}: the bound is {abs(gap.mean()):.3f} bits/token {side} the "
                    f"w = 0 bound (w0 - run, min over {gap.size} seeds {gap.min():.3f}; "
-                   f"paired t-test {_p(p)}: "
-                   f"{_verdict(p)}); {int((gap >= GOAL).sum())} of {gap.size} seeds "
+                   f"paired t-test {_p(p)}: {_verdict(p)}); {int((gap >= GOAL).sum())} of "
+                   f"{gap.size} seeds "
                    f">= {GOAL:g} bit below (the goal's verdict: verdicts.csv).")
     return out
-
-
-def _gaps(runs: pd.DataFrame, d: int, label: str) -> np.ndarray:
-    w0, run = paired(runs, d, "w=0 (untrained)", label, "bound_value")
-    return w0 - run
 
 
 RANK = {"w=0": -3, "unigram": -2, "bigram": -1, "uniform": 0, "grouped": 0.5, "fixed": 1,
@@ -117,7 +108,7 @@ def gate_tests(runs: pd.DataFrame, d: int | None = None) -> dict:
         sub = sub[sub["d"] == d]
     if sub.empty:
         return {}
-    mat = np.array([g for g in sub["gates"]], dtype=float)   # (runs, groups)
+    mat = np.array(list(sub["gates"]), dtype=float)   # (runs, groups)
     per = [(j, float(col.mean()), _vs_half(col)) for j, col in enumerate(mat.T)] if d else []
     pooled = mat.mean(axis=1)
     return {"per_group": per, "pooled": (float(pooled.mean()), int(pooled.size), _vs_half(pooled))}
@@ -157,11 +148,7 @@ def share_trend(runs: pd.DataFrame, d: int) -> dict | None:
 
 def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str = "",
                  random_bpd: float | None = None, tests=()) -> Path:
-    """claims.md: the verdict rows (verdicts.py, also written as verdicts.{md,csv,tex}) first,
-    then one sentence per exploratory claim, with its p-value."""
-    from .verdicts import lines as verdict_lines
-    from .verdicts import verdict_table, write_verdicts
-
+    """claims.md (and verdicts.{md,csv,tex}): the verdict rows, then the exploratory claims."""
     table = verdict_table(runs, tests)
     write_verdicts(table, outdir)
     lines = ["# SubLoRA: tested claims", "", f"Study: {title or 'unlabelled'}.", "",
@@ -179,14 +166,14 @@ def write_claims(runs: pd.DataFrame, summ: pd.DataFrame, outdir, *, title: str =
                      f"log2 V = {random_bpd:.3f} bits/token (w = 0 runs: "
                      f"{int((runs[runs['mode'] == 'w0']['bound_value'] < random_bpd).sum())} of "
                      f"{int((runs['mode'] == 'w0').sum())}).")
-        gaps = np.concatenate([np.asarray(_gaps(runs, d, lab)) for d in sorted(set(runs["d"]))
+        gaps = np.concatenate([np.subtract(*paired(runs, d, W0_LABEL, lab, "bound_value"))
+                               for d in sorted(set(runs["d"]))
                                for lab in set(trained[trained["d"] == d]["label"])]
                               or [np.array([])])
         if gaps.size:
             lines.append(f"- Goal (>= {GOAL:g} bit/token below the w = 0 bound of the same d and "
                          f"seed): reached by {int((gaps >= GOAL).sum())} of {gaps.size} trained "
-                         "runs "
-                         f"(gaps {gaps.min():.3f} to {gaps.max():.3f} bits/token).")
+                         f"runs (gaps {gaps.min():.3f} to {gaps.max():.3f} bits/token).")
         lines.append("")
     for d in sorted(set(runs["d"])):
         lines += [f"## d = {d}", "", "Trained vs w = 0 (the untrained prior):", ""]
@@ -247,10 +234,7 @@ TIMING = {  # case.kind -> (table name, columns), from bench/test_sublora.py's o
 
 
 def timing_tables(records: list[dict], outdir) -> None:
-    """report.py's tables of the other benchmarks: step_time.* (subspace vs plain LoRA step)
-    and bound_eval_time.*, when such records exist."""
-    from ..core.report import flatten, write_table
-
+    """step_time.* and bound_eval_time.*, when the records hold those benchmarks."""
     rows = [{"id": r.get("case"), **flatten(r.get("config") or {}), **(r.get("metrics") or {})}
             for r in records]
     for kind, (name, cols) in TIMING.items():

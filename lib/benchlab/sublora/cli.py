@@ -31,6 +31,12 @@ from ..core.errors import BenchlabError, fail
 from ..core.options import input_file
 from ..core.timing import resolve_device
 from . import config as C
+from .analyze import analyze_main
+from .bounds import JSON_NAME, PT_NAME
+from .data import load_corpus
+from .evaluate import eval_bounds
+from .study import run_all_main
+from .train import build_model, load_checkpoint, train
 
 
 def _train(argv: list[str]) -> int:
@@ -45,8 +51,6 @@ def _train(argv: list[str]) -> int:
     if args.data_dir is not None:
         rest = [*rest, f"--data.dataset_dir={args.data_dir}"]
     cfg = C.load(args.config_file, rest)
-    from .train import train
-
     device = resolve_device(cfg.system.device)
     if cfg.system.threads:
         torch.set_num_threads(cfg.system.threads)
@@ -80,18 +84,11 @@ def _eval_bounds(argv: list[str]) -> int:
     if not ckpt:
         raise fail("command line", "--checkpoint", "missing: the training out_dir to bound")
     files = _data_files(over)
-    from .bounds import JSON_NAME, PT_NAME
-    from .data import load_corpus
-    from .evaluate import eval_bounds
-    from .train import build_model, load_checkpoint
-
     tensors, meta = load_checkpoint(ckpt)
-    where = f"{ckpt}/best_ckpt.json"
-    saved = C.apply(C.RunConfig(), meta["config"], where)
-    cfg = saved
+    saved = cfg = C.apply(C.RunConfig(), meta["config"], f"{ckpt}/best_ckpt.json")
     if args.config_file:
-        extra = C.load(args.config_file)
-        cfg = C.apply(cfg, {"bounds": asdict(extra.bounds)}, args.config_file)
+        bounds = asdict(C.load(args.config_file).bounds)
+        cfg = C.apply(cfg, {"bounds": bounds}, args.config_file)
     cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
     cfg = _apply_data_files(cfg, files)
     C.check(cfg, "command line")
@@ -160,27 +157,15 @@ def _apply_data_files(cfg, files: dict):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"train": _train, "eval-bounds": _eval_bounds, "eval_bounds": _eval_bounds,
-                "run-all": _run_all, "run_all": _run_all, "analyze": _analyze}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    commands = {"train": _train, "eval-bounds": _eval_bounds, "eval_bounds": _eval_bounds,
+                "run-all": run_all_main, "run_all": run_all_main, "analyze": analyze_main}
     if argv[0] not in commands:
         raise BenchlabError(f"sublora: unknown command {argv[0]!r}; "
                             "choose train, eval-bounds, run-all or analyze")
     return commands[argv[0]](argv[1:])
-
-
-def _run_all(argv: list[str]) -> int:
-    from .study import run_all_main
-
-    return run_all_main(argv)
-
-
-def _analyze(argv: list[str]) -> int:
-    from .analyze import analyze_main
-
-    return analyze_main(argv)
 
 
 if __name__ == "__main__":

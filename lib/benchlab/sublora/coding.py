@@ -1,21 +1,16 @@
 """A real arithmetic coder for the quantized subspace vector, and the whole compressed message.
 
-The coder is an integer (32-bit) arithmetic coder in the Witten-Neal-Cleary style with a *static*
-frequency model: the symbol counts are sent first, then every symbol is coded with probability
-count / n. With the empirical counts as the model the code length is within 2 bits of
-n * H(empirical) (plus a tiny rounding loss of the 32-bit ranges).
-
-The message that describes the model (what the PAC-Bayes prior pays for), bit by bit:
+A 32-bit Witten-Neal-Cleary arithmetic coder with a *static* model: the symbol counts are sent
+first, then each symbol is coded with probability count / n, so the code is within 2 bits of
+n * H(empirical) (plus the 32-bit ranges' rounding). The message (what the prior pays for):
 
     counts    levels x W bits   each symbol count as an unsigned int, W = n.bit_length()
     codebook  levels x 16 bits  the centroids as IEEE float16 bit patterns
     side      k x 32 bits       extra real numbers as float32 (the learned gate logits, k of them)
     code      variable          the arithmetic code of the n symbols
 
-The decoder knows n (the subspace dimension d), `levels` and k: they are hyperparameters, paid
-for by the `extra_bits` of the bound, not by this message. So the message length is exactly
-len(encode_message(...)), and decode_message(...) gives back the symbols, codebook and side
-values bit for bit (tests/sublora/test_sl_coding.py checks both).
+The decoder knows n (= d), `levels` and k: hyperparameters, paid by the bound's `extra_bits`. The
+message length is len(encode_message(...)); decode_message gives everything back bit for bit.
 
     python -c "from benchlab.sublora.coding import *; import numpy as np; \
 s = np.random.default_rng(0).integers(0, 5, 1000); b = encode(s, symbol_counts(s, 5)); \
@@ -23,6 +18,7 @@ print(len(b), (decode(b, symbol_counts(s, 5), 1000) == s).all())"
 """
 
 import bisect
+from itertools import accumulate
 
 import numpy as np
 
@@ -48,9 +44,7 @@ def _cumulative(counts) -> list[int]:
     counts = [int(c) for c in counts]
     if any(c < 0 for c in counts):
         raise ValueError("counts must be non-negative")
-    cum = [0]
-    for c in counts:
-        cum.append(cum[-1] + c)
+    cum = [0, *accumulate(counts)]
     if cum[-1] == 0:
         raise ValueError("counts must not all be zero")
     if cum[-1] > MAX_TOTAL:
@@ -59,11 +53,8 @@ def _cumulative(counts) -> list[int]:
 
 
 def encode(symbols, counts) -> np.ndarray:
-    """Arithmetic-code `symbols` (ints in [0, len(counts))) with probabilities counts/sum(counts).
-
-    Returns the code as a uint8 array of 0/1 bits; its length is the code length in bits.
-    A symbol whose count is zero cannot be coded (ValueError).
-    """
+    """Arithmetic-code `symbols` (ints in [0, len(counts))) with probabilities counts/sum(counts)
+    as a uint8 array of 0/1 bits; a symbol of count zero cannot be coded (ValueError)."""
     cum = _cumulative(counts)
     total = cum[-1]
     low, high, pending = 0, FULL, 0
@@ -196,10 +187,8 @@ def bits_float(bits, k: int, width: int = FLOAT_BITS) -> np.ndarray:
 
 
 def encode_message(symbols, codebook, side=()) -> np.ndarray:
-    """The full message: counts, float16 codebook, float32 side values, arithmetic code (0/1 bits).
-
-    `codebook` has one entry per level (len(codebook) = levels); symbols index into it.
-    """
+    """The full message: counts, float16 codebook (one entry per level), float32 side values,
+    arithmetic code (0/1 bits)."""
     symbols = np.asarray(symbols, dtype=np.int64)
     levels = len(codebook)
     counts = symbol_counts(symbols, levels)

@@ -3,14 +3,12 @@
     benchlab sublora train --config-file sublora_train.yaml --sublora.intrinsic_dim=1000 \
         --sublora.allocation_mode=learned --login.out_dir=out/d1000_learned_s42
 
-Sections (as in the seed's config/sublora_train.yaml): login, data, training, optimizer,
-learning_rate, model, sublora, bounds, system. Unknown sections or fields, and values of the
-wrong type, raise a one-line BenchlabError naming the file (or option) and the field. A
---config-file that does not exist is looked up by name among the shipped configs/ (the tiny
-scratch study sublora_train.yaml, the fine-tuning study sublora_finetune.yaml, the small and
-paper scales, and sublora_bounds.yaml for eval-bounds).
+Sections as in the seed's config/sublora_train.yaml. Unknown sections or fields and values of the
+wrong type raise a one-line BenchlabError naming the file (or option) and the field. A
+--config-file that does not exist is looked up by name among the shipped configs/.
 """
 
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -184,8 +182,6 @@ POSITIVE = {"optimizer.learning_rate", "sublora.lora_alpha", "sublora.gating_lr"
 
 
 def _check_range(value, where: str, name: str):
-    import math
-
     if isinstance(value, float) and not math.isfinite(value):
         raise fail(where, name, f"must be finite, got {value!r}")
     if isinstance(value, int) and abs(value) > 2**63 - 1:
@@ -209,12 +205,11 @@ def apply(config: RunConfig, updates: dict, where: str) -> RunConfig:
         if not isinstance(values, dict):
             raise fail(where, sec, "expected a mapping of fields")
         current = getattr(config, sec)
-        types_ = {f.name: f.type for f in fields(current)}
         hints = typing.get_type_hints(type(current))
         changes = {}
         for key, value in values.items():
-            if key not in types_:
-                raise fail(where, f"{sec}.{key}", f"unknown field; known: {', '.join(types_)}")
+            if key not in hints:
+                raise fail(where, f"{sec}.{key}", f"unknown field; known: {', '.join(hints)}")
             changes[key] = _check_range(_coerce(value, hints[key], where, f"{sec}.{key}"),
                                         where, f"{sec}.{key}")
         out[sec] = replace(current, **changes)
@@ -224,25 +219,21 @@ def apply(config: RunConfig, updates: dict, where: str) -> RunConfig:
 def parse_overrides(args: list[str]) -> dict:
     """['--sublora.intrinsic_dim=1000', '--a.b', 'v'] -> {'sublora': {'intrinsic_dim': '1000'}}."""
     out: dict = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
+    rest = iter(args)
+    for arg in rest:
         if not arg.startswith("--") or "." not in arg.split("=")[0]:
             raise fail("command line", arg, "expected --section.field=value")
         key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args):
-                raise fail("command line", arg, "missing value")
-            value, i = args[i + 1], i + 1
+        if not eq and (value := next(rest, None)) is None:
+            raise fail("command line", arg, "missing value")
         sec, _, name = key.partition(".")
         out.setdefault(sec, {})[name] = value
-        i += 1
     return out
 
 
 def resolve(path: str | Path) -> Path:
-    """`path` if it exists, else the packaged config of that file name (configs/NAME.yaml), so
-    the seed's `--config-file config/sublora_train.yaml` finds the shipped one."""
+    """`path` if it exists, else the shipped configs/NAME.yaml (the seed's
+    `--config-file config/sublora_train.yaml` finds the shipped one)."""
     path = Path(path)
     if path.exists():
         return path
@@ -256,32 +247,31 @@ def packaged() -> list[str]:
 
 
 def load(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
-    """Defaults <- YAML file <- dotted overrides. Checks the values that code relies on. A
-    relative data.dataset_dir is read under $BENCHLAB_DATA when it is set (pytest --bench-data)."""
-    config = RunConfig()
+    """Defaults <- YAML file <- dotted overrides, checked. A relative data.dataset_dir is read
+    under $BENCHLAB_DATA when it is set (pytest --bench-data)."""
+    config, where = RunConfig(), "config"
     if path is not None:
         path = resolve(path)
+        where = str(path)
         if not path.exists():
-            raise fail(str(path), "config-file",
-                       f"no such file (shipped configs: {', '.join(packaged())})")
+            shipped = ", ".join(packaged())
+            raise fail(where, "config-file", f"no such file (shipped configs: {shipped})")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except UnicodeDecodeError:
-            raise fail(str(path), "config-file", "not a text file (binary?); expected YAML") \
-                from None
+            raise fail(where, "config-file", "not a text file (binary?); expected YAML") from None
         except yaml.YAMLError as e:
-            raise fail(str(path), "config-file", f"not valid YAML ({str(e).splitlines()[0]})") \
-                from None
+            raise fail(where, "config-file", f"not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
-            raise fail(str(path), "config-file", "expected a mapping of sections")
-        config = apply(config, data, str(path))
+            raise fail(where, "config-file", "expected a mapping of sections")
+        config = apply(config, data, where)
     if overrides:
         ov = parse_overrides(overrides) if isinstance(overrides, list) else overrides
         config = apply(config, ov, "command line")
     root, data = os.environ.get("BENCHLAB_DATA"), config.data.dataset_dir
     if root and data and not Path(data).is_absolute():  # pytest --bench-data DIR
         config = replace(config, data=replace(config.data, dataset_dir=str(Path(root) / data)))
-    check(config, str(path) if path else "config")
+    check(config, where)
     return config
 
 

@@ -3,16 +3,14 @@
     python -c "from benchlab.sublora.data import SyntheticSplit; s = SyntheticSplit(300000, 2); \
 print(s.m, s.document(12345)[:20])"
 
-Both kinds of split answer the same three questions: how many documents (m, the bound's sample
-size), document i's tokens (ending with EOT), and a training window for a random draw.
-- `BinSplit`: nanoGPT `train.bin` / `val.bin` (uint16 memmap, EOT after each document) with
-  `eot_indices.npy` (position of each EOT) as the seed writes them; windows start anywhere.
-- `SyntheticSplit`: document i is `zoo.synthetic_documents(1, seed=derive(seed, i))` tokenized
-  with the zoo BPE plus EOT, i.e. m i.i.d. draws of the zoo grammar, made only when touched
-  (a few hundred per run), so m can be 300,000 at no cost. The zoo's own models and BPE were
-  trained on seeds 0 and 1, so the default corpus seed 2 keeps the prior independent of the
-  bound's documents. A window starts at a uniform position of a uniform document and runs on
-  into the next documents, as nanoGPT's windows run across EOTs.
+A split has m documents (the bound's sample size), `document(i)` (tokens ending with EOT) and
+`window(...)` (a training window of a random draw).
+- `BinSplit`: nanoGPT `train.bin` / `val.bin` (uint16, EOT after each document) with the seed's
+  `eot_indices.npy`; windows start anywhere.
+- `SyntheticSplit`: document i is one zoo synthetic document (seeded by i) in the zoo BPE plus
+  EOT, made only when touched, so m can be 300,000 at no cost. The zoo's models and BPE saw seeds
+  0 and 1, so corpus seed 2 keeps the prior independent of the bound's documents. A window starts
+  at a uniform position of a uniform document and runs on across EOTs, as nanoGPT's do.
 """
 
 import functools

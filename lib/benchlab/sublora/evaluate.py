@@ -2,16 +2,10 @@
 
     benchlab sublora eval-bounds --checkpoint out/d1000_learned_s42
 
-Steps (the formulas live in bounds.py, quantize.py and coding.py):
-1. quantize w to `bounds.levels` float16 centroids (uniform bins or k-means; optional
-   quantization-aware fine-tuning for `bounds.qat_iters` steps with straight-through gradients);
-2. the message: arithmetic code of the symbols + counts + codebook + the learned gate logits
-   (float32 side values), decoded back to check it;
-3. s documents sampled uniformly from the m training documents with `bounds.sample_seed`;
-   each is evaluated as one sequence, input [EOT] + doc[:-1], targets doc (which ends with EOT),
-   cut to `bounds.max_doc_tokens`, by the model with the *quantized* w and the sent gates;
-4. `bounds_metrics` with R_s per smoothing alpha, top-k errors, m, s, eps and extra bits;
-   saved as bounds_metrics.json / .pt when an output folder is given.
+Quantize w (optionally fine-tuned `bounds.qat_iters` steps through a straight-through estimator),
+code it with the gate logits (bounds.compress), then evaluate s documents sampled with
+`bounds.sample_seed`, each one sequence (input [EOT] + doc[:-1], targets doc, cut to
+`bounds.max_doc_tokens`), with the *quantized* w and the sent gates; bounds.bounds_metrics.
 """
 
 import time
@@ -19,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import bounds as B
 from .config import RunConfig
@@ -46,8 +41,6 @@ def quantize_w(model: SubspaceModel, cfg: RunConfig, corpus: Corpus | None = Non
     centroids = torch.tensor(q.codebook, device=w.device, requires_grad=True)
     opt = torch.optim.Adam([w, centroids], lr=b.qat_lr)
     seed = derive_seed(cfg.system.seed, "qat")
-    from tqdm.auto import tqdm
-
     for it in tqdm(range(b.qat_iters), desc="bound: quantization-aware fine-tuning", leave=False,
                    delay=1.0):
         x, y = get_batch(corpus.train, seed=seed, step=it, batch=cfg.data.batch_size,
@@ -76,8 +69,6 @@ def document_risks(model: SubspaceModel, corpus: Corpus, docs: np.ndarray, cfg: 
             cur = []
         cur.append(j)
     groups += [cur] if cur else []
-    from tqdm.auto import tqdm
-
     for group in tqdm(groups, desc=f"bound: evaluating {len(seqs)} documents", unit="batch",
                       leave=False, delay=1.0):
         longest = len(seqs[group[-1]])

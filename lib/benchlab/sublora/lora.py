@@ -1,5 +1,5 @@
 """LoRA for a nanoGPT-style GPT-2: rank-r updates on the q and v slices of the fused c_attn,
-optionally on the lm_head. Only the LoRA tensors are trainable; the base model is frozen.
+optionally on the lm_head; the base model is frozen.
 
     python -c "from benchlab import zoo; from benchlab.sublora.lora import add_lora; \
 m = zoo.build('gpt2-tiny'); print(add_lora(m, rank=4, alpha=32))"
@@ -62,16 +62,12 @@ class LoRALinear(nn.Module):
 
 def add_lora(model: nn.Module, *, rank: int = 4, alpha: float = 32.0, lm_head: bool = False,
              seed: int = 0, dropout: float = 0.0) -> list[str]:
-    """Wrap every block's attn.c_attn (and the lm_head) in place; freeze all else.
-
-    Returns the names of the LoRA parameters in model order. The LoRA A init is drawn from
-    its own generator seeded with `seed`, so it is part of the (data-independent) prior.
-    """
+    """Wrap every block's attn.c_attn (and the lm_head) in place, freeze all else; the names of
+    the LoRA parameters in model order. A's init comes from `seed`: part of the prior."""
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
-    blocks = model.transformer.h
-    for block in blocks:
+    for block in model.transformer.h:
         block.attn.c_attn = LoRAQV(block.attn.c_attn, rank, alpha, gen, dropout)
     if lm_head:
         model.lm_head = LoRALinear(model.lm_head, rank, alpha, gen, dropout)

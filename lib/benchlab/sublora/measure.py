@@ -1,6 +1,5 @@
-"""What each case kind measures: `measure_<kind>(case, config, timer) -> metrics`, used by the
-bench module and asv alike. Timing is core.timing's Timer (pytest-benchmark under pytest, plain
-rounds elsewhere). On CPU each runs with one torch thread (xdist spreads cases over the cores).
+"""What each case kind measures, `measure_<kind>(case, config, timer) -> metrics`, for the bench
+module and asv alike; on CPU with one torch thread (xdist spreads cases over the cores).
 
     python -c "from benchlab.core import Timer; from benchlab.sublora import *; \
         from benchlab.sublora.measure import measure_step; \
@@ -36,8 +35,8 @@ _W0_BOUNDS: dict = {}
 
 
 def w0_bound(config, d: int, seed: int, device: str) -> float:
-    """The untrained (w = 0) bound of a subspace of dimension `d` and seed: deterministic, so a
-    process computes it once (or takes it from its w = 0 case) however many runs compare."""
+    """The (deterministic) w = 0 bound of `d` and `seed`, computed once per process (or taken from
+    its w = 0 case)."""
     key = (config, d, seed, device)
     if key not in _W0_BOUNDS:
         w0 = SweepCase("w0", d, *W0, seed)
@@ -47,10 +46,9 @@ def w0_bound(config, d: int, seed: int, device: str) -> float:
 
 @one_thread
 def measure_sweep(case, config, timer) -> dict:
-    """One sweep point (sweep.run_point: train unless w = 0, then bound), timed once. Where the
-    config asks for it (min_gain_over_w0 > 0), a trained run also records how many bits/token it
-    bounds below the w = 0 bound of its d and seed (`gain_over_w0`) and whether that meets the
-    goal (`gain_met`, which the bench checks)."""
+    """One sweep point (sweep.run_point), timed once. With min_gain_over_w0 > 0 a trained run also
+    records its bound's gain over the w = 0 bound of its d and seed (`gain_over_w0`) and whether
+    it meets the goal (`gain_met`, which the bench checks)."""
     metrics = timer.measure(lambda: run_point(config, case, device=timer.device), warmup=0,
                             rounds=1)
     if case.mode == "w0":

@@ -4,10 +4,9 @@
 P = make_projector('dense', 5000, 100, seed=1); print(P(torch.ones(100)).std())"
 
 All three kinds have E[P^T P] = I_d:
-- dense: i.i.d. N(0, 1/D) entries. Generated in row chunks, chunk c from a CPU generator seeded
-  with derive_seed(seed, "chunk", c), so any chunk can be regenerated alone. Below `cache_mb`
-  the whole matrix is kept in memory (it is never saved: checkpoints hold w and the seed);
-  above, every product regenerates the chunks (forward P w and backward P^T g).
+- dense: i.i.d. N(0, 1/D) entries in row chunks, chunk c drawn on the CPU from
+  derive_seed(seed, "chunk", c). Below `cache_mb` the matrix is kept in memory (never saved),
+  above it every product (P w and P^T g) regenerates the chunks.
 - sparse: density p = 1/sqrt(D) (Li et al.'s very sparse projection), each nonzero +-1/sqrt(p D)
   so E[P_ij^2] = 1/D; duplicate positions are dropped.
 - kron: c (P1 kron P2)[:D, :d] with P1 (D1, d1), P2 (D2, d2) Gaussian, D1 D2 >= D, d1 d2 >= d,
@@ -30,8 +29,6 @@ def derive_seed(seed: int, *names) -> int:
 
 
 class Projector:
-    kind = "base"
-
     def __init__(self, D: int, d: int, seed: int):
         self.D, self.d, self.seed = D, d, seed
         self._on: dict = {}  # str(device) -> the tensors `on` made there
@@ -51,13 +48,8 @@ class Projector:
         cols = [self(e).detach() for e in torch.eye(self.d)]
         return torch.stack(cols, dim=1) if cols else torch.zeros(self.D, 0)
 
-    def __repr__(self):
-        return f"{type(self).__name__}(D={self.D}, d={self.d}, seed={self.seed})"
-
 
 class DenseProjector(Projector):
-    kind = "dense"
-
     def __init__(self, D, d, seed, *, cache_mb: float = 256.0):
         super().__init__(D, d, seed)
         self.rows = max(1, CHUNK_ELEMS // max(d, 1))
@@ -99,8 +91,6 @@ class _LazyDense(torch.autograd.Function):
 
 
 class SparseProjector(Projector):
-    kind = "sparse"
-
     def __init__(self, D, d, seed):
         super().__init__(D, d, seed)
         rng = np.random.default_rng(derive_seed(seed, "sparse"))
@@ -132,8 +122,6 @@ class _SparseMul(torch.autograd.Function):
 
 
 class KronProjector(Projector):
-    kind = "kron"
-
     def __init__(self, D, d, seed):
         super().__init__(D, d, seed)
         self.d1 = math.ceil(math.sqrt(d))

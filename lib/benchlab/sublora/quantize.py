@@ -1,17 +1,12 @@
 """Quantize the subspace vector w (length d) to `levels` values before it is arithmetic-coded.
 
-Two ways to build the codebook, both ending with float16 centroids (the message sends float16,
-so the model that is evaluated must use exactly these values, i.e. `Quantized.values`):
-
-- `uniform`: `levels` equal-width bins over [-max|w|, max|w|]; each centroid is the mean of the
-  entries in its bin (the bin's midpoint when it is empty); symbol = bin index.
-- `kmeans`: 1-d Lloyd iterations started from the uniform centroids (deterministic, no random
-  restarts); symbol = nearest centroid. `lloyd_1d` is checked against scipy's kmeans2.
-
-Quantization-aware fine-tuning (the training helper's loop) uses `quantize_ste(w, centroids)`:
-the forward pass snaps each entry to its nearest centroid, the backward pass is a straight-through
-estimator (dL/dw = dL/dq) and each centroid gets the summed gradient of its entries. After the
-loop, `snap(w, centroids)` gives the final `Quantized`.
+Both codebooks end as float16 centroids (what the message sends, so the evaluated model uses
+exactly `Quantized.values`):
+- `uniform`: `levels` equal-width bins over [-max|w|, max|w|]; centroid = mean of its entries
+  (the midpoint when empty); symbol = bin index.
+- `kmeans`: deterministic 1-d Lloyd iterations from the uniform centroids; symbol = nearest.
+Quantization-aware fine-tuning uses `quantize_ste(w, centroids)` (nearest centroid forward;
+straight-through dL/dw = dL/dq, each centroid the summed gradient of its entries), then `snap`.
 
     python -c "import numpy as np; from benchlab.sublora.quantize import quantize; \
 q = quantize(np.random.default_rng(0).normal(size=1000), 11); print(q.codebook, q.counts())"
@@ -89,10 +84,8 @@ def nearest(w, centroids) -> np.ndarray:
 
 
 def lloyd_1d(w, init, iters: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """1-d k-means (Lloyd) from `init` centroids: (labels, centroids float64).
-
-    Stops early when the assignment no longer changes; an empty cluster keeps its centroid.
-    """
+    """1-d k-means (Lloyd) from `init` centroids: (labels, centroids float64); stops when the
+    assignment no longer changes; an empty cluster keeps its centroid."""
     w = _as_vector(w)
     c = np.asarray(init, dtype=np.float64).copy()
     labels = nearest(w, c)
@@ -127,9 +120,11 @@ def snap(w, centroids, method: str = "qat") -> Quantized:
 # -- quantization-aware fine-tuning ----------------------------------------------------------
 
 class _NearestSTE(torch.autograd.Function):
+    """w (d,), centroids (k,) -> (d,) nearest centroids; straight-through gradient to w, and to
+    each centroid the sum of its entries' gradients."""
+
     @staticmethod
     def forward(ctx, w, centroids):
-        # w: (d,), centroids: (k,) -> (d,) each entry replaced by its nearest centroid
         idx = (w.detach()[:, None] - centroids.detach()[None, :]).abs().argmin(dim=1)  # (d,)
         ctx.save_for_backward(idx)
         ctx.k = centroids.shape[0]
@@ -142,10 +137,4 @@ class _NearestSTE(torch.autograd.Function):
         return grad, grad_c
 
 
-def quantize_ste(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Nearest-centroid quantization with straight-through gradients to w and to the centroids.
-
-    w: (d,), centroids: (k,) -> (d,). Gradient to w is the identity; centroid j receives the sum
-    of the gradients of the entries assigned to it.
-    """
-    return _NearestSTE.apply(w, centroids)
+quantize_ste = _NearestSTE.apply  # quantize_ste(w, centroids)

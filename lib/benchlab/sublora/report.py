@@ -4,33 +4,17 @@
     benchlab sublora analyze --results_dir out/sublora_scratch      # from run-all's folders
 
 Files (budgets = the intrinsic dimensions d in the records):
-  summary_table.{md,csv,tex}        per (d, mode), mean ± std over seeds: the bound, raw
-                                    (unsmoothed) bpd beside the smoothed bpd at the chosen alpha,
-                                    the alpha(s), KL, compressed size, val loss, the gap to the
-                                    w = 0 row and to min(w = 0, unigram) bound (mean, and min
-                                    over seeds), non-vacuous runs, the top-1 error bound. One
-                                    vacuity rule (vacuity_cell): a mean bound >= its trivial
-                                    value (log2 V; 1 for an error) reads "vacuous". The
-                                    references come first: w = 0 (untrained: the prior itself),
-                                    then the unigram and bigram count models (baselines.py).
-  verdicts.{md,csv,tex}             the pre-registered seed-level tests and the goals, with
-                                    core.stats.VERDICT_COLUMNS (verdicts.py)
-  claims.md                         the verdicts as sentences, then the exploratory claims with
-                                    their p-values (claims.py)
-  pareto_frontier_d{d}.png          KL (log) vs raw bpd per mode, the references beside them
-  compression_comparison_d{d}.png   KL vs raw bpd | KL vs bound | compressed size (log) vs
-                                    bound (solid) and raw bpd (dashed), one line per mode over d
-  allocation_comparison_grid.png    bars per mode and reference: raw bpd, bound, compressed size,
-                                    bound below the w = 0 bound
-  learned_gating_heatmap_d{d}.png   gamma per layer and seed; learned_gating_trend.png over d
-                                    (gating.py)
-  step_time.*, bound_eval_time.*    when the records hold those benchmarks
-A record (bench/test_sublora.py's, or analyze's) carries d, mode, ratio, seed (as metrics, as
-run_point emits them, or case fields; mode: w0 | uniform | grouped | fixed | learned; r = d_B / d,
-fixed only; unigram | bigram: the count models), its kind ("sweep"; top level or case.kind)
-and the metrics of sweep.run_point (bound_value, raw_bpd, empirical_bpd, best_alpha, kl_divergence,
-compressed_size_bits, val_loss, gamma_B, top1_error_bound, init_from). Records of other kinds
-are ignored. Error bars: sample std (ddof=1) over seeds.
+  summary_table.{md,csv,tex}       per (d, mode), mean ± std over seeds (ddof=1): bound, raw and
+                                   smoothed bpd, alpha(s), KL, size, val loss, the gaps to w = 0
+                                   and to min(w = 0, unigram), non-vacuous runs, top-1 error
+                                   bound; references (w = 0, unigram, bigram) first
+  verdicts.{md,csv,tex}, claims.md the seed-level tests and goals (verdicts.py, claims.py)
+  pareto_frontier_d{d}.png, compression_comparison_d{d}.png, allocation_comparison_grid.png,
+  learned_gating_heatmap_d{d}.png, learned_gating_trend.png (gating.py)
+  step_time.*, bound_eval_time.*   when the records hold those benchmarks
+A sweep record (the bench's, or analyze's) carries d, mode, ratio, seed (metrics or case fields;
+mode: w0 | unigram | bigram | uniform | grouped | fixed | learned; r = d_B / d, fixed only) and
+sweep.run_point's metrics; records of other kinds are ignored.
 """
 
 import numpy as np
@@ -39,7 +23,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, NullFormatter
 
 from ..core.report import new_figure, save_figure, write_table
-from .claims import REFERENCES, timing_tables, write_claims
+from .claims import REFERENCES, W0_LABEL, timing_tables, write_claims
 from .claims import _key as _order  # references (w = 0, unigram, bigram) first, then the modes
 from .gating import _note, plot_heatmap, plot_trend
 from .verdicts import PREREGISTERED
@@ -50,7 +34,6 @@ COLORS = {"w0": "#000000", "unigram": "#8c564b", "bigram": "#e377c2", "uniform":
           "grouped": "#bcbd22", "fixed": ("#d62728", "#2ca02c", "#1f77b4"), "learned": "#9467bd"}
 MARKERS = {"w0": "X", "unigram": "P", "bigram": "P", "uniform": "s", "grouped": "D", "fixed": "o",
            "learned": "*"}
-W0_LABEL = "w=0 (untrained)"
 LABELS = {"uniform": "uniform (global)", "grouped": "grouped (uniform per group)"}
 STUDIES = {"scratch": "SubLoRA from scratch (seeded random theta0, free in the message)",
            "zoo-trained": "fine-tuning bound: SubLoRA over the zoo-trained prior"}
@@ -96,18 +79,15 @@ def _as_float(v) -> float:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std (ddof=1; 0 for one seed) per (d, label), plus the paired gap to w = 0. The
-    label is a plain string, so no mode is dropped (the fork grouped on a NaN ratio)."""
-    rows = []
+    """Mean and std (ddof=1; 0 for one seed) per (d, label), plus the paired gaps to w = 0 (on the
+    label, a plain string: the fork grouped on a NaN ratio and dropped modes)."""
+    rows, log2v = [], float(runs.attrs.get("random_guess_bpd", np.inf))
     for (d, label), g in runs.groupby(["d", "label"], sort=False):
         row = {"d": int(d), "mode": g["mode"].iloc[0], "label": label, "n_seeds": int(len(g))}
         for m in METRICS:
-            x = g[m].to_numpy(dtype=float)
-            x = x[np.isfinite(x)]
-            row[f"{m}_mean"] = float(x.mean()) if x.size else float("nan")
-            row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(g[m])
         row["alphas"] = "/".join(f"{a:g}" for a in sorted(set(g["best_alpha"].dropna())))
-        row["non_vacuous"] = f"{int((g['bound_value'] < _log2v(runs)).sum())}/{len(g)}"
+        row["non_vacuous"] = f"{int((g['bound_value'] < log2v).sum())}/{len(g)}"
         for name, gap in (("below_w0", w0_gaps(runs, d, g)), ("below_ref", ref_gaps(runs, d, g))):
             row[f"{name}_mean"] = float(gap.mean()) if gap.size else float("nan")
             row[f"{name}_min"] = float(gap.min()) if gap.size else float("nan")
@@ -119,8 +99,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["d", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-def _log2v(runs: pd.DataFrame) -> float:
-    return float(runs.attrs.get("random_guess_bpd", np.inf))
+def _mean_std(x) -> tuple[float, float]:
+    """Mean and std (ddof=1; 0 for one value) of the finite entries of x (nan, 0 for none)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    mean = float(x.mean()) if x.size else float("nan")
+    return mean, float(x.std(ddof=1)) if x.size > 1 else 0.0
 
 
 def w0_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
@@ -128,9 +112,8 @@ def w0_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
     base = runs[(runs["d"] == d) & (runs["mode"] == "w0")].set_index("seed")["bound_value"]
     if group["mode"].iloc[0] == "w0":
         return np.array([])
-    pairs = [(base[s], b) for s, b in zip(group["seed"], group["bound_value"], strict=True)
-             if s in base.index]
-    return np.array([a - b for a, b in pairs], dtype=float)
+    return np.array([base[s] - b for s, b in zip(group["seed"], group["bound_value"], strict=True)
+                     if s in base.index], dtype=float)
 
 
 def ref_gaps(runs: pd.DataFrame, d: int, group: pd.DataFrame) -> np.ndarray:
@@ -154,8 +137,7 @@ def vacuity_cell(mean: float, std: float, trivial: float, fmt: str = ".3f") -> s
 
 
 def summary_table(summ: pd.DataFrame, random_bpd: float = np.inf) -> pd.DataFrame:
-    """The committed table: numbers as text with their std; a bound (bits/token, top-1 error)
-    at or above its trivial value (log2 V, 1) reads 'vacuous' (vacuity_cell)."""
+    """The committed table: numbers as text with their std (vacuity_cell)."""
     cols = ["d", "mode", "n_seeds", "bound", "below w=0 (min)", "below min(w=0, unigram) (min)",
             "raw bpd", "smoothed bpd", "alpha", "KL (nats)", "size (kbit)", "val loss",
             "non-vacuous", "top-1 error bound"]
@@ -211,11 +193,6 @@ def _frontier(ax, sub: pd.DataFrame) -> None:
                 label="Pareto frontier")
 
 
-def _hline(ax, y, label: str, color="grey", ls="--") -> None:
-    if y is not None and np.isfinite(y):
-        ax.axhline(y, ls=ls, color=color, lw=1, label=label)
-
-
 def plot_pareto(summ: pd.DataFrame, d: int, outdir, title: str = "") -> None:
     fig, ax = new_figure(size=(5.8, 4.4))
     sub = summ[summ["d"] == d] if not summ.empty else summ
@@ -263,8 +240,9 @@ def plot_compression(summ: pd.DataFrame, d: int, outdir, random_bpd, title: str 
     ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(0, 0)))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="compressed size (kbit, log); ringed: this d", ylabel="bits per token")
-    for a in axes[1:]:
-        _hline(a, random_bpd, "log2 V (random guess)")
+    if random_bpd is not None and np.isfinite(random_bpd):
+        for a in axes[1:]:
+            a.axhline(random_bpd, ls="--", color="grey", lw=1, label="log2 V (random guess)")
     axes[0].legend(fontsize=7)
     ax.legend(fontsize=7)
     for a in axes:
@@ -288,14 +266,10 @@ def plot_grid(runs: pd.DataFrame, budgets, outdir, title: str = "") -> None:
             _note(ax, "no runs")
             continue
         for j, d in enumerate(budgets):
-            means, stds = [], []
-            for label in labels:
-                g = runs[(runs["d"] == d) & (runs["label"] == label)][metric].to_numpy(float)
-                g = g[np.isfinite(g)] * scale
-                means.append(g.mean() if g.size else np.nan)
-                stds.append(g.std(ddof=1) if g.size > 1 else 0.0)
+            here = runs[runs["d"] == d]
+            means, stds = np.array([_mean_std(here[here["label"] == label][metric] * scale)
+                                    for label in labels]).T
             x = np.arange(len(labels)) + (j - (len(budgets) - 1) / 2) * width
-            means, stds = np.asarray(means, float), np.asarray(stds, float)
             ok = np.isfinite(means)
             ax.bar(x[ok], means[ok], width, yerr=stds[ok], capsize=3,
                    color=[_style(lb)[0] for lb, k in zip(labels, ok, strict=True) if k],
@@ -326,8 +300,7 @@ def study_title(runs: pd.DataFrame) -> str:
 
 
 def report(records: list[dict], outdir, budgets=None) -> None:
-    """Write the tables, figures and claims under outdir from the sweep records, and the
-    step-time and bound-evaluation-time tables when the records hold those benchmarks."""
+    """Write the tables, figures and claims of the module docstring under outdir."""
     runs = runs_frame(records)
     present = sorted(set(int(d) for d in runs["d"]))
     budgets = sorted(int(b) for b in budgets) if budgets else present

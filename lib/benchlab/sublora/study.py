@@ -3,17 +3,11 @@
     benchlab sublora run-all --config-file sublora_train.yaml --results_dir out/sublora_scratch
     benchlab sublora analyze --results_dir out/sublora_scratch --output_dir reports/sublora
 
-One folder per (d, mode, seed), `d{d}_{mode}_s{seed}` (mode: w0, uniform, fixed_aheavy (r = 0.2),
-fixed_equal (0.5), fixed_bheavy (0.8), learned), holding the checkpoint (best_ckpt.safetensors +
-best_ckpt.json, last_ckpt.pt) and bounds_metrics.json / .pt. `w0` is the untrained baseline
-(w = 0, the prior itself), bounded like every run. A folder with bounds_metrics is done and
-skipped; a killed run resumes from its last eval; nothing saved is overwritten.
-
-Each finished point is also a record in RESULTS_DIR/store.jsonl, made through core.session.Run
-(kind "sweep", the case ids of `sublora.sweep_cases`, the sweep's Config as the record's config),
-so two sweeps, or a sweep and the bench, compare with `benchlab compare A/store.jsonl
-B/store.jsonl`. A finished folder without its record (a sweep stopped between the bound and the
-record, or one from before the store) gets it from its saved files (`folder_metrics`).
+One folder per (d, mode, seed), `d{d}_{mode_id}_s{seed}`, holding the checkpoint files and
+bounds_metrics.json / .pt (`w0`: the untrained baseline, bounded like every run). A bounded folder
+is skipped, a killed run resumes from its last eval, nothing saved is overwritten. Each point is
+also a record (core.session.Run, kind "sweep") in RESULTS_DIR/store.jsonl, for `benchlab
+compare`; a bounded folder without its record gets one from its files (`folder_metrics`).
 """
 
 import argparse
@@ -25,9 +19,12 @@ from tqdm.auto import tqdm
 
 from ..core.errors import BenchlabError, read_json
 from ..core.options import input_dir, int_list, output_dir, path_or_name
+from ..core.session import Run
 from . import BASELINES, CONFIGS, MODES, STUDY_DIMS, STUDY_SEEDS, W0, Config, SweepCase, mode_id
 from .bounds import JSON_NAME, load_bounds_metrics
 from .config import load, parse_overrides
+from .sweep import point_metrics, run_config, run_point
+from .train import BEST_META, LAST
 
 STORE_NAME = "store.jsonl"
 
@@ -67,11 +64,7 @@ def scale_of(config: Config) -> str:
 
 
 def folder_metrics(out: Path, config: Config, case: SweepCase) -> dict:
-    """run_point's metrics of a finished run folder, read from its bounds_metrics.json, its best
-    checkpoint's metadata and last_ckpt.pt (the training time is not saved: no train_seconds)."""
-    from .sweep import point_metrics, run_config
-    from .train import BEST_META, LAST
-
+    """run_point's metrics of a finished run folder, from its saved files (no train_seconds)."""
     bounds = load_bounds_metrics(out / JSON_NAME)
     meta = read_json(out / BEST_META, "checkpoint metadata")
     layout, gamma = meta.get("layout") or {}, meta.get("gamma_B") or []
@@ -85,11 +78,7 @@ def folder_metrics(out: Path, config: Config, case: SweepCase) -> dict:
 
 
 def run_all(config: Config, results_dir, *, progress: bool = True, device: str = "cpu") -> list:
-    """Run every case of `config` not yet done under results_dir, each recorded in
-    results_dir/store.jsonl through a core.session.Run; returns the folders."""
-    from ..core.session import Run
-    from .sweep import run_point
-
+    """Run (and record) every case of `config` not yet done under results_dir; the folders."""
     root = Path(results_dir)
     run = Run("sublora", scale_of(config), device=device, config=config,
               store=root / STORE_NAME)

@@ -6,17 +6,14 @@ allocation_mode='learned'), seed=42); print(m.describe())"
 
 Allocation of the budget d (w starts at zero, so training starts at the base model):
 - `uniform`: one projector over all LoRA parameters (the original SubLoRA).
-- `grouped`: d is split over groups as in `fixed` and `learned`, and each group has ONE projector
-  onto all of its LoRA parameters (A and B together): uniform allocation with the same per-group
-  structure as the other modes, so grouped vs fixed/learned differs only in the A/B split.
-- `fixed`: d is split over groups (each transformer block, plus the lm_head when it has LoRA)
-  in proportion to their LoRA parameter counts; in group g, d_B = round(r d_g) coordinates feed
-  a projector onto the group's LoRA **B** matrices and d_A = d_g - d_B onto its **A** matrices.
-  So r = d_B / d is the share of B (r = 0.8 is B-heavy), the same side as the fork's code.
-- `learned`: group g keeps its d_g coordinates w_g and a gate logit g_g; gamma_g = sigmoid(g_g)
-  is the share of B: a soft mask m_i = sigmoid(C (gamma_g d_g - i - 1/2)) sends w_g * m to the
-  B projector and w_g * (1 - m) to the A projector (both D x d_g). Gates train with their own
-  learning rate and are sent as float32 in the message (32 bits each).
+- `grouped`, `fixed`, `learned` split d over groups (each block, plus the lm_head when it has
+  LoRA) in proportion to their LoRA parameter counts. `grouped`: one projector per group onto
+  its A and B together (it differs from fixed/learned only in the A/B split).
+- `fixed`: in group g, d_B = round(r d_g) coordinates feed a projector onto the group's LoRA **B**
+  matrices and d_g - d_B onto its **A** matrices (r = 0.8 is B-heavy, as in the fork's code).
+- `learned`: gamma_g = sigmoid(gate logit g_g) is group g's share of B: the soft mask
+  m_i = sigmoid(C (gamma_g d_g - i - 1/2)) sends w_g * m to the B projector and w_g * (1 - m) to
+  the A projector (both D x d_g). Gates have their own learning rate and cost 32 bits each.
 Every projector has its own seed, derived from the run seed and its name ("h0.A", "h0.B", ...).
 """
 
@@ -37,7 +34,7 @@ MODES = ("uniform", "grouped", "fixed", "learned")
 @dataclass(frozen=True)
 class SubspaceConfig:
     intrinsic_dim: int = 1000
-    allocation_mode: str = "uniform"   # uniform | fixed | learned
+    allocation_mode: str = "uniform"   # one of MODES
     allocation_ratio: float = 0.5      # fixed: r = d_B / d in every group
     projector: str = "dense"           # dense | sparse | kron
     lora_r: int = 4
@@ -120,7 +117,6 @@ class SubspaceModel(nn.Module):
                               dropout=cfg.lora_dropout)
         self.net = base
         params = dict(base.named_parameters())
-        self.shapes = {n: params[n].shape for n in self.names}
         self.blocks, self.groups = plan_blocks({n: params[n].numel() for n in self.names}, cfg)
         for n in self.names:  # theta0 is fixed: LoRA tensors become plain (frozen) data
             params[n].requires_grad_(False)

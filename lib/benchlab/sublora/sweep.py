@@ -1,22 +1,16 @@
-"""One point of the adaptive-allocation sweep: train a SubLoRA model (or not: the w = 0 row), then
-bound it.
+"""One point of the sweep: train a SubLoRA model (not for the w = 0 row), then bound it.
 
     python -c "from benchlab import sublora as sl; c = sl.CONFIGS['tiny']; \
 print(sl.run_point(c, sl.sweep_cases(c)[0]))"
 
-`run_point` returns the metrics a sweep record carries (the report reads these names):
-    d, mode (w0 = untrained baseline, unigram/bigram = count models (baselines.py), uniform,
-    grouped, fixed, learned), ratio, seed, D (LoRA parameters; count models: table entries),
-    n_groups, init_from (theta0's base: scratch | zoo-trained | a model dir)
-    bound_value, empirical_bpd, raw_bpd, kl_divergence, compressed_size_bits, best_alpha,
-    random_guess_bpd, non_vacuous, top{1,5,10}_error, top{1,5,10}_error_bound,
-    m, s, extra_bits, message_bits,
-    gamma_B        share of each group's coordinates on LoRA B, per layer (learned: the trained
-                   sigmoid(g); fixed: d_B/d_g; uniform: empty list)
-    val_loss       best validation loss (nats/token), best_step, final_train_loss,
-    train_seconds, eval_seconds
+A sweep record's metrics (the report reads these names): d, mode (w0, unigram, bigram, uniform,
+grouped, fixed, learned), ratio, seed, D (LoRA parameters; count models: table entries),
+n_groups, init_from (theta0's base), the bound's METRIC_KEYS and top{k}_error(_bound), gamma_B
+(per group, the share of coordinates on LoRA B: learned sigmoid(g), fixed d_B/d_g, uniform []),
+val_loss (best, nats/token), best_step, final_train_loss, train_seconds.
 """
 
+import copy
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -35,9 +29,8 @@ METRIC_KEYS = ("bound_value", "empirical_bpd", "raw_bpd", "kl_divergence", "comp
 
 
 def run_config(config, case) -> RunConfig:
-    """The scale's YAML study (+ its overrides) with the case's d, mode, ratio and seed. The w = 0
-    baseline (mode "w0") is bounded in the uniform layout: with w = 0 every layout is theta0
-    (the count models, unigram and bigram, use no layout)."""
+    """The scale's study with the case's d, mode, ratio and seed; w = 0 and the count models get
+    the uniform layout (with w = 0 every layout is theta0)."""
     cfg = of_scale(config)
     mode = "uniform" if case.mode in ("w0", *ORDERS) else case.mode
     return apply(cfg, {"sublora": {"intrinsic_dim": case.d, "allocation_mode": mode,
@@ -50,8 +43,6 @@ _BASES: dict = {}
 
 def cached_base(cfg: RunConfig):
     """A fresh deep copy of the (cached) base model: add_lora edits its argument in place."""
-    import copy
-
     key = (cfg.model.name, cfg.model.init_from, cfg.model.base_steps,
            cfg.system.seed if cfg.model.init_from == "scratch" else None)
     if key not in _BASES:
@@ -61,9 +52,8 @@ def cached_base(cfg: RunConfig):
 
 def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool | None = None
               ) -> dict:
-    """Train (unless case.mode is "w0", the untrained baseline) and bound one case. With out_dir,
-    the run folder gets the checkpoint files and bounds_metrics; a killed run resumes there.
-    `progress`: train's bar (None: once training has run a second)."""
+    """Train (unless w = 0) and bound one case; out_dir gets the checkpoint and bounds files (and
+    a killed run resumes there). `progress`: train's bar."""
     cfg = run_config(config, case)
     corpus = load_corpus(cfg)
     if case.mode in ORDERS:
@@ -84,9 +74,8 @@ def run_point(config, case, *, device: str = "cpu", out_dir=None, progress: bool
 
 
 def point_metrics(case, metrics: dict, *, partial: bool = False, **fields) -> dict:
-    """A sweep record's metrics: the case's d, mode, ratio, seed, then `fields`, then the
-    METRIC_KEYS (each required, or with `partial` those present: a finished run folder's saved
-    bounds) and top-k errors of the bound `metrics`."""
+    """d, mode, ratio, seed, `fields`, then the METRIC_KEYS (with `partial`: those present) and
+    top-k errors of the bound `metrics`."""
     keys = [k for k in METRIC_KEYS if k in metrics] if partial else METRIC_KEYS
     return {"d": case.d, "mode": case.mode, "ratio": case.ratio, "seed": case.seed, **fields,
             **{k: metrics[k] for k in keys},
@@ -94,8 +83,8 @@ def point_metrics(case, metrics: dict, *, partial: bool = False, **fields) -> di
 
 
 def ngram_point(cfg: RunConfig, corpus, case) -> dict:
-    """run_point's metrics of a count model (baselines.eval_ngram): no training, no validation
-    loss; D = the table's nonzero entries; train_seconds = the fit."""
+    """run_point's metrics of a count model: D = the table's nonzero entries, train_seconds = the
+    fit."""
     metrics = eval_ngram(corpus, cfg, case.mode)
     return point_metrics(case, metrics, D=metrics["n_entries"], n_groups=0, gamma_B=[],
                          val_loss=None, best_step=0, final_train_loss=None,
@@ -122,18 +111,19 @@ def step_pair(config, d: int, projector: str, device: str = "cpu"):
     sub_params = [p for p in (sub.w, sub.gates) if p.requires_grad]
 
     def sub_step():
-        loss = sub.loss(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(sub_params, 1.0)
-        sub_opt.step()
-        sub_opt.zero_grad(set_to_none=True)
+        _step(sub.loss(x, y), sub_params, sub_opt)
 
     def lora_step():
         logits = plain(x).logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lora_params, 1.0)
-        plain_opt.step()
-        plain_opt.zero_grad(set_to_none=True)
+        _step(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()), lora_params,
+              plain_opt)
 
     return sub, sub_step, lora_step
+
+
+def _step(loss: torch.Tensor, params: list, opt: torch.optim.Optimizer) -> None:
+    """backward, clip at 1.0, AdamW step: one training step of step_pair's timed pair."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)

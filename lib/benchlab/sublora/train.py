@@ -3,12 +3,11 @@
     benchlab sublora train --config-file cfg.yaml --sublora.intrinsic_dim=1000
     torchrun --standalone --nproc_per_node=2 -m benchlab.sublora.cli train --config-file cfg.yaml
 
-Batches are drawn from a generator seeded by (run seed, step, micro-step) as one *global* batch
-of world x batch_size windows; process k takes rows [k B, (k+1) B). So 2 DDP processes with
-batch_size B see exactly the batch 1 process with batch_size 2B sees, and a fixed seed gives the
-same run bit for bit on the CPU. The best checkpoint (lowest val loss) is `best_ckpt.safetensors`
-(w, gates) with `best_ckpt.json` (config, layout, step, val loss); `last_ckpt.pt` (weights-only
-torch file with the optimizer state) lets a killed run resume from its last eval.
+Each step draws one *global* batch of world x batch_size windows seeded by (run seed, step,
+micro-step); process k takes rows [k B, (k+1) B), so 2 DDP processes of batch B see the batch of
+1 process of 2B, and a fixed seed repeats a run bit for bit on the CPU. The best checkpoint is
+`best_ckpt.safetensors` (w, gates) + `best_ckpt.json` (config, layout, step, val loss);
+`last_ckpt.pt` (with the optimizer state) lets a killed run resume from its last eval.
 """
 
 import json
@@ -19,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..core import ddp
-from ..core.errors import fail
+from ..core.errors import fail, read_json
 from ..core.provenance import code_version
 from ..core.store import atomic_path
 from .config import RunConfig
@@ -124,10 +125,9 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
           out_dir: str | Path | None = None, device: str = "cpu", progress: bool | None = True,
           dist: ddp.Dist | None = None, reuse_finished: bool = False
           ) -> tuple[SubspaceModel, TrainResult]:
-    """Train cfg's model; returns the model (with the best w and gates loaded) and the history.
-    `progress`: a tqdm bar (None: one once training has run a second; False: none).
-    With `reuse_finished`, an out_dir holding this config's finished run is loaded, not refused
-    (run-all resumes a sweep killed between training and the bound)."""
+    """Train cfg's model; returns it (best w and gates loaded) and the history. `progress`: a tqdm
+    bar (None: once training has run a second; False: none). With `reuse_finished` an out_dir
+    holding this config's finished run is loaded, not refused (run-all's resume)."""
     dist = dist or ddp.Dist()
     corpus = corpus or load_corpus(cfg)
     torch.manual_seed(derive_seed(cfg.system.seed, "torch") % 2**63)
@@ -157,7 +157,8 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
                              rank=dist.rank, world=dist.world, device=device)
             last = micro == t.gradient_accumulation_steps - 1
             with net.no_sync() if dist.active and not last else nullcontext():
-                loss = _loss(net, x, y) / t.gradient_accumulation_steps
+                loss = F.cross_entropy(net(x).flatten(0, 1), y.flatten())
+                loss = loss / t.gradient_accumulation_steps
                 loss.backward()
             step_loss += loss.detach().cpu()
         if t.grad_clip > 0:
@@ -187,25 +188,15 @@ def train(cfg: RunConfig, *, corpus: Corpus | None = None, model: SubspaceModel 
     return model, res
 
 
-def _loss(net, x, y):
-    logits = net(x)
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-
-
-def metadata(cfg: RunConfig, model: SubspaceModel, res: TrainResult, val: float) -> dict:
-    return {"config": asdict(cfg), "layout": model.describe(), "step": res.best_step,
-            "val_loss": val, "gamma_B": model.d_share_B(), "code_version": code_version(),
-            "evals": res.evals}
-
-
 def _save_best(out: Path, cfg, model, res, val):
-    from safetensors.torch import save_file
-
     with atomic_path(out / BEST) as tmp:
         save_file({"w": model.w.detach().cpu().contiguous(),
                    "gates": model.gates.detach().cpu().contiguous()}, str(tmp))
+    meta = {"config": asdict(cfg), "layout": model.describe(), "step": res.best_step,
+            "val_loss": val, "gamma_B": model.d_share_B(), "code_version": code_version(),
+            "evals": res.evals}
     with atomic_path(out / BEST_META) as tmp:
-        tmp.write_text(json.dumps(metadata(cfg, model, res, val), indent=1))
+        tmp.write_text(json.dumps(meta, indent=1))
 
 
 def _save_last(out: Path, model, opt, res, step: int):
@@ -225,10 +216,8 @@ def _prepare_out(out: Path, cfg, model, opt, res, reuse_finished: bool = False) 
     saved = json.loads(meta.read_text()).get("config")
     if saved != json.loads(json.dumps(asdict(cfg))):
         raise fail(str(meta), "config", "out_dir holds another run; choose a new login.out_dir")
-    if not last.exists():
-        raise fail(str(out), "login.out_dir", "holds a finished run; results are never overwritten")
-    state = torch.load(last, weights_only=True)
-    if state["step"] >= cfg.training.max_iters and not reuse_finished:
+    state = torch.load(last, weights_only=True) if last.exists() else None
+    if state is None or (state["step"] >= cfg.training.max_iters and not reuse_finished):
         raise fail(str(out), "login.out_dir", "holds a finished run; results are never overwritten")
     with torch.no_grad():
         model.w.copy_(state["w"])
@@ -236,8 +225,6 @@ def _prepare_out(out: Path, cfg, model, opt, res, reuse_finished: bool = False) 
     opt.load_state_dict(state["opt"])
     res.losses, res.evals = list(state["losses"]), [tuple(e) for e in state["evals"]]
     res.best_val, res.best_step = state["best_val"], state["best_step"]
-    from safetensors.torch import load_file
-
     best = load_file(str(out / BEST))
     res.best_w, res.best_gates = best["w"], best["gates"]
     return int(state["step"])
@@ -265,10 +252,6 @@ def untrained(cfg: RunConfig, corpus: Corpus, model: SubspaceModel, *, device="c
 def load_checkpoint(out_dir: str | Path) -> tuple[dict, dict]:
     """(tensors {w, gates}, metadata) of a training run's best checkpoint; a missing, truncated
     or unreadable file is a one-line BenchlabError naming it."""
-    from safetensors.torch import load_file
-
-    from ..core.errors import read_json
-
     out = Path(out_dir)
     for p in (out / BEST, out / BEST_META):
         if not p.exists():

@@ -2,19 +2,13 @@
 
     from benchlab.sublora.verdicts import verdict_table; verdict_table(runs, tests)
 
-Rows (`verdicts.{md,csv,tex}`; every verdict follows from its own row, stats.check_verdict; a
-test whose modes a scale does not run is a sentence in claims.md, not a row):
-- test: the pre-registered family (the scale's Config.tests, written before the runs): per d,
-  contender minus baseline of the metric, paired by seed (stats.compare_paired, units = seeds,
-  t-test, percentile bootstrap interval over seeds), Holm over every test row of the table;
-  words better/worse, "not shown" under stats.MIN_UNITS seeds.
-- goal, w = 0: per trained mode and d, (w = 0 bound) - (run bound) per seed, goal GOAL (the
-  bench's per-run check at tiny uses its own min_gain_over_w0), words met/missed, no p.
-- goal, bound: per trained mode and d, (best reference bound) - (run bound) per seed, where the
-  best reference of a seed is the lower of its w = 0 bound and the unigram bound (the count
-  model does not depend on the seed); goal GOAL bits/token, words met/missed, no p.
-- goal, raw bpd: per trained mode and d, (unigram raw bpd) - (run raw bpd) per seed; goal 0
-  (beat the unigram's raw bits per token), words met/missed, no p.
+Rows of `verdicts.{md,csv,tex}` (each verdict follows from its row, stats.check_verdict; a test
+whose modes a scale does not run is a sentence in claims.md, not a row):
+- test: the pre-registered family (Config.tests): per d, contender - baseline of the metric,
+  paired by seed (stats.compare_paired: t-test, bootstrap CI over seeds), Holm over the test rows.
+- goal (met/missed, no p), per trained mode and d, per seed: (w = 0 bound) - (run bound) >= GOAL;
+  (the lower of the seed's w = 0 bound and the unigram bound) - (run bound) >= GOAL; and
+  (unigram raw bpd) - (run raw bpd) >= 0.
 """
 
 from dataclasses import dataclass
@@ -23,20 +17,20 @@ import numpy as np
 import pandas as pd
 
 from ..core import stats
+from ..core.report import write_table
 
 FIXED_NAMES = {0.2: "fixed_aheavy", 0.5: "fixed_equal", 0.8: "fixed_bheavy"}  # the fork's
 
 
 def mode_id(mode: str, ratio: float) -> str:
-    """Folder/id name of a mode: uniform, grouped, learned, w0, unigram, bigram, fixed_aheavy
-    (r=0.2), ..., fixed0.3."""
+    """Folder/id name of a mode: uniform, ..., fixed_aheavy (r=0.2), ..., fixed0.3."""
     return FIXED_NAMES.get(float(ratio), f"fixed{ratio:g}") if mode == "fixed" else mode
 
 
 @dataclass(frozen=True)
 class Test:
     """One pre-registered paired comparison at the seed level: per seed, `metric` of the contender
-    minus that of the baseline (modes by mode_id; claims.verdict_rows), Holm over the family."""
+    minus that of the baseline (modes by mode_id; family_rows), Holm over the family."""
     contender: str
     baseline: str
     metric: str = "bound_value"
@@ -109,22 +103,20 @@ def _goal(row: dict, goal: float) -> dict:
 
 
 def goal_rows(runs: pd.DataFrame, goal: float = GOAL) -> list[dict]:
-    """Per trained mode and d: the bound goal against the best reference, and raw bpd against
-    the unigram (see the module docstring)."""
+    """The goal rows of the module docstring."""
     ids = mode_ids(runs)
     rows = []
     for d in sorted(set(runs["d"])):
         here = runs["d"] == d
         w0 = _per_seed(runs, d, "w0", "bound_value")
         uni = runs[here & (ids == "unigram")]
-        trained = [m for m in dict.fromkeys(ids[here & ~runs["mode"].isin(REFERENCES)])]
+        trained = list(dict.fromkeys(ids[here & ~runs["mode"].isin(REFERENCES)]))
         for mid in trained:
             run = _per_seed(runs, d, mid, "bound_value")
             rows.append(_goal(_row("goal", d, mid, "w0 bound", "bound_value", w0, run), goal))
             if uni.empty:
                 continue
-            ref = w0.reindex(run.index)
-            ref = np.fmin(ref, float(uni["bound_value"].mean()))
+            ref = np.fmin(w0.reindex(run.index), float(uni["bound_value"].mean()))
             rows.append(_goal(_row("goal", d, mid, "min(w0, unigram) bound", "bound_value",
                                    ref.dropna(), run), goal))
             raw = _per_seed(runs, d, mid, "raw_bpd")
@@ -141,9 +133,7 @@ def verdict_table(runs: pd.DataFrame, tests) -> pd.DataFrame:
 
 def write_verdicts(table: pd.DataFrame, outdir) -> None:
     """verdicts.{md,csv,tex}: the rows with units; a goal's p and p_holm are empty, not "nan"
-    (stats.check_verdict reads an empty p_holm as "no test")."""
-    from ..core.report import write_table
-
+    (check_verdict reads that as "no test")."""
     shown = table[table["n_units"] > 0].copy()
     for col in ("p", "p_holm"):
         shown[col] = shown[col].astype(object).where(shown[col].notna(), "")
