@@ -11,9 +11,9 @@ from benchlab.core.errors import BenchlabError
 from benchlab.layer_selection import check_selection, solve, solver
 from benchlab.layer_selection.solver import (
     Windows,
-    budget_levels,
     floor_log2,
     furthest_end,
+    levels_and_ends,
     prefix,
     sparse_table,
 )
@@ -132,7 +132,7 @@ def test_intervals_follow_verifier_budgets():
 def test_budget_levels_merge_indistinguishable():
     C = prefix(np.array([2.0, 2, 2, 2]))
     # 2 and 3 both admit only single layers: one level; 0.5 fits nothing and is dropped
-    levels = budget_levels(C, np.array([3.0, 2.0, 0.5, 4.0]))
+    levels = levels_and_ends(C, np.array([3.0, 2.0, 0.5, 4.0]))[0]
     assert levels == [(4.0, [3]), (2.0, [0, 1])]
     np.testing.assert_array_equal(furthest_end(C, 4.0), [2, 3, 4, 4])
 

@@ -19,7 +19,8 @@ from ..core.ratios import Ratio
 from .data import SHARED_MODELS, VALUE_METHODS, ModelData, load, load_model, values_for
 from .report import report
 from .scores import fit_alpha, significance_from_alphas
-from .solver import SOLVERS, Selection, check_selection, solve
+from .selection import Selection, check_selection
+from .solver import SOLVERS, solve
 
 __all__ = ["CONFIGS", "RATIOS", "Config", "ModelData", "SHARED_MODELS", "SOLVERS", "Selection",
            "VALUE_METHODS", "check_selection", "fit_alpha", "load", "load_model", "report",
@@ -155,12 +156,17 @@ def inputs(case, config) -> dict[str, str]:
         from .. import zoo
 
         return {**zoo.artifact_inputs(model), **_weights(model)}
-    root = shared_dir()
+    return {f: file_digest(shared_dir() / f) for f in _shared_files(model)}
+
+
+def _shared_files(model: str | None) -> list[str]:
+    """The shared case files and the score and norm files of `model` (of all four if it is not
+    a shared model), relative to data.shared_dir()."""
     files = ["cases/experiment_cases.json", "cases/scalability_cases.json"]
-    for name in [model] if model else list(SHARED_MODELS):
+    for name in [model] if model in SHARED_MODELS else SHARED_MODELS:
         scores, norms = SHARED_MODELS[name]
         files += [f"scores/{scores}", f"norms/{norms}"]
-    return {f: file_digest(root / f) for f in files}
+    return files
 
 
 def _hub_id(model: str) -> str | None:
@@ -203,23 +209,16 @@ def requires(case, config) -> str | None:
 def _case_ids(config) -> list[int]:
     from .data import experiment_cases
 
-    if not _available():
-        return []
-    ids = [c["case_id"] for c in experiment_cases()]
-    return [i for i in ids if config.case_ids is None or i in config.case_ids]
+    return [c["case_id"] for c in (experiment_cases() if _available() else [])
+            if config.case_ids is None or c["case_id"] in config.case_ids]
 
 
 def solve_cases(config) -> list[SolveCase]:
     """model x experiment case x value method x solver (shared models, then zoo models)."""
-    out = []
     models = [(m, "shared") for m in config.models] + [(m, "zoo") for m in config.zoo_models]
-    for model, source in models:
-        for cid in _case_ids(config):
-            for method in config.methods:
-                for solver in config.solvers:
-                    out.append(SolveCase(f"{model}-case{cid}-{method}-{solver}", model, source,
-                                         cid, method, solver))
-    return out
+    return [SolveCase(f"{model}-case{cid}-{method}-{solver}", model, source, cid, method, solver)
+            for model, source in models for cid in _case_ids(config)
+            for method in config.methods for solver in config.solvers]
 
 
 def scalability_cases(config) -> list[ScalCase]:
@@ -234,8 +233,8 @@ def scalability_cases(config) -> list[ScalCase]:
         rep = seen[(m, M)] = seen.get((m, M), -1) + 1
         if rep >= config.scal_reps:
             continue
-        for solver in config.scal_solvers:
-            out.append(ScalCase(f"{m}-M{M}-r{rep}-{solver}", m, c["case_id"], M, solver))
+        out += [ScalCase(f"{m}-M{M}-r{rep}-{solver}", m, c["case_id"], M, solver)
+                for solver in config.scal_solvers]
     return out
 
 
@@ -297,7 +296,4 @@ def needs(case, config) -> dict:
         return {}
     if getattr(case, "source", "shared") == "zoo":
         return {"models" if _hub_id(model) else "shapes": [model]}
-    files = ["cases/experiment_cases.json", "cases/scalability_cases.json"]
-    for name in [model] if model in SHARED_MODELS else list(SHARED_MODELS):
-        files += [f"scores/{SHARED_MODELS[name][0]}", f"norms/{SHARED_MODELS[name][1]}"]
-    return {"data": [str(shared_dir() / f) for f in files]}
+    return {"data": [str(shared_dir() / f) for f in _shared_files(model)]}

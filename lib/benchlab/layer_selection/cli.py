@@ -13,13 +13,11 @@ layer_selection/seed_format.py).
     benchlab layer-selection generate-cases --base $D/cases/experiment_cases.json --output-dir g
     benchlab layer-selection plot --results exp/opt_125m_all_results.json --output opt.png
     benchlab layer-selection plot --results-dir exp
-    benchlab layer-selection extract-scores --model opt-tiny --output /tmp/opt_tiny_scores.json
     benchlab layer-selection extract-norms --model /path/to/saved_model --output /tmp/norms.json
 
-`run` is core.session.Run plus the seed's file format: every (model, budget case) is one record of
-kind `files` in `<output dir>/store.jsonl` (`benchlab compare`, `benchlab report` read it); the
-seed's results files are written from those records, and a rerun into the same folder measures
-only the cases whose key is not stored yet. Figures are layer_selection.report's.
+`run` is core.session.Run plus the seed's file format: one `files` record per (model, budget
+case) in `<output dir>/store.jsonl` (`benchlab compare` and `report` read it), results files
+written from them; a rerun into the same folder measures only the cases not stored yet.
 """
 
 import argparse
@@ -29,16 +27,9 @@ import os
 from pathlib import Path
 
 from ..core.errors import BenchlabError, fail
-from ..core.options import (
-    bounded,
-    file_name,
-    input_dir,
-    input_file,
-    output_dir,
-    output_file,
-)
+from ..core.options import bounded, file_name, input_dir, input_file, output_dir, output_file
 from . import data, seed_format
-from .report import plot_combined, plot_comparison, plot_scalability
+from .report import plot_combined, plot_comparison, plot_scalability, seed_figures
 
 RUN_SOLVERS = ("exact", "ordered", "upstream", "milp")
 STORE = "store.jsonl"  # the run's records, in its output folder
@@ -98,12 +89,11 @@ def run(args) -> int:
     for name, scores, norms in _jobs(args):
         data.load(scores, norms, name=name)  # a bad file fails here, before anything is written
         for path in files:
-            config = seed_format.Files(name, str(scores), str(norms) if norms else None, str(path),
-                              args.solver)
+            config = seed_format.Files(name, str(scores), str(norms) if norms else None,
+                                       str(path), args.solver)
             session = Run("layer_selection", SCALE, device="cpu", store=outdir / STORE,
                           config=config)
-            # checks the case file for the model
-            scal = session.cases(seed_format.KIND)[0].scalability
+            scal = session.cases(seed_format.KIND)[0].scalability  # checks the model's case file
             target = outdir / seed_format.output_names(name, scal)[0]
             if target.exists() and args.skip_existing:
                 done.append((seed_format.read_results(target), scal))
@@ -123,17 +113,10 @@ def run(args) -> int:
         print(f"wrote {written[0]}" + (f" and {len(written) - 1} case files" if not scal else "")
               + f" ({todo} cases measured, {len(records) - todo} read from {STORE})")
         done.append((doc, scal))
-    exp = {d["model_name"]: seed_format.ratios(d) for d, s in done if not s}
-    scal = {d["model_name"]: seed_format.scal_series(d) for d, s in done if s}
-    solvers = {d["model_name"]: d.get("solver", "?") for d, s in done if not s}
-    paths = []
-    if args.plot:
-        for name, ratios in exp.items():
-            paths += plot_comparison(name, ratios, outdir, solver=solvers[name])
-        if scal:
-            paths.append(plot_scalability(scal, outdir))
+    exp, scal = seed_format.figure_series([d for d, s in done if not s], [d for d, s in done if s])
+    paths = seed_figures(exp, scal, outdir, combined=False) if args.plot else []
     if args.combined and exp:
-        paths += plot_combined(exp, outdir)
+        paths += plot_combined({name: ratios for name, (ratios, _) in exp.items()}, outdir)
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -183,8 +166,8 @@ def _generate_budgets(args, out: Path) -> int:
     cases = seed_format.budget_cases(target, num_cases=n, num_verifiers=M, seed=args.seed)
     for c in cases:
         seed_format.write_json(out / f"case_{c['case_id']:03d}.json", c)
-    seed_format.write_json(out / "all_cases.json", {"num_cases": n, "num_verifiers": M,
-                                           "seed": args.seed, "cases": cases})
+    seed_format.write_json(out / "all_cases.json",
+                           {"num_cases": n, "num_verifiers": M, "seed": args.seed, "cases": cases})
     print(f"wrote {out / 'all_cases.json'} and {n} case files (budgets around "
           f"{target:,.0f}: a quarter of the mean cost of {', '.join(costs)})")
     return 0
@@ -192,18 +175,8 @@ def _generate_budgets(args, out: Path) -> int:
 
 def plot_dir(folder, outdir=None) -> list[Path]:
     """Every seed figure and text summary from a results folder's own files."""
-    exp, scal = seed_format.read_results_dir(folder)
-    outdir = Path(outdir or folder)
-    paths = []
-    for doc in exp:
-        paths += plot_comparison(doc["model_name"], seed_format.ratios(doc), outdir,
-                                        solver=doc.get("solver", "?"))
-    if len(exp) > 1:
-        paths += plot_combined({d["model_name"]: seed_format.ratios(d) for d in exp}, outdir)
-    if scal:
-        paths.append(plot_scalability({d["model_name"]: seed_format.scal_series(d) for d in scal},
-                                             outdir))
-    return paths
+    series = seed_format.figure_series(*seed_format.read_results_dir(folder))
+    return seed_figures(*series, Path(outdir or folder))
 
 
 def plot_results(results: str, output: str, combined: bool = False) -> list[Path]:
@@ -227,7 +200,7 @@ def plot_results(results: str, output: str, combined: bool = False) -> list[Path
     if "verifier_counts" in doc or any("num_verifiers" in r for r in doc["results"]):
         return [plot_scalability({doc["model_name"]: seed_format.scal_series(doc)}, png=png)]
     return plot_comparison(doc["model_name"], seed_format.ratios(doc), png=png,
-                                  solver=doc.get("solver", "?"))
+                           solver=doc.get("solver", "?"))
 
 
 def plot(args) -> int:
@@ -294,27 +267,23 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="all value methods on every budget case of one or more models")
     r.add_argument("--scores", type=input_file, help="scores JSON of one model (seed format)")
-    r.add_argument("--norms", default=None, type=input_file,
-                   help="norms JSON (seed format; optional)")
-    r.add_argument("--models", nargs="+", default=None, type=file_name,
+    r.add_argument("--norms", type=input_file, help="norms JSON (seed format; optional)")
+    r.add_argument("--models", nargs="+", type=file_name,
                    help="seed short names (opt_125m llama2_7b ...), files from --scores_dir")
-    r.add_argument("--scores_dir", "--scores-dir", dest="scores_dir", type=input_dir)
-    r.add_argument("--norms_dir", "--norms-dir", dest="norms_dir", type=input_dir)
-    r.add_argument("--cases", "--experiment_cases", dest="cases", default=None, type=input_file,
+    r.add_argument("--scores_dir", "--scores-dir", type=input_dir)
+    r.add_argument("--norms_dir", "--norms-dir", type=input_dir)
+    r.add_argument("--cases", "--experiment_cases", type=input_file,
                    help="experiment (or scalability) cases JSON")
-    r.add_argument("--cases_dir", "--cases-dir", dest="cases_dir", default=None,
+    r.add_argument("--cases_dir", "--cases-dir",
                    help="a folder with all_cases.json (generate-cases' output), as the seed")
-    r.add_argument("--scalability_cases", "--scalability-cases", dest="scalability_cases",
-                   default=None, type=input_file,
+    r.add_argument("--scalability_cases", "--scalability-cases", type=input_file,
                    help="scalability cases JSON (cases filtered by model_name)")
-    r.add_argument("--output-dir", "--output_dir", dest="output_dir", default="results",
-                   type=output_dir,
+    r.add_argument("--output-dir", "--output_dir", default="results", type=output_dir,
                    help="writes store.jsonl (the records), {model}_all_results.json, "
                    "{model}/case_XXX_results.json, {model}_scalability_results.json here "
                    "(default: %(default)s)")
-    r.add_argument("--solver", choices=RUN_SOLVERS, default="exact",
-                   help="(default: %(default)s)")
-    r.add_argument("--model-name", "--model_name", dest="model_name", default=None, type=file_name,
+    r.add_argument("--solver", choices=RUN_SOLVERS, default="exact", help="(default: %(default)s)")
+    r.add_argument("--model-name", "--model_name", type=file_name,
                    help="(default: the seed short name of the scores file)")
     r.add_argument("--plot", action="store_true",
                    help="{model}_comparison.png/.txt and scalability_plot.png")
@@ -328,38 +297,35 @@ def main(argv: list[str]) -> int:
                       help="replace results files that hold other results")
     g = sub.add_parser("generate-cases", help="the seed's budget cases (--num_cases, "
                        "--num_verifiers), or perturbations of --base's cases (seed 42)")
-    g.add_argument("--num_cases", "--num-cases", type=bounded(int, lo=1), default=None,
+    g.add_argument("--num_cases", "--num-cases", type=bounded(int, lo=1),
                    help="budget cases to make (default: 100)")
-    g.add_argument("--num_verifiers", "--num-verifiers", type=bounded(int, lo=1), default=None,
+    g.add_argument("--num_verifiers", "--num-verifiers", type=bounded(int, lo=1),
                    help="verifiers per case (default: 3)")
-    g.add_argument("--scores_dir", "--scores-dir", dest="scores_dir", default=None,
+    g.add_argument("--scores_dir", "--scores-dir",
                    help="score files whose model costs set the budgets (default: shared data)")
-    g.add_argument("--base", default=None, help="perturb this cases JSON's (original) budgets: "
+    g.add_argument("--base", help="perturb this cases JSON's (original) budgets: "
                    "cases/case_001.json ... and all_cases.json")
-    g.add_argument("--output-dir", "--output_dir", dest="output_dir", default="cases",
-                   type=output_dir,
+    g.add_argument("--output-dir", "--output_dir", default="cases", type=output_dir,
                    help="(default: %(default)s)")
-    g.add_argument("--num_perturbations", type=bounded(int, lo=1), default=None,
-                   help="with --base (default: 10)")
-    g.add_argument("--perturbation_factor", type=bounded(float, lo=0, lt=1), default=None,
+    g.add_argument("--num_perturbations", type=bounded(int, lo=1), help="with --base (default: 10)")
+    g.add_argument("--perturbation_factor", type=bounded(float, lo=0, lt=1),
                    help="with --base: budgets times U(1-f, 1+f) (default: 0.1)")
     g.add_argument("--seed", type=bounded(int, lo=0), default=42, help="(default: %(default)s)")
     g.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("plot", help="comparison and scalability figures from run outputs")
-    p.add_argument("--results", default=None, help="a results JSON file, a folder of "
-                   "*_all_results.json or a comma-separated list (the seed's plot_results.py)")
-    p.add_argument("--output", default=None, help="the .png to write with --results")
-    p.add_argument("--combined", action="store_true", help="with --results: one figure of "
-                   "every model")
-    p.add_argument("--results-dir", "--results_dir", dest="results_dir", default=None,
-                   help="every figure of a run's output folder")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
+    p.add_argument("--results", help="a results JSON file, a folder of *_all_results.json or a "
+                   "comma-separated list (the seed's plot_results.py)")
+    p.add_argument("--output", help="the .png to write with --results")
+    p.add_argument("--combined", action="store_true",
+                   help="with --results: one figure of every model")
+    p.add_argument("--results-dir", "--results_dir", help="every figure of a run's output folder")
+    p.add_argument("--output-dir", "--output_dir",
                    help="with --results-dir (default: the results directory)")
     for kind in ("scores", "norms"):
         e = sub.add_parser(f"extract-{kind}", help=f"write the seed {kind} JSON of a model")
         e.add_argument("--model", required=True, help="zoo spec, hub id or local model directory")
         e.add_argument("--output", required=True, type=output_file, help="JSON file to write")
-        e.add_argument("--model-name", default=None, help="(default: --model)")
+        e.add_argument("--model-name", help="(default: --model)")
         e.add_argument("--overwrite", action="store_true", help="replace an existing file")
         if kind == "scores":
             e.add_argument("--sparsity", type=bounded(float, lo=0, hi=1), default=0.85,

@@ -6,7 +6,7 @@ Every problem with a file is a one-line BenchlabError `file: field: problem`.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,10 @@ class ModelData:
         return float(np.sum(self.significance))
 
 
+def _number(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | float) and bool(np.isfinite(x))
+
+
 def _layers(data: dict, path, fields: tuple) -> list[dict]:
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
@@ -60,7 +64,7 @@ def _layers(data: dict, path, fields: tuple) -> list[dict]:
                 raise fail(str(path), f"layers[{i}].{f}", "missing")
         for f in fields[2:]:
             v = layer[f]
-            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            if not _number(v):
                 raise fail(str(path), f"layers[{i}].{f}", f"not a finite number ({v!r})")
             if v < 0:
                 raise fail(str(path), f"layers[{i}].{f}", f"negative ({v})")
@@ -69,15 +73,22 @@ def _layers(data: dict, path, fields: tuple) -> list[dict]:
     return layers
 
 
+def _column(layers: list[dict], key: str) -> np.ndarray:
+    return np.array([lay[key] for lay in layers], dtype=np.float64)
+
+
+def from_layers(name: str, layers: list[dict], norm_layers: list[dict] | None = None) -> ModelData:
+    """A model from the "layers" of a seed scores JSON (and of a norms JSON), unchecked."""
+    norms = None if norm_layers is None else {k: _column(norm_layers, k) for k in NORM_FIELDS[2:]}
+    return ModelData(name, tuple(lay["name"] for lay in layers), _column(layers, "num_parameters"),
+                     _column(layers, "significance_score"), norms)
+
+
 def read_scores(path) -> ModelData:
     data = read_json(path)
     if "model_name" not in data:
         raise fail(str(path), "model_name", "missing")
-    layers = _layers(data, path, SCORE_FIELDS)
-    return ModelData(
-        name=str(data["model_name"]), names=tuple(lay["name"] for lay in layers),
-        costs=np.array([lay["num_parameters"] for lay in layers], dtype=np.float64),
-        significance=np.array([lay["significance_score"] for lay in layers], dtype=np.float64))
+    return from_layers(str(data["model_name"]), _layers(data, path, SCORE_FIELDS))
 
 
 def read_norms(path, model: ModelData | None = None) -> dict:
@@ -89,34 +100,27 @@ def read_norms(path, model: ModelData | None = None) -> dict:
         for i, lay in enumerate(layers):
             if lay[key] == 0:
                 raise fail(str(path), f"layers[{i}].{key}", "zero (its value is 1/norm)")
-    return {k: np.array([lay[k] for lay in layers], dtype=np.float64) for k in NORM_FIELDS[2:]}
+    return {k: _column(layers, k) for k in NORM_FIELDS[2:]}
 
 
 def load(scores_path, norms_path=None, name: str | None = None) -> ModelData:
     model = read_scores(scores_path)
     norms = read_norms(norms_path, model) if norms_path is not None else None
-    return ModelData(name or model.name, model.names, model.costs, model.significance, norms)
+    return replace(model, name=name or model.name, norms=norms)
 
 
-def load_model(short: str, root=None) -> ModelData:
+def load_model(short: str) -> ModelData:
     """One of the four shared models by short name (opt_125m, llama2_7b, llama2_13b, llama2_70b)."""
     if short not in SHARED_MODELS:
         raise BenchlabError(f"unknown shared model {short!r} (known: {', '.join(SHARED_MODELS)})")
-    root = Path(root) if root else shared_dir()
+    root = shared_dir()
     scores, norms = SHARED_MODELS[short]
     return load(root / "scores" / scores, root / "norms" / norms, name=short)
 
 
-def _number(x) -> bool:
-    return not isinstance(x, bool) and isinstance(x, int | float) and bool(np.isfinite(x))
-
-
 def read_cases(path) -> list[dict]:
-    """Budget cases: [{"case_id", "budgets", ...}]; budgets of one length (or num_verifiers).
-
-    A case id is an int in [0, 2**32) (it seeds the random method), unique in the file; budgets
-    are finite, non-negative and sum to more than zero.
-    """
+    """Budget cases [{"case_id", "budgets", ...}]: unique case ids in [0, 2**32) (they seed the
+    random method); budgets of one length (or num_verifiers), finite, >= 0, summing to > 0."""
     data = read_json(path)
     cases = data.get("cases")
     if not isinstance(cases, list) or not cases:
@@ -150,12 +154,17 @@ def scale_factor(cases: list[dict], model: ModelData) -> float:
     return (0.25 * model.total_cost / 4) / float(sum(cases[0]["budgets"]))
 
 
-def experiment_cases(path=None) -> list[dict]:
-    return read_cases(path or shared_dir() / "cases" / "experiment_cases.json")
+def experiment_cases() -> list[dict]:
+    return read_cases(shared_dir() / "cases" / "experiment_cases.json")
 
 
-def scalability_cases(path=None) -> list[dict]:
-    return read_cases(path or shared_dir() / "cases" / "scalability_cases.json")
+def scalability_cases() -> list[dict]:
+    return read_cases(shared_dir() / "cases" / "scalability_cases.json")
+
+
+def method_order(methods) -> list[str]:
+    """The value methods among `methods` in VALUE_METHODS order, any others after by name."""
+    return [m for m in VALUE_METHODS if m in methods] + sorted(set(methods) - set(VALUE_METHODS))
 
 
 def values_for(model: ModelData, method: str, case_id: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ from .solver import solve
 
 
 @functools.cache
-def model_data(name: str, source: str = "shared", steps: int | None = None) -> data.ModelData:
+def model_data(name: str, source: str = "shared") -> data.ModelData:
     """A shared model by short name, or a zoo spec whose scores and norms come from its weights."""
     if source == "shared":
         return data.load_model(name)
@@ -24,20 +24,8 @@ def model_data(name: str, source: str = "shared", steps: int | None = None) -> d
     from .scores import model_norms, model_scores
 
     model = zoo.load(name)
-    scores, norms = model_scores(model, model_name=name), model_norms(model, model_name=name)
-    return model_from_dicts(name, scores, norms)
-
-
-def model_from_dicts(name: str, scores: dict, norms: dict | None) -> data.ModelData:
-    layers = scores["layers"]
-    nrm = None
-    if norms is not None:
-        nrm = {k: np.array([lay[k] for lay in norms["layers"]], dtype=np.float64)
-               for k in ("norm_1", "norm_2", "norm_inf")}
-    return data.ModelData(
-        name, tuple(lay["name"] for lay in layers),
-        np.array([lay["num_parameters"] for lay in layers], dtype=np.float64),
-        np.array([lay["significance_score"] for lay in layers], dtype=np.float64), nrm)
+    return data.from_layers(name, model_scores(model, model_name=name)["layers"],
+                            model_norms(model, model_name=name)["layers"])
 
 
 @functools.cache
@@ -48,7 +36,7 @@ def _experiment_cases() -> tuple:
 def case_budgets(model: str | data.ModelData, case_id: int, source: str = "shared") -> np.ndarray:
     """Experiment case `case_id`'s budgets, rescaled to the model as the seed runner does."""
     m = model if isinstance(model, data.ModelData) else model_data(model, source)
-    cases = list(_experiment_cases())
+    cases = _experiment_cases()
     case = next(c for c in cases if c["case_id"] == case_id)
     return np.asarray(case["budgets"], dtype=np.float64) * data.scale_factor(cases, m)
 
@@ -110,9 +98,6 @@ def exact_objective(model: data.ModelData, budgets: tuple, method: str, case_id:
 def synthetic(L: int, M: int, seed: int = 0):
     """A random instance shaped like a LLaMA stack: block-periodic costs (4 attention, 3 MLP
     sublayers), values in [0, 1], M equal budgets of 2% of the total each."""
-    rng = np.random.default_rng(seed)
-    unit = np.array([1, 1, 1, 1, 2.7, 2.7, 2.7]) * 1e6
-    costs = np.resize(unit, L)
-    values = np.clip(rng.normal(0.4, 0.3, L), 0, 1)
-    budgets = np.full(M, 0.02 * costs.sum())
-    return costs, values, budgets
+    costs = np.resize(np.array([1, 1, 1, 1, 2.7, 2.7, 2.7]) * 1e6, L)
+    values = np.clip(np.random.default_rng(seed).normal(0.4, 0.3, L), 0, 1)
+    return costs, values, np.full(M, 0.02 * costs.sum())

@@ -1,6 +1,5 @@
 """What each case kind measures: `measure_<kind>(case, config, timer) -> metrics`, read by
-core.session.Run (the bench module, the CLI's `files` kind and asv measure through it). Timing
-is core.timing's Timer; exact vs MILP runs side by side.
+core.session.Run (the bench module, the CLI's `files` kind and asv measure through it).
 
     python -c "from benchlab.core import Timer; from benchlab.layer_selection import *; \
         from benchlab.layer_selection.measure import measure_speed; \
@@ -76,9 +75,8 @@ def measure_scalability(case, config, timer) -> dict:
                "L": len(m.names)}
     if exact:  # ratio vs M of each value method (exact selections); the rounds for the goal
         metrics["rounds_s"] = seconds
-        for method in data.VALUE_METHODS:
-            outcome = instances.evaluate(m, b, method, "exact", case.case_id)
-            metrics[f"ratio_{method}"] = outcome.ratio
+        metrics |= {f"ratio_{method}": instances.evaluate(m, b, method, "exact", case.case_id).ratio
+                    for method in data.VALUE_METHODS}
     return metrics
 
 
@@ -92,12 +90,11 @@ def measure_length(case, config, timer) -> dict:
 
 
 def _side_by_side(m, n_cases: int, methods, solvers, timer, rounds: int, by_item: bool):
-    """The first `n_cases` experiment cases x `methods` of model m through each of `solvers`,
-    side by side: one warm-up pass each, then `rounds` rotated rounds of all instances through
-    each solver, or with `by_item` rounds in which every instance goes through every solver back
-    to back (core.timing's item-by-item interleave: a sub-millisecond solve is paired with its
-    contender's within a millisecond; not against HiGHS, whose solves evict the DP's arrays from
-    the cache between calls). ({solver: seconds a round}, {solver: its selections}, instances)."""
+    """The first `n_cases` experiment cases x `methods` of model m through each of `solvers`:
+    one warm-up pass each, then `rounds` rotated rounds of all instances through each solver, or
+    with `by_item` every instance through every solver back to back (pairs sub-millisecond solves
+    closely; not against HiGHS, whose solves evict the DP's arrays from the cache).
+    ({solver: seconds a round}, {solver: its selections}, instances)."""
     cases = data.experiment_cases()[:n_cases]
     inst = [(data.values_for(m, meth, c["case_id"]), instances.case_budgets(m, c["case_id"]))
             for c in cases for meth in methods]
@@ -122,43 +119,40 @@ def _side_by_side(m, n_cases: int, methods, solvers, timer, rounds: int, by_item
 
 
 def measure_speed(case, config, timer) -> dict:
-    """The same instances through exact and MILP, side by side: one warm-up batch each (scipy's
-    first-call start-up stays out), then `rounds` rotated rounds of both; the speed-up is the
-    median of the per-round ratios, with a 95% bootstrap interval over rounds."""
+    """The same instances through exact and MILP side by side (the warm-up keeps scipy's
+    first-call start-up out); speed-up: the median of the per-round ratios (_ratio)."""
     m = instances.model_data(case.model)
     t, last, inst = _side_by_side(m, case.n_cases, config.speed_methods, ("exact", "milp"),
                                   timer, config.rounds, by_item=False)
     diffs = [abs(e.value - p.value) / max(abs(p.value), 1e-300)
              for e, p in zip(last["exact"], last["milp"], strict=True)]
     assert max(diffs) <= REL, f"exact and MILP optima differ by {max(diffs):.3g}"
-    ci = {}
-    if len(t["exact"]) >= 3:  # records hold no NaN: no interval from fewer rounds
-        lo, hi = paired_ratio_ci(t["milp"], t["exact"])
-        ci = {"speedup_lo": lo, "speedup_hi": hi}
     exact_s = float(np.median(t["exact"]))
     return {"instances": len(inst), "exact_s": exact_s, "milp_s": float(np.median(t["milp"])),
-            "speedup": paired_ratio(t["milp"], t["exact"]), **ci,
-            "rounds_timed": len(t["exact"]), "exact_ms_per_solve": 1e3 * exact_s / len(inst),
-            "max_rel_diff": max(diffs)}
+            **_ratio("speedup", t["milp"], t["exact"]), "rounds_timed": len(t["exact"]),
+            "exact_ms_per_solve": 1e3 * exact_s / len(inst), "max_rel_diff": max(diffs)}
+
+
+def _ratio(name: str, num: list[float], den: list[float]) -> dict:
+    """`name`: the median over rounds of num / den (core.stats.paired_ratio); `name`_lo, _hi: its
+    95% bootstrap interval, from 3 rounds on (records hold no NaN)."""
+    out = {name: paired_ratio(num, den)}
+    if len(num) >= 3:
+        out[f"{name}_lo"], out[f"{name}_hi"] = paired_ratio_ci(num, den)
+    return out
 
 
 def measure_upstream(case, config, timer) -> dict:
-    """Exact vs the upstream DP it corrects (issue 41), the same instances side by side in
-    `goal_rounds` rotated rounds: exact_vs_upstream = median over rounds of exact / upstream
-    seconds, with a 95% bootstrap interval over rounds; each round's seconds stay in the record
-    (the report's goal rows). The exact optimum is never below upstream's (asserted);
-    `upstream_short` counts the instances where upstream's is below it."""
+    """Exact vs the upstream DP it corrects (issue 41) side by side in `goal_rounds` rounds:
+    exact_vs_upstream = exact / upstream seconds (_ratio); each round's seconds stay in the record
+    (the report's goal rows); `upstream_short`: instances where upstream's optimum is below."""
     m = instances.model_data(case.model)
     t, last, inst = _side_by_side(m, case.n_cases, config.upstream_methods,
                                   ("exact", "upstream"), timer, config.goal_rounds, by_item=True)
     pairs = list(zip(last["exact"], last["upstream"], strict=True))
     assert all(u.value <= e.value + REL * abs(e.value) for e, u in pairs), "upstream beat exact"
-    ci = {}
-    if len(t["exact"]) >= 3:
-        lo, hi = paired_ratio_ci(t["exact"], t["upstream"])
-        ci = {"exact_vs_upstream_lo": lo, "exact_vs_upstream_hi": hi}
-    return {"instances": len(inst), "exact_vs_upstream": paired_ratio(t["exact"], t["upstream"]),
-            **ci, "rounds_timed": len(t["exact"]),
+    return {"instances": len(inst), **_ratio("exact_vs_upstream", t["exact"], t["upstream"]),
+            "rounds_timed": len(t["exact"]),
             "exact_ms_per_solve": 1e3 * float(np.median(t["exact"])) / len(inst),
             "upstream_ms_per_solve": 1e3 * float(np.median(t["upstream"])) / len(inst),
             "exact_rounds_s": list(t["exact"]), "upstream_rounds_s": list(t["upstream"]),

@@ -22,17 +22,16 @@ from .selection import Selection, check_inputs, furthest_end, prefix, total_valu
 OPTIONS = {"mip_rel_gap": 0.0, "presolve": True}
 
 
-def _run(c, constraints, n, time_limit):
+def _run(c, constraints, n):
     scale = float(np.max(np.abs(c))) or 1.0  # HiGHS tolerances are absolute: work near unit size
-    opts = dict(OPTIONS, time_limit=time_limit) if time_limit else OPTIONS
-    res = milp(c / scale, constraints=constraints, integrality=np.ones(n),
-               bounds=Bounds(0, 1), options=opts)
+    res = milp(c / scale, constraints=constraints, integrality=np.ones(n), bounds=Bounds(0, 1),
+               options=OPTIONS)
     if res.x is None:
         raise BenchlabError(f"milp: solver: {res.message}")
     return np.round(res.x).astype(bool)
 
 
-def solve_intervals(costs, values, budgets, time_limit=None) -> Selection:
+def solve_intervals(costs, values, budgets) -> Selection:
     costs, values, budgets = check_inputs(costs, values, budgets)
     C, V = prefix(costs), prefix(values)
     L, M = costs.size, budgets.size
@@ -43,19 +42,16 @@ def solve_intervals(costs, values, budgets, time_limit=None) -> Selection:
     ends = np.concatenate([np.arange(p + 1, q + 1) for p, q in enumerate(qmax)]).astype(int)
     n = starts.size  # interval s covers layers starts[s] .. ends[s]-1
     cost, gain = C[ends] - C[starts], V[ends] - V[starts]
-    lengths = ends - starts
     rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-    cols = np.repeat(np.arange(n), lengths)
+    cols = np.repeat(np.arange(n), ends - starts)
     cover = sparse.csr_array((np.ones(rows.size), (rows, cols)), shape=(L, n))
     levels = np.unique(budgets)[::-1]  # u_1 > u_2 > ...
-    hall_rows = []
-    for j in range(levels.size):
-        below = levels[j + 1] if j + 1 < levels.size else -np.inf
-        hall_rows.append(((cost > below) & (cost <= levels[0])).astype(float))
+    hall_rows = [((cost > below) & (cost <= levels[0])).astype(float)
+                 for below in np.append(levels[1:], -np.inf)]
     hall_cap = np.array([(budgets >= u).sum() for u in levels], dtype=float)
     cons = [LinearConstraint(cover, -np.inf, 1.0),
             LinearConstraint(np.vstack(hall_rows), -np.inf, hall_cap)]
-    x = _run(-gain, cons, n, time_limit)
+    x = _run(-gain, cons, n)
     picked = sorted(((cost[s], starts[s], ends[s] - 1) for s in np.flatnonzero(x)), reverse=True)
     order = sorted(range(M), key=lambda k: (-budgets[k], k))
     intervals: list = [None] * M
@@ -66,7 +62,7 @@ def solve_intervals(costs, values, budgets, time_limit=None) -> Selection:
     return Selection(total_value(values, intervals), tuple(intervals), "milp")
 
 
-def solve_assign(costs, values, budgets, time_limit=None) -> Selection:
+def solve_assign(costs, values, budgets) -> Selection:
     costs, values, budgets = check_inputs(costs, values, budgets)
     L, M = costs.size, budgets.size
     if M == 0:
@@ -93,20 +89,9 @@ def solve_assign(costs, values, budgets, time_limit=None) -> Selection:
         row(y[k], costs, -np.inf, budgets[k])
     for i in range(L):
         row(y[:, i], 1.0, -np.inf, 1.0)
-    c = np.zeros(n)
-    c[: M * L] = -np.tile(values, M)
-    x = _run(c, [LinearConstraint(sparse.csr_array(np.array(A)), lo, hi)], n, time_limit)
-    intervals: list = [None] * M
-    for k in range(M):
-        on = np.flatnonzero(x[y[k]])
-        if on.size:
-            intervals[k] = (int(on[0]), int(on[-1]))
+    c = np.concatenate([-np.tile(values, M), np.zeros(M * L)])  # z's cost nothing
+    x = _run(c, [LinearConstraint(sparse.csr_array(np.array(A)), lo, hi)], n)
+    ons = [np.flatnonzero(x[y[k]]) for k in range(M)]
+    intervals = [(int(on[0]), int(on[-1])) if on.size else None for on in ons]
     return Selection(total_value(values, intervals), tuple(intervals), "milp_assign")
 
-
-def solve_milp(costs, values, budgets, formulation="intervals", time_limit=None) -> Selection:
-    if formulation == "intervals":
-        return solve_intervals(costs, values, budgets, time_limit)
-    if formulation == "assign":
-        return solve_assign(costs, values, budgets, time_limit)
-    raise BenchlabError(f"milp: formulation: unknown {formulation!r}; choose intervals or assign")

@@ -14,10 +14,10 @@ from matplotlib.ticker import MaxNLocator
 
 from ..core.report import new_figure, of_kind, records_frame, save_figure, write_table
 from . import study
+from .data import VALUE_METHODS, method_order
 
 NOTE_70B = ("The llama2-70b score/norm files use LLaMA-65B shapes (80 blocks, 8192 hidden, no "
             "grouped-query attention), as in the seed's shared data.")
-METHOD_ORDER = ("random", "norm_1", "norm_2", "norm_inf", "alphaprun")
 
 
 def _part(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -27,9 +27,9 @@ def _part(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return part
 
 
-def _methods(df) -> list[str]:
-    present = set(df["case.method"])
-    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+def _by_method(df: pd.DataFrame, metric: str) -> dict[str, np.ndarray]:
+    return {m: df.loc[df["case.method"] == m, metric].to_numpy()
+            for m in method_order(set(df["case.method"]))}
 
 
 def _boxplots(df: pd.DataFrame, outdir: Path) -> list[str]:
@@ -37,23 +37,15 @@ def _boxplots(df: pd.DataFrame, outdir: Path) -> list[str]:
     models = sorted(ex["case.model"].unique())
     names = []
     for model in models:
-        sub = ex[ex["case.model"] == model]
-        methods = _methods(sub)
         fig, axes = new_figure(1, 2, size=(10, 3.6))
         for ax, metric in zip(axes.ravel(), ("benefit", "ratio"), strict=True):
-            ax.boxplot([sub.loc[sub["case.method"] == m, metric].to_numpy() for m in methods],
-                       tick_labels=methods)
-            ax.set_ylabel(f"AlphaPrun {metric}")
-            ax.set_title(f"{model}: {metric} by method (exact solver)")
-            ax.tick_params(axis="x", labelrotation=30)
+            _boxes(ax, _by_method(ex[ex["case.model"] == model], metric))
+            ax.set(ylabel=f"AlphaPrun {metric}",
+                   title=f"{model}: {metric} by method (exact solver)")
         names.append(save_figure(fig, outdir, f"boxplot_{model}").name)
     shared = [m for m in models if not m.endswith("-tiny")] or models
-    per_model = {}
-    for model in shared:
-        sub = ex[ex["case.model"] == model]
-        per_model[model] = {m: sub.loc[sub["case.method"] == m, "ratio"].to_numpy()
-                            for m in _methods(sub)}
-    if per_model:
+    if shared:
+        per_model = {m: _by_method(ex[ex["case.model"] == m], "ratio") for m in shared}
         names.append(_combined_figure(per_model, outdir, "combined").name)
     return names
 
@@ -116,19 +108,14 @@ def _scalability(sc: pd.DataFrame, ln: pd.DataFrame, outdir: Path) -> list[str]:
             sub = sc[sc["case.model"] == model]
             ex = sub[sub["case.solver"] == "exact"]
             _ratio_vs_M(row[0], ex["case.M"].to_numpy(),
-                        {m: ex[f"ratio_{m}"].to_numpy() for m in METHOD_ORDER
+                        {m: ex[f"ratio_{m}"].to_numpy() for m in VALUE_METHODS
                          if f"ratio_{m}" in ex})
-            row[0].set_title(f"{model}: ratio vs M (exact)")
-            row[0].set_xlabel("verifiers M")
-            row[0].set_ylabel("AlphaPrun ratio")
+            row[0].set(title=f"{model}: ratio vs M (exact)", xlabel="verifiers M",
+                       ylabel="AlphaPrun ratio")
             row[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
             row[1].xaxis.set_major_locator(MaxNLocator(integer=True))
-            _time_lines(row[1], sub, "case.M")
-            row[1].set_title(f"{model}: solve time vs M")
-            row[1].set_xlabel("verifiers M")
-            row[1].set_ylabel("ms")
-            if row[1].get_legend_handles_labels()[0]:
-                row[1].legend(fontsize=7)
+            _time_lines(row[1], sub, "case.M", fontsize=7)
+            row[1].set(title=f"{model}: solve time vs M", xlabel="verifiers M")
         names.append(save_figure(fig, outdir, "scalability").name)
         tab = sc.groupby(["case.model", "case.M", "case.solver"], sort=True).agg(
             time_ms=("time_median", "median"), gap_mean=("gap", "mean")).reset_index()
@@ -138,19 +125,16 @@ def _scalability(sc: pd.DataFrame, ln: pd.DataFrame, outdir: Path) -> list[str]:
     if len(ln):
         fig, ax = new_figure(1, 1, size=(5, 3.6))
         _time_lines(ax, ln, "case.L")
-        ax.set_xscale("log")
-        ax.set_xlabel("layers L")
-        ax.set_ylabel("ms")
-        ax.set_title(f"solve time vs L (M={int(ln['case.M'].iloc[0])}, synthetic)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+        ax.set(xscale="log", xlabel="layers L",
+               title=f"solve time vs L (M={int(ln['case.M'].iloc[0])}, synthetic)")
         names.append(save_figure(fig, outdir, "scaling_L").name)
     return names
 
 
-def _time_lines(ax, frame, x: str) -> None:
-    """Median solve time (ms) against `x`, one line per solver, on a log axis; a note instead when
-    the run had no timings (--benchmark-disable)."""
+def _time_lines(ax, frame, x: str, **legend) -> None:
+    """Median solve time (ms) against `x`, one line per solver, on a log axis, with a legend; a
+    note instead when the run had no timings (--benchmark-disable)."""
+    ax.set_ylabel("ms")
     timed = frame.dropna(subset=["time_median"])
     if timed.empty:
         ax.text(0.5, 0.5, "no timings in these records\n(--benchmark-disable)", ha="center",
@@ -160,6 +144,7 @@ def _time_lines(ax, frame, x: str) -> None:
         t = grp.groupby(x)["time_median"].median()
         ax.plot(t.index, 1e3 * t.to_numpy(), marker="o", label=solver)
     ax.set_yscale("log")
+    ax.legend(**legend)
 
 
 def report(records: list[dict], outdir) -> None:
@@ -267,7 +252,7 @@ def model_order(names) -> list[str]:
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def _ratio_boxes(ax, ratios: dict[str, np.ndarray]) -> None:
+def _boxes(ax, ratios: dict[str, np.ndarray]) -> None:
     ax.boxplot(list(ratios.values()), tick_labels=list(ratios))
     ax.tick_params(axis="x", labelrotation=30)
 
@@ -291,7 +276,7 @@ def _combined_figure(per_model: dict[str, dict], outdir, name: str) -> Path:
     fig, axes = new_figure(1, len(models), size=(3.8 * len(models), 3.8), sharey=True)
     axes = np.atleast_1d(axes).ravel()
     for ax, model in zip(axes, models, strict=True):
-        _ratio_boxes(ax, per_model[model])
+        _boxes(ax, per_model[model])
         ax.set_title(model + (" (65B shapes)" if model == "llama2_70b" else ""))
     axes[0].set_ylabel("AlphaPrun ratio")
     return save_figure(fig, outdir, name)
@@ -326,10 +311,9 @@ def plot_comparison(name: str, ratios: dict[str, np.ndarray], outdir=None, *,
     """`{name}_comparison.png` and `.txt` under outdir (or `png` and its .txt): ratio by method."""
     folder, stem = _png(png, outdir, f"{name}_comparison")
     fig, ax = new_figure(size=(5.5, 3.8))
-    _ratio_boxes(ax, ratios)
-    ax.set_ylabel("AlphaPrun ratio")
+    _boxes(ax, ratios)
     n = max((np.size(x) for x in ratios.values()), default=0)
-    ax.set_title(f"{name}: AlphaPrun ratio by method ({n} cases)")
+    ax.set(ylabel="AlphaPrun ratio", title=f"{name}: AlphaPrun ratio by method ({n} cases)")
     path = save_figure(fig, folder, stem)
     txt = path.with_suffix(".txt")
     txt.write_text(comparison_text(name, ratios, solver))
@@ -359,30 +343,38 @@ def plot_scalability(per_model: dict[str, tuple], outdir=None, *, png=None) -> P
     return save_figure(fig, folder, stem)
 
 
-def files_figures(records: list[dict], outdir, *, each: bool = True,
-                  combined: bool = True) -> list[Path]:
-    """The seed's figures and summaries from `files` records (benchlab layer-selection run):
-    per model `{model}_comparison` (`each`), `combined_comparison` (`combined`, with more than
-    one model) and `scalability_plot` (scalability case files)."""
-    exp, scal, solver = {}, {}, {}
+def seed_figures(exp: dict[str, tuple], scal: dict[str, tuple], outdir, *,
+                 combined: bool = True) -> list[Path]:
+    """The seed's figures and summaries: `{model}_comparison` of each model of `exp` (model ->
+    (method -> ratios, solver)), `combined_comparison` (`combined`, more than one model) and
+    `scalability_plot` of `scal` (model -> (M per case, method -> ratios))."""
+    paths = []
+    for model, (ratios, solver) in exp.items():
+        paths += plot_comparison(model, ratios, outdir, solver=solver)
+    if combined and len(exp) > 1:
+        paths += plot_combined({model: ratios for model, (ratios, _) in exp.items()}, outdir)
+    if scal:
+        paths.append(plot_scalability(scal, outdir))
+    return paths
+
+
+def _arrays(lists: dict[str, list]) -> dict[str, np.ndarray]:
+    return {m: np.asarray(x, dtype=np.float64) for m, x in lists.items()}
+
+
+def files_figures(records: list[dict], outdir) -> list[Path]:
+    """seed_figures from `files` records (benchlab layer-selection run); the scalability case
+    files' records give `scalability_plot`."""
+    exp, scal = {}, {}
     for rec in sorted(records, key=lambda r: r["config"]["case"]["case_id"]):
         case, metrics = rec["config"]["case"], rec["metrics"]
-        into = scal if case["scalability"] else exp
-        row = into.setdefault(case["model"], {"M": [], "ratios": {}})
+        row = (scal if case["scalability"] else exp).setdefault(case["model"],
+                                                               {"M": [], "ratios": {}})
         row["M"].append(case["M"])
-        for m in [m for m in METHOD_ORDER if f"ratio_{m}" in metrics]:
+        row["solver"] = case["solver"]
+        for m in [m for m in VALUE_METHODS if f"ratio_{m}" in metrics]:
             row["ratios"].setdefault(m, []).append(metrics[f"ratio_{m}"])
-        solver[case["model"]] = case["solver"]
-    as_arrays = {model: {m: np.asarray(x, dtype=np.float64) for m, x in row["ratios"].items()}
-                 for model, row in exp.items()}
-    paths = []
-    for model in model_order(as_arrays) if each else []:
-        paths += plot_comparison(model, as_arrays[model], outdir, solver=solver[model])
-    if combined and len(as_arrays) > 1:
-        paths += plot_combined(as_arrays, outdir)
-    if scal:
-        paths.append(plot_scalability({
-            model: (np.asarray(row["M"]), {m: np.asarray(x, dtype=np.float64)
-                                           for m, x in row["ratios"].items()})
-            for model, row in scal.items()}, outdir))
-    return paths
+    return seed_figures({model: (_arrays(exp[model]["ratios"]), exp[model]["solver"])
+                         for model in model_order(exp)},
+                        {model: (np.asarray(row["M"]), _arrays(row["ratios"]))
+                         for model, row in scal.items()}, outdir)

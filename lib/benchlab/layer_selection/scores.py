@@ -103,20 +103,16 @@ def significance_from_alphas(alphas, num_parameters, layers_per_block: int, spar
 
 
 def blocks_of(model):
-    """The decoder blocks of an HF causal LM: the ModuleList as long as num_hidden_layers."""
+    """The decoder blocks of an HF causal LM: the ModuleList as long as num_hidden_layers with
+    the most parameters (the first of equals)."""
     import torch
 
     want = getattr(model.config, "num_hidden_layers", None)
-    best = None
-    for _, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) and (
-                want is None or len(mod) == want):
-            if best is None or sum(p.numel() for p in mod.parameters()) > sum(
-                    p.numel() for p in best.parameters()):
-                best = mod
-    if best is None:
+    lists = [mod for _, mod in model.named_modules() if isinstance(mod, torch.nn.ModuleList)
+             and len(mod) and (want is None or len(mod) == want)]
+    if not lists:
         raise ValueError(f"{type(model).__name__}: no decoder block list found")
-    return best
+    return max(lists, key=lambda mod: sum(p.numel() for p in mod.parameters()))
 
 
 def sublayers(model) -> list[tuple[str, object]]:
@@ -131,9 +127,8 @@ def sublayers(model) -> list[tuple[str, object]]:
             names = tuple(k for k, m in mods.items()
                           if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
         for name in names:
-            m = mods[name]
-            w = m.weight.detach()
-            out.append((f"{b}.{name}", w.T if type(m).__name__ == "Conv1D" else w))
+            w = mods[name].weight.detach()
+            out.append((f"{b}.{name}", w.T if type(mods[name]).__name__ == "Conv1D" else w))
     return out
 
 

@@ -1,23 +1,12 @@
-"""The seed repository's file formats (an adapter: the results are core.session.Run records).
+"""The seed repository's file formats: an adapter on core.session.Run records (commands: cli.py).
 
-    D=../shared/data/layer_selection
-    benchlab layer-selection generate-cases --num_cases 100 --num_verifiers 3 --output_dir cases
-    benchlab layer-selection generate-cases --base $D/cases/experiment_cases.json --output-dir g
-    benchlab layer-selection run --models opt_125m llama2_7b --scores_dir $D/scores \
-        --norms_dir $D/norms --cases $D/cases/experiment_cases.json \
-        --scalability_cases $D/cases/scalability_cases.json --output-dir exp --plot --combined
-    benchlab layer-selection plot --results-dir exp
-
-The CLI's `run` measures one record per (model, budget case) of kind `files`: `Files` is its Run
-config (one model's score/norm files and one case file), `FileCase` a case, and the metrics are
+The CLI's `run` measures one record of kind `files` per (model, budget case): `Files` is its Run
+config (one model's score/norm files, one case file), `FileCase` a case; the metrics are
 `ratio_<method>`, `benefit_<method>`, `objective_<method>`, `valid_<method>` and
-`assignments_<method>`. `results_doc` writes the seed's results document from those records.
-
-Files (seed names, seed short model names such as opt_125m): `{model}_all_results.json`,
-`{model}/case_001_results.json` ..., `{model}_scalability_results.json`; the figures
-(`{model}_comparison.png/.txt`, `combined_comparison.png/.txt`, `scalability_plot.png`) are
-layer_selection.report's. Every problem with an input is a one-line BenchlabError naming the
-file and the field, raised before anything is written.
+`assignments_<method>`. `results_doc` writes the seed's results document from those records:
+`{model}_all_results.json`, `{model}/case_001_results.json` ... or
+`{model}_scalability_results.json` (seed short model names such as opt_125m). Every problem with
+an input is a one-line BenchlabError naming the file and the field, raised before any write.
 """
 
 import functools
@@ -28,21 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BenchlabError, fail, read_json
+from ..core.errors import fail, read_json
 from . import data
 
 KIND = "files"  # the Run kind of the CLI's records (measure.KINDS)
 
-METHOD_ORDER = data.VALUE_METHODS
-
 
 def short_name(scores_path) -> str:
     """The seed's short model name of a scores file: opt125m_scores.json -> opt_125m."""
-    stem = Path(scores_path).name.removesuffix(".json").removesuffix("_scores")
+    name = Path(scores_path).name
     for short, (scores, _) in data.SHARED_MODELS.items():
-        if Path(scores_path).name == scores:
+        if name == scores:
             return short
-    stem = stem.replace("-", "_")
+    stem = name.removesuffix(".json").removesuffix("_scores").replace("-", "_")
     return re.sub(r"^opt(\d)", r"opt_\1", stem)
 
 
@@ -64,10 +51,8 @@ def find_file(folder, model: str, kind: str) -> Path:
 def model_cases(path, model: str) -> tuple[list[dict], bool]:
     """(cases, is_scalability): a scalability file's cases are those whose model_name is the
     model (upstream runs 60 per model); an experiment file's cases apply to every model."""
-    raw = read_json(path)
     cases = data.read_cases(path)
-    scal = "budget_percentage" in raw
-    if not scal:
+    if "budget_percentage" not in read_json(path):
         return cases, False
     for i, c in enumerate(cases):
         if "model_name" not in c:
@@ -139,7 +124,7 @@ def file_cases(config) -> list[FileCase]:
 
 def methods_of(model: data.ModelData) -> list[str]:
     """Every value method, or random and alphaprun only when the model has no norms file."""
-    return list(METHOD_ORDER) if model.norms is not None else ["random", "alphaprun"]
+    return list(data.VALUE_METHODS) if model.norms is not None else ["random", "alphaprun"]
 
 
 def scale_of(model: data.ModelData, cases: list[dict], scal: bool) -> float:
@@ -254,13 +239,10 @@ def unique_originals(cases: list[dict]) -> list[dict]:
 
 # -- reading the CLI's own outputs ---------------------------------------------------------------
 
-RESULT_FIELDS = ("model_name", "results")
-
-
 def read_results(path) -> dict:
     """A `*_all_results.json` / `*_scalability_results.json`, checked field by field."""
     doc = read_json(path)
-    for f in RESULT_FIELDS:
+    for f in ("model_name", "results"):
         if f not in doc:
             raise fail(str(path), f, "missing (not a layer-selection results file)")
     if not isinstance(doc["results"], list) or not doc["results"]:
@@ -293,19 +275,24 @@ def read_results_dir(folder) -> tuple[list[dict], list[dict]]:
 
 
 def ratios(doc: dict) -> dict[str, np.ndarray]:
-    """method -> alphaprun_ratio over the document's cases, in METHOD_ORDER."""
+    """method -> alphaprun_ratio over the document's cases (data.method_order)."""
     found = {}
     for r in doc["results"]:
         for m, v in r["results"].items():
             found.setdefault(m, []).append(v["alphaprun_ratio"])
-    order = [m for m in METHOD_ORDER if m in found] + sorted(set(found) - set(METHOD_ORDER))
-    return {m: np.asarray(found[m], dtype=np.float64) for m in order}
+    return {m: np.asarray(found[m], dtype=np.float64) for m in data.method_order(found)}
 
 
 def scal_series(doc: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(verifier count M per case, method -> ratios) of a scalability results document."""
     Ms = np.array([r.get("num_verifiers", len(r["budgets"])) for r in doc["results"]])
     return Ms, ratios(doc)
+
+
+def figure_series(exp: list[dict], scal: list[dict]) -> tuple[dict, dict]:
+    """report.seed_figures' inputs from experiment and scalability results documents."""
+    return ({d["model_name"]: (ratios(d), d.get("solver", "?")) for d in exp},
+            {d["model_name"]: scal_series(d) for d in scal})
 
 
 # -- the seed's budget cases (generate_cases.py): a quarter of the models' mean cost ------------
@@ -352,7 +339,3 @@ def budget_cases(target: float, *, num_cases: int = 100, num_verifiers: int = 3,
                     "total_budget": float(b.sum())})
     return out
 
-
-__all__ = ["BenchlabError", "FileCase", "Files", "budget_cases", "file_cases", "find_file",
-           "generate_cases", "model_cases", "read_results", "results_doc", "short_name",
-           "write_run"]

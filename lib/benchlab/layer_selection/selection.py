@@ -1,11 +1,8 @@
-"""What every solver shares: the answer (Selection), input checks, prefix sums, interval
-costs and ends, and the scoring of a selection (its value, its validity, its AlphaPrun benefit).
+"""What solver.py (the DPs) and milp.py (the HiGHS references) share: the answer (Selection),
+input checks, prefix sums, interval ends, and a selection's value, validity and AlphaPrun benefit.
 
     python -c "from benchlab.layer_selection.selection import check_selection; \
         print(check_selection([3, 1, 2], [4], [(0, 1)]))"
-
-solver.py (the DPs) and milp.py (the HiGHS references) both import from here, never from each
-other's modules the other way round (solver dispatches to milp).
 """
 
 import math
@@ -29,21 +26,19 @@ class Selection:
         return sorted(i for iv in self.intervals if iv is not None for i in range(iv[0], iv[1] + 1))
 
 
-def check_inputs(costs, values, budgets, where: str = "solve") -> tuple:
-    costs = np.asarray(costs, dtype=np.float64).ravel()
-    values = np.asarray(values, dtype=np.float64).ravel()
-    budgets = np.asarray(budgets, dtype=np.float64).ravel()
+def check_inputs(costs, values, budgets) -> tuple:
+    costs, values, budgets = (np.asarray(x, dtype=np.float64).ravel()
+                              for x in (costs, values, budgets))
     if costs.size == 0:
-        raise BenchlabError(f"{where}: costs: empty")
+        raise BenchlabError("solve: costs: empty")
     if values.size != costs.size:
-        raise BenchlabError(f"{where}: values: length {values.size} != {costs.size} costs")
+        raise BenchlabError(f"solve: values: length {values.size} != {costs.size} costs")
     for name, arr in (("costs", costs), ("values", values), ("budgets", budgets)):
         if not np.isfinite(arr).all():
-            raise BenchlabError(f"{where}: {name}: not finite")
-    if np.any(costs < 0):
-        raise BenchlabError(f"{where}: costs: negative at index {int(np.argmax(costs < 0))}")
-    if np.any(budgets < 0):
-        raise BenchlabError(f"{where}: budgets: negative at index {int(np.argmax(budgets < 0))}")
+            raise BenchlabError(f"solve: {name}: not finite")
+    for name, arr in (("costs", costs), ("budgets", budgets)):
+        if np.any(arr < 0):
+            raise BenchlabError(f"solve: {name}: negative at index {int(np.argmax(arr < 0))}")
     return costs, values, budgets
 
 
@@ -51,11 +46,6 @@ def prefix(x: np.ndarray) -> np.ndarray:
     out = np.zeros(x.size + 1)
     np.cumsum(x, out=out[1:])
     return out
-
-
-def interval_cost(C: np.ndarray, s: int, e: int) -> float:
-    """Cost of layers s..e from prefix sums C: the one definition every solver and check uses."""
-    return float(C[e + 1] - C[s])
 
 
 def furthest_end(C: np.ndarray, budget) -> np.ndarray:
@@ -99,8 +89,9 @@ def check_selection(costs, budgets, intervals) -> tuple[bool, str]:
         if used[s: e + 1].any():
             return False, f"verifier {k}: interval {iv} overlaps another"
         used[s: e + 1] = True
-        if interval_cost(C, s, e) > budgets[k]:
-            return False, f"verifier {k}: cost {interval_cost(C, s, e)} > budget {budgets[k]}"
+        cost = float(C[e + 1] - C[s])
+        if cost > budgets[k]:
+            return False, f"verifier {k}: cost {cost} > budget {budgets[k]}"
     return True, "valid"
 
 

@@ -2,24 +2,22 @@
 
     python -c "from benchlab.layer_selection import solve; print(solve([3,1,2,4],[5,1,1,6],[4,3]))"
 
-L layers with costs c_i >= 0 and values v_i, M verifiers with budgets B_k. Each verifier gets at
-most one interval [s, e] (inclusive); intervals are disjoint; cost(s, e) <= B_k.
+L layers (costs c_i >= 0, values v_i), M verifiers (budgets B_k); each verifier gets at most one
+interval [s, e] (inclusive), intervals disjoint, cost(s, e) <= B_k.
 
-`exact` is a DP along the layers whose state counts how many intervals each *budget level* (group
-of equal budgets) has received: f(p, n) = best value on layers p.. with n_j verifiers of level j
-already used. From (p, n) either layer p is skipped, or an interval [p, q-1] goes to a free
-verifier of level j (q <= qmax_j(p), the furthest end within u_j) and we move to (q, n + e_j).
-The inner max over q is a range maximum of h(q) = V[q] + f(q, n + e_j) (V = prefix sums of
-values), answered for all p at once by a sparse table, so each state costs O(L log L) numpy work,
-and all states with equally many verifiers used are filled by the same numpy calls (`fill`).
-States: prod_j (m_j + 1); with equal budgets (the scalability cases) it is M + 1. Levels that no
-interval can tell apart (no interval cost in (u_{j+1}, u_j]) are merged first, and levels below
-the cheapest layer dropped, which keeps the state small. Exact for any values (negative too), any
-budgets; the state count, not L or M, is what grows (2^M for M pairwise different budgets).
+`exact`: a DP along the layers whose state counts the intervals each *budget level* (group of
+equal budgets) has received: f(p, n) = best value on layers p.. with n_j verifiers of level j
+used. From (p, n) layer p is skipped, or [p, q-1] goes to a free verifier of level j
+(q <= qmax_j(p), the furthest end within u_j), moving to (q, n + e_j). The max over q is a range
+maximum of h(q) = V[q] + f(q, n + e_j) (V: prefix sums of values), answered for all p at once by
+a sparse table; all states with equally many verifiers used are filled by the same numpy calls
+(`fill`). States: prod_j (m_j + 1) (M + 1 for equal budgets); levels no interval can tell apart
+are merged and levels below the cheapest layer dropped first. Exact for any values and budgets;
+the state count grows, not L or M (2^M for M pairwise different budgets).
 
-`ordered` is the upstream DP (verifier k's interval lies left of verifier k+1's) with the missing
-"verifier k unused" transition added: a fast heuristic, optimal only for that fixed order.
-`upstream` keeps the upstream recurrence as published (no unused transition), to show its loss.
+`ordered`: upstream's DP (verifier k's interval left of k+1's) with the missing "verifier k
+unused" transition added: optimal only for that fixed order. `upstream`: the published
+recurrence (no unused transition), to show its loss.
 """
 
 import functools
@@ -28,15 +26,7 @@ import math
 import numpy as np
 
 from ..core.errors import BenchlabError
-from .selection import (  # noqa: F401  (re-exported: check_selection, interval_cost)
-    Selection,
-    check_inputs,
-    check_selection,
-    furthest_end,
-    interval_cost,
-    prefix,
-    total_value,
-)
+from .selection import Selection, check_inputs, furthest_end, prefix, total_value
 
 MAX_STATES = 2_000_000  # prod(m_j + 1) * (L + 1) floats held at once
 GATHER_CELLS = 2_000_000  # cells one gather of fill reads at most (a group in chunks)
@@ -90,13 +80,9 @@ class Windows:
         return table.reshape(-1)[self.cells].max(axis=0)
 
 
-def budget_levels(C: np.ndarray, budgets: np.ndarray) -> list[tuple[float, list[int]]]:
-    """Distinct usable budget levels, descending, with their verifiers; indistinguishable merged."""
-    return levels_and_ends(C, budgets)[0]
-
-
 def levels_and_ends(C: np.ndarray, budgets: np.ndarray) -> tuple[list, np.ndarray]:
-    """budget_levels and furthest_end of each level's budget (J, L)."""
+    """Distinct usable budget levels, descending, with their verifiers (indistinguishable ones
+    merged), and furthest_end of each level's budget (J, L)."""
     L = C.size - 1
     cheapest = float((C[1:] - C[:L]).min())  # levels below the cheapest layer take nothing
     us = np.array([u for u in sorted(set(budgets.tolist())) if u >= cheapest])  # ascending
@@ -118,10 +104,9 @@ def levels_and_ends(C: np.ndarray, budgets: np.ndarray) -> tuple[list, np.ndarra
 
 
 def greedy_cover(costs: np.ndarray, qmax: np.ndarray, limit: int) -> list[tuple[int, int]] | None:
-    """Fewest intervals covering every layer that fits alone (left to right, each as long as
-    qmax allows: the classic greedy cover), or None when that takes more than `limit`. With
-    values >= 0 and at least this many verifiers of the largest budget, taking all of them is
-    optimal: every layer any verifier could take is."""
+    """Fewest intervals covering every layer that fits alone (the classic greedy cover), or None
+    when that takes more than `limit`. With values >= 0 and that many verifiers of the largest
+    budget it is optimal: every layer any verifier could take is taken."""
     out, p = [], 0
     while p < costs.size:
         q = int(qmax[p])
@@ -207,17 +192,15 @@ def solve_exact(costs, values, budgets) -> Selection:
 
 def fill(V: np.ndarray, qmax: np.ndarray, caps: tuple, rising: bool = False) -> np.ndarray:
     """f[s, p] for every state s of lattice(caps) and p in 0..L: the best value on layers p..
-    with the verifiers s has used gone. From (p, s) either layer p is skipped or an interval
-    [p, q-1] goes to a free verifier of level j: f = suffix max over p of
-    max_j max_{p < q <= qmax_j[p]} (V[q] + f[succ_j(s), q]) - V[p].
+    with the verifiers s used gone: f = suffix max over p of
+    max_j max_{p < q <= qmax_j[p]} (V[q] + f[succ_j(s), q]) - V[p] (an interval [p, q-1] to a
+    free verifier of level j, or layer p skipped).
 
-    A group of states (equal total used) depends only on the group above it, so each group is
-    filled by one set of numpy calls: the window maxima of all its (state, level) pairs are one
-    gather (Windows.cells) from the sparse tables of h = V + f of the states above, held flat,
-    one table a state; a full level reads state S's table, all -inf. Every float op is the one
-    the per-state recurrence does (max is exact; max_j(a_j) - v = max_j(a_j - v) because
-    rounding is monotone), so f is bit-identical to it. `rising` (values >= 0: V is
-    nondecreasing, in floats too) reads the all-used state's windows (h = V + 0) as V at their
+    A group of states (equal total used) depends only on the group above it, so it is filled by
+    one gather (Windows.cells) from the flat sparse tables of h = V + f of the states above; a
+    full level reads state S's table, all -inf. Every float op is the per-state recurrence's (max
+    is exact; max_j(a_j) - v = max_j(a_j - v) as rounding is monotone): f is bit-identical to it.
+    `rising` (values >= 0, V nondecreasing) reads the all-used state's windows as V at their
     right ends, without its table: the same number."""
     succ, _, groups, _ = lattice(caps)
     S, L = succ.shape[0], V.size - 1
@@ -252,13 +235,10 @@ def solve_ordered(costs, values, budgets, *, unused: bool = True) -> Selection:
     C, V = prefix(costs), prefix(values)
     L, M = costs.size, budgets.size
     g = np.zeros((M + 1, L + 1))  # g[k, p]: verifiers k.. on layers p..
-    qcache, wcache = {}, {}
-    for b in np.unique(budgets):
-        qcache[b] = furthest_end(C, b)
-        wcache[b] = Windows(qcache[b])
-    qmax = [qcache[b] for b in budgets]
+    qmax = {b: furthest_end(C, b) for b in np.unique(budgets)}  # per distinct budget
+    wins = {b: Windows(q) for b, q in qmax.items()}
     for k in range(M - 1, -1, -1):
-        win = wcache[budgets[k]]
+        win = wins[budgets[k]]
         T = win.max(sparse_table(V + g[k + 1], win.levels)) - V[:L]
         if unused:
             T = np.maximum(T, g[k + 1, :L])
@@ -272,7 +252,7 @@ def solve_ordered(costs, values, budgets, *, unused: bool = True) -> Selection:
         if unused and g[k, p] == g[k + 1, p]:
             k += 1
             continue
-        seg = (V + g[k + 1])[p + 1: qmax[k][p] + 1]
+        seg = (V + g[k + 1])[p + 1: qmax[budgets[k]][p] + 1]
         q = p + 1 + int(np.argmax(seg))
         intervals[k] = (p, q - 1)
         p, k = q, k + 1
@@ -295,19 +275,15 @@ def solve_upstream(costs, values, budgets) -> Selection:
 
 def solve(costs, values, budgets, method: str = "exact") -> Selection:
     """Best selection by `method`: exact | ordered | upstream | milp | milp_assign."""
-    if method == "exact":
-        return solve_exact(costs, values, budgets)
-    if method == "ordered":
-        return solve_ordered(costs, values, budgets)
-    if method == "upstream":
-        return solve_upstream(costs, values, budgets)
+    dps = {"exact": solve_exact, "ordered": solve_ordered, "upstream": solve_upstream}
     if method in ("milp", "milp_assign"):
-        from .milp import solve_milp  # scipy.optimize loads only when a MILP is asked for
+        from . import milp  # scipy.optimize loads only when a MILP is asked for
 
-        return solve_milp(costs, values, budgets,
-                          formulation="intervals" if method == "milp" else "assign")
-    raise BenchlabError(f"solve: method: unknown {method!r}; choose exact, ordered, upstream, "
-                        "milp or milp_assign")
+        dps = {"milp": milp.solve_intervals, "milp_assign": milp.solve_assign}
+    if method not in dps:
+        raise BenchlabError(f"solve: method: unknown {method!r}; choose exact, ordered, upstream, "
+                            "milp or milp_assign")
+    return dps[method](costs, values, budgets)
 
 
 SOLVERS = ("exact", "ordered", "upstream", "milp", "milp_assign")

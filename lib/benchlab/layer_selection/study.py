@@ -1,8 +1,6 @@
-"""The layer-selection studies a referee accepts (issues 40, 41), from records alone: both problem
-definitions, the upstream shortfall split into its two causes, paired tests between value methods
-over the original budget cases, and the exact solver's speed goals.
-
-    python -c "from benchlab.layer_selection.study import DEFINITIONS; print(DEFINITIONS)"
+"""The layer-selection studies (issues 40, 41), from records alone: both problem definitions,
+the upstream shortfall split into its two causes, paired tests between value methods, and the
+exact solver's speed goals (NOTES says how; report.py writes them).
 
 Units of independence: the 130 experiment cases are 13 original budget cases x 10 perturbations
 (the solve records' `original_case`), so every test and interval is over original cases (each
@@ -55,9 +53,8 @@ def _by_solver(solve: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def definitions_table(solve: pd.DataFrame) -> pd.DataFrame:
-    """Each model x definition x method: mean AlphaPrun ratio, and benefit over the definition's
-    own best (AlphaPrun's benefit under the same solver and case: 1 for alphaprun by
-    construction), ranked within the model and definition."""
+    """Each model x definition x method: mean AlphaPrun ratio and benefit over the definition's
+    own best (alphaprun's under the same solver and case), ranked within model and definition."""
     wide = _by_solver(solve, "benefit")
     rows = []
     for solver, name in DEFINITIONS.items():
@@ -83,8 +80,7 @@ def definitions_table(solve: pd.DataFrame) -> pd.DataFrame:
 
 def shortfall_split(solve: pd.DataFrame) -> pd.DataFrame:
     """Per instance (model, case, method): upstream's gap to the exact optimum, split into the
-    order effect (exact - ordered) and the missing-transition bug (ordered - upstream), each over
-    the exact optimum. Needs all three solvers' records."""
+    order effect (exact - ordered) and the bug (ordered - upstream), over the exact optimum."""
     wide = _by_solver(solve, "objective")
     if not {"exact", "ordered", "upstream"} <= set(wide):
         return pd.DataFrame()
@@ -105,10 +101,8 @@ def split_summary(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_tests(split: pd.DataFrame) -> pd.DataFrame:
-    """Per model (all methods pooled within each original case): is the bug's share of
-    upstream's gap smaller than the order effect's (the referee's reading)? estimate = bug -
-    order effect; "smaller" when the whole interval is below 0, "larger" when above. Wilcoxon
-    over original cases, Holm over the models."""
+    """Per model (methods pooled within each original case): is the bug's share of upstream's
+    gap smaller than the order effect's? estimate = bug - order effect; Holm over the models."""
     rows = []
     for model, g in split.groupby("case.model", sort=True):
         r = stats.compare_paired(g["bug"], g["order"], units=original_units(g), test="wilcoxon")
@@ -117,8 +111,7 @@ def split_tests(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_tests(solve: pd.DataFrame) -> pd.DataFrame:
-    """Under each definition, each model and each pair of proxies (a, b): mean over original
-    cases of ratio(a) - ratio(b), Wilcoxon over original cases; one Holm family for the table."""
+    """Per definition, model and pair of proxies (a, b): ratio(a) - ratio(b); one Holm family."""
     wide = solve.pivot_table(index=["case.model", "case.solver", "case.case_id", "original_case"],
                              columns="case.method", values="ratio", aggfunc="first").reset_index()
     rows = []
@@ -152,9 +145,8 @@ def _goal_row(estimate, lo, hi, n, goal) -> dict:
 
 
 def speed_goals(upstream: pd.DataFrame, scal: pd.DataFrame) -> pd.DataFrame:
-    """Issue 41's goals: exact no slower than the upstream DP (time ratio over paired rounds,
-    median with a 95% bootstrap interval over rounds) on every model; every M = 96 scalability
-    case solved exactly in <= 50 ms (median over rounds, bootstrap interval)."""
+    """Issue 41's goals: exact no slower than the upstream DP (median time ratio over paired
+    rounds) on every model; every M = 96 scalability case solved exactly in <= 50 ms."""
     rows = []
     for _, r in upstream.iterrows():
         if not isinstance(r.get("exact_rounds_s"), list):
