@@ -6,16 +6,16 @@ nanoGPT-style TransformerLM over sizes, contexts and precisions, with MFU and an
     benchlab lm-timing sweep --sizes small medium --contexts 128 256 --results-dir results
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
 
-Cases are frozen dataclasses built from the scale's `Config` (data only); `measure.measure_<kind>`
-measures one (bench module, CLI and asv call the same functions) and `report` turns the records
-into tables and figures.
+Cases are frozen dataclasses built from the scale's `Config`; `measure.measure_<kind>` measures
+one (bench, CLI and asv alike) and `report` turns the records into tables and figures.
 """
 
 from dataclasses import dataclass, field, replace
+from itertools import product
 
 from ..core.ratios import Ratio
 from .builders import MODES, SHORT, variant_tag
-from .model import SIZES
+from .model import SIZES, num_params
 from .report import report
 
 __all__ = ["METRICS", "RATIOS", "CONFIGS", "Config", "Sweep", "PairSweep", "StepCase", "SweepCase",
@@ -227,19 +227,11 @@ class PeakCase:
 
 def step_cases(config: Config) -> list[StepCase]:
     """Every step of the config's sweeps, one case each (a CLI run is one of these)."""
-    cases = []
-    for sw in config.steps:
-        for size in sw.sizes:
-            for ctx in sw.contexts:
-                for mode in sw.modes:
-                    for prec in sw.precisions:
-                        for attn in sw.attns:
-                            for comp in sw.compile:
-                                tag = f"{size}-ctx{ctx}-{variant_tag(mode, prec, attn, comp)}"
-                                cases.append(StepCase(tag, size, ctx, mode, prec, attn, comp,
-                                                      config.batch, config.vocab, sw.warmup,
-                                                      sw.rounds))
-    return cases
+    return [StepCase(f"{size}-ctx{ctx}-{variant_tag(mode, prec, attn, comp)}", size, ctx, mode,
+                     prec, attn, comp, config.batch, config.vocab, sw.warmup, sw.rounds)
+            for sw in config.steps
+            for size, ctx, mode, prec, attn, comp in product(
+                sw.sizes, sw.contexts, sw.modes, sw.precisions, sw.attns, sw.compile)]
 
 
 def sweep_cases(config: Config) -> list[SweepCase]:
@@ -258,17 +250,13 @@ def sweep_cases(config: Config) -> list[SweepCase]:
 def pair_cases(config: Config) -> list[PairCase]:
     cases = []
     for sw in config.pairs:
-        for size in sw.sizes:
-            for ctx in sw.contexts:
-                for prec in sw.precisions:
-                    if sw.kind == "peer":
-                        a, b = ("ours", prec), ("peer", prec)
-                        tag = f"peer-{size}-ctx{ctx}-{SHORT[sw.mode]}-{prec}"
-                    else:
-                        a, b = ("ours", prec), ("ours", "fp32")
-                        tag = f"{prec}-vs-fp32-{size}-ctx{ctx}-{SHORT[sw.mode]}"
-                    cases.append(PairCase(tag, sw.kind, size, ctx, sw.mode, *a, *b,
-                                          config.batch, config.vocab, sw.warmup, sw.rounds))
+        for size, ctx, prec in product(sw.sizes, sw.contexts, sw.precisions):
+            if sw.kind == "peer":
+                tag, b = f"peer-{size}-ctx{ctx}-{SHORT[sw.mode]}-{prec}", ("peer", prec)
+            else:
+                tag, b = f"{prec}-vs-fp32-{size}-ctx{ctx}-{SHORT[sw.mode]}", ("ours", "fp32")
+            cases.append(PairCase(tag, sw.kind, size, ctx, sw.mode, "ours", prec, *b,
+                                  config.batch, config.vocab, sw.warmup, sw.rounds))
     return cases
 
 
@@ -292,8 +280,6 @@ def peak_cases(config: Config) -> list[PeakCase]:
 
 
 # -- the smoke budget ---------------------------------------------------------------------------
-SMOKE_BATCH = 1
-
 
 def _first(sweep, rounds: int):
     """A sweep (Sweep or PairSweep) cut to its first size and shortest context, every mode,
@@ -304,18 +290,14 @@ def _first(sweep, rounds: int):
 
 def smoke(config: Config) -> Config:
     """The config's code paths at the least work (`--bench-budget smoke`): every size cut to one
-    layer (config.sizes; its widths, heads and vocabulary kept, as `benchlab zoo paper-shapes
-    --layers 1` cuts the hub models) and a batch of one; each step sweep at its first size and
-    shortest context with all its modes, precisions, attention and compile settings, one warm-up
-    and one round; each pair sweep likewise in 3 rotated rounds (the fewest with an interval, too
-    few for a verdict); attention at the shortest context;
-    the warm-up study with no and one warm-up step, one trial each, one round of fresh processes.
-    """
+    layer (as `benchlab zoo paper-shapes --layers 1` cuts the hub models), a batch of one; each
+    step sweep by _first with one round, each pair sweep with 3 (the fewest with an interval);
+    attention at the shortest context; the warm-up study with 0 and 1 warm-up steps, once each."""
     sizes = {name: replace(cfg, num_layers=1) for name, cfg in config.sizes.items()}
     shortest = min(c for sw in config.steps + config.pairs for c in sw.contexts)
     counts = sorted(config.warmup_counts)
     return replace(
-        config, sizes=sizes, batch=min(config.batch, SMOKE_BATCH),
+        config, sizes=sizes, batch=min(config.batch, 1),
         steps=tuple(_first(sw, 1) for sw in config.steps),
         pairs=tuple(_first(sw, 3) for sw in config.pairs),
         warmup_context=min(config.warmup_context, shortest),
@@ -328,8 +310,6 @@ def needs(case, config) -> dict:
     """What `case` needs (core.plan, `benchlab plan`): no weights or data (random-init models);
     the parameters of its size's TransformerLM (the HF Llama peer has the same shape), the
     tokens of all its timed and warm-up steps and whether they train (backward, AdamW)."""
-    from .model import num_params
-
     size = getattr(case, "size", None)
     if size is None:  # attention and matmul-peak kernels on random tensors
         return {}

@@ -2,13 +2,10 @@
 
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
 
-Rows are the records in the directory's store.jsonl (each `lm-timing run` and `sweep` appends its
-record there), and the seed JSON files whose configuration no record has (the seed's own files).
-
-Rows pair forward with forward+backward only when every other config field agrees (size label,
-dimensions, vocab, context, batch, steps per trial, precision, attention, impl, compile, device).
-Times are shown per trial (the seed's mean_time_ms: num_steps steps) and per step beside them;
-integer fields stay integers; an out-of-memory run shows OOM in its time columns.
+Rows are the records of the directory's store.jsonl (what `lm-timing run` and `sweep` append),
+then the seed JSON files whose configuration no record has. Forward pairs with forward+backward
+only when every other config field (KEYS) agrees. Times are per trial (the seed's mean_time_ms:
+num_steps steps) and per step; an out-of-memory run shows OOM in its time columns.
 """
 
 import numbers
@@ -16,9 +13,9 @@ from pathlib import Path
 
 from benchlab.core.errors import fail, read_json
 
-from .model import SIZES, ModelConfig, num_params
+from .model import DIMS, SIZES, ModelConfig, canonical_size, num_params
 
-STORE = "store.jsonl"  # what `lm-timing run` leaves beside its JSON (cli.STORE)
+STORE = "store.jsonl"  # what `lm-timing run` leaves beside its JSON
 SIZE_ORDER = {name: i for i, name in enumerate(SIZES)}
 # every field that defines a configuration; mode is what the fwd / fwd+bwd table compares
 KEYS = ("model_size", "d_model", "d_ff", "num_layers", "num_heads", "vocab", "context_length",
@@ -63,11 +60,8 @@ def _row(path: Path, data: dict) -> dict:
         row["mean_step_ms"] = row["mean_time_ms"] / row["num_steps"]
     else:
         row["mean_time_ms"] = row["std_time_ms"] = row["mean_step_ms"] = None
-    if row.get("num_params") is None and all(row.get(k) is not None for k in
-                                            ("d_model", "d_ff", "num_layers", "num_heads")):
-        row["num_params"] = num_params(ModelConfig(row["d_model"], row["d_ff"],
-                                                   row["num_layers"], row["num_heads"],
-                                                   row["vocab"]))
+    if row.get("num_params") is None and all(row.get(k) is not None for k in DIMS):
+        row["num_params"] = num_params(ModelConfig(*(row[k] for k in DIMS), row["vocab"]))
     return row
 
 
@@ -90,8 +84,6 @@ def record_row(record: dict) -> dict:
 
 
 def config_key(row: dict) -> tuple:
-    from .model import canonical_size
-
     return (canonical_size(str(row["model_size"])),
             *(str(row.get(k)) for k in KEYS[1:] + ("mode",)))
 

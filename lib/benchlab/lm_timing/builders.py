@@ -1,22 +1,19 @@
-"""Builders and estimates for one timed step of a language model (not a run: runs are
-core.session.Run's, through lm_timing.measure): the model, batch and step closure, and the numbers
-around the step: FLOPs, MFU, the matmul peak, memory estimates, OOM.
-
-`prepare(...)` builds a model (ours or the LLaMA peer), a batch and a step closure for a mode
-(forward, forward_backward, train_step = forward + backward + AdamW) and a precision (fp32, or
-bf16/fp16 autocast). Timing is benchlab.core's Timer, through lm_timing.measure (bench, CLI and
-asv alike); it synchronizes CUDA after every call. `summarize` turns trial times into the metrics.
+"""One timed step of a language model and the numbers around it (FLOPs, MFU, the matmul peak,
+memory estimates, OOM). `prepare` builds the model (ours or the LLaMA peer), a batch and the step
+closure of a mode (forward, forward_backward, train_step = + AdamW) and a precision (fp32, or
+bf16/fp16 autocast); lm_timing.measure times it with core's Timer and `summarize` gives metrics.
 
     python -c "from benchlab.lm_timing.builders import *; from benchlab.core import time_fn;
     p = prepare('tiny', 128, 'forward', 'fp32'); print(summarize(time_fn(p.step, trials=3), p))"
 """
 
 import functools
-from dataclasses import dataclass
+import gc
+from dataclasses import dataclass, replace
 
 import torch
 
-from benchlab.core.errors import BenchlabError
+from benchlab.core.errors import BenchlabError, fail
 from benchlab.core.stats import describe
 
 from .model import ModelConfig, TransformerLM, lm_loss, num_params, size_config, step_flops
@@ -49,9 +46,9 @@ def variant_tag(mode: str, precision: str, attn: str, compile: bool) -> str:
             + ("-compiled" if compile else ""))
 
 
-def check_choice(value, choices, field: str, where: str = "lm_timing") -> None:
+def check_choice(value, choices, field: str) -> None:
     if value not in choices:
-        raise BenchlabError(f"{where}: {field}: {value!r} is not one of {', '.join(choices)}")
+        raise BenchlabError(f"lm_timing: {field}: {value!r} is not one of {', '.join(choices)}")
 
 
 def random_batch(vocab: int, batch: int, context: int, device="cpu", seed: int = 0):
@@ -65,7 +62,6 @@ def sample_batch(tokens, batch: int, context: int, device="cpu", seed: int = 0, 
                  source: str = "data_path"):
     """Random windows of a 1-d token array (the zoo's get_batch; a memmap is read only where
     sampled); ids must be in [0, vocab). Errors name `source` (the file) and its tokens."""
-    from benchlab.core.errors import fail
     from benchlab.zoo.data import random_batch as zoo_batch
 
     if len(tokens) < context + 2:
@@ -127,8 +123,8 @@ def prepare(size: str | ModelConfig, context: int, mode: str, precision: str, *,
         raise BenchlabError("lm_timing: precision: fp16 autocast is GPU-only (about 100x slower "
                             "on CPU); use bf16")
     base = size if isinstance(size, ModelConfig) else size_config(size)
-    cfg = ModelConfig(base.d_model, base.d_ff, base.num_layers, base.num_heads, vocab,
-                      max(context, base.context_length), base.rope_theta, base.eps, attn)
+    cfg = replace(base, vocab_size=vocab, context_length=max(context, base.context_length),
+                  attn=attn)
     shared = {} if shared is None else shared
     if (impl, cfg) not in shared:
         shared[impl, cfg] = build_model(impl, cfg, device, seed)
@@ -164,7 +160,7 @@ def peak_n(device: str, precision: str) -> int:
 def matmul_peak(device: str, precision: str, n: int | None = None, reps: int = 3) -> float:
     """FLOP/s of the best of `reps` n x n matmuls in the precision's dtype on `device`, the
     denominator of MFU (measured in the same run, so MFU is against this machine's own best)."""
-    from benchlab.core.timing import time_fn
+    from benchlab.core.timing import time_fn  # looked up per call (tests replace it)
 
     n = n or peak_n(device, precision)
     g = torch.Generator().manual_seed(0)
@@ -209,8 +205,6 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def release(device) -> None:
-    import gc
-
     gc.collect()
     if str(device).startswith("cuda"):
         torch.cuda.empty_cache()
@@ -223,8 +217,7 @@ def oom_reason(size, context: int, mode: str, precision: str, *, device="cpu", a
     if str(device).startswith("cuda"):
         return None
     base = size if isinstance(size, ModelConfig) else size_config(size)
-    cfg = ModelConfig(base.d_model, base.d_ff, base.num_layers, base.num_heads, vocab,
-                      attn=attn)
+    cfg = replace(base, vocab_size=vocab, attn=attn)
     need, have = estimate_bytes(cfg, batch, context, mode, precision), available_bytes(device)
     if need > 0.8 * have:
         return f"OOM (estimated {need / 2**30:.1f} GiB > 80% of {have / 2**30:.1f} GiB available)"

@@ -7,17 +7,12 @@
         --results-dir results     # results/bench_{model}_{context}.json, resumable
     benchlab lm-timing aggregate --results-dir results --output summary.md --csv results.csv
 
-`run` times `num_trials` trials of `num_steps` steps each after `num_warmups` warm-up steps (each
-warm-up step is timed too, in `warmup_times_ms`, so the first step's cost is visible) and writes
-the seed's JSON fields plus num_params, FLOPs, tokens/s, MFU and peak memory. Model dimensions
-default to the --model_size's row when it names a known size (2_7B is 2.7B). The measuring is
-lm_timing.measure's, the bench module's step cases' own.
-
-A run is a core.session.Run (`session`): its record (kind "step") is appended to store.jsonl in
-the output's folder, and the seed's JSON is a view of that record (`seed_json`), so `benchlab
-compare` and `benchlab report` read a CLI run as they read the bench's. `sweep` runs each
-size x context in a fresh process (one store, the results dir's); `aggregate` is
-lm_timing/aggregate.py, over the store's records (and any seed JSON without one).
+`run` times `num_trials` trials of `num_steps` steps after `num_warmups` warm-up steps (each
+timed too: `warmup_times_ms` shows the first step's cost), measured as the bench's step cases
+are (lm_timing.measure). Dimensions default to the --model_size's row (2_7B is 2.7B). A run is a
+core.session.Run (`session`): its record (kind "step") is appended to store.jsonl beside the
+output, whose seed JSON is a view of that record (`seed_json`), so `benchlab compare` and
+`report` read it as they read the bench's. `sweep` runs each size x context in a fresh process.
 """
 
 import argparse
@@ -27,10 +22,15 @@ from pathlib import Path
 
 from benchlab.core.errors import BenchlabError, fail, read_json
 from benchlab.core.options import bounded, output_file
+from benchlab.core.stats import describe
+from benchlab.core.store import atomic_path
+from benchlab.core.timing import Timer, resolve_device
 
-from .model import DIMS, SIZES, canonical_size
+from . import CONFIGS, Sweep, measure, step_cases
+from .aggregate import STORE, _row, load_results, write_summary
+from .model import DIMS, SIZES, ModelConfig, canonical_size, num_params, step_flops
 
-EXPERIMENT, STORE = "lm_timing", "store.jsonl"
+EXPERIMENT = "lm_timing"
 SEED_FIELDS = ("model_size", "vocab", "context_length", "d_model", "d_ff", "num_layers",
                "num_heads", "batch_size", "num_steps", "num_warmups", "num_trials",
                "forward_only", "trial_times_ms", "mean_time_ms", "std_time_ms", "device")
@@ -41,8 +41,6 @@ COUNT = bounded(int, lo=1)
 
 def _config(args):
     """(ModelConfig, the seed's config fields, mode) of a run's arguments."""
-    from .model import ModelConfig
-
     base = SIZES.get(canonical_size(args.model_size))
     dims = {k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k, None)
             for k in DIMS}
@@ -65,14 +63,10 @@ def _config(args):
 
 def session(args):
     """(the Run of one configuration, its step case, the record's other params). The Run's config
-    is the tiny scale's with this configuration as its one step sweep (size, context, mode,
-    precision, attention, compile, warm-ups, trials, batch, vocab), and its case that sweep's one
-    step case (kind "step", timed alone; the bench times the steps of a size and context side
-    by side, kind "sweep"); the dimensions, steps per trial, impl and data path are params.
-    Its store is store.jsonl in the output's folder (a sweep's results dir)."""
+    is the tiny scale's with this configuration as its one step sweep, whose one step case (kind
+    "step") is timed alone; dimensions, steps per trial, impl and data path are params. Its store
+    is store.jsonl in the output's folder (a sweep's results dir)."""
     from benchlab.core.session import Run
-
-    from . import CONFIGS, Sweep, step_cases
 
     _, fields, mode = _config(args)
     sweep = Sweep((canonical_size(args.model_size),), (args.context_length,), modes=(mode,),
@@ -96,8 +90,6 @@ def save(args, metrics: dict) -> dict:
 
 def oom_metrics(args, reason: str) -> dict:
     """A configuration that did not fit: no times, but num_params and FLOPs (no model needed)."""
-    from .model import num_params, step_flops
-
     cfg, _, mode = _config(args)
     return {"status": "oom", "reason": reason, "num_params": num_params(cfg),
             "flops": step_flops(cfg, args.batch_size, args.context_length, mode)}
@@ -106,11 +98,6 @@ def oom_metrics(args, reason: str) -> dict:
 def measure_args(args) -> dict:
     """The record's metrics of one configuration, measured as the bench module's step cases are
     (lm_timing.measure): per step (step_metrics), plus the seed's per-trial times."""
-    from benchlab.core.stats import describe
-    from benchlab.core.timing import Timer
-
-    from . import measure
-
     cfg, _, mode = _config(args)
     tokens = None
     if args.data_path:
@@ -153,16 +140,12 @@ def seed_json(args, record: dict) -> dict:
 
 
 def write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def run(args) -> dict:
     """Measure one configuration, save its record in the store, and return the seed's JSON."""
-    from benchlab.core.timing import resolve_device
-
     args.device = resolve_device(args.device)
     return seed_json(args, save(args, measure_args(args)))
 
@@ -172,11 +155,6 @@ def cmd_run(args) -> int:
     out = Path(args.output)
     if out.exists():
         raise fail(str(out), "--output", "already exists; results are never overwritten")
-    for name in ("context_length", "batch_size", "num_steps", "num_trials", "vocab"):
-        if getattr(args, name) < 1:
-            raise fail("command line", "--" + name, "must be >= 1")
-    if args.num_warmups < 0:
-        raise fail("command line", "--num_warmups", "must be >= 0")
     result = run(args)
     write_json(out, result)
     shown = (f"{result['mean_time_ms']:.2f} +- {result['std_time_ms']:.2f} ms"
@@ -189,8 +167,6 @@ def cmd_run(args) -> int:
 # -- aggregate and sweep -------------------------------------------------------------------
 
 def cmd_aggregate(args) -> int:
-    from .aggregate import load_results, write_summary
-
     for target in (args.output, args.csv):
         if target and Path(target).exists() and not args.force:
             raise fail(str(target), "output", "already exists (pass --force to replace it)")
@@ -209,8 +185,6 @@ def check_label(label: str, option: str) -> None:
 def finished(path: Path, size: str, ctx: int) -> None:
     """Check that an existing result file is a finished run of (size, ctx) (aggregate's checks
     of its fields); a BenchlabError naming the file and field otherwise, never a skip."""
-    from .aggregate import _row
-
     try:
         row = _row(path, read_json(path))
         for field, want in (("model_size", size), ("context_length", ctx)):

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from benchlab.core.stats import bootstrap_ci, describe, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import peak_memory, time_fn
@@ -41,12 +42,12 @@ def guard(fn, device, where: str):
 def build(device, size, context, mode, precision, *, seed=0, **kw) -> builders.Prepared:
     """builders.prepare after the CPU memory estimate; OOM when either says it will not fit."""
     reason = builders.oom_reason(size, context, mode, precision, device=device,
-                          attn=kw.get("attn", "sdpa"), batch=kw.get("batch", 4),
-                          vocab=kw.get("vocab", 10_000))
+                                 attn=kw.get("attn", "sdpa"), batch=kw.get("batch", 4),
+                                 vocab=kw.get("vocab", 10_000))
     if reason is not None:
         raise OOM(reason)
-    return guard(lambda: builders.prepare(size, context, mode, precision, device=device, seed=seed,
-                                   **kw), device, "building")
+    return guard(lambda: builders.prepare(size, context, mode, precision, device=device,
+                                          seed=seed, **kw), device, "building")
 
 
 def time_steps(prep: builders.Prepared, timer, *, warmups: int, trials: int,
@@ -54,8 +55,6 @@ def time_steps(prep: builders.Prepared, timer, *, warmups: int, trials: int,
     """`warmups` single steps timed one by one (so the first step's cost shows; skipped when
     timing is off), then `trials` timed trials of `steps` steps each through the timer.
     Seconds: warm (per warm-up step), trials (per trial), per_step (trial / steps)."""
-    from tqdm.auto import tqdm
-
     warm = time_fn(prep.step, prep.device, warmup=0, trials=warmups) if timer.enabled else []
     out, times = [], []
     # a paper size's rounds (or a compiled first step) take minutes on a CPU: the bar counts
@@ -83,9 +82,8 @@ def step_metrics(prep: builders.Prepared, timed: dict, by: str = "mean") -> dict
     """The summary (per step), first step and warm-up times, peak memory and MFU (from the `by`
     time, builders.summarize) of one case."""
     mem = peak_memory(prep.step, prep.device)
-    m = builders.summarize(timed["per_step"], prep, peak_flops=builders.matmul_peak(prep.device,
-                                                                      prep.precision),
-                    peak_bytes=mem, by=by)
+    peak = builders.matmul_peak(prep.device, prep.precision)
+    m = builders.summarize(timed["per_step"], prep, peak_flops=peak, peak_bytes=mem, by=by)
     first = timed["warm"][0] if timed["warm"] else timed["per_step"][0]
     return {**m, "first_step_ms": 1000 * first,
             "warmup_times_ms": [1000 * t for t in timed["warm"]]}
@@ -162,13 +160,14 @@ def measure_pair(case, config, timer, seed: int = 0) -> dict:
     except OOM as e:
         return {"status": "oom", "reason": str(e)}
     ta, tb = t["a"], t["b"]
-    da, db = describe([1000 * x for x in ta]), describe([1000 * x for x in tb])
+    ms_a, ms_b = [1000 * x for x in ta], [1000 * x for x in tb]
+    da, db = describe(ms_a), describe(ms_b)
     return {"num_params": a.num_params, "flops": a.flops, "a_median_ms": da["median"],
             "b_median_ms": db["median"], "a_mean_ms": da["mean"], "b_mean_ms": db["mean"],
             "ratio": paired_ratio(ta, tb), **ratio_ci("ratio", ta, tb),
             "ratio_of_medians": da["median"] / db["median"], "ratio_min": da["min"] / db["min"],
-            "a_trial_times_ms": [1000 * x for x in ta], "b_trial_times_ms": [1000 * x for x in tb],
-            "rounds_timed": len(ta), "status": "ok"}
+            "a_trial_times_ms": ms_a, "b_trial_times_ms": ms_b, "rounds_timed": len(ta),
+            "status": "ok"}
 
 
 def measure_attn(case, config, timer, seed: int = 0) -> dict:
@@ -193,8 +192,8 @@ def measure_attn(case, config, timer, seed: int = 0) -> dict:
 
 def measure_peak(case, config, timer, seed: int = 0) -> dict:
     n = builders.peak_n(timer.device, case.precision)
-    a = torch.randn(n, n, device=timer.device, dtype=builders.DTYPES[case.precision])
-    b = torch.randn(n, n, device=timer.device, dtype=builders.DTYPES[case.precision])
+    a, b = (torch.randn(n, n, device=timer.device, dtype=builders.DTYPES[case.precision])
+            for _ in range(2))
     timer.measure(lambda: a @ b, warmup=1, rounds=3)
     return {"peak_tflops": builders.matmul_peak(timer.device, case.precision) / 1e12, "n": n}
 
@@ -221,8 +220,6 @@ def measure_warmup(case, config, timer, seed: int = 0) -> dict:
     """The seed's warm-up study: each count in a fresh process, `repeats` rounds with the order
     of the counts rotated every round; per count the mean of the timed steps' means with a 95%
     bootstrap interval over rounds (left out with < 3 rounds), and the cold first step."""
-    from tqdm.auto import tqdm
-
     counts = list(case.counts)
     res = {w: [] for w in counts}
     order = [w for r in range(case.repeats)

@@ -197,9 +197,9 @@ class TransformerLM(nn.Module):
         self.register_buffer("sin", sin, persistent=False)
         for name, p in self.named_parameters():  # nanoGPT init; norms stay at one
             if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * cfg.num_layers) if name.endswith(("out.weight",
-                                                                             "w2.weight")) else 0.02
-                nn.init.normal_(p, mean=0.0, std=std)
+                residual = name.endswith(("out.weight", "w2.weight"))  # scaled by depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.num_layers) if residual
+                                else 0.02)
 
     def forward(self, idx):  # idx: (B, T) int64 -> logits (B, T, V)
         if idx.shape[1] > self.cfg.context_length:

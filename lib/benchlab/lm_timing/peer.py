@@ -1,20 +1,17 @@
-"""The peer row: transformers' `LlamaForCausalLM` with the same architecture as `TransformerLM`.
-
-SwiGLU (silu), RMSNorm eps 1e-5, RoPE theta 10000, no biases, untied head, full multi-head
-attention (no grouped KV) through SDPA. `llama_state_dict` maps our weights onto it, so a test
-can check that both compute the same logits.
+"""The peer row: transformers' `LlamaForCausalLM` with the architecture of `TransformerLM`
+(SwiGLU, RMSNorm eps 1e-5, RoPE theta 10000, no biases, untied head, full multi-head attention
+through SDPA); `llama_state_dict` maps our weights onto it, so a test can compare the logits.
 
     python -c "from benchlab.lm_timing.peer import *; print(llama_config(SIZES['small'], 128))"
 """
 
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from .model import SIZES, ModelConfig, TransformerLM  # noqa: F401  (SIZES for the docstring)
 
 
 def llama_config(cfg: ModelConfig, context: int | None = None):
-    from transformers import LlamaConfig
-
     return LlamaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
@@ -28,11 +25,8 @@ def llama_config(cfg: ModelConfig, context: int | None = None):
 
 def build_llama(cfg: ModelConfig, context: int | None = None, *, device="cpu"):
     """A randomly initialised LlamaForCausalLM matching `cfg`, float32, on `device`."""
-    from transformers import LlamaForCausalLM
-
     with torch.device(device):
-        model = LlamaForCausalLM(llama_config(cfg, context))
-    return model
+        return LlamaForCausalLM(llama_config(cfg, context))
 
 
 def llama_state_dict(model: TransformerLM) -> dict:

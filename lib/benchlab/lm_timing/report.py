@@ -2,14 +2,14 @@
 
     benchlab report out.json --outdir reports     # rebuilds reports/lm_timing/ from saved results
 
-Tables (md, csv, tex): steps (the sweep: every step of a size and context timed side by side,
-its medians and the MFU of its median), num_params, fwd_vs_bwd (paired ratios of the same
-rounds), pairs (peer and bf16 paired ratios, the goal's verdict read from the interval, with
-core.stats.VERDICT_COLUMNS), runs (`lm-timing run` records: each timed alone, in its own
-process), warmup, attention, matmul_peak; README.md with a sentence per claim. Figures:
-time_vs_context, fwd_vs_fwd_bwd, warmup, mfu_by_size, peer_ratio.
+Tables (md, csv, tex): steps (the sweep's medians and the MFU of the median), num_params,
+fwd_vs_bwd (paired ratios of the same rounds), pairs (peer and bf16 paired ratios with the goal's
+verdict), runs (`lm-timing run` records, each timed alone), warmup, attention, matmul_peak;
+README.md with a sentence per claim. Figures: time_vs_context, fwd_vs_fwd_bwd, warmup,
+mfu_by_size, peer_ratio.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from benchlab.core.stats import MIN_UNITS, VERDICT_COLUMNS, compare_paired, verd
 from . import figures
 from .builders import MODES, variant_tag
 from .figures import MODE_ORDER, ORDER
-from .model import SIZES, ModelConfig, num_params
+from .model import DIMS, SIZES, num_params
 
 
 def _kind(frame: pd.DataFrame, *kinds) -> pd.DataFrame:
@@ -52,10 +52,8 @@ def _sorted(frame, *keys):
 
 def _params(frame) -> pd.Series:
     """num_params as integers; an OOM record's from the analytic count of its size."""
-    known = dict(zip(params_table(frame)["size"], params_table(frame)["num_params"],
-                     strict=True)) if len(frame) else {}
-    got = _col(frame, "num_params")
-    return got.fillna(frame["size"].map(known)).astype("Int64")
+    known = params_table(frame).set_index("size")["num_params"]
+    return _col(frame, "num_params").fillna(frame["size"].map(known)).astype("Int64")
 
 
 def run_table(steps: pd.DataFrame) -> pd.DataFrame:
@@ -155,16 +153,11 @@ def warmup_table(warm: pd.DataFrame) -> pd.DataFrame:
 
 def params_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Analytic parameter counts of every size any record ran (OOM ones too), vocab 10000."""
-    sizes = [s for s in SIZES if "size" in frame and s in set(frame["size"].dropna())]
-    rows = []
-    if not sizes:
-        return pd.DataFrame(columns=["size", "num_params"])
-    for s in sizes:
-        c = SIZES[s]
-        rows.append({"size": s, "d_model": c.d_model, "d_ff": c.d_ff, "num_layers": c.num_layers,
-                     "num_heads": c.num_heads, "num_params": num_params(
-                         ModelConfig(c.d_model, c.d_ff, c.num_layers, c.num_heads, 10_000))})
-    return pd.DataFrame(rows)
+    ran = set(frame["size"].dropna()) if "size" in frame else set()
+    rows = [{"size": s, **{k: getattr(c, k) for k in DIMS},
+             "num_params": num_params(replace(c, vocab_size=10_000))}
+            for s, c in SIZES.items() if s in ran]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["size", "num_params"])
 
 
 GOAL = 1.0  # a pair's goal: a no slower than b (time a / b <= 1)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..core.store import atomic_path  # noqa: F401  (re-exported: the zoo's writers use it)
+from . import manifest
 
 ZOO_ROOT = Path(__file__).resolve().parent
 
@@ -21,23 +22,18 @@ def cache_dir() -> Path:
     return Path(root).expanduser()
 
 
-# the sources that decide a trained model's weights besides its spec, schedule and seed: the
-# training loop, its batches, and the pinned tokenizer and corpus (not cli/data/probes/specs)
-VERSIONED = ("batches.py", "train.py")
+VERSIONED = ("batches.py", "train.py")  # the sources that decide a trained model's weights
 
 
 @functools.cache
 def zoo_version() -> str:
     """Cache key of models trained here (non-default schedules; the default tiny ones are pinned):
-    the sources in VERSIONED and the digests of the pinned tokenizer and corpus. A new model spec
-    or an edit to the zoo's loaders, CLI or probes invalidates nothing."""
-    from . import manifest
-
+    the sources in VERSIONED and the digests of the pinned tokenizer and corpus, so a new model
+    spec or an edit to the zoo's loaders, CLI or probes invalidates nothing."""
     digest = hashlib.sha256()
     for name in VERSIONED:
-        path = ZOO_ROOT / name
         digest.update(name.encode())
-        digest.update(path.read_bytes())
+        digest.update((ZOO_ROOT / name).read_bytes())
     digest.update(manifest.digest(manifest.TOKENIZER).encode())
     digest.update(manifest.digest(manifest.CORPUS).encode())
     return digest.hexdigest()[:12]

@@ -7,14 +7,9 @@
     benchlab prepare jsonl e2e.jsonl data/records.jsonl        # normalized {"prompt", "target"}
 
 Text input: documents are separated by "<|endoftext|>" when the file contains it, else by blank
-lines (--split blank|line|eot|none overrides). JSONL input: each row's prompt and target (see
-benchlab.zoo.data.to_record) joined by a newline is one document. Outputs are never overwritten
-unless --force is given.
-
-nanogpt's --tokenizer is a zoo tokenizer ("bpe", the default, or "byte") or a hub id / local
-tokenizer folder loaded through zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE): each
-document's ids are followed by that tokenizer's eos id. meta.json records vocab_size, eot_id (the
-id after every document) and the tokenizer; a vocabulary over 65536 ids is an error (uint16).
+lines (--split overrides). JSONL input: each row's prompt and target (data.to_record) joined by a
+newline is one document. nanogpt puts the tokenizer's eos id after every document and records it
+in meta.json as eot_id (with vocab_size and the tokenizer; over 65536 ids is an error: uint16).
 """
 
 import argparse

@@ -1,18 +1,16 @@
-"""Token streams and the real-data formats the experiments read.
+"""Token streams and the real-data formats the experiments read (`benchlab prepare` writes them).
 
     python -c "from benchlab.zoo import data; print(data.document_lengths([5, 0, 7, 8, 0], 0))"
 
-Formats (each has a writer and a reader, and `benchlab prepare` produces them from local files):
 - nanoGPT: train.bin / val.bin, a flat uint16 token stream with EOT after every document, read as
   np.memmap; `eot_indices` and `document_lengths` recover the documents (SubLoRA).
 - CS336: a .npy integer token array read with np.load(mmap_mode="r") (timing).
-- JSONL records: one JSON object per line; instruction-style {"instruction", "input", "output"}
-  or E2E-style {"meaning_representation", "human_reference"} -> (prompt, target) (Long Exposure).
-- E2E CSV: the E2E NLG challenge's trainset.csv / devset.csv (header `mr,ref`, quoted fields).
-- Pre-tokenized JSONL: one document's token ids a line, {"input_ids" | "ids" | "tokens": [int]},
-  or the LoRA / Long Exposure artifact's encoded E2E lines {"context": [int], "completion": [int]}
-  (microsoft/LoRA examples/NLG/src/gpt2_encode.py, read by its FT_Dataset); other keys (labels,
-  attention_mask) are ignored.
+- JSONL records: instruction-style {"instruction", "input", "output"}, E2E-style
+  {"meaning_representation", "human_reference"}, ... -> (prompt, target) (Long Exposure); the E2E
+  NLG challenge's trainset.csv / devset.csv (header `mr,ref`).
+- Pre-tokenized JSONL: one document's ids a line, {"input_ids" | "ids" | "tokens": [int]}, or the
+  LoRA / Long Exposure artifact's encoded E2E lines {"context": [int], "completion": [int]}
+  (microsoft/LoRA examples/NLG/src/gpt2_encode.py); other keys are ignored.
 """
 
 import csv
@@ -24,13 +22,12 @@ import numpy as np
 
 from ..core.errors import fail
 from .batches import fixed_batches, random_batch, token_batches  # noqa: F401  (re-exported)
+from .cache import atomic_path
 
 
 # ---- nanoGPT: train.bin / val.bin (uint16 stream, EOT after every document) ----
 def write_bin(path, tokens) -> Path:
     """Write a uint16 token stream (nanoGPT layout); atomic, refuses ids >= 65536."""
-    from .cache import atomic_path
-
     arr = np.asarray(tokens)
     if arr.size and (arr.min() < 0 or arr.max() >= 2**16):
         raise fail(str(path), "tokens", f"ids must fit uint16, got [{arr.min()}, {arr.max()}]")
@@ -53,11 +50,9 @@ def read_bin(path) -> np.memmap:
 
 def read_nanogpt(directory, eot_id: int | None = None,
                  explicit: str = "pass the id explicitly") -> dict:
-    """{"train": memmap, "val": memmap, "meta": dict, "eot_id": int} from a directory with
-    train.bin, val.bin and meta.json ({"vocab_size", "eot_id", "tokenizer"}, written by
-    `benchlab prepare nanogpt`). The end-of-text id is `eot_id` when given (then meta.json may be
-    absent: meta is {}), else meta.json's: never a guess. Without either, one BenchlabError
-    naming the folder and meta.json (`explicit` says how the caller takes the id instead)."""
+    """{"train", "val": memmaps, "meta": meta.json or {}, "eot_id"} of a `benchlab prepare nanogpt`
+    folder. The end-of-text id is `eot_id` when given, else meta.json's, never a guess: neither
+    is one BenchlabError naming the folder (`explicit`: how the caller takes the id instead)."""
     directory = Path(directory)
     meta_path = directory / "meta.json"
     meta = {}
@@ -107,8 +102,6 @@ def document_lengths(tokens, eot_id: int) -> np.ndarray:
 
 # ---- CS336: .npy token arrays ----
 def write_npy(path, tokens, dtype=np.uint16) -> Path:
-    from .cache import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -163,8 +156,6 @@ def read_jsonl(path) -> list[dict]:
 
 
 def write_jsonl(path, rows) -> Path:
-    from .cache import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
@@ -172,7 +163,7 @@ def write_jsonl(path, rows) -> Path:
     return path
 
 
-_STYLES = [  # (required keys, optional key, how to build (prompt, target))
+_STYLES = [  # (required keys: prompt's, target's; optional key appended to the prompt)
     (("instruction", "output"), "input"),
     (("meaning_representation", "human_reference"), None),
     (("mr", "ref"), None),
@@ -291,19 +282,3 @@ def token_ids(row: dict, where: str, vocab_size: int) -> list[int]:
 def read_token_docs(path, vocab_size: int) -> list[list[int]]:
     """Pre-tokenized JSONL: one document's ids a line (token_ids); errors name file:line."""
     return [token_ids(row, f"{path}:{i}", vocab_size) for i, row in read_jsonl_lines(path)]
-
-
-def synthetic_records(n: int, seed: int = 0) -> list[Record]:
-    """E2E-style records from the zoo grammar: a slot list and one sentence that realizes it."""
-    from .text import synthetic_documents
-
-    rng = np.random.default_rng([seed, 11])
-    docs = synthetic_documents(n, seed=seed, mean_sentences=2.0)
-    out = []
-    for doc in docs:
-        target = doc.split("\n\n", 1)[-1]  # the body, without the title line
-        words = [w.strip(".,?!") for w in target.split()]
-        picks = rng.choice(len(words), size=min(3, len(words)), replace=False)
-        mr = ", ".join(f"slot{j}[{words[i]}]" for j, i in enumerate(sorted(picks.tolist())))
-        out.append(Record(mr, target))
-    return out

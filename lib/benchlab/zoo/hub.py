@@ -5,10 +5,8 @@ tiny/small spec's pinned briefly trained model (zoo.train.trained); offline by d
     BENCHLAB_MODELS=DIR python -c "from benchlab import zoo; print(zoo.hub.resolve('opt-125m'))"
 
 Every paper spec's weights and tokenizer go through `resolve`: a models folder DIR (argument, else
-$BENCHLAB_MODELS) holds DIR/<org>--<name>/ for hub id <org>/<name> (DIR/gpt2/ for `gpt2`), a
-save_pretrained folder with its tokenizer (real weights, or `benchlab zoo paper-shapes DIR`).
-A folder there must be the hub id's architecture (model_type and published shapes; its number of
-layers may differ) and carry tokenizer files. Else the hub id, from the HF cache when offline.
+$BENCHLAB_MODELS) holds DIR/<org>--<name>/ for hub id <org>/<name>, a save_pretrained folder with
+its tokenizer (real weights, or `benchlab zoo paper-shapes DIR`), checked by check_folder.
 """
 
 import contextlib
@@ -17,12 +15,16 @@ import json
 import os
 from pathlib import Path
 
+import huggingface_hub.constants as hc
 import torch
 import transformers
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError
 
 from ..core.errors import BenchlabError, first_line
 from .models import spec
 from .specs import FAMILIES, MODELS
+from .tokenize import HFTokenizer, tokenizer
 from .train import trained
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
@@ -38,8 +40,7 @@ SHAPE_KEYS = ("vocab_size", "hidden_size", "n_embd", "ffn_dim", "intermediate_si
 
 
 def _offline() -> bool:
-    flag = os.environ.get("HF_HUB_OFFLINE", "0").strip().upper()
-    return flag in {"1", "ON", "YES", "TRUE"}
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def models_folder(models_dir=None) -> Path | None:
@@ -59,16 +60,12 @@ def hf_cache() -> Path:
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    import huggingface_hub.constants as hc
-
     return Path(hc.HF_HUB_CACHE)
 
 
 def cached_snapshot(hub_id: str) -> Path | None:
     """The HF cache snapshot folder of `hub_id` (its name is the commit) when it holds the config
     and at least one weight file, else None. Touches no network."""
-    from huggingface_hub import try_to_load_from_cache
-
     try:
         config = try_to_load_from_cache(hub_id, "config.json", cache_dir=hf_cache())
     except ValueError:  # not a valid repo id
@@ -103,8 +100,8 @@ def _stamp(folder: Path) -> tuple:
 
 def check_folder(folder, hub_id: str) -> None:
     """A one-line BenchlabError naming the folder and the field when `folder` cannot stand for
-    `hub_id`: no config.json, no weights, no tokenizer files, another model_type than the spec's
-    family, or another published shape (the number of layers may differ). Cached per mtime."""
+    `hub_id` (no config.json, weights or tokenizer files, another model_type or published shape
+    than the spec's; the number of layers may differ). Cached per config.json mtime."""
     folder = Path(folder)
     _check(str(folder), hub_id, _stamp(folder))
 
@@ -155,14 +152,10 @@ def hub_id_of(name_or_hub_id) -> str:
 
 
 def resolve(name_or_hub_id, models_dir=None) -> str:
-    """Where the weights of a paper spec, hub id or local folder are: a local folder path, or the
-    hub id (for from_pretrained to fetch or read from the HF cache).
-
-    A folder given directly is returned as is. Else DIR/<org>--<name>/ of the models folder
-    (`models_dir`, else $BENCHLAB_MODELS) when present, after check_folder; else the hub id. With
-    HF_HUB_OFFLINE=1 a hub id that is not in the HF cache either raises one BenchlabError naming
-    the hub id and the folder expected (pytest callers turn it into a skip).
-    """
+    """Where the weights of a paper spec, hub id or local folder are: a folder given as is, else
+    the models folder's DIR/<org>--<name>/ (after check_folder), else the hub id (for
+    from_pretrained). Offline and not in the HF cache either: one BenchlabError naming the hub id
+    and the folder expected (pytest callers turn it into a skip)."""
     path = Path(os.fspath(name_or_hub_id)).expanduser()
     if path.is_dir():
         return str(path)
@@ -203,21 +196,16 @@ def _is_tiny_name(name_or_dir) -> bool:
 
 def load(name_or_dir, *, dtype=None, device="cpu", models_dir=None
          ) -> transformers.PreTrainedModel:
-    """Load a model: a local directory (save_pretrained layout), a paper spec or hub id (through
-    `resolve`: the models folder, else the hub / HF cache), eval mode, float32 unless `dtype`.
-
-    A tiny/small spec (no hub id) gives `trained(name)`. With HF_HUB_OFFLINE=1 (read at call time)
-    nothing touches the network; weights that are not local raise one BenchlabError saying what to
-    download. HF_TOKEN is passed for gated models (Llama-2).
-    """
+    """A model in eval mode, float32 unless `dtype`: a local save_pretrained folder, a paper spec or
+    hub id through `resolve` (HF_TOKEN passed for gated models), or a tiny/small spec's
+    `trained(name)`. Offline, weights that are not local raise one BenchlabError saying what to
+    download."""
     path = Path(os.fspath(name_or_dir)).expanduser()
     if _is_tiny_name(name_or_dir):  # a tiny/small spec: the pinned briefly trained model
         return trained(spec(name_or_dir).name).to(device=device, dtype=dtype or torch.float32)
     if path.exists() and not path.is_dir():
         raise BenchlabError(f"{path}: not a model directory (expected config.json + weights)")
     where = resolve(name_or_dir, models_dir)
-    from safetensors import SafetensorError
-
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
             where, dtype=dtype or torch.float32, **_hub_kwargs(where))
@@ -237,18 +225,14 @@ def load(name_or_dir, *, dtype=None, device="cpu", models_dir=None
 def load_tokenizer(name_or_dir, models_dir=None):
     """The transformers tokenizer of a paper spec, hub id or local folder, through `resolve` (the
     models folder first); a tiny/small spec gives the zoo BPE as a PreTrainedTokenizerFast."""
-    from transformers import AutoTokenizer
-
     if _is_tiny_name(name_or_dir):
-        from .tokenize import tokenizer
-
         return tokenizer("bpe").to_transformers()
     where = resolve(name_or_dir, models_dir)
     if Path(where).is_dir() and not any((Path(where) / n).is_file() for n in TOKENIZER_MARKERS):
         raise BenchlabError(f"{where}: tokenizer: no tokenizer files "
                             f"({', '.join(TOKENIZER_MARKERS)})")
     try:
-        return AutoTokenizer.from_pretrained(where, **_hub_kwargs(where))
+        return transformers.AutoTokenizer.from_pretrained(where, **_hub_kwargs(where))
     except (OSError, ValueError) as e:
         raise BenchlabError(f"{where}: cannot load tokenizer ({first_line(e)[:200]})") from None
 
@@ -256,8 +240,6 @@ def load_tokenizer(name_or_dir, models_dir=None):
 @contextlib.contextmanager
 def offline():
     """Force offline hub access inside the block (for tests and air-gapped runs)."""
-    import huggingface_hub.constants as hc
-
     old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), hc.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"], hc.HF_HUB_OFFLINE = "1", True
     try:
@@ -273,8 +255,6 @@ def offline():
 def any_tokenizer(name_or_dir: str = "bpe"):
     """A zoo tokenizer kind ("bpe", "byte"), else a hub id or local folder loaded through
     zoo.load_tokenizer ($BENCHLAB_MODELS, HF_HUB_OFFLINE) as an HFTokenizer."""
-    from .tokenize import HFTokenizer, tokenizer
-
     if name_or_dir in ("bpe", "byte"):
         return tokenizer(name_or_dir)
     return HFTokenizer(load_tokenizer(name_or_dir), name_or_dir)

@@ -3,10 +3,8 @@ same hub id can hold other weights (a revision, a fine-tuned copy, random paper-
 
     BENCHLAB_MODELS=DIR python -c "from benchlab import zoo; print(zoo.weights_identity('gpt2'))"
 
-A local folder: sha256 over its weight files (sorted *.safetensors / *.bin names, each file's
-sha256) and over its tokenizer files. A hub snapshot in the HF cache: the snapshot's commit.
-Cheap to call repeatedly: each file's sha256 is computed once per (path, size, mtime)
-(core.provenance.file_digest), and the folder check of zoo.hub.resolve is cached per mtime.
+A local folder: sha256 over its weight files and over its tokenizer files, each file hashed once
+per (path, size, mtime) (core.provenance.file_digest). A hub snapshot in the HF cache: its commit.
 """
 
 import hashlib
@@ -15,14 +13,7 @@ from pathlib import Path
 
 from ..core.errors import BenchlabError, first_line
 from ..core.provenance import file_digest
-from .hub import (
-    _offline,
-    cached_snapshot,
-    hub_id_of,
-    resolve,
-    tokenizer_files,
-    weight_files,
-)
+from .hub import _offline, cached_snapshot, hub_id_of, resolve, tokenizer_files, weight_files
 
 
 def files_digest(files) -> str:
@@ -59,21 +50,19 @@ def _hub_commit(hub_id: str) -> str:
 
 
 def weights_identity(name_or_dir, models_dir=None) -> dict[str, str]:
-    """{"weights:<hub id>": sha256, "tokenizer:<hub id>": sha256} of the weights `zoo.load` would
-    read for `name_or_dir` (resolved like zoo.hub.resolve): over the files of a local folder
-    (no tokenizer key when the folder has no tokenizer files), or both the snapshot's commit for
-    a hub id read from the HF cache (online and not cached: the hub's current commit)."""
+    """{"weights:<hub id>": sha256, "tokenizer:<hub id>": sha256} of what `zoo.load` would read:
+    a local folder's files (no tokenizer key without tokenizer files), else both the commit of
+    the hub id's HF cache snapshot (online and not cached: the hub's current commit)."""
     label = _label(name_or_dir)
     where = resolve(name_or_dir, models_dir)
     folder = Path(where)
     if not folder.is_dir():
         commit = _hub_commit(where)
         return {f"weights:{label}": commit, f"tokenizer:{label}": commit}
-    weights = weight_files(folder)
+    weights, tokenizer = weight_files(folder), tokenizer_files(folder)
     if not weights:
         raise BenchlabError(f"{folder}: weights: no *.safetensors or *.bin files")
     out = {f"weights:{label}": files_digest(weights)}
-    tokenizer = tokenizer_files(folder)
     if tokenizer:
         out[f"tokenizer:{label}"] = files_digest(tokenizer)
     return out

@@ -60,27 +60,27 @@ def file_name(name: str) -> str:
 
 
 def is_pinned(name: str) -> bool:
-    return file_name(name) in manifest().get("files", {})
+    return file_name(name) in manifest()["files"]
+
+
+def _entry(name: str) -> dict:
+    entry = manifest()["files"].get(file_name(name))
+    if entry is None:
+        raise BenchlabError(f"{MANIFEST}: files: no pinned artifact {file_name(name)!r}")
+    return entry
 
 
 def digest(name: str) -> str:
     """The sha256 of a pinned artifact (a model spec name, CORPUS or TOKENIZER), from the
     manifest: cheap, and what records carry as their inputs."""
-    entry = manifest().get("files", {}).get(file_name(name))
-    if entry is None:
-        raise BenchlabError(f"{MANIFEST}: files: no pinned artifact {file_name(name)!r}")
-    return entry["sha256"]
+    return _entry(name)["sha256"]
 
 
 @functools.cache
 def path(name: str) -> Path:
     """The verified path of a pinned artifact: size and sha256 equal the manifest's, else a
     one-line BenchlabError naming the file."""
-    fname = file_name(name)
-    entry = manifest().get("files", {}).get(fname)
-    target = ARTIFACTS / fname
-    if entry is None:
-        raise BenchlabError(f"{MANIFEST}: files: no pinned artifact {fname!r}")
+    entry, target = _entry(name), ARTIFACTS / file_name(name)
     if not target.is_file():
         raise BenchlabError(f"{target}: pinned zoo artifact missing (run `benchlab zoo pin`)")
     if target.stat().st_size != entry["bytes"] or sha256_file(target) != entry["sha256"]:
@@ -90,10 +90,9 @@ def path(name: str) -> Path:
 
 
 def write_manifest(stats: dict) -> None:
-    files = {}
-    for f in sorted(ARTIFACTS.iterdir()):
-        if f.name != MANIFEST.name and f.is_file() and not f.name.startswith("."):
-            files[f.name] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+    files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+             for f in sorted(ARTIFACTS.iterdir())
+             if f.name != MANIFEST.name and f.is_file() and not f.name.startswith(".")}
     MANIFEST.write_text(json.dumps({"files": files, "training": stats}, indent=1,
                                    sort_keys=True) + "\n")
     manifest.cache_clear()

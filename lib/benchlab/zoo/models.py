@@ -28,8 +28,7 @@ def names(scale: str | None = None) -> list[str]:
 def hf_config(name_or_spec) -> transformers.PretrainedConfig:
     """The transformers config object of a spec."""
     s = spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
-    config_cls = getattr(transformers, FAMILIES[s.family][0])
-    return config_cls(**s.config)
+    return getattr(transformers, FAMILIES[s.family][0])(**s.config)
 
 
 def model_class(family: str):
@@ -37,10 +36,8 @@ def model_class(family: str):
 
 
 def build(name: str, seed: int = 0) -> transformers.PreTrainedModel:
-    """Random-init model of the spec: float32, eval mode, same weights for the same seed.
-
-    The global torch RNG is left as it was (the seed is applied in a forked RNG).
-    """
+    """Random-init model of the spec: float32, eval mode, same weights for the same seed (in a
+    forked RNG: the global torch RNG is left as it was)."""
     s = spec(name)
     config = hf_config(s)
     with torch.random.fork_rng(devices=[]):

@@ -1,16 +1,15 @@
 """Paper-shaped models: random weights of every paper spec's published architecture, cut to N
 layers, with a tokenizer of the published vocab size and special-token ids, written into the
-models-folder layout that zoo.hub.resolve reads (DIR/<org>--<name>/).
+models-folder layout that zoo.hub.resolve reads (DIR/<org>--<name>/): the exact paper code path
+without the published weights.
 
     benchlab zoo paper-shapes DIR [--layers 1] [--dtype bfloat16] [--models opt-125m gpt2]
     BENCHLAB_MODELS=DIR HF_HUB_OFFLINE=1 python -c "from benchlab import zoo; zoo.load('opt-125m')"
 
-They exercise the exact paper code path (model class, config, tokenizer handling, shapes, dtypes)
-without the published weights. The tokenizer is a byte-level BPE (LEARNED tokens trained on the
-zoo corpus) padded with unused dummy tokens up to the spec's vocab size, the published special
-tokens at their published ids (Llama-2's real tokenizer is a SentencePiece one: only the ids
-match). Each folder carries MARKER (what wrote it); an existing folder with the same marker is
-skipped (resumable), one without a marker (real weights) is left alone.
+The tokenizer is a byte-level BPE of LEARNED tokens (the zoo corpus) padded with dummy tokens to
+the vocab size, the published special tokens at their ids (Llama-2's is SentencePiece: only the
+ids match). Each folder carries MARKER; one with the same marker is skipped (resumable), one
+without (real weights) is left alone.
 """
 
 import functools
@@ -26,7 +25,7 @@ from ..core.options import bounded, output_dir
 from ..core.provenance import config_hash
 from .hub import folder_name
 from .models import hf_config, model_class, names, spec
-from .text import corpus_documents
+from .tokenize import _train_bpe
 
 MARKER = "paper-shapes.json"
 LEARNED = 8192  # BPE tokens learned on the zoo corpus; the rest of each vocab is dummies
@@ -70,14 +69,7 @@ def special_tokens(name: str) -> dict[int, str]:
 @functools.cache
 def _learned() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The byte-level BPE learned on the zoo corpus: tokens in id order, merges."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=LEARNED, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus_documents("train"), trainer=trainer)
-    model = json.loads(tok.to_str())["model"]
+    model = json.loads(_train_bpe(LEARNED, specials=[]).to_str())["model"]
     vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return tuple(t for t, _ in vocab), tuple(merges)

@@ -4,12 +4,9 @@
     benchlab zoo pin             # rebuild tokenizer + tiny models from the shipped corpus (minutes)
     benchlab zoo paper-shapes DIR [--layers N]   # random paper-shaped models (zoo.paper)
 
-Every machine uses these bytes, so a tiny-scale result does not depend on the CPU that trained
-the model (AMD and Intel kernels round differently, and training amplifies it). The corpus root,
-`corpus-pydoc.json.xz`, is CPython 3.11.7's `pydoc_data.topics`, frozen so the text does not change
-with the Python version; the BPE and the four tiny models are built from it by `benchlab zoo pin`
-(one torch thread, so a rebuild on one machine is bit-identical run to run). Each file is checked
-by sha256 against MANIFEST.json on first use; a mismatch is a one-line BenchlabError naming it.
+The corpus root is CPython 3.11.7's `pydoc_data.topics`, frozen so the text does not change with
+the Python version; `pin` builds the BPE and the tiny models from it on one torch thread, so a
+rebuild on one machine is bit-identical run to run (why the bytes are shipped: zoo.manifest).
 """
 
 import json

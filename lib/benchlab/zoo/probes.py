@@ -38,16 +38,15 @@ def router_entropy(model, ids: torch.Tensor) -> float:
 @torch.no_grad()
 def relu_sparsity(model, ids: torch.Tensor) -> float:
     """Fraction of exactly-zero ReLU outputs (inputs of every fc2) in an OPT model."""
-    zeros, total, hooks = [0], [0], []
+    zeros, total = [0], [0]
 
     def hook(_module, args):
         act = args[0]  # (B*T, ffn_dim) after ReLU
         zeros[0] += int((act <= 0).sum())
         total[0] += act.numel()
 
-    for name, module in model.named_modules():
-        if name.endswith("fc2"):
-            hooks.append(module.register_forward_pre_hook(hook))
+    hooks = [module.register_forward_pre_hook(hook) for name, module in model.named_modules()
+             if name.endswith("fc2")]
     try:
         model(input_ids=ids)
     finally:

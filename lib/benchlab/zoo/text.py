@@ -13,6 +13,8 @@ import functools
 
 import numpy as np
 
+from ..core.errors import BenchlabError
+
 # ---- the "language": fixed, independent of the document seed ----
 _CLOSED = {
     "DET": "the a this that every some each no one another".split(),
@@ -222,11 +224,8 @@ def build_corpus() -> dict:
 
 
 def corpus_documents(split: str = "train") -> list[str]:
-    """The zoo corpus, read from the pinned artifact (zoo.manifest): pydoc topics (every 8th topic
-    held out for "val") + synthetic documents (train: 6000 with seed 0, val: 600 with seed 1).
-    Tiny models and the BPE are trained on it."""
+    """A split of the pinned corpus (build_corpus, zoo.manifest): the tiny models and the BPE are
+    trained on it."""
     if split not in CORPUS_SYNTHETIC:
-        from ..core.errors import BenchlabError
-
         raise BenchlabError(f"corpus split {split!r}: expected 'train' or 'val'")
     return list(_pinned()[split])

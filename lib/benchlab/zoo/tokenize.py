@@ -7,11 +7,11 @@ the `tokenizers` library on the pinned corpus and is shipped as a pinned artifac
 """
 
 import functools
-import json
 
 import numpy as np
 
 from ..core.errors import BenchlabError
+from . import manifest
 from .cache import atomic_path, cache_dir, locked
 from .text import corpus_documents
 
@@ -68,14 +68,15 @@ class BPETokenizer:
                                        bos_token=SPECIALS[0], pad_token=SPECIALS[1])
 
 
-def _train_bpe():
+def _train_bpe(vocab_size: int = VOCAB_SIZE, specials: list[str] = SPECIALS):
+    """A byte-level BPE trained on the zoo corpus's train split (the pinned one by default)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIALS, show_progress=False,
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus_documents("train"), trainer=trainer)
     return tok
@@ -84,8 +85,6 @@ def _train_bpe():
 @functools.cache
 def _bpe() -> BPETokenizer:
     from tokenizers import Tokenizer
-
-    from . import manifest
 
     path = manifest.path(manifest.TOKENIZER)
     try:
@@ -140,10 +139,7 @@ def encode_documents(documents: list[str], kind="bpe") -> np.ndarray:
     """One uint16 token stream: each document's tokens followed by EOT (nanoGPT layout). `kind`:
     a zoo tokenizer kind or a tokenizer object (HFTokenizer); an id over 65535 is an error."""
     tok = tokenizer(kind) if isinstance(kind, str) else kind
-    parts = []
-    for ids in tok.encode_batch(documents):
-        parts.append(np.asarray(ids, dtype=np.int64))
-        parts.append(np.array([tok.eot_id], dtype=np.int64))
+    parts = [np.asarray([*ids, tok.eot_id], dtype=np.int64) for ids in tok.encode_batch(documents)]
     stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     if stream.size and (stream.min() < 0 or stream.max() >= 2**16):
         raise BenchlabError(f"tokenizer {tok.kind}: ids [{stream.min()}, {stream.max()}] do not "
@@ -151,16 +147,8 @@ def encode_documents(documents: list[str], kind="bpe") -> np.ndarray:
     return stream.astype(np.uint16)
 
 
-def vocab_json(kind: str = "bpe") -> str:
-    """A short description of the tokenizer for provenance records."""
-    tok = tokenizer(kind)
-    return json.dumps({"kind": tok.kind, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id})
-
-
 def corpus_tokens(split: str = "train") -> np.ndarray:
     """The zoo corpus split as one BPE token stream (uint16, EOT after each document), cached."""
-    from . import manifest
-
     key = manifest.digest(manifest.TOKENIZER)[:12] + manifest.digest(manifest.CORPUS)[:12]
     path = cache_dir() / "zoo" / f"corpus-{split}-{key}.npy"
     with locked(path):
