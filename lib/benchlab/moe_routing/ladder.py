@@ -178,7 +178,7 @@ class Ladder:
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
         """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k); `ranks(x, experts)`
         gives exact ranks m of a few canonical logits (NullLayer.ranks)."""
-        from .routers import check_bh_args, count_where
+        from .routers import check_bh_args, count_rows
 
         E = self.E
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
@@ -196,12 +196,14 @@ class Ladder:
         l1 = level.amin(1)
         one = (l1 <= pos[0]) | (min_k == 1)  # k = 1 (k* = 1 or the fill-in), else k = 0
         first = at_level(level, l1)  # [T, E]: the entries at the row's smallest level
-        tie = one & ~wide & (count_where(first, 0) >= 2)  # k = 1, two or more at level l1
+        fn = as_numpy(first)
+        at_l1 = first.sum(1) if fn is None else torch.from_numpy(count_rows(fn))
+        tie = one & ~wide & (at_l1 >= 2)  # k = 1, two or more at level l1
         tied = tie.nonzero().squeeze(1)
         if tied.numel():  # exact ranks of the tied entries alone (every other rank is larger)
             tied, won_e = smallest_rank(x, tied, *first[tied].nonzero().unbind(1), ranks)
-        keep, fn = one & ~wide & ~tie, as_numpy(first)  # numpy's broadcast and: ~0.1x torch's
-        if fn is not None and as_numpy(keep) is not None:
+        keep = one & ~wide & ~tie
+        if fn is not None and as_numpy(keep) is not None:  # numpy's broadcast and: ~0.1x torch's
             mask = torch.from_numpy(np.logical_and(fn, keep.numpy()[:, None], out=fn))
         else:
             mask = first.logical_and_(keep[:, None])
