@@ -188,8 +188,7 @@ def save_base(model: str, directory) -> Path:
     weights and tokenizer saved once (atomically) into `directory`."""
     import shutil
 
-    from . import finetune as ft
-    from . import setups
+    from . import finetune, setups
 
     if Path(model).is_dir():
         return Path(model)
@@ -199,7 +198,7 @@ def save_base(model: str, directory) -> Path:
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     setups.base_model(model).save_pretrained(tmp, safe_serialization=True)
-    ft.hf_tokenizer(model).save_pretrained(tmp)
+    finetune.hf_tokenizer(model).save_pretrained(tmp)
     tmp.replace(directory)
     return directory
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..core.timing import forward_backward
-from . import ops_attn as A
+from . import ops_attn
 from .opcases import short_name
 
 BASELINES = {"per_document": "sdpa_docs", "sdpa_causal": "sdpa_causal",
@@ -72,22 +72,21 @@ def top_blocks(scores: torch.Tensor, allowed: torch.Tensor, density: float) -> t
 def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict:
     """{"docs", "layer", "heads", "le_exposed", "le_at_<d>": (1, H, nb, nb) bool} of one packed
     row `ids` (1, L) on the trained model."""
-    from . import exposer as ex
-    from . import setups
+    from . import exposer, setups
 
     model = setups.base_model(model_name)
-    cap = ex.run_captured(model, ids)
+    cap = exposer.run_captured(model, ids)
     layer = len(cap.q) // 2
     docs = cap.docs
-    probs = ex.attention_probs(cap.q[layer], cap.k[layer], docs=docs.ids)
+    probs = exposer.attention_probs(cap.q[layer], cap.k[layer], docs=docs.ids)
     valid = torch.ones(ids.shape, dtype=torch.bool)
-    exposed = ex.attention_sparsity(probs, ex.ExposerConfig(mass=mass), valid,
-                                    docs.ids)["attn_block_mask"]
-    allowed = docs.blocks(A.BLOCK)
-    scores = ex.pooled_block_mass(probs, A.BLOCK)
+    exposed = exposer.attention_sparsity(probs, exposer.ExposerConfig(mass=mass), valid,
+                                         docs.ids)["attn_block_mask"]
+    allowed = docs.blocks(ops_attn.BLOCK)
+    scores = exposer.pooled_block_mass(probs, ops_attn.BLOCK)
     out = {"docs": docs, "layer": layer, "heads": probs.shape[1],
            "le_exposed": exposed & allowed[:, None]}
-    doc_density = docs.density(A.BLOCK)
+    doc_density = docs.density(ops_attn.BLOCK)
     for d in grid:
         if d <= doc_density + 1e-9:
             out[density_name(d)] = top_blocks(scores, allowed, d)
@@ -96,8 +95,7 @@ def trained_masks(model_name: str, ids: torch.Tensor, mass: float, grid) -> dict
 
 def measure_doc_attn(case, config, timer, seed: int = 0) -> dict:
     """One doc_attn case: every implementation side by side for case.rounds rotated rounds."""
-    from . import breakeven as be
-    from . import setups
+    from . import breakeven, setups
 
     ids = setups.batch(config, case.model, case.seq_len)[:1]
     masks = trained_masks(case.model, ids, case.mass, case.grid)
@@ -107,26 +105,26 @@ def measure_doc_attn(case, config, timer, seed: int = 0) -> dict:
     q, k, v = (torch.randn(shape, generator=gen).requires_grad_(True) for _ in range(3))
     go = torch.randn(shape, generator=gen)
     sparse = {n: m for n, m in masks.items() if n.startswith("le_")}
-    fwd = {n: (lambda i=impl: A.document_attention(q, k, v, docs, i))
+    fwd = {n: (lambda i=impl: ops_attn.document_attention(q, k, v, docs, i))
            for n, impl in BASELINES.items()}
-    fwd.update({n: (lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs.ids,
-                                                         shortcut=False))
-                for n, m in sparse.items()})
+    fwd.update({n: (lambda m=m: ops_attn.block_sparse_attention(q, k, v, m, docs=docs.ids,
+                                                                shortcut=False))
+                       for n, m in sparse.items()})
     q64, k64, v64 = (t.detach().double() for t in (q, k, v))
-    full = A.causal_block_mask(1, H, case.seq_len)
+    full = ops_attn.causal_block_mask(1, H, case.seq_len)
     with torch.no_grad():
-        err = {n: float((f().double() - A.masked_dense_attention(
+        err = {n: float((f().double() - ops_attn.masked_dense_attention(
             q64, k64, v64, sparse.get(n, full), docs=docs.ids)).abs().max())
             for n, f in fwd.items() if n != "sdpa_causal"}
     fns = {n: forward_backward(f, (q, k, v), go) for n, f in fwd.items()}
     ts = timer.side_by_side(fns, warmup=1, rounds=case.rounds)  # CPU tensors: a CPU study
-    dens = {n: A.block_density(m) for n, m in sparse.items()}
+    dens = {n: ops_attn.block_density(m) for n, m in sparse.items()}
     grid = {d: ts[density_name(d)] for d in case.grid if density_name(d) in ts}
     if grid:
-        b, lo, hi = be.crossing_interval(ts["per_document"], grid, seed=seed)
+        b, lo, hi = breakeven.crossing_interval(ts["per_document"], grid, seed=seed)
     else:  # the documents are sparser than the whole grid
         b = lo = hi = float("nan")
-    doc = docs.density(A.BLOCK)
+    doc = docs.density(ops_attn.BLOCK)
     dens.update({n: (1.0 if n == "sdpa_causal" else doc) for n in BASELINES})
     return {"layer": masks["layer"], "heads": H, "head_dim": case.head_dim,
             "rounds": len(ts["per_document"]), "documents": docs.count(), "density_doc": doc,

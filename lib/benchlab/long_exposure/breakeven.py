@@ -14,8 +14,7 @@ import torch
 
 from ..core.stats import paired_ratio
 from ..core.timing import forward_backward, interleave
-from . import ops_attn as A
-from . import ops_mlp as M
+from . import ops_attn, ops_mlp
 
 GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 
@@ -36,13 +35,14 @@ def attention(B, H, L, D, *, grid=GRID, rounds=3, seed=0, device="cpu"):
     q, k, v = (torch.randn(B, H, L, D, generator=gen).to(device).requires_grad_(True)
                for _ in range(3))
     g = torch.randn(B, H, L, D, generator=gen).to(device)
-    fns = {"dense": forward_backward(lambda: A.sdpa_attention(q, k, v), (q, k, v), g)}
+    fns = {"dense": forward_backward(lambda: ops_attn.sdpa_attention(q, k, v), (q, k, v), g)}
     for d in grid:
-        nb = L // A.BLOCK
+        nb = L // ops_attn.BLOCK
         sparsity = 1.0 - max(0.0, (d * nb * (nb + 1) / 2 - nb) / max(1, nb * (nb - 1) / 2))
-        mask = A.random_block_mask(B, H, L, min(1.0, sparsity), generator=gen, device=device)
+        mask = ops_attn.random_block_mask(B, H, L, min(1.0, sparsity), generator=gen, device=device)
         fns[d] = forward_backward(
-            lambda m=mask: A.block_sparse_attention(q, k, v, m, shortcut=False), (q, k, v), g)
+            lambda m=mask: ops_attn.block_sparse_attention(q, k, v, m, shortcut=False),
+            (q, k, v), g)
     return _curve(fns, device, rounds)
 
 
@@ -53,11 +53,11 @@ def mlp(tokens, d, ffn, block, *, grid=GRID, rounds=3, seed=0, device="cpu"):
     w2 = (torch.randn(d, ffn, generator=gen) * ffn ** -0.5).to(device)
     b1, b2 = torch.zeros(ffn, device=device), torch.zeros(d, device=device)
     g = torch.randn(tokens, d, generator=gen).to(device)
-    fns = {"dense": forward_backward(lambda: M.dense_mlp(x, w1, b1, w2, b2), x, g)}
+    fns = {"dense": forward_backward(lambda: ops_mlp.dense_mlp(x, w1, b1, w2, b2), x, g)}
     for dens in grid:
-        keep = M.random_keep(ffn // block, 1.0 - dens, generator=gen).to(device)
+        keep = ops_mlp.random_keep(ffn // block, 1.0 - dens, generator=gen).to(device)
         fns[dens] = forward_backward(
-            lambda k=keep: M.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
+            lambda k=keep: ops_mlp.block_sparse_mlp(x, w1, b1, w2, b2, k, block), x, g)
     return _curve(fns, device, rounds)
 
 

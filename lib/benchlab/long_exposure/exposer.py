@@ -104,14 +104,14 @@ def capture(model):
 def run_captured(model, ids: torch.Tensor, key_lengths=None, eos: int | None = None) -> Capture:
     """Run `model` on token ids (B, L) without grad, document-masked (an unpatched model is
     patched dense for the call), and return what the hooks captured."""
-    from . import patch as P
+    from . import patch
     from .documents import Docs
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     eos = base.config.eos_token_id if eos is None else eos
-    own = not P.is_patched(model)
+    own = not patch.is_patched(model)
     if own:
-        P.patch(model, None, attn="sdpa", eos=eos)
+        patch.patch(model, None, attn="sdpa", eos=eos)
     am = None
     if key_lengths is not None:
         am = (torch.arange(ids.shape[1]) < key_lengths[:, None]).long().to(ids.device)
@@ -120,7 +120,7 @@ def run_captured(model, ids: torch.Tensor, key_lengths=None, eos: int | None = N
             model(input_ids=ids, attention_mask=am)
     finally:
         if own:
-            P.unpatch(model)
+            patch.unpatch(model)
     cap.docs = Docs(ids, eos)
     return cap
 

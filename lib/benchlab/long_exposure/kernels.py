@@ -19,9 +19,7 @@ import torch.nn.functional as F
 from benchlab.core import threads
 from benchlab.core.stats import medians, paired_ratio
 
-from . import ops_attn as A
-from . import ops_mlp as OM
-from . import setups
+from . import ops_attn, ops_mlp, setups
 
 PARTS = ("forward", "backward", "optimizer", "predictor")
 KERNELS = ("sdd", "dsd", "fc1", "fc2")
@@ -71,7 +69,7 @@ def _blocks(t: torch.Tensor, block: int) -> torch.Tensor:
     return t.contiguous().reshape(-1, block, t.shape[-1])
 
 
-def sdd(q, k, layout, block: int = A.BLOCK, *, causal: bool = True, scale=None) -> list:
+def sdd(q, k, layout, block: int = ops_attn.BLOCK, *, causal: bool = True, scale=None) -> list:
     """Sampled dense-dense: [(n, block, cap * block) scores of each layout bucket], -inf where
     not kept."""
     B, H, L, D = q.shape
@@ -79,18 +77,18 @@ def sdd(q, k, layout, block: int = A.BLOCK, *, causal: bool = True, scale=None) 
     qb, kb = _blocks(q, block), _blocks(k, block)
     limit = torch.full((B * H * nb,), L, dtype=torch.long, device=q.device)
     scale = D ** -0.5 if scale is None else scale
-    return [A._bucket_scores(qb, kb, rows, cols, nb, block, causal, limit, scale, None, H)[0]
+    return [ops_attn._bucket_scores(qb, kb, rows, cols, nb, block, causal, limit, scale, None, H)[0]
             for rows, cols in layout]
 
 
-def dsd(probs: list, v, layout, block: int = A.BLOCK) -> torch.Tensor:
+def dsd(probs: list, v, layout, block: int = ops_attn.BLOCK) -> torch.Tensor:
     """Sparse-dense: (B, H, L, D) = each bucket's kept-block probabilities times V."""
     B, H, L, D = v.shape
     nb = -(-L // block)
     vb = _blocks(v, block)
     out5 = v.new_zeros(B, H, nb, block, D)
     for (rows, cols), p in zip(layout, probs, strict=True):
-        out5[A._bhi(rows, H, nb)] = torch.bmm(p, A._gather(vb, cols))
+        out5[ops_attn._bhi(rows, H, nb)] = torch.bmm(p, ops_attn._gather(vb, cols))
     return out5.reshape(B, H, nb * block, D)[:, :, :L]
 
 
@@ -99,7 +97,7 @@ def softmax_buckets(scores: list) -> list:
     return [torch.softmax(s, -1).nan_to_num_(0.0) for s in scores]
 
 
-fc1, fc2 = OM.sparse_fc1, OM.sparse_fc2  # the MLP operator's own two halves
+fc1, fc2 = ops_mlp.sparse_fc1, ops_mlp.sparse_fc2  # the MLP operator's own two halves
 
 
 def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
@@ -112,18 +110,19 @@ def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
         return (torch.randn(*shape, generator=gen) * s).to(device)
 
     q, k, v = (rand(c.batch, c.heads, c.tokens, c.head_dim) for _ in range(3))
-    mask = A.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
-                               device=device)
-    layout = A.build_layout(mask)
+    mask = ops_attn.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
+                                      device=device)
+    layout = ops_attn.build_layout(mask)
     probs = softmax_buckets(sdd(q, k, layout))
-    kept = A._element_mask(mask, c.tokens, True, None, A.BLOCK)  # the diagonal: no empty row
+    # the diagonal: no empty row
+    kept = ops_attn._element_mask(mask, c.tokens, True, None, ops_attn.BLOCK)
     p_dense = torch.softmax((q @ k.transpose(-1, -2)).masked_fill(~kept, -torch.inf), -1)
     N = c.batch * c.tokens
     x, h = rand(N, c.d_model), rand(N, c.ffn_dim).relu_()
     w1, w2 = rand(c.ffn_dim, c.d_model, s=c.d_model ** -0.5), rand(c.d_model, c.ffn_dim)
     b1, b2 = rand(c.ffn_dim), rand(c.d_model)
-    keep = OM.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
-    idx = OM.keep_to_index(keep, c.block)
+    keep = ops_mlp.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
+    idx = ops_mlp.keep_to_index(keep, c.block)
     hk = h[:, idx].contiguous()
     scale = c.head_dim ** -0.5
     fns = {"sdd_sparse": lambda: sdd(q, k, layout), "dsd_sparse": lambda: dsd(probs, v, layout),
@@ -133,7 +132,7 @@ def kernel_fns(case, device="cpu", seed: int = 0) -> tuple[dict, dict]:
            "dsd_dense": lambda: torch.matmul(p_dense, v),
            "fc1_dense": lambda: F.linear(x, w1, b1).relu_(),  # in place, as fc1
            "fc2_dense": lambda: F.linear(h, w2, b2)}
-    attn, mlp = A.block_density(mask), float(keep.float().mean())
+    attn, mlp = ops_attn.block_density(mask), float(keep.float().mean())
     return fns, {"density_attn": attn, "density_mlp": mlp, "density": 0.5 * (attn + mlp)}
 
 

@@ -3,7 +3,7 @@
 
 import torch
 
-from . import patch as P
+from . import patch
 
 
 def random_subset(allowed: torch.Tensor, k: torch.Tensor, generator) -> torch.Tensor:
@@ -27,7 +27,7 @@ class RandomLike:
         keep = self.like.attn(i, h, docs)  # (B, H, nb, nb), every diagonal block kept
         B, H, nb, _ = keep.shape
         eye = torch.eye(nb, dtype=torch.bool, device=keep.device)
-        allowed = (docs.blocks(P.ATTN_BLOCK)[:, None] & ~eye).expand(B, H, nb, nb)
+        allowed = (docs.blocks(patch.ATTN_BLOCK)[:, None] & ~eye).expand(B, H, nb, nb)
         k = keep.sum((-1, -2)) - nb
         off = random_subset(allowed.reshape(B, H, nb * nb), k, self.gen)
         return off.view(B, H, nb, nb) | eye

@@ -19,20 +19,20 @@ from . import (
     ablation_cases,
     breakdown_cases,
     end2end_cases,
+    exposer,
+    finetune,
     gpt2_cases,
     memory_cases,
+    mlp_grain,
     model_step_cases,
+    opcases,
+    ops_attn,
+    ops_mlp,
     predictor_cases,
+    predictors,
     scale_cases,
     setups,
 )
-from . import exposer as ex
-from . import finetune as ft
-from . import mlp_grain as G
-from . import opcases as oc
-from . import ops_attn as A
-from . import ops_mlp as OM
-from . import predictors as pr
 from .attn_study import doc_attn_cases, measure_doc_attn
 from .kernels import measure_breakdown, measure_kernel
 from .opcases import corpus_rows
@@ -80,7 +80,7 @@ def measure_memory(case, config, timer) -> dict:
                                         config.ops.mlp_rel)
         t = setups.trainer(config, case.model, case.method, case.seq_len, mode=mode, data=data,
                            source=src, device=timer.device)
-        out = {f"{prefix}_{k}": v for k, v in ft.step_memory(t.model, t.batch).items()}
+        out = {f"{prefix}_{k}": v for k, v in finetune.step_memory(t.model, t.batch).items()}
         if t.stats is not None:
             out.update({f"{prefix}_density_{p}": t.stats.density(p) for p in ("attn", "mlp")})
         if timer.device.startswith("cuda"):
@@ -106,7 +106,8 @@ def model_step_run(case, config, timer):
                            rounds=config.step_rounds if timer.enabled else 1)
     ts = setups.model_step_trainers(config, case.model, case.seq_len, case.masks, case.density,
                                     case.init, timer.device, dense_above=be)
-    mem = {k: ft.step_memory(t.model, t.batch)["total"] for k, t in ts.items() if k != "le_flex"}
+    mem = {k: finetune.step_memory(t.model, t.batch)["total"] for k, t in ts.items()
+           if k != "le_flex"}
     times = timer.side_by_side({k: t.step for k, t in ts.items()}, warmup=1,
                                rounds=config.step_rounds)
     return be, ts, mem, times
@@ -190,10 +191,11 @@ def measure_op_mlp(case, config, timer, seed: int = 0) -> dict:
     w2 = (torch.randn(c.d_model, c.ffn_dim, generator=gen) * c.ffn_dim ** -0.5).to(device)
     b1, b2 = torch.zeros(c.ffn_dim, device=device), torch.zeros(c.d_model, device=device)
     gy = torch.randn(c.tokens, c.d_model, generator=gen).to(device)
-    keep = OM.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
+    keep = ops_mlp.random_keep(c.ffn_dim // c.block, c.sparsity, generator=gen).to(device)
     density = float(keep.float().mean())
-    dense = forward_backward(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)
-    sparse = forward_backward(lambda: OM.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
+    dense = forward_backward(lambda: ops_mlp.dense_mlp(x, w1, b1, w2, b2), x, gy)
+    sparse = forward_backward(
+        lambda: ops_mlp.block_sparse_mlp(x, w1, b1, w2, b2, keep, c.block), x, gy)
     with threads(ops.threads) as n:
         ts = interleave({"dense": dense, "sparse": sparse}, device, warmup=ops.warmup,
                         rounds=ops.rounds)
@@ -212,11 +214,11 @@ def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
     q, k, v = (torch.randn(shape, generator=gen).to(timer.device).requires_grad_(True)
                for _ in range(3))
     go = torch.randn(shape, generator=gen).to(timer.device)
-    mask = A.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
-                               device=timer.device)
-    fwd = {"sdpa": lambda: A.sdpa_attention(q, k, v),
-           "eager": lambda: A.eager_attention(q, k, v),
-           "sparse": lambda: A.block_sparse_attention(q, k, v, mask, shortcut=False)}
+    mask = ops_attn.random_block_mask(c.batch, c.heads, c.tokens, c.sparsity, generator=gen,
+                                      device=timer.device)
+    fwd = {"sdpa": lambda: ops_attn.sdpa_attention(q, k, v),
+           "eager": lambda: ops_attn.eager_attention(q, k, v),
+           "sparse": lambda: ops_attn.block_sparse_attention(q, k, v, mask, shortcut=False)}
     fns = {name: forward_backward(f, (q, k, v), go) for name, f in fwd.items()}
     with threads(ops.threads) as n_threads:
         ts = interleave(fns, timer.device, warmup=ops.warmup, rounds=ops.rounds)
@@ -230,7 +232,7 @@ def measure_op_attn(case, config, timer, seed: int = 0) -> dict:
             "speedup_eager": paired_ratio(ts["eager"], ts["sparse"]),
             "t_sdpa_fwd": tf["sdpa"], "t_sparse_fwd": tf["sparse"],
             "speedup_sdpa_fwd": paired_ratio(tsf["sdpa"], tsf["sparse"]),
-            "density": A.block_density(mask), "threads": n_threads}
+            "density": ops_attn.block_density(mask), "threads": n_threads}
 
 
 @functools.cache
@@ -247,10 +249,10 @@ def measure_exposer(case, config, timer) -> dict:
     c = case
     model = _model(c.model).to(timer.device)
     ids = corpus_rows(c.model, c.batch, c.seq_len).to(timer.device)
-    cfg = ex.ExposerConfig(mass=c.mass, mlp_block=c.mlp_block, mlp_rel=c.mlp_rel)
+    cfg = exposer.ExposerConfig(mass=c.mass, mlp_block=c.mlp_block, mlp_rel=c.mlp_rel)
     with threads(config.ops.threads):
-        cap = ex.run_captured(model, ids)
-        exposure = timer.measure(lambda: ex.expose_captured(cap, cfg), warmup=0, rounds=1)
+        cap = exposer.run_captured(model, ids)
+        exposure = timer.measure(lambda: exposer.expose_captured(cap, cfg), warmup=0, rounds=1)
     m = exposure.metrics()
     return {**m, **_means(m), "layers": len(exposure.layers)}
 
@@ -264,10 +266,9 @@ def measure_mlp_grain(case, config, timer) -> dict:
     c = config.ops
     time_blocks = tuple(dict.fromkeys((c.mlp_block, 128))) if c.grain_time_rounds else ()
     with threads(c.threads):
-        return timer.measure(lambda: G.grain_study(model, calib, held, time_blocks=time_blocks,
-                                                   rounds=c.grain_time_rounds,
-                                                   warmup=min(1, c.warmup),  # smoke: 0
-                                                   device=timer.device), warmup=0, rounds=1)
+        return timer.measure(lambda: mlp_grain.grain_study(
+            model, calib, held, time_blocks=time_blocks, rounds=c.grain_time_rounds,
+            warmup=min(1, c.warmup), device=timer.device), warmup=0, rounds=1)  # smoke: warmup 0
 
 
 def measure_predictor_quality(case, config, timer) -> dict:
@@ -275,11 +276,11 @@ def measure_predictor_quality(case, config, timer) -> dict:
     c = case
     model = _model(c.model)  # predictors train on CPU tensors
     rows = corpus_rows(c.model, c.train_rows + c.test_rows, c.seq_len)
-    cfg = pr.PredictorConfig(mass=c.mass, mlp_rel=c.mlp_rel, rank=c.rank, steps=c.steps)
+    cfg = predictors.PredictorConfig(mass=c.mass, mlp_rel=c.mlp_rel, rank=c.rank, steps=c.steps)
     with threads(config.ops.threads):
-        preds = timer.measure(lambda: pr.train_predictors(model, rows[:c.train_rows],
-                                                          mlp_block=c.mlp_block, cfg=cfg),
-                              warmup=0, rounds=1)
+        preds = timer.measure(lambda: predictors.train_predictors(model, rows[:c.train_rows],
+                                                                  mlp_block=c.mlp_block, cfg=cfg),
+                                      warmup=0, rounds=1)
         m = preds.evaluate(model, rows[c.train_rows:])
     mins = {f"{k}_min": min(m[k]) for k in ("attn_recall", "mlp_recall", "mlp_seq_recall")}
     return {**m, **_means(m), **mins, "attn_threshold": preds.attn_thr,
@@ -311,12 +312,12 @@ KINDS = {
     "breakdown": (breakdown_cases, measure_breakdown),
     "model_step": (model_step_cases, measure_model_step),
     "predictor": (predictor_cases, measure_predictor),
-    "op_mlp": (oc.op_mlp_cases, measure_op_mlp),
-    "op_attn": (oc.op_attn_cases, measure_op_attn),
-    "kernel": (oc.kernel_cases, measure_kernel),
-    "exposer": (oc.exposer_cases, measure_exposer),
-    "pattern": (oc.pattern_cases, measure_pattern),
-    "mlp_grain": (oc.mlp_grain_cases, measure_mlp_grain),
+    "op_mlp": (opcases.op_mlp_cases, measure_op_mlp),
+    "op_attn": (opcases.op_attn_cases, measure_op_attn),
+    "kernel": (opcases.kernel_cases, measure_kernel),
+    "exposer": (opcases.exposer_cases, measure_exposer),
+    "pattern": (opcases.pattern_cases, measure_pattern),
+    "mlp_grain": (opcases.mlp_grain_cases, measure_mlp_grain),
     "doc_attn": (doc_attn_cases, measure_doc_attn),
-    "predictor_quality": (oc.predictor_quality_cases, measure_predictor_quality),
+    "predictor_quality": (opcases.predictor_quality_cases, measure_predictor_quality),
 }

@@ -28,15 +28,14 @@ import torch
 from benchlab.core.stats import medians, paired_ratio, paired_ratio_ci
 from benchlab.core.timing import forward_backward, interleave
 
-from . import exposer as ex
-from . import ops_mlp as OM
+from . import exposer, ops_mlp
 
 RELS = (0.0, 0.01, 0.03, 0.05)
 BLOCKS = (1, 16, 32, 64, 128)
 
 
 def _active(act: torch.Tensor, rel: float) -> torch.Tensor:
-    return ex.mlp_active_blocks(act.float(), ex.ExposerConfig(mlp_block=1, mlp_rel=rel))
+    return exposer.mlp_active_blocks(act.float(), exposer.ExposerConfig(mlp_block=1, mlp_rel=rel))
 
 
 def neuron_order(acts: torch.Tensor, rel: float) -> torch.Tensor:
@@ -67,7 +66,7 @@ def seq_keep(act: torch.Tensor, rel: float, block: int, order=None) -> torch.Ten
     a = _active(act, rel)  # (B, L, F)
     if order is not None:
         a = a[..., order]
-    return ex.block_sum(a.float(), block, -1).gt(0).any(1)
+    return exposer.block_sum(a.float(), block, -1).gt(0).any(1)
 
 
 def seq_union(act: torch.Tensor, rel: float, block: int, order=None) -> float:
@@ -91,9 +90,10 @@ def layer_mlp_fns(layer, x, act, rels, blocks, orders=None, seed: int = 0) -> di
 
     def sparse(keep, block, w=(w1, b1, w2)):
         a, b, c = w
-        return forward_backward(lambda: OM.block_sparse_mlp(x, a, b, c, b2, keep, block), x, gy)
+        return forward_backward(
+            lambda: ops_mlp.block_sparse_mlp(x, a, b, c, b2, keep, block), x, gy)
 
-    fns = {"dense": forward_backward(lambda: OM.dense_mlp(x, w1, b1, w2, b2), x, gy)}
+    fns = {"dense": forward_backward(lambda: ops_mlp.dense_mlp(x, w1, b1, w2, b2), x, gy)}
     for j, rel in enumerate(rels):
         fns[f"column_{_tag(rel)}"] = sparse(seq_keep(act, rel, 1).to(x.device), 1)
         if orders is not None:  # the permuted layer (permute_mlp): the same function
@@ -113,7 +113,7 @@ def mlp_time_study(model, held, rels, blocks, orders=None, *, rounds: int, warmu
     from .predictors import bar
 
     per: dict = {}
-    layers = ex.decoder_layers(model)
+    layers = exposer.decoder_layers(model)
     for n, layer in bar(enumerate(layers), "MLP operator times per layer", total=len(layers),
                         unit="layer"):
         fns = layer_mlp_fns(layer, held.mlp_in[n].to(device), held.act[n], rels,
@@ -135,8 +135,8 @@ def grain_study(model, calib_rows, eval_rows, rels=RELS, blocks=BLOCKS, time_blo
                 rounds: int = 0, warmup: int = 1, device: str = "cpu") -> dict:
     """See the module docstring (time_blocks empty: no time study; it times `rounds` rounds,
     OpsConfig.grain_time_rounds in the measure)."""
-    calib = ex.run_captured(model, calib_rows)
-    held = ex.run_captured(model, eval_rows)
+    calib = exposer.run_captured(model, calib_rows)
+    held = exposer.run_captured(model, eval_rows)
     out: dict = {}
     layers = sorted(held.act)
     orders = {i: [neuron_order(calib.act[i], rel) for rel in rels] for i in layers}

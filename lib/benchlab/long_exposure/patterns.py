@@ -25,9 +25,7 @@ from benchlab.core import interleave
 from benchlab.core.stats import paired_ratio
 from benchlab.core.timing import forward_backward
 
-from . import exposer as ex
-from . import ops_attn as A
-from . import predictors as pr
+from . import exposer, ops_attn, predictors
 
 PATTERNS = ("exposer", "predictor", "longformer", "bigbird")
 
@@ -76,16 +74,16 @@ def _fixed(B: int, L: int, w: int, n_global: int, block: int, docs, device) -> t
     return (_window(nb, w, device)[None] | glob[:, None, :]) & _allowed(B, L, block, docs, device)
 
 
-def window_for(B: int, L: int, density: float, *, n_global: int = 1, block: int = A.BLOCK,
+def window_for(B: int, L: int, density: float, *, n_global: int = 1, block: int = ops_attn.BLOCK,
                docs=None, device=None) -> int:
     """The window w (blocks, >= 1) whose Longformer mask density is closest to `density`."""
     nb = -(-L // block)
-    gaps = [abs(A.block_density(_fixed(B, L, w, n_global, block, docs, device)) - density)
+    gaps = [abs(ops_attn.block_density(_fixed(B, L, w, n_global, block, docs, device)) - density)
             for w in range(1, nb + 1)]
     return 1 + min(range(nb), key=gaps.__getitem__)
 
 
-def longformer_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK,
+def longformer_mask(B: int, H: int, L: int, density: float, *, block: int = ops_attn.BLOCK,
                     docs=None, n_global: int = 1, device=None) -> torch.Tensor:
     """Causal sliding window + global blocks at the causal density closest to `density`."""
     w = window_for(B, L, density, n_global=n_global, block=block, docs=docs, device=device)
@@ -98,14 +96,15 @@ def _row_rank(u: torch.Tensor) -> torch.Tensor:
     return u.argsort(-1).argsort(-1)
 
 
-def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK, seed: int = 0,
-                 docs=None, n_global: int = 1, window: int = 3, device=None) -> torch.Tensor:
+def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = ops_attn.BLOCK,
+                 seed: int = 0, docs=None, n_global: int = 1, window: int = 3,
+                 device=None) -> torch.Tensor:
     """Causal window (the widest up to `window` blocks that leaves room) + globals + random
     blocks, exactly enough for the batch to reach `density`, round-robin over the query rows
     (rows of short documents with no room left leave theirs to others)."""
     nb = -(-L // block)
     fits = [w for w in range(2, window + 1)
-            if A.block_density(_fixed(B, L, w, n_global, block, docs, device)) <= density]
+            if ops_attn.block_density(_fixed(B, L, w, n_global, block, docs, device)) <= density]
     w = max(fits, default=1)
     base = _fixed(B, L, w, n_global, block, docs, device)[:, None].expand(B, H, nb, nb)
     cand = _allowed(B, L, block, docs, device)[:, None] & ~base  # (B, H, nb, nb)
@@ -121,19 +120,20 @@ def bigbird_mask(B: int, H: int, L: int, density: float, *, block: int = A.BLOCK
 
 def _kept_and_total(probs: torch.Tensor, mask: torch.Tensor, block: int):
     """(kept, total) attention mass (B, H, L) of each query: inside the kept blocks, and all."""
-    tm = ex.block_sum(probs, block, -1)  # (B, H, L, nb)
+    tm = exposer.block_sum(probs, block, -1)  # (B, H, L, nb)
     rows = mask.repeat_interleave(block, -2)[..., :probs.shape[-1], :].to(tm.dtype)
     return (tm * rows).sum(-1), tm.sum(-1)
 
 
-def mass_covered(probs: torch.Tensor, mask: torch.Tensor, block: int = A.BLOCK) -> float:
+def mass_covered(probs: torch.Tensor, mask: torch.Tensor, block: int = ops_attn.BLOCK) -> float:
     """Share of the attention probability mass (B, H, L, L) inside the kept blocks (B, H, nb,
     nb): sum over queries of their kept mass / their total mass."""
     kept, total = _kept_and_total(probs, mask, block)
     return float(kept.sum() / total.sum())
 
 
-def query_mass(probs: torch.Tensor, mask: torch.Tensor, block: int = A.BLOCK) -> torch.Tensor:
+def query_mass(probs: torch.Tensor, mask: torch.Tensor,
+               block: int = ops_attn.BLOCK) -> torch.Tensor:
     """(B, H, L) kept share of each query's attention mass (0 for queries with none)."""
     kept, total = _kept_and_total(probs, mask, block)
     return kept / total.clamp_min(1e-30)
@@ -157,7 +157,7 @@ def layer_masks(cap, i: int, exposure, preds, cfg: PatternConfig) -> dict:
     true = exposure.layers[i].attn_block_mask
     B, H, nb, _ = true.shape
     L, docs = cap.q[i].shape[-2], cap.docs.ids
-    d = A.block_density(true)
+    d = ops_attn.block_density(true)
     return {"exposer": true, "predictor": preds.attn(i, cap.attn_in[i], cap.docs),
             "longformer": longformer_mask(B, H, L, d, docs=docs),
             "bigbird": bigbird_mask(B, H, L, d, seed=cfg.seed + i, docs=docs)}
@@ -171,11 +171,12 @@ def speedups(q, k, masks: dict, docs, cfg: PatternConfig) -> dict:
     v = torch.randn(q.shape, generator=gen).to(dev).requires_grad_(True)
     go = torch.randn(q.shape, generator=gen).to(dev)
     docs = docs.to(dev)
-    fns = {"sdpa": forward_backward(lambda: A.sdpa_attention(q, k, v), (q, k, v), go)}
+    fns = {"sdpa": forward_backward(lambda: ops_attn.sdpa_attention(q, k, v), (q, k, v), go)}
     for name, m in masks.items():
         m = m.to(dev)
-        fns[name] = forward_backward(lambda m=m: A.block_sparse_attention(q, k, v, m, docs=docs,
-                                                               shortcut=False), (q, k, v), go)
+        fns[name] = forward_backward(
+            lambda m=m: ops_attn.block_sparse_attention(q, k, v, m, docs=docs, shortcut=False),
+            (q, k, v), go)
     ts = interleave(fns, dev, warmup=cfg.warmup, rounds=cfg.rounds)
     return {name: paired_ratio(ts["sdpa"], ts[name]) for name in masks}
 
@@ -183,19 +184,20 @@ def speedups(q, k, masks: dict, docs, cfg: PatternConfig) -> dict:
 def pattern_study(model, ids: torch.Tensor, cfg: PatternConfig, train_ids: torch.Tensor) -> dict:
     """Per-layer density, mass covered and operator speedup of every pattern (module
     docstring) on packed rows `ids` (B, L); the predictor trains on `train_ids` (other rows)."""
-    pcfg = pr.PredictorConfig(mass=cfg.mass, mlp_rel=cfg.mlp_rel, rank=cfg.rank, steps=cfg.steps)
-    preds = pr.train_predictors(model, train_ids, mlp_block=cfg.mlp_block, cfg=pcfg)
-    ecfg = ex.ExposerConfig(mass=cfg.mass, mlp_block=cfg.mlp_block, mlp_rel=cfg.mlp_rel)
-    cap = ex.run_captured(model, ids)
-    exposure = ex.expose_captured(cap, ecfg)
+    pcfg = predictors.PredictorConfig(mass=cfg.mass, mlp_rel=cfg.mlp_rel, rank=cfg.rank,
+                                      steps=cfg.steps)
+    preds = predictors.train_predictors(model, train_ids, mlp_block=cfg.mlp_block, cfg=pcfg)
+    ecfg = exposer.ExposerConfig(mass=cfg.mass, mlp_block=cfg.mlp_block, mlp_rel=cfg.mlp_rel)
+    cap = exposer.run_captured(model, ids)
+    exposure = exposer.expose_captured(cap, ecfg)
     out = {f"{p}_{m}": [] for p in PATTERNS for m in ("density", "mass", "speedup")}
     for i in sorted(cap.q):
-        probs = ex.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
+        probs = exposer.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
         masks = layer_masks(cap, i, exposure, preds, cfg)
         sp = speedups(cap.q[i], cap.k[i], masks, cap.docs.ids, cfg)
         for p, m in masks.items():
-            out[f"{p}_density"].append(A.block_density(m))
+            out[f"{p}_density"].append(ops_attn.block_density(m))
             out[f"{p}_mass"].append(mass_covered(probs, m))
             out[f"{p}_speedup"].append(sp[p])
     means = {f"{k}_mean": sum(v) / len(v) for k, v in out.items() if v}
-    return {**out, **means, "layers": len(cap.q), "doc_density": cap.docs.density(A.BLOCK)}
+    return {**out, **means, "layers": len(cap.q), "doc_density": cap.docs.density(ops_attn.BLOCK)}

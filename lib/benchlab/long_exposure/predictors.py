@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import exposer as ex
+from . import exposer
 from .documents import block_mask
 from .ops_attn import BLOCK
 from .peft_methods import parts
@@ -63,8 +63,8 @@ def pool_tokens(h: torch.Tensor, p: int) -> torch.Tensor:
     """(B, L, C) -> (B, ceil(L / p), C): mean over windows of p tokens (last one partial)."""
     B, L, C = h.shape
     n = -(-L // p)
-    s = ex.block_sum(h, p, dim=1)
-    cnt = ex.block_sum(torch.ones(L, device=h.device), p, 0).clamp_min(1)
+    s = exposer.block_sum(h, p, dim=1)
+    cnt = exposer.block_sum(torch.ones(L, device=h.device), p, 0).clamp_min(1)
     return s / cnt[None, :n, None]
 
 
@@ -132,19 +132,19 @@ def bar(iterable, desc: str, delay: float = 1.0, **kw):
 def collect(model, rows: torch.Tensor, cfg: PredictorConfig, mlp_block: int, *,
             subsample: bool = True, desc: str = "predictor calibration") -> list[LayerData]:
     """Predictor inputs and targets of every layer, from chunked captured forwards."""
-    ecfg = ex.ExposerConfig(mass=cfg.mass, mlp_block=mlp_block, mlp_rel=cfg.mlp_rel,
-                            mlp_min_active=cfg.mlp_min_active)
+    ecfg = exposer.ExposerConfig(mass=cfg.mass, mlp_block=mlp_block, mlp_rel=cfg.mlp_rel,
+                                 mlp_min_active=cfg.mlp_min_active)
     L = rows.shape[1]
     p = pool_size(L)
     parts: dict[int, list] = {}
     chunks = range(0, rows.shape[0], cfg.chunk)
     for s in bar(chunks, f"{desc}: captured forwards of {rows.shape[0]} rows x {L}",
                       unit="chunk"):
-        cap = ex.run_captured(model, rows[s:s + cfg.chunk])
+        cap = exposer.run_captured(model, rows[s:s + cfg.chunk])
         for i in sorted(cap.q):
-            A = ex.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
-            tgt = ex.pooled_block_mass(A, p)
-            y = ex.mlp_active_blocks(cap.act[i].float(), ecfg)  # (B, L, nblk)
+            A = exposer.attention_probs(cap.q[i], cap.k[i], docs=cap.docs.ids)
+            tgt = exposer.pooled_block_mass(A, p)
+            y = exposer.mlp_active_blocks(cap.act[i].float(), ecfg)  # (B, L, nblk)
             parts.setdefault(i, []).append((pool_tokens(cap.attn_in[i].float(), p), tgt,
                                             cap.mlp_in[i].float().flatten(0, 1),
                                             y.flatten(0, 1), y.any(1),
@@ -254,7 +254,7 @@ class Predictors:
             with torch.no_grad():
                 s = self.attn_pred[i](d.pooled_h)
             off, causal = _offdiag_cells(n) & d.cells[:, None], d.cells[:, None]
-            truth = ex.keep_by_mass(d.attn_target, self.cfg.mass) & causal
+            truth = exposer.keep_by_mass(d.attn_target, self.cfg.mass) & causal
             pred = ((s > self.attn_thr[i]) | torch.eye(n, dtype=torch.bool)) & causal
             n_causal = _causal_cells(n).sum() * truth[..., 0, 0].numel()
             tok = self.mlp_scores(i, d.mlp_x[None])[0] > self.mlp_thr[i]  # (T, nblk)
@@ -286,7 +286,7 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
     """Train every layer's predictors on `rows` (N, L) token ids (module docstring)."""
     n_val = max(1, round(cfg.val_fraction * rows.shape[0])) if rows.shape[0] > 1 else 0
     train_rows, val_rows = rows[:rows.shape[0] - n_val], rows[rows.shape[0] - n_val:]
-    heads = [parts(layer).heads for layer in ex.decoder_layers(model)]
+    heads = [parts(layer).heads for layer in exposer.decoder_layers(model)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         data = collect(model, train_rows, cfg, mlp_block)
@@ -308,7 +308,7 @@ def train_predictors(model, rows: torch.Tensor, *, mlp_block: int = 64,
             with torch.no_grad():
                 s = attn[i](d.pooled_h)
             off = (_offdiag_cells(n) & d.cells[:, None]).expand_as(s)
-            truth = ex.keep_by_mass(d.attn_target, cfg.mass)
+            truth = exposer.keep_by_mass(d.attn_target, cfg.mass)
             pr.attn_thr[i] = _threshold(s[off], truth[off], cfg.recall_target)
             # the operator runs the union over a sequence: pick the threshold on that union
             ms = pr.mlp_scores(i, d.mlp_x[None])[0].view(*val_rows.shape, -1).amax(1)

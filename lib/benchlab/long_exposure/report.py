@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchlab.core.report import of_kind, records_frame, write_table
 
-from . import report_figures as F
+from . import report_figures
 from .report_figures import SPARSITY_METRICS, NotWritten
 from .report_grain import mlp_grain
 from .report_timing import breakeven_table, doc_attn_table, step_table
@@ -91,12 +91,16 @@ VERDICT_TABLES = {"doc_attn": doc_attn_table, "doc_attn_breakeven": breakeven_ta
 def report(records: list[dict], outdir) -> None:
     outdir = Path(outdir)
     frame = records_frame(records)
-    made = [F.end2end(frame, outdir), F.memory(frame, outdir), F.part_time(frame, outdir, "attn"),
-            F.part_time(frame, outdir, "mlp"), F.breakdown(frame, outdir),
-            F.kernels(frame, outdir), F.predictor_curves(frame, outdir), F.scale(frame, outdir),
-            F.gpt2(frame, outdir), F.patterns(frame, outdir), mlp_grain(frame, outdir)]
+    made = [report_figures.end2end(frame, outdir), report_figures.memory(frame, outdir),
+            report_figures.part_time(frame, outdir, "attn"),
+            report_figures.part_time(frame, outdir, "mlp"),
+            report_figures.breakdown(frame, outdir), report_figures.kernels(frame, outdir),
+            report_figures.predictor_curves(frame, outdir), report_figures.scale(frame, outdir),
+            report_figures.gpt2(frame, outdir), report_figures.patterns(frame, outdir),
+            mlp_grain(frame, outdir)]
     for kind in ("attn", "mlp"):
-        made += [F.operator(frame, outdir, kind), F.sparsity(frame, outdir, kind)]
+        made += [report_figures.operator(frame, outdir, kind),
+                 report_figures.sparsity(frame, outdir, kind)]
     figures_table(made, outdir)
     for name, cols in TABLE_COLUMNS.items():
         rows = of_kind(frame, TABLE_KINDS.get(name, name))

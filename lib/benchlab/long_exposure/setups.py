@@ -18,9 +18,7 @@ import torch
 from ..core.errors import BenchlabError
 from ..core.stats import medians, paired_ratio
 from ..core.timing import synchronize
-from . import finetune as ft
-from . import patch as P
-from . import peft_methods as pm
+from . import finetune, patch, peft_methods
 from .e2e import write_e2e_jsonl
 from .masks import RandomLike, Split, to_device
 
@@ -39,7 +37,7 @@ def base_model(name: str, init: str = "trained"):
 
     if init not in ("trained", "random"):
         raise ValueError(f"init: unknown {init!r}; choose trained or random")
-    return pm.disable_dropout(load(name) if init == "trained" else zoo.build(name))
+    return peft_methods.disable_dropout(load(name) if init == "trained" else zoo.build(name))
 
 
 def load(name: str):
@@ -69,13 +67,13 @@ def data_rows(path, model: str, seq_len: int) -> torch.Tensor:
     ending with end-of-text gets no second one, one inside a document splits it)."""
     from benchlab.zoo import data
 
-    tok = ft.tokenizer_for(model)
+    tok = finetune.tokenizer_for(model)
     try:
         if not data.is_tokenized(path):
-            return ft.packed_rows(data.read_records(path), tok, seq_len)
-        eos = ft.eos_id(tok)
+            return finetune.packed_rows(data.read_records(path), tok, seq_len)
+        eos = finetune.eos_id(tok)
         docs = data.read_token_docs(path, len(tok) if hasattr(tok, "__len__") else tok.vocab_size)
-        return ft.pack([d[:-1] if d[-1] == eos else d for d in docs], seq_len, eos)
+        return finetune.pack([d[:-1] if d[-1] == eos else d for d in docs], seq_len, eos)
     except BenchlabError as e:
         if str(e).startswith(str(path)):
             raise
@@ -88,7 +86,7 @@ def rows(model: str, n_records: int, seq_len: int, seed: int = 0) -> torch.Tenso
     from benchlab.zoo.data import read_records
 
     recs = read_records(_records_file(n_records, seed))
-    return ft.packed_rows(recs, ft.tokenizer_for(model), seq_len)
+    return finetune.packed_rows(recs, finetune.tokenizer_for(model), seq_len)
 
 
 def predictor_rows(config, model: str, seq_len: int) -> torch.Tensor:
@@ -108,12 +106,12 @@ def batch(config, model: str, seq_len: int, index: int = 0) -> torch.Tensor:
 
 def train_predictors(config, model: str, data: torch.Tensor, base=None):
     """Predictors of `model` (or of `base`, a modified copy of it) trained on rows `data`."""
-    from . import predictors as pr
+    from . import predictors as predictor_study
 
     o = config.ops
-    cfg = pr.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
+    cfg = predictor_study.PredictorConfig(mass=o.mass, mlp_rel=o.mlp_rel, rank=o.rank,
                              steps=o.predictor_steps, seed=config.seed)
-    return pr.train_predictors(base if base is not None else base_model(model), data,
+    return predictor_study.train_predictors(base if base is not None else base_model(model), data,
                                mlp_block=MLP_BLOCK, cfg=cfg)
 
 
@@ -135,7 +133,7 @@ def mask_source(config, model: str, masks: str, seq_len: int, *, reorder: bool =
     if masks not in MASKS:
         raise ValueError(f"masks: unknown {masks!r}; choose {', '.join(MASKS)}")
     if masks == "all":
-        return P.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
+        return patch.KeepAll(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK)
     pred = predictors(config, model, seq_len, reorder)
     if masks == "predicted":
         return pred
@@ -180,11 +178,11 @@ class Trainer:
     model: object
     opt: object
     batch: torch.Tensor
-    stats: P.Stats | None  # LE statistics (None: dense)
+    stats: patch.Stats | None  # LE statistics (None: dense)
     bf16: bool = False  # steps under bf16 autocast
 
     def step(self) -> float:
-        return ft.train_step(self.model, self.opt, self.batch, self.bf16)
+        return finetune.train_step(self.model, self.opt, self.batch, self.bf16)
 
     def timed_step(self) -> dict:
         """Seconds of one step's forward (minus mask prediction), backward, optimizer,
@@ -197,7 +195,7 @@ class Trainer:
             return time.perf_counter()
 
         t0 = now()
-        with ft.autocast(self.batch, self.bf16):
+        with finetune.autocast(self.batch, self.bf16):
             loss = self.model(input_ids=self.batch, labels=self.batch).loss
         t1 = now()
         loss.backward()
@@ -213,7 +211,7 @@ class Trainer:
 def runs(method: str, mode: str) -> bool:
     """Whether `method` can run in `mode`: patch.py's layers have no prefix keys, so prefix
     tuning runs on Hugging Face's attention only."""
-    return method != "prefix" or mode in pm.ATTN_IMPLS
+    return method != "prefix" or mode in peft_methods.ATTN_IMPLS
 
 
 def check_method_mode(method: str, mode: str) -> None:
@@ -221,7 +219,7 @@ def check_method_mode(method: str, mode: str) -> None:
     if not runs(method, mode):
         raise BenchlabError(f"mode: {mode!r} cannot run prefix tuning (patch.py's layers, dense "
                             f"or Long Exposure, have no prefix keys); choose "
-                            f"{' or '.join(pm.ATTN_IMPLS)}")
+                            f"{' or '.join(peft_methods.ATTN_IMPLS)}")
 
 
 def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa",
@@ -236,22 +234,22 @@ def trainer(config, model: str, method: str, seq_len: int, *, mode: str = "sdpa"
     m = copy.deepcopy(base_model(model, init)).to(device)
     with torch.random.fork_rng(devices=[]):  # same LoRA / adapter init for every mode
         torch.manual_seed(config.seed)
-        m = pm.apply_method(m, method)
+        m = peft_methods.apply_method(m, method)
     stats = None
     if method == "prefix":  # Hugging Face attention over prefix + documents (peft_methods)
-        pm.attend_in_documents(pm.set_attention(m, mode))
+        peft_methods.attend_in_documents(peft_methods.set_attention(m, mode))
     elif mode in LE_MODES:
         source = to_device(source or mask_source(config, model, masks, seq_len), device)
-        stats = P.patch(m, P.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
+        stats = patch.patch(m, patch.Parts(source, part), attn=LE_MODES[mode], mlp_block=MLP_BLOCK,
                         dense_above=dense_above)
     elif mode in DENSE_MODES:
-        P.patch(m, None, attn=mode)
+        patch.patch(m, None, attn=mode)
     else:
         modes = ", ".join(DENSE_MODES + tuple(LE_MODES))
         raise ValueError(f"mode: unknown {mode!r}; choose {modes}")
     m.train()
     data = batch(config, model, seq_len) if data is None else data
-    return Trainer(m, ft.make_optimizer(m, config.lr), data.to(device), stats, bf16)
+    return Trainer(m, finetune.make_optimizer(m, config.lr), data.to(device), stats, bf16)
 
 
 def speedups(times: dict) -> dict:
@@ -264,7 +262,7 @@ def speedups(times: dict) -> dict:
     return out
 
 
-def densities(stats: P.Stats, layers: tuple = ()) -> dict:
+def densities(stats: patch.Stats, layers: tuple = ()) -> dict:
     """The densities an LE run ran at (patch.Stats), and per layer for the kinds in `layers`."""
     return {"density_attn": stats.density("attn"), "density_doc": stats.density("doc"),
             "density_mlp": stats.density("mlp"), "keeps_everything": stats.keeps_everything(),
@@ -281,8 +279,8 @@ def curve(config, model: str, masks: str, *, reorder: bool = False, progress=Non
                 source=source)
     if reorder:
         reorder_mlp(t.model, neuron_orders(config, model, L))
-    batches = ft.batches(data[config.predictor_rows:], config.batch_size, config.curve_steps)
-    losses, _ = ft.finetune(t.model, batches, lr=config.lr, progress=progress,
+    batches = finetune.batches(data[config.predictor_rows:], config.batch_size, config.curve_steps)
+    losses, _ = finetune.finetune(t.model, batches, lr=config.lr, progress=progress,
                             desc=f"loss curve, {masks} masks{' (reordered)' if reorder else ''}")
     out = {"losses": losses}
     if t.stats is not None:
@@ -310,27 +308,28 @@ def mlp_activity(config, model: str, seq_len: int) -> dict:
     return {**out, **{f"{k}_mean": sum(v) / len(v) for k, v in out.items()}}
 
 
-def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> P.Fixed:
+def exposed_source(model, ids: torch.Tensor, mass: float, mlp_rel: float) -> patch.Fixed:
     """The exposer's true masks of `ids` on `model` (block keep, MLP sequence union)."""
     from .exposer import ExposerConfig, expose
 
     with torch.no_grad():
         ex = expose(model, ids, ExposerConfig(mass=mass, mlp_block=MLP_BLOCK, mlp_rel=mlp_rel))
-    return P.Fixed([la.attn_block_mask for la in ex.layers], [la.mlp_seq_mask for la in ex.layers])
+    return patch.Fixed([la.attn_block_mask for la in ex.layers],
+                       [la.mlp_seq_mask for la in ex.layers])
 
 
 def break_even(config, model: str, seq_len: int, init: str = "trained",
                device: str = "cpu", rounds: int | None = None) -> dict:
     """Break-even densities {"attn", "mlp"} of the operators at this model's shapes, measured
     now (breakeven.py), and their speedup curves {"attn_curve", "mlp_curve"}."""
-    from . import breakeven as be
+    from . import breakeven
 
     cfg = base_model(model, init).config
     H = cfg.num_attention_heads
     rounds = config.step_rounds if rounds is None else rounds
-    a, ac = be.attention(config.batch_size, H, seq_len, cfg.hidden_size // H, rounds=rounds,
+    a, ac = breakeven.attention(config.batch_size, H, seq_len, cfg.hidden_size // H, rounds=rounds,
                          seed=config.seed, device=device)
-    m, mc = be.mlp(config.batch_size * seq_len, cfg.hidden_size, cfg.ffn_dim, MLP_BLOCK,
+    m, mc = breakeven.mlp(config.batch_size * seq_len, cfg.hidden_size, cfg.ffn_dim, MLP_BLOCK,
                    rounds=rounds, seed=config.seed, device=device)
     return {"attn": a, "mlp": m, "attn_curve": ac, "mlp_curve": mc}
 
@@ -345,7 +344,7 @@ def model_step_trainers(config, model: str, seq_len: int, masks: str, density: f
         src = exposed_source(base_model(model, init), data, config.ops.mass, config.ops.mlp_rel)
     elif masks == "synthetic":
         cfg = base_model(model, init).config
-        src = P.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, density, density,
+        src = patch.RandomMasks(cfg.num_attention_heads, cfg.ffn_dim, MLP_BLOCK, density, density,
                             seed=config.seed)
     else:
         raise ValueError(f"masks: unknown {masks!r}; choose exposed or synthetic")

@@ -12,7 +12,7 @@ import torch
 
 from benchlab.core.errors import BenchlabError, first_line
 
-from . import finetune as ft  # by module: tests patch ft.train_step
+from . import finetune  # by module: tests patch finetune.train_step
 
 
 def read_state(path: Path) -> dict:
@@ -90,10 +90,10 @@ def train(args, info, device: str = "cpu") -> int:
         source = ddp.broadcast(source, info)  # setups.trainer moves it to the device
     t = setups.trainer(config, args.model, args.method, args.seq_len, source=source,
                        mode="le" if le else args.attn, data=rows[n_pred:][:1], device=device)
-    chunks = ft.batches(rows[n_pred:], args.batch_size, args.steps)
+    chunks = finetune.batches(rows[n_pred:], args.batch_size, args.steps)
     step, losses = 0, []
     settings = {"model": args.model, "method": args.method, "mode": args.mode, "attn": args.attn,
-           "seq_len": args.seq_len, "batch_size": args.batch_size, "seed": args.seed}
+                "seq_len": args.seq_len, "batch_size": args.batch_size, "seed": args.seed}
     if state is not None:
         for key, value in settings.items():
             if state["run"].get(key) != value:
@@ -118,7 +118,7 @@ def train(args, info, device: str = "cpu") -> int:
                   initial=step, total=args.steps, disable=not info.main):
         t0 = time.perf_counter()
         batch = ddp.shard(chunks[i], info, "--batch-size").to(device)
-        loss = ft.train_step(net, t.opt, batch)
+        loss = finetune.train_step(net, t.opt, batch)
         losses.append(float(ddp.mean(torch.tensor(loss, dtype=torch.float64), info)))
         secs.append(time.perf_counter() - t0)
         if info.main and ((i + 1) % args.save_every == 0 or i + 1 == args.steps):
@@ -126,14 +126,14 @@ def train(args, info, device: str = "cpu") -> int:
             torch.save({"trainable": trainable, "optimizer": t.opt.state_dict(), "step": i + 1,
                         "losses": losses, "run": settings}, str(state_path) + ".tmp")
             Path(str(state_path) + ".tmp").replace(state_path)
-    st = ft.reduce_stats(t.stats, info) if le else None  # every process takes part
+    st = finetune.reduce_stats(t.stats, info) if le else None  # every process takes part
     if not info.main:
         return 0
     from . import patch
     from .documents import Docs
 
     patch.unpatch(t.model)  # the checkpoint is a plain dense model
-    eos = ft.eos_id(ft.tokenizer_for(args.model))
+    eos = finetune.eos_id(finetune.tokenizer_for(args.model))
     docs = [Docs(b, eos) for b in chunks[:args.steps]]
     dens = {"density_doc": sum(d.density(16) for d in docs) / len(docs),
             "documents_per_row": sum(d.count() for d in docs) / len(docs)}
@@ -143,8 +143,8 @@ def train(args, info, device: str = "cpu") -> int:
     meta = {**settings, "steps": args.steps, "lr": args.lr, "data": str(data),
             "held_out_rows": n_pred, "train_rows": f"packed rows {n_pred}.. in order",
             "processes": info.world, "device": device, **dens}
-    ckpt = ft.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
-    ft.hf_tokenizer(args.model).save_pretrained(ckpt)
+    ckpt = finetune.save_checkpoint(t.model, out / "checkpoint", method=args.method, meta=meta)
+    finetune.hf_tokenizer(args.model).save_pretrained(ckpt)
     (out / "losses.json").write_text(json.dumps({"losses": losses, **meta,
                                                  "step_seconds": secs}, indent=1) + "\n")
     print(f"final loss {losses[-1]:.4f}; checkpoint {ckpt}")

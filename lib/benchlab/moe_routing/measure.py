@@ -11,6 +11,7 @@ import torch
 
 from . import (
     forward_cases,
+    frontier,
     frontier_cases,
     generate_cases,
     layer_cases,
@@ -19,7 +20,6 @@ from . import (
     router_cases,
     speed,
 )
-from . import frontier as fr
 from .harness import load_setup, prompt, run_prompt
 from .model import apply_routing
 from .routers import ROUTINGS, route
@@ -97,18 +97,18 @@ def measure_frontier(case, config, timer) -> dict:
     """A small slice of `benchlab moe-routing frontier`: config.slice_rules on the held-out
     text, timed once; experts, KL, perplexity, fill-in per rule and the KL difference to top-k."""
     setup = _setup(config, timer)
-    rs = [fr.rule(config, n) for n in config.slice_rules]
+    rs = [frontier.rule(config, n) for n in config.slice_rules]
     for r in rs:
         setup.null_for(r)  # calibration (under each rule) is setup, not the timed evaluation
     points = {}
-    timer.measure(lambda: points.update({r.name: fr.evaluate(setup, r) for r in rs}), warmup=0,
-                  rounds=1)
+    timer.measure(lambda: points.update({r.name: frontier.evaluate(setup, r) for r in rs}),
+                  warmup=0, rounds=1)
     metrics, n_seq = {}, setup.heldout.shape[0]
-    for row in fr.summarize(points, rs, 200, n_seq):
+    for row in frontier.summarize(points, rs, 200, n_seq):
         for key in ("experts", "kl", "ppl", "fill_in"):
             if key in row:
                 metrics[f"{key}_{row['rule']}"] = row[key]
-    for t in fr.versus(points, rs, n_seq, n_boot=200, tested_only=False):  # every sequence
+    for t in frontier.versus(points, rs, n_seq, n_boot=200, tested_only=False):  # every sequence
         metrics[f"kl_diff_{t['rule']}"] = t["estimate"]
     return metrics
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bounds as B
+from . import bounds
 from .data import Corpus, sample_documents
 
 ORDERS = {"unigram": 1, "bigram": 2}
@@ -197,18 +197,19 @@ def eval_ngram(corpus: Corpus, cfg, mode: str) -> dict:
     msg = message(table)
     model = Model(table, b.ngram_discount)
     docs = sample_documents(corpus.m, b.bound_samples, b.sample_seed)
-    acc = B.DocumentRisks(corpus.vocab_size, b.alphas, b.topk)
+    acc = bounds.DocumentRisks(corpus.vocab_size, b.alphas, b.topk)
     for i in docs:
         doc = corpus.train.document(int(i))[: b.max_doc_tokens]
         ctx = np.concatenate([[corpus.eot], doc[:-1]])
         logp = torch.from_numpy(np.log(model.probs(ctx)))
-        acc.add(*B.target_stats(logp, torch.from_numpy(doc)))
+        acc.add(*bounds.target_stats(logp, torch.from_numpy(doc)))
     info = {"mode": mode, "order": table.order, "ngram_docs": b.ngram_docs,
             "discount": b.ngram_discount, "corpus": corpus.source, "sample_seed": b.sample_seed,
             "max_doc_tokens": b.max_doc_tokens, "doc_tokens": acc.n_tokens}
-    metrics = B.bounds_metrics(msg, acc.risks(), alphas=b.alphas, vocab_size=corpus.vocab_size,
-                               m=corpus.m, s=len(docs), extra_bits=b.misc_extra_bits, eps=b.eps,
-                               topk_errors=acc.topk_errors(), raw_bpd=acc.raw_bpd(),
-                               grid_in_sample_term=b.grid_in_sample_term, inputs=info)
+    metrics = bounds.bounds_metrics(msg, acc.risks(), alphas=b.alphas,
+                                    vocab_size=corpus.vocab_size, m=corpus.m, s=len(docs),
+                                    extra_bits=b.misc_extra_bits, eps=b.eps,
+                                    topk_errors=acc.topk_errors(), raw_bpd=acc.raw_bpd(),
+                                    grid_in_sample_term=b.grid_in_sample_term, inputs=info)
     metrics.update(fit_seconds=fitted - t0, eval_seconds=time.perf_counter() - fitted)
     return metrics

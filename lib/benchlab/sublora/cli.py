@@ -30,7 +30,7 @@ from ..core import ddp
 from ..core.errors import BenchlabError, fail
 from ..core.options import input_file
 from ..core.timing import resolve_device
-from . import config as C
+from . import config
 from .analyze import analyze_main
 from .bounds import JSON_NAME, PT_NAME
 from .data import load_corpus
@@ -50,7 +50,7 @@ def _train(argv: list[str]) -> int:
     args, rest = p.parse_known_args(argv)
     if args.data_dir is not None:
         rest = [*rest, f"--data.dataset_dir={args.data_dir}"]
-    cfg = C.load(args.config_file, rest)
+    cfg = config.load(args.config_file, rest)
     device = resolve_device(cfg.system.device)
     if cfg.system.threads:
         torch.set_num_threads(cfg.system.threads)
@@ -79,19 +79,19 @@ def _eval_bounds(argv: list[str]) -> int:
                    help="YAML whose bounds section replaces the run's (optional)")
     p.add_argument("--output_dir", default=None, help="(default: the checkpoint folder)")
     args, rest = p.parse_known_args(argv)
-    over = C.parse_overrides(rest)
+    over = config.parse_overrides(rest)
     ckpt = args.checkpoint or over.get("model", {}).pop("best_checkpoint_path", None)
     if not ckpt:
         raise fail("command line", "--checkpoint", "missing: the training out_dir to bound")
     files = _data_files(over)
     tensors, meta = load_checkpoint(ckpt)
-    saved = cfg = C.apply(C.RunConfig(), meta["config"], f"{ckpt}/best_ckpt.json")
+    saved = cfg = config.apply(config.RunConfig(), meta["config"], f"{ckpt}/best_ckpt.json")
     if args.config_file:
-        bounds = asdict(C.load(args.config_file).bounds)
-        cfg = C.apply(cfg, {"bounds": bounds}, args.config_file)
-    cfg = C.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
+        bounds = asdict(config.load(args.config_file).bounds)
+        cfg = config.apply(cfg, {"bounds": bounds}, args.config_file)
+    cfg = config.apply(cfg, {k: v for k, v in over.items() if v}, "command line")
     cfg = _apply_data_files(cfg, files)
-    C.check(cfg, "command line")
+    config.check(cfg, "command line")
     for sec in ("model", "data", "sublora"):  # the model is the checkpoint's: only bounds change
         for key, old in asdict(getattr(saved, sec)).items():
             if getattr(getattr(cfg, sec), key) != old and key not in DATA_FILES:
@@ -143,7 +143,8 @@ def _apply_data_files(cfg, files: dict):
     its own length, so the other files are accepted and not used (said on stderr)."""
     eot = files.get("openwebtext_train_eot_indices_file")
     if eot and cfg.data.dataset_dir:
-        cfg = C.apply(cfg, {"data": {"openwebtext_train_eot_indices_file": eot}}, "command line")
+        cfg = config.apply(cfg, {"data": {"openwebtext_train_eot_indices_file": eot}},
+                           "command line")
     elif eot:
         print("note: --data.openwebtext_train_eot_indices_file: not used: the run trained on the "
               "zoo synthetic corpus (data.dataset_dir empty), whose document ends are known",

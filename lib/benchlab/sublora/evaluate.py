@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import bounds as B
+from . import bounds
 from .config import RunConfig
 from .data import Corpus, get_batch, sample_documents
 from .projectors import derive_seed
@@ -54,10 +54,10 @@ def quantize_w(model: SubspaceModel, cfg: RunConfig, corpus: Corpus | None = Non
 
 @torch.no_grad()
 def document_risks(model: SubspaceModel, corpus: Corpus, docs: np.ndarray, cfg: RunConfig,
-                   w: torch.Tensor, gates: torch.Tensor, device="cpu") -> B.DocumentRisks:
+                   w: torch.Tensor, gates: torch.Tensor, device="cpu") -> bounds.DocumentRisks:
     """R_s per alpha and top-k errors over the documents `docs` (indices into the train split)."""
     b = cfg.bounds
-    acc = B.DocumentRisks(vocab_size(model), b.alphas, b.topk)
+    acc = bounds.DocumentRisks(vocab_size(model), b.alphas, b.topk)
     seqs = [corpus.train.document(int(i))[: b.max_doc_tokens] for i in docs]
     order = np.argsort([len(s) for s in seqs], kind="stable")
     model.eval()
@@ -79,7 +79,7 @@ def document_risks(model: SubspaceModel, corpus: Corpus, docs: np.ndarray, cfg: 
         logits = model.net_forward(x.to(device), theta)   # (n, longest, V)
         for r, j in enumerate(group):
             s = torch.from_numpy(seqs[j])
-            probs, ranks = B.target_stats(logits[r, :len(s)], s)
+            probs, ranks = bounds.target_stats(logits[r, :len(s)], s)
             acc.add(probs, ranks)
     return acc
 
@@ -90,7 +90,7 @@ def eval_bounds(model: SubspaceModel, corpus: Corpus, cfg: RunConfig, *, device=
     b = cfg.bounds
     t0 = time.perf_counter()
     q = quantize_w(model, cfg, corpus, device)
-    message = B.compress(q, side=model.gates.detach().cpu() if model.groups else ())
+    message = bounds.compress(q, side=model.gates.detach().cpu() if model.groups else ())
     docs = sample_documents(corpus.m, b.bound_samples, b.sample_seed)
     w_hat = torch.from_numpy(q.values).float()
     acc = document_risks(model, corpus, docs, cfg, w_hat, model.gates.detach(), device)
@@ -100,12 +100,12 @@ def eval_bounds(model: SubspaceModel, corpus: Corpus, cfg: RunConfig, *, device=
             "qat_iters": b.qat_iters, "corpus": corpus.source, "sample_seed": b.sample_seed,
             "max_doc_tokens": b.max_doc_tokens, "doc_tokens": acc.n_tokens,
             "gamma_B": model.d_share_B(), **(inputs or {})}
-    metrics = B.bounds_metrics(message, acc.risks(), alphas=b.alphas,
-                               vocab_size=vocab_size(model), m=corpus.m, s=len(docs),
-                               extra_bits=b.misc_extra_bits, eps=b.eps,
-                               topk_errors=acc.topk_errors(), raw_bpd=acc.raw_bpd(),
-                               grid_in_sample_term=b.grid_in_sample_term, inputs=info)
+    metrics = bounds.bounds_metrics(message, acc.risks(), alphas=b.alphas,
+                                    vocab_size=vocab_size(model), m=corpus.m, s=len(docs),
+                                    extra_bits=b.misc_extra_bits, eps=b.eps,
+                                    topk_errors=acc.topk_errors(), raw_bpd=acc.raw_bpd(),
+                                    grid_in_sample_term=b.grid_in_sample_term, inputs=info)
     metrics["eval_seconds"] = time.perf_counter() - t0
     if out_dir is not None:
-        B.save_bounds_metrics(metrics, out_dir)
+        bounds.save_bounds_metrics(metrics, out_dir)
     return metrics
