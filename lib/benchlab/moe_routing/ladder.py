@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from .nulls import as_numpy
+from .routers import check_bh_args, count_rows
 
 FMAX = torch.finfo(torch.float32).max
 
@@ -178,8 +179,6 @@ class Ladder:
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None, ranks):
         """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k); `ranks(x, experts)`
         gives exact ranks m of a few canonical logits (NullLayer.ranks)."""
-        from .routers import check_bh_args, count_rows
-
         E = self.E
         max_k = check_bh_args(self.alpha, E, min_k, max_k)
         x = finite(logits.to(self.lo.device))
@@ -189,7 +188,7 @@ class Ladder:
             return self._select_rows(self.levels(x), x, min_k, max_k, ranks)
         coarse = self.coarse_for(max_k)
         if coarse is not self and as_numpy(x) is not None:  # no shared levels to reuse
-            return self._select_bounds(x, min_k, max_k, ranks)
+            return self._select_bounds(x, coarse, min_k, max_k, ranks)
         level, pos = coarse._levels(x), coarse.pos  # exact at M_1, M_max_k and M_E
         checks = (1, max_k, E) if coarse is not self else doubling(E)
         wide = beyond(level, [(k, int(pos[k_next - 1])) for k, k_next in pairwise(checks)])
@@ -216,16 +215,14 @@ class Ladder:
             mask[rows] = self._select_rows(lv, xr, min_k, max_k, ranks)
         return mask
 
-    def _select_bounds(self, x, min_k, max_k, ranks):
+    def _select_bounds(self, x, c, min_k, max_k, ranks):
         """select's rows with min_k <= 1: exact counts within M_1, M_max_k and M_E from the cuts
         (within), and the row's smallest rank from level bounds, no window pass: a logit's grid
         cell holds its level between 1 + #{cuts in higher cells} and that plus the cuts in its
         own cell; the entries whose lower bound reaches the row's smallest upper bound hold every
-        entry of the smallest level, and when there are several, their exact ranks decide."""
-        from .routers import count_rows
-
+        entry of the smallest level, and when there are several, their exact ranks decide. `c`:
+        the coarse ladder (coarse_for(max_k))."""
         E, T = self.E, x.shape[0]
-        c = self.coarse_for(max_k)
         xn = x.numpy()
         t_max, t_all, t_one = (c.within(int(c.pos[k])).numpy() for k in (max_k - 1, E - 1, 0))
         wide = (count_rows(xn > t_max) >= 2) | (count_rows(xn > t_all) > max_k)
@@ -294,8 +291,6 @@ def beyond(level: torch.Tensor, steps: list) -> torch.Tensor:
     """bool [T]: rows of levels [T, E] with more than c levels <= cut at some step (c, cut) of a
     chain (k* may be >= 2). numpy's compares and count_rows where nulls.as_numpy allows: on
     4096 x 64 about a third of the time of torch's per step."""
-    from .routers import count_rows
-
     ln = as_numpy(level)
     if ln is None:
         return torch.stack([(level <= cut).sum(1) > c for c, cut in steps]).any(0)
