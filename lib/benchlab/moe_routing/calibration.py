@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from ..core.errors import BenchlabError
 from ..core.store import atomic_path
-from .ladder import Ladder, canonical, order_keys
+from .ladder import Ladder
 from .nulls import NULLS, as_numpy, scores
 
 
@@ -51,28 +51,18 @@ class NullLayer:
         x = logits.to(self.sorted.device, self.sorted.dtype).T.contiguous()  # [E, T]
         return 1 + self.n - torch.searchsorted(self.sorted, x, side="left").T  # [T, E]
 
-    def ranks(self, x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-        """Exact ranks m of a few canonical logits x [n] for experts [n] (the ladder's tie-break):
-        one searchsorted over every expert's calibration logits, keyed by (expert, value)."""
-        if "_keys" not in self.__dict__:
-            z = canonical(self.sorted)
-            e = torch.arange(z.shape[0], device=z.device)[:, None].expand_as(z)
-            self._keys = order_keys(z, e).view(-1)
-        pos = torch.searchsorted(self._keys, order_keys(x, experts), side="left")
-        return 1 + self.n - (pos - experts * self.n)
-
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:
-        """Same mask as routers.bh_select(self.pvalues(logits), alpha, min_k, max_k), faster:
-        a Ladder per alpha (built on first use) replaces the N-way search."""
+        """Same mask as routers.bh_select(self.pvalues(logits), alpha, min_k, max_k); on CPU
+        faster: a Ladder per alpha (built on first use) replaces the N-way search."""
         from .routers import bh_select
 
-        if alpha not in self._bh:
-            self._bh[alpha] = Ladder.build(self.sorted, alpha)
-        ladder = self._bh[alpha]
-        if ladder is None or logits.shape[-1] != ladder.E:
-            return bh_select(self.pvalues(logits), alpha, min_k, max_k)
-        return ladder.select(logits, min_k, max_k, self.ranks)
+        if logits.device.type == "cpu" and logits.shape[-1] == self.sorted.shape[0]:
+            if alpha not in self._bh:
+                self._bh[alpha] = Ladder.build(self.sorted, alpha)
+            if self._bh[alpha] is not None:
+                return self._bh[alpha].select(logits, min_k, max_k)
+        return bh_select(self.pvalues(logits), alpha, min_k, max_k)
 
     def kstar(self, logits: torch.Tensor, alpha: float) -> torch.Tensor:
         """k* [T] of the BH step-up on the exact p-values (before the caps)."""
