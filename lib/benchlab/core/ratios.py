@@ -127,7 +127,7 @@ def check(pairs, modules: dict, *, margin: float = DEFAULT_MARGIN, only=None, ba
             bad = "regressed" if ratio.regressed(base, new, margin) else \
                 "goal" if ratio.breaks_goal(new) else "ok"
             # timed under other threads or on another device, a ratio is another measurement
-            # (the BH ladder and top-k scale differently with threads): shown, not gated
+            # (the BH kernel runs on one thread, top-k on all): shown, not gated
             same = all((a.get("run") or {}).get(k) == (b.get("run") or {}).get(k)
                        for k in NOTE_SETTINGS)
             status = bad if (ratio.gate and same) or bad == "ok" else "info"

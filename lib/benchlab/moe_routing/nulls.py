@@ -50,9 +50,8 @@ NUMPY_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64, torch.bo
 
 def as_numpy(x: torch.Tensor) -> np.ndarray | None:
     """x's numpy view where numpy's row reductions may stand in for torch's (a CPU float32,
-    float64, int32, int64 or bool tensor outside autograd: the ladder's levels too), else None. On
-    router-sized rows (4096 x 64) numpy's partition, argmax, count and sort are 2-9x faster on
-    CPU than torch's."""
+    float64, int32, int64 or bool tensor outside autograd), else None. On router-sized rows
+    (4096 x 64) numpy's partition, argmax, count and sort are 2-9x faster on CPU than torch's."""
     if x.device.type != "cpu" or x.requires_grad or x.dtype not in NUMPY_DTYPES:
         return None
     return x.numpy()
