@@ -158,6 +158,16 @@ def test_router_sized_rows_equal_the_exact_path():
         assert (want.sum(1) > 1).any() and null._bh[alpha] is not None
 
 
+def test_batched_logits_are_routed_row_by_row():
+    """Logits [B, T, E] (and a view that is not contiguous) give the mask of their rows."""
+    g = torch.Generator().manual_seed(2)
+    null = EmpiricalNull(torch.randn(1, 500, 16, generator=g)).layer(0)
+    x = torch.randn(3, 40, 16, generator=g)
+    want = bh_select(null.pvalues(x.reshape(-1, 16)), 0.1, 1, 4).view(3, 40, 16)
+    assert torch.equal(null.bh_select(x, 0.1, 1, 4), want)
+    assert torch.equal(null.bh_select(x.transpose(0, 1), 0.1, 1, 4), want.transpose(0, 1))
+
+
 def test_logits_off_the_cpu_or_another_width_take_the_exact_path():
     """A null of E experts asked about logits of another width answers with the exact path's
     error, not a kernel's out-of-bounds read."""

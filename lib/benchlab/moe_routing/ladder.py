@@ -88,12 +88,13 @@ class Ladder:
         return 1 + (cuts[:, None, :] >= x[None]).sum(0)
 
     def select(self, logits: torch.Tensor, min_k: int, max_k: int | None) -> torch.Tensor:
-        """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k) for CPU logits."""
+        """The mask of routers.bh_select(exact p-values, alpha, min_k, max_k) for CPU logits
+        [..., E]."""
         max_k = check_bh_args(self.alpha, self.E, min_k, max_k)
-        x = canonical(logits.detach()).contiguous().numpy()
+        x = canonical(logits.detach()).reshape(-1, self.E).contiguous().numpy()
         mask = np.zeros(x.shape, dtype=np.bool_)
         _select(x, self.cuts, self.pos, self.chain, self.z, min_k, max_k, mask)
-        return torch.from_numpy(mask)
+        return torch.from_numpy(mask).view(logits.shape)
 
 
 def doubling(E: int) -> tuple:
