@@ -43,13 +43,11 @@ class NullLayer:
         self._bh: dict[float, Ladder | None] = {}
 
     def pvalues(self, logits: torch.Tensor) -> torch.Tensor:
-        """Exact p-values [T, E] (the reference; an N-way binary search per logit)."""
-        return (self.search_ranks(logits) / (self.n + 1)).to(torch.float32)  # [T, E]
-
-    def search_ranks(self, logits: torch.Tensor) -> torch.Tensor:
-        """m = 1 + N - #{z < x} [T, E] (int64) by binary search; p = m / (N + 1)."""
+        """Exact p-values [T, E] (the reference; an N-way binary search per logit):
+        p = m / (N + 1) with m = 1 + N - #{z < x}."""
         x = logits.to(self.sorted.device, self.sorted.dtype).T.contiguous()  # [E, T]
-        return 1 + self.n - torch.searchsorted(self.sorted, x, side="left").T  # [T, E]
+        m = 1 + self.n - torch.searchsorted(self.sorted, x, side="left").T  # [T, E] int64
+        return (m / (self.n + 1)).to(torch.float32)
 
     def bh_select(self, logits: torch.Tensor, alpha: float, min_k: int = 1,
                   max_k: int | None = None) -> torch.Tensor:

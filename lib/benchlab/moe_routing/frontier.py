@@ -77,19 +77,15 @@ def param(r: Routing) -> float:
     return r.k if r.method == "topk" else (r.p if r.method == "topp" else r.alpha)
 
 
-def point_key(setup, r: Routing) -> str:
-    blob = json.dumps({"model": setup.model_digest, "rule": asdict(r),
-                       "calib": int(setup.calib.numel()), "heldout": int(setup.heldout.numel())},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def evaluate(setup, r: Routing, outdir: Path | None = None) -> dict:
     """heldout_eval of rule `r`, stored as OUT/points/<name>.npz and reused when its key matches."""
     from .harness import heldout_eval
 
     path = Path(outdir) / "points" / f"{r.name}.npz" if outdir is not None else None
-    key = point_key(setup, r)
+    blob = json.dumps({"model": setup.model_digest, "rule": asdict(r),
+                       "calib": int(setup.calib.numel()), "heldout": int(setup.heldout.numel())},
+                      sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     if path is not None and path.exists():
         try:
             with np.load(path) as z:
@@ -256,16 +252,12 @@ def study(config, points: dict[str, dict], rs: list[Routing], n_seq: int) -> dic
     }
 
 
-def _span(rows: list[dict]) -> str:
-    return f"{min(r['experts'] for r in rows):.2f}-{max(r['experts'] for r in rows):.2f}"
-
-
 def _tally(rows: list[dict]) -> str:
     """'better at 3 (1.04-1.27 experts/token), worse at 7 (1.77-7.58), not shown at 2'."""
     out = []
     for word in ("better", "worse", stats.NOT_SHOWN):
-        hit = [r for r in rows if r["verdict"] == word]
-        out.append(f"{word} at {len(hit)}" + (f" ({_span(hit)} experts/token)"
+        hit = [r["experts"] for r in rows if r["verdict"] == word]
+        out.append(f"{word} at {len(hit)}" + (f" ({min(hit):.2f}-{max(hit):.2f} experts/token)"
                                               if hit and word != stats.NOT_SHOWN else ""))
     return ", ".join(out)
 

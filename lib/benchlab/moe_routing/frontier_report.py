@@ -54,23 +54,20 @@ def frontier_report(rows: list[dict], st: dict, drift: dict, sentence: str,
                          "experts": t["experts"], "KL diff": t["estimate"],
                          "chosen": t["rule"] in chosen} for t in st["selection"]])
     vs, grid, thr = (_tests(st[k]) for k in ("versus_topk", "grid", "vs_threshold"))
-    paths += write_table(vs, outdir, "versus_topk")
-    paths += write_table(grid, outdir, "grid_vs_topk")
-    paths += write_table(thr, outdir, "bh_vs_threshold")
-    paths += write_table(sel, outdir, "selection")
-    drift_rows, fill_rows = [], []
+    drift_rows = []
     for rule, d in drift.items():
         for i, (b, a) in enumerate(zip(d["p_below_before"], d["p_below_after"], strict=True)):
             drift_rows.append({"rule": rule, "layer": i, "P(p<=alpha) under top-8 null": b,
                                "P(p<=alpha) under own-routing null": a,
                                "fill-in, top-8 null": d["fill_in_before"][i],
                                "fill-in, own null": d["fill_in_after"][i]})
-    for r in rows:
-        if "fill_in_by_layer" in r:
-            fill_rows.append({"rule": r["rule"], **{f"layer {i}": v for i, v in
-                                                    enumerate(r["fill_in_by_layer"])}})
-    paths += write_table(pd.DataFrame(drift_rows), outdir, "null_drift")
-    paths += write_table(pd.DataFrame(fill_rows), outdir, "fill_in_by_layer")
+    drifts = pd.DataFrame(drift_rows)
+    fills = pd.DataFrame([{"rule": r["rule"], **{f"layer {i}": v for i, v in
+                                                 enumerate(r["fill_in_by_layer"])}}
+                          for r in rows if "fill_in_by_layer" in r])
+    for t, name in ((vs, "versus_topk"), (grid, "grid_vs_topk"), (thr, "bh_vs_threshold"),
+                    (sel, "selection"), (drifts, "null_drift"), (fills, "fill_in_by_layer")):
+        paths += write_table(t, outdir, name)
     paths.append(_figure(rows, outdir))
     alpha = meta.get("drift_alpha")
     n_tok = meta.get("heldout") or 1
@@ -123,9 +120,9 @@ def frontier_report(rows: list[dict], st: dict, drift: dict, sentence: str,
               "null calibrated under top-8 (before) and under the rule itself (after); an exact "
               "null gives alpha. Fill-in: share of token-layers where BH selected nothing and "
               "min_k = 1 filled in.", "",
-              pd.DataFrame(drift_rows).to_markdown(index=False, floatfmt=".4g"), "",
+              drifts.to_markdown(index=False, floatfmt=".4g"), "",
               "## min_k fill-in share per layer", "",
-              pd.DataFrame(fill_rows).to_markdown(index=False, floatfmt=".3g"), ""]
+              fills.to_markdown(index=False, floatfmt=".3g"), ""]
     (outdir / "FRONTIER.md").write_text("\n".join(lines) + "\n")
     (outdir / "frontier_summary.json").write_text(json.dumps(to_jsonable(
         {"meta": meta, "sentence": sentence, "rows": rows, "study": st,

@@ -206,9 +206,16 @@ def heldout_eval(setup: Setup, routing, null=None) -> dict:
     return out
 
 
+_QUALITY: dict = {}  # (id(setup), routing) -> quality: once per routing, not per prompt
+
+
 def quality(setup: Setup, routing: str) -> dict:
     """Held-out quality of `routing`: mean per-token KL(topk_8 || routing) of the next-token
-    distribution, perplexity, the experts it used per (token, layer), the min_k fill-in share."""
+    distribution, perplexity, the experts it used per (token, layer), the min_k fill-in share.
+    Cached per setup and routing."""
+    key = (id(setup), routing)
+    if key in _QUALITY:
+        return _QUALITY[key]
     ev = heldout_eval(setup, routing)
     out = {"heldout_kl": float(ev["kl"].mean()), "heldout_ppl": float(math.exp(ev["nll"].mean())),
            "heldout_tokens": int(setup.heldout.numel()),
@@ -216,6 +223,7 @@ def quality(setup: Setup, routing: str) -> dict:
     if "fill_in" in ev:
         out["heldout_fill_in"] = float(sum(ev["fill_in"]) / len(ev["fill_in"]))
         out["heldout_fill_in_by_layer"] = ev["fill_in"]
+    _QUALITY[key] = out
     return out
 
 
@@ -274,17 +282,7 @@ def run_prompt(setup: Setup, routing: str, p: Prompt, max_new_tokens: int,
         "input_tokens": int(ids.shape[1]), "output_tokens": len(new),
         "generated_text": setup.tokenizer.decode(new),
         "prompt_kl": float((ref.exp() * (ref - logp)).sum(-1).mean()),
-        **quality_cached(setup, routing),
+        **quality(setup, routing),
         "null_digest": null.digest() if null is not None else "",
         "calib_tokens": null.meta["tokens"] if null is not None else 0,
     }
-
-
-_QUALITY: dict = {}  # (id(setup), routing) -> quality: once per routing, not per prompt
-
-
-def quality_cached(setup: Setup, routing: str) -> dict:
-    key = (id(setup), routing)
-    if key not in _QUALITY:
-        _QUALITY[key] = quality(setup, routing)
-    return _QUALITY[key]

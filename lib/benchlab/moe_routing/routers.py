@@ -321,18 +321,6 @@ def topp_route(logits: torch.Tensor, p: float, max_k: int | None = None, tempera
     return mask, probs * mask
 
 
-def bh_route(logits: torch.Tensor, pvalues: torch.Tensor | None, routing: Routing, null=None):
-    """BH selection on given p-values (or, with `null` and pvalues None, on the calibrated ones
-    via the null's exact fast path); weights are softmax(logits / T) on the selection."""
-    if pvalues is None:
-        mask = null.bh_select(logits, routing.alpha, routing.min_k, routing.max_k)
-    else:
-        mask = bh_select(pvalues, routing.alpha, routing.min_k, routing.max_k)
-    x = logits.float()
-    probs = torch.softmax(x / routing.temperature if routing.temperature != 1 else x, dim=-1)
-    return mask, probs.mul_(mask)  # in place: probs is this call's own (x / 1 == x exactly)
-
-
 def route(logits: torch.Tensor, routing: Routing, null=None):
     """Apply `routing` to logits [T, E]; `null` (a null's layer view) for calibrated BH. With
     `renorm` the weights are renormalized to sum to 1 over the selection."""
@@ -360,7 +348,12 @@ def _route(logits: torch.Tensor, routing: Routing, null=None):
                             f"(known: naive, {', '.join(NULLS)})")
     if null is None:
         raise BenchlabError(f"routing {routing.name}: null: calibrated BH needs a null")
-    return bh_route(logits, None, routing, null)  # calibrated p-values, never materialized
+    # calibrated BH by the null's exact fast path (p-values never materialized); weights are
+    # softmax(logits / T) on the selection
+    mask = null.bh_select(logits, routing.alpha, routing.min_k, routing.max_k)
+    x = logits.float()
+    probs = torch.softmax(x / routing.temperature if routing.temperature != 1 else x, dim=-1)
+    return mask, probs.mul_(mask)  # in place: probs is this call's own (x / 1 == x exactly)
 
 
 def threshold_route(logits: torch.Tensor, routing: Routing, null):

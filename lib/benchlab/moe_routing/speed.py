@@ -75,20 +75,25 @@ def model_router_cost(setup, routing: str, rounds: int = 30) -> dict:
     the top-8 router (softmax + torch.topk) on the same logits, side by side in rotated rounds:
     the paired ratio and its 95% bootstrap interval over rounds (goal <= 1.0 for BH)."""
     rt = ROUTINGS.get(routing)
-    null = setup.null_for(rt)
-    m = apply_routing(setup.model, rt, null)
-    with collect_stats(m, keep_logits=True) as st:
-        m(input_ids=setup.heldout, use_cache=False)
-    logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
-    nulls = [null.layer(i) if null is not None else None for i in range(len(logits))]
-    times = interleave({
-        "routing": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
-        "topk": lambda: [topk_route(x, 8) for x in logits]}, setup.device, rounds=rounds)
+    _, logits, route_all = heldout_routers(setup, rt, setup.null_for(rt))
+    times = interleave({"routing": route_all, "topk": lambda: [topk_route(x, 8) for x in logits]},
+                       setup.device, rounds=rounds)
     return {"model_router_time": float(np.median(times["routing"])),
             "model_topk_router_time": float(np.median(times["topk"])),
             "model_router_ratio": paired_ratio(times["routing"], times["topk"]),
             "model_router_ratio_ci": paired_ratio_ci(times["routing"], times["topk"],
                                                      n_resamples=2000)}
+
+
+def heldout_routers(setup, routing: Routing, null):
+    """One held-out forward routed by `routing`: its RoutingStats, its router logits [T, E] per
+    layer, and a function that routes all of them again (every layer, the router alone)."""
+    m = apply_routing(setup.model, routing, null)
+    with collect_stats(m, keep_logits=True) as st:
+        m(input_ids=setup.heldout, use_cache=False)
+    logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
+    nulls = [null.layer(i) if null is not None else None for i in range(len(logits))]
+    return st, logits, lambda: [route(x, routing, n) for x, n in zip(logits, nulls, strict=True)]
 
 
 def moe_layer(hidden: int, intermediate: int, experts: int = 64, seed: int = 0, device="cpu"):
@@ -196,16 +201,11 @@ def forward_equal_count(setup, routing: str, rounds: int = 5) -> dict:
     the routers alone (all layers) on the router logits of that forward, BH vs top-8 and vs the
     top-k routers of the compared forwards."""
     m, ids, null = setup.model, setup.heldout, setup.null_for(routing)
-    apply_routing(m, routing, null)
-    with collect_stats(m, keep_logits=True) as st:
-        m(input_ids=ids, use_cache=False)
+    st, logits, route_all = heldout_routers(setup, ROUTINGS.get(routing), null)
     mean_k = float(st.per_token().mean())
-    logits = [torch.cat(layer).to(setup.device) for layer in st.logits]  # [T, E] per layer
-    rt, nulls = ROUTINGS.get(routing), [null.layer(i) for i in range(len(logits))]
     lo, hi = floor_ceil(mean_k)
     routers = interleave({
-        "bh": lambda: [route(x, rt, n) for x, n in zip(logits, nulls, strict=True)],
-        "topk": lambda: [topk_route(x, 8) for x in logits],
+        "bh": route_all, "topk": lambda: [topk_route(x, 8) for x in logits],
         **{f"topk_{k}": (lambda k=k: [topk_route(x, k) for x in logits])
            for k in sorted({lo, hi})}}, setup.device, rounds=5 * rounds)
     load = {"bh": st.usage}  # per-expert rows: the grouped matmuls' shapes
