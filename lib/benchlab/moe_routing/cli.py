@@ -129,9 +129,7 @@ def frontier(args) -> int:
     say = Console(out / "frontier_log.txt")
     say(f"frontier: {len(rs)} rules, output {out}")
     setup = load_setup(config, device, not args.no_fp16, args.model, str(out / "nulls"))
-    points = {}
-    for r in tqdm(rs, desc="frontier", unit="rule"):
-        points[r.name] = fr.evaluate(setup, r, out)
+    points = {r.name: fr.evaluate(setup, r, out) for r in tqdm(rs, desc="frontier", unit="rule")}
     drift = {}
     for label, *_ in config.frontier_bh:
         name = f"{label}@{config.drift_alpha:g}"
@@ -145,8 +143,7 @@ def frontier(args) -> int:
     meta = {"model": setup.model_name, "model_digest": setup.model_digest,
             "heldout": int(setup.heldout.numel()), "calib": int(setup.calib.numel()),
             "bootstrap": config.bootstrap, "drift_alpha": config.drift_alpha,
-            "experts": setup.model.config.num_experts,
-            "scale": args.scale}
+            "experts": setup.model.config.num_experts, "scale": args.scale}
     for d in [out] + ([Path(args.report)] if args.report else []):
         frontier_report(rows, st, drift, sentence, meta, d)
     say(sentence)

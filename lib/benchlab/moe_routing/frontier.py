@@ -95,9 +95,8 @@ def evaluate(setup, r: Routing, outdir: Path | None = None) -> dict:
             pass
     ev = {k: np.asarray(v, dtype=np.float64) for k, v in heldout_eval(setup, r).items()}
     if path is not None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, key=np.array(key), **ev)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, key=np.array(key), **ev)
     return ev
 
 

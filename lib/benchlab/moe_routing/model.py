@@ -11,6 +11,8 @@ first forward (transformers installs its output hooks then).
     python -m benchlab.moe_routing.model   # routes a random tiny OLMoE with bh_moderate
 """
 
+from dataclasses import asdict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -227,8 +229,6 @@ def calibrate(model, ids: torch.Tensor, definition: str = "per_expert", *,
 
 def routing_meta(routing: Routing) -> dict:
     """The routing a null was calibrated under, as stored in its metadata."""
-    from dataclasses import asdict
-
     return asdict(routing)
 
 
