@@ -9,8 +9,17 @@ pytest, plain rounds elsewhere); the speed ratios come from speed.py's side-by-s
 
 import torch
 
-from .. import moe_routing as moe
-from . import frontier, speed
+from . import (
+    forward_cases,
+    frontier,
+    frontier_cases,
+    generate_cases,
+    layer_cases,
+    layer_equal_cases,
+    model_router_cases,
+    router_cases,
+    speed,
+)
 from .harness import load_setup, prompt, run_prompt
 from .model import apply_routing
 from .routers import ROUTINGS, route
@@ -106,11 +115,11 @@ def measure_frontier(case, config, timer) -> dict:
 
 # kind -> (its cases at a scale, what one case measures): what core.session.Run reads
 KINDS = {
-    "generate": (moe.generate_cases, measure_generate),
-    "router": (moe.router_cases, measure_router),
-    "model_router": (moe.model_router_cases, measure_model_router),
-    "forward": (moe.forward_cases, measure_forward),
-    "layer": (moe.layer_cases, measure_layer),
-    "layer_equal": (moe.layer_equal_cases, measure_layer_equal),
-    "frontier": (moe.frontier_cases, measure_frontier),
+    "generate": (generate_cases, measure_generate),
+    "router": (router_cases, measure_router),
+    "model_router": (model_router_cases, measure_model_router),
+    "forward": (forward_cases, measure_forward),
+    "layer": (layer_cases, measure_layer),
+    "layer_equal": (layer_equal_cases, measure_layer_equal),
+    "frontier": (frontier_cases, measure_frontier),
 }
