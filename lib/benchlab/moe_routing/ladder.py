@@ -43,16 +43,10 @@ from .routers import check_bh_args
 FMAX = torch.finfo(torch.float32).max
 
 
-def finite(x: torch.Tensor) -> torch.Tensor:
-    """float32 logits with NaN as +inf and -inf as the lowest finite value (both have the same
-    rank as the original: every calibration logit is finite)."""
-    return torch.nan_to_num(x.float(), nan=math.inf, posinf=math.inf, neginf=-FMAX)
-
-
 def canonical(x: torch.Tensor) -> torch.Tensor:
-    """float32 logits ranked as the binary search ranks them: finite(x), and -0.0 as +0.0
-    (equal values, equal ranks)."""
-    return finite(x) + 0.0
+    """float32 logits ranked as the binary search ranks them: NaN as +inf, -inf as the lowest
+    finite value (both keep their rank: every calibration logit is finite), -0.0 as +0.0."""
+    return torch.nan_to_num(x.float(), nan=math.inf, posinf=math.inf, neginf=-FMAX) + 0.0
 
 
 class Ladder:
@@ -78,7 +72,7 @@ class Ladder:
         pos = torch.where(mk > 0, torch.searchsorted(R, mk) + 1, 0)  # level <= pos: m <= M_k
         # cuts[j - 1, e]: x > cut <=> level <= j; the last row (R_J = N + 1) admits every logit
         cuts = torch.cat([z[:, N - R[:-1]].T, torch.full((1, E), -math.inf)])
-        return cls(E=E, N=N, R=R, J=len(R), alpha=alpha, pos=pos.numpy(),
+        return cls(E=E, R=R, J=len(R), alpha=alpha, pos=pos.numpy(),
                    cuts=cuts.contiguous().numpy(), chain=np.array(doubling(E), np.int64),
                    z=z.contiguous().numpy())
 
@@ -141,12 +135,11 @@ def _smallest(out, x, cuts, z, lo, hi, k, cand, key):
         else:
             lo = mid
     need = k - _count(x, cuts, hi - 1)  # taken from level b, >= 1
-    at, m = cuts[hi - 1], 0
-    below = cuts[hi - 2] if hi >= 2 else cuts[hi - 1]
+    m = 0
     for e in range(E):
-        if hi >= 2 and x[e] > below[e]:
+        if hi >= 2 and x[e] > cuts[hi - 2, e]:  # below level b: taken
             out[e] = True
-        elif x[e] > at[e]:
+        elif x[e] > cuts[hi - 1, e]:  # at level b: a candidate
             cand[m] = e
             m += 1
     if m == need:
